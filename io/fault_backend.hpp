@@ -1,0 +1,66 @@
+// A fault-injecting Backend wrapper for tests (rocksdb's FaultInjectionFS, SQLite's ioerr
+// sweeps): wraps io_uring or pread and, from a seed, fails the N-th operation (once, or from then
+// on), reports short reads, or flips bits in the data returned. Deterministic for a given seed
+// and operation order.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <random>
+#include <unordered_map>
+
+#include "io/backend.hpp"
+
+namespace sluice::io {
+
+struct FaultPlan {
+  std::uint64_t seed = 1;
+  std::uint64_t fail_op = 0;  // 1-based operation number to fail; 0 = none
+  int fail_errno = EIO;
+  bool persistent = false;  // false: only operation fail_op fails; true: it and every later one
+  double short_read_probability = 0.0;  // a successful read reports fewer bytes than it read
+  double bit_flip_probability = 0.0;    // a successful read has one bit of its data flipped
+  std::uint64_t flip_op = 0;            // flip one bit in this operation's data (1-based; 0 = none)
+};
+
+struct FaultStats {
+  std::uint64_t operations = 0;
+  std::uint64_t injected_errors = 0;
+  std::uint64_t short_reads = 0;
+  std::uint64_t bit_flips = 0;
+};
+
+class FaultBackend final : public Backend {
+ public:
+  FaultBackend(std::unique_ptr<Backend> inner, FaultPlan plan);
+
+  const char* name() const override { return "fault"; }
+  bool direct() const override { return inner_->direct(); }
+  unsigned queue_depth() const override { return inner_->queue_depth(); }
+  Status register_buffers(std::span<const iovec> regions) override { return inner_->register_buffers(regions); }
+  bool buffers_registered() const override { return inner_->buffers_registered(); }
+  void prepare(const RawRead& read) override;
+  Status submit() override { return inner_->submit(); }
+  Result<std::size_t> reap(std::span<RawCompletion> out, std::size_t min_complete) override;
+
+  const FaultStats& stats() const { return stats_; }
+  Backend& inner() { return *inner_; }
+
+ private:
+  struct Pending {
+    RawRead read;
+    std::uint64_t op_number = 0;
+  };
+  void mangle(RawCompletion& completion);
+
+  std::unique_ptr<Backend> inner_;
+  FaultPlan plan_;
+  std::mt19937_64 rng_;
+  FaultStats stats_;
+  std::deque<RawCompletion> injected_;  // failures answered without reaching the inner backend
+  std::unordered_map<std::uint64_t, Pending> passed_;  // by tag
+};
+
+}  // namespace sluice::io
