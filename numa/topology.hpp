@@ -32,7 +32,11 @@ class Topology {
   Topology& operator=(const Topology&) = delete;
 
   bool is_this_system() const { return this_system_; }
+  // Always at least one node: a machine without NUMA information reports a single node.
   const std::vector<NodeInfo>& nodes() const { return nodes_; }
+  // Node by logical index. Throws std::out_of_range (with the index and node count) when
+  // `index` >= nodes().size(); node indices often come from configuration.
+  const NodeInfo& node(unsigned index) const;
   unsigned core_count() const { return core_count_; }
   unsigned pu_count() const { return pu_count_; }
   // Node nearest CUDA device `device` (by PCI locality) when CUDA and the device exist; else 0.
@@ -40,6 +44,7 @@ class Topology {
   // One-line human summary: "1 NUMA node, 2 cores, 2 PUs".
   std::string summary() const;
 
+  // The underlying hwloc topology, for numa/ internals. Read-only use is thread-safe.
   hwloc_topology* raw() const { return topo_; }
 
  private:
