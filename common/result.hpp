@@ -27,12 +27,13 @@ struct Error {
   std::string message;  // full human-readable context: file, offset, length, what failed
 };
 
-// Result<T>: either a value or an Error. [[nodiscard]] so an ignored failure is a compile warning.
-template <typename T>
+// Result<T, E>: either a value or an error. [[nodiscard]] so an ignored failure is a compile
+// warning. E defaults to Error; modules with richer error context (prefetch) pass their own.
+template <typename T, typename E = Error>
 class [[nodiscard]] Result {
  public:
   Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Error error) : state_(std::move(error)) {}  // NOLINT
+  Result(E error) : state_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return state_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -45,13 +46,13 @@ class [[nodiscard]] Result {
     SLUICE_ASSERT_MSG(ok(), "Result::value() on an error");
     return std::get<0>(std::move(state_));
   }
-  const Error& error() const {
+  const E& error() const {
     SLUICE_ASSERT_MSG(!ok(), "Result::error() on a value");
     return std::get<1>(state_);
   }
 
  private:
-  std::variant<T, Error> state_;
+  std::variant<T, E> state_;
 };
 
 // Status: a Result with no value.

@@ -75,6 +75,32 @@ struct TensorInfo {
   std::uint64_t bytes = 0;
 };
 
+// Header field offsets (bytes from the start of the file).
+inline constexpr std::size_t kHeaderVersionOffset = 8;
+inline constexpr std::size_t kHeaderFlagsOffset = 12;
+inline constexpr std::size_t kHeaderManifestOffsetOffset = 16;
+inline constexpr std::size_t kHeaderManifestBytesOffset = 24;
+inline constexpr std::size_t kHeaderManifestChecksumOffset = 32;
+inline constexpr std::size_t kHeaderChecksumOffset = 40;  // checksum covers bytes [0, 40)
+
+// The header's fields as decoded; header_checksum is computed by encode_header.
+struct Header {
+  std::uint32_t version = kVersion;
+  std::uint32_t flags = 0;
+  std::uint64_t manifest_offset = 0;
+  std::uint64_t manifest_bytes = 0;
+  std::uint64_t manifest_checksum = 0;
+};
+
+// Encodes the 4096-byte header (magic, fields, header checksum, zero padding). Pure function.
+std::vector<std::byte> encode_header(const Header& header);
+
+// Checksum of the manifest bytes as recorded in the header (XXH3-64, seed kManifestSeed).
+std::uint64_t manifest_checksum(std::span<const std::byte> manifest);
+
+// Checksum of a frame's stored bytes when they sit at absolute file offset `offset`.
+std::uint64_t frame_checksum(std::uint64_t offset, std::span<const std::byte> stored);
+
 // Verifies a frame's stored bytes against its checksum. `stored.size()` must equal disk_bytes.
 bool frame_checksum_ok(const FrameInfo& frame, std::span<const std::byte> stored);
 

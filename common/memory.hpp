@@ -1,0 +1,15 @@
+// Process memory readings from /proc/self/status, for benchmarks and memory-bound tests.
+#pragma once
+
+#include <cstdint>
+
+namespace sluice {
+
+std::uint64_t current_rss_bytes();  // VmRSS
+std::uint64_t peak_rss_bytes();     // VmHWM: the high-water mark since start or the last reset
+// Resets VmHWM to the current RSS (writes 5 to /proc/self/clear_refs). False if not permitted.
+bool reset_peak_rss();
+// MemAvailable from /proc/meminfo (0 when unknown).
+std::uint64_t available_memory_bytes();
+
+}  // namespace sluice

@@ -1,0 +1,27 @@
+// Whole-file sequential reads used as the yardstick for streaming: the raw O_DIRECT bandwidth
+// the prefetcher is compared with (bench_io, `sluice demo`), and the buffered equivalent.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "io/reader.hpp"
+
+namespace sluice::io {
+
+struct SequentialRead {
+  std::uint64_t bytes = 0;
+  std::chrono::nanoseconds wall{0};
+  double gbps() const { return wall.count() > 0 ? double(bytes) / double(wall.count()) : 0.0; }  // GB/s
+};
+
+// Reads all of `path` in `request_bytes` requests with queue_depth of them in flight, into a
+// private set of aligned buffers (data discarded). Fails with the first read error.
+Result<SequentialRead> read_file_sequential(const std::string& path, const BackendOptions& options,
+                                            std::uint32_t request_bytes);
+
+// Evicts the file's clean pages from the page cache (posix_fadvise DONTNEED), so the next read
+// comes from the device. Returns false when the kernel refused.
+bool drop_file_cache(const std::string& path);
+
+}  // namespace sluice::io

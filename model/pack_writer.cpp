@@ -1,0 +1,400 @@
+// PackWriter and write_synthetic_pack: builds pack files (format in pack_format.hpp).
+#include "model/pack_writer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <zstd.h>
+
+#include "common/assert.hpp"
+#include "common/units.hpp"
+
+namespace sluice::pack {
+namespace {
+
+struct CctxDeleter {
+  void operator()(ZSTD_CCtx* cctx) const { ZSTD_freeCCtx(cctx); }
+};
+
+// One compression context per TBB worker: a context holds MiBs of tables, far too costly to
+// create per frame, and cannot be shared between threads.
+ZSTD_CCtx* thread_cctx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx{ZSTD_createCCtx()};
+  return cctx.get();
+}
+
+const char* codec_name(Codec codec) { return codec == Codec::zstd ? "zstd" : "raw"; }
+
+// Outcome of compressing one frame inside a TBB task; errors travel out in here, never as throws.
+struct FrameResult {
+  std::size_t compressed_bytes = 0;
+  bool use_zstd = false;
+  std::string error;
+};
+
+}  // namespace
+
+PackWriter::PackWriter(std::string path, WriterOptions options) : path_(std::move(path)), options_(options) {
+  if (options_.frame_bytes == 0 || options_.frame_bytes > kMaxFrameBytes) {
+    throw std::invalid_argument(fmt::format("pack {}: frame_bytes {} must be in [1, {}]", path_,
+                                            options_.frame_bytes, kMaxFrameBytes));
+  }
+  if (!(options_.min_saving >= 0.0 && options_.min_saving < 1.0)) {
+    throw std::invalid_argument(
+        fmt::format("pack {}: min_saving {} must be in [0, 1)", path_, options_.min_saving));
+  }
+  if (options_.zstd_level < ZSTD_minCLevel() || options_.zstd_level > ZSTD_maxCLevel()) {
+    throw std::invalid_argument(fmt::format("pack {}: zstd_level {} must be in [{}, {}]", path_,
+                                            options_.zstd_level, ZSTD_minCLevel(), ZSTD_maxCLevel()));
+  }
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw std::runtime_error(fmt::format("pack {}: cannot create: {}", path_, std::strerror(errno)));
+  }
+  stats_.file_bytes = kHeaderBytes;
+}
+
+PackWriter::~PackWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void PackWriter::set_metadata(nlohmann::json metadata) {
+  SLUICE_ASSERT_MSG(!finished_, "set_metadata after finish");
+  if (!metadata.is_object()) {
+    throw std::invalid_argument(fmt::format("pack {}: metadata must be a JSON object", path_));
+  }
+  metadata_ = std::move(metadata);
+}
+
+void PackWriter::begin_extent(std::string name) {
+  SLUICE_ASSERT_MSG(!finished_ && !in_extent_, "begin_extent inside an extent or after finish");
+  in_extent_ = true;
+  extent_name_ = std::move(name);
+  raw_.clear();
+}
+
+void PackWriter::add_tensor(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> shape,
+                            std::span<const std::byte> bytes) {
+  SLUICE_ASSERT_MSG(in_extent_, "add_tensor outside an extent");
+  if (!tensor_names_.insert(name).second) {
+    throw std::runtime_error(fmt::format("pack {}: duplicate tensor name '{}'", path_, name));
+  }
+  const std::uint64_t offset = align_up(raw_.size(), kTensorAlign);
+  raw_.resize(offset, std::byte{0});
+  add_bytes(bytes);
+  TensorInfo tensor;
+  tensor.name = std::move(name);
+  tensor.type = ggml_type;
+  tensor.shape = std::move(shape);
+  tensor.extent = static_cast<std::uint32_t>(extents_.size());
+  tensor.offset = offset;
+  tensor.bytes = bytes.size();
+  tensors_.push_back(std::move(tensor));
+  ++stats_.tensors;
+}
+
+void PackWriter::add_bytes(std::span<const std::byte> bytes) {
+  SLUICE_ASSERT_MSG(in_extent_, "add_bytes outside an extent");
+  raw_.insert(raw_.end(), bytes.begin(), bytes.end());
+}
+
+void PackWriter::encode_frames(std::vector<FrameInfo>& frames, std::vector<std::byte>& stored) {
+  const std::size_t frame_count = frames.size();
+  const std::size_t bound = ZSTD_compressBound(options_.frame_bytes);
+  // Each frame compresses into its own slot of `stored`, then the slots are compacted in order.
+  stored.resize(frame_count * bound);
+  std::vector<FrameResult> results(frame_count);
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, frame_count), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t i = r.begin(); i != r.end(); ++i) {
+      FrameResult& result = results[i];
+      try {
+        ZSTD_CCtx* cctx = thread_cctx();
+        if (cctx == nullptr) {
+          result.error = "cannot create a zstd compression context";
+          continue;
+        }
+        const std::size_t raw_bytes = frames[i].raw_bytes;
+        const std::size_t got = ZSTD_compressCCtx(cctx, stored.data() + i * bound, bound,
+                                                  raw_.data() + i * options_.frame_bytes, raw_bytes,
+                                                  options_.zstd_level);
+        if (ZSTD_isError(got)) {
+          result.error = ZSTD_getErrorName(got);
+          continue;
+        }
+        result.compressed_bytes = got;
+        const double saving = static_cast<double>(raw_bytes) - static_cast<double>(got);
+        if (options_.compress == WriterOptions::Compress::zstd) {
+          result.use_zstd = got < raw_bytes;
+        } else {
+          result.use_zstd = got < raw_bytes && saving >= options_.min_saving * static_cast<double>(raw_bytes);
+        }
+      } catch (const std::exception& e) {
+        result.error = e.what();
+      }
+    }
+  });
+  std::uint64_t pos = 0;
+  for (std::size_t i = 0; i < frame_count; ++i) {
+    if (!results[i].error.empty()) {
+      throw std::runtime_error(fmt::format("pack {}: extent '{}' frame {}: zstd compression failed: {}", path_,
+                                           extent_name_, i, results[i].error));
+    }
+    // pos <= i * frame_bytes <= i * bound, so moving left never clobbers a later slot.
+    FrameInfo& frame = frames[i];
+    frame.offset = pos;
+    if (results[i].use_zstd) {
+      frame.codec = Codec::zstd;
+      frame.disk_bytes = static_cast<std::uint32_t>(results[i].compressed_bytes);
+      std::memmove(stored.data() + pos, stored.data() + i * bound, frame.disk_bytes);
+    } else {
+      frame.codec = Codec::raw;
+      frame.disk_bytes = frame.raw_bytes;
+      std::memcpy(stored.data() + pos, raw_.data() + i * options_.frame_bytes, frame.raw_bytes);
+    }
+    pos += frame.disk_bytes;
+  }
+  stored.resize(pos);
+}
+
+void PackWriter::end_extent() {
+  SLUICE_ASSERT_MSG(in_extent_, "end_extent without begin_extent");
+  const std::uint64_t raw_bytes = raw_.size();
+  const std::uint64_t frame_count = (raw_bytes + options_.frame_bytes - 1) / options_.frame_bytes;
+  std::vector<FrameInfo> frames(frame_count);
+  for (std::uint64_t i = 0; i < frame_count; ++i) {
+    frames[i].raw_bytes =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(options_.frame_bytes, raw_bytes - i * options_.frame_bytes));
+  }
+
+  // With compression off the stored bytes are the raw bytes: write them in place, no copy.
+  std::vector<std::byte> encoded;
+  std::vector<std::byte>* stored = &raw_;
+  if (options_.compress == WriterOptions::Compress::none) {
+    std::uint64_t pos = 0;
+    for (FrameInfo& frame : frames) {
+      frame.offset = pos;
+      frame.disk_bytes = frame.raw_bytes;
+      frame.codec = Codec::raw;
+      pos += frame.raw_bytes;
+    }
+  } else {
+    encode_frames(frames, encoded);
+    stored = &encoded;
+  }
+  const std::uint64_t disk_bytes = stored->size();
+
+  // Checksums are seeded by absolute offset, known only now.
+  const std::uint64_t base = next_offset_;
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, frames.size()), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t i = r.begin(); i != r.end(); ++i) {
+      FrameInfo& frame = frames[i];
+      frame.checksum = frame_checksum(base + frame.offset, {stored->data() + frame.offset, frame.disk_bytes});
+      frame.offset += base;
+    }
+  });
+
+  stored->resize(align_up(disk_bytes, kExtentAlign), std::byte{0});
+  pwrite_all(*stored, base);
+
+  ExtentInfo extent;
+  extent.name = std::move(extent_name_);
+  extent.offset = base;
+  extent.disk_bytes = disk_bytes;
+  extent.raw_bytes = raw_bytes;
+  for (const FrameInfo& frame : frames) {
+    (frame.codec == Codec::zstd ? stats_.frames_zstd : stats_.frames_raw) += 1;
+  }
+  extent.frames = std::move(frames);
+  extents_.push_back(std::move(extent));
+
+  next_offset_ = base + stored->size();
+  stats_.file_bytes = next_offset_;
+  stats_.raw_bytes += raw_bytes;
+  stats_.stored_bytes += disk_bytes;
+  ++stats_.extents;
+  raw_.clear();
+  in_extent_ = false;
+}
+
+void PackWriter::finish() {
+  SLUICE_ASSERT_MSG(!in_extent_ && !finished_, "finish inside an extent or twice");
+  nlohmann::json manifest = {{"format", "sluice-pack"}, {"version", kVersion}, {"frame_bytes", options_.frame_bytes}};
+  manifest["metadata"] = std::move(metadata_);
+  nlohmann::json extents = nlohmann::json::array();
+  for (const ExtentInfo& extent : extents_) {
+    nlohmann::json frames = nlohmann::json::array();
+    for (const FrameInfo& frame : extent.frames) {
+      frames.push_back({{"offset", frame.offset},
+                        {"disk_bytes", frame.disk_bytes},
+                        {"raw_bytes", frame.raw_bytes},
+                        {"codec", codec_name(frame.codec)},
+                        {"checksum", frame.checksum}});
+    }
+    extents.push_back({{"name", extent.name},
+                       {"offset", extent.offset},
+                       {"disk_bytes", extent.disk_bytes},
+                       {"raw_bytes", extent.raw_bytes},
+                       {"frames", std::move(frames)}});
+  }
+  manifest["extents"] = std::move(extents);
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const TensorInfo& tensor : tensors_) {
+    tensors.push_back({{"name", tensor.name},
+                       {"type", tensor.type},
+                       {"shape", tensor.shape},
+                       {"extent", tensor.extent},
+                       {"offset", tensor.offset},
+                       {"bytes", tensor.bytes}});
+  }
+  manifest["tensors"] = std::move(tensors);
+
+  std::string text;
+  try {
+    text = manifest.dump();
+  } catch (const nlohmann::json::exception& e) {
+    // Invalid UTF-8 in a name or in the metadata.
+    throw std::runtime_error(fmt::format("pack {}: cannot encode the manifest: {}", path_, e.what()));
+  }
+  if (text.size() > kMaxManifestBytes) {
+    throw std::runtime_error(fmt::format("pack {}: manifest of {} bytes exceeds the limit of {}", path_,
+                                         text.size(), kMaxManifestBytes));
+  }
+  const std::span<const std::byte> manifest_bytes{reinterpret_cast<const std::byte*>(text.data()), text.size()};
+  const std::uint64_t manifest_offset = next_offset_;
+  pwrite_all(manifest_bytes, manifest_offset);
+  // Pad the file to a whole block so direct-I/O reads of the manifest's last block stay in the file.
+  const std::uint64_t file_bytes = align_up(manifest_offset + text.size(), kExtentAlign);
+  if (::ftruncate(fd_, static_cast<off_t>(file_bytes)) != 0) {
+    throw std::runtime_error(fmt::format("pack {}: ftruncate to {} bytes failed: {}", path_, file_bytes,
+                                         std::strerror(errno)));
+  }
+
+  Header header;
+  header.manifest_offset = manifest_offset;
+  header.manifest_bytes = text.size();
+  header.manifest_checksum = manifest_checksum(manifest_bytes);
+  pwrite_all(encode_header(header), 0);
+  if (::fsync(fd_) != 0) {
+    throw std::runtime_error(fmt::format("pack {}: fsync failed: {}", path_, std::strerror(errno)));
+  }
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    throw std::runtime_error(fmt::format("pack {}: close failed: {}", path_, std::strerror(errno)));
+  }
+  fd_ = -1;
+  finished_ = true;
+  stats_.file_bytes = file_bytes;
+}
+
+void PackWriter::pwrite_all(std::span<const std::byte> bytes, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      // A signal arrived before any byte was written: nothing happened, try again.
+      if (errno == EINTR) continue;
+      throw std::runtime_error(fmt::format("pack {}: write of {} bytes at offset {} failed: {}", path_,
+                                           bytes.size() - done, offset + done, std::strerror(errno)));
+    }
+    if (n == 0) {
+      // pwrite returning 0 for a non-empty buffer means no progress is possible (e.g. quota).
+      throw std::runtime_error(
+          fmt::format("pack {}: write at offset {} made no progress", path_, offset + done));
+    }
+    // Short write (signal, nearly full disk): continue with the rest.
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+namespace {
+
+// Chunk over which the synthetic data's compressible share is laid out: one page, so every
+// direct-I/O block has the same mix.
+constexpr std::uint64_t kSyntheticChunkBytes = 4096;
+constexpr std::uint64_t kGoldenGamma = 0x9e3779b97f4a7c15ull;  // splitmix64's increment
+
+// splitmix64's output function: a bijective 64-bit mix.
+std::uint64_t mix64(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+std::uint64_t splitmix64(std::uint64_t& state) { return mix64(state += kGoldenGamma); }
+
+// Fills `out` (one chunk, possibly short) deterministically from (seed, chunk_index).
+void fill_synthetic_chunk(std::byte* out, std::size_t bytes, std::uint64_t seed, std::uint64_t chunk_index,
+                          std::size_t compressible_bytes) {
+  // Hashing (not just offsetting) the chunk id: chunks whose start states differed by a few
+  // multiples of the increment would replay each other's streams, which zstd would find.
+  std::uint64_t state = mix64(seed ^ mix64(chunk_index + 1));
+  const std::uint64_t pattern = splitmix64(state);
+  std::size_t pos = 0;
+  const std::size_t pattern_end = std::min(bytes, compressible_bytes);
+  for (; pos + sizeof(std::uint64_t) <= pattern_end; pos += sizeof(std::uint64_t)) {
+    std::memcpy(out + pos, &pattern, sizeof(pattern));
+  }
+  for (; pos + sizeof(std::uint64_t) <= bytes; pos += sizeof(std::uint64_t)) {
+    const std::uint64_t word = splitmix64(state);
+    std::memcpy(out + pos, &word, sizeof(word));
+  }
+  if (pos < bytes) {
+    const std::uint64_t word = splitmix64(state);
+    std::memcpy(out + pos, &word, bytes - pos);
+  }
+}
+
+}  // namespace
+
+void write_synthetic_pack(const std::string& path, std::uint64_t total_bytes, std::uint64_t extent_bytes,
+                          WriterOptions options, std::uint64_t seed, double compressible_fraction) {
+  if (extent_bytes == 0) {
+    throw std::invalid_argument(fmt::format("pack {}: synthetic extent_bytes must be > 0", path));
+  }
+  const double fraction = std::isnan(compressible_fraction) ? 0.0 : std::clamp(compressible_fraction, 0.0, 1.0);
+  // Whole 8-byte words, so the pattern region ends on a word boundary.
+  const std::size_t compressible_bytes =
+      static_cast<std::size_t>(fraction * kSyntheticChunkBytes) / sizeof(std::uint64_t) * sizeof(std::uint64_t);
+
+  PackWriter writer(path, options);
+  writer.set_metadata({{"synthetic", true},
+                       {"seed", seed},
+                       {"total_bytes", total_bytes},
+                       {"extent_bytes", extent_bytes},
+                       {"compressible_fraction", fraction}});
+  const std::uint64_t extent_count = (total_bytes + extent_bytes - 1) / extent_bytes;
+  std::vector<std::byte> buffer;
+  for (std::uint64_t e = 0; e < extent_count; ++e) {
+    const std::uint64_t start = e * extent_bytes;
+    const std::uint64_t bytes = std::min(extent_bytes, total_bytes - start);
+    buffer.resize(bytes);
+    const std::uint64_t chunks = (bytes + kSyntheticChunkBytes - 1) / kSyntheticChunkBytes;
+    // Chunk ids are unique across extents and independent of how threads split the work, so the
+    // data depends only on the seed and the parameters.
+    const std::uint64_t first_chunk = e * ((extent_bytes + kSyntheticChunkBytes - 1) / kSyntheticChunkBytes);
+    tbb::parallel_for(tbb::blocked_range<std::uint64_t>(0, chunks), [&](const tbb::blocked_range<std::uint64_t>& r) {
+      for (std::uint64_t c = r.begin(); c != r.end(); ++c) {
+        const std::uint64_t offset = c * kSyntheticChunkBytes;
+        const std::size_t n = static_cast<std::size_t>(std::min(kSyntheticChunkBytes, bytes - offset));
+        fill_synthetic_chunk(buffer.data() + offset, n, seed, first_chunk + c, compressible_bytes);
+      }
+    });
+    writer.begin_extent(fmt::format("synthetic.{}", e));
+    writer.add_bytes(buffer);
+    writer.end_extent();
+  }
+  writer.finish();
+}
+
+}  // namespace sluice::pack

@@ -1,0 +1,350 @@
+#include "prefetch/prefetcher.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fmt/format.h>
+#include <limits>
+#include <stdexcept>
+
+#include <tbb/parallel_for.h>
+
+#include "common/assert.hpp"
+#include "common/units.hpp"
+#include "io/fault_backend.hpp"
+
+namespace sluice::prefetch {
+
+using Clock = std::chrono::steady_clock;
+
+ExtentHandle& ExtentHandle::operator=(ExtentHandle&& other) noexcept {
+  if (this != &other) {
+    reset();
+    owner_ = std::exchange(other.owner_, nullptr);
+    slot_ = other.slot_;
+    extent_ = other.extent_;
+    plan_position_ = other.plan_position_;
+    bytes_ = std::exchange(other.bytes_, {});
+  }
+  return *this;
+}
+
+void ExtentHandle::reset() {
+  if (owner_ != nullptr) std::exchange(owner_, nullptr)->release(slot_);
+  bytes_ = {};
+}
+
+namespace {
+std::unique_ptr<io::Reader> open_reader(const std::string& path, const PrefetchOptions& options) {
+  if (options.fault == nullptr) return io::Reader::open(path, io::ReaderOptions{options.io, options.retry});
+  auto opened = io::open_backend(path, options.io);
+  auto wrapped = std::make_unique<io::FaultBackend>(std::move(opened.backend), *options.fault);
+  return std::make_unique<io::Reader>(std::move(wrapped), path, std::filesystem::file_size(path), options.retry);
+}
+}  // namespace
+
+Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, std::vector<std::uint32_t> plan,
+                       PrefetchOptions options)
+    : path_(std::move(path)), extents_(std::move(extents)), plan_(std::move(plan)), options_(options) {
+  SLUICE_ASSERT_MSG(options_.slots >= 1, "a ring needs at least one slot");
+  SLUICE_ASSERT_MSG(options_.read_bytes % kDirectAlign == 0 && options_.read_bytes > 0, "read size must be 4096-aligned");
+  std::uint64_t disk_capacity = 0, staging_capacity = 0;
+  for (std::uint32_t index : plan_) {
+    SLUICE_ASSERT_MSG(index < extents_.size(), "plan names an extent that does not exist");
+    const pack::ExtentInfo& e = extents_[index];
+    SLUICE_ASSERT_MSG(e.offset % kDirectAlign == 0, "extent not 4096-aligned (Pack::open checks this)");
+    disk_capacity = std::max(disk_capacity, align_up(e.disk_bytes, kDirectAlign));
+    if (!e.all_raw()) staging_capacity = std::max(staging_capacity, e.raw_bytes);
+  }
+  disk_capacity = std::max<std::uint64_t>(disk_capacity, kDirectAlign);
+  reader_ = open_reader(path_, options_);
+
+  auto topology = options_.topology ? options_.topology : numa::Topology::load_this_system();
+  std::uint64_t slot_bytes = disk_capacity + align_up(staging_capacity, kDirectAlign);
+  slots_.resize(options_.slots);
+  std::vector<iovec> regions;
+  for (Slot& slot : slots_) {
+    slot.memory = numa::PinnedBuffer::allocate(topology, options_.numa_node, slot_bytes);
+    slot.disk = slot.memory.data();
+    slot.staging = slot.disk + disk_capacity;
+    regions.push_back(iovec{slot.disk, disk_capacity});
+    ring_bytes_ += slot.memory.size();
+  }
+  // Fixed buffers spare the kernel pinning pages on every read; unregistered reads still work.
+  if (Status st = reader_->register_buffers(regions); !st) {
+    reader_->set_fallback_note(reader_->fallback_note() + (reader_->fallback_note().empty() ? "" : "; ") +
+                               "buffers not registered: " + st.error().message);
+  }
+  io_thread_ = std::thread([this] { io_loop(); });
+}
+
+Prefetcher::~Prefetcher() {
+  cancel();
+  std::unique_lock lock(mutex_);
+  SLUICE_ASSERT_MSG(handles_alive_ == 0, "Prefetcher destroyed while an ExtentHandle is alive");
+}
+
+const char* Prefetcher::backend_name() const { return reader_->backend_name(); }
+const std::string& Prefetcher::io_note() const { return reader_->fallback_note(); }
+
+PrefetchError Prefetcher::make_error(ErrorKind kind, std::uint32_t extent, std::uint64_t file_offset, int sys_errno,
+                                     const std::string& cause) const {
+  const pack::ExtentInfo& e = extents_[extent];
+  PrefetchError error{kind, extent, e.name, -1, file_offset, sys_errno, {}};
+  for (std::size_t f = 0; f < e.frames.size(); ++f) {
+    if (file_offset >= e.frames[f].offset && file_offset < e.frames[f].offset + e.frames[f].disk_bytes) {
+      error.frame = static_cast<std::int64_t>(f);
+    }
+  }
+  error.message = fmt::format("{}: {} error in extent {} ({}), frame {}, file offset {}: {}", path_, to_string(kind),
+                              extent, e.name, error.frame, file_offset, cause);
+  return error;
+}
+
+bool Prefetcher::assign_free_slots() {
+  bool assigned = false;
+  for (unsigned i = 0; i < slots_.size() && assign_position_ < plan_.size() && !io_failed_; ++i) {
+    Slot& slot = slots_[i];
+    if (slot.state != SlotState::free) continue;
+    const pack::ExtentInfo& e = extents_[plan_[assign_position_]];
+    slot.state = SlotState::reading;
+    slot.plan_position = assign_position_++;
+    slot.extent = plan_[slot.plan_position];
+    slot.read_length = align_up(e.disk_bytes, kDirectAlign);
+    slot.chunks_total = static_cast<std::uint32_t>((slot.read_length + options_.read_bytes - 1) / options_.read_bytes);
+    slot.chunks_issued = slot.chunks_done = 0;
+    slot.decoded = {};
+    assigned = true;
+    std::uint64_t in_use = 0;
+    for (const Slot& s : slots_) in_use += s.state != SlotState::free;
+    stats_.max_slots_in_use = std::max(stats_.max_slots_in_use, in_use);
+  }
+  return assigned;
+}
+
+void Prefetcher::issue_reads() {
+  // Earliest plan position first: the consumer needs it soonest.
+  while (reader_->can_submit()) {
+    Slot* best = nullptr;
+    unsigned best_index = 0;
+    for (unsigned i = 0; i < slots_.size(); ++i) {
+      Slot& s = slots_[i];
+      if (s.state == SlotState::reading && s.chunks_issued < s.chunks_total &&
+          (best == nullptr || s.plan_position < best->plan_position)) {
+        best = &s;
+        best_index = i;
+      }
+    }
+    if (best == nullptr) return;
+    std::uint64_t start = std::uint64_t(best->chunks_issued) * options_.read_bytes;
+    auto length = static_cast<std::uint32_t>(std::min<std::uint64_t>(options_.read_bytes, best->read_length - start));
+    std::uint64_t user_data = (std::uint64_t(best_index) << 32) | best->chunks_issued;
+    reader_->submit(io::ReadRequest{best->disk + start, extents_[best->extent].offset + start, length,
+                                    static_cast<int>(best_index), user_data});
+    ++best->chunks_issued;
+  }
+}
+
+void Prefetcher::io_loop() {
+  std::vector<io::ReadCompletion> completions(reader_->queue_depth());
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      while (!cancelled_) {
+        assign_free_slots();
+        issue_reads();
+        if (reader_->in_flight() > 0) break;
+        if (assign_position_ >= plan_.size() || io_failed_) {  // every read of the plan is done
+          stats_.io_busy = reader_->stats().busy;
+          return;
+        }
+        io_cv_.wait(lock);  // all slots busy with decoded or consumed extents
+      }
+      stats_.io_busy = reader_->stats().busy;
+      if (cancelled_ && reader_->in_flight() == 0) return;
+    }
+    // Block for completions without the lock so the consumer and decoders are never stalled.
+    Result<std::size_t> got = reader_->wait(completions, 1);
+    std::unique_lock lock(mutex_);
+    stats_.io_busy = reader_->stats().busy;  // the reader is only touched by this thread
+    if (!got) {
+      // The ring itself failed (not a single read): fail every extent being read and stop.
+      for (Slot& slot : slots_) {
+        if (slot.state != SlotState::reading) continue;
+        slot.error = make_error(ErrorKind::io, slot.extent, extents_[slot.extent].offset, got.error().sys_errno,
+                                got.error().message);
+        slot.state = SlotState::failed;
+      }
+      io_failed_ = true;
+      consumer_cv_.notify_all();
+      return;
+    }
+    for (std::size_t i = 0; i < got.value(); ++i) on_read_complete(completions[i]);
+  }
+}
+
+void Prefetcher::on_read_complete(const io::ReadCompletion& completion) {
+  auto index = static_cast<unsigned>(completion.user_data >> 32);
+  auto chunk = static_cast<std::uint32_t>(completion.user_data & 0xffffffffu);
+  Slot& slot = slots_[index];
+  stats_.bytes_read += completion.bytes;
+  if (slot.state != SlotState::reading) return;  // its extent already failed
+  if (!completion.status) {
+    const Error& e = completion.status.error();
+    std::uint64_t offset = extents_[slot.extent].offset + std::uint64_t(chunk) * options_.read_bytes;
+    slot.error = make_error(e.kind, slot.extent, offset, e.sys_errno, e.message);
+    slot.state = SlotState::failed;
+    io_failed_ = true;
+    consumer_cv_.notify_all();
+    return;
+  }
+  // The extent's stored bytes must all be in the file; a read clamped at EOF means the pack was
+  // truncated after it was opened.
+  std::uint64_t chunk_start = std::uint64_t(chunk) * options_.read_bytes;
+  std::uint64_t needed = std::min<std::uint64_t>(options_.read_bytes, extents_[slot.extent].disk_bytes - std::min(chunk_start, extents_[slot.extent].disk_bytes));
+  if (completion.bytes < needed) {
+    slot.error = make_error(ErrorKind::io, slot.extent, extents_[slot.extent].offset + chunk_start + completion.bytes, 0,
+                            fmt::format("file ends early: read {} of {} bytes (truncated pack?)", completion.bytes, needed));
+    slot.state = SlotState::failed;
+    io_failed_ = true;
+    consumer_cv_.notify_all();
+    return;
+  }
+  if (++slot.chunks_done == slot.chunks_total) {
+    ++stats_.extents_read;
+    if (cancelled_) {
+      slot.state = SlotState::free;
+      return;
+    }
+    start_decode(index);
+  }
+}
+
+void Prefetcher::start_decode(unsigned index) {
+  slots_[index].state = SlotState::decoding;
+  ++decodes_running_;
+  arena_.enqueue([this, index] { decode_slot(index); });
+}
+
+void Prefetcher::decode_slot(unsigned index) {
+  Slot& slot = slots_[index];
+  const pack::ExtentInfo& e = extents_[slot.extent];
+  const bool zero_copy = e.all_raw();
+  std::byte* out = zero_copy ? slot.disk : slot.staging;
+  std::vector<std::uint64_t> raw_offsets(e.frames.size() + 1, 0);
+  for (std::size_t f = 0; f < e.frames.size(); ++f) raw_offsets[f + 1] = raw_offsets[f] + e.frames[f].raw_bytes;
+
+  std::mutex error_mutex;
+  std::int64_t bad_frame = std::numeric_limits<std::int64_t>::max();
+  PrefetchError first_error;
+  // Never throw out of a TBB task: every failure is recorded and carried to the consumer.
+  tbb::parallel_for(std::size_t{0}, e.frames.size(), [&](std::size_t f) {
+    auto started = Clock::now();
+    const pack::FrameInfo& frame = e.frames[f];
+    std::span<const std::byte> stored(slot.disk + (frame.offset - e.offset), frame.disk_bytes);
+    std::optional<PrefetchError> error;
+    if (options_.verify && !pack::frame_checksum_ok(frame, stored)) {
+      error = make_error(ErrorKind::checksum, slot.extent, frame.offset, 0,
+                         fmt::format("checksum mismatch in {} stored bytes", frame.disk_bytes));
+    } else if (!zero_copy) {
+      Status st = pack::decode_frame(frame, stored, std::span(out + raw_offsets[f], frame.raw_bytes));
+      if (!st) error = make_error(st.error().kind, slot.extent, frame.offset, 0, st.error().message);
+    }
+    if (error) {
+      std::lock_guard guard(error_mutex);
+      if (static_cast<std::int64_t>(f) < bad_frame) {
+        bad_frame = static_cast<std::int64_t>(f);
+        first_error = std::move(*error);
+      }
+    }
+    if (options_.verify) frames_verified_.fetch_add(1, std::memory_order_relaxed);
+    decode_busy_ns_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count(),
+                              std::memory_order_relaxed);
+  });
+
+  std::lock_guard lock(mutex_);
+  if (bad_frame != std::numeric_limits<std::int64_t>::max()) {
+    slot.error = std::move(first_error);
+    slot.state = SlotState::failed;
+    io_failed_ = true;
+    io_cv_.notify_all();
+  } else {
+    slot.decoded = std::span<const std::byte>(out, e.raw_bytes);
+    slot.state = SlotState::ready;
+  }
+  --decodes_running_;
+  consumer_cv_.notify_all();
+  decode_cv_.notify_all();
+}
+
+Result<ExtentHandle, PrefetchError> Prefetcher::next() {
+  std::unique_lock lock(mutex_);
+  auto stopped = [&](const std::string& why) {
+    PrefetchError error;
+    error.kind = ErrorKind::cancelled;
+    error.message = fmt::format("{}: {}", path_, why);
+    return error;
+  };
+  if (next_position_ >= plan_.size()) return stopped("the plan has no more extents");
+  // After a failed extent the pass is broken: extents behind it are not delivered.
+  if (error_delivered_) return stopped("prefetch stopped after an earlier error");
+  auto started = Clock::now();
+  Slot* found = nullptr;
+  unsigned found_index = 0;
+  for (;;) {
+    if (cancelled_) return stopped("prefetch cancelled");
+    for (unsigned i = 0; i < slots_.size(); ++i) {
+      Slot& s = slots_[i];
+      if ((s.state == SlotState::ready || s.state == SlotState::failed) && s.plan_position == next_position_) {
+        found = &s;
+        found_index = i;
+      }
+    }
+    if (found != nullptr) break;
+    if (io_failed_ && assign_position_ <= next_position_) {
+      ++next_position_;
+      return stopped("prefetch stopped after an earlier error");
+    }
+    consumer_cv_.wait(lock);
+  }
+  stats_.consumer_wait += Clock::now() - started;
+  ++next_position_;
+  if (found->state == SlotState::failed) {
+    error_delivered_ = true;
+    return found->error;  // the slot stays parked: its reads may still be in flight
+  }
+  found->state = SlotState::consumed;
+  ++handles_alive_;
+  stats_.bytes_decoded += found->decoded.size();
+  return ExtentHandle(this, found_index, found->extent, found->plan_position, found->decoded);
+}
+
+void Prefetcher::release(unsigned index) {
+  std::lock_guard lock(mutex_);
+  SLUICE_ASSERT(slots_[index].state == SlotState::consumed);
+  slots_[index].state = SlotState::free;
+  --handles_alive_;
+  ++stats_.extents_delivered;
+  io_cv_.notify_all();
+}
+
+void Prefetcher::cancel() {
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+  }
+  io_cv_.notify_all();
+  consumer_cv_.notify_all();
+  if (io_thread_.joinable()) io_thread_.join();  // returns once no read is in flight
+  std::unique_lock lock(mutex_);
+  decode_cv_.wait(lock, [&] { return decodes_running_ == 0; });
+}
+
+PrefetchStats Prefetcher::stats() const {
+  std::lock_guard lock(mutex_);
+  PrefetchStats s = stats_;
+  s.decode_busy = std::chrono::nanoseconds(decode_busy_ns_.load());
+  s.frames_verified = frames_verified_.load();
+  return s;
+}
+
+}  // namespace sluice::prefetch

@@ -1,0 +1,178 @@
+// Prefetcher behaviour on healthy packs: plan order, byte identity, back-pressure,
+// cancellation, and memory bounded by the ring.
+#include <thread>
+
+#include "common/memory.hpp"
+#include "common/units.hpp"
+#include "prefetch/stream_pass.hpp"
+#include "tests/prefetch/prefetch_fixture.hpp"
+
+namespace sluice::prefetch::testing {
+namespace {
+
+using Compress = pack::WriterOptions::Compress;
+using sluice::testing::TempDir;
+
+struct Param {
+  io::BackendKind backend;
+  Compress compress;
+};
+
+std::string param_name(const ::testing::TestParamInfo<Param>& info) {
+  static const char* const kCodec[] = {"auto", "none", "zstd"};
+  std::string backend = info.param.backend == io::BackendKind::uring ? "uring" : "pread";
+  return backend + "_" + kCodec[static_cast<int>(info.param.compress)];
+}
+
+class PrefetchSuite : public ::testing::TestWithParam<Param> {
+ protected:
+  PrefetchOptions options(unsigned slots = 3) {
+    PrefetchOptions o;
+    o.slots = slots;
+    o.read_bytes = 128 * 1024;
+    o.io.kind = GetParam().backend;
+    o.io.queue_depth = 8;
+    return o;
+  }
+  TempDir dir;
+};
+
+TEST_P(PrefetchSuite, DeliversPlanInOrderWithIdenticalBytes) {
+  TestPack tp = write_test_pack(dir.file("p.sluice"), 6, 300 * 1024, GetParam().compress);
+  pack::Pack pack = pack::Pack::open(tp.path);
+  // Repeats and jumps: a plan is any sequence of extents.
+  std::vector<std::uint32_t> plan = {0, 1, 2, 1, 5, 3, 4, 0, 5};
+  Prefetcher prefetcher(tp.path, pack.extents(), plan, options());
+  for (std::size_t pos = 0; pos < plan.size(); ++pos) {
+    ASSERT_FALSE(prefetcher.done());
+    auto next = prefetcher.next();
+    ASSERT_TRUE(next) << next.error().message;
+    ExtentHandle handle = std::move(next).value();
+    EXPECT_EQ(handle.plan_position(), pos);
+    EXPECT_EQ(handle.extent(), plan[pos]);
+    EXPECT_TRUE(same_bytes(handle.bytes(), tp.contents[plan[pos]])) << "extent " << plan[pos];
+  }
+  EXPECT_TRUE(prefetcher.done());
+  auto after = prefetcher.next();
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().kind, ErrorKind::cancelled);
+  PrefetchStats stats = prefetcher.stats();
+  EXPECT_EQ(stats.extents_read, plan.size());
+  EXPECT_EQ(stats.extents_delivered, plan.size());
+  EXPECT_GT(stats.frames_verified, 0u);
+}
+
+TEST_P(PrefetchSuite, StreamPassRunsComputeOverEveryExtent) {
+  TestPack tp = write_test_pack(dir.file("p.sluice"), 5, 200 * 1024, GetParam().compress);
+  pack::Pack pack = pack::Pack::open(tp.path);
+  Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(5), options(2));
+  std::vector<std::uint32_t> seen;
+  auto pass = stream_pass(prefetcher, [&](std::span<const std::byte> bytes, std::uint32_t extent) {
+    EXPECT_TRUE(same_bytes(bytes, tp.contents[extent]));
+    seen.push_back(extent);
+  });
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(seen, sequential_plan(5));
+  EXPECT_EQ(pass.value().extents, 5u);
+  EXPECT_GT(pass.value().bytes_read, 0u);
+  EXPECT_GT(pass.value().overlap(), 0.0);
+}
+
+TEST_P(PrefetchSuite, BackPressureBoundsReadAhead) {
+  TestPack tp = write_test_pack(dir.file("p.sluice"), 10, 100 * 1024, GetParam().compress);
+  pack::Pack pack = pack::Pack::open(tp.path);
+  constexpr unsigned kSlots = 2;
+  Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(10), options(kSlots));
+  for (std::size_t consumed = 0; consumed < 10; ++consumed) {
+    auto next = prefetcher.next();
+    ASSERT_TRUE(next);
+    // A slow consumer: give the I/O thread every chance to run ahead. It must not get further
+    // than the ring allows: the extent held plus kSlots - 1 others.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    PrefetchStats stats = prefetcher.stats();
+    EXPECT_LE(stats.extents_read, consumed + kSlots);
+    EXPECT_LE(stats.max_slots_in_use, kSlots);
+  }
+}
+
+TEST_P(PrefetchSuite, CancelMidPassReleasesEverything) {
+  TestPack tp = write_test_pack(dir.file("p.sluice"), 12, 200 * 1024, GetParam().compress);
+  pack::Pack pack = pack::Pack::open(tp.path);
+  for (std::size_t stop_after = 0; stop_after < 6; ++stop_after) {
+    Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(12), options(3));
+    ExtentHandle held;
+    for (std::size_t i = 0; i < stop_after; ++i) {
+      auto next = prefetcher.next();
+      ASSERT_TRUE(next);
+      held = std::move(next).value();  // the previous handle is released by the move
+    }
+    prefetcher.cancel();
+    auto after = prefetcher.next();
+    ASSERT_FALSE(after);
+    EXPECT_EQ(after.error().kind, ErrorKind::cancelled);
+    // A handle held across cancel stays valid until released.
+    if (held) {
+      EXPECT_TRUE(same_bytes(held.bytes(), tp.contents[held.extent()]));
+    }
+  }
+}
+
+TEST_P(PrefetchSuite, DestroyWithReadsInFlight) {
+  TestPack tp = write_test_pack(dir.file("p.sluice"), 8, 400 * 1024, GetParam().compress);
+  pack::Pack pack = pack::Pack::open(tp.path);
+  for (int i = 0; i < 5; ++i) {
+    Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(8), options(4));
+  }
+}
+
+TEST_P(PrefetchSuite, EmptyPlanIsDoneAtOnce) {
+  TestPack tp = write_test_pack(dir.file("p.sluice"), 1, 10000, GetParam().compress);
+  pack::Pack pack = pack::Pack::open(tp.path);
+  Prefetcher prefetcher(tp.path, pack.extents(), {}, options());
+  EXPECT_TRUE(prefetcher.done());
+  EXPECT_FALSE(prefetcher.next());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PrefetchSuite,
+                         ::testing::Values(Param{io::BackendKind::uring, Compress::none},
+                                           Param{io::BackendKind::uring, Compress::zstd},
+                                           Param{io::BackendKind::uring, Compress::auto_},
+                                           Param{io::BackendKind::pread, Compress::none},
+                                           Param{io::BackendKind::pread, Compress::zstd}),
+                         param_name);
+
+TEST(PrefetchMemory, StreamingFourTimesTheRingKeepsRssWithinRingPlus64MiB) {
+  TempDir dir;
+  // 8 extents of 8 MiB = 64 MiB streamed through a 2-slot ring of 8 MiB slots (16 MiB): 4x.
+  std::string path = dir.file("big.sluice");
+  {
+    pack::PackWriter writer(path, pack::WriterOptions{1u << 20, pack::WriterOptions::Compress::none, 3, 0.05});
+    std::vector<std::byte> bytes(8 * MiB);
+    for (int i = 0; i < 8; ++i) {
+      std::memset(bytes.data(), i + 1, bytes.size());
+      writer.begin_extent("blk." + std::to_string(i));
+      writer.add_bytes(bytes);
+      writer.end_extent();
+    }
+    writer.finish();
+  }
+  pack::Pack pack = pack::Pack::open(path);
+  if (!reset_peak_rss()) GTEST_SKIP() << "cannot reset VmHWM (/proc/self/clear_refs not writable)";
+  std::uint64_t baseline = current_rss_bytes();
+  PrefetchOptions options;
+  options.slots = 2;
+  std::uint64_t ring = 0;
+  std::uint64_t streamed = 0;
+  {
+    Prefetcher prefetcher(path, pack.extents(), sequential_plan(8), options);
+    ring = prefetcher.ring_bytes();
+    auto pass = stream_pass(prefetcher, [&](std::span<const std::byte> b, std::uint32_t) { streamed += b.size(); });
+    ASSERT_TRUE(pass) << pass.error().message;
+  }
+  std::uint64_t peak = peak_rss_bytes();
+  EXPECT_GE(streamed, 4 * ring);
+  EXPECT_LE(peak, baseline + ring + 64 * MiB) << "baseline " << baseline << " ring " << ring << " peak " << peak;
+}
+
+}  // namespace
+}  // namespace sluice::prefetch::testing

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's second command: install dependencies, build, and run the whole test suite twice:
+# the Release build, then an AddressSanitizer + UndefinedBehaviorSanitizer build (tests only).
+# Exits non-zero on any failure. SLUICE_SKIP_ASAN=1 skips the sanitizer pass (local iteration).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+bash tools/install-deps.sh
+
+echo "== Release build + tests" >&2
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+if [[ "${SLUICE_SKIP_ASAN:-0}" != "1" ]]; then
+  echo "== ASan+UBSan build + tests" >&2
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCH=OFF >/dev/null
+  cmake --build build-asan -j"$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$jobs"
+fi
+echo "== all tests passed" >&2
