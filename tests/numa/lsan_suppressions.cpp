@@ -4,6 +4,12 @@
 // dlopen'ed hwloc_pci plugin, which has no frame pointers: the slow unwinder is needed to see
 // hwloc_topology_load on the stack. Both hooks are plain functions, unused without sanitizers.
 
-extern "C" const char* __lsan_default_suppressions() { return "leak:hwloc_topology_load\n"; }
+//
+// oneTBB 2021.8 (Debian 12) leaks the 40-byte observer proxy that r1::observe() allocates for an
+// observer bound to an explicit task_arena, even after observe(false) and with the observer
+// destroyed before the arena (seen in NodeArena tests under LSan). Suppressed by that frame only.
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:hwloc_topology_load\nleak:tbb::detail::r1::observe\n";
+}
 
 extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0"; }
