@@ -11,6 +11,18 @@ namespace sluice {
 // `sluice demo`: stream a synthetic pack with synthetic compute; report bandwidth and overlap.
 void add_demo_command(CLI::App& app);
 
+// `sluice run -m MODEL -p PROMPT ...`: generate text (weights in RAM).
+void add_run_command(CLI::App& app);
+
+// `sluice convert IN.gguf OUT.sluice`: build a streaming pack from a GGUF.
+void add_convert_command(CLI::App& app);
+
+// `sluice synth OUT.gguf --arch --shape --type`: a synthetic model for tests and benchmarks.
+void add_synth_command(CLI::App& app);
+
+// `sluice eval -m MODEL -p TEXT`: token ids, logits and greedy tokens as JSON (parity checks).
+void add_eval_command(CLI::App& app);
+
 // `sluice inspect FILE [--verify]`: print a pack's header, extents, tensors and metadata.
 void add_inspect_command(CLI::App& app);
 

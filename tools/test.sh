@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 bash tools/install-deps.sh
 
+# References the parity and tokenizer tests compare with (cached under ~/.cache/sluice; a test
+# whose reference is missing skips with a message). Failing to reach PyPI is not fatal here.
+if ! bash tools/setup-venv.sh >/dev/null; then
+  echo "test.sh: WARNING: could not prepare the llama.cpp reference venv (PyPI unreachable?); parity tests will skip" >&2
+fi
+if ! bash tools/fetch_tokenizer_vocabs.sh >/dev/null; then
+  echo "test.sh: WARNING: could not fetch llama.cpp's tokenizer test vocabularies; those tokenizer tests will skip" >&2
+fi
+
 echo "== Release build + tests" >&2
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"

@@ -1,0 +1,100 @@
+// Google Benchmark suite for the CPU matmul kernels: a 4096 x 4096 weight matrix in every weight
+// type, times one activation row (decode: memory-bound, reported as weight GB/s) and 64 rows
+// (prefill: compute-bound, also reported as multiply-adds per second), at every instruction-set
+// level this CPU supports. Run from the build tree:
+//   ./bench/bench_kernels [--benchmark_filter=Q4_K] [--benchmark_format=json]
+// Threads: all of TBB's default arena (Threading{0}); set SLUICE_BENCH_THREADS=1 for one core.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compute/cpu/matmul.hpp"
+#include "compute/cpu/quants.hpp"
+
+namespace {
+
+using sluice::GgmlType;
+namespace cpu = sluice::cpu;
+
+constexpr std::int64_t kRows = 4096;
+constexpr std::int64_t kCols = 4096;
+constexpr std::int64_t kDecodeBatch = 1;
+constexpr std::int64_t kPrefillBatch = 64;
+constexpr std::uint64_t kSeed = 42;
+
+struct TypeName {
+  GgmlType type;
+  const char* name;
+};
+constexpr TypeName kTypes[] = {
+    {GgmlType::Q4_0, "Q4_0"}, {GgmlType::Q8_0, "Q8_0"}, {GgmlType::Q4_K, "Q4_K"}, {GgmlType::Q6_K, "Q6_K"},
+    {GgmlType::Q5_0, "Q5_0"}, {GgmlType::Q4_1, "Q4_1"}, {GgmlType::Q5_1, "Q5_1"}, {GgmlType::Q2_K, "Q2_K"},
+    {GgmlType::Q3_K, "Q3_K"}, {GgmlType::Q5_K, "Q5_K"}, {GgmlType::F16, "F16"},   {GgmlType::BF16, "BF16"},
+    {GgmlType::F32, "F32"},
+};
+
+// Weights are quantized once per type (the reference quantizers take seconds for 16M values).
+const std::vector<std::uint8_t>& weights_for(GgmlType t) {
+  static std::map<GgmlType, std::vector<std::uint8_t>> cache;
+  auto it = cache.find(t);
+  if (it != cache.end()) return it->second;
+  std::mt19937_64 rng(kSeed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<float> row(kCols);
+  const std::size_t row_bytes = cpu::row_bytes(t, kCols);
+  std::vector<std::uint8_t> bytes(row_bytes * kRows);
+  for (std::int64_t r = 0; r < kRows; ++r) {
+    for (float& v : row) v = normal(rng);
+    cpu::quantize_row_reference(t, row.data(), bytes.data() + r * row_bytes, kCols);
+  }
+  return cache.emplace(t, std::move(bytes)).first->second;
+}
+
+int bench_threads() {
+  const char* env = std::getenv("SLUICE_BENCH_THREADS");
+  return env != nullptr ? std::atoi(env) : 0;
+}
+
+void bm_matmul(benchmark::State& state, GgmlType type, cpu::CpuIsa isa, std::int64_t batch) {
+  const auto& w = weights_for(type);
+  std::mt19937_64 rng(kSeed + 1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(batch * kCols));
+  for (float& v : x) v = normal(rng);
+  std::vector<float> y(static_cast<std::size_t>(batch * kRows));
+  const cpu::Threading threading{bench_threads()};
+  for (auto _ : state) {
+    cpu::matmul(type, w.data(), kRows, kCols, x.data(), batch, y.data(), threading, isa);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(w.size()));
+  state.counters["MAC/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kRows * kCols * batch,
+                                               benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (const TypeName& t : kTypes) {
+    for (cpu::CpuIsa isa : {cpu::CpuIsa::scalar, cpu::CpuIsa::avx2, cpu::CpuIsa::avx512}) {
+      if (!cpu::isa_supported(isa)) continue;
+      for (std::int64_t batch : {kDecodeBatch, kPrefillBatch}) {
+        const std::string name = std::string("matmul_4096x4096/") + t.name + "/" + cpu::to_string(isa) +
+                                 "/batch:" + std::to_string(batch);
+        benchmark::RegisterBenchmark(name.c_str(), bm_matmul, t.type, isa, batch)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

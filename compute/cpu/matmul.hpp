@@ -1,0 +1,33 @@
+// Matrix kernel of the CPU backend: y = W x for a batch of activation rows, W quantized in any
+// weight type (compute/cpu/quants.hpp), x in fp32.
+//
+//   weights: rows x cols, row-major; row r starts at r * row_bytes(type, cols)
+//   x:       batch x cols fp32, row-major (activation b at x + b * cols)
+//   y:       batch x rows fp32, row-major: y[b * rows + r] = dot(W row r, x row b)
+//
+// Each x row is quantized once to the type's vec_dot_type; rows of W are then computed in
+// parallel over TBB, in blocks of rows, several activation rows per weight block for batch > 1.
+#pragma once
+
+#include <cstdint>
+
+#include "compute/cpu/kernels.hpp"
+#include "model/ggml_types.hpp"
+
+namespace sluice::cpu {
+
+struct Threading {
+  int threads = 0;  // maximum worker threads for this call; 0 = all of TBB's default arena
+};
+
+// Contract: cols is a multiple of the type's block size; rows, batch >= 0; y does not alias x or
+// the weights. Thread-safe (concurrent calls share no state but the kernel table). Never throws
+// from worker threads; an invalid type or shape is a programmer error (abort with file and line).
+void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
+            const float* x, std::int64_t batch, float* y, Threading threading);
+
+// As above with an explicit kernel level (tests, benchmarks); the level must be supported.
+void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
+            const float* x, std::int64_t batch, float* y, Threading threading, CpuIsa isa);
+
+}  // namespace sluice::cpu

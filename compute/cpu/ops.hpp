@@ -1,0 +1,66 @@
+// Transformer building blocks on float rows (CPU): RMSNorm, RoPE (both pairings), softmax,
+// activations, and causal attention with GQA over an fp16 KV cache. Scalar and readable: these
+// are O(n) or O(n * ctx) next to the O(n^2) matrix products, which live in matmul.hpp.
+// Shapes follow llama.cpp: a row is one token's vector; heads are contiguous slices of a row.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace sluice::cpu {
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]   (weight may be null: no scaling)
+void rms_norm(const float* x, const float* weight, float* out, std::int64_t n, float eps);
+
+enum class RopeKind {
+  adjacent,  // llama ("norm"): rotates pairs (2i, 2i+1)
+  neox,      // qwen2, gemma3 ("neox"): rotates pairs (i, i + n_rot/2)
+};
+
+struct RopeParams {
+  RopeKind kind = RopeKind::adjacent;
+  std::int32_t n_rot = 0;       // rotated dims per head (= head_dim for every model we run)
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;      // linear position scaling (1 = none)
+  const float* freq_factors = nullptr;  // llama 3 "rope_freqs.weight": theta_i /= factors[i]
+};
+
+// Rotates `n_heads` heads of `head_dim` floats at position `pos`, in place.
+void rope(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos, const RopeParams& p);
+
+void softmax(float* x, std::int64_t n);
+float silu(float x);
+float gelu_tanh(float x);  // GELU, tanh approximation (Gemma's GeGLU)
+
+// fp16 storage for the KV cache (IEEE half, round to nearest even), as llama.cpp's default.
+std::uint16_t fp32_to_fp16(float f);
+float fp16_to_fp32(std::uint16_t h);
+
+// One layer's KV cache: [ctx][n_head_kv * head_dim] fp16 for K and for V.
+struct KvLayerView {
+  std::uint16_t* k = nullptr;
+  std::uint16_t* v = nullptr;
+  std::int64_t ctx = 0;
+};
+
+struct AttentionShape {
+  std::int32_t n_head = 0;
+  std::int32_t n_head_kv = 0;
+  std::int32_t head_dim = 0;
+  float scale = 0.0f;           // usually 1/sqrt(head_dim)
+  std::int32_t window = 0;      // sliding window (0: none): key j visible iff pos - j < window
+  float softcap = 0.0f;         // attention logit soft-capping (0: none)
+};
+
+// Causal attention of one query row at position `pos` against cache positions [0, pos]:
+// out (n_head * head_dim) = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head
+// h / (n_head / n_head_kv). q and the softmax weights are rounded to fp16 before they meet the
+// fp16 cache, as llama.cpp does. `scratch` holds at least pos + 1 floats.
+void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& shape, float* out,
+            float* scratch);
+
+// Writes one token's k and v rows (n_head_kv * head_dim floats each) into the cache at `pos`.
+void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, const float* k, const float* v);
+
+}  // namespace sluice::cpu

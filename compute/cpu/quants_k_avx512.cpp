@@ -1,0 +1,255 @@
+// AVX-512 (F, BW, VL, DQ, VNNI) kernels of the K-quants (Q2_K..Q6_K x Q8_K). Compiled with the
+// AVX-512 flag set; only reached after the CPU check.
+//
+// Same arithmetic as the AVX2 file, two 32-element chunks (64 quants) per 512-bit register:
+// unsigned quants x int8 activations with vpmaddubsw (pairs into int16; no saturation for
+// quants <= 63), then VNNI vpdpwssd multiplies the int16 pair sums by the sub-block scales and
+// accumulates into int32 in one instruction. Offsets and mins come from Q8_K's bsums.
+#include "compute/cpu/simd_x86.hpp"
+
+namespace sluice::cpu {
+namespace {
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+inline __m512i concat256(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// 32 int16 lanes, 8 each of per_group[first], [first + 1], [first + 2], [first + 3]: the scales of
+// four consecutive 16-element groups (64 elements), picked in-register from 16 int16 per_group.
+inline __m512i scales_x4(__m256i per_group, int first) {
+  const __m512i lane_group = _mm512_set_epi64(0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
+                                              0x0002000200020002, 0x0001000100010001, 0x0001000100010001, 0, 0);
+  const __m512i index = _mm512_add_epi16(lane_group, _mm512_set1_epi16(static_cast<short>(first)));
+  return _mm512_permutexvar_epi16(index, _mm512_zextsi256_si512(per_group));
+}
+
+// 32 int16 lanes: 16 x lo, then 16 x hi (per-lane shift counts for the two 256-bit halves).
+inline __m512i shift_pair(int lo, int hi) {
+  return _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(lo)), _mm256_set1_epi16(static_cast<short>(hi)), 1);
+}
+
+// acc += scale16 * (pairs of u8 quants x int8 activations)
+inline __m512i chunk_dot(__m512i acc, __m512i quants, __m512i acts, __m512i scale16) {
+  return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(quants, acts), scale16);
+}
+
+inline float hsum512(__m512 acc) { return _mm512_reduce_add_ps(acc); }
+
+// madd of 16 int16 coefficients with a Q8_K block's bsums: 8 int32 partial sums.
+inline __m256i bsums_dot(const BlockQ8_K& y, __m256i coeff16) { return _mm256_madd_epi16(coeff16, load256(y.bsums)); }
+
+// acc += d * sumi: one super-block's integer sums into the float accumulator.
+inline __m512 add_block(__m512 acc, float d, __m512i sumi) {
+  return _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+}
+
+// ---- Q4_K / Q5_K --------------------------------------------------------------------------------
+
+template <bool kHasHighBit, typename Block, int NA>
+void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
+             std::size_t out_stride) {
+  const Block* x = static_cast<const Block*>(w);
+  const BlockQ8_K* y[NA];
+  for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
+  __m512 acc[NA];
+  __m256 acc_min[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc[a] = _mm512_setzero_ps();
+    acc_min[a] = _mm256_setzero_ps();
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m512i bit4 = _mm512_set1_epi8(0x10);
+  const std::int64_t nb = n / kQK_K;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const __m128i scales_mins = k4_scales_mins(x[i].scales);
+    // Per 16-element group g (= bsums group g): the scale and min of sub-block g / 2.
+    const __m256i scales16 = per_group_of_pairs(scales_mins);
+    const __m256i mins16 = per_group_of_pairs(_mm_unpackhi_epi64(scales_mins, scales_mins));
+    __m512i hbits = _mm512_setzero_si512();
+    if constexpr (kHasHighBit) hbits = _mm512_broadcast_i64x4(load256(x[i].qh));
+    __m512i sumi[NA];
+    for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
+    for (int j = 0; j < kQK_K / 64; ++j) {
+      // Low nibbles: sub-block 2j (elements 64j..+31); high nibbles: 2j+1 (64j+32..+63).
+      const __m256i q4bits = load256(x[i].qs + 32 * j);
+      __m512i q = concat256(_mm256_and_si256(q4bits, m4), _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4));
+      if constexpr (kHasHighBit) {
+        const __m512i high = _mm512_slli_epi16(_mm512_srlv_epi16(hbits, shift_pair(2 * j, 2 * j + 1)), 4);
+        q = _mm512_or_si512(q, _mm512_and_si512(high, bit4));
+      }
+      const __m512i scale = scales_x4(scales16, 4 * j);  // groups 4j..4j+3: sub-blocks 2j, 2j+1
+      for (int a = 0; a < NA; ++a) sumi[a] = chunk_dot(sumi[a], q, load512(y[a][i].qs + 64 * j), scale);
+    }
+    const float dx = h2f(x[i].d);
+    const float dminx = h2f(x[i].dmin);
+    for (int a = 0; a < NA; ++a) {
+      acc[a] = add_block(acc[a], dx * y[a][i].d, sumi[a]);
+      const __m256 mins_f = _mm256_cvtepi32_ps(bsums_dot(y[a][i], mins16));
+      acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(dminx * y[a][i].d)), mins_f, acc_min[a]);
+    }
+  }
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]) + hsum_ps(acc_min[a]);
+}
+
+template <int NA>
+void q4_k_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
+  k4_tile<false, BlockQ4_K, NA>(n, w, a, s, o, os);
+}
+template <int NA>
+void q5_k_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
+  k4_tile<true, BlockQ5_K, NA>(n, w, a, s, o, os);
+}
+
+// ---- Q6_K ---------------------------------------------------------------------------------------
+
+template <int NA>
+void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
+               std::size_t out_stride) {
+  const BlockQ6_K* x = static_cast<const BlockQ6_K*>(w);
+  const BlockQ8_K* y[NA];
+  for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
+  __m512 acc[NA];
+  for (int a = 0; a < NA; ++a) acc[a] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i m2 = _mm512_set1_epi8(3);
+  const __m512i shifts_01 = shift_pair(0, 2);
+  const __m512i shifts_23 = shift_pair(4, 6);
+  const std::int64_t nb = n / kQK_K;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const std::int8_t* sc = x[i].scales;
+    const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    __m512i sumi[NA];
+    for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
+    for (int half = 0; half < 2; ++half) {
+      // ql[64h..64h+63]: low nibbles are chunks 0 and 1 of the half, high nibbles chunks 2 and 3.
+      const __m512i bits = load512(x[i].ql + 64 * half);
+      const __m512i hb = _mm512_broadcast_i64x4(load256(x[i].qh + 32 * half));
+      const __m512i high01 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, shifts_01), m2), 4);
+      const __m512i high23 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, shifts_23), m2), 4);
+      const __m512i q01 = _mm512_or_si512(_mm512_and_si512(bits, m4), high01);
+      const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bits, 4), m4), high23);
+      const int s = 8 * half;
+      const __m512i scale01 = scales_x4(scales16, s);
+      const __m512i scale23 = scales_x4(scales16, s + 4);
+      for (int a = 0; a < NA; ++a) {
+        sumi[a] = chunk_dot(sumi[a], q01, load512(y[a][i].qs + 128 * half), scale01);
+        sumi[a] = chunk_dot(sumi[a], q23, load512(y[a][i].qs + 128 * half + 64), scale23);
+      }
+    }
+    const float dx = h2f(x[i].d);
+    for (int a = 0; a < NA; ++a) {
+      // The quants carry +32: remove 32 * sum_j scale_j * bsum_j (into the low 8 int32 lanes).
+      const __m256i offset = _mm256_slli_epi32(bsums_dot(y[a][i], scales16), 5);
+      const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(offset));
+      acc[a] = add_block(acc[a], dx * y[a][i].d, total);
+    }
+  }
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]);
+}
+
+// ---- Q2_K / Q3_K ----------------------------------------------------------------------------------
+
+template <int NA>
+void q2_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
+               std::size_t out_stride) {
+  const BlockQ2_K* x = static_cast<const BlockQ2_K*>(w);
+  const BlockQ8_K* y[NA];
+  for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
+  __m512 acc[NA];
+  __m256 acc_min[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc[a] = _mm512_setzero_ps();
+    acc_min[a] = _mm256_setzero_ps();
+  }
+  const __m512i m2 = _mm512_set1_epi8(3);
+  const std::int64_t nb = n / kQK_K;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const std::uint8_t* sc = x[i].scales;
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i scales16 = _mm256_and_si256(sc16, _mm256_set1_epi16(0x0f));
+    const __m256i mins16 = _mm256_srli_epi16(sc16, 4);
+    __m512i sumi[NA];
+    for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
+    for (int half = 0; half < 2; ++half) {
+      const __m512i bits = _mm512_broadcast_i64x4(load256(x[i].qs + 32 * half));
+      for (int k = 0; k < 4; k += 2) {
+        const int chunk = 4 * half + k;  // chunks `chunk` and `chunk + 1`: 64 contiguous elements
+        const __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bits, shift_pair(2 * k, 2 * k + 2)), m2);
+        const __m512i scale = scales_x4(scales16, 2 * chunk);
+        for (int a = 0; a < NA; ++a) sumi[a] = chunk_dot(sumi[a], q, load512(y[a][i].qs + 32 * chunk), scale);
+      }
+    }
+    const float dx = h2f(x[i].d);
+    const float dminx = h2f(x[i].dmin);
+    for (int a = 0; a < NA; ++a) {
+      acc[a] = add_block(acc[a], y[a][i].d * dx, sumi[a]);
+      const __m256 mins_f = _mm256_cvtepi32_ps(bsums_dot(y[a][i], mins16));
+      acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(y[a][i].d * dminx)), mins_f, acc_min[a]);
+    }
+  }
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]) + hsum_ps(acc_min[a]);
+}
+
+template <int NA>
+void q3_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
+               std::size_t out_stride) {
+  const BlockQ3_K* x = static_cast<const BlockQ3_K*>(w);
+  const BlockQ8_K* y[NA];
+  for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
+  __m512 acc[NA];
+  for (int a = 0; a < NA; ++a) acc[a] = _mm512_setzero_ps();
+  const __m512i m2 = _mm512_set1_epi8(3);
+  const __m512i one = _mm512_set1_epi8(1);
+  const std::int64_t nb = n / kQK_K;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales(x[i].scales));
+    const __m512i hmask = _mm512_broadcast_i64x4(load256(x[i].hmask));
+    __m512i sumi[NA];
+    for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
+    for (int half = 0; half < 2; ++half) {
+      const __m512i bits = _mm512_broadcast_i64x4(load256(x[i].qs + 32 * half));
+      for (int k = 0; k < 4; k += 2) {
+        const int chunk = 4 * half + k;
+        // Unsigned 3-bit quant (value + 4): two low bits, plus 4 where hmask bit `chunk` is set.
+        const __m512i low = _mm512_and_si512(_mm512_srlv_epi16(bits, shift_pair(2 * k, 2 * k + 2)), m2);
+        const __m512i high = _mm512_and_si512(_mm512_srlv_epi16(hmask, shift_pair(chunk, chunk + 1)), one);
+        const __m512i q = _mm512_or_si512(low, _mm512_slli_epi16(high, 2));
+        const __m512i scale = scales_x4(scales16, 2 * chunk);
+        for (int a = 0; a < NA; ++a) sumi[a] = chunk_dot(sumi[a], q, load512(y[a][i].qs + 32 * chunk), scale);
+      }
+    }
+    const float dx = h2f(x[i].d);
+    for (int a = 0; a < NA; ++a) {
+      const __m256i offset = _mm256_slli_epi32(bsums_dot(y[a][i], scales16), 2);  // 4 * sum scale * bsum
+      const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(offset));
+      acc[a] = add_block(acc[a], dx * y[a][i].d, total);
+    }
+  }
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]);
+}
+
+SLUICE_DEFINE_TILE_ENTRY_POINTS(q2_k, q2_k_tile)
+SLUICE_DEFINE_TILE_ENTRY_POINTS(q3_k, q3_k_tile)
+SLUICE_DEFINE_TILE_ENTRY_POINTS(q4_k, q4_k_tile)
+SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_k, q5_k_tile)
+SLUICE_DEFINE_TILE_ENTRY_POINTS(q6_k, q6_k_tile)
+
+}  // namespace
+
+void register_avx512_k_kernels(KernelTable& t) {
+  t.vec_dot[type_slot(GgmlType::Q2_K)] = q2_k_vec_dot;
+  t.vec_dot_multi[type_slot(GgmlType::Q2_K)] = q2_k_multi;
+  t.vec_dot[type_slot(GgmlType::Q3_K)] = q3_k_vec_dot;
+  t.vec_dot_multi[type_slot(GgmlType::Q3_K)] = q3_k_multi;
+  t.vec_dot[type_slot(GgmlType::Q4_K)] = q4_k_vec_dot;
+  t.vec_dot_multi[type_slot(GgmlType::Q4_K)] = q4_k_multi;
+  t.vec_dot[type_slot(GgmlType::Q5_K)] = q5_k_vec_dot;
+  t.vec_dot_multi[type_slot(GgmlType::Q5_K)] = q5_k_multi;
+  t.vec_dot[type_slot(GgmlType::Q6_K)] = q6_k_vec_dot;
+  t.vec_dot_multi[type_slot(GgmlType::Q6_K)] = q6_k_multi;
+}
+
+}  // namespace sluice::cpu

@@ -1,0 +1,145 @@
+// Small helpers shared by the SIMD translation units (quants_*_avx2.cpp, quants_*_avx512.cpp).
+// Include only from files compiled with at least -mavx2 -mfma -mf16c. Everything is in an
+// anonymous namespace on purpose: each SIMD file gets its own internal copy, so the linker can
+// never merge an AVX-512 build of a helper into code that runs on an AVX2-only CPU.
+#pragma once
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn about it under -Wall
+// (GCC bug 105593, fixed in 12.3/13); silence that inside the intrinsics headers only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "compute/cpu/blocks.hpp"
+#include "compute/cpu/kernels.hpp"
+
+namespace sluice::cpu {
+namespace {  // NOLINT(google-build-namespaces): internal linkage per SIMD file, see above
+
+// fp16 -> fp32 with the F16C instruction: bit-identical to fp16_to_fp32 (blocks.hpp).
+inline float h2f(Half h) { return _cvtsh_ss(h); }
+
+inline float hsum_ps(__m256 x) {
+  __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+inline int hsum_epi32(__m256i x) {
+  __m128i r = _mm_add_epi32(_mm256_extracti128_si256(x, 1), _mm256_castsi256_si128(x));
+  r = _mm_add_epi32(r, _mm_unpackhi_epi64(r, r));
+  r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
+  return _mm_cvtsi128_si32(r);
+}
+
+// 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0..15), then high (16..31).
+inline __m256i nibbles_32(const std::uint8_t* qs) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i bytes = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+  return _mm256_and_si256(bytes, _mm256_set1_epi8(0x0f));
+}
+
+// 32 bits (little-endian, bit j = element j) -> 32 bytes, 0xff where the bit is set.
+inline __m256i bits_32(const std::uint8_t* qh) {
+  std::uint32_t bits;
+  std::memcpy(&bits, qh, sizeof bits);
+  const __m256i spread_bytes = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                                 0x0101010101010101, 0x0000000000000000);
+  __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), spread_bytes);
+  // Set every bit except bit (j % 8) of byte j; the byte is all ones iff that bit was set.
+  const __m256i all_but_own_bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+  bytes = _mm256_or_si256(bytes, all_but_own_bit);
+  return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+// Sums of 4 adjacent products x*y as 8 int32 lanes, x unsigned (<= 128 here), y signed in
+// [-127, 127]. maddubs cannot saturate: a pair is at most 2 * 128 * 127 = 32512 < 32767.
+inline __m256i dot_u8_i8(__m256i ux, __m256i y) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(ux, y), _mm256_set1_epi16(1));
+}
+
+// As dot_u8_i8 with x signed: |x| goes to the unsigned side and x's sign onto y. Requires y in
+// [-127, 127] (true of every activation quantizer here); x may be -128 (abs 128 as unsigned).
+inline __m256i dot_i8_i8(__m256i x, __m256i y) {
+  return dot_u8_i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+// 4 x 8 int32 (each in [-127, 127]) -> 32 int8 in element order (the packs interleave 128-bit
+// lanes; the permute undoes it).
+inline __m256i pack_32_i8(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+  const __m256i p01 = _mm256_packs_epi32(i0, i1);  // lanes interleave: 0 1 | 0 1 per 128 bits
+  const __m256i p23 = _mm256_packs_epi32(i2, i3);
+  const __m256i p = _mm256_packs_epi16(p01, p23);
+  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// Q4_K/Q5_K: 12 packed bytes -> bytes 0..7 the eight 6-bit scales, bytes 8..15 the eight mins
+// (ggml's kmask dance). Built in a register: writing the bytes to memory and reading them back
+// as a vector stalls on store forwarding.
+inline __m128i k4_scales_mins(const std::uint8_t* packed) {
+  constexpr std::uint32_t kmask1 = 0x3f3f3f3f;
+  constexpr std::uint32_t kmask2 = 0x0f0f0f0f;
+  constexpr std::uint32_t kmask3 = 0x03030303;
+  std::uint32_t u[3];
+  std::memcpy(u, packed, kKScaleBytes);
+  const std::uint32_t scales_lo = u[0] & kmask1;
+  const std::uint32_t scales_hi = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+  const std::uint32_t mins_lo = u[1] & kmask1;
+  const std::uint32_t mins_hi = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+  return _mm_set_epi32(static_cast<int>(mins_hi), static_cast<int>(mins_lo), static_cast<int>(scales_hi),
+                       static_cast<int>(scales_lo));
+}
+
+// 8 bytes -> 16 int16, each value twice: per 16-element group g, the value of sub-block g / 2.
+inline __m256i per_group_of_pairs(__m128i bytes8) {
+  return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(bytes8, bytes8));
+}
+
+// Q3_K: 12 packed bytes -> the 16 signed 6-bit scales (offset 32 removed), in a register.
+inline __m128i q3_k_scales(const std::uint8_t* packed) {
+  constexpr std::uint32_t kmask1 = 0x03030303;
+  constexpr std::uint32_t kmask2 = 0x0f0f0f0f;
+  std::uint32_t a[3];
+  std::memcpy(a, packed, kKScaleBytes);
+  const std::uint32_t s0 = (a[0] & kmask2) | (((a[2] >> 0) & kmask1) << 4);
+  const std::uint32_t s1 = (a[1] & kmask2) | (((a[2] >> 2) & kmask1) << 4);
+  const std::uint32_t s2 = ((a[0] >> 4) & kmask2) | (((a[2] >> 4) & kmask1) << 4);
+  const std::uint32_t s3 = ((a[1] >> 4) & kmask2) | (((a[2] >> 6) & kmask1) << 4);
+  const __m128i biased = _mm_set_epi32(static_cast<int>(s3), static_cast<int>(s2), static_cast<int>(s1), static_cast<int>(s0));
+  return _mm_sub_epi8(biased, _mm_set1_epi8(32));
+}
+
+// Activation row c of a tile.
+template <typename Block>
+inline const Block* act_row(const void* acts, std::size_t act_row_bytes, int c) {
+  return reinterpret_cast<const Block*>(static_cast<const std::byte*>(acts) + static_cast<std::size_t>(c) * act_row_bytes);
+}
+
+// Expand a tile kernel template<int NA> into the VecDotFn / VecDotMultiFn pair. The vec_dot is
+// the NA = 1 instance, so the tile results equal the single-row results bit for bit.
+#define SLUICE_DEFINE_TILE_ENTRY_POINTS(name, kernel)                                             \
+  float name##_vec_dot(std::int64_t n, const void* w, const void* a) {                           \
+    float out;                                                                                     \
+    kernel<1>(n, w, a, 0, &out, 0);                                                                \
+    return out;                                                                                    \
+  }                                                                                                \
+  void name##_multi(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes,   \
+                    int n_acts, float* out, std::size_t out_stride) {                              \
+    switch (n_acts) {                                                                              \
+      case 1: kernel<1>(n, w, acts, act_row_bytes, out, out_stride); break;                        \
+      case 2: kernel<2>(n, w, acts, act_row_bytes, out, out_stride); break;                        \
+      case 3: kernel<3>(n, w, acts, act_row_bytes, out, out_stride); break;                        \
+      default: kernel<4>(n, w, acts, act_row_bytes, out, out_stride); break;                       \
+    }                                                                                              \
+  }
+static_assert(kMaxTileActs == 4, "SLUICE_DEFINE_TILE_ENTRY_POINTS instantiates 1..4 activations");
+
+}  // namespace
+}  // namespace sluice::cpu

@@ -1,0 +1,48 @@
+// Text generation on a model held in RAM: prompt evaluation (prefill, one layer-major pass over
+// all prompt tokens), then one pass per generated token, streaming pieces to a callback.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/model.hpp"
+#include "engine/sampling.hpp"
+#include "engine/transformer.hpp"
+
+namespace sluice {
+
+namespace tok {
+class Tokenizer;
+}
+
+// One forward pass over `tokens` at positions pos0..: logits of the last token (n_vocab) or, with
+// all_logits, of every token (tokens.size() x n_vocab).
+void evaluate(Transformer& transformer, const Model& model, std::span<const std::int32_t> tokens, std::int64_t pos0,
+              bool all_logits, std::vector<float>& logits);
+
+struct GenerateOptions {
+  std::int32_t n_predict = 64;
+  SamplingParams sampling;
+  bool stop_at_eog = true;  // stop at end-of-generation tokens (eos, eot)
+};
+
+struct GenerateStats {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t generated_tokens = 0;
+  std::chrono::nanoseconds prompt_time{0};
+  std::chrono::nanoseconds generation_time{0};
+  double prompt_tps() const;
+  double generation_tps() const;
+};
+
+// Generates up to n_predict tokens after `prompt` (token ids). `on_piece` receives the text of
+// each token as it is produced (complete UTF-8 only); `generated` receives the ids.
+GenerateStats generate(Transformer& transformer, const Model& model, const tok::Tokenizer& tokenizer,
+                       std::span<const std::int32_t> prompt, const GenerateOptions& options,
+                       const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated = nullptr);
+
+}  // namespace sluice

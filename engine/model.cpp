@@ -1,0 +1,84 @@
+#include "engine/model.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fmt/format.h>
+#include <stdexcept>
+
+#include "model/gguf.hpp"
+#include "model/pack_reader.hpp"
+
+namespace sluice {
+namespace {
+std::string read_magic(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  char magic[8] = {};
+  ssize_t got = ::pread(fd, magic, sizeof(magic), 0);
+  ::close(fd);
+  return std::string(magic, got > 0 ? std::size_t(got) : 0);
+}
+
+TensorView make_view(std::uint32_t type, const std::vector<std::uint64_t>& dims, const std::byte* data, std::uint64_t bytes,
+                     const std::string& source, const std::string& name) {
+  if (!ggml_type_traits(type)) throw std::runtime_error(fmt::format("{}: tensor '{}' has unsupported type {}", source, name, type));
+  TensorView v;
+  v.type = static_cast<GgmlType>(type);
+  for (auto d : dims) v.dims.push_back(static_cast<std::int64_t>(d));
+  v.data = data;
+  v.bytes = bytes;
+  return v;
+}
+}  // namespace
+
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::open(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->path_ = path;
+  std::string magic = read_magic(path);
+  if (magic.compare(0, 4, "GGUF") == 0) {
+    m->gguf_ = std::make_unique<gguf::File>(gguf::File::open(path));
+    m->metadata_ = metadata_of(*m->gguf_);
+  } else if (magic == std::string(pack::kMagic, 8)) {
+    m->pack_ = std::make_unique<pack::Pack>(pack::Pack::open(path));
+    for (std::size_t i = 0; i < m->pack_->extents().size(); ++i) {
+      auto bytes = m->pack_->read_extent(i);
+      if (!bytes) throw std::runtime_error(bytes.error().message);
+      m->extents_.push_back(std::move(bytes).value());
+    }
+    m->metadata_ = metadata_of(m->pack_->metadata(), path);
+  } else {
+    throw std::runtime_error(fmt::format("{}: neither a GGUF file nor a sluice pack (magic bytes do not match)", path));
+  }
+  m->config_ = config_from_metadata(*m->metadata_);
+  m->bind();
+  return m;
+}
+
+TensorView Model::tensor(std::string_view name) const {
+  if (gguf_) {
+    const gguf::TensorInfo* t = gguf_->find_tensor(name);
+    if (!t) return {};
+    auto data = gguf_->tensor_data(*t);
+    return make_view(t->type, t->dims, data.data(), data.size(), path_, t->name);
+  }
+  const pack::TensorInfo* t = pack_->find_tensor(name);
+  if (!t) return {};
+  return make_view(t->type, t->shape, extents_[t->extent].data() + t->offset, t->bytes, path_, t->name);
+}
+
+void Model::bind() {
+  globals_ = bind_globals(lookup(), config_, path_);
+  if (config_.n_vocab == 0) config_.n_vocab = globals_.tok_embd.rows();
+  for (std::int64_t il = 0; il < config_.n_layer; ++il) blocks_.push_back(bind_block(lookup(), config_, il, path_));
+  if (gguf_) {
+    for (const auto& t : gguf_->tensors()) weight_bytes_ += t.bytes;
+  } else {
+    for (const auto& t : pack_->tensors()) weight_bytes_ += t.bytes;
+  }
+}
+
+}  // namespace sluice

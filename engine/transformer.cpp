@@ -1,0 +1,135 @@
+#include "engine/transformer.hpp"
+
+#include <cmath>
+#include <fmt/format.h>
+#include <stdexcept>
+
+#include "common/assert.hpp"
+#include "compute/cpu/quants.hpp"
+
+namespace sluice {
+
+Transformer::Transformer(ModelConfig config, std::int64_t n_ctx, cpu::Threading threading)
+    : config_(std::move(config)), n_ctx_(n_ctx), threading_(threading), kv_dim_(config_.n_head_kv * config_.head_dim) {
+  SLUICE_ASSERT(n_ctx_ > 0);
+  std::size_t cache = std::size_t(config_.n_layer) * std::size_t(n_ctx_) * std::size_t(kv_dim_);
+  k_cache_.assign(cache, 0);
+  v_cache_.assign(cache, 0);
+}
+
+void Transformer::ensure_scratch(std::int64_t n) {
+  if (n <= scratch_tokens_) return;
+  const ModelConfig& c = config_;
+  const std::size_t rows = std::size_t(n);
+  xn_.resize(rows * c.n_embd);
+  q_.resize(rows * c.n_head * c.head_dim);
+  k_.resize(rows * kv_dim_);
+  v_.resize(rows * kv_dim_);
+  att_.resize(rows * c.n_head * c.head_dim);
+  proj_.resize(rows * c.n_embd);
+  gate_.resize(rows * c.n_ff);
+  up_.resize(rows * c.n_ff);
+  scratch_.resize(std::size_t(n_ctx_));
+  scratch_tokens_ = n;
+}
+
+const float* Transformer::f32(const TensorView& t, std::vector<float>& tmp) const {
+  if (t.type == GgmlType::F32) return reinterpret_cast<const float*>(t.data);
+  std::int64_t n = 1;
+  for (auto d : t.dims) n *= d;
+  tmp.resize(std::size_t(n));
+  cpu::dequantize_row(t.type, t.data, tmp.data(), n);
+  return tmp.data();
+}
+
+void Transformer::embed(const TensorView& tok_embd, std::span<const std::int32_t> tokens, float* x) const {
+  const std::int64_t d = config_.n_embd;
+  auto traits = ggml_type_traits(static_cast<std::uint32_t>(tok_embd.type));
+  SLUICE_ASSERT(traits.has_value());
+  const std::uint64_t row_bytes = ggml_row_bytes(*traits, std::uint64_t(d));
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    if (tokens[t] < 0 || tokens[t] >= tok_embd.rows()) {
+      throw std::out_of_range(fmt::format("token id {} outside the vocabulary (0..{})", tokens[t], tok_embd.rows() - 1));
+    }
+    cpu::dequantize_row(tok_embd.type, tok_embd.data + row_bytes * std::uint64_t(tokens[t]), x + std::int64_t(t) * d, d);
+  }
+}
+
+namespace {
+void linear(const TensorView& w, const float* x, std::int64_t n, float* y, cpu::Threading threading) {
+  cpu::matmul(w.type, w.data, w.rows(), w.cols(), x, n, y, threading);
+}
+}  // namespace
+
+void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::int64_t n,
+                        std::int64_t pos0) {
+  const ModelConfig& c = config_;
+  if (pos0 + n > n_ctx_) {
+    throw std::length_error(fmt::format("context full: positions {}..{} exceed the context of {}", pos0, pos0 + n - 1, n_ctx_));
+  }
+  ensure_scratch(n);
+  const std::int64_t d = c.n_embd, hd = c.head_dim, q_dim = c.n_head * hd;
+
+  // Attention: x += Wo * attn(rope(Wq xn), rope(Wk xn), Wv xn), xn = rmsnorm(x)
+  const float* attn_norm = f32(w.attn_norm, tmp_a_);
+  for (std::int64_t t = 0; t < n; ++t) cpu::rms_norm(x + t * d, attn_norm, xn_.data() + t * d, d, c.rms_eps);
+  linear(w.wq, xn_.data(), n, q_.data(), threading_);
+  linear(w.wk, xn_.data(), n, k_.data(), threading_);
+  linear(w.wv, xn_.data(), n, v_.data(), threading_);
+  auto add_bias = [&](const TensorView& bias, float* rows, std::int64_t width) {
+    if (!bias) return;
+    const float* b = f32(bias, tmp_b_);
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t i = 0; i < width; ++i) rows[t * width + i] += b[i];
+  };
+  add_bias(w.bq, q_.data(), q_dim);
+  add_bias(w.bk, k_.data(), kv_dim_);
+  add_bias(w.bv, v_.data(), kv_dim_);
+
+  cpu::RopeParams rope;
+  rope.kind = c.rope_neox ? cpu::RopeKind::neox : cpu::RopeKind::adjacent;
+  rope.n_rot = static_cast<std::int32_t>(c.n_rot);
+  rope.freq_base = c.rope_base;
+  rope.freq_scale = c.rope_freq_scale;
+  std::vector<float> freq_tmp;
+  if (g.rope_freqs) rope.freq_factors = f32(g.rope_freqs, freq_tmp);
+
+  cpu::KvLayerView kv{k_cache_.data() + std::size_t(il) * std::size_t(n_ctx_) * std::size_t(kv_dim_),
+                      v_cache_.data() + std::size_t(il) * std::size_t(n_ctx_) * std::size_t(kv_dim_), n_ctx_};
+  for (std::int64_t t = 0; t < n; ++t) {
+    cpu::rope(q_.data() + t * q_dim, static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(hd), pos0 + t, rope);
+    cpu::rope(k_.data() + t * kv_dim_, static_cast<std::int32_t>(c.n_head_kv), static_cast<std::int32_t>(hd), pos0 + t, rope);
+    cpu::kv_store(kv, pos0 + t, kv_dim_, k_.data() + t * kv_dim_, v_.data() + t * kv_dim_);
+  }
+  cpu::AttentionShape shape{static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(c.n_head_kv),
+                            static_cast<std::int32_t>(hd), 1.0f / std::sqrt(float(hd)), 0, 0.0f};
+  for (std::int64_t t = 0; t < n; ++t) {
+    cpu::attend(q_.data() + t * q_dim, kv, pos0 + t, shape, att_.data() + t * q_dim, scratch_.data());
+  }
+  linear(w.wo, att_.data(), n, proj_.data(), threading_);
+  for (std::int64_t i = 0; i < n * d; ++i) x[i] += proj_[i];
+
+  // Feed-forward (SwiGLU): x += W_down (silu(W_gate xn) * W_up xn), xn = rmsnorm(x)
+  const float* ffn_norm = f32(w.ffn_norm, tmp_a_);
+  for (std::int64_t t = 0; t < n; ++t) cpu::rms_norm(x + t * d, ffn_norm, xn_.data() + t * d, d, c.rms_eps);
+  linear(w.w_gate, xn_.data(), n, gate_.data(), threading_);
+  linear(w.w_up, xn_.data(), n, up_.data(), threading_);
+  for (std::int64_t i = 0; i < n * c.n_ff; ++i) gate_[i] = cpu::silu(gate_[i]) * up_[i];
+  linear(w.w_down, gate_.data(), n, proj_.data(), threading_);
+  for (std::int64_t i = 0; i < n * d; ++i) x[i] += proj_[i];
+}
+
+void Transformer::head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits) {
+  const std::int64_t d = config_.n_embd;
+  SLUICE_ASSERT(n_rows >= 1 && n_rows <= n);
+  ensure_scratch(n_rows);
+  const float* norm = f32(g.output_norm, tmp_a_);
+  for (std::int64_t r = 0; r < n_rows; ++r) cpu::rms_norm(x + (n - n_rows + r) * d, norm, xn_.data() + r * d, d, config_.rms_eps);
+  linear(g.output, xn_.data(), n_rows, logits, threading_);
+  if (config_.final_softcap > 0.0f) {
+    const float cap = config_.final_softcap;
+    for (std::int64_t i = 0; i < n_rows * g.output.rows(); ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+  }
+}
+
+}  // namespace sluice

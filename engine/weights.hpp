@@ -1,0 +1,48 @@
+// Where a forward pass finds its tensors: a view (type, shape, bytes) per tensor name, whether
+// the bytes live in a memory-mapped GGUF, in extents read whole from a pack, or in a ring slot
+// the prefetcher just filled. Names are GGUF's (blk.N.attn_q.weight, ...).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/ggml_types.hpp"
+#include "model/model_config.hpp"
+
+namespace sluice {
+
+struct TensorView {
+  GgmlType type = GgmlType::F32;
+  std::vector<std::int64_t> dims;  // ggml order: dims[0] = row length (input features)
+  const std::byte* data = nullptr;
+  std::uint64_t bytes = 0;
+  std::int64_t rows() const { return dims.size() > 1 ? dims[1] : 1; }
+  std::int64_t cols() const { return dims.empty() ? 0 : dims[0]; }
+  explicit operator bool() const { return data != nullptr; }
+};
+
+// Looks a tensor up by name; returns an empty view when absent.
+using TensorLookup = std::function<TensorView(std::string_view name)>;
+
+// One transformer block's tensors (absent optional ones are empty views).
+struct BlockWeights {
+  TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv;
+  TensorView q_norm, k_norm, post_attn_norm;            // gemma3
+  TensorView ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+};
+
+struct GlobalWeights {
+  TensorView tok_embd, output_norm, output, rope_freqs;
+};
+
+// Binds block `il`'s tensors; throws std::runtime_error naming `source` and the missing tensor.
+BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, std::int64_t il, const std::string& source);
+// Binds the embedding, final norm and head (head = embedding when output.weight is absent: tied).
+GlobalWeights bind_globals(const TensorLookup& lookup, const ModelConfig& config, const std::string& source);
+
+}  // namespace sluice

@@ -1,0 +1,31 @@
+// GGUF -> pack conversion (`sluice convert`): one extent per transformer block ("blk.N"), one for
+// the token embedding ("token_embd"), one for the output norm and head ("output"), and one for
+// anything else ("misc", e.g. rope_freqs). The GGUF's metadata goes into the manifest as JSON;
+// tensor bytes are copied unchanged (ggml block formats), framed and optionally compressed.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "model/pack_writer.hpp"
+
+namespace sluice {
+
+struct ConvertStats {
+  std::uint64_t tensors = 0;
+  std::uint64_t extents = 0;
+  std::uint64_t raw_bytes = 0;
+  std::uint64_t file_bytes = 0;
+  std::uint64_t frames_raw = 0;
+  std::uint64_t frames_zstd = 0;
+};
+
+// Throws std::runtime_error naming the input or output file on failure (the partial output is
+// removed). `progress(done, total)` is called after each extent.
+ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::string& pack_path, pack::WriterOptions options,
+                                  const std::function<void(std::size_t, std::size_t)>& progress = {});
+
+// Which extent a GGUF tensor belongs to.
+std::string extent_of_tensor(const std::string& tensor_name);
+
+}  // namespace sluice

@@ -1,0 +1,163 @@
+// matmul against (1) the same level's vec_dot on the same quantized activations: exactly, for
+// every element, batch 1, 3 and 16 and an odd row count; (2) a naive reference, dequantized
+// weights times the fp32 activations in double, within matmul_bound (activation quantization
+// error plus accumulation rounding); (3) itself under different thread counts: bit-identical.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "compute/cpu/matmul.hpp"
+#include "tests/compute/kernel_test_util.hpp"
+
+namespace sluice::cpu {
+namespace {
+
+using test::kWeightTypes;
+using test::type_name;
+
+constexpr std::int64_t kRows = 37;  // two cache blocks of 16 plus an odd remainder
+constexpr std::int64_t kBatches[] = {1, 3, 16};
+constexpr std::uint64_t kSeed = 2024;
+
+struct Matrix {
+  std::vector<std::uint8_t> bytes;
+  std::vector<float> values;  // dequantized, rows x cols
+};
+
+Matrix make_weights(GgmlType t, std::int64_t rows, std::int64_t cols, std::mt19937_64& rng) {
+  Matrix m;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const auto w = test::random_row(rng, cols, 0.02f);
+    const auto q = test::quantize(t, w);
+    m.bytes.insert(m.bytes.end(), q.begin(), q.end());
+    const auto v = test::dequantize(t, q.data(), cols);
+    m.values.insert(m.values.end(), v.begin(), v.end());
+  }
+  return m;
+}
+
+// Bound on |matmul - sum_i w_i x_i| for one output: each activation's quantization error times
+// |w_i|, plus the rounding bound of the dot product.
+double matmul_bound(GgmlType t, const float* w, const float* x, std::int64_t n) {
+  const GgmlType act = vec_dot_type(t);
+  double bound = 0.0;
+  if (act == GgmlType::F16) {
+    constexpr double kHalfRel = 1.0 / 2048;       // 2^-11 relative rounding of fp16
+    constexpr double kHalfSubnormal = 0x1p-25;    // absolute, below the fp16 normal range
+    for (std::int64_t i = 0; i < n; ++i) bound += std::fabs(w[i]) * (std::fabs(x[i]) * kHalfRel + kHalfSubnormal);
+  } else if (act == GgmlType::BF16) {
+    constexpr double kBf16Rel = 1.0 / 256;  // 2^-8
+    for (std::int64_t i = 0; i < n; ++i) bound += std::fabs(w[i]) * std::fabs(x[i]) * kBf16Rel;
+  } else if (act != GgmlType::F32) {
+    // Half a step of amax/127 per element plus the fp16 rounding of the scale (Q8_0/Q8_1; the
+    // Q8_K scale is fp32); Q8_1's precomputed s = fp16(d * sum q) adds |min| * 32 * the same.
+    constexpr double kStepRel = 0.5 / 127 + 1.0 / 1024;
+    const std::int64_t block = block_elements(act);
+    for (std::int64_t b0 = 0; b0 < n; b0 += block) {
+      double amax = 0.0, wsum = 0.0, wmax = 0.0;
+      for (std::int64_t i = b0; i < b0 + block; ++i) {
+        amax = std::max(amax, static_cast<double>(std::fabs(x[i])));
+        wsum += std::fabs(w[i]);
+        wmax = std::max(wmax, static_cast<double>(std::fabs(w[i])));
+      }
+      bound += wsum * amax * kStepRel;
+      if (act == GgmlType::Q8_1) bound += static_cast<double>(block) * wmax * amax * kStepRel;
+    }
+  }
+  std::vector<float> wv(w, w + n), xv(x, x + n);
+  return bound + test::dot_rounding_bound(n, test::dot_magnitude(wv, xv));
+}
+
+class Matmul : public ::testing::TestWithParam<CpuIsa> {};
+
+TEST_P(Matmul, MatchesVecDotAndNaiveReference) {
+  const CpuIsa isa = GetParam();
+  const KernelTable* k = kernels_for(isa);
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(isa);
+  for (GgmlType t : kWeightTypes) {
+    const std::int64_t cols = test::test_lengths(t)[1];
+    std::mt19937_64 rng(kSeed);
+    const Matrix w = make_weights(t, kRows, cols, rng);
+    const std::size_t w_row_bytes = row_bytes(t, cols);
+    for (std::int64_t batch : kBatches) {
+      SCOPED_TRACE(std::string(type_name(t)) + " rows=" + std::to_string(kRows) + " cols=" + std::to_string(cols) +
+                   " batch=" + std::to_string(batch) + " seed=" + std::to_string(kSeed) + " isa=" + to_string(isa));
+      std::vector<float> x;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const auto row = test::random_row(rng, cols, 1.5f);
+        x.insert(x.end(), row.begin(), row.end());
+      }
+      std::vector<float> y(static_cast<std::size_t>(batch * kRows), -1.0f);
+      matmul(t, w.bytes.data(), kRows, cols, x.data(), batch, y.data(), Threading{}, isa);
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const std::vector<float> xb(x.begin() + b * cols, x.begin() + (b + 1) * cols);
+        const auto act = test::quantize_act(vec_dot_type(t), xb);
+        for (std::int64_t r = 0; r < kRows; ++r) {
+          const float got = y[static_cast<std::size_t>(b * kRows + r)];
+          const float want = k->vec_dot[type_slot(t)](cols, w.bytes.data() + r * w_row_bytes, act.data());
+          ASSERT_EQ(got, want) << "batch row " << b << " weight row " << r;
+          double naive = 0.0;
+          const float* wr = w.values.data() + r * cols;
+          for (std::int64_t i = 0; i < cols; ++i) naive += static_cast<double>(wr[i]) * xb[static_cast<std::size_t>(i)];
+          ASSERT_LE(std::fabs(got - naive), matmul_bound(t, wr, xb.data(), cols))
+              << "batch row " << b << " weight row " << r << " naive " << naive << " got " << got;
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, Matmul, ::testing::Values(CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST(MatmulThreads, ResultIndependentOfThreadCount) {
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::F16}) {
+    SCOPED_TRACE(type_name(t));
+    constexpr std::int64_t kBigRows = 301;  // many TBB tasks
+    const std::int64_t cols = test::test_lengths(t)[1];
+    std::mt19937_64 rng(kSeed);
+    const Matrix w = make_weights(t, kBigRows, cols, rng);
+    constexpr std::int64_t kBatch = 9;
+    std::vector<float> x;
+    for (std::int64_t b = 0; b < kBatch; ++b) {
+      const auto row = test::random_row(rng, cols);
+      x.insert(x.end(), row.begin(), row.end());
+    }
+    std::vector<float> y1(kBatch * kBigRows), y2(kBatch * kBigRows), y_all(kBatch * kBigRows);
+    matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y1.data(), Threading{1});
+    matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y2.data(), Threading{2});
+    matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y_all.data(), Threading{0});
+    EXPECT_EQ(y1, y2);
+    EXPECT_EQ(y1, y_all);
+  }
+}
+
+TEST(MatmulThreads, EmptyShapesAreNoOps) {
+  std::vector<float> y(4, 7.0f);
+  const float x[32] = {};
+  matmul(GgmlType::Q8_0, nullptr, 0, 32, x, 1, y.data(), Threading{});
+  matmul(GgmlType::Q8_0, nullptr, 4, 32, x, 0, y.data(), Threading{});
+  EXPECT_EQ(y, std::vector<float>(4, 7.0f));
+}
+
+TEST(CpuIsaSelection, ActiveLevelIsSupportedAndHonoursTheEnvironment) {
+  EXPECT_TRUE(isa_supported(CpuIsa::scalar));
+  EXPECT_TRUE(isa_supported(active_isa()));
+  EXPECT_EQ(&active_kernels(), kernels_for(active_isa()));
+  // ctest also runs this test with SLUICE_CPU_ISA=scalar (tests/compute/CMakeLists.txt).
+  const char* forced = std::getenv("SLUICE_CPU_ISA");
+  for (CpuIsa isa : {CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512}) {
+    if (forced != nullptr && std::string(forced) == to_string(isa) && isa_supported(isa)) {
+      EXPECT_EQ(active_isa(), isa);
+    }
+  }
+  if (forced == nullptr) {
+    EXPECT_EQ(active_isa(), detected_isa());
+  }
+  std::printf("detected %s, active %s\n", to_string(detected_isa()), to_string(active_isa()));
+}
+
+}  // namespace
+}  // namespace sluice::cpu

@@ -1,0 +1,171 @@
+// Reference quantizers and dequantizers: round-trip error within each type's named bound
+// (kernel_test_util.hpp), degenerate inputs stay finite, and every level's activation quantizer
+// writes exactly the scalar reference's bytes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "tests/compute/kernel_test_util.hpp"
+
+namespace sluice::cpu {
+namespace {
+
+using test::case_label;
+using test::dequantize;
+using test::kWeightTypes;
+using test::quantize;
+using test::random_row;
+using test::type_name;
+
+constexpr std::uint64_t kRoundTripSeeds[] = {1, 2, 3};
+// Below 2^-14 fp16 is subnormal: its error is absolute (<= 2^-25), so relative errors are taken
+// against at least this magnitude.
+constexpr double kSmallestNormalHalf = 0x1p-14;
+
+// Largest |x| of the block around element i (the super-block for K-quants).
+double block_amax(const std::vector<float>& x, std::size_t i, std::size_t block) {
+  const std::size_t b0 = i / block * block;
+  double m = 0.0;
+  for (std::size_t k = b0; k < std::min(x.size(), b0 + block); ++k) m = std::max(m, static_cast<double>(std::fabs(x[k])));
+  return m;
+}
+
+TEST(Quants, RoundTripWithinBounds) {
+  for (GgmlType t : kWeightTypes) {
+    const auto& bound = test::round_trip_bound(t);
+    const std::size_t block = block_elements(t) == 1 ? 1 : block_elements(t);
+    for (std::int64_t n : test::test_lengths(t)) {
+      for (std::uint64_t seed : kRoundTripSeeds) {
+        SCOPED_TRACE(case_label(t, n, seed));
+        std::mt19937_64 rng(seed);
+        const std::vector<float> x = random_row(rng, n, 0.02f);
+        const auto q = quantize(t, x);
+        const std::vector<float> y = dequantize(t, q.data(), n);
+        double worst_rel = 0.0, err2 = 0.0, x2 = 0.0;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+          ASSERT_TRUE(std::isfinite(y[i])) << "element " << i;
+          const double err = std::fabs(static_cast<double>(x[i]) - y[i]);
+          const double scale = block == 1 ? std::max(static_cast<double>(std::fabs(x[i])), kSmallestNormalHalf)
+                                          : block_amax(x, i, block);
+          if (scale > 0) worst_rel = std::max(worst_rel, err / scale);
+          else ASSERT_EQ(err, 0.0) << "element " << i << " of an all-zero block";
+          err2 += err * err;
+          x2 += static_cast<double>(x[i]) * x[i];
+        }
+        const double rms_rel = std::sqrt(err2 / x2);
+        EXPECT_LE(worst_rel, bound.max_rel_block) << type_name(t);
+        EXPECT_LE(rms_rel, bound.rms_rel) << type_name(t);
+      }
+    }
+  }
+}
+
+TEST(Quants, DegenerateBlocksStayFinite) {
+  for (GgmlType t : kWeightTypes) {
+    const std::int64_t n = block_elements(t) == 1 ? 256 : std::max<std::int64_t>(256, block_elements(t));
+    const float kTiny = 1e-30f;  // below every fp16 scale: scales flush to zero
+    std::vector<std::vector<float>> cases = {
+        std::vector<float>(static_cast<std::size_t>(n), 0.0f),
+        std::vector<float>(static_cast<std::size_t>(n), 0.75f),
+        std::vector<float>(static_cast<std::size_t>(n), -3.0f),
+        std::vector<float>(static_cast<std::size_t>(n), kTiny),
+    };
+    std::vector<float> spike(static_cast<std::size_t>(n), 0.0f);
+    spike[5] = 1000.0f;
+    cases.push_back(spike);
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      SCOPED_TRACE(std::string(type_name(t)) + " case " + std::to_string(c));
+      const auto q = quantize(t, cases[c]);
+      const auto y = dequantize(t, q.data(), n);
+      for (std::size_t i = 0; i < y.size(); ++i) ASSERT_TRUE(std::isfinite(y[i])) << "element " << i;
+      if (c == 0) {
+        for (float v : y) ASSERT_EQ(v, 0.0f);
+      }
+    }
+  }
+}
+
+TEST(Quants, ReferenceQuantizationIsDeterministic) {
+  for (GgmlType t : kWeightTypes) {
+    std::mt19937_64 rng(7);
+    const auto x = random_row(rng, 512, 0.5f);
+    EXPECT_EQ(quantize(t, x), quantize(t, x)) << type_name(t);
+  }
+}
+
+// A few bytes pinned by hand from ggml's formulas, so a change of convention cannot pass
+// silently through the symmetric tests above.
+TEST(Quants, KnownBlocks) {
+  std::vector<float> x(32);
+  for (int i = 0; i < 32; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(i - 16);  // -16..15
+  {
+    const auto q = quantize(GgmlType::Q8_0, x);
+    BlockQ8_0 b;
+    std::memcpy(&b, q.data(), sizeof b);
+    EXPECT_EQ(b.d, fp32_to_fp16(16.0f / 127));
+    EXPECT_EQ(b.qs[0], -127);  // -16 * 127/16
+    EXPECT_EQ(b.qs[16], 0);
+    EXPECT_EQ(b.qs[31], 119);  // roundf(15 * 7.9375) = roundf(119.06)
+  }
+  {
+    const auto q = quantize(GgmlType::Q4_0, x);
+    BlockQ4_0 b;
+    std::memcpy(&b, q.data(), sizeof b);
+    EXPECT_EQ(fp16_to_fp32(b.d), 2.0f);  // max = -16 -> d = -16 / -8
+    EXPECT_EQ(b.qs[0] & 0x0f, 0);        // -16 / 2 + 8.5 -> 0
+    EXPECT_EQ(b.qs[0] >> 4, 8);          // element 16: 0 -> 8
+    EXPECT_EQ(b.qs[15] >> 4, 15);        // element 31: 15 / 2 + 8.5 = 16 -> clamped 15
+  }
+}
+
+class ActivationQuantizer : public ::testing::TestWithParam<CpuIsa> {};
+
+TEST_P(ActivationQuantizer, MatchesScalarBytes) {
+  const CpuIsa isa = GetParam();
+  const KernelTable* k = kernels_for(isa);
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(isa);
+  const KernelTable& ref = *kernels_for(CpuIsa::scalar);
+  for (GgmlType act : {GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K}) {
+    const std::int64_t block = block_elements(act);
+    for (std::int64_t n : {block * 1, block * 3, block * 17, std::max<std::int64_t>(block, 256) * 17 + (block == 1 ? 5 : 0)}) {
+      for (std::uint64_t seed : {11u, 12u}) {
+        SCOPED_TRACE(case_label(act, n, seed) + " isa=" + to_string(isa));
+        std::mt19937_64 rng(seed);
+        std::vector<float> x = random_row(rng, n, seed == 11 ? 1.0f : 3e-3f);
+        // Exact ties for roundf and for round-to-even: multiples of half a step.
+        if (n >= 64) {
+          for (int i = 32; i < 48; ++i) x[static_cast<std::size_t>(i)] = static_cast<float>(i - 40) * 0.5f;
+        }
+        std::vector<std::uint8_t> want(row_bytes(act, n)), got(row_bytes(act, n));
+        ref.quantize_activation[type_slot(act)](x.data(), want.data(), n);
+        k->quantize_activation[type_slot(act)](x.data(), got.data(), n);
+        ASSERT_EQ(got, want);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, ActivationQuantizer, ::testing::Values(CpuIsa::avx2, CpuIsa::avx512),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST(Quants, ActivationRoundTrip) {
+  // Q8_0/Q8_1: half a step of amax/127 plus the fp16 scale; Q8_K: half a step, fp32 scale.
+  constexpr double kQ8BlockBound = 0.5 / 127 + 1.0 / 1024;
+  for (GgmlType act : {GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K}) {
+    std::mt19937_64 rng(21);
+    const std::int64_t n = 4096 + 256;
+    const auto x = random_row(rng, n);
+    const auto q = test::quantize_act(act, x);
+    const auto y = dequantize(act, q.data(), n);
+    const std::size_t block = block_elements(act);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      ASSERT_LE(std::fabs(static_cast<double>(x[i]) - y[i]), kQ8BlockBound * block_amax(x, i, block))
+          << type_name(act) << " element " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sluice::cpu

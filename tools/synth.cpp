@@ -1,0 +1,146 @@
+#include "tools/synth.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+#include <random>
+#include <stdexcept>
+
+#include <tbb/parallel_for.h>
+
+#include "compute/cpu/quants.hpp"
+#include "model/gguf.hpp"
+
+namespace sluice {
+
+SynthShape synth_shape(const std::string& name) {
+  if (name == "tiny") return {256, 4, 8, 4, 768, 2048};
+  if (name == "1b") return {2048, 16, 32, 8, 8192, 4096};
+  if (name == "7b") return {4096, 32, 32, 32, 11008, 4096};
+  if (name == "13b") return {5120, 40, 40, 40, 13824, 4096};
+  if (name == "70b") return {8192, 80, 64, 8, 28672, 4096};
+  if (name == "100b") return {9216, 96, 72, 8, 32768, 4096};
+  throw std::invalid_argument(fmt::format("unknown shape '{}' (tiny, 1b, 7b, 13b, 70b, 100b)", name));
+}
+
+namespace {
+
+// splitmix64: fast, seedable per row, so rows can be generated in parallel reproducibly.
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// A matrix of rows x cols with entries ~ uniform(-a, a), a = sqrt(3) * scale / sqrt(cols), so
+// each output of W x has the variance of x times scale^2: activations neither vanish nor explode.
+std::vector<std::byte> random_matrix(GgmlType type, std::int64_t rows, std::int64_t cols, std::uint64_t seed, float scale) {
+  const std::size_t row_bytes = cpu::row_bytes(type, cols);
+  std::vector<std::byte> out(row_bytes * std::size_t(rows));
+  const float amplitude = std::sqrt(3.0f) * scale / std::sqrt(float(cols));
+  tbb::parallel_for(std::int64_t{0}, rows, [&](std::int64_t r) {
+    std::vector<float> row(static_cast<std::size_t>(cols));
+    std::uint64_t state = mix(seed ^ mix(std::uint64_t(r)));
+    for (auto& v : row) {
+      state = mix(state);
+      v = amplitude * (float(state >> 40) / float(1ull << 24) * 2.0f - 1.0f);
+    }
+    cpu::quantize_row_reference(type, row.data(), out.data() + row_bytes * std::size_t(r), cols);
+  });
+  return out;
+}
+
+std::vector<std::byte> norm_weights(std::int64_t n, std::uint64_t seed) {
+  std::vector<float> w(static_cast<std::size_t>(n));
+  std::uint64_t state = seed;
+  for (auto& v : w) {
+    state = mix(state);
+    v = 1.0f + 0.1f * (float(state >> 40) / float(1ull << 24) - 0.5f);
+  }
+  std::vector<std::byte> out(w.size() * sizeof(float));
+  std::memcpy(out.data(), w.data(), out.size());
+  return out;
+}
+
+std::vector<std::byte> bias(std::int64_t n, std::uint64_t seed) {
+  std::vector<float> w(static_cast<std::size_t>(n));
+  std::uint64_t state = seed;
+  for (auto& v : w) {
+    state = mix(state);
+    v = 0.2f * (float(state >> 40) / float(1ull << 24) - 0.5f);
+  }
+  std::vector<std::byte> out(w.size() * sizeof(float));
+  std::memcpy(out.data(), w.data(), out.size());
+  return out;
+}
+
+}  // namespace
+
+void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
+  if (o.arch != "llama" && o.arch != "qwen2") throw std::invalid_argument("synth: --arch must be llama or qwen2");
+  if (o.vocab_from.empty()) throw std::invalid_argument("synth: a vocabulary source GGUF is required (--vocab-from)");
+  gguf::File vocab = gguf::File::open(o.vocab_from);
+  const auto* tokens = vocab.get_string_array("tokenizer.ggml.tokens");
+  if (!tokens) throw std::runtime_error(fmt::format("{}: has no tokenizer.ggml.tokens to copy", o.vocab_from));
+  const auto n_vocab = static_cast<std::int64_t>(tokens->size());
+  const SynthShape& s = o.shape;
+  const std::int64_t head_dim = s.n_embd / s.n_head;
+
+  gguf::Writer w;
+  const std::string a = o.arch + ".";
+  w.set_string("general.architecture", o.arch);
+  w.set_string("general.name", fmt::format("sluice-synth-{}-{}", o.arch, s.n_embd));
+  w.set_u32("general.file_type", 0);
+  w.set_u32(a + "context_length", std::uint32_t(s.n_ctx));
+  w.set_u32(a + "embedding_length", std::uint32_t(s.n_embd));
+  w.set_u32(a + "block_count", std::uint32_t(s.n_layer));
+  w.set_u32(a + "feed_forward_length", std::uint32_t(s.n_ff));
+  w.set_u32(a + "attention.head_count", std::uint32_t(s.n_head));
+  w.set_u32(a + "attention.head_count_kv", std::uint32_t(s.n_head_kv));
+  w.set_u32(a + "rope.dimension_count", std::uint32_t(head_dim));
+  w.set_f32(a + "rope.freq_base", o.arch == "qwen2" ? 1000000.0f : 10000.0f);
+  w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  for (const auto& [key, value] : vocab.metadata()) {
+    if (key.rfind("tokenizer.", 0) == 0) w.set(key, value);
+  }
+
+  std::uint64_t seed = o.seed * 1000003;
+  auto next_seed = [&] { return seed = mix(seed); };
+  const std::int64_t kv_dim = s.n_head_kv * head_dim;
+  auto add = [&](const std::string& name, GgmlType type, std::vector<std::uint64_t> dims, const std::vector<std::byte>& bytes) {
+    w.add_tensor(name, static_cast<std::uint32_t>(type), std::move(dims), bytes);
+  };
+  add("token_embd.weight", o.embedding_type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
+      random_matrix(o.embedding_type, n_vocab, s.n_embd, next_seed(), std::sqrt(float(s.n_embd))));
+  for (std::int64_t il = 0; il < s.n_layer; ++il) {
+    const std::string p = fmt::format("blk.{}.", il);
+    const auto E = std::uint64_t(s.n_embd), K = std::uint64_t(kv_dim), F = std::uint64_t(s.n_ff);
+    add(p + "attn_norm.weight", GgmlType::F32, {E}, norm_weights(s.n_embd, next_seed()));
+    // Q and K get a larger scale so attention is not uniform: softmax then has something to pick.
+    add(p + "attn_q.weight", o.type, {E, E}, random_matrix(o.type, s.n_embd, s.n_embd, next_seed(), 2.0f));
+    add(p + "attn_k.weight", o.type, {E, K}, random_matrix(o.type, kv_dim, s.n_embd, next_seed(), 2.0f));
+    add(p + "attn_v.weight", o.type, {E, K}, random_matrix(o.type, kv_dim, s.n_embd, next_seed(), 1.0f));
+    if (o.arch == "qwen2") {
+      add(p + "attn_q.bias", GgmlType::F32, {E}, bias(s.n_embd, next_seed()));
+      add(p + "attn_k.bias", GgmlType::F32, {K}, bias(kv_dim, next_seed()));
+      add(p + "attn_v.bias", GgmlType::F32, {K}, bias(kv_dim, next_seed()));
+    }
+    // Residual branches scaled down (1/sqrt(2 * layers)) so the stream stays O(1) through depth.
+    const float branch = 1.0f / std::sqrt(2.0f * float(s.n_layer));
+    add(p + "attn_output.weight", o.type, {E, E}, random_matrix(o.type, s.n_embd, s.n_embd, next_seed(), branch));
+    add(p + "ffn_norm.weight", GgmlType::F32, {E}, norm_weights(s.n_embd, next_seed()));
+    add(p + "ffn_gate.weight", o.type, {E, F}, random_matrix(o.type, s.n_ff, s.n_embd, next_seed(), 1.0f));
+    add(p + "ffn_up.weight", o.type, {E, F}, random_matrix(o.type, s.n_ff, s.n_embd, next_seed(), 1.0f));
+    add(p + "ffn_down.weight", o.type, {F, E}, random_matrix(o.type, s.n_embd, s.n_ff, next_seed(), 2.0f * branch));
+  }
+  add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, norm_weights(s.n_embd, next_seed()));
+  if (!o.tied_output) {
+    // Scale 4: logits spread over a few units, so top-1 is decisive but not one-hot.
+    add("output.weight", o.type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
+        random_matrix(o.type, n_vocab, s.n_embd, next_seed(), 4.0f));
+  }
+  w.write(path);
+}
+
+}  // namespace sluice

@@ -1,0 +1,34 @@
+// Synthetic GGUF models (`sluice synth`): real architecture metadata and a real tokenizer
+// vocabulary (copied from a GGUF that has one), with random but well-scaled weights in any
+// supported quant type, so outputs are finite and logits are not all equal. Used for parity
+// tests against llama.cpp and for benchmarks at shapes no real model here has.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/ggml_types.hpp"
+
+namespace sluice {
+
+struct SynthShape {
+  std::int64_t n_embd = 256, n_layer = 4, n_head = 8, n_head_kv = 4, n_ff = 768, n_ctx = 2048;
+};
+
+// tiny, 1b, 7b, 13b, 70b, 100b (Llama-family proportions). Throws std::invalid_argument.
+SynthShape synth_shape(const std::string& name);
+
+struct SynthOptions {
+  std::string arch = "llama";  // llama | qwen2
+  SynthShape shape;
+  GgmlType type = GgmlType::Q4_0;  // matrices; norms stay F32
+  GgmlType embedding_type = GgmlType::Q8_0;
+  std::string vocab_from;  // GGUF whose tokenizer.* keys are copied
+  std::uint64_t seed = 1;
+  bool tied_output = false;
+};
+
+// Writes OUT. Throws std::runtime_error naming the file on failure.
+void write_synthetic_gguf(const std::string& path, const SynthOptions& options);
+
+}  // namespace sluice
