@@ -52,6 +52,8 @@ class PinnedBuffer {
   bool locked_ = false;
   bool cuda_registered_ = false;
   bool hwloc_allocated_ = false;
+  void* map_base_ = nullptr;  // the mapping data_ was carved from (2 MiB-aligned inside it)
+  std::size_t map_bytes_ = 0;
   void release() noexcept;
 };
 

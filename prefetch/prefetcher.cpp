@@ -163,9 +163,12 @@ void Prefetcher::io_loop() {
       if (cancelled_ && reader_->in_flight() == 0) return;
     }
     // Block for completions without the lock so the consumer and decoders are never stalled.
+    const unsigned depth = reader_->in_flight();
     Result<std::size_t> got = reader_->wait(completions, 1);
     std::unique_lock lock(mutex_);
     stats_.io_busy = reader_->stats().busy;  // the reader is only touched by this thread
+    ++stats_.waits;
+    stats_.in_flight_at_wait += depth;
     if (!got) {
       // The ring itself failed (not a single read): fail every extent being read and stop.
       for (Slot& slot : slots_) {

@@ -63,6 +63,8 @@ struct PrefetchStats {
   std::uint64_t bytes_decoded = 0;   // raw bytes delivered
   std::uint64_t frames_verified = 0;
   std::uint64_t max_slots_in_use = 0;
+  std::uint64_t waits = 0;               // times the I/O thread blocked for completions
+  std::uint64_t in_flight_at_wait = 0;   // summed reads in flight at those times (/waits = mean depth)
   std::chrono::nanoseconds io_busy{0};       // wall time with at least one read in flight
   std::chrono::nanoseconds decode_busy{0};   // summed worker time verifying and decoding
   std::chrono::nanoseconds consumer_wait{0}; // time next() spent blocked
