@@ -29,7 +29,6 @@ void Transformer::ensure_scratch(std::int64_t n) {
   proj_.resize(rows * c.n_embd);
   gate_.resize(rows * c.n_ff);
   up_.resize(rows * c.n_ff);
-  scratch_.resize(std::size_t(n_ctx_));
   scratch_tokens_ = n;
 }
 
@@ -104,7 +103,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   cpu::AttentionShape shape{static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(c.n_head_kv),
                             static_cast<std::int32_t>(hd), 1.0f / std::sqrt(float(hd)), 0, 0.0f};
   for (std::int64_t t = 0; t < n; ++t) {
-    cpu::attend(q_.data() + t * q_dim, kv, pos0 + t, shape, att_.data() + t * q_dim, scratch_.data());
+    cpu::attend(q_.data() + t * q_dim, kv, pos0 + t, shape, att_.data() + t * q_dim);
   }
   linear(w.wo, att_.data(), n, proj_.data(), threading_);
   for (std::int64_t i = 0; i < n * d; ++i) x[i] += proj_[i];

@@ -49,7 +49,7 @@ class Transformer {
   cpu::Threading threading_;
   std::int64_t kv_dim_;
   std::vector<std::uint16_t> k_cache_, v_cache_;
-  std::vector<float> xn_, q_, k_, v_, att_, proj_, gate_, up_, scratch_;
+  std::vector<float> xn_, q_, k_, v_, att_, proj_, gate_, up_;
   std::vector<float> tmp_a_, tmp_b_;
   std::int64_t scratch_tokens_ = 0;
 };

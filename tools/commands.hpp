@@ -23,6 +23,9 @@ void add_synth_command(CLI::App& app);
 // `sluice eval -m MODEL -p TEXT`: token ids, logits and greedy tokens as JSON (parity checks).
 void add_eval_command(CLI::App& app);
 
+// `sluice bench -m MODEL`: pp/tg tokens per second table (llama-bench style).
+void add_bench_command(CLI::App& app);
+
 // `sluice inspect FILE [--verify]`: print a pack's header, extents, tensors and metadata.
 void add_inspect_command(CLI::App& app);
 

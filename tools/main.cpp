@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   sluice::add_convert_command(app);
   sluice::add_synth_command(app);
   sluice::add_eval_command(app);
+  sluice::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <span>
 
+#include "compute/cpu/blocks.hpp"
+
 namespace sluice::cpu {
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]   (weight may be null: no scaling)
@@ -33,9 +35,8 @@ void softmax(float* x, std::int64_t n);
 float silu(float x);
 float gelu_tanh(float x);  // GELU, tanh approximation (Gemma's GeGLU)
 
-// fp16 storage for the KV cache (IEEE half, round to nearest even), as llama.cpp's default.
-std::uint16_t fp32_to_fp16(float f);
-float fp16_to_fp32(std::uint16_t h);
+// fp16 storage for the KV cache uses fp32_to_fp16 / fp16_to_fp32 from blocks.hpp (IEEE half,
+// round to nearest even), as llama.cpp's default f16 cache.
 
 // One layer's KV cache: [ctx][n_head_kv * head_dim] fp16 for K and for V.
 struct KvLayerView {
@@ -56,9 +57,9 @@ struct AttentionShape {
 // Causal attention of one query row at position `pos` against cache positions [0, pos]:
 // out (n_head * head_dim) = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head
 // h / (n_head / n_head_kv). q and the softmax weights are rounded to fp16 before they meet the
-// fp16 cache, as llama.cpp does. `scratch` holds at least pos + 1 floats.
-void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& shape, float* out,
-            float* scratch);
+// fp16 cache, as llama.cpp does. Heads run in parallel (TBB) when the context is long enough to
+// pay for it. Thread-safe for distinct `out`.
+void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& shape, float* out);
 
 // Writes one token's k and v rows (n_head_kv * head_dim floats each) into the cache at `pos`.
 void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, const float* k, const float* v);
