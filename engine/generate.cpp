@@ -36,10 +36,19 @@ double GenerateStats::generation_tps() const {
 GenerateStats generate(Transformer& transformer, const Model& model, const tok::Tokenizer& tokenizer,
                        std::span<const std::int32_t> prompt, const GenerateOptions& options,
                        const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated) {
+  Evaluator in_ram = [&](std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits) {
+    evaluate(transformer, model, tokens, pos0, false, logits);
+  };
+  return generate(in_ram, transformer.n_ctx(), tokenizer, prompt, options, on_piece, generated);
+}
+
+GenerateStats generate(const Evaluator& evaluate_last, std::int64_t n_ctx, const tok::Tokenizer& tokenizer,
+                       std::span<const std::int32_t> prompt, const GenerateOptions& options,
+                       const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated) {
   if (prompt.empty()) throw std::invalid_argument("the prompt is empty (no tokens)");
-  if (std::int64_t(prompt.size()) + options.n_predict > transformer.n_ctx()) {
+  if (std::int64_t(prompt.size()) + options.n_predict > n_ctx) {
     throw std::length_error(fmt::format("prompt ({} tokens) + {} to generate exceed the context of {} (raise -c)",
-                                        prompt.size(), options.n_predict, transformer.n_ctx()));
+                                        prompt.size(), options.n_predict, n_ctx));
   }
   GenerateStats stats;
   std::vector<std::int32_t> history(prompt.begin(), prompt.end());
@@ -48,7 +57,7 @@ GenerateStats generate(Transformer& transformer, const Model& model, const tok::
   tok::Detokenizer detok(tokenizer);
 
   auto started = Clock::now();
-  evaluate(transformer, model, prompt, 0, false, logits);
+  evaluate_last(prompt, 0, logits);
   stats.prompt_tokens = std::int64_t(prompt.size());
   stats.prompt_time = Clock::now() - started;
 
@@ -64,7 +73,7 @@ GenerateStats generate(Transformer& transformer, const Model& model, const tok::
       if (!piece.empty()) on_piece(piece);
     }
     if (i + 1 == options.n_predict) break;  // no need to evaluate a token nobody will sample after
-    evaluate(transformer, model, std::span(&next, 1), std::int64_t(history.size()) - 1, false, logits);
+    evaluate_last(std::span(&next, 1), std::int64_t(history.size()) - 1, logits);
   }
   if (on_piece) {
     std::string rest = detok.flush();

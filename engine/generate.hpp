@@ -39,8 +39,16 @@ struct GenerateStats {
   double generation_tps() const;
 };
 
+// One forward pass: logits of the last token of `tokens` at positions pos0.. (n_vocab floats).
+using Evaluator = std::function<void(std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits)>;
+
 // Generates up to n_predict tokens after `prompt` (token ids). `on_piece` receives the text of
 // each token as it is produced (complete UTF-8 only); `generated` receives the ids.
+GenerateStats generate(const Evaluator& evaluate_last, std::int64_t n_ctx, const tok::Tokenizer& tokenizer,
+                       std::span<const std::int32_t> prompt, const GenerateOptions& options,
+                       const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated = nullptr);
+
+// The same over a model held in RAM.
 GenerateStats generate(Transformer& transformer, const Model& model, const tok::Tokenizer& tokenizer,
                        std::span<const std::int32_t> prompt, const GenerateOptions& options,
                        const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated = nullptr);

@@ -78,6 +78,17 @@ void StreamedModel::ensure_prefetcher() {
   prefetcher_ = std::make_unique<prefetch::Prefetcher>(path_, pack_.extents(), std::move(plan), options_.prefetch);
 }
 
+StreamStats StreamedModel::stats() const {
+  StreamStats s = stats_;
+  if (prefetcher_) {
+    prefetch::PrefetchStats p = prefetcher_->stats();
+    s.bytes_streamed += p.bytes_read;
+    s.io_busy += p.io_busy;
+    s.decode_busy += p.decode_busy;
+  }
+  return s;
+}
+
 void StreamedModel::collect_prefetch_stats() {
   if (!prefetcher_) return;
   prefetch::PrefetchStats s = prefetcher_->stats();

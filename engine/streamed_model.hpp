@@ -46,7 +46,8 @@ class StreamedModel {
   std::uint64_t resident_bytes() const { return resident_bytes_; }
   std::uint64_t streamed_bytes_per_pass() const { return streamed_bytes_per_pass_; }
   std::uint64_t ring_bytes() const { return prefetcher_ ? prefetcher_->ring_bytes() : 0; }
-  const StreamStats& stats() const { return stats_; }
+  // Totals over every pass so far, including the prefetcher in use.
+  StreamStats stats() const;
 
   // One forward pass (same contract as engine/generate.hpp's evaluate()).
   void evaluate(Transformer& transformer, std::span<const std::int32_t> tokens, std::int64_t pos0, bool all_logits,
