@@ -109,6 +109,7 @@ void StreamedModel::evaluate(Transformer& transformer, std::span<const std::int3
     stats_.wait += Clock::now() - started;
     if (!next) throw std::runtime_error(next.error().message);
     prefetch::ExtentHandle handle = std::move(next).value();
+    TraceScope compute(options_.prefetch.trace, "compute", fmt::format("blk.{}", il), {{"tokens", n}, {"pos0", pos0}});
     transformer.block(il, bind_streamed_block(il, handle.bytes()), globals_, x.data(), n, pos0);
   }
   ++stats_.passes;

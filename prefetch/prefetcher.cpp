@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include "common/assert.hpp"
 #include "common/units.hpp"
@@ -112,6 +113,7 @@ bool Prefetcher::assign_free_slots() {
     slot.read_length = align_up(e.disk_bytes, kDirectAlign);
     slot.chunks_total = static_cast<std::uint32_t>((slot.read_length + options_.read_bytes - 1) / options_.read_bytes);
     slot.chunks_issued = slot.chunks_done = 0;
+    slot.read_started = Clock::now();
     slot.decoded = {};
     assigned = true;
     std::uint64_t in_use = 0;
@@ -214,6 +216,10 @@ void Prefetcher::on_read_complete(const io::ReadCompletion& completion) {
   }
   if (++slot.chunks_done == slot.chunks_total) {
     ++stats_.extents_read;
+    if (options_.trace) {
+      options_.trace->complete("io", extents_[slot.extent].name, slot.read_started, Clock::now(),
+                               {{"extent", slot.extent}, {"bytes", slot.read_length}, {"pass_position", slot.plan_position}});
+    }
     if (cancelled_) {
       slot.state = SlotState::free;
       return;
@@ -242,6 +248,9 @@ void Prefetcher::decode_slot(unsigned index) {
   // Never throw out of a TBB task: every failure is recorded and carried to the consumer.
   tbb::parallel_for(std::size_t{0}, e.frames.size(), [&](std::size_t f) {
     auto started = Clock::now();
+    // One trace lane per TBB worker, so overlapping frames do not stack on one track.
+    TraceScope trace_frame(options_.trace, fmt::format("decompress/worker {}", tbb::this_task_arena::current_thread_index()),
+                           e.name, {{"frame", f}});
     const pack::FrameInfo& frame = e.frames[f];
     std::span<const std::byte> stored(slot.disk + (frame.offset - e.offset), frame.disk_bytes);
     std::optional<PrefetchError> error;

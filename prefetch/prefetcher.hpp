@@ -26,6 +26,7 @@
 #include <tbb/task_arena.h>
 
 #include "common/result.hpp"
+#include "common/trace.hpp"
 #include "io/fault_backend.hpp"
 #include "io/reader.hpp"
 #include "model/pack_format.hpp"
@@ -44,6 +45,7 @@ struct PrefetchOptions {
   unsigned numa_node = 0;  // node for the ring's pinned memory
   std::shared_ptr<numa::Topology> topology;  // null: this machine
   io::FaultPlan* fault = nullptr;  // tests: wrap the backend in a FaultBackend with this plan
+  TraceRecorder* trace = nullptr;  // lanes "io" (one span per extent read) and "decompress/worker N"
 };
 
 struct PrefetchError {
@@ -142,6 +144,7 @@ class Prefetcher {
     std::uint32_t extent = 0;
     std::uint64_t read_length = 0;  // bytes to read: extent disk span rounded up to 4096
     std::uint32_t chunks_total = 0, chunks_issued = 0, chunks_done = 0;
+    std::chrono::steady_clock::time_point read_started;
     std::span<const std::byte> decoded;
     PrefetchError error;
   };

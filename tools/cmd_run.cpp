@@ -8,6 +8,8 @@
 #include <stdexcept>
 
 #include "common/memory.hpp"
+#include "common/trace.hpp"
+#include <nlohmann/json.hpp>
 #include "common/units.hpp"
 #include "engine/generate.hpp"
 #include "engine/planner.hpp"
@@ -32,6 +34,7 @@ struct RunOptions {
   std::string mem_budget;       // empty: 80% of available RAM
   std::string stream = "auto";  // auto: stream a pack whose weights exceed the budget
   unsigned slots = 4;
+  std::string trace;  // Chrome/Perfetto trace output
 };
 
 // Default budget: 80% of what the kernel says is available (DESIGN.md §5).
@@ -75,8 +78,11 @@ void run(const RunOptions& o) {
   GenerateStats stats;
   std::int64_t n_ctx = 0;
   std::string mode;
+  TraceRecorder trace(!o.trace.empty());
+  if (!o.trace.empty() && !stream) throw std::runtime_error("--trace records the streaming lanes: use it with a pack and --stream on");
   if (stream) {
     StreamOptions so;
+    so.prefetch.trace = &trace;
     streamed = std::make_unique<StreamedModel>(o.model, so);
     n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(streamed->config().n_ctx_train, kDefaultCtxCap);
     tok::Tokenizer tokenizer(vocab_from_metadata(streamed->metadata()));
@@ -106,6 +112,12 @@ void run(const RunOptions& o) {
     mode = fmt::format("in RAM ({})", model->is_pack() ? "pack" : "gguf");
   }
   std::cout << std::endl;
+  if (!o.trace.empty()) {
+    trace.set_summary({{"prompt_tokens", stats.prompt_tokens}, {"generated_tokens", stats.generated_tokens},
+                       {"prompt_tps", stats.prompt_tps()}, {"generation_tps", stats.generation_tps()}, {"mode", mode}});
+    trace.write(o.trace);
+    std::cerr << fmt::format("trace written to {} (open in ui.perfetto.dev or chrome://tracing)\n", o.trace);
+  }
   std::cerr << fmt::format("\nsluice run: prompt {} tokens at {:.2f} tok/s | generation {} tokens at {:.2f} tok/s | {} | ctx {}\n",
                            stats.prompt_tokens, stats.prompt_tps(), stats.generated_tokens, stats.generation_tps(), mode, n_ctx);
 }
@@ -134,6 +146,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--stream", o->stream, "Stream blocks from a pack: auto (when the weights exceed the budget), on, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--trace", o->trace, "Write a Chrome/Perfetto trace (lanes io, decompress, compute) to this file");
   cmd->add_option("--slots", o->slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
       ->capture_default_str()
       ->check(CLI::Range(2, 64));

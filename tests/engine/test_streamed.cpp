@@ -4,11 +4,17 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/generate.hpp"
 #include "engine/streamed_model.hpp"
 #include "model/convert.hpp"
+#include "common/trace.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -60,6 +66,42 @@ TEST_P(StreamedParity, LogitsBitIdenticalToInRam) {
 INSTANTIATE_TEST_SUITE_P(AllTypes, StreamedParity,
                          ::testing::Values("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K",
                                            "Q4_K", "Q5_K", "Q6_K"));
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(StreamedTrace, TraceParsesWithIoDecompressAndComputeLanes) {
+  const char* stories = SLUICE_SHARED_MODELS "/stories260K.gguf";
+  if (!std::filesystem::exists(stories)) GTEST_SKIP() << "SKIPPED: " << stories << " not found";
+  sluice::testing::TempDir dir;
+  const std::string pack_path = dir.file("s.sluice"), trace_path = dir.file("trace.json");
+  pack::WriterOptions writer;
+  writer.compress = pack::WriterOptions::Compress::zstd;  // so the decompress lane has work
+  convert_gguf_to_pack(stories, pack_path, writer);
+  TraceRecorder trace(true);
+  StreamOptions options;
+  options.prefetch.trace = &trace;
+  {
+    StreamedModel streamed(pack_path, options);
+    Transformer t(streamed.config(), 16, cpu::Threading{});
+    std::vector<std::int32_t> prompt = {1, 403, 407};
+    std::vector<float> logits;
+    streamed.evaluate(t, prompt, 0, false, logits);
+  }
+  trace.write(trace_path);
+  std::ifstream in(trace_path);
+  nlohmann::json doc = nlohmann::json::parse(in);
+  std::set<std::string> lanes;
+  for (const auto& e : doc["traceEvents"]) {
+    if (e["ph"] == "M" && e["name"] == "thread_name") lanes.insert(e["args"]["name"].get<std::string>());
+  }
+  EXPECT_TRUE(lanes.count("io")) << "lanes: " << doc.dump().substr(0, 200);
+  EXPECT_TRUE(lanes.count("compute"));
+  EXPECT_TRUE(std::any_of(lanes.begin(), lanes.end(), [](const std::string& l) { return l.rfind("decompress", 0) == 0; }));
+}
 
 }  // namespace
 }  // namespace sluice
