@@ -17,6 +17,7 @@ struct SynthCli {
   std::int64_t embd = 0, layers = 0, heads = 0, kv_heads = 0, ff = 0;
   std::uint64_t seed = 1;
   bool tied = false;
+  bool llama3_rope = false;
 };
 
 GgmlType parse_type(const std::string& flag, const std::string& name) {
@@ -48,6 +49,7 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--ff", o->ff, "Override: feed-forward length");
   cmd->add_option("--seed", o->seed, "Weights seed")->capture_default_str();
   cmd->add_flag("--tied", o->tied, "No output.weight: the head reuses token_embd");
+  cmd->add_flag("--llama3-rope", o->llama3_rope, "Llama 3.1 rope scaling (rope_freqs.weight, base 500000)");
   cmd->callback([o] {
     SynthOptions s;
     s.arch = o->arch;
@@ -62,6 +64,7 @@ void add_synth_command(CLI::App& app) {
     s.vocab_from = o->vocab_from;
     s.seed = o->seed;
     s.tied_output = o->tied;
+    s.llama3_rope = o->llama3_rope;
     write_synthetic_gguf(o->out, s);
     std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {})\n", o->out, s.arch, o->type,
                              s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff);

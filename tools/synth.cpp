@@ -99,7 +99,8 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   w.set_u32(a + "attention.head_count", std::uint32_t(s.n_head));
   w.set_u32(a + "attention.head_count_kv", std::uint32_t(s.n_head_kv));
   w.set_u32(a + "rope.dimension_count", std::uint32_t(head_dim));
-  w.set_f32(a + "rope.freq_base", o.arch == "qwen2" ? 1000000.0f : 10000.0f);
+  const float rope_base = o.llama3_rope ? 500000.0f : (o.arch == "qwen2" ? 1000000.0f : 10000.0f);
+  w.set_f32(a + "rope.freq_base", rope_base);
   w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   for (const auto& [key, value] : vocab.metadata()) {
     if (key.rfind("tokenizer.", 0) == 0) w.set(key, value);
@@ -133,6 +134,27 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
     add(p + "ffn_gate.weight", o.type, {E, F}, random_matrix(o.type, s.n_ff, s.n_embd, next_seed(), 1.0f));
     add(p + "ffn_up.weight", o.type, {E, F}, random_matrix(o.type, s.n_ff, s.n_embd, next_seed(), 1.0f));
     add(p + "ffn_down.weight", o.type, {F, E}, random_matrix(o.type, s.n_embd, s.n_ff, next_seed(), 2.0f * branch));
+  }
+  if (o.llama3_rope) {
+    // As llama.cpp's convert_hf_to_gguf for rope_scaling.rope_type == "llama3".
+    constexpr double kFactor = 8.0, kLowFreqFactor = 1.0, kHighFreqFactor = 4.0, kOriginalContext = 8192.0;
+    const double low_freq_wavelen = kOriginalContext / kLowFreqFactor, high_freq_wavelen = kOriginalContext / kHighFreqFactor;
+    std::vector<float> factors;
+    for (std::int64_t i = 0; i < head_dim; i += 2) {
+      const double freq = 1.0 / std::pow(double(rope_base), double(i) / double(head_dim));
+      const double wavelen = 2.0 * M_PI / freq;
+      if (wavelen < high_freq_wavelen) {
+        factors.push_back(1.0f);
+      } else if (wavelen > low_freq_wavelen) {
+        factors.push_back(float(kFactor));
+      } else {
+        const double smooth = (kOriginalContext / wavelen - kLowFreqFactor) / (kHighFreqFactor - kLowFreqFactor);
+        factors.push_back(float(1.0 / ((1.0 - smooth) / kFactor + smooth)));
+      }
+    }
+    std::vector<std::byte> bytes(factors.size() * sizeof(float));
+    std::memcpy(bytes.data(), factors.data(), bytes.size());
+    add("rope_freqs.weight", GgmlType::F32, {std::uint64_t(factors.size())}, bytes);
   }
   add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, norm_weights(s.n_embd, next_seed()));
   if (!o.tied_output) {

@@ -26,6 +26,10 @@ struct SynthOptions {
   std::string vocab_from;  // GGUF whose tokenizer.* keys are copied
   std::uint64_t seed = 1;
   bool tied_output = false;
+  // Llama 3.1 rope scaling: rope.freq_base 500000 and a rope_freqs.weight tensor of per-pair
+  // frequency divisors (factor 8, low/high frequency factors 1 and 4, original context 8192),
+  // computed the way llama.cpp's converter does.
+  bool llama3_rope = false;
 };
 
 // Writes OUT. Throws std::runtime_error naming the file on failure.

@@ -28,6 +28,16 @@ using VecDotMultiFn = void (*)(std::int64_t n, const void* weights_row, const vo
                                std::size_t out_stride);
 inline constexpr int kMaxTileActs = 4;
 
+// Rows [r0, r1) of the weights against every activation row: y[b * y_stride + r] for b in
+// [0, batch), each element equal, bit for bit, to the same level's VecDotFn. A GEMM micro-kernel
+// (weight rows decoded once per strip and reused for every activation row); optional per type.
+using MatmulRowsFn = void (*)(std::int64_t cols, const void* weights, std::size_t weight_row_bytes,
+                              std::int64_t r0, std::int64_t r1, const void* acts,
+                              std::size_t act_row_bytes, std::int64_t batch, float* y,
+                              std::size_t y_stride);
+// Row-range granularity the matmul hands to a MatmulRowsFn (one strip of weight rows).
+inline constexpr std::int64_t kMatmulRowsStrip = 16;
+
 // Float row -> activation row (F16, BF16, Q8_0, Q8_1, Q8_K). Every level's quantizer produces the
 // same bytes as the scalar reference.
 using QuantizeFn = void (*)(const float* src, void* dst, std::int64_t n);
@@ -40,6 +50,7 @@ struct KernelTable {
   CpuIsa isa = CpuIsa::scalar;
   VecDotFn vec_dot[kTypeSlots] = {};
   VecDotMultiFn vec_dot_multi[kTypeSlots] = {};
+  MatmulRowsFn matmul_rows[kTypeSlots] = {};
   QuantizeFn quantize_activation[kTypeSlots] = {};
 };
 

@@ -4,6 +4,7 @@
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
@@ -128,6 +129,7 @@ void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t 
   const Problem problem{kernels, type, static_cast<const std::byte*>(weights), row_bytes(type, cols),
                         rows, cols, acts, act_row_bytes, batch, y};
   std::byte* act_out = act_buffer.data();
+  const MatmulRowsFn rows_fn = kernels->matmul_rows[type_slot(type)];
 
   auto body = [&] {
     if (quantize != nullptr) {
@@ -142,6 +144,24 @@ void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t 
       } else {
         quantize_range(0, batch);
       }
+    }
+    if (rows_fn != nullptr) {
+      // GEMM micro-kernel over strips of rows; a static split (one range per thread) keeps the
+      // per-call scheduling cost of decode (hundreds of matmuls per token) low.
+      const std::size_t w_row_bytes = problem.weight_row_bytes;
+      auto run_strips = [&](std::int64_t s0, std::int64_t s1) {
+        rows_fn(cols, weights, w_row_bytes, s0 * kMatmulRowsStrip, std::min(rows, s1 * kMatmulRowsStrip), acts,
+                act_row_bytes, batch, y, static_cast<std::size_t>(rows));
+      };
+      const std::int64_t strips = (rows + kMatmulRowsStrip - 1) / kMatmulRowsStrip;
+      if (threading.threads == 1 || strips == 1) {
+        run_strips(0, strips);
+        return;
+      }
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, strips),
+                        [&](const tbb::blocked_range<std::int64_t>& r) { run_strips(r.begin(), r.end()); },
+                        tbb::static_partitioner());
+      return;
     }
     if (threading.threads == 1 || rows <= kRowGrain) {
       compute_rows(problem, 0, rows);

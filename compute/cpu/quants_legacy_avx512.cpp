@@ -133,9 +133,36 @@ void signed_x_q8_0_tile(std::int64_t n, const void* w, const void* acts, std::si
   for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum_ps(acc[a]);
 }
 
+// Q4_0 and Q8_0 accumulate block by block in one fp32 chain per output, sum = fma(dx * dy,
+// float(block integer sum), sum) in block order (the scalar reference's order, fused): the order
+// the GEMM micro-kernel (matmul_avx512.cpp) keeps with one fp32 lane per weight row, so that the
+// matmul equals these dot products bit for bit.
+template <typename Q, int NA>
+void signed_x_q8_0_chain_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes,
+                              float* out, std::size_t out_stride) {
+  using Block = typename Q::Block;
+  const Block* x = static_cast<const Block*>(w);
+  const BlockQ8_0* y[NA];
+  for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_0>(acts, act_row_bytes, a);
+  __m128 acc[NA];
+  for (int a = 0; a < NA; ++a) acc[a] = _mm_setzero_ps();
+  const std::int64_t nb = n / kQK8_0;
+  for (std::int64_t ib = 0; ib < nb; ++ib) {
+    const __m256i qx = Q::one(x[ib]);
+    const float dx = h2f(x[ib].d);
+    for (int a = 0; a < NA; ++a) {
+      const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[a][ib].qs));
+      const int isum = hsum_epi32(dot_i8_i8_256(qx, qy));
+      const __m128 d = _mm_set_ss(dx * h2f(y[a][ib].d));
+      acc[a] = _mm_fmadd_ss(d, _mm_cvtsi32_ss(_mm_setzero_ps(), isum), acc[a]);
+    }
+  }
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = _mm_cvtss_f32(acc[a]);
+}
+
 template <int NA>
 void q4_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
-  signed_x_q8_0_tile<Q4_0Quants, NA>(n, w, a, s, o, os);
+  signed_x_q8_0_chain_tile<Q4_0Quants, NA>(n, w, a, s, o, os);
 }
 template <int NA>
 void q5_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
@@ -143,7 +170,7 @@ void q5_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, floa
 }
 template <int NA>
 void q8_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
-  signed_x_q8_0_tile<Q8_0Quants, NA>(n, w, a, s, o, os);
+  signed_x_q8_0_chain_tile<Q8_0Quants, NA>(n, w, a, s, o, os);
 }
 
 // ---- unsigned weights with min x Q8_1 -----------------------------------------------------------
@@ -199,6 +226,8 @@ SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_1, q5_1_tile)
 
 // Defined in quants_k_avx512.cpp.
 void register_avx512_k_kernels(KernelTable& table);
+// Defined in matmul_avx512.cpp.
+void register_avx512_matmul_kernels(KernelTable& table);
 
 void register_avx512_kernels(KernelTable& t) {
   register_avx2_kernels(t);  // quantizers and anything not overridden below
@@ -219,6 +248,7 @@ void register_avx512_kernels(KernelTable& t) {
   t.vec_dot[type_slot(GgmlType::Q5_1)] = q5_1_vec_dot;
   t.vec_dot_multi[type_slot(GgmlType::Q5_1)] = q5_1_multi;
   register_avx512_k_kernels(t);
+  register_avx512_matmul_kernels(t);
 }
 
 }  // namespace sluice::cpu

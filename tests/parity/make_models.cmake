@@ -16,3 +16,12 @@ foreach(arch llama qwen2)
     endif()
   endforeach()
 endforeach()
+# Llama 3 rope scaling (rope_freqs.weight) and tied output, in one model.
+set(file "${OUT}/llama3-Q8_0.gguf")
+if(NOT EXISTS "${file}")
+  execute_process(COMMAND "${SLUICE}" synth "${file}" --arch llama --shape tiny --type Q8_0 --embedding-type Q8_0
+                          --llama3-rope --tied --vocab-from "${VOCAB}" RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "sluice synth failed for llama3")
+  endif()
+endif()
