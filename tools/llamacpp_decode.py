@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Decode speed of llama.cpp (llama-cpp-python) on a GGUF, for comparisons under a memory cap:
+   tools/memcap.sh 4G -- ~/.cache/sluice/venv/bin/python tools/llamacpp_decode.py MODEL.gguf -n 4
+Prints prompt time and seconds per generated token (greedy), like `sluice run`'s timing line."""
+import argparse
+import time
+
+import llama_cpp
+
+a = argparse.ArgumentParser()
+a.add_argument("model")
+a.add_argument("-n", type=int, default=4)
+a.add_argument("-t", type=int, default=2)
+a.add_argument("--no-mmap", action="store_true")
+args = a.parse_args()
+start = time.perf_counter()
+llm = llama_cpp.Llama(model_path=args.model, n_ctx=256, n_threads=args.t, verbose=False, use_mmap=not args.no_mmap)
+load = time.perf_counter() - start
+tokens = llm.tokenize(b"Once upon a time", add_bos=True)
+start = time.perf_counter()
+llm.eval(tokens)
+prompt = time.perf_counter() - start
+times = []
+for i in range(args.n):
+    start = time.perf_counter()
+    llm.eval([int(llm.scores[llm.n_tokens - 1].argmax())])
+    times.append(time.perf_counter() - start)
+print(f"llama.cpp: load {load:.2f} s, prompt {len(tokens)} tokens {prompt:.2f} s, "
+      f"decode {args.n} tokens: {sum(times) / len(times):.2f} s/token ({len(times) / sum(times):.3f} tok/s); per token {[round(t, 2) for t in times]}")
