@@ -126,7 +126,7 @@ void run(const RunOptions& o) {
 
 void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
-  CLI::App* cmd = app.add_subcommand("run", "Generate text from a GGUF or .sluice model (weights in RAM), streaming to stdout.");
+  CLI::App* cmd = app.add_subcommand("run", "Generate text from a GGUF or .sluice model, streaming tokens to stdout. A pack whose weights exceed\n--mem-budget streams its blocks from disk every pass (see --stream); the plan is printed first.");
   cmd->add_option("-m,--model", o->model, "Model file: GGUF or .sluice pack")->required()->check(CLI::ExistingFile);
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
   auto* f = cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
