@@ -1,6 +1,12 @@
 #include "tools/synth.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <fmt/format.h>
 #include <random>
@@ -109,31 +115,43 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   std::uint64_t seed = o.seed * 1000003;
   auto next_seed = [&] { return seed = mix(seed); };
   const std::int64_t kv_dim = s.n_head_kv * head_dim;
-  auto add = [&](const std::string& name, GgmlType type, std::vector<std::uint64_t> dims, const std::vector<std::byte>& bytes) {
-    w.add_tensor(name, static_cast<std::uint32_t>(type), std::move(dims), bytes);
+  // Tensors are generated one at a time after the file's layout is written, so a 70B model needs
+  // memory for its largest tensor, not for all of them: the writer first lays out zero-filled
+  // tensors (views of one shared zero buffer), then each tensor's bytes are generated and
+  // written in place at the offset the file records.
+  struct Pending {
+    std::string name;
+    GgmlType type;
+    std::vector<std::uint64_t> dims;
+    std::function<std::vector<std::byte>()> generate;
+  };
+  std::vector<Pending> pending;
+  auto add = [&](const std::string& name, GgmlType type, std::vector<std::uint64_t> dims,
+                 std::function<std::vector<std::byte>()> generate) {
+    pending.push_back(Pending{name, type, std::move(dims), std::move(generate)});
   };
   add("token_embd.weight", o.embedding_type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
-      random_matrix(o.embedding_type, n_vocab, s.n_embd, next_seed(), std::sqrt(float(s.n_embd))));
+      [=, seed = next_seed()] { return random_matrix(o.embedding_type, n_vocab, s.n_embd, seed, std::sqrt(float(s.n_embd))); });
   for (std::int64_t il = 0; il < s.n_layer; ++il) {
     const std::string p = fmt::format("blk.{}.", il);
     const auto E = std::uint64_t(s.n_embd), K = std::uint64_t(kv_dim), F = std::uint64_t(s.n_ff);
-    add(p + "attn_norm.weight", GgmlType::F32, {E}, norm_weights(s.n_embd, next_seed()));
+    add(p + "attn_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
     // Q and K get a larger scale so attention is not uniform: softmax then has something to pick.
-    add(p + "attn_q.weight", o.type, {E, E}, random_matrix(o.type, s.n_embd, s.n_embd, next_seed(), 2.0f));
-    add(p + "attn_k.weight", o.type, {E, K}, random_matrix(o.type, kv_dim, s.n_embd, next_seed(), 2.0f));
-    add(p + "attn_v.weight", o.type, {E, K}, random_matrix(o.type, kv_dim, s.n_embd, next_seed(), 1.0f));
+    add(p + "attn_q.weight", o.type, {E, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, s.n_embd, seed, 2.0f); });
+    add(p + "attn_k.weight", o.type, {E, K}, [=, seed = next_seed()] { return random_matrix(o.type, kv_dim, s.n_embd, seed, 2.0f); });
+    add(p + "attn_v.weight", o.type, {E, K}, [=, seed = next_seed()] { return random_matrix(o.type, kv_dim, s.n_embd, seed, 1.0f); });
     if (o.arch == "qwen2") {
-      add(p + "attn_q.bias", GgmlType::F32, {E}, bias(s.n_embd, next_seed()));
-      add(p + "attn_k.bias", GgmlType::F32, {K}, bias(kv_dim, next_seed()));
-      add(p + "attn_v.bias", GgmlType::F32, {K}, bias(kv_dim, next_seed()));
+      add(p + "attn_q.bias", GgmlType::F32, {E}, [=, seed = next_seed()] { return bias(s.n_embd, seed); });
+      add(p + "attn_k.bias", GgmlType::F32, {K}, [=, seed = next_seed()] { return bias(kv_dim, seed); });
+      add(p + "attn_v.bias", GgmlType::F32, {K}, [=, seed = next_seed()] { return bias(kv_dim, seed); });
     }
     // Residual branches scaled down (1/sqrt(2 * layers)) so the stream stays O(1) through depth.
     const float branch = 1.0f / std::sqrt(2.0f * float(s.n_layer));
-    add(p + "attn_output.weight", o.type, {E, E}, random_matrix(o.type, s.n_embd, s.n_embd, next_seed(), branch));
-    add(p + "ffn_norm.weight", GgmlType::F32, {E}, norm_weights(s.n_embd, next_seed()));
-    add(p + "ffn_gate.weight", o.type, {E, F}, random_matrix(o.type, s.n_ff, s.n_embd, next_seed(), 1.0f));
-    add(p + "ffn_up.weight", o.type, {E, F}, random_matrix(o.type, s.n_ff, s.n_embd, next_seed(), 1.0f));
-    add(p + "ffn_down.weight", o.type, {F, E}, random_matrix(o.type, s.n_embd, s.n_ff, next_seed(), 2.0f * branch));
+    add(p + "attn_output.weight", o.type, {E, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, s.n_embd, seed, branch); });
+    add(p + "ffn_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
+    add(p + "ffn_gate.weight", o.type, {E, F}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_ff, s.n_embd, seed, 1.0f); });
+    add(p + "ffn_up.weight", o.type, {E, F}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_ff, s.n_embd, seed, 1.0f); });
+    add(p + "ffn_down.weight", o.type, {F, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, s.n_ff, seed, 2.0f * branch); });
   }
   if (o.llama3_rope) {
     // As llama.cpp's convert_hf_to_gguf for rope_scaling.rope_type == "llama3".
@@ -154,15 +172,44 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
     }
     std::vector<std::byte> bytes(factors.size() * sizeof(float));
     std::memcpy(bytes.data(), factors.data(), bytes.size());
-    add("rope_freqs.weight", GgmlType::F32, {std::uint64_t(factors.size())}, bytes);
+    add("rope_freqs.weight", GgmlType::F32, {std::uint64_t(factors.size())}, [bytes] { return bytes; });
   }
-  add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, norm_weights(s.n_embd, next_seed()));
+  add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
   if (!o.tied_output) {
     // Scale 4: logits spread over a few units, so top-1 is decisive but not one-hot.
     add("output.weight", o.type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
-        random_matrix(o.type, n_vocab, s.n_embd, next_seed(), 4.0f));
+        [=, seed = next_seed()] { return random_matrix(o.type, n_vocab, s.n_embd, seed, 4.0f); });
+  }
+  auto bytes_of = [](const Pending& t) {
+    std::uint64_t rows = 1;
+    for (std::size_t i = 1; i < t.dims.size(); ++i) rows *= t.dims[i];
+    return cpu::row_bytes(t.type, std::int64_t(t.dims[0])) * rows;
+  };
+  std::uint64_t largest = 0;
+  for (const auto& t : pending) largest = std::max<std::uint64_t>(largest, bytes_of(t));
+  const std::vector<std::byte> zeros(largest);
+  for (const auto& t : pending) {
+    w.add_tensor_ref(t.name, static_cast<std::uint32_t>(t.type), t.dims, std::span(zeros.data(), bytes_of(t)));
   }
   w.write(path);
+
+  const gguf::File layout = gguf::File::open(path);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(fmt::format("cannot reopen {}: {}", path, std::strerror(errno)));
+  for (const auto& t : pending) {
+    const gguf::TensorInfo* info = layout.find_tensor(t.name);
+    std::vector<std::byte> bytes = t.generate();
+    std::uint64_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, off_t(layout.data_offset() + info->offset + done));
+      if (n <= 0) {
+        ::close(fd);
+        throw std::runtime_error(fmt::format("cannot write tensor {} to {}: {}", t.name, path, std::strerror(errno)));
+      }
+      done += std::uint64_t(n);
+    }
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) throw std::runtime_error(fmt::format("cannot finish {}: {}", path, std::strerror(errno)));
 }
 
 }  // namespace sluice
