@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/forward.hpp"
 #include "engine/model.hpp"
 #include "engine/sampling.hpp"
 #include "engine/transformer.hpp"
@@ -23,6 +24,8 @@ class Tokenizer;
 // all_logits, of every token (tokens.size() x n_vocab).
 void evaluate(Transformer& transformer, const Model& model, std::span<const std::int32_t> tokens, std::int64_t pos0,
               bool all_logits, std::vector<float>& logits);
+// The batch of one sequence (slot 0) that evaluate() runs.
+Batch single_sequence_batch(std::span<const std::int32_t> tokens, std::int64_t pos0, bool all_logits);
 
 struct GenerateOptions {
   std::int32_t n_predict = 64;

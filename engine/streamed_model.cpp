@@ -1,8 +1,14 @@
 #include "engine/streamed_model.hpp"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <fmt/format.h>
+#include <map>
 #include <stdexcept>
 
+#include "common/trace.hpp"
+#include "engine/generate.hpp"
 #include "model/convert.hpp"
 
 namespace sluice {
@@ -14,51 +20,108 @@ TensorView view_of(const pack::TensorInfo& t, const std::byte* extent_data) {
   TensorView v;
   v.type = static_cast<GgmlType>(t.type);
   for (auto d : t.shape) v.dims.push_back(static_cast<std::int64_t>(d));
-  v.data = extent_data + t.offset;
+  v.data = extent_data;
+  if (extent_data) v.data += t.offset;
   v.bytes = t.bytes;
   return v;
 }
+
+std::uint32_t extent_of(const pack::Pack& pack, std::string_view tensor, const std::string& path) {
+  const pack::TensorInfo* t = pack.find_tensor(tensor);
+  if (!t) throw std::runtime_error(fmt::format("{}: no tensor '{}'", path, tensor));
+  return t->extent;
+}
 }  // namespace
+
+double StreamStats::overlap() const {
+  const auto busiest = std::max(io_busy, compute_busy);
+  return busiest.count() > 0 ? double(wall.count()) / double(busiest.count()) : 0.0;
+}
 
 StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
     : path_(path), options_(std::move(options)), pack_(pack::Pack::open(path)) {
   metadata_ = metadata_of(pack_.metadata(), path_);
   config_ = config_from_metadata(*metadata_);
   const auto& extents = pack_.extents();
-  resident_.resize(extents.size());
   block_extent_.assign(std::size_t(config_.n_layer), UINT32_MAX);
   for (std::uint32_t i = 0; i < extents.size(); ++i) {
     const std::string& name = extents[i].name;
     if (name.rfind("blk.", 0) == 0) {
       std::int64_t il = std::stoll(name.substr(4));
-      if (il >= 0 && il < config_.n_layer) {
-        block_extent_[std::size_t(il)] = i;
-        streamed_bytes_per_pass_ += extents[i].disk_bytes;
-        continue;
-      }
+      if (il >= 0 && il < config_.n_layer) block_extent_[std::size_t(il)] = i;
     }
-    auto bytes = pack_.read_extent(i);
-    if (!bytes) throw std::runtime_error(bytes.error().message);
-    resident_[i] = std::move(bytes).value();
-    resident_bytes_ += resident_[i].size();
   }
   for (std::int64_t il = 0; il < config_.n_layer; ++il) {
     if (block_extent_[std::size_t(il)] == UINT32_MAX) {
       throw std::runtime_error(fmt::format("{}: no extent 'blk.{}' for block {}", path_, il, il));
     }
   }
-  TensorLookup resident_lookup = [this](std::string_view name) -> TensorView {
+  block_resident_.assign(std::size_t(config_.n_layer), false);
+  for (std::int64_t il : options_.resident_blocks) {
+    if (il < 0 || il >= config_.n_layer) throw std::invalid_argument(fmt::format("resident block {} out of range", il));
+    block_resident_[std::size_t(il)] = true;
+  }
+  embd_extent_ = extent_of(pack_, "token_embd.weight", path_);
+  const bool tied = pack_.find_tensor("output.weight") == nullptr;
+  head_extent_ = tied ? embd_extent_ : extent_of(pack_, "output.weight", path_);
+  (void)extent_of(pack_, "output_norm.weight", path_);  // present, resident or with the head
+
+  // What one pass streams, in order: the streamed blocks, then the head.
+  for (std::int64_t il = 0; il < config_.n_layer; ++il) {
+    if (!block_resident_[std::size_t(il)]) plan_pass_.push_back(block_extent_[std::size_t(il)]);
+  }
+  if (options_.stream_head) plan_pass_.push_back(head_extent_);
+  for (std::uint32_t e : plan_pass_) streamed_bytes_per_pass_ += extents[e].disk_bytes;
+
+  resident_.resize(extents.size());
+  for (std::uint32_t i = 0; i < extents.size(); ++i) {
+    const bool is_block = extents[i].name.rfind("blk.", 0) == 0;
+    if (is_block && !block_resident_[std::size_t(std::stoll(extents[i].name.substr(4)))]) continue;
+    if (options_.stream_head && i == head_extent_) continue;
+    if (options_.embed_on_demand && i == embd_extent_ && !(i == head_extent_ && !options_.stream_head)) continue;
+    auto bytes = pack_.read_extent(i);
+    if (!bytes) throw std::runtime_error(bytes.error().message);
+    resident_[i] = std::move(bytes).value();
+    // Pinned so a cgroup under pressure reclaims page cache, never these (best effort).
+    mlock(resident_[i].data(), resident_[i].size());
+    resident_bytes_ += resident_[i].size();
+  }
+  auto resident_view = [this](std::string_view name) -> TensorView {
     const pack::TensorInfo* t = pack_.find_tensor(name);
-    if (!t || resident_[t->extent].empty()) return {};
-    return view_of(*t, resident_[t->extent].data());
+    if (!t) return {};
+    return view_of(*t, resident_[t->extent].empty() ? nullptr : resident_[t->extent].data());
   };
-  globals_ = bind_globals(resident_lookup, config_, path_);
+  globals_.tok_embd = resident_view("token_embd.weight");
+  globals_.output = tied ? globals_.tok_embd : resident_view("output.weight");
+  globals_.output_norm = resident_view("output_norm.weight");
+  globals_.rope_freqs = resident_view("rope_freqs.weight");
   if (config_.n_vocab == 0) config_.n_vocab = globals_.tok_embd.rows();
+
+  resident_blocks_.resize(std::size_t(config_.n_layer));
+  for (std::int64_t il = 0; il < config_.n_layer; ++il) {
+    if (block_resident_[std::size_t(il)]) {
+      resident_blocks_[std::size_t(il)] = bind_block_at(il, resident_[block_extent_[std::size_t(il)]]);
+    }
+  }
+  std::uint64_t at = 0;
+  for (const auto& f : extents[embd_extent_].frames) {
+    embd_frame_raw_offset_.push_back(at);
+    at += f.raw_bytes;
+  }
 }
 
 StreamedModel::~StreamedModel() = default;
 
-BlockWeights StreamedModel::bind_streamed_block(std::int64_t il, std::span<const std::byte> extent_bytes) const {
+std::int64_t StreamedModel::resident_block_count() const {
+  return std::count(block_resident_.begin(), block_resident_.end(), true);
+}
+
+TensorView StreamedModel::view_in(std::string_view tensor, std::span<const std::byte> extent_bytes) const {
+  const pack::TensorInfo* t = pack_.find_tensor(tensor);
+  return t ? view_of(*t, extent_bytes.data()) : TensorView{};
+}
+
+BlockWeights StreamedModel::bind_block_at(std::int64_t il, std::span<const std::byte> extent_bytes) const {
   const std::uint32_t extent = block_extent_[std::size_t(il)];
   TensorLookup lookup = [&](std::string_view name) -> TensorView {
     const pack::TensorInfo* t = pack_.find_tensor(name);
@@ -69,11 +132,12 @@ BlockWeights StreamedModel::bind_streamed_block(std::int64_t il, std::span<const
 }
 
 void StreamedModel::ensure_prefetcher() {
+  if (plan_pass_.empty()) return;  // everything resident
   if (prefetcher_ && !prefetcher_->done()) return;
   collect_prefetch_stats();
   std::vector<std::uint32_t> plan;
-  plan.reserve(block_extent_.size() * options_.passes_per_ring);
-  for (std::size_t p = 0; p < options_.passes_per_ring; ++p) plan.insert(plan.end(), block_extent_.begin(), block_extent_.end());
+  plan.reserve(plan_pass_.size() * options_.passes_per_ring);
+  for (std::size_t p = 0; p < options_.passes_per_ring; ++p) plan.insert(plan.end(), plan_pass_.begin(), plan_pass_.end());
   prefetcher_.reset();
   prefetcher_ = std::make_unique<prefetch::Prefetcher>(path_, pack_.extents(), std::move(plan), options_.prefetch);
 }
@@ -97,25 +161,108 @@ void StreamedModel::collect_prefetch_stats() {
   stats_.decode_busy += s.decode_busy;
 }
 
+prefetch::ExtentHandle StreamedModel::next_extent() {
+  auto started = Clock::now();
+  auto next = prefetcher_->next();
+  stats_.wait += Clock::now() - started;
+  if (!next) throw std::runtime_error(next.error().message);
+  return std::move(next).value();
+}
+
+// Embedding rows on demand: the frames holding the batch's distinct rows are read, verified and
+// decoded once each; the rows are gathered into a small table the usual embed() reads.
+void StreamedModel::embed(Transformer& transformer, std::span<const std::int32_t> tokens, float* x) {
+  if (globals_.tok_embd) {
+    transformer.embed(globals_.tok_embd, tokens, x);
+    return;
+  }
+  const pack::TensorInfo& t = *pack_.find_tensor("token_embd.weight");
+  const TensorView shape = view_of(t, nullptr);
+  auto traits = ggml_type_traits(t.type);
+  const std::uint64_t row_bytes = ggml_row_bytes(*traits, std::uint64_t(shape.cols()));
+  std::vector<std::int32_t> distinct(tokens.begin(), tokens.end());
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  std::vector<std::byte> table(distinct.size() * row_bytes);
+  std::map<std::size_t, std::vector<std::byte>> frames;
+  const auto& info = pack_.extents()[embd_extent_];
+  for (std::size_t r = 0; r < distinct.size(); ++r) {
+    const std::int32_t id = distinct[r];
+    if (id < 0 || id >= shape.rows()) {
+      throw std::out_of_range(fmt::format("token id {} outside the vocabulary (0..{})", id, shape.rows() - 1));
+    }
+    std::uint64_t from = t.offset + std::uint64_t(id) * row_bytes;
+    const std::uint64_t end = from + row_bytes;
+    while (from < end) {  // a row may straddle two frames
+      const auto f = std::size_t(std::upper_bound(embd_frame_raw_offset_.begin(), embd_frame_raw_offset_.end(), from) -
+                                 embd_frame_raw_offset_.begin() - 1);
+      auto [it, added] = frames.try_emplace(f);
+      if (added) {
+        auto bytes = pack_.read_frame(embd_extent_, f);
+        if (!bytes) throw std::runtime_error(bytes.error().message);
+        it->second = std::move(bytes).value();
+        stats_.embedding_bytes += info.frames[f].disk_bytes;
+      }
+      const std::uint64_t in_frame = from - embd_frame_raw_offset_[f];
+      const std::uint64_t n = std::min<std::uint64_t>(end - from, info.frames[f].raw_bytes - in_frame);
+      std::copy_n(it->second.data() + in_frame, n, table.data() + r * row_bytes + (from - (t.offset + std::uint64_t(id) * row_bytes)));
+      from += n;
+    }
+  }
+  std::vector<std::int32_t> local(tokens.size());
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    local[i] = std::int32_t(std::lower_bound(distinct.begin(), distinct.end(), tokens[i]) - distinct.begin());
+  }
+  TensorView rows = shape;
+  rows.dims[1] = std::int64_t(distinct.size());
+  rows.data = table.data();
+  rows.bytes = table.size();
+  transformer.embed(rows, local, x);
+}
+
+void StreamedModel::forward(Transformer& transformer, const Batch& batch, std::vector<float>& logits) {
+  const auto pass_started = Clock::now();
+  const std::int64_t n = batch.n_tokens();
+  std::vector<float> x(std::size_t(n * config_.n_embd));
+  embed(transformer, batch.tokens, x.data());
+  ensure_prefetcher();
+  TraceRecorder* trace = options_.prefetch.trace;
+  for (std::int64_t il = 0; il < config_.n_layer; ++il) {
+    prefetch::ExtentHandle handle;
+    BlockWeights streamed;
+    const BlockWeights* w = &resident_blocks_[std::size_t(il)];
+    if (!block_resident_[std::size_t(il)]) {
+      handle = next_extent();
+      streamed = bind_block_at(il, handle.bytes());
+      w = &streamed;
+    }
+    const auto started = Clock::now();
+    TraceScope compute(trace, "compute", fmt::format("blk.{}", il),
+                       {{"tokens", n}, {"sequences", std::int64_t(batch.spans.size())}, {"resident", std::int64_t(block_resident_[std::size_t(il)])}});
+    transformer.block(il, *w, globals_, x.data(), batch.spans);
+    stats_.compute_busy += Clock::now() - started;
+  }
+  logits.resize(batch.logit_rows.size() * std::size_t(config_.n_vocab));
+  GlobalWeights g = globals_;
+  prefetch::ExtentHandle head;
+  if (options_.stream_head) {
+    head = next_extent();
+    g.output = view_in(pack_.find_tensor("output.weight") ? "output.weight" : "token_embd.weight", head.bytes());
+    if (!g.output_norm.data) g.output_norm = view_in("output_norm.weight", head.bytes());
+  }
+  const auto started = Clock::now();
+  {
+    TraceScope compute(trace, "compute", "head", {{"rows", std::int64_t(batch.logit_rows.size())}});
+    transformer.head_rows(g, x.data(), batch.logit_rows, logits.data());
+  }
+  stats_.compute_busy += Clock::now() - started;
+  ++stats_.passes;
+  stats_.wall += Clock::now() - pass_started;
+}
+
 void StreamedModel::evaluate(Transformer& transformer, std::span<const std::int32_t> tokens, std::int64_t pos0,
                              bool all_logits, std::vector<float>& logits) {
-  const auto n = static_cast<std::int64_t>(tokens.size());
-  std::vector<float> x(std::size_t(n * config_.n_embd));
-  transformer.embed(globals_.tok_embd, tokens, x.data());
-  ensure_prefetcher();
-  for (std::int64_t il = 0; il < config_.n_layer; ++il) {
-    auto started = Clock::now();
-    auto next = prefetcher_->next();
-    stats_.wait += Clock::now() - started;
-    if (!next) throw std::runtime_error(next.error().message);
-    prefetch::ExtentHandle handle = std::move(next).value();
-    TraceScope compute(options_.prefetch.trace, "compute", fmt::format("blk.{}", il), {{"tokens", n}, {"pos0", pos0}});
-    transformer.block(il, bind_streamed_block(il, handle.bytes()), globals_, x.data(), n, pos0);
-  }
-  ++stats_.passes;
-  const std::int64_t rows = all_logits ? n : 1;
-  logits.resize(std::size_t(rows * config_.n_vocab));
-  transformer.head(globals_, x.data(), n, rows, logits.data());
+  forward(transformer, single_sequence_batch(tokens, pos0, all_logits), logits);
 }
 
 }  // namespace sluice

@@ -9,12 +9,24 @@
 
 namespace sluice {
 
+namespace {
+cache::KvShape single_sequence(const ModelConfig& c, std::int64_t n_ctx) {
+  cache::KvShape shape;
+  shape.n_layer = c.n_layer;
+  shape.row_floats = c.n_head_kv * c.head_dim;
+  shape.n_ctx = n_ctx;
+  return shape;
+}
+}  // namespace
+
 Transformer::Transformer(ModelConfig config, std::int64_t n_ctx, cpu::Threading threading)
-    : config_(std::move(config)), n_ctx_(n_ctx), threading_(threading), kv_dim_(config_.n_head_kv * config_.head_dim) {
+    : Transformer(config, cache::make_resident_kv_cache(single_sequence(config, n_ctx)), threading) {}
+
+Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, cpu::Threading threading)
+    : config_(std::move(config)), n_ctx_(kv->shape().n_ctx), threading_(threading),
+      kv_dim_(config_.n_head_kv * config_.head_dim), kv_(std::move(kv)) {
   SLUICE_ASSERT(n_ctx_ > 0);
-  std::size_t cache = std::size_t(config_.n_layer) * std::size_t(n_ctx_) * std::size_t(kv_dim_);
-  k_cache_.assign(cache, 0);
-  v_cache_.assign(cache, 0);
+  SLUICE_ASSERT(kv_->shape().n_layer == config_.n_layer && kv_->shape().row_floats == kv_dim_);
 }
 
 void Transformer::ensure_scratch(std::int64_t n) {
@@ -62,9 +74,21 @@ void linear(const TensorView& w, const float* x, std::int64_t n, float* y, cpu::
 
 void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::int64_t n,
                         std::int64_t pos0) {
+  const SeqSpan span{0, pos0, n};
+  block(il, w, g, x, std::span(&span, 1));
+}
+
+void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x,
+                        std::span<const SeqSpan> spans) {
   const ModelConfig& c = config_;
-  if (pos0 + n > n_ctx_) {
-    throw std::length_error(fmt::format("context full: positions {}..{} exceed the context of {}", pos0, pos0 + n - 1, n_ctx_));
+  std::int64_t n = 0;
+  for (const SeqSpan& s : spans) {
+    if (s.pos0 < 0 || s.pos0 + s.n > n_ctx_) {
+      throw std::length_error(fmt::format("context full: positions {}..{} of sequence {} exceed the context of {}", s.pos0,
+                                          s.pos0 + s.n - 1, s.seq, n_ctx_));
+    }
+    SLUICE_ASSERT(s.seq >= 0 && s.seq < n_seq());
+    n += s.n;
   }
   ensure_scratch(n);
   const std::int64_t d = c.n_embd, hd = c.head_dim, q_dim = c.n_head * hd;
@@ -93,18 +117,26 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   std::vector<float> freq_tmp;
   if (g.rope_freqs) rope.freq_factors = f32(g.rope_freqs, freq_tmp);
 
-  cpu::KvLayerView kv{k_cache_.data() + std::size_t(il) * std::size_t(n_ctx_) * std::size_t(kv_dim_),
-                      v_cache_.data() + std::size_t(il) * std::size_t(n_ctx_) * std::size_t(kv_dim_), n_ctx_};
-  for (std::int64_t t = 0; t < n; ++t) {
-    cpu::rope(q_.data() + t * q_dim, static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(hd), pos0 + t, rope);
-    cpu::rope(k_.data() + t * kv_dim_, static_cast<std::int32_t>(c.n_head_kv), static_cast<std::int32_t>(hd), pos0 + t, rope);
-    cpu::kv_store(kv, pos0 + t, kv_dim_, k_.data() + t * kv_dim_, v_.data() + t * kv_dim_);
-  }
   cpu::AttentionShape shape{static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(c.n_head_kv),
                             static_cast<std::int32_t>(hd), 1.0f / std::sqrt(float(hd)), 0, 0.0f};
-  for (std::int64_t t = 0; t < n; ++t) {
-    cpu::attend(q_.data() + t * q_dim, kv, pos0 + t, shape, att_.data() + t * q_dim);
+  kv_->begin_layer(il);
+  writes_.clear();
+  std::int64_t row = 0;
+  for (const SeqSpan& s : spans) {
+    const cpu::KvLayerView kv = kv_->view(il, s.seq);
+    for (std::int64_t t = row; t < row + s.n; ++t) {
+      const std::int64_t pos = s.pos0 + (t - row);
+      cpu::rope(q_.data() + t * q_dim, static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(hd), pos, rope);
+      cpu::rope(k_.data() + t * kv_dim_, static_cast<std::int32_t>(c.n_head_kv), static_cast<std::int32_t>(hd), pos, rope);
+      cpu::kv_store(kv, pos, kv_dim_, k_.data() + t * kv_dim_, v_.data() + t * kv_dim_);
+    }
+    for (std::int64_t t = row; t < row + s.n; ++t) {
+      cpu::attend(q_.data() + t * q_dim, kv, s.pos0 + (t - row), shape, att_.data() + t * q_dim);
+    }
+    writes_.push_back({s.seq, s.pos0, s.n});
+    row += s.n;
   }
+  kv_->end_layer(il, writes_);
   linear(w.wo, att_.data(), n, proj_.data(), threading_);
   for (std::int64_t i = 0; i < n * d; ++i) x[i] += proj_[i];
 
@@ -119,11 +151,19 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
 }
 
 void Transformer::head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits) {
-  const std::int64_t d = config_.n_embd;
   SLUICE_ASSERT(n_rows >= 1 && n_rows <= n);
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(n_rows));
+  for (std::int64_t r = 0; r < n_rows; ++r) rows[std::size_t(r)] = n - n_rows + r;
+  head_rows(g, x, rows, logits);
+}
+
+void Transformer::head_rows(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows, float* logits) {
+  const std::int64_t d = config_.n_embd;
+  const auto n_rows = static_cast<std::int64_t>(rows.size());
+  if (n_rows == 0) return;
   ensure_scratch(n_rows);
   const float* norm = f32(g.output_norm, tmp_a_);
-  for (std::int64_t r = 0; r < n_rows; ++r) cpu::rms_norm(x + (n - n_rows + r) * d, norm, xn_.data() + r * d, d, config_.rms_eps);
+  for (std::int64_t r = 0; r < n_rows; ++r) cpu::rms_norm(x + rows[std::size_t(r)] * d, norm, xn_.data() + r * d, d, config_.rms_eps);
   linear(g.output, xn_.data(), n_rows, logits, threading_);
   if (config_.final_softcap > 0.0f) {
     const float cap = config_.final_softcap;

@@ -9,13 +9,22 @@
 //   q     (n, n_head * hd)   queries;  k, v (n, n_head_kv * hd)
 //   att   (n, n_head * hd)   attention output before the output projection
 //   gate, up (n, n_ff)       FFN activations
-//   kv cache (layer, ctx, n_head_kv * hd) fp16, K and V
+//   kv cache (cache/kv_cache.hpp): per layer, per sequence, ctx positions of K and V
+//
+// A batch may hold several sequences (layer-major batching): x's rows are grouped in SeqSpans,
+// each a run of consecutive positions of one sequence. Matmuls run over all rows at once (one
+// read of a block's weights serves every sequence); attention runs per row against its own
+// sequence's cache. Every row's result is independent of what else is in the batch (the
+// kernels compute each output element the same way at any batch size), so a sequence's logits
+// are bit-identical whether it runs alone or with others.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
+#include "cache/kv_cache.hpp"
 #include "compute/cpu/matmul.hpp"
 #include "compute/cpu/ops.hpp"
 #include "engine/weights.hpp"
@@ -23,22 +32,39 @@
 
 namespace sluice {
 
+// n consecutive rows of the batch: sequence `seq` at positions pos0 .. pos0 + n - 1.
+struct SeqSpan {
+  std::int32_t seq = 0;
+  std::int64_t pos0 = 0;
+  std::int64_t n = 0;
+};
+
 class Transformer {
  public:
-  // Allocates the KV cache for `n_ctx` positions (fp16: 2 * n_layer * n_ctx * kv_dim * 2 bytes).
+  // One sequence with a resident fp16 KV cache of `n_ctx` positions.
   Transformer(ModelConfig config, std::int64_t n_ctx, cpu::Threading threading);
+  // Any KV cache (resident or spilled, fp16 or q8_0, several sequences); its shape must match
+  // the config's layers and KV width.
+  Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, cpu::Threading threading);
 
   const ModelConfig& config() const { return config_; }
   std::int64_t n_ctx() const { return n_ctx_; }
-  std::uint64_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(std::uint16_t); }
+  std::int32_t n_seq() const { return kv_->shape().n_seq; }
+  cache::KvCache& kv_cache() { return *kv_; }
+  std::uint64_t kv_cache_bytes() const { return kv_->memory_bytes(); }
 
   // x (n, d) <- embedding rows of `tokens` (dequantized). Tokens must be < n_vocab.
   void embed(const TensorView& tok_embd, std::span<const std::int32_t> tokens, float* x) const;
   // Runs layer `il` over n tokens at positions pos0 .. pos0+n-1 (pos0+n <= n_ctx), updating x
   // and writing the layer's K/V for those positions into the cache.
   void block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::int64_t n, std::int64_t pos0);
+  // The same over several sequences: rows of x in the order of `spans`. Throws
+  // std::length_error when a span runs past the context, before anything is written.
+  void block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::span<const SeqSpan> spans);
   // logits (n_rows, n_vocab) for the last n_rows rows of x (n rows in total).
   void head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits);
+  // logits (rows.size(), n_vocab) for the given rows of x.
+  void head_rows(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows, float* logits);
 
  private:
   void ensure_scratch(std::int64_t n);
@@ -48,7 +74,8 @@ class Transformer {
   std::int64_t n_ctx_;
   cpu::Threading threading_;
   std::int64_t kv_dim_;
-  std::vector<std::uint16_t> k_cache_, v_cache_;
+  std::unique_ptr<cache::KvCache> kv_;
+  std::vector<cache::KvWrite> writes_;
   std::vector<float> xn_, q_, k_, v_, att_, proj_, gate_, up_;
   std::vector<float> tmp_a_, tmp_b_;
   std::int64_t scratch_tokens_ = 0;

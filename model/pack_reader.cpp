@@ -527,4 +527,21 @@ Result<std::vector<std::byte>> Pack::read_extent(std::size_t index) const {
   return raw;
 }
 
+Result<std::vector<std::byte>> Pack::read_frame(std::size_t index, std::size_t frame_index) const {
+  if (index >= extents_.size() || frame_index >= extents_[index].frames.size()) {
+    return Error{ErrorKind::invalid, 0, fmt::format("pack {}: no frame {} in extent {}", path_, frame_index, index)};
+  }
+  const FrameInfo& frame = extents_[index].frames[frame_index];
+  std::vector<std::byte> stored(frame.disk_bytes);
+  if (Status s = pread_all(fd_, path_, stored, frame.offset); !s.ok()) return s.error();
+  std::vector<std::byte> raw(frame.raw_bytes);
+  try {
+    if (auto error = check_frame(*this, index, frame_index, stored, raw)) return std::move(*error);
+  } catch (const std::exception& ex) {
+    return Error{ErrorKind::io, 0, fmt::format("{}: {}", frame_where(*this, index, frame_index), ex.what())};
+  }
+  if (frame.codec == Codec::raw) return stored;
+  return raw;
+}
+
 }  // namespace sluice::pack

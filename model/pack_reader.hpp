@@ -73,6 +73,9 @@ class Pack {
   // Reads extent `index` whole, verifies and decodes it: its raw_bytes bytes. Simple path for
   // tests, inspect and small tools (the streaming engine reads frames itself).
   Result<std::vector<std::byte>> read_extent(std::size_t index) const;
+  // Reads, verifies and decodes one frame of an extent: its raw_bytes bytes. For reading a few
+  // rows of a tensor (embedding rows on demand) without the whole extent.
+  Result<std::vector<std::byte>> read_frame(std::size_t extent, std::size_t frame) const;
 
  private:
   Pack() = default;

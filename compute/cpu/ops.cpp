@@ -7,8 +7,13 @@
 
 #include <tbb/parallel_for.h>
 
-#include "compute/cpu/check.hpp"
+#include <stdexcept>
+#include <string>
 #include <vector>
+
+#include "compute/cpu/blocks.hpp"
+#include "compute/cpu/check.hpp"
+#include "compute/cpu/quants.hpp"
 
 namespace sluice::cpu {
 
@@ -59,12 +64,30 @@ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoef * x * x)));
 }
 
+const char* to_string(KvType type) { return type == KvType::f16 ? "f16" : "q8_0"; }
+
+std::int64_t kv_row_bytes(KvType type, std::int64_t row_floats) {
+  if (type == KvType::f16) return row_floats * std::int64_t(sizeof(std::uint16_t));
+  if (row_floats % kQK8_0 != 0) {
+    throw std::invalid_argument(
+        "a q8_0 KV cache needs n_head_kv * head_dim to be a multiple of 32 (this model's is " + std::to_string(row_floats) + ")");
+  }
+  return row_floats / kQK8_0 * std::int64_t(sizeof(BlockQ8_0));
+}
+
 void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, const float* k, const float* v) {
-  std::uint16_t* kd = kv.k + pos * row_floats;
-  std::uint16_t* vd = kv.v + pos * row_floats;
+  std::byte* kd = kv.k + pos * kv.row_bytes;
+  std::byte* vd = kv.v + pos * kv.row_bytes;
+  if (kv.type == KvType::q8_0) {
+    scalar::quantize_q8_0(k, kd, row_floats);
+    scalar::quantize_q8_0(v, vd, row_floats);
+    return;
+  }
+  auto* kh = reinterpret_cast<std::uint16_t*>(kd);
+  auto* vh = reinterpret_cast<std::uint16_t*>(vd);
   for (std::int64_t i = 0; i < row_floats; ++i) {
-    kd[i] = fp32_to_fp16(k[i]);
-    vd[i] = fp32_to_fp16(v[i]);
+    kh[i] = fp32_to_fp16(k[i]);
+    vh[i] = fp32_to_fp16(v[i]);
   }
 }
 
@@ -83,13 +106,24 @@ const float* half_table() {
 // Keys x head_dim multiply-adds below which one thread does all heads (TBB task overhead).
 constexpr std::int64_t kParallelAttentionWork = 1 << 15;
 
-void attend_head(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,
-                 float* out, std::vector<float>& scratch) {
+// Values [first, first + n) of a q8_0 row (blocks of 32 may straddle heads when head_dim < 32).
+inline void load_q8_0(const std::byte* row, std::int64_t first, std::int32_t n, float* out) {
+  const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row);
+  for (std::int32_t i = 0; i < n; ++i) {
+    const BlockQ8_0& b = blocks[(first + i) / kQK8_0];
+    out[i] = fp16_to_fp32(b.d) * float(b.qs[(first + i) % kQK8_0]);
+  }
+}
+
+void attend_head_f16(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,
+                     float* out, std::vector<float>& scratch) {
   const float* half = half_table();
   const std::int32_t group = s.n_head / s.n_head_kv;
   const std::int64_t kv_row = std::int64_t(s.n_head_kv) * s.head_dim;
   const std::int64_t first = s.window > 0 ? std::max<std::int64_t>(0, pos - s.window + 1) : 0;
   const std::int64_t kv_head = h / group;
+  const auto* keys = reinterpret_cast<const std::uint16_t*>(kv.k);
+  const auto* values = reinterpret_cast<const std::uint16_t*>(kv.v);
   scratch.resize(std::size_t(pos + 1));
   // llama.cpp's default (non flash) attention multiplies the fp16 cache with q and with the
   // softmax weights converted to fp16 (ggml's vec_dot_type for f16): round them the same way so
@@ -102,7 +136,7 @@ void attend_head(const float* q, const KvLayerView& kv, std::int64_t pos, const 
       scratch[std::size_t(j)] = -std::numeric_limits<float>::infinity();
       continue;
     }
-    const std::uint16_t* kj = kv.k + j * kv_row + kv_head * s.head_dim;
+    const std::uint16_t* kj = keys + j * kv_row + kv_head * s.head_dim;
     float dot = 0.0f;
     for (std::int32_t d = 0; d < s.head_dim; ++d) dot += qh[d] * half[kj[d]];
     float logit = dot * s.scale;
@@ -113,9 +147,49 @@ void attend_head(const float* q, const KvLayerView& kv, std::int64_t pos, const 
   float* oh = out + std::int64_t(h) * s.head_dim;
   std::fill(oh, oh + s.head_dim, 0.0f);
   for (std::int64_t j = first; j <= pos; ++j) {
-    const std::uint16_t* vj = kv.v + j * kv_row + kv_head * s.head_dim;
+    const std::uint16_t* vj = values + j * kv_row + kv_head * s.head_dim;
     const float w = half[fp32_to_fp16(scratch[std::size_t(j)])];
     for (std::int32_t d = 0; d < s.head_dim; ++d) oh[d] += w * half[vj[d]];
+  }
+}
+
+void attend_head_q8_0(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,
+                      float* out, std::vector<float>& scratch) {
+  const std::int32_t group = s.n_head / s.n_head_kv;
+  const std::int64_t first = s.window > 0 ? std::max<std::int64_t>(0, pos - s.window + 1) : 0;
+  const std::int64_t at = std::int64_t(h / group) * s.head_dim;  // the KV head's first value in a row
+  scratch.resize(std::size_t(pos + 1));
+  float row[512];
+  SLUICE_CPU_CHECK(s.head_dim <= 512);
+  const float* qh = q + std::int64_t(h) * s.head_dim;
+  for (std::int64_t j = 0; j <= pos; ++j) {
+    if (j < first) {
+      scratch[std::size_t(j)] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    load_q8_0(kv.k + j * kv.row_bytes, at, s.head_dim, row);
+    float dot = 0.0f;
+    for (std::int32_t d = 0; d < s.head_dim; ++d) dot += qh[d] * row[d];
+    float logit = dot * s.scale;
+    if (s.softcap > 0.0f) logit = s.softcap * std::tanh(logit / s.softcap);
+    scratch[std::size_t(j)] = logit;
+  }
+  softmax(scratch.data(), pos + 1);
+  float* oh = out + std::int64_t(h) * s.head_dim;
+  std::fill(oh, oh + s.head_dim, 0.0f);
+  for (std::int64_t j = first; j <= pos; ++j) {
+    load_q8_0(kv.v + j * kv.row_bytes, at, s.head_dim, row);
+    const float w = scratch[std::size_t(j)];
+    for (std::int32_t d = 0; d < s.head_dim; ++d) oh[d] += w * row[d];
+  }
+}
+
+void attend_head(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,
+                 float* out, std::vector<float>& scratch) {
+  if (kv.type == KvType::q8_0) {
+    attend_head_q8_0(q, kv, pos, s, h, out, scratch);
+  } else {
+    attend_head_f16(q, kv, pos, s, h, out, scratch);
   }
 }
 }  // namespace

@@ -38,11 +38,22 @@ float gelu_tanh(float x);  // GELU, tanh approximation (Gemma's GeGLU)
 // fp16 storage for the KV cache uses fp32_to_fp16 / fp16_to_fp32 from blocks.hpp (IEEE half,
 // round to nearest even), as llama.cpp's default f16 cache.
 
-// One layer's KV cache: [ctx][n_head_kv * head_dim] fp16 for K and for V.
+// How the KV cache stores a position's K (and V) row of n_head_kv * head_dim values: fp16 (the
+// default, as llama.cpp's) or q8_0 blocks of 32 (half the bytes; the row length must be a
+// multiple of 32).
+enum class KvType : std::uint8_t { f16, q8_0 };
+const char* to_string(KvType type);
+// Bytes one position's K (or V) row takes. Throws std::invalid_argument for q8_0 when
+// row_floats is not a multiple of 32.
+std::int64_t kv_row_bytes(KvType type, std::int64_t row_floats);
+
+// One layer's KV cache of one sequence: [ctx][row_bytes] for K and for V.
 struct KvLayerView {
-  std::uint16_t* k = nullptr;
-  std::uint16_t* v = nullptr;
+  std::byte* k = nullptr;
+  std::byte* v = nullptr;
   std::int64_t ctx = 0;
+  KvType type = KvType::f16;
+  std::int64_t row_bytes = 0;  // kv_row_bytes(type, n_head_kv * head_dim)
 };
 
 struct AttentionShape {
@@ -57,7 +68,8 @@ struct AttentionShape {
 // Causal attention of one query row at position `pos` against cache positions [0, pos]:
 // out (n_head * head_dim) = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head
 // h / (n_head / n_head_kv). q and the softmax weights are rounded to fp16 before they meet the
-// fp16 cache, as llama.cpp does. Heads run in parallel (TBB) when the context is long enough to
+// fp16 cache, as llama.cpp does. With a q8_0 cache, q and the weights stay fp32 and each key
+// and value is dequantized as it is read. Heads run in parallel (TBB) when the context is long enough to
 // pay for it. Thread-safe for distinct `out`.
 void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& shape, float* out);
 

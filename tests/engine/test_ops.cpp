@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compute/cpu/ops.hpp"
+#include "compute/cpu/quants.hpp"
 
 namespace sluice::cpu {
 namespace {
@@ -114,7 +115,8 @@ TEST(Ops, AttentionMatchesDirectComputationWithGqaAndWindow) {
   const int n_head = 4, n_kv = 2, hd = 8, ctx = 6;
   const int kv_row = n_kv * hd;
   std::vector<std::uint16_t> k(ctx * kv_row), v(ctx * kv_row);
-  KvLayerView kv{k.data(), v.data(), ctx};
+  KvLayerView kv{reinterpret_cast<std::byte*>(k.data()), reinterpret_cast<std::byte*>(v.data()), ctx, KvType::f16,
+                 kv_row_bytes(KvType::f16, kv_row)};
   std::vector<std::vector<float>> ks, vs;
   for (int p = 0; p < ctx; ++p) {
     ks.push_back(random_vector(kv_row, 10 + p));
@@ -146,6 +148,59 @@ TEST(Ops, AttentionMatchesDirectComputationWithGqaAndWindow) {
       }
     }
   }
+}
+
+TEST(Ops, Q8KvCacheAttentionMatchesDirectComputationOnItsDequantizedRows) {
+  // head_dim 16 < 32: a q8_0 block spans two KV heads, which load_q8_0 must split correctly.
+  for (int hd : {16, 64}) {
+    const int n_head = 4, n_kv = 2, ctx = 9;
+    const int kv_row = n_kv * hd;
+    const std::int64_t rb = kv_row_bytes(KvType::q8_0, kv_row);
+    ASSERT_EQ(rb, kv_row / 32 * 34);
+    std::vector<std::byte> k(std::size_t(ctx * rb)), v(std::size_t(ctx * rb));
+    KvLayerView kv{k.data(), v.data(), ctx, KvType::q8_0, rb};
+    std::vector<std::vector<float>> ks, vs;  // what the cache holds, dequantized
+    for (int p = 0; p < ctx; ++p) {
+      auto kr = random_vector(kv_row, 30 + p), vr = random_vector(kv_row, 300 + p);
+      kv_store(kv, p, kv_row, kr.data(), vr.data());
+      std::vector<float> kd(kv_row), vd(kv_row);
+      dequantize_row(GgmlType::Q8_0, k.data() + p * rb, kd.data(), kv_row);
+      dequantize_row(GgmlType::Q8_0, v.data() + p * rb, vd.data(), kv_row);
+      float amax = 0;
+      for (float x : kr) amax = std::max(amax, std::fabs(x));
+      for (int i = 0; i < kv_row; ++i) {
+        EXPECT_NEAR(kd[i], kr[i], amax / 127) << "q8_0 storage of position " << p;  // within one step of amax/127
+      }
+      ks.push_back(kd);
+      vs.push_back(vd);
+    }
+    auto q = random_vector(n_head * hd, 77);
+    AttentionShape s{n_head, n_kv, hd, 1.0f / std::sqrt(float(hd)), 0, 0.0f};
+    std::vector<float> out(n_head * hd);
+    const int pos = ctx - 1;
+    attend(q.data(), kv, pos, s, out.data());
+    for (int h = 0; h < n_head; ++h) {
+      const int g = h / (n_head / n_kv);
+      std::vector<double> w(pos + 1);
+      double max = -1e30, sum = 0;
+      for (int j = 0; j <= pos; ++j) {
+        double d = 0;
+        for (int i = 0; i < hd; ++i) d += double(q[h * hd + i]) * ks[j][g * hd + i];
+        max = std::max(max, w[j] = d * s.scale);
+      }
+      for (int j = 0; j <= pos; ++j) sum += w[j] = std::exp(w[j] - max);
+      for (int i = 0; i < hd; ++i) {
+        double o = 0;
+        for (int j = 0; j <= pos; ++j) o += w[j] / sum * vs[j][g * hd + i];
+        EXPECT_NEAR(out[h * hd + i], o, 1e-5) << "hd " << hd << " head " << h << " dim " << i;
+      }
+    }
+  }
+}
+
+TEST(Ops, Q8KvCacheRefusesRowsThatAreNotWholeBlocks) {
+  EXPECT_THROW(kv_row_bytes(KvType::q8_0, 48), std::invalid_argument);
+  EXPECT_EQ(kv_row_bytes(KvType::f16, 48), 96);
 }
 
 }  // namespace

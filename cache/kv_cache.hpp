@@ -1,0 +1,75 @@
+// The KV cache of every sequence in flight, layer by layer (DESIGN.md §5). Two kinds behind one
+// interface:
+//  - resident: every layer of every sequence in RAM (fp16 or q8_0);
+//  - spilled: the cache lives in a scratch file; only two layers are in RAM at a time. The forward
+//    pass walks layers in order, so while block L computes, layer L+1's K/V is read in the
+//    background, and after block L the positions it wrote go back to the file.
+//
+// The forward pass brackets each block with begin_layer(il) / end_layer(il, writes); view() is
+// valid between the two. Sequences are numbered 0..n_seq-1 (slots); clear() forgets a slot's
+// positions so a new sequence can reuse it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "compute/cpu/ops.hpp"
+
+namespace sluice::cache {
+
+struct KvShape {
+  std::int64_t n_layer = 0;
+  std::int64_t row_floats = 0;  // n_head_kv * head_dim
+  std::int64_t n_ctx = 0;       // positions per sequence
+  std::int32_t n_seq = 1;
+  cpu::KvType type = cpu::KvType::f16;
+
+  std::int64_t row_bytes() const { return cpu::kv_row_bytes(type, row_floats); }
+  std::uint64_t layer_bytes() const { return 2 * std::uint64_t(n_seq) * std::uint64_t(n_ctx) * std::uint64_t(row_bytes()); }
+  std::uint64_t total_bytes() const { return std::uint64_t(n_layer) * layer_bytes(); }
+};
+
+// Positions [pos0, pos0 + n) of sequence `seq` were written in the current layer.
+struct KvWrite {
+  std::int32_t seq = 0;
+  std::int64_t pos0 = 0;
+  std::int64_t n = 0;
+};
+
+struct KvStats {
+  std::uint64_t bytes_read = 0;     // spilled: bytes read back from the scratch file
+  std::uint64_t bytes_written = 0;  // spilled: bytes written to it
+  double read_wait_seconds = 0;     // time begin_layer() waited for a read
+};
+
+class KvCache {
+ public:
+  explicit KvCache(KvShape shape) : shape_(shape) {}
+  virtual ~KvCache() = default;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  const KvShape& shape() const { return shape_; }
+  virtual void begin_layer(std::int64_t il) = 0;
+  virtual cpu::KvLayerView view(std::int64_t il, std::int32_t seq) = 0;
+  virtual void end_layer(std::int64_t il, std::span<const KvWrite> writes) = 0;
+  virtual void clear(std::int32_t seq) = 0;
+  virtual std::uint64_t memory_bytes() const = 0;  // RAM this cache holds
+  virtual bool spilled() const = 0;
+  virtual KvStats stats() const { return {}; }
+
+ protected:
+  KvShape shape_;
+};
+
+// Throws std::invalid_argument for an impossible shape (q8_0 with a row not a multiple of 32).
+std::unique_ptr<KvCache> make_resident_kv_cache(const KvShape& shape);
+// The scratch file is created in `dir` and unlinked at once (nothing is left behind after a
+// crash). Throws std::runtime_error naming the directory when it cannot be created.
+std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::string& dir);
+// RAM a spilled cache of this shape holds: two layers.
+std::uint64_t spilled_kv_memory_bytes(const KvShape& shape);
+
+}  // namespace sluice::cache

@@ -1,0 +1,126 @@
+// KV caches: resident and spilled give back exactly what was stored, layer by layer over many
+// passes and sequences (including a cleared, reused slot and a pass abandoned half-way); the
+// spilled one holds two layers in RAM and leaves no file behind; bad shapes are refused.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "cache/kv_cache.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace sluice::cache {
+namespace {
+
+// The byte a (layer, seq, pos, plane, i) cell should hold: a hash, so misplaced bytes show.
+std::byte cell(std::int64_t il, std::int32_t s, std::int64_t pos, int plane, std::int64_t i, std::uint32_t gen) {
+  std::uint64_t h = std::uint64_t(il) * 1000003 ^ std::uint64_t(s) * 10007 ^ std::uint64_t(pos) * 101 ^
+                    std::uint64_t(plane) * 7 ^ std::uint64_t(i) * 0x9e3779b97f4a7c15ull ^ gen * 0x51ull;
+  h ^= h >> 29;
+  return std::byte(h & 0xff);
+}
+
+// Drives a cache like the forward pass: each pass writes `step` positions per sequence in every
+// layer and checks every position written before.
+void exercise(KvCache& kv) {
+  const KvShape& sh = kv.shape();
+  const std::int64_t rb = sh.row_bytes();
+  std::vector<std::int64_t> filled(std::size_t(sh.n_seq), 0);
+  std::vector<std::uint32_t> gen(std::size_t(sh.n_seq), 0);
+  std::mt19937 rng(7);
+  for (int pass = 0; pass < 12; ++pass) {
+    if (pass == 6) {  // slot 1 gets a new sequence
+      kv.clear(1);
+      filled[1] = 0;
+      gen[1] = 1;
+    }
+    std::vector<std::int64_t> step(std::size_t(sh.n_seq));
+    for (auto& s : step) s = std::uniform_int_distribution<std::int64_t>(0, 3)(rng);
+    for (std::int64_t il = 0; il < sh.n_layer; ++il) {
+      kv.begin_layer(il);
+      std::vector<KvWrite> writes;
+      for (std::int32_t s = 0; s < sh.n_seq; ++s) {
+        cpu::KvLayerView v = kv.view(il, s);
+        ASSERT_EQ(v.row_bytes, rb);
+        for (std::int64_t pos = 0; pos < filled[std::size_t(s)]; ++pos) {
+          for (std::int64_t i = 0; i < rb; ++i) {
+            ASSERT_EQ(v.k[pos * rb + i], cell(il, s, pos, 0, i, gen[std::size_t(s)])) << "pass " << pass << " layer " << il << " seq " << s << " pos " << pos;
+            ASSERT_EQ(v.v[pos * rb + i], cell(il, s, pos, 1, i, gen[std::size_t(s)]));
+          }
+        }
+        const std::int64_t n = std::min(step[std::size_t(s)], sh.n_ctx - filled[std::size_t(s)]);
+        for (std::int64_t pos = filled[std::size_t(s)]; pos < filled[std::size_t(s)] + n; ++pos) {
+          for (std::int64_t i = 0; i < rb; ++i) {
+            v.k[pos * rb + i] = cell(il, s, pos, 0, i, gen[std::size_t(s)]);
+            v.v[pos * rb + i] = cell(il, s, pos, 1, i, gen[std::size_t(s)]);
+          }
+        }
+        writes.push_back({s, filled[std::size_t(s)], n});
+      }
+      kv.end_layer(il, writes);
+    }
+    for (std::int32_t s = 0; s < sh.n_seq; ++s) {
+      filled[std::size_t(s)] += std::min(step[std::size_t(s)], sh.n_ctx - filled[std::size_t(s)]);
+    }
+  }
+}
+
+TEST(KvCache, ResidentAndSpilledReturnWhatWasStored) {
+  sluice::testing::TempDir dir;
+  for (auto type : {cpu::KvType::f16, cpu::KvType::q8_0}) {
+    for (std::int64_t n_layer : {1, 2, 5}) {
+      SCOPED_TRACE(::testing::Message() << cpu::to_string(type) << " layers " << n_layer);
+      // 96-value rows: 192 bytes in f16 (rows straddle 4096-byte pages), 102 in q8_0.
+      const KvShape shape{n_layer, 96, 40, 3, type};
+      auto resident = make_resident_kv_cache(shape);
+      exercise(*resident);
+      EXPECT_EQ(resident->memory_bytes(), shape.total_bytes());
+      auto spilled = make_spilled_kv_cache(shape, dir.path());
+      exercise(*spilled);
+      EXPECT_TRUE(spilled->spilled());
+      EXPECT_EQ(spilled->memory_bytes(), spilled_kv_memory_bytes(shape));
+      if (n_layer > 1) {  // one layer never leaves its buffer
+        EXPECT_GT(spilled->stats().bytes_read, 0u);
+      }
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(KvCache, SpilledHoldsTwoLayers) {
+  const KvShape shape{40, 1024, 4096, 4, cpu::KvType::f16};
+  EXPECT_EQ(shape.total_bytes(), 40ull * 2 * 4 * 4096 * 2048);
+  EXPECT_EQ(spilled_kv_memory_bytes(shape), 2ull * 2 * 4 * 4096 * 2048);
+}
+
+TEST(KvCache, AbandonedPassRecovers) {
+  sluice::testing::TempDir dir;
+  const KvShape shape{3, 64, 16, 1, cpu::KvType::f16};
+  auto kv = make_spilled_kv_cache(shape, dir.path());
+  const std::int64_t rb = shape.row_bytes();
+  kv->begin_layer(0);
+  std::memset(kv->view(0, 0).k, 0x5a, std::size_t(rb));
+  std::memset(kv->view(0, 0).v, 0xa5, std::size_t(rb));
+  KvWrite w{0, 0, 1};
+  kv->end_layer(0, std::span(&w, 1));
+  // The pass stops after layer 0 (an error upstream); the next pass starts again at layer 0.
+  kv->begin_layer(0);
+  EXPECT_EQ(kv->view(0, 0).k[0], std::byte{0x5a});
+  EXPECT_EQ(kv->view(0, 0).v[rb - 1], std::byte{0xa5});
+  kv->end_layer(0, {});
+}
+
+TEST(KvCache, RefusesImpossibleShapesWithClearMessages) {
+  EXPECT_THROW(make_resident_kv_cache({2, 48, 16, 1, cpu::KvType::q8_0}), std::invalid_argument);
+  try {
+    make_spilled_kv_cache({2, 64, 16, 1, cpu::KvType::f16}, "/nonexistent/dir");
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace sluice::cache
