@@ -1,5 +1,6 @@
 #include "io/sequential.hpp"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 namespace sluice::io {
 
 Result<SequentialRead> read_file_sequential(const std::string& path, const BackendOptions& options,
-                                            std::uint32_t request_bytes) {
+                                            std::uint32_t request_bytes, std::uint64_t limit) {
   auto reader = Reader::open(path, ReaderOptions{options, {}});
   unsigned depth = reader->queue_depth();
   std::size_t buffer_bytes = std::size_t(depth) * request_bytes;
@@ -36,6 +37,7 @@ Result<SequentialRead> read_file_sequential(const std::string& path, const Backe
   for (unsigned i = 0; i < depth; ++i) free_buffers.push_back(i);
   std::vector<ReadCompletion> done(depth);
   std::uint64_t size = reader->file_size(), next = 0;
+  if (limit > 0) size = std::min(size, limit);
   SequentialRead result;
   auto started = std::chrono::steady_clock::now();
   while (next < size || reader->in_flight() > 0) {

@@ -15,10 +15,11 @@ struct SequentialRead {
   double gbps() const { return wall.count() > 0 ? double(bytes) / double(wall.count()) : 0.0; }  // GB/s
 };
 
-// Reads all of `path` in `request_bytes` requests with queue_depth of them in flight, into a
-// private set of aligned buffers (data discarded). Fails with the first read error.
+// Reads `path` (its first `limit` bytes when limit > 0) in `request_bytes` requests with
+// queue_depth of them in flight, into a private set of aligned buffers (data discarded). Fails
+// with the first read error.
 Result<SequentialRead> read_file_sequential(const std::string& path, const BackendOptions& options,
-                                            std::uint32_t request_bytes);
+                                            std::uint32_t request_bytes, std::uint64_t limit = 0);
 
 // Evicts the file's clean pages from the page cache (posix_fadvise DONTNEED), so the next read
 // comes from the device. Returns false when the kernel refused.

@@ -1,23 +1,31 @@
-// `sluice bench -m MODEL`: llama-bench-style throughput table for the in-RAM engine: prompt
-// processing of -p tokens in one batch (pp) and generation of -n tokens one at a time (tg),
-// each repeated -r times; reports mean and spread of tokens/s.
+// `sluice bench -m MODEL`: llama-bench-style throughput table, in RAM or streamed under a memory
+// budget (a pack is planned exactly as `sluice run` plans it). For each batch size B:
+//   pp<P>  prompt processing: B prompts of P tokens, one pass per --pass-tokens chunk;
+//   tg<N>  generation: B sequences each take N tokens, one token per sequence per pass;
+// each repeated -r times; t/s is tokens (summed over the batch) per second, mean ± stdev. The
+// streaming columns give seconds per pass, the read rate over the run and the overlap.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
 #include <fmt/format.h>
+#include <array>
 #include <iostream>
+#include <sstream>
 
 #include "common/table.hpp"
 #include "common/units.hpp"
-#include "engine/generate.hpp"
+#include "engine/session.hpp"
+#include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
 namespace {
 
 struct BenchOptions {
-  std::string model;
-  int n_prompt = 64, n_gen = 32, repetitions = 3, threads = 0;
+  int n_prompt = 64, n_gen = 32, repetitions = 3;
+  std::string batches = "1";
+  std::string mem_budget;
+  SessionOptions session;
 };
 
 struct Sample {
@@ -33,38 +41,114 @@ Sample summarize(const std::vector<double>& v) {
   return s;
 }
 
-void bench(const BenchOptions& o) {
-  auto model = Model::open(o.model);
-  const ModelConfig& c = model->config();
-  // Token ids cycle through the vocabulary past the first few (special) entries: the work does
-  // not depend on which tokens they are.
-  constexpr std::int32_t kFirstOrdinaryToken = 10;
-  auto token = [&](int i) { return static_cast<std::int32_t>(kFirstOrdinaryToken + i % (c.n_vocab - kFirstOrdinaryToken)); };
-  std::vector<double> pp, tg;
-  std::vector<float> logits;
-  for (int r = 0; r < o.repetitions; ++r) {
-    Transformer t(c, o.n_prompt + o.n_gen + 1, cpu::Threading{o.threads});
-    std::vector<std::int32_t> prompt(std::size_t(o.n_prompt));
-    for (int i = 0; i < o.n_prompt; ++i) prompt[std::size_t(i)] = token(i);
-    auto started = std::chrono::steady_clock::now();
-    evaluate(t, *model, prompt, 0, false, logits);
-    pp.push_back(o.n_prompt / std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    started = std::chrono::steady_clock::now();
-    for (int i = 0; i < o.n_gen; ++i) {
-      std::int32_t next = token(o.n_prompt + i);
-      evaluate(t, *model, std::span(&next, 1), o.n_prompt + i, false, logits);
+std::vector<std::int32_t> parse_batches(const std::string& text) {
+  std::vector<std::int32_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      const int b = std::stoi(item);
+      if (b < 1 || b > 4096) throw std::out_of_range("batch");
+      out.push_back(b);
+    } catch (const std::exception&) {
+      throw CLI::ValidationError("-b,--batch", "expected a comma-separated list of batch sizes 1..4096, got '" + text + "'");
     }
-    tg.push_back(o.n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
-  Table table({"model", "size", "params", "threads", "test", "t/s"});
-  const std::string name = fmt::format("{} {}L {}d", to_string(c.arch), c.n_layer, c.n_embd);
-  const std::string size = format_bytes(model->weight_bytes());
-  const std::string threads = o.threads > 0 ? std::to_string(o.threads) : "all";
-  Sample p = summarize(pp), g = summarize(tg);
-  table.add_row({name, size, model->is_pack() ? "pack" : "gguf", threads, fmt::format("pp{}", o.n_prompt),
-                 fmt::format("{:.2f} ± {:.2f}", p.mean, p.stdev)});
-  table.add_row({name, size, model->is_pack() ? "pack" : "gguf", threads, fmt::format("tg{}", o.n_gen),
-                 fmt::format("{:.2f} ± {:.2f}", g.mean, g.stdev)});
+  if (out.empty()) throw CLI::ValidationError("-b,--batch", "no batch sizes given");
+  return out;
+}
+
+// Streaming counters summed over the phases between start() and stop() (one test's passes).
+struct PassCounters {
+  StreamStats before;
+  double wall = 0, io = 0, compute = 0;
+  std::uint64_t passes = 0, bytes = 0;
+  void start(Session& s) {
+    if (s.streamed()) before = s.streamed()->stats();
+  }
+  void stop(Session& s) {
+    if (!s.streamed()) return;
+    const StreamStats now = s.streamed()->stats();
+    wall += std::chrono::duration<double>(now.wall - before.wall).count();
+    io += std::chrono::duration<double>(now.io_busy - before.io_busy).count();
+    compute += std::chrono::duration<double>(now.compute_busy - before.compute_busy).count();
+    passes += now.passes - before.passes;
+    bytes += now.bytes_streamed - before.bytes_streamed;
+  }
+  // s/pass, read GB/s (bytes / forward wall), overlap.
+  std::array<std::string, 3> columns(Session& s) const {
+    if (!s.streamed()) return {"-", "-", "-"};
+    return {passes ? fmt::format("{:.3f}", wall / double(passes)) : "-", wall > 0 ? fmt::format("{:.2f}", double(bytes) / wall / 1e9) : "-",
+            std::max(io, compute) > 0 ? fmt::format("{:.3f}", wall / std::max(io, compute)) : "-"};
+  }
+};
+
+void bench(BenchOptions o) {
+  if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
+  const std::vector<std::int32_t> batches = parse_batches(o.batches);
+  Table table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
+  for (std::int32_t b : batches) {
+    SessionOptions so = o.session;
+    so.n_seq = b;
+    so.n_ctx = o.n_prompt + o.n_gen + 1;
+    so.log = b == batches.front() ? &std::cerr : nullptr;
+    Session session(so);
+    const ModelConfig& c = session.config();
+    // Token ids cycle through the vocabulary past the first few (special) entries: the work does
+    // not depend on which tokens they are.
+    constexpr std::int32_t kFirstOrdinaryToken = 10;
+    auto token = [&](int i) { return static_cast<std::int32_t>(kFirstOrdinaryToken + i % (c.n_vocab - kFirstOrdinaryToken)); };
+    std::vector<double> pp, tg;
+    PassCounters pp_counters, tg_counters;
+    std::vector<float> logits;
+    for (int r = 0; r < o.repetitions; ++r) {
+      for (std::int32_t s = 0; s < b; ++s) session.transformer().kv_cache().clear(s);
+      // pp: every sequence's prompt, chunked to --pass-tokens per pass.
+      pp_counters.start(session);
+      auto started = std::chrono::steady_clock::now();
+      std::vector<std::int64_t> done(std::size_t(b), 0);
+      for (std::int32_t s = 0; s < b;) {
+        Batch batch;
+        std::int64_t room = o.session.pass_tokens;
+        while (s < b && room > 0) {
+          const std::int64_t take = std::min<std::int64_t>(room, o.n_prompt - done[std::size_t(s)]);
+          std::vector<std::int32_t> ids;
+          for (std::int64_t i = 0; i < take; ++i) ids.push_back(token(int(done[std::size_t(s)] + i) + s));
+          batch.add(s, done[std::size_t(s)], ids, done[std::size_t(s)] + take == o.n_prompt);
+          done[std::size_t(s)] += take;
+          room -= take;
+          if (done[std::size_t(s)] == o.n_prompt) ++s;
+        }
+        session.forward().forward(session.transformer(), batch, logits);
+      }
+      pp_counters.stop(session);
+      pp.push_back(double(o.n_prompt) * b / std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      // tg: one token per sequence per pass.
+      tg_counters.start(session);
+      started = std::chrono::steady_clock::now();
+      for (int i = 0; i < o.n_gen; ++i) {
+        Batch batch;
+        for (std::int32_t s = 0; s < b; ++s) {
+          const std::int32_t next = token(o.n_prompt + i + s);
+          batch.add(s, o.n_prompt + i, std::span(&next, 1), true);
+        }
+        session.forward().forward(session.transformer(), batch, logits);
+      }
+      tg_counters.stop(session);
+      tg.push_back(double(o.n_gen) * b / std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
+    const std::string name = fmt::format("{} {}L {}d", to_string(c.arch), c.n_layer, c.n_embd);
+    const std::string size = format_bytes(session.weight_bytes());
+    const std::string mode = session.streamed() ? fmt::format("stream {}/{} res", session.streamed()->resident_block_count(), c.n_layer)
+                                                : "in RAM";
+    Sample p = summarize(pp), g = summarize(tg);
+    auto pc = pp_counters.columns(session);
+    table.add_row({name, size, mode, std::to_string(b), fmt::format("pp{}", o.n_prompt), fmt::format("{:.2f} ± {:.2f}", p.mean, p.stdev),
+                   pc[0], pc[1], pc[2]});
+    auto tc = tg_counters.columns(session);
+    table.add_row({name, size, mode, std::to_string(b), fmt::format("tg{}", o.n_gen), fmt::format("{:.2f} ± {:.2f}", g.mean, g.stdev),
+                   tc[0], tc[1], tc[2]});
+  }
   table.print(std::cout);
 }
 
@@ -72,12 +156,22 @@ void bench(const BenchOptions& o) {
 
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
-  CLI::App* cmd = app.add_subcommand("bench", "Throughput table in llama-bench's style (pp = prompt batch, tg = generation).");
-  cmd->add_option("-m,--model", o->model, "GGUF or pack")->required()->check(CLI::ExistingFile);
-  cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (pp test)")->capture_default_str()->check(CLI::Range(1, 65536));
-  cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens (tg test)")->capture_default_str()->check(CLI::Range(1, 65536));
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Throughput table in llama-bench's style (pp = prompt batch, tg = generation), in RAM or streamed from a\n"
+      "pack under --mem-budget; -b 1,16 compares batch sizes (sequences sharing each pass).");
+  cmd->add_option("-m,--model", o->session.model, "GGUF or pack")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens per sequence (pp test)")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens per sequence (tg test)")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_option("-b,--batch", o->batches, "Batch sizes, comma-separated (sequences per pass)")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->repetitions, "Repetitions")->capture_default_str()->check(CLI::Range(1, 100));
-  cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all)")->capture_default_str();
+  cmd->add_option("-t,--threads", o->session.threads, "Worker threads (0: all)")->capture_default_str();
+  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget (default: 80% of available memory, cgroup-aware)");
+  cmd->add_option("--stream", o->session.stream, "auto | on (every block streams) | off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--slots", o->session.slots, "Ring slots")->capture_default_str()->check(CLI::Range(2, 64));
+  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")->capture_default_str();
   cmd->callback([o] { bench(*o); });
 }
 

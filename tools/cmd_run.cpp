@@ -1,21 +1,19 @@
-// `sluice run`: generate text from a GGUF or pack with the weights in RAM (llama.cpp's flag
-// names), streaming tokens to stdout and ending with a timing line on stderr.
+// `sluice run`: generate text from a GGUF or pack (llama.cpp's flag names). One prompt streams its
+// tokens to stdout; several (--prompts FILE, one per line) run together layer-major, -np at a
+// time, and print in input order. A pack runs under --mem-budget: the planner's table is printed
+// first, and a streaming table (passes, bytes read, overlap, tokens/s) at the end.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
-#include "common/memory.hpp"
 #include "common/trace.hpp"
-#include <nlohmann/json.hpp>
 #include "common/units.hpp"
-#include "engine/generate.hpp"
-#include "engine/planner.hpp"
-#include "engine/streamed_model.hpp"
-#include "model/tokenizer.hpp"
-#include "model/vocab_metadata.hpp"
+#include "engine/batch_generate.hpp"
+#include "engine/session.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 
@@ -23,133 +21,197 @@ namespace sluice {
 namespace {
 
 struct RunOptions {
-  std::string model;
   std::string prompt;
   std::string prompt_file;
+  std::string prompts_file;  // one prompt per line
   std::int32_t n_predict = 64;
-  std::int64_t n_ctx = 0;  // 0: min(model's trained context, 4096)
-  int threads = 0;
+  std::int32_t n_parallel = 0;  // 0: one per prompt, at most 16
+  std::int32_t batch = 0;       // sequences per pass (0: n_parallel)
   SamplingParams sampling;
   bool no_special = false;
-  std::string mem_budget;       // empty: 80% of available RAM
-  std::string stream = "auto";  // auto: stream a pack whose weights exceed the budget
-  unsigned slots = 4;
-  std::string trace;  // Chrome/Perfetto trace output
+  std::string mem_budget;
+  std::string kv_type = "f16";
+  std::string kv_spill = "auto";
+  std::string trace;
+  SessionOptions session;
 };
 
-// Default budget: 80% of what the kernel says is available (DESIGN.md §5).
-std::uint64_t default_budget() { return available_memory_bytes() / 10 * 8; }
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("cannot read {}", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
-void run(const RunOptions& o) {
-  std::string prompt = o.prompt;
-  if (!o.prompt_file.empty()) {
-    std::ifstream in(o.prompt_file, std::ios::binary);
-    if (!in) throw std::runtime_error(fmt::format("cannot read prompt file {}", o.prompt_file));
-    std::ostringstream text;
-    text << in.rdbuf();
-    prompt = text.str();
+std::vector<std::string> read_prompt_lines(const std::string& path) {
+  std::istringstream in(read_text(path));
+  std::vector<std::string> prompts;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) prompts.push_back(line);
   }
-  const std::uint64_t budget = o.mem_budget.empty() ? default_budget() : parse_size_option("--mem-budget", o.mem_budget);
-  // 4096 positions of fp16 K and V is what most prompts need and keeps big models' caches modest.
-  constexpr std::int64_t kDefaultCtxCap = 4096;
+  if (prompts.empty()) throw std::runtime_error(fmt::format("{}: no prompts (one per line; empty lines are skipped)", path));
+  return prompts;
+}
+
+void run(RunOptions o) {
+  std::vector<std::string> prompts;
+  if (!o.prompts_file.empty()) {
+    prompts = read_prompt_lines(o.prompts_file);
+  } else {
+    prompts.push_back(o.prompt_file.empty() ? o.prompt : read_text(o.prompt_file));
+  }
+  if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
+  o.session.kv_type = o.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
+  o.session.kv_spill = o.kv_spill == "on" ? SpillMode::always : o.kv_spill == "off" ? SpillMode::never : SpillMode::automatic;
+  const std::int32_t n_parallel = o.n_parallel > 0 ? o.n_parallel : std::min<std::int32_t>(std::int32_t(prompts.size()), 16);
+  o.session.n_seq = n_parallel;
+  TraceRecorder trace(!o.trace.empty());
+  o.session.trace = o.trace.empty() ? nullptr : &trace;
+  o.session.log = &std::cerr;
+  Session session(o.session);
+  if (!o.trace.empty() && !session.streamed()) throw std::runtime_error("--trace records the streaming lanes: use it with a pack");
+
   GenerateOptions options;
   options.n_predict = o.n_predict;
   options.sampling = o.sampling;
-  auto print_piece = [](const std::string& piece) { std::cout << piece << std::flush; };
-
-  std::unique_ptr<Model> model;
-  std::unique_ptr<StreamedModel> streamed;
-  bool is_pack = false;
-  {
-    std::ifstream probe(o.model, std::ios::binary);
-    char magic[8] = {};
-    probe.read(magic, 8);
-    is_pack = std::string(magic, 8) == "SLUICEPK";
-  }
-  bool stream = o.stream == "on";
-  if (o.stream == "auto" && is_pack) {
-    pack::Pack pack = pack::Pack::open(o.model);
-    std::uint64_t weights = 0;
-    for (const auto& t : pack.tensors()) weights += t.bytes;
-    stream = weights > budget / 10 * 9;  // leave a tenth for KV cache and activations
-  }
-  if (stream && !is_pack) throw std::runtime_error(fmt::format("{}: streaming needs a pack; run `sluice convert {} OUT.sluice`", o.model, o.model));
-
-  GenerateStats stats;
-  std::int64_t n_ctx = 0;
-  std::string mode;
-  TraceRecorder trace(!o.trace.empty());
-  if (!o.trace.empty() && !stream) throw std::runtime_error("--trace records the streaming lanes: use it with a pack and --stream on");
-  if (stream) {
-    StreamOptions so;
-    so.prefetch.trace = &trace;
-    streamed = std::make_unique<StreamedModel>(o.model, so);
-    n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(streamed->config().n_ctx_train, kDefaultCtxCap);
-    tok::Tokenizer tokenizer(vocab_from_metadata(streamed->metadata()));
-    std::vector<std::int32_t> ids = tokenizer.encode(prompt, true, !o.no_special);
-    MemoryPlan plan = plan_memory(streamed->pack(), streamed->config(), n_ctx, std::int64_t(ids.size()), budget, o.slots, 0.0);
-    print_plan(plan, std::cerr);
-    streamed.reset();
-    so.prefetch.slots = plan.slots;
-    streamed = std::make_unique<StreamedModel>(o.model, so);
-    Transformer transformer(streamed->config(), n_ctx, cpu::Threading{o.threads});
+  std::int64_t prompt_tokens = 0, generated_tokens = 0;
+  double seconds = 0;
+  if (prompts.size() == 1 && n_parallel == 1) {
+    std::vector<std::int32_t> ids = session.tokenizer().encode(prompts[0], true, !o.no_special);
     Evaluator eval = [&](std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits) {
-      streamed->evaluate(transformer, tokens, pos0, false, logits);
+      session.forward().forward(session.transformer(), single_sequence_batch(tokens, pos0, false), logits);
     };
-    std::cout << prompt << std::flush;
-    stats = generate(eval, n_ctx, tokenizer, ids, options, print_piece);
-    const StreamStats ss = streamed->stats();
-    mode = fmt::format("streamed pack: {} passes, {} read, {:.2f} GB/s while reading", ss.passes, format_bytes(ss.bytes_streamed),
-                       ss.io_busy.count() > 0 ? double(ss.bytes_streamed) / double(ss.io_busy.count()) : 0.0);
+    std::cout << prompts[0] << std::flush;
+    GenerateStats stats = generate(eval, session.n_ctx(), session.tokenizer(), ids, options,
+                                   [](const std::string& piece) { std::cout << piece << std::flush; });
+    std::cout << std::endl;
+    prompt_tokens = stats.prompt_tokens;
+    generated_tokens = stats.generated_tokens;
+    seconds = std::chrono::duration<double>(stats.prompt_time + stats.generation_time).count();
+    std::cerr << fmt::format("\nsluice run: prompt {} tokens at {:.2f} tok/s | generation {} tokens at {:.2f} tok/s | {} | ctx {}\n",
+                             stats.prompt_tokens, stats.prompt_tps(), stats.generated_tokens, stats.generation_tps(),
+                             session.describe(), session.n_ctx());
   } else {
-    model = Model::open(o.model);
-    n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min(model->config().n_ctx_train, kDefaultCtxCap);
-    tok::Tokenizer tokenizer(vocab_from_metadata(model->metadata()));
-    std::vector<std::int32_t> ids = tokenizer.encode(prompt, true, !o.no_special);
-    Transformer transformer(model->config(), n_ctx, cpu::Threading{o.threads});
-    std::cout << prompt << std::flush;
-    stats = generate(transformer, *model, tokenizer, ids, options, print_piece);
-    mode = fmt::format("in RAM ({})", model->is_pack() ? "pack" : "gguf");
+    BatchOptions bo;
+    bo.n_parallel = n_parallel;
+    bo.batch = o.batch;
+    bo.max_pass_tokens = o.session.pass_tokens;
+    std::size_t next = 0, printed = 0;
+    std::map<std::size_t, SeqResult> done;
+    auto source = [&]() -> std::optional<SeqRequest> {
+      if (next == prompts.size()) return std::nullopt;
+      SeqRequest r;
+      r.prompt = session.tokenizer().encode(prompts[next++], true, !o.no_special);
+      r.options = options;
+      return r;
+    };
+    auto sink = [&](SeqResult&& r) {
+      done.emplace(r.index, std::move(r));
+      for (auto it = done.find(printed); it != done.end(); it = done.find(printed)) {  // input order
+        const SeqResult& res = it->second;
+        std::cout << fmt::format("--- prompt {} ({} tokens, {} generated, {})\n", printed + 1, res.prompt_tokens,
+                                 res.generated.size(), to_string(res.finish));
+        if (res.finish == FinishReason::error) {
+          std::cout << "error: " << res.error << "\n";
+        } else {
+          std::cout << prompts[printed] << res.text << "\n";
+        }
+        std::cout << std::flush;
+        done.erase(it);
+        ++printed;
+      }
+    };
+    BatchRunStats stats = BatchGenerator(session.forward(), session.transformer(), session.tokenizer(), bo).run(source, sink);
+    prompt_tokens = stats.prompt_tokens;
+    generated_tokens = stats.generated_tokens;
+    seconds = std::chrono::duration<double>(stats.wall).count();
+    std::cerr << fmt::format(
+        "\nsluice run: {} prompts, {} parallel, {:.1f} sequences per pass | {} prompt + {} generated tokens in {:.2f} s: "
+        "{:.2f} tok/s ({:.2f} generated tok/s) | {}{} | ctx {}\n",
+        prompts.size(), n_parallel, stats.passes ? double(stats.sequence_steps) / double(stats.passes) : 0.0, stats.prompt_tokens,
+        stats.generated_tokens, seconds, stats.tokens_per_second(), stats.generated_per_second(), session.describe(),
+        stats.failed ? fmt::format(" | {} failed", stats.failed) : "", session.n_ctx());
   }
-  std::cout << std::endl;
+  session.print_stream_table(std::cerr, prompt_tokens + generated_tokens);
   if (!o.trace.empty()) {
-    trace.set_summary({{"prompt_tokens", stats.prompt_tokens}, {"generated_tokens", stats.generated_tokens},
-                       {"prompt_tps", stats.prompt_tps()}, {"generation_tps", stats.generation_tps()}, {"mode", mode}});
+    nlohmann::json summary = {{"prompt_tokens", prompt_tokens}, {"generated_tokens", generated_tokens}, {"seconds", seconds},
+                              {"mode", session.describe()}};
+    if (StreamedModel* s = session.streamed()) {
+      const StreamStats st = s->stats();
+      summary["passes"] = st.passes;
+      summary["bytes_read"] = st.bytes_streamed;
+      summary["io_busy_s"] = std::chrono::duration<double>(st.io_busy).count();
+      summary["compute_busy_s"] = std::chrono::duration<double>(st.compute_busy).count();
+      summary["wall_s"] = std::chrono::duration<double>(st.wall).count();
+      summary["overlap"] = st.overlap();
+    }
+    trace.set_summary(summary);
     trace.write(o.trace);
     std::cerr << fmt::format("trace written to {} (open in ui.perfetto.dev or chrome://tracing)\n", o.trace);
   }
-  std::cerr << fmt::format("\nsluice run: prompt {} tokens at {:.2f} tok/s | generation {} tokens at {:.2f} tok/s | {} | ctx {}\n",
-                           stats.prompt_tokens, stats.prompt_tps(), stats.generated_tokens, stats.generation_tps(), mode, n_ctx);
 }
 
 }  // namespace
 
 void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
-  CLI::App* cmd = app.add_subcommand("run", "Generate text from a GGUF or .sluice model, streaming tokens to stdout. A pack whose weights exceed\n--mem-budget streams its blocks from disk every pass (see --stream); the plan is printed first.");
-  cmd->add_option("-m,--model", o->model, "Model file: GGUF or .sluice pack")->required()->check(CLI::ExistingFile);
+  CLI::App* cmd = app.add_subcommand(
+      "run",
+      "Generate text from a GGUF or .sluice model, streaming tokens to stdout. A pack runs within --mem-budget:\n"
+      "the planner keeps what fits in RAM (KV cache, ring, a fixed set of blocks) and streams the rest from\n"
+      "disk every pass; its plan is printed first and a streaming table at the end. Several prompts\n"
+      "(--prompts) share every pass: one read of each block serves the whole batch.");
+  cmd->add_option("-m,--model", o->session.model, "Model file: GGUF or .sluice pack")->required()->check(CLI::ExistingFile);
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
   auto* f = cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
+  auto* many = cmd->add_option("--prompts", o->prompts_file, "Many prompts, one per line; output in input order")
+                   ->check(CLI::ExistingFile);
   p->excludes(f);
+  many->excludes(p);
+  many->excludes(f);
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size (0: the model's, capped at 4096)")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all cores)")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")->capture_default_str();
+  cmd->add_option("--parallel", o->n_parallel, "Sequences in flight (KV slots; also -np; 0: one per prompt, at most 16)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  cmd->add_option("--batch", o->batch, "Sequences per pass (0: all in flight)")->capture_default_str()->check(CLI::Range(0, 4096));
+  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (also -ub); longer prompts are cut into chunks")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("-t,--threads", o->session.threads, "Worker threads (0: all cores)")->capture_default_str();
   cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)")->capture_default_str();
   cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)")->capture_default_str();
   cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)")->capture_default_str();
   cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
   cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the penalty looks back over")->capture_default_str();
-  cmd->add_option("-s,--seed", o->sampling.seed, "RNG seed")->capture_default_str();
+  cmd->add_option("-s,--seed", o->sampling.seed, "RNG seed (each prompt uses it)")->capture_default_str();
   cmd->add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
-  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget, e.g. 4GiB (default: 80% of available RAM)");
-  cmd->add_option("--stream", o->stream, "Stream blocks from a pack: auto (when the weights exceed the budget), on, off")
+  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget, e.g. 4GiB (default: 80% of available memory, cgroup-aware)");
+  cmd->add_option("--stream", o->session.stream,
+                  "auto: the planner keeps what fits resident and streams the rest; on: every block streams; off: "
+                  "all blocks resident (refused if they do not fit)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
-  cmd->add_option("--trace", o->trace, "Write a Chrome/Perfetto trace (lanes io, decompress, compute) to this file");
-  cmd->add_option("--slots", o->slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
+  cmd->add_option("--slots", o->session.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
       ->capture_default_str()
       ->check(CLI::Range(2, 64));
+  cmd->add_option("--kv-type", o->kv_type, "KV cache storage: f16 or q8_0 (half the bytes)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f16", "q8_0"}));
+  cmd->add_option("--kv-spill", o->kv_spill,
+                  "Spill the KV cache to a scratch file, streamed with each block: auto (when it does not fit), on, off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--kv-spill-dir", o->session.kv_spill_dir, "Directory for the (unlinked) KV spill file")
+      ->capture_default_str()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--disk-gbps", o->session.disk_gbps, "Disk bandwidth for the plan's prediction (0: measure at start)")
+      ->capture_default_str();
+  cmd->add_option("--trace", o->trace, "Write a Chrome/Perfetto trace (lanes io, decompress, compute) to this file");
   cmd->callback([o] { run(*o); });
 }
 

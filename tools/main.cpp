@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "tools/commands.hpp"
 
@@ -17,8 +19,17 @@ int main(int argc, char** argv) {
   sluice::add_synth_command(app);
   sluice::add_eval_command(app);
   sluice::add_bench_command(app);
+  // llama.cpp spells some options with one dash and two letters (-np, -ub); CLI11 takes one-letter
+  // short options only, so those are rewritten to their long forms.
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) {
+    std::string a = argv[i];
+    if (a == "-np") a = "--parallel";
+    if (a == "-ub") a = "--pass-tokens";
+    args.push_back(a);
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {

@@ -1,0 +1,129 @@
+#include "engine/session.hpp"
+
+#include <fmt/format.h>
+#include <fstream>
+#include <stdexcept>
+
+#include "common/memory.hpp"
+#include "common/table.hpp"
+#include "common/units.hpp"
+#include "io/sequential.hpp"
+#include "model/convert.hpp"
+#include "model/vocab_metadata.hpp"
+
+namespace sluice {
+namespace {
+// 4096 positions of fp16 K and V is what most prompts need and keeps big models' caches modest.
+constexpr std::int64_t kDefaultCtxCap = 4096;
+// Enough to get past the first requests' latency and see the sustained rate.
+constexpr std::uint64_t kDiskProbeBytes = 256 * MiB;
+
+double measure_disk_gbps(const std::string& path) {
+  io::BackendOptions io;
+  auto read = io::read_file_sequential(path, io, 1u << 20, kDiskProbeBytes);
+  return read ? read.value().gbps() : 0.0;
+}
+}  // namespace
+
+bool is_pack_file(const std::string& path) {
+  std::ifstream probe(path, std::ios::binary);
+  char magic[8] = {};
+  probe.read(magic, 8);
+  return std::string(magic, 8) == "SLUICEPK";
+}
+
+std::uint64_t default_memory_budget() { return available_memory_bytes() / 10 * 8; }
+
+Session::Session(SessionOptions options) : options_(std::move(options)) {
+  const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
+  const cpu::Threading threading{options_.threads};
+  if (!is_pack_file(options_.model)) {
+    if (options_.stream == "on") {
+      throw std::runtime_error(fmt::format("{}: streaming needs a pack; run `sluice convert {} OUT.sluice`", options_.model, options_.model));
+    }
+    model_ = Model::open(options_.model);
+    weight_bytes_ = model_->weight_bytes();
+    if (weight_bytes_ > budget && options_.log) {
+      *options_.log << fmt::format(
+          "note: {} holds {} of weights, more than the {} budget; a GGUF is memory-mapped whole. Convert it to a pack "
+          "(`sluice convert`) to stream it within the budget.\n",
+          options_.model, format_bytes(weight_bytes_), format_bytes(budget));
+    }
+    in_ram_ = std::make_unique<InRamForward>(*model_);
+    forward_ = in_ram_.get();
+  } else {
+    pack::Pack pack = pack::Pack::open(options_.model);
+    for (const auto& t : pack.tensors()) weight_bytes_ += t.bytes;
+    ModelConfig config = config_from_metadata(*metadata_of(pack.metadata(), options_.model));
+    PlanRequest request;
+    request.budget = budget;
+    request.n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(config.n_ctx_train, kDefaultCtxCap);
+    request.n_seq = options_.n_seq;
+    request.pass_tokens = options_.pass_tokens;
+    request.kv_type = options_.kv_type;
+    request.kv_spill = options_.kv_spill;
+    request.wanted_slots = options_.slots;
+    request.allow_resident_blocks = options_.stream != "on";
+    request.disk_gbps = options_.disk_gbps;
+    plan_ = plan_memory(pack, config, request);
+    if (options_.stream == "off" && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
+      throw std::runtime_error(fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
+                                           "use --stream auto or raise --mem-budget",
+                                           options_.model, format_bytes(weight_bytes_), format_bytes(budget)));
+    }
+    if (plan_->streams() && plan_->request.disk_gbps == 0) plan_->request.disk_gbps = measure_disk_gbps(options_.model);
+    if (options_.log) print_plan(*plan_, *options_.log);
+    StreamOptions so;
+    so.prefetch.slots = std::max(plan_->slots, 2u);
+    so.prefetch.trace = options_.trace;
+    so.resident_blocks = plan_->resident_blocks;
+    so.stream_head = !plan_->head_resident;
+    so.embed_on_demand = !plan_->embedding_resident;
+    streamed_ = std::make_unique<StreamedModel>(options_.model, so);
+    forward_ = streamed_.get();
+  }
+  const ModelConfig& c = forward_->config();
+  cache::KvShape shape;
+  shape.n_layer = c.n_layer;
+  shape.row_floats = c.n_head_kv * c.head_dim;
+  shape.n_ctx = plan_ ? plan_->request.n_ctx : (options_.n_ctx > 0 ? options_.n_ctx : std::min(c.n_ctx_train, kDefaultCtxCap));
+  shape.n_seq = options_.n_seq;
+  shape.type = options_.kv_type;
+  const bool spill = plan_ ? plan_->kv_spilled : options_.kv_spill == SpillMode::always;
+  auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir) : cache::make_resident_kv_cache(shape);
+  transformer_ = std::make_unique<Transformer>(c, std::move(kv), threading);
+  tokenizer_ = std::make_unique<tok::Tokenizer>(vocab_from_metadata(metadata()));
+}
+
+Session::~Session() = default;
+
+const Metadata& Session::metadata() const { return streamed_ ? streamed_->metadata() : model_->metadata(); }
+
+std::string Session::describe() const {
+  if (!streamed_) return fmt::format("in RAM ({})", model_->is_pack() ? "pack" : "gguf");
+  return fmt::format("pack, {} of {} blocks resident, {} streamed per pass", streamed_->resident_block_count(),
+                     config().n_layer, format_bytes(streamed_->streamed_bytes_per_pass()));
+}
+
+void Session::print_stream_table(std::ostream& out, std::int64_t tokens) const {
+  if (!streamed_) return;
+  const StreamStats s = streamed_->stats();
+  const double wall = std::chrono::duration<double>(s.wall).count();
+  const double io = std::chrono::duration<double>(s.io_busy).count();
+  const double compute = std::chrono::duration<double>(s.compute_busy).count();
+  auto pct = [&](double part) { return wall > 0 ? fmt::format("{:.0f}%", 100.0 * part / wall) : std::string("-"); };
+  Table table({"passes", "bytes read", "read GB/s", "io busy", "compute busy", "overlap", "s/pass", "tokens/s"});
+  table.add_row({fmt::format("{}", s.passes), format_bytes(s.bytes_streamed + s.embedding_bytes),
+                 wall > 0 ? fmt::format("{:.2f}", double(s.bytes_streamed) / wall / 1e9) : "-", pct(io), pct(compute),
+                 s.overlap() > 0 ? fmt::format("{:.3f}", s.overlap()) : "-",
+                 s.passes ? fmt::format("{:.3f}", wall / double(s.passes)) : "-",
+                 wall > 0 ? fmt::format("{:.2f}", double(tokens) / wall) : "-"});
+  table.print(out);
+  const cache::KvStats kv = transformer_->kv_cache().stats();
+  if (transformer_->kv_cache().spilled()) {
+    out << fmt::format("KV spill: {} written, {} read back, {:.2f} s waiting for reads\n", format_bytes(kv.bytes_written),
+                       format_bytes(kv.bytes_read), kv.read_wait_seconds);
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,77 @@
+// Everything a command needs to run a model under a memory budget, set up in one place for
+// `sluice run`, `sluice bench` and `sluice batch`: opens a GGUF (memory-mapped, in RAM) or a pack
+// (planned: engine/planner.hpp, then streamed through the prefetcher with the planner's resident
+// set), builds the KV cache the plan chose (resident or spilled, fp16 or q8_0, one slot per
+// parallel sequence) and the tokenizer, and reports the streaming statistics at the end.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "common/trace.hpp"
+#include "engine/forward.hpp"
+#include "engine/planner.hpp"
+#include "engine/streamed_model.hpp"
+#include "model/tokenizer.hpp"
+
+namespace sluice {
+
+struct SessionOptions {
+  std::string model;
+  std::uint64_t budget = 0;           // 0: 80% of available memory (cgroup-aware)
+  std::int64_t n_ctx = 0;             // 0: the model's trained context, capped at 4096
+  std::int32_t n_seq = 1;             // parallel sequences (KV slots)
+  std::int64_t pass_tokens = 512;     // most tokens per pass (prompt chunks are cut to fit)
+  cpu::KvType kv_type = cpu::KvType::f16;
+  SpillMode kv_spill = SpillMode::automatic;
+  std::string kv_spill_dir = "/var/tmp";
+  std::string stream = "auto";        // auto: the planner decides; on: every block streams; off: all resident
+  unsigned slots = 4;
+  int threads = 0;
+  double disk_gbps = 0;               // 0: measured on the pack at start (a short O_DIRECT read)
+  TraceRecorder* trace = nullptr;
+  std::ostream* log = nullptr;        // where the plan is printed (null: nowhere)
+};
+
+class Session {
+ public:
+  // Throws std::runtime_error (bad file, impossible budget: message names the minimum).
+  explicit Session(SessionOptions options);
+  ~Session();
+
+  Forward& forward() { return *forward_; }
+  Transformer& transformer() { return *transformer_; }
+  const tok::Tokenizer& tokenizer() const { return *tokenizer_; }
+  const Metadata& metadata() const;
+  const ModelConfig& config() const { return forward_->config(); }
+  std::int64_t n_ctx() const { return transformer_->n_ctx(); }
+  const MemoryPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
+  StreamedModel* streamed() { return streamed_.get(); }
+  std::uint64_t weight_bytes() const { return weight_bytes_; }
+  // "streamed pack (...)" or "in RAM (gguf)".
+  std::string describe() const;
+  // The end-of-run table: passes, bytes read, read GB/s, io busy %, compute busy %, overlap,
+  // tokens/s (tokens = prompt + generated tokens processed).
+  void print_stream_table(std::ostream& out, std::int64_t tokens) const;
+
+ private:
+  SessionOptions options_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<StreamedModel> streamed_;
+  std::unique_ptr<InRamForward> in_ram_;
+  Forward* forward_ = nullptr;
+  std::unique_ptr<Transformer> transformer_;
+  std::unique_ptr<tok::Tokenizer> tokenizer_;
+  std::optional<MemoryPlan> plan_;
+  std::uint64_t weight_bytes_ = 0;
+};
+
+// True when `path` starts with the pack magic.
+bool is_pack_file(const std::string& path);
+// 80% of available memory (DESIGN.md §5).
+std::uint64_t default_memory_budget();
+
+}  // namespace sluice
