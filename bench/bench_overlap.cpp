@@ -9,9 +9,9 @@
 //   slots  2 | 4             ring depth: extents read ahead of the block being computed
 // Each run prefills B sequences with an 8-token prompt and decodes one warm-up pass, untimed,
 // then times decode passes (one Batch holding one token of every sequence). The ring is let fill
-// (reader idle) before the first timed pass and after the last, because the reader credits
-// io_busy only when it goes idle; the reads the first pass finds done are charged to it, so
-// pass_s is the steady-state pass time and the I/O counters cover exactly the timed passes.
+// (reader idle) before the first timed pass and after the last, so the I/O counters cover
+// exactly the timed passes' reads; the reads the first pass finds done are charged to it, so
+// pass_s is the steady-state pass time.
 //
 // Counters, averaged per pass: pass_s (wall seconds), io_busy_s, decode_busy_s (decompression),
 // compute_busy_s, wait_s (compute blocked on the ring), overlap = wall / max(io_busy,

@@ -70,6 +70,9 @@ class Reader {
   bool can_submit() const { return in_flight_ < queue_depth(); }
   const std::string& fallback_note() const { return fallback_note_; }
   const ReaderStats& stats() const { return stats_; }
+  // When reads are in flight: the start of the current busy period (stats().busy does not yet
+  // include it); otherwise the epoch.
+  std::chrono::steady_clock::time_point busy_since() const { return in_flight_ > 0 ? busy_since_ : std::chrono::steady_clock::time_point{}; }
   Backend& backend() { return *backend_; }
 
   // Registers the regions that ReadRequest::buffer_index refers to. Only while nothing is in flight.

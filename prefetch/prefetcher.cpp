@@ -156,19 +156,19 @@ void Prefetcher::io_loop() {
         issue_reads();
         if (reader_->in_flight() > 0) break;
         if (assign_position_ >= plan_.size() || io_failed_) {  // every read of the plan is done
-          stats_.io_busy = reader_->stats().busy;
+          note_io_busy();
           return;
         }
         io_cv_.wait(lock);  // all slots busy with decoded or consumed extents
       }
-      stats_.io_busy = reader_->stats().busy;
+      note_io_busy();
       if (cancelled_ && reader_->in_flight() == 0) return;
     }
     // Block for completions without the lock so the consumer and decoders are never stalled.
     const unsigned depth = reader_->in_flight();
     Result<std::size_t> got = reader_->wait(completions, 1);
     std::unique_lock lock(mutex_);
-    stats_.io_busy = reader_->stats().busy;  // the reader is only touched by this thread
+    note_io_busy();
     ++stats_.waits;
     stats_.in_flight_at_wait += depth;
     if (!got) {
@@ -351,9 +351,19 @@ void Prefetcher::cancel() {
   decode_cv_.wait(lock, [&] { return decodes_running_ == 0; });
 }
 
+// The reader is only touched by the I/O thread; it copies its busy time here under the mutex,
+// with the start of a busy period still open, so stats() can count a disk that never goes idle.
+void Prefetcher::note_io_busy() {
+  stats_.io_busy = reader_->stats().busy;
+  io_busy_open_since_ = reader_->busy_since();
+}
+
 PrefetchStats Prefetcher::stats() const {
   std::lock_guard lock(mutex_);
   PrefetchStats s = stats_;
+  if (io_busy_open_since_ != std::chrono::steady_clock::time_point{}) {
+    s.io_busy += std::chrono::steady_clock::now() - io_busy_open_since_;
+  }
   s.decode_busy = std::chrono::nanoseconds(decode_busy_ns_.load());
   s.frames_verified = frames_verified_.load();
   return s;

@@ -150,6 +150,7 @@ class Prefetcher {
   };
 
   void io_loop();
+  void note_io_busy();       // under mutex_, on the I/O thread
   bool assign_free_slots();  // under mutex_
   void issue_reads();        // under mutex_
   void on_read_complete(const io::ReadCompletion& completion);
@@ -180,6 +181,7 @@ class Prefetcher {
   std::condition_variable decode_cv_;
 
   PrefetchStats stats_;  // under mutex_, except the atomics below
+  std::chrono::steady_clock::time_point io_busy_open_since_;  // under mutex_; epoch: no read in flight
   std::atomic<std::int64_t> decode_busy_ns_{0};
   std::atomic<std::uint64_t> frames_verified_{0};
   tbb::task_arena arena_;  // decode workers; enqueued tasks, one per extent, parallel over frames

@@ -15,6 +15,7 @@
 #include "common/table.hpp"
 #include "common/units.hpp"
 #include "engine/session.hpp"
+#include "io/sequential.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 
@@ -23,6 +24,7 @@ namespace {
 
 struct BenchOptions {
   int n_prompt = 64, n_gen = 32, repetitions = 3;
+  bool raw_read = false;
   std::string batches = "1";
   std::string mem_budget;
   SessionOptions session;
@@ -84,8 +86,18 @@ struct PassCounters {
 };
 
 void bench(BenchOptions o) {
+  double raw_gbps = 0;
   if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
   const std::vector<std::int32_t> batches = parse_batches(o.batches);
+  if (o.raw_read) {
+    // The yardstick, measured in this run: the whole file through io_uring with O_DIRECT.
+    io::BackendOptions io;
+    auto read = io::read_file_sequential(o.session.model, io, 1u << 20);
+    if (!read) throw std::runtime_error(read.error().message);
+    raw_gbps = read.value().gbps();
+    std::cerr << fmt::format("raw O_DIRECT read of {}: {} at {:.2f} GB/s\n", o.session.model, format_bytes(read.value().bytes), raw_gbps);
+    o.session.disk_gbps = raw_gbps;
+  }
   Table table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
   for (std::int32_t b : batches) {
     SessionOptions so = o.session;
@@ -94,6 +106,11 @@ void bench(BenchOptions o) {
     so.log = b == batches.front() ? &std::cerr : nullptr;
     Session session(so);
     const ModelConfig& c = session.config();
+    if (raw_gbps > 0 && session.streamed() && b == batches.front()) {
+      std::cerr << fmt::format("disk bound: {} streamed per pass / {:.2f} GB/s = {:.3f} s/pass\n",
+                               format_bytes(session.streamed()->streamed_bytes_per_pass()), raw_gbps,
+                               double(session.streamed()->streamed_bytes_per_pass()) / (raw_gbps * 1e9));
+    }
     // Token ids cycle through the vocabulary past the first few (special) entries: the work does
     // not depend on which tokens they are.
     constexpr std::int32_t kFirstOrdinaryToken = 10;
@@ -171,6 +188,8 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_option("--slots", o->session.slots, "Ring slots")->capture_default_str()->check(CLI::Range(2, 64));
+  cmd->add_flag("--raw-read", o->raw_read,
+                "First read the whole file with O_DIRECT (the disk's speed in this run) and print the disk-bound s/pass");
   cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")->capture_default_str();
   cmd->callback([o] { bench(*o); });
 }

@@ -20,10 +20,20 @@ tokens = llm.tokenize(b"Once upon a time", add_bos=True)
 start = time.perf_counter()
 llm.eval(tokens)
 prompt = time.perf_counter() - start
+
+def disk_read_bytes():
+    """Bytes this process caused to be read from storage (page faults on the mmap included)."""
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("read_bytes:")).split()[1])
+
+print(f"llama.cpp: load {load:.2f} s, prompt {len(tokens)} tokens {prompt:.2f} s", flush=True)
 times = []
 for i in range(args.n):
     start = time.perf_counter()
+    before = disk_read_bytes()
     llm.eval([int(llm.scores[llm.n_tokens - 1].argmax())])
     times.append(time.perf_counter() - start)
+    # One line per token, so a run stopped by a timeout still leaves its measurements.
+    print(f"llama.cpp: token {i + 1}: {times[-1]:.2f} s, {(disk_read_bytes() - before) / 1e9:.2f} GB read from disk", flush=True)
 print(f"llama.cpp: load {load:.2f} s, prompt {len(tokens)} tokens {prompt:.2f} s, "
       f"decode {args.n} tokens: {sum(times) / len(times):.2f} s/token ({len(times) / sum(times):.3f} tok/s); per token {[round(t, 2) for t in times]}")
