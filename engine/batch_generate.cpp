@@ -39,12 +39,26 @@ struct Slot {
   bool busy = false;
   SeqResult result;
   GenerateOptions options;
+  std::vector<std::string> stop;
   std::vector<std::int32_t> tokens;
   std::int64_t evaluated = 0;
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<tok::Detokenizer> detok;
   std::int64_t logits_index = -1;  // row of this pass's logits, -1: none this pass
 };
+
+// True when a stop string ends within the text added after `before`; cuts the text at it.
+bool stop_string_hit(std::string& text, std::size_t before, const std::vector<std::string>& stops) {
+  std::size_t cut = std::string::npos;
+  for (const std::string& s : stops) {
+    const std::size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+    const std::size_t at = text.find(s, from);
+    if (at != std::string::npos) cut = std::min(cut, at);
+  }
+  if (cut == std::string::npos) return false;
+  text.resize(cut);
+  return true;
+}
 
 }  // namespace
 
@@ -109,6 +123,7 @@ BatchRunStats BatchGenerator::run(const std::function<std::optional<SeqRequest>(
         slot.busy = true;
         slot.result = std::move(result);
         slot.options = request->options;
+        slot.stop = std::move(request->stop);
         slot.tokens = std::move(request->prompt);
         slot.evaluated = 0;
         slot.sampler = std::make_unique<Sampler>(slot.options.sampling);
@@ -160,8 +175,14 @@ BatchRunStats BatchGenerator::run(const std::function<std::optional<SeqRequest>(
       }
       slot.tokens.push_back(next);
       slot.result.generated.push_back(next);
+      const std::size_t before = slot.result.text.size();
       slot.result.text += slot.detok->push(next);
-      if (std::int64_t(slot.result.generated.size()) == slot.options.n_predict) finish(slot, FinishReason::length);
+      if (stop_string_hit(slot.result.text, before, slot.stop)) {
+        slot.detok.reset();  // what it holds back comes after the stop
+        finish(slot, FinishReason::stop);
+      } else if (std::int64_t(slot.result.generated.size()) == slot.options.n_predict) {
+        finish(slot, FinishReason::length);
+      }
     }
     if (on_pass) {
       std::int32_t live = 0;

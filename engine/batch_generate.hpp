@@ -26,6 +26,8 @@ class Tokenizer;
 struct SeqRequest {
   std::vector<std::int32_t> prompt;
   GenerateOptions options;
+  // Generation ends when the text contains one of these; the text is cut before it (finish "stop").
+  std::vector<std::string> stop;
 };
 
 enum class FinishReason { length, stop, error };

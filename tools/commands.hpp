@@ -25,6 +25,7 @@ void add_eval_command(CLI::App& app);
 
 // `sluice bench -m MODEL`: pp/tg tokens per second table (llama-bench style).
 void add_bench_command(CLI::App& app);
+void add_batch_command(CLI::App& app);
 
 // `sluice inspect FILE [--verify]`: print a pack's header, extents, tensors and metadata.
 void add_inspect_command(CLI::App& app);

@@ -12,7 +12,20 @@ a.add_argument("model")
 a.add_argument("-n", type=int, default=4)
 a.add_argument("-t", type=int, default=2)
 a.add_argument("--no-mmap", action="store_true")
+a.add_argument("--no-repack", action="store_true",
+               help="turn off llama.cpp's CPU weight repacking (use_extra_bufts), which copies the weights "
+                    "into anonymous memory: under a cap below the model's size that copy is OOM-killed")
 args = a.parse_args()
+if args.no_repack:
+    import llama_cpp.llama_cpp as lowlevel
+    default_params = lowlevel.llama_model_default_params
+
+    def params_without_repack():
+        p = default_params()
+        p.use_extra_bufts = False
+        return p
+
+    lowlevel.llama_model_default_params = params_without_repack
 start = time.perf_counter()
 llm = llama_cpp.Llama(model_path=args.model, n_ctx=256, n_threads=args.t, verbose=False, use_mmap=not args.no_mmap)
 load = time.perf_counter() - start

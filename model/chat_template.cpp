@@ -1,0 +1,285 @@
+// model/chat_template.cpp: the five chat renderers and template detection, transcribed from
+// llama.cpp's src/llama-chat.cpp (llm_chat_apply_template, llm_chat_detect_template); see
+// chat_template.hpp for the shapes and conventions.
+#include "model/chat_template.hpp"
+
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace sluice {
+namespace {
+
+enum class Role { system, user, assistant };
+
+// What llama.cpp's trim() strips: isspace() in the C locale.
+constexpr std::string_view kTrimmed = " \t\n\v\f\r";
+
+std::string_view trim(std::string_view s) {
+  const std::size_t begin = s.find_first_not_of(kTrimmed);
+  if (begin == std::string_view::npos) return {};
+  const std::size_t end = s.find_last_not_of(kTrimmed);
+  return s.substr(begin, end - begin + 1);
+}
+
+// A role or content for an error message: at most kQuotedMax bytes, other bytes than printable
+// ASCII as \xNN, so a hostile role cannot flood or garble the message.
+constexpr std::size_t kQuotedMax = 40;
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (std::size_t i = 0; i < s.size() && i < kQuotedMax; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  out += s.size() > kQuotedMax ? "\"..." : "\"";
+  return out;
+}
+
+Role role_of(ChatTemplateKind kind, const ChatMessage& m, std::size_t index) {
+  if (m.role == "system") return Role::system;
+  if (m.role == "user") return Role::user;
+  if (m.role == "assistant") return Role::assistant;
+  throw std::invalid_argument(fmt::format("chat template {}: message {} has role {}; the roles are system, user and assistant",
+                                          to_string(kind), index + 1, quoted(m.role)));
+}
+
+// llama2, mistral and gemma: [system] user assistant user ... user, as the real templates demand
+// ("conversation roles must alternate user/assistant/user/assistant/...") with the reply being the
+// assistant's turn.
+void require_alternation(ChatTemplateKind kind, std::span<const ChatMessage> messages) {
+  const std::size_t first = role_of(kind, messages[0], 0) == Role::system ? 1 : 0;
+  for (std::size_t i = first; i < messages.size(); ++i) {
+    const Role role = role_of(kind, messages[i], i);
+    const Role expected = (i - first) % 2 == 0 ? Role::user : Role::assistant;
+    if (role == Role::system) {
+      throw std::invalid_argument(fmt::format("chat template {}: message {} is a system message; only the first message may be one",
+                                              to_string(kind), i + 1));
+    }
+    if (role != expected) {
+      throw std::invalid_argument(fmt::format("chat template {}: message {} is \"{}\" where \"{}\" was expected; after an optional "
+                                              "system message the roles must alternate user, assistant, user, ...",
+                                              to_string(kind), i + 1, messages[i].role, expected == Role::user ? "user" : "assistant"));
+    }
+  }
+  if (messages.size() == first || role_of(kind, messages.back(), messages.size() - 1) != Role::user) {
+    throw std::invalid_argument(fmt::format("chat template {}: the last message must be the user's (the reply is the assistant's "
+                                            "turn), but it is \"{}\"",
+                                            to_string(kind), messages.back().role));
+  }
+}
+
+std::size_t content_bytes(std::span<const ChatMessage> messages) {
+  std::size_t n = 0;
+  for (const ChatMessage& m : messages) n += m.role.size() + m.content.size();
+  return n;
+}
+
+// A reservation hint: the most marker text a renderer adds per message (llama3's header and
+// <|eot_id|>: 19 + 19 + 10 bytes).
+constexpr std::size_t kMarkupPerMessageBytes = 48;
+
+std::string render_chatml(std::span<const ChatMessage> messages, std::string out) {
+  for (const ChatMessage& m : messages) {
+    out += "<|im_start|>";
+    out += m.role;
+    out += '\n';
+    out += m.content;
+    out += "<|im_end|>\n";
+  }
+  out += "<|im_start|>assistant\n";
+  return out;
+}
+
+std::string render_llama3(std::span<const ChatMessage> messages, std::string out) {
+  for (const ChatMessage& m : messages) {
+    out += "<|start_header_id|>";
+    out += m.role;
+    out += "<|end_header_id|>\n\n";
+    out += trim(m.content);
+    out += "<|eot_id|>";
+  }
+  out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+// llama.cpp's LLAMA_2_SYS_STRIP. The first "[INST] " is written up front, so a system message
+// (first, by require_alternation) lands inside the first user turn.
+std::string render_llama2(std::span<const ChatMessage> messages, std::string out) {
+  out += "[INST] ";
+  bool inside_turn = true;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const std::string_view content = trim(messages[i].content);
+    if (!inside_turn) {
+      inside_turn = true;
+      out += "[INST] ";
+    }
+    switch (role_of(ChatTemplateKind::llama2, messages[i], i)) {
+      case Role::system:
+        out += "<<SYS>>\n";
+        out += content;
+        out += "\n<</SYS>>\n\n";
+        break;
+      case Role::user:
+        out += content;
+        out += " [/INST]";
+        break;
+      case Role::assistant:
+        out += content;
+        out += "</s>";
+        inside_turn = false;
+        break;
+    }
+  }
+  return out;
+}
+
+// llama.cpp's MISTRAL_V7 (the v7 template with its spaces; v7-tekken drops them).
+std::string render_mistral(std::span<const ChatMessage> messages, std::string out) {
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const std::string& content = messages[i].content;
+    switch (role_of(ChatTemplateKind::mistral, messages[i], i)) {
+      case Role::system:
+        out += "[SYSTEM_PROMPT] ";
+        out += content;
+        out += "[/SYSTEM_PROMPT]";
+        break;
+      case Role::user:
+        out += "[INST] ";
+        out += content;
+        out += "[/INST]";
+        break;
+      case Role::assistant:
+        out += ' ';
+        out += content;
+        out += "</s>";
+        break;
+    }
+  }
+  return out;
+}
+
+// Gemma has no system role: the (trimmed) system prompt opens the first user turn.
+std::string render_gemma(std::span<const ChatMessage> messages, std::string out) {
+  std::string_view system_prompt;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const Role role = role_of(ChatTemplateKind::gemma, messages[i], i);
+    if (role == Role::system) {
+      system_prompt = trim(messages[i].content);
+      continue;
+    }
+    out += role == Role::assistant ? "<start_of_turn>model\n" : "<start_of_turn>user\n";
+    if (!system_prompt.empty() && role == Role::user) {
+      out += system_prompt;
+      out += "\n\n";
+      system_prompt = {};
+    }
+    out += trim(messages[i].content);
+    out += "<end_of_turn>\n";
+  }
+  out += "<start_of_turn>model\n";
+  return out;
+}
+
+struct Name {
+  std::string_view name;
+  ChatTemplateKind kind;
+};
+
+constexpr std::array<Name, 8> kNames = {{
+    {"llama2", ChatTemplateKind::llama2},
+    {"llama3", ChatTemplateKind::llama3},
+    {"chatml", ChatTemplateKind::chatml},
+    {"mistral", ChatTemplateKind::mistral},
+    {"gemma", ChatTemplateKind::gemma},
+    {"qwen", ChatTemplateKind::chatml},
+    {"llama2-sys-strip", ChatTemplateKind::llama2},
+    {"mistral-v7", ChatTemplateKind::mistral},
+}};
+
+}  // namespace
+
+const char* to_string(ChatTemplateKind kind) {
+  switch (kind) {
+    case ChatTemplateKind::llama2: return "llama2";
+    case ChatTemplateKind::llama3: return "llama3";
+    case ChatTemplateKind::chatml: return "chatml";
+    case ChatTemplateKind::mistral: return "mistral";
+    case ChatTemplateKind::gemma: return "gemma";
+  }
+  return "unknown";
+}
+
+std::optional<ChatTemplateKind> chat_template_from_name(std::string_view name) {
+  for (const Name& n : kNames) {
+    if (n.name == name) return n.kind;
+  }
+  return std::nullopt;
+}
+
+// llm_chat_detect_template, branch for branch, up to the last branch that yields one of our
+// kinds (llama3); every branch before it that picks another llama.cpp renderer answers nullopt,
+// so a template holding several families' markers resolves as in llama.cpp.
+std::optional<ChatTemplateKind> detect_chat_template(std::string_view tmpl) {
+  using K = ChatTemplateKind;
+  // llama.cpp first takes the text as a template name (its map holds these five for our kinds).
+  for (const auto& [name, kind] : {std::pair{"chatml", K::chatml}, std::pair{"llama3", K::llama3}, std::pair{"gemma", K::gemma},
+                                   std::pair{"llama2-sys-strip", K::llama2}, std::pair{"mistral-v7", K::mistral}}) {
+    if (tmpl == name) return kind;
+  }
+  auto has = [tmpl](std::string_view marker) { return tmpl.find(marker) != std::string_view::npos; };
+  const std::optional<K> other;  // a llama.cpp renderer sluice does not have
+  if (has("<|im_start|>")) {
+    if (has("<|im_sep|>") || has("<end_of_utterance>")) return other;  // phi4, smolvlm
+    return K::chatml;
+  }
+  if (tmpl.starts_with("mistral") || has("[INST]")) {
+    if (has("[SYSTEM_PROMPT]")) return K::mistral;                                       // mistral-v7
+    if (has("' [INST] ' + system_message") || has("[AVAILABLE_TOOLS]")) return other;  // mistral-v1, -v3, -v3-tekken
+    if (has("content.strip()")) return K::llama2;                                       // llama2-sys-strip
+    return other;                                                                       // llama2, -sys, -sys-bos
+  }
+  if (has("<|assistant|>") && has("<|end|>")) return other;                         // phi3
+  if (has("[gMASK]<sop>")) return other;                                           // chatglm4
+  if (has("<|assistant|>") && has("<|user|>")) return other;                        // falcon3, glmedge
+  if (has("<|{{ item['role'] }}|>") && has("<|begin_of_image|>")) return other;     // glmedge
+  if (has("<|user|>") && has("<|endoftext|>")) return other;                        // zephyr
+  if (has("bos_token + message['role']")) return other;                             // monarch
+  if (has("<start_of_turn>")) return K::gemma;
+  if (has("'\\n\\nAssistant: ' + eos_token")) return other;                         // orion
+  if (has("GPT4 Correct ")) return other;                                           // openchat
+  if (has("USER: ") && has("ASSISTANT: ")) return other;                            // vicuna
+  if (has("### Instruction:") && has("<|EOT|>")) return other;                      // deepseek
+  if (has("<|START_OF_TURN_TOKEN|>") && has("<|USER_TOKEN|>")) return other;        // command-r
+  if (has("<|start_header_id|>") && has("<|end_header_id|>")) return K::llama3;
+  return other;
+}
+
+std::string render_chat(ChatTemplateKind kind, std::span<const ChatMessage> messages) {
+  if (messages.empty()) {
+    throw std::invalid_argument(fmt::format("chat template {}: no messages to render", to_string(kind)));
+  }
+  for (std::size_t i = 0; i < messages.size(); ++i) role_of(kind, messages[i], i);
+  if (kind == ChatTemplateKind::llama2 || kind == ChatTemplateKind::mistral || kind == ChatTemplateKind::gemma) {
+    require_alternation(kind, messages);
+  }
+  std::string out;
+  out.reserve(content_bytes(messages) + kMarkupPerMessageBytes * (messages.size() + 1));
+  switch (kind) {
+    case ChatTemplateKind::llama2: return render_llama2(messages, std::move(out));
+    case ChatTemplateKind::llama3: return render_llama3(messages, std::move(out));
+    case ChatTemplateKind::chatml: return render_chatml(messages, std::move(out));
+    case ChatTemplateKind::mistral: return render_mistral(messages, std::move(out));
+    case ChatTemplateKind::gemma: return render_gemma(messages, std::move(out));
+  }
+  throw std::invalid_argument(fmt::format("chat template: unknown kind {}", static_cast<int>(kind)));
+}
+
+}  // namespace sluice

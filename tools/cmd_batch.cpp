@@ -1,0 +1,138 @@
+// `sluice batch`: run a file of requests (OpenAI Batch JSONL, plain JSONL or one prompt per line)
+// through a model, resumably, in shards if asked; `sluice batch merge` joins shard outputs.
+// The job itself lives in engine/batch_job.hpp.
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fmt/format.h>
+#include <iostream>
+
+#include "common/units.hpp"
+#include "engine/batch_job.hpp"
+#include "engine/session.hpp"
+#include "tools/cli_util.hpp"
+#include "tools/commands.hpp"
+
+namespace sluice {
+namespace {
+
+struct BatchCliOptions {
+  JobOptions job;
+  SessionOptions session;
+  std::string mem_budget, kv_type = "f16", chat_template, shard;
+  std::uint32_t shard_count = 0;
+  std::int32_t batch = 8;
+  double progress_seconds = 10;
+  std::string progress = "auto";
+  // merge
+  std::vector<std::string> shard_outputs;
+};
+
+// --shard, else SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, else JOB_COMPLETION_INDEX with
+// --shard-count (Kubernetes Indexed Jobs give the index only).
+void resolve_shard(BatchCliOptions& o) {
+  if (!o.shard.empty()) {
+    std::tie(o.job.shard_index, o.job.shard_count) = parse_shard(o.shard);
+    return;
+  }
+  const char* slurm_id = std::getenv("SLURM_ARRAY_TASK_ID");
+  const char* slurm_count = std::getenv("SLURM_ARRAY_TASK_COUNT");
+  if (slurm_id && slurm_count) {
+    std::tie(o.job.shard_index, o.job.shard_count) = parse_shard(fmt::format("{}/{}", slurm_id, slurm_count));
+    return;
+  }
+  if (const char* k8s = std::getenv("JOB_COMPLETION_INDEX"); k8s && o.shard_count > 0) {
+    std::tie(o.job.shard_index, o.job.shard_count) = parse_shard(fmt::format("{}/{}", k8s, o.shard_count));
+    return;
+  }
+  if (o.shard_count > 1) throw std::invalid_argument("--shard-count needs JOB_COMPLETION_INDEX (or give --shard INDEX/COUNT)");
+}
+
+int run_job(BatchCliOptions o) {
+  resolve_shard(o);
+  if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
+  o.session.kv_type = o.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
+  o.session.n_seq = o.batch;
+  o.session.log = &std::cerr;
+  if (!o.chat_template.empty()) {
+    o.job.chat_template = chat_template_from_name(o.chat_template);
+    if (!o.job.chat_template) {
+      throw std::invalid_argument(fmt::format("--chat-template {}: unknown (llama2, llama3, chatml, mistral, gemma)", o.chat_template));
+    }
+  }
+  o.job.batch.n_parallel = o.batch;
+  o.job.batch.batch = o.batch;
+  o.job.batch.max_pass_tokens = o.session.pass_tokens;
+  o.job.live_progress = o.progress == "bar" || (o.progress == "auto" && ::isatty(STDERR_FILENO));
+  o.job.progress_seconds = o.progress_seconds;
+  Session session(o.session);
+  if (o.job.model_name.empty()) {
+    o.job.model_name = session.metadata().get_string("general.name").value_or(std::filesystem::path(o.session.model).stem().string());
+  }
+  const JobSummary s = run_batch_job(session, o.job, std::cerr);
+  std::cerr << fmt::format(
+      "sluice batch: {} requests: {} ok, {} failed, {} answered before | {} prompt + {} generated tokens in {:.1f} s: {:.2f} tok/s | "
+      "{} passes, {} read, overlap {:.3f}{}\n",
+      s.requests, s.ok, s.failed, s.resumed, s.prompt_tokens, s.generated_tokens, s.seconds, s.tokens_per_second(), s.passes,
+      format_bytes(s.bytes_read), s.overlap, s.stopped_by_max_errors ? " | STOPPED: more errors than --max-errors" : "");
+  session.print_stream_table(std::cerr, s.prompt_tokens + s.generated_tokens);
+  if (!o.job.report.empty()) write_job_report(s, o.job, o.job.report);
+  return s.stopped_by_max_errors ? 3 : 0;
+}
+
+}  // namespace
+
+void add_batch_command(CLI::App& app) {
+  auto o = std::make_shared<BatchCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "batch",
+      "Answer a file of requests, one per line: OpenAI Batch JSONL ({custom_id, method, url, body}), plain JSONL\n"
+      "({id, prompt | messages, max_tokens, temperature, top_p, seed, stop}) or plain text (one prompt per line).\n"
+      "Output: OpenAI Batch output JSONL in input order. Rerun the same command after a crash to resume.\n"
+      "Bad lines get a status_code 400 line naming the input line; the job goes on.");
+  cmd->require_subcommand(0, 1);
+  cmd->add_option("-m,--model", o->session.model, "Model file: GGUF or .sluice pack")->check(CLI::ExistingFile);
+  cmd->add_option("-i,--input", o->job.input, "Requests file")->check(CLI::ExistingFile);
+  cmd->add_option("-o,--output", o->job.output, "Results file (appended; resumed when it exists)");
+  cmd->add_option("--batch,-b", o->batch, "Sequences sharing every pass (continuous batching)")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-tokens", o->job.default_max_tokens, "max_tokens for requests that give none")->capture_default_str();
+  cmd->add_option("--max-errors", o->job.max_errors, "Stop (exit 3) after more error lines than this (-1: never)")->capture_default_str();
+  cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma (default: the model's)");
+  cmd->add_option("--shard", o->shard, "INDEX/COUNT: answer only this shard's requests (default: SLURM_ARRAY_TASK_ID/COUNT)");
+  cmd->add_option("--shard-count", o->shard_count, "COUNT for a Kubernetes Indexed Job (the index is JOB_COMPLETION_INDEX)");
+  cmd->add_option("--report", o->job.report, "Write the summary as JSON to this file");
+  cmd->add_option("--progress", o->progress, "auto (a bar on a terminal, else log lines) | bar | log")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "bar", "log"}));
+  cmd->add_option("--progress-interval", o->progress_seconds, "Seconds between log lines")->capture_default_str();
+  cmd->add_option("--fsync-interval", o->job.fsync_seconds, "Most seconds between fsyncs of the output")->capture_default_str();
+  cmd->add_option("--seed", o->job.seed, "Mixed into the seed of requests that give none")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")->capture_default_str();
+  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget (default: 80% of available memory, cgroup-aware)");
+  cmd->add_option("--kv-type", o->kv_type, "f16 | q8_0")->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
+  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")->capture_default_str();
+  cmd->add_option("-t,--threads", o->session.threads, "Worker threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--kv-spill-dir", o->session.kv_spill_dir, "Directory for a spilled KV cache")->capture_default_str();
+  cmd->callback([o, cmd] {
+    if (!cmd->get_subcommands().empty()) return;
+    if (o->session.model.empty() || o->job.input.empty() || o->job.output.empty()) {
+      throw CLI::ValidationError("batch", "needs -m MODEL -i INPUT -o OUTPUT");
+    }
+    const int status = run_job(*o);
+    if (status != 0) std::exit(status);
+  });
+
+  CLI::App* merge = cmd->add_subcommand("merge", "Join shard outputs (given in shard order 0..COUNT-1) into one file in input order");
+  auto input = std::make_shared<std::string>(), output = std::make_shared<std::string>();
+  auto shards = std::make_shared<std::vector<std::string>>();
+  merge->add_option("-i,--input", *input, "The requests file the shards ran")->required()->check(CLI::ExistingFile);
+  merge->add_option("-o,--output", *output, "Merged results")->required();
+  merge->add_option("shards", *shards, "Shard outputs, shard 0 first")->required()->check(CLI::ExistingFile);
+  merge->callback([input, output, shards] {
+    if (merge_shard_outputs(*input, *shards, *output, std::cerr) > 0) std::exit(1);
+  });
+}
+
+}  // namespace sluice
