@@ -352,12 +352,14 @@ JobSummary run_batch_job(Session& session, const JobOptions& o, std::ostream& lo
     flush();
   };
   auto last_log = Clock::now();
+  std::int64_t processed = 0;  // tokens through the model so far (prompt chunks and generated)
   auto on_pass = [&](const PassInfo& pass) {
+    processed += pass.tokens;
     const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     const std::uint64_t done = written;
     const std::uint64_t done_now = done - summary.resumed;
     const double eta = done_now > 0 ? elapsed / double(done_now) * double(n - done) : -1.0;
-    const double tps = elapsed > 0 ? double(summary.prompt_tokens + summary.generated_tokens) / elapsed : 0.0;
+    const double tps = elapsed > 0 ? double(processed) / elapsed : 0.0;
     if (o.live_progress) {
       constexpr int kWidth = 30;
       const int filled = n ? int(double(done) / double(n) * kWidth) : kWidth;

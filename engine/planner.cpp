@@ -55,9 +55,11 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   p.kv_full_bytes = kv.total_bytes();  // throws std::invalid_argument for q8_0 on a row that is not whole blocks
   const std::uint64_t kv_spilled = cache::spilled_kv_memory_bytes(kv);
   const std::uint64_t widest = std::uint64_t(std::max({config.n_embd, config.n_ff, config.n_head * config.head_dim}));
-  // x, xn, q, k, v, att, proj, gate, up per token, plus the logits of one row per sequence.
+  // x, xn, q, k, v, att, proj, gate, up per token, plus the logits of one row per sequence (or
+  // of every row asked for: perplexity scores many rows per pass).
+  const std::int64_t logit_rows = std::max<std::int64_t>(request.logit_rows, request.n_seq);
   p.activation_bytes = std::uint64_t(std::max<std::int64_t>(request.pass_tokens, request.n_seq)) * widest * sizeof(float) * 9 +
-                       std::uint64_t(request.n_seq) * std::uint64_t(config.n_vocab) * sizeof(float);
+                       std::uint64_t(logit_rows) * std::uint64_t(config.n_vocab) * sizeof(float);
   p.overhead_bytes = kOverheadBytes;
   const std::uint64_t fixed = p.small_bytes + p.activation_bytes + p.overhead_bytes;
 

@@ -32,6 +32,7 @@ struct PlanRequest {
   std::int64_t n_ctx = 0;
   std::int32_t n_seq = 1;              // KV slots (parallel sequences)
   std::int64_t pass_tokens = 1;        // most tokens one pass carries (prompt chunk + decodes)
+  std::int64_t logit_rows = 0;         // most rows of logits one pass returns (0: one per sequence)
   cpu::KvType kv_type = cpu::KvType::f16;
   SpillMode kv_spill = SpillMode::automatic;
   unsigned wanted_slots = 4;

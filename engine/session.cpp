@@ -60,6 +60,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     request.n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(config.n_ctx_train, kDefaultCtxCap);
     request.n_seq = options_.n_seq;
     request.pass_tokens = options_.pass_tokens;
+    request.logit_rows = options_.logit_rows;
     request.kv_type = options_.kv_type;
     request.kv_spill = options_.kv_spill;
     request.wanted_slots = options_.slots;
@@ -112,12 +113,12 @@ void Session::print_stream_table(std::ostream& out, std::int64_t tokens) const {
   const double io = std::chrono::duration<double>(s.io_busy).count();
   const double compute = std::chrono::duration<double>(s.compute_busy).count();
   auto pct = [&](double part) { return wall > 0 ? fmt::format("{:.0f}%", 100.0 * part / wall) : std::string("-"); };
-  Table table({"passes", "bytes read", "read GB/s", "io busy", "compute busy", "overlap", "s/pass", "tokens/s"});
+  Table table({"passes", "bytes read", "read GB/s", "io busy", "compute busy", "overlap", "s/pass", "tokens/s", "peak RSS"});
   table.add_row({fmt::format("{}", s.passes), format_bytes(s.bytes_streamed + s.embedding_bytes),
                  wall > 0 ? fmt::format("{:.2f}", double(s.bytes_streamed) / wall / 1e9) : "-", pct(io), pct(compute),
                  s.overlap() > 0 ? fmt::format("{:.3f}", s.overlap()) : "-",
                  s.passes ? fmt::format("{:.3f}", wall / double(s.passes)) : "-",
-                 wall > 0 ? fmt::format("{:.2f}", double(tokens) / wall) : "-"});
+                 wall > 0 ? fmt::format("{:.2f}", double(tokens) / wall) : "-", format_bytes(peak_rss_bytes())});
   table.print(out);
   const cache::KvStats kv = transformer_->kv_cache().stats();
   if (transformer_->kv_cache().spilled()) {

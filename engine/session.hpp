@@ -25,6 +25,7 @@ struct SessionOptions {
   std::int64_t n_ctx = 0;             // 0: the model's trained context, capped at 4096
   std::int32_t n_seq = 1;             // parallel sequences (KV slots)
   std::int64_t pass_tokens = 512;     // most tokens per pass (prompt chunks are cut to fit)
+  std::int64_t logit_rows = 0;        // most rows of logits per pass (0: one per sequence)
   cpu::KvType kv_type = cpu::KvType::f16;
   SpillMode kv_spill = SpillMode::automatic;
   std::string kv_spill_dir = "/var/tmp";

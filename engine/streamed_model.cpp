@@ -1,5 +1,6 @@
 #include "engine/streamed_model.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -82,6 +83,9 @@ StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
     auto bytes = pack_.read_extent(i);
     if (!bytes) throw std::runtime_error(bytes.error().message);
     resident_[i] = std::move(bytes).value();
+    // The extent came through the page cache; under a memory cgroup those pages count against
+    // the limit beside the copy we keep, so hand them back at once.
+    ::posix_fadvise(pack_.fd(), off_t(extents[i].offset), off_t(extents[i].disk_bytes), POSIX_FADV_DONTNEED);
     // Pinned so a cgroup under pressure reclaims page cache, never these (best effort).
     mlock(resident_[i].data(), resident_[i].size());
     resident_bytes_ += resident_[i].size();

@@ -103,6 +103,9 @@ void bench(BenchOptions o) {
     SessionOptions so = o.session;
     so.n_seq = b;
     so.n_ctx = o.n_prompt + o.n_gen + 1;
+    // Activations for the largest pass this bench runs, not the default prompt chunk: the
+    // planner gives what is left to resident blocks.
+    so.pass_tokens = std::min<std::int64_t>(o.session.pass_tokens, std::int64_t(o.n_prompt) * b);
     so.log = b == batches.front() ? &std::cerr : nullptr;
     Session session(so);
     const ModelConfig& c = session.config();
