@@ -8,6 +8,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "common/assert.hpp"
 #include "common/trace.hpp"
 #include "engine/generate.hpp"
 #include "model/convert.hpp"
@@ -71,8 +72,18 @@ StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
   for (std::int64_t il = 0; il < config_.n_layer; ++il) {
     if (!block_resident_[std::size_t(il)]) plan_pass_.push_back(block_extent_[std::size_t(il)]);
   }
-  if (options_.stream_head) plan_pass_.push_back(head_extent_);
-  for (std::uint32_t e : plan_pass_) streamed_bytes_per_pass_ += extents[e].disk_bytes;
+  stream_extents_ = extents;
+  if (options_.stream_head) {
+    const std::uint64_t max_slot = options_.head_piece_slot_bytes > 0 ? options_.head_piece_slot_bytes : UINT64_MAX;
+    std::uint64_t raw = 0;
+    for (pack::ExtentInfo& piece : prefetch::extent_pieces(extents[head_extent_], max_slot)) {
+      head_piece_raw_begin_.push_back(raw);
+      raw += piece.raw_bytes;
+      plan_pass_.push_back(std::uint32_t(stream_extents_.size()));
+      stream_extents_.push_back(std::move(piece));
+    }
+  }
+  for (std::uint32_t e : plan_pass_) streamed_bytes_per_pass_ += stream_extents_[e].disk_bytes;
 
   resident_.resize(extents.size());
   for (std::uint32_t i = 0; i < extents.size(); ++i) {
@@ -99,6 +110,14 @@ StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
   globals_.output = tied ? globals_.tok_embd : resident_view("output.weight");
   globals_.output_norm = resident_view("output_norm.weight");
   globals_.rope_freqs = resident_view("rope_freqs.weight");
+  // Small globals that live in a streamed extent (the head's, in some packs) are copied out once.
+  for (auto [name, view] : {std::pair{"output_norm.weight", &globals_.output_norm}, std::pair{"rope_freqs.weight", &globals_.rope_freqs}}) {
+    const pack::TensorInfo* t = pack_.find_tensor(name);
+    if (!t || *view) continue;
+    small_streamed_.push_back(read_raw_range(t->extent, t->offset, t->bytes));
+    *view = view_of(*t, nullptr);
+    view->data = small_streamed_.back().data();
+  }
   if (config_.n_vocab == 0) config_.n_vocab = globals_.tok_embd.rows();
 
   resident_blocks_.resize(std::size_t(config_.n_layer));
@@ -143,7 +162,7 @@ void StreamedModel::ensure_prefetcher() {
   plan.reserve(plan_pass_.size() * options_.passes_per_ring);
   for (std::size_t p = 0; p < options_.passes_per_ring; ++p) plan.insert(plan.end(), plan_pass_.begin(), plan_pass_.end());
   prefetcher_.reset();
-  prefetcher_ = std::make_unique<prefetch::Prefetcher>(path_, pack_.extents(), std::move(plan), options_.prefetch);
+  prefetcher_ = std::make_unique<prefetch::Prefetcher>(path_, stream_extents_, std::move(plan), options_.prefetch);
 }
 
 StreamStats StreamedModel::stats() const {
@@ -227,6 +246,9 @@ void StreamedModel::embed(Transformer& transformer, std::span<const std::int32_t
 void StreamedModel::forward(Transformer& transformer, const Batch& batch, std::vector<float>& logits) {
   const auto pass_started = Clock::now();
   const std::int64_t n = batch.n_tokens();
+  // The per-pass summary lane: one span per forward pass (a decode step or a prompt chunk).
+  TraceScope pass(options_.prefetch.trace, "pass", fmt::format("pass {}", stats_.passes),
+                  {{"tokens", n}, {"sequences", std::int64_t(batch.spans.size())}, {"streamed_bytes", std::int64_t(streamed_bytes_per_pass_)}});
   std::vector<float> x(std::size_t(n * config_.n_embd));
   embed(transformer, batch.tokens, x.data());
   ensure_prefetcher();
@@ -247,21 +269,94 @@ void StreamedModel::forward(Transformer& transformer, const Batch& batch, std::v
     stats_.compute_busy += Clock::now() - started;
   }
   logits.resize(batch.logit_rows.size() * std::size_t(config_.n_vocab));
-  GlobalWeights g = globals_;
-  prefetch::ExtentHandle head;
   if (options_.stream_head) {
-    head = next_extent();
-    g.output = view_in(pack_.find_tensor("output.weight") ? "output.weight" : "token_embd.weight", head.bytes());
-    if (!g.output_norm.data) g.output_norm = view_in("output_norm.weight", head.bytes());
-  }
-  const auto started = Clock::now();
-  {
+    stream_head(transformer, batch, x.data(), logits.data());
+  } else {
+    const auto started = Clock::now();
     TraceScope compute(trace, "compute", "head", {{"rows", std::int64_t(batch.logit_rows.size())}});
-    transformer.head_rows(g, x.data(), batch.logit_rows, logits.data());
+    transformer.head_rows(globals_, x.data(), batch.logit_rows, logits.data());
+    stats_.compute_busy += Clock::now() - started;
   }
-  stats_.compute_busy += Clock::now() - started;
   ++stats_.passes;
   stats_.wall += Clock::now() - pass_started;
+}
+
+// The head streams in pieces of whole frames; a piece's bytes hold whole rows of the output
+// matrix plus, at either end, part of a row that continues in the next piece: those parts are
+// joined in head_carry_ and that row is computed on its own.
+void StreamedModel::stream_head(Transformer& transformer, const Batch& batch, const float* x, float* logits) {
+  if (batch.logit_rows.empty()) {  // still consume the pieces: the plan repeats per pass
+    for (std::size_t p = 0; p < head_piece_raw_begin_.size(); ++p) next_extent();
+    return;
+  }
+  const pack::TensorInfo& t = *pack_.find_tensor(pack_.find_tensor("output.weight") ? "output.weight" : "token_embd.weight");
+  const TensorView whole = view_of(t, nullptr);
+  const std::uint64_t row_bytes = ggml_row_bytes(*ggml_type_traits(t.type), std::uint64_t(whole.cols()));
+  auto rows_view = [&](const std::byte* data, std::int64_t n_rows) {
+    TensorView v = whole;
+    v.dims[1] = n_rows;
+    v.data = data;
+    v.bytes = row_bytes * std::uint64_t(n_rows);
+    return v;
+  };
+  TraceRecorder* trace = options_.prefetch.trace;
+  const std::int64_t n_vocab = config_.n_vocab;
+  auto started = Clock::now();
+  transformer.head_norm(globals_, x, batch.logit_rows);
+  stats_.compute_busy += Clock::now() - started;
+  head_carry_.resize(row_bytes);
+  std::uint64_t carried = 0;
+  for (std::size_t p = 0; p < head_piece_raw_begin_.size(); ++p) {
+    prefetch::ExtentHandle piece = next_extent();
+    started = Clock::now();
+    TraceScope compute(trace, "compute", fmt::format("head piece {}", p), {{"rows", std::int64_t(batch.logit_rows.size())}});
+    const std::uint64_t begin = head_piece_raw_begin_[p], end = begin + piece.bytes().size();
+    const std::uint64_t lo = std::max(begin, t.offset), hi = std::min(end, t.offset + t.bytes);
+    std::uint64_t at = lo;  // raw offset in the extent
+    auto piece_bytes = [&](std::uint64_t offset) { return piece.bytes().data() + (offset - begin); };
+    if (carried > 0 && at < hi) {
+      const std::uint64_t take = std::min(row_bytes - carried, hi - at);
+      std::copy_n(piece_bytes(at), take, head_carry_.data() + carried);
+      carried += take;
+      at += take;
+      if (carried == row_bytes) {
+        transformer.head_part(rows_view(head_carry_.data(), 1), std::int64_t((at - t.offset) / row_bytes) - 1, logits, n_vocab);
+        carried = 0;
+      }
+    }
+    if (at < hi && carried == 0) {
+      const auto whole_rows = std::int64_t((hi - at) / row_bytes);
+      if (whole_rows > 0) {
+        transformer.head_part(rows_view(piece_bytes(at), whole_rows), std::int64_t((at - t.offset) / row_bytes), logits, n_vocab);
+        at += std::uint64_t(whole_rows) * row_bytes;
+      }
+      carried = hi - at;
+      std::copy_n(piece_bytes(at), carried, head_carry_.data());
+    }
+    stats_.compute_busy += Clock::now() - started;
+  }
+  SLUICE_ASSERT(carried == 0);
+  transformer.head_finish(logits, std::int64_t(batch.logit_rows.size()), n_vocab);
+}
+
+std::vector<std::byte> StreamedModel::read_raw_range(std::uint32_t extent, std::uint64_t from, std::uint64_t n) {
+  std::vector<std::byte> out(n);
+  std::uint64_t frame_begin = 0, done = 0;
+  const auto& frames = pack_.extents()[extent].frames;
+  for (std::size_t f = 0; f < frames.size() && done < n; ++f) {
+    const std::uint64_t frame_end = frame_begin + frames[f].raw_bytes;
+    if (frame_end > from + done) {
+      auto bytes = pack_.read_frame(extent, f);
+      if (!bytes) throw std::runtime_error(bytes.error().message);
+      const std::uint64_t in_frame = from + done - frame_begin;
+      const std::uint64_t take = std::min(n - done, frames[f].raw_bytes - in_frame);
+      std::copy_n(bytes.value().data() + in_frame, take, out.data() + done);
+      done += take;
+    }
+    frame_begin = frame_end;
+  }
+  if (done != n) throw std::runtime_error(fmt::format("{}: extent {} is shorter than its tensor table says", path_, extent));
+  return out;
 }
 
 void StreamedModel::evaluate(Transformer& transformer, std::span<const std::int32_t> tokens, std::int64_t pos0,

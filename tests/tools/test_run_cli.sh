@@ -28,7 +28,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 events = d["traceEvents"]
 lanes = {e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"}
-for want in ("io", "compute"):
+for want in ("io", "compute", "pass"):
     assert want in lanes, (want, lanes)
 assert any(l.startswith("decompress") for l in lanes), lanes
 summary = d["otherData"]["summary"]
