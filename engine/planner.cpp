@@ -8,16 +8,19 @@
 #include "cache/resident_set.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
+#include "prefetch/prefetcher.hpp"
 
 namespace sluice {
 namespace {
 // Process baseline beyond what we allocate: code, TBB, libc arenas, the parsed manifest.
 constexpr std::uint64_t kOverheadBytes = 64 * MiB;
+// The tokenizer's tables and the parsed manifest grow with the vocabulary: with Gemma 3's 262144
+// tokens, peak RSS above the planned items was 83 MiB (heaptrack: ~35 MB of tokenizer maps and
+// copies), 19 MiB more than the fixed allowance; 160 bytes a token covers it.
+constexpr std::uint64_t kOverheadPerVocabToken = 160;
 constexpr unsigned kMinSlots = 2;  // one slot computing, one filling
 
-std::uint64_t slot_bytes_of(const pack::ExtentInfo& e) {
-  return align_up(e.disk_bytes, kDirectAlign) + (e.all_raw() ? 0 : align_up(e.raw_bytes, kDirectAlign));
-}
+std::uint64_t slot_bytes_of(const pack::ExtentInfo& e) { return prefetch::extent_slot_bytes(e); }
 }  // namespace
 
 MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const PlanRequest& request) {
@@ -60,7 +63,7 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   const std::int64_t logit_rows = std::max<std::int64_t>(request.logit_rows, request.n_seq);
   p.activation_bytes = std::uint64_t(std::max<std::int64_t>(request.pass_tokens, request.n_seq)) * widest * sizeof(float) * 9 +
                        std::uint64_t(logit_rows) * std::uint64_t(config.n_vocab) * sizeof(float);
-  p.overhead_bytes = kOverheadBytes;
+  p.overhead_bytes = kOverheadBytes + std::uint64_t(config.n_vocab) * kOverheadPerVocabToken;
   const std::uint64_t fixed = p.small_bytes + p.activation_bytes + p.overhead_bytes;
 
   // The cheapest configuration that fits: resident KV before spilled, resident head before streamed.
@@ -69,9 +72,15 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   if (request.kv_spill != SpillMode::never) spill_choices.push_back(true);
   std::uint64_t smallest = UINT64_MAX;
   bool found = false;
+  // A streamed head goes through the ring in pieces no larger than a block's slot (a whole
+  // frame at least), so a big vocabulary does not make every slot as large as the head.
+  std::uint64_t head_piece_slot = 0;
+  for (const auto& piece : prefetch::extent_pieces(extents[head_extent], block_slot)) {
+    head_piece_slot = std::max(head_piece_slot, slot_bytes_of(piece));
+  }
   for (bool spill : spill_choices) {
     for (bool head_resident : {true, false}) {
-      const std::uint64_t slot = head_resident ? block_slot : std::max(block_slot, slot_bytes_of(extents[head_extent]));
+      const std::uint64_t slot = head_resident ? block_slot : std::max(block_slot, head_piece_slot);
       const std::uint64_t need = fixed + (spill ? kv_spilled : p.kv_full_bytes) + (head_resident ? p.head_bytes : 0) + kMinSlots * slot;
       smallest = std::min(smallest, need);
       if (!found && need <= request.budget) {
@@ -86,14 +95,15 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   if (!found) {
     throw std::runtime_error(fmt::format(
         "memory budget {} is too small for {}: the minimum is {} (small tensors {} + KV cache {} + activations {} + "
-        "2 ring slots of {} + {} overhead{}); raise --mem-budget, or lower -c / -np{}",
+        "2 ring slots of {} + {} overhead{}); raise --mem-budget, or lower -c / -np / --pass-tokens{}",
         format_bytes(request.budget), pack.path(), format_bytes(smallest), format_bytes(p.small_bytes),
         format_bytes(request.kv_spill == SpillMode::never ? p.kv_full_bytes : kv_spilled), format_bytes(p.activation_bytes),
-        format_bytes(std::max(block_slot, slot_bytes_of(extents[head_extent]))), format_bytes(p.overhead_bytes),
+        format_bytes(std::max(block_slot, head_piece_slot)), format_bytes(p.overhead_bytes),
         request.kv_spill == SpillMode::never ? "" : ", KV spilled to disk",
         request.kv_spill == SpillMode::never ? ", or allow --kv-spill" : ""));
   }
   p.minimum = smallest;
+  p.head_piece_slot_bytes = p.head_resident ? 0 : block_slot;
   p.kv_bytes = p.kv_spilled ? kv_spilled : p.kv_full_bytes;
   p.embedding_resident = p.tied && p.head_resident;
   std::uint64_t used = fixed + p.kv_bytes + (p.head_resident ? p.head_bytes : 0);

@@ -45,6 +45,7 @@ struct MemoryPlan {
   std::uint64_t small_bytes = 0;        // norms and other small tensors, always resident
   std::uint64_t head_bytes = 0;         // the output head's extent (decoded)
   bool head_resident = true;
+  std::uint64_t head_piece_slot_bytes = 0;  // streamed head: split into pieces within this slot size
   bool tied = false;                    // the head is the embedding matrix
   std::uint64_t embedding_bytes = 0;
   bool embedding_resident = false;      // else its rows are read on demand per batch

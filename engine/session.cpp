@@ -52,9 +52,11 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     in_ram_ = std::make_unique<InRamForward>(*model_);
     forward_ = in_ram_.get();
   } else {
-    pack::Pack pack = pack::Pack::open(options_.model);
-    for (const auto& t : pack.tensors()) weight_bytes_ += t.bytes;
-    ModelConfig config = config_from_metadata(*metadata_of(pack.metadata(), options_.model));
+    // Planning opens the pack on its own; it is closed before the model opens it again, so the
+    // two parsed manifests (tens of MB with a large vocabulary) are never alive together.
+    auto pack = std::make_unique<pack::Pack>(pack::Pack::open(options_.model));
+    for (const auto& t : pack->tensors()) weight_bytes_ += t.bytes;
+    ModelConfig config = config_from_metadata(*metadata_of(pack->metadata(), options_.model));
     PlanRequest request;
     request.budget = budget;
     request.n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(config.n_ctx_train, kDefaultCtxCap);
@@ -66,7 +68,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     request.wanted_slots = options_.slots;
     request.allow_resident_blocks = options_.stream != "on";
     request.disk_gbps = options_.disk_gbps;
-    plan_ = plan_memory(pack, config, request);
+    plan_ = plan_memory(*pack, config, request);
+    pack.reset();
     if (options_.stream == "off" && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
       throw std::runtime_error(fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
                                            "use --stream auto or raise --mem-budget",
@@ -79,6 +82,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     so.prefetch.trace = options_.trace;
     so.resident_blocks = plan_->resident_blocks;
     so.stream_head = !plan_->head_resident;
+    so.head_piece_slot_bytes = plan_->head_piece_slot_bytes;
     so.embed_on_demand = !plan_->embedding_resident;
     streamed_ = std::make_unique<StreamedModel>(options_.model, so);
     forward_ = streamed_.get();
@@ -94,6 +98,9 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir) : cache::make_resident_kv_cache(shape);
   transformer_ = std::make_unique<Transformer>(c, std::move(kv), threading);
   tokenizer_ = std::make_unique<tok::Tokenizer>(vocab_from_metadata(metadata()));
+  // The tokenizer holds its own tables now; the manifest's copies of the vocabulary arrays are
+  // the largest thing left in it (262k strings for Gemma 3).
+  if (streamed_) streamed_->release_vocabulary_metadata();
 }
 
 Session::~Session() = default;

@@ -4,8 +4,9 @@
 //
 // What stays in RAM is the planner's choice (StreamOptions):
 //  - resident_blocks: a fixed set of blocks read once (cache/resident_set.hpp); the rest stream;
-//  - stream_head: the output head (the embedding matrix when tied) streams as the pass's last
-//    extent instead of staying resident;
+//  - stream_head: the output head (the embedding matrix when tied) streams at the end of every
+//    pass instead of staying resident, in pieces of whole frames that fit a ring slot of
+//    head_piece_slot_bytes (prefetch::extent_pieces), so a large vocabulary needs no large slot;
 //  - embed_on_demand: the embedding rows a batch needs are read (and verified) from the pack per
 //    batch instead of holding the embedding matrix.
 // Norms and other small tensors are always resident.
@@ -34,6 +35,7 @@ struct StreamOptions {
   std::size_t passes_per_ring = 64;     // passes planned per prefetcher before a new one is made
   std::vector<std::int64_t> resident_blocks;  // blocks held in RAM (the planner's set)
   bool stream_head = false;
+  std::uint64_t head_piece_slot_bytes = 0;  // 0: the head streams as one piece
   bool embed_on_demand = false;
 };
 
@@ -64,6 +66,9 @@ class StreamedModel final : public Forward {
   std::uint64_t streamed_bytes_per_pass() const { return streamed_bytes_per_pass_; }
   std::uint64_t ring_bytes() const { return prefetcher_ ? prefetcher_->ring_bytes() : 0; }
   std::int64_t resident_block_count() const;
+  // Drops the tokenizer.ggml.* arrays (tokens, scores, types, merges) from the manifest's
+  // metadata once the tokenizer has been built from them; metadata() no longer has them.
+  void release_vocabulary_metadata();
   // Totals over every pass so far, including the prefetcher in use.
   StreamStats stats() const;
 
@@ -73,10 +78,15 @@ class StreamedModel final : public Forward {
                 std::vector<float>& logits);
 
  private:
+  std::vector<std::byte> read_resident_extent(std::uint32_t index) const;
   BlockWeights bind_block_at(std::int64_t il, std::span<const std::byte> extent_bytes) const;
   TensorView view_in(std::string_view tensor, std::span<const std::byte> extent_bytes) const;
   void embed(Transformer& transformer, std::span<const std::int32_t> tokens, float* x);
   prefetch::ExtentHandle next_extent();
+  void stream_head(Transformer& transformer, const Batch& batch, const float* x, float* logits);
+  // Raw bytes [from, from + n) of an extent, read frame by frame (for small tensors that share a
+  // streamed extent).
+  std::vector<std::byte> read_raw_range(std::uint32_t extent, std::uint64_t from, std::uint64_t n);
   void ensure_prefetcher();
   void collect_prefetch_stats();
 
@@ -93,6 +103,10 @@ class StreamedModel final : public Forward {
   std::uint32_t embd_extent_ = 0;
   std::vector<std::uint64_t> embd_frame_raw_offset_;  // prefix sums of the embedding's frames
   std::vector<std::uint32_t> plan_pass_;          // the extents one pass streams, in order
+  std::vector<pack::ExtentInfo> stream_extents_;  // the pack's extents, then the head's pieces
+  std::vector<std::uint64_t> head_piece_raw_begin_;  // each piece's first raw byte in the head extent
+  std::vector<std::vector<std::byte>> small_streamed_;  // small globals copied out of streamed extents
+  std::vector<std::byte> head_carry_;             // a head row split between two pieces
   GlobalWeights globals_;                         // output / tok_embd data null when not resident
   std::uint64_t resident_bytes_ = 0;
   std::uint64_t streamed_bytes_per_pass_ = 0;

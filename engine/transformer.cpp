@@ -1,8 +1,11 @@
 #include "engine/transformer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 #include <stdexcept>
+
+#include <tbb/parallel_for.h>
 
 #include "common/assert.hpp"
 #include "compute/cpu/quants.hpp"
@@ -62,7 +65,11 @@ void Transformer::embed(const TensorView& tok_embd, std::span<const std::int32_t
     if (tokens[t] < 0 || tokens[t] >= tok_embd.rows()) {
       throw std::out_of_range(fmt::format("token id {} outside the vocabulary (0..{})", tokens[t], tok_embd.rows() - 1));
     }
-    cpu::dequantize_row(tok_embd.type, tok_embd.data + row_bytes * std::uint64_t(tokens[t]), x + std::int64_t(t) * d, d);
+    float* row = x + std::int64_t(t) * d;
+    cpu::dequantize_row(tok_embd.type, tok_embd.data + row_bytes * std::uint64_t(tokens[t]), row, d);
+    if (config_.embedding_scale != 1.0f) {
+      for (std::int64_t i = 0; i < d; ++i) row[i] *= config_.embedding_scale;
+    }
   }
 }
 
@@ -92,10 +99,21 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   }
   ensure_scratch(n);
   const std::int64_t d = c.n_embd, hd = c.head_dim, q_dim = c.n_head * hd;
+  const auto n_head = static_cast<std::int32_t>(c.n_head), n_head_kv = static_cast<std::int32_t>(c.n_head_kv);
+  auto norm_rows = [&](const float* in, const TensorView& weight, float* out, std::int64_t rows, std::int64_t width,
+                       std::vector<float>& tmp) {
+    const float* w = f32(weight, tmp);
+    for (std::int64_t r = 0; r < rows; ++r) cpu::rms_norm(in + r * width, w, out + r * width, width, c.rms_eps);
+  };
+  // x += branch, after gemma3's post-norm of the branch when it has one (in place).
+  auto add_branch = [&](float* branch, const TensorView& post_norm) {
+    if (c.post_norms) norm_rows(branch, post_norm, branch, n, d, tmp_a_);
+    for (std::int64_t i = 0; i < n * d; ++i) x[i] += branch[i];
+  };
 
-  // Attention: x += Wo * attn(rope(Wq xn), rope(Wk xn), Wv xn), xn = rmsnorm(x)
-  const float* attn_norm = f32(w.attn_norm, tmp_a_);
-  for (std::int64_t t = 0; t < n; ++t) cpu::rms_norm(x + t * d, attn_norm, xn_.data() + t * d, d, c.rms_eps);
+  // Attention: x += [post_norm] Wo * attn(rope([qk_norm] Wq xn), rope([qk_norm] Wk xn), Wv xn),
+  // xn = rmsnorm(x)
+  norm_rows(x, w.attn_norm, xn_.data(), n, d, tmp_a_);
   linear(w.wq, xn_.data(), n, q_.data(), threading_);
   linear(w.wk, xn_.data(), n, k_.data(), threading_);
   linear(w.wv, xn_.data(), n, v_.data(), threading_);
@@ -108,17 +126,27 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   add_bias(w.bq, q_.data(), q_dim);
   add_bias(w.bk, k_.data(), kv_dim_);
   add_bias(w.bv, v_.data(), kv_dim_);
+  if (c.qk_norm) {  // gemma3: RMSNorm over each head of q and k (rows of head_dim), before RoPE
+    norm_rows(q_.data(), w.q_norm, q_.data(), n * c.n_head, hd, tmp_a_);
+    norm_rows(k_.data(), w.k_norm, k_.data(), n * c.n_head_kv, hd, tmp_b_);
+  }
 
+  // Sliding-window (local) layers rotate with their own base and no position scaling.
+  const bool local = c.is_local_layer(il);
   cpu::RopeParams rope;
   rope.kind = c.rope_neox ? cpu::RopeKind::neox : cpu::RopeKind::adjacent;
   rope.n_rot = static_cast<std::int32_t>(c.n_rot);
-  rope.freq_base = c.rope_base;
-  rope.freq_scale = c.rope_freq_scale;
+  rope.freq_base = local ? c.rope_base_local : c.rope_base;
+  rope.freq_scale = local ? c.rope_freq_scale_local : c.rope_freq_scale;
   std::vector<float> freq_tmp;
   if (g.rope_freqs) rope.freq_factors = f32(g.rope_freqs, freq_tmp);
 
-  cpu::AttentionShape shape{static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(c.n_head_kv),
-                            static_cast<std::int32_t>(hd), 1.0f / std::sqrt(float(hd)), 0, 0.0f};
+  // With an explicit attention scale (gemma3) q is multiplied by it after RoPE and attention
+  // scales by 1, in llama.cpp's order: the same products, rounded the same way.
+  const bool prescale_q = c.attention_scale > 0.0f;
+  const cpu::AttentionShape shape{n_head, n_head_kv, static_cast<std::int32_t>(hd),
+                                  prescale_q ? 1.0f : 1.0f / std::sqrt(float(hd)),
+                                  local ? static_cast<std::int32_t>(c.sliding_window) : 0, 0.0f};
   kv_->begin_layer(il);
   writes_.clear();
   std::int64_t row = 0;
@@ -126,28 +154,39 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
     const cpu::KvLayerView kv = kv_->view(il, s.seq);
     for (std::int64_t t = row; t < row + s.n; ++t) {
       const std::int64_t pos = s.pos0 + (t - row);
-      cpu::rope(q_.data() + t * q_dim, static_cast<std::int32_t>(c.n_head), static_cast<std::int32_t>(hd), pos, rope);
-      cpu::rope(k_.data() + t * kv_dim_, static_cast<std::int32_t>(c.n_head_kv), static_cast<std::int32_t>(hd), pos, rope);
+      float* qt = q_.data() + t * q_dim;
+      cpu::rope(qt, n_head, static_cast<std::int32_t>(hd), pos, rope);
+      if (prescale_q) {
+        for (std::int64_t i = 0; i < q_dim; ++i) qt[i] *= c.attention_scale;
+      }
+      cpu::rope(k_.data() + t * kv_dim_, n_head_kv, static_cast<std::int32_t>(hd), pos, rope);
       cpu::kv_store(kv, pos, kv_dim_, k_.data() + t * kv_dim_, v_.data() + t * kv_dim_);
     }
-    for (std::int64_t t = row; t < row + s.n; ++t) {
+    // Rows attend independently (each reads the cache up to its own position; attend() is
+    // thread-safe for distinct outputs), so a prompt's rows run in parallel: in prefill this
+    // O(n^2) part otherwise leaves all but one core idle for short-headed models.
+    tbb::parallel_for(row, row + s.n, [&, row](std::int64_t t) {
       cpu::attend(q_.data() + t * q_dim, kv, s.pos0 + (t - row), shape, att_.data() + t * q_dim);
-    }
+    });
     writes_.push_back({s.seq, s.pos0, s.n});
     row += s.n;
   }
   kv_->end_layer(il, writes_);
   linear(w.wo, att_.data(), n, proj_.data(), threading_);
-  for (std::int64_t i = 0; i < n * d; ++i) x[i] += proj_[i];
+  add_branch(proj_.data(), w.post_attn_norm);
 
-  // Feed-forward (SwiGLU): x += W_down (silu(W_gate xn) * W_up xn), xn = rmsnorm(x)
-  const float* ffn_norm = f32(w.ffn_norm, tmp_a_);
-  for (std::int64_t t = 0; t < n; ++t) cpu::rms_norm(x + t * d, ffn_norm, xn_.data() + t * d, d, c.rms_eps);
+  // Feed-forward: x += [post_norm] W_down (act(W_gate xn) * W_up xn), xn = rmsnorm(x);
+  // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3)
+  norm_rows(x, w.ffn_norm, xn_.data(), n, d, tmp_a_);
   linear(w.w_gate, xn_.data(), n, gate_.data(), threading_);
   linear(w.w_up, xn_.data(), n, up_.data(), threading_);
-  for (std::int64_t i = 0; i < n * c.n_ff; ++i) gate_[i] = cpu::silu(gate_[i]) * up_[i];
+  if (c.ffn_gelu) {
+    cpu::geglu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
+  } else {
+    for (std::int64_t i = 0; i < n * c.n_ff; ++i) gate_[i] = cpu::silu(gate_[i]) * up_[i];
+  }
   linear(w.w_down, gate_.data(), n, proj_.data(), threading_);
-  for (std::int64_t i = 0; i < n * d; ++i) x[i] += proj_[i];
+  add_branch(proj_.data(), w.post_ffn_norm);
 }
 
 void Transformer::head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits) {
@@ -158,16 +197,36 @@ void Transformer::head(const GlobalWeights& g, const float* x, std::int64_t n, s
 }
 
 void Transformer::head_rows(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows, float* logits) {
+  if (rows.empty()) return;
+  head_norm(g, x, rows);
+  linear(g.output, xn_.data(), std::int64_t(rows.size()), logits, threading_);
+  head_finish(logits, std::int64_t(rows.size()), g.output.rows());
+}
+
+void Transformer::head_norm(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows) {
   const std::int64_t d = config_.n_embd;
   const auto n_rows = static_cast<std::int64_t>(rows.size());
-  if (n_rows == 0) return;
   ensure_scratch(n_rows);
   const float* norm = f32(g.output_norm, tmp_a_);
   for (std::int64_t r = 0; r < n_rows; ++r) cpu::rms_norm(x + rows[std::size_t(r)] * d, norm, xn_.data() + r * d, d, config_.rms_eps);
-  linear(g.output, xn_.data(), n_rows, logits, threading_);
+  head_rows_ = n_rows;
+}
+
+void Transformer::head_part(const TensorView& output_rows, std::int64_t v0, float* logits, std::int64_t n_vocab) {
+  const std::int64_t count = output_rows.rows();
+  SLUICE_ASSERT(v0 >= 0 && v0 + count <= n_vocab && head_rows_ > 0);
+  head_tmp_.resize(std::size_t(head_rows_ * count));
+  linear(output_rows, xn_.data(), head_rows_, head_tmp_.data(), threading_);
+  for (std::int64_t r = 0; r < head_rows_; ++r) {
+    std::copy_n(head_tmp_.data() + r * count, count, logits + r * n_vocab + v0);
+  }
+}
+
+void Transformer::head_finish(float* logits, std::int64_t n_rows, std::int64_t n_vocab) {
   if (config_.final_softcap > 0.0f) {
-    const float cap = config_.final_softcap;
-    for (std::int64_t i = 0; i < n_rows * g.output.rows(); ++i) logits[i] = cap * std::tanh(logits[i] / cap);
+    // llama.cpp's order: scale by 1/cap, tanh, scale by cap (x * (1/cap) rounds unlike x / cap).
+    const float cap = config_.final_softcap, inv_cap = 1.0f / config_.final_softcap;
+    for (std::int64_t i = 0; i < n_rows * n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] * inv_cap);
   }
 }
 

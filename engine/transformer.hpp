@@ -3,6 +3,12 @@
 // supplies each block's weights when it runs it, so the same code serves a model held in RAM
 // and one streamed block by block through the prefetcher (engine/ issue 4).
 //
+// Architectures (model/model_config.hpp): llama and qwen2 (pre-norm, SwiGLU; qwen2 adds q/k/v
+// biases), and gemma3 as llama.cpp's graph has it: embedding scaled by sqrt(n_embd), per-head
+// RMSNorm of q and k before RoPE, q scaled before attention, RMSNorm of the attention and FFN
+// outputs before they join the residual, GeGLU, and sliding-window (local) layers with their
+// own RoPE base interleaved with global ones.
+//
 // Buffers (n = tokens in the batch, d = n_embd, hd = head_dim):
 //   x     (n, d)             residual stream, updated in place by block()
 //   xn    (n, d)             normalised input of attention / FFN
@@ -65,6 +71,14 @@ class Transformer {
   void head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits);
   // logits (rows.size(), n_vocab) for the given rows of x.
   void head_rows(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows, float* logits);
+  // The same in parts, for a head that streams in pieces (a slice of vocabulary rows at a time):
+  // head_norm() normalises the rows once; each head_part() multiplies them by `output_rows` (the
+  // output matrix's rows v0 .. v0 + output_rows.rows() - 1), writing those columns of logits
+  // (row-major, n_vocab wide); head_finish() soft-caps. Each logit is the same dot product as in
+  // head_rows(), so the results are identical.
+  void head_norm(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows);
+  void head_part(const TensorView& output_rows, std::int64_t v0, float* logits, std::int64_t n_vocab);
+  void head_finish(float* logits, std::int64_t n_rows, std::int64_t n_vocab);
 
  private:
   void ensure_scratch(std::int64_t n);
@@ -78,6 +92,8 @@ class Transformer {
   std::vector<cache::KvWrite> writes_;
   std::vector<float> xn_, q_, k_, v_, att_, proj_, gate_, up_;
   std::vector<float> tmp_a_, tmp_b_;
+  std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
+  std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;
 };
 

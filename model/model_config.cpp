@@ -1,5 +1,6 @@
 #include "model/model_config.hpp"
 
+#include <cmath>
 #include <fmt/format.h>
 #include <stdexcept>
 
@@ -47,27 +48,44 @@ ModelConfig config_from_metadata(const Metadata& md) {
   c.n_rot = std::int64_t(md.get_uint(a + "rope.dimension_count").value_or(std::uint64_t(c.head_dim)));
   c.rms_eps = float(md.get_float(a + "attention.layer_norm_rms_epsilon").value_or(1e-5));
   c.rope_base = float(md.get_float(a + "rope.freq_base").value_or(10000.0));
-  if (auto type = md.get_string(a + "rope.scaling.type"); type && *type == "linear") {
-    double factor = md.get_float(a + "rope.scaling.factor").value_or(1.0);
+  // llama.cpp: the scaling type defaults to linear, and the factor (rope.scaling.factor, or the
+  // older rope.scale_linear) applies whenever it is present and nonzero.
+  if (auto type = md.get_string(a + "rope.scaling.type"); !type || *type == "linear") {
+    double factor = md.get_float(a + "rope.scaling.factor").value_or(md.get_float(a + "rope.scale_linear").value_or(0.0));
     if (factor > 0) c.rope_freq_scale = float(1.0 / factor);
   }
   if (auto vocab = md.get_uint(a + "vocab_size")) c.n_vocab = std::int64_t(*vocab);
   else if (auto tokens = md.get_string_array("tokenizer.ggml.tokens")) c.n_vocab = std::int64_t(tokens->size());
   // llama pairs adjacent dims (the converter permutes Q/K for it); qwen2 and gemma3 use NEOX.
   c.rope_neox = c.arch != Arch::llama;
-  if (c.arch == Arch::gemma3) {
-    c.rms_eps = float(md.get_float(a + "attention.layer_norm_rms_epsilon").value_or(1e-6));
-    c.rope_base_local = 10000.0f;  // llama.cpp: gemma3 local layers use a fixed 10k base
-    c.rope_base = float(md.get_float(a + "rope.freq_base").value_or(1000000.0));
-    c.sliding_window = std::int64_t(md.get_uint(a + "attention.sliding_window").value_or(512));
-    c.sliding_window_pattern = 6;  // 5 local layers, then 1 global (Gemma 3 paper, llama.cpp)
-    c.attn_softcap = float(md.get_float(a + "attn_logit_softcapping").value_or(0.0));
-    c.final_softcap = float(md.get_float(a + "final_logit_softcapping").value_or(0.0));
-  }
   if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0 ||
       c.head_dim <= 0 || c.n_rot <= 0 || c.n_rot > c.head_dim || c.n_rot % 2 != 0) {
     throw std::runtime_error(fmt::format("{}: inconsistent attention shape (embd {}, heads {}, kv heads {}, head dim {}, rot {})",
                                          md.source(), c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_rot));
+  }
+  if (c.arch == Arch::gemma3) {
+    // As llama.cpp's llama_model_gemma3::load_arch_hparams and its graph (src/models/gemma3.cpp).
+    c.embedding_scale = std::sqrt(float(c.n_embd));
+    c.qk_norm = true;
+    c.post_norms = true;
+    c.ffn_gelu = true;
+    // Gemma 3 27B (62 layers) scales by 1/sqrt(n_embd / n_head), every other size by
+    // 1/sqrt(key length) (gemma_pytorch config.py, which llama.cpp follows by layer count).
+    const std::int64_t scale_dim = c.n_layer == 62 ? c.n_embd / c.n_head : c.head_dim;
+    c.attention_scale = 1.0f / std::sqrt(float(scale_dim));
+    c.sliding_window = std::int64_t(md.get_uint(a + "attention.sliding_window").value_or(0));
+    if (c.sliding_window > 0) {
+      // Pattern 6: five local layers, then one global (layer il is local iff il % 6 < 5).
+      // Pattern 0 makes every layer local, as in llama.cpp's set_swa_pattern.
+      const std::uint64_t pattern = md.get_uint(a + "attention.sliding_window_pattern").value_or(6);
+      c.local_layers.resize(std::size_t(c.n_layer));
+      for (std::int64_t il = 0; il < c.n_layer; ++il) {
+        c.local_layers[std::size_t(il)] = pattern == 0 || std::uint64_t(il) % pattern < pattern - 1;
+      }
+      c.rope_base_local = float(md.get_float(a + "rope.freq_base_swa").value_or(10000.0));
+      c.rope_freq_scale_local = 1.0f;  // llama.cpp scales only the global layers' positions
+    }
+    c.final_softcap = float(md.get_float(a + "final_logit_softcapping").value_or(0.0));
   }
   return c;
 }

@@ -56,6 +56,8 @@ class Pack {
   std::uint32_t version() const { return version_; }
   std::uint32_t frame_bytes() const { return frame_bytes_; }
   const nlohmann::json& metadata() const { return metadata_; }
+  // Frees one metadata key (e.g. the vocabulary arrays once a tokenizer holds them).
+  void erase_metadata_key(const std::string& key) { metadata_.erase(key); }
   const std::vector<ExtentInfo>& extents() const { return extents_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   std::uint64_t manifest_offset() const { return manifest_offset_; }

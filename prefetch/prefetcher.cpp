@@ -43,6 +43,30 @@ std::unique_ptr<io::Reader> open_reader(const std::string& path, const PrefetchO
 }
 }  // namespace
 
+std::uint64_t extent_slot_bytes(const pack::ExtentInfo& e) {
+  return align_up(e.disk_bytes, kDirectAlign) + (e.all_raw() ? 0 : align_up(e.raw_bytes, kDirectAlign));
+}
+
+std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& e, std::uint64_t max_slot_bytes) {
+  std::vector<pack::ExtentInfo> pieces;
+  for (std::size_t f = 0; f < e.frames.size();) {
+    pack::ExtentInfo piece;
+    piece.name = fmt::format("{}[frames {}..", e.name, f);
+    piece.offset = align_down(e.frames[f].offset, kDirectAlign);
+    for (; f < e.frames.size(); ++f) {
+      pack::ExtentInfo grown = piece;
+      grown.frames.push_back(e.frames[f]);
+      grown.disk_bytes = e.frames[f].offset + e.frames[f].disk_bytes - piece.offset;
+      grown.raw_bytes += e.frames[f].raw_bytes;
+      if (!piece.frames.empty() && extent_slot_bytes(grown) > max_slot_bytes) break;
+      piece = std::move(grown);
+    }
+    piece.name += fmt::format("{}]", f - 1);
+    pieces.push_back(std::move(piece));
+  }
+  return pieces;
+}
+
 Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, std::vector<std::uint32_t> plan,
                        PrefetchOptions options)
     : path_(std::move(path)), extents_(std::move(extents)), plan_(std::move(plan)), options_(options) {
@@ -238,7 +262,8 @@ void Prefetcher::decode_slot(unsigned index) {
   Slot& slot = slots_[index];
   const pack::ExtentInfo& e = extents_[slot.extent];
   const bool zero_copy = e.all_raw();
-  std::byte* out = zero_copy ? slot.disk : slot.staging;
+  // An extent piece (extent_pieces) starts at a block boundary before its first frame.
+  std::byte* out = zero_copy ? slot.disk + (e.frames.empty() ? 0 : e.frames[0].offset - e.offset) : slot.staging;
   std::vector<std::uint64_t> raw_offsets(e.frames.size() + 1, 0);
   for (std::size_t f = 0; f < e.frames.size(); ++f) raw_offsets[f + 1] = raw_offsets[f] + e.frames[f].raw_bytes;
 

@@ -74,6 +74,18 @@ struct PrefetchStats {
 
 class Prefetcher;
 
+// Ring memory one extent needs: its stored bytes rounded up to the direct-I/O block, plus a
+// decode buffer when any frame is compressed.
+std::uint64_t extent_slot_bytes(const pack::ExtentInfo& extent);
+
+// Splits an extent into pieces the prefetcher can read on their own, so that an extent larger
+// than a ring slot (a big vocabulary's output head) streams through small slots: runs of whole
+// frames, each as an ExtentInfo whose offset is rounded down to the direct-I/O block (its
+// disk_bytes then count the gap before the first frame) and whose extent_slot_bytes stays within
+// max_slot_bytes (a piece always holds at least one frame). Piece k's raw bytes follow piece
+// k-1's in the original extent. Checksums still verify: they are seeded by file offset.
+std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& extent, std::uint64_t max_slot_bytes);
+
 // A delivered extent: its decoded bytes stay valid until the handle dies. Move-only.
 class ExtentHandle {
  public:

@@ -18,6 +18,8 @@ struct SynthCli {
   std::uint64_t seed = 1;
   bool tied = false;
   bool llama3_rope = false;
+  std::int64_t head_dim = 0, sliding_window = 0, swa_pattern = -1;
+  float final_softcap = 0.0f;
 };
 
 GgmlType parse_type(const std::string& flag, const std::string& name) {
@@ -37,7 +39,7 @@ void add_synth_command(CLI::App& app) {
   if (std::filesystem::exists(default_vocab)) o->vocab_from = default_vocab;
   CLI::App* cmd = app.add_subcommand("synth", "Write a synthetic GGUF model (random well-scaled weights, a real vocabulary).");
   cmd->add_option("output", o->out, "Output GGUF")->required();
-  cmd->add_option("--arch", o->arch, "Architecture")->capture_default_str()->check(CLI::IsMember({"llama", "qwen2"}));
+  cmd->add_option("--arch", o->arch, "Architecture")->capture_default_str()->check(CLI::IsMember({"llama", "qwen2", "gemma3"}));
   cmd->add_option("--shape", o->shape, "tiny, 1b, 7b, 13b, 70b, 100b (then --embd/--layers/... override)")->capture_default_str();
   cmd->add_option("--type", o->type, "Quant type of the matrices")->capture_default_str();
   cmd->add_option("--embedding-type", o->embedding_type, "Quant type of token_embd")->capture_default_str();
@@ -50,6 +52,11 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Weights seed")->capture_default_str();
   cmd->add_flag("--tied", o->tied, "No output.weight: the head reuses token_embd");
   cmd->add_flag("--llama3-rope", o->llama3_rope, "Llama 3.1 rope scaling (rope_freqs.weight, base 500000)");
+  cmd->add_option("--head-dim", o->head_dim, "gemma3: key/value length per head (0: embd / heads)");
+  cmd->add_option("--sliding-window", o->sliding_window, "gemma3: sliding window of the local layers (0: none)");
+  cmd->add_option("--swa-pattern", o->swa_pattern,
+                  "gemma3: every Nth layer is global (-1: not written, Gemma 3's 6; 0: all local; 1: all global)");
+  cmd->add_option("--final-softcap", o->final_softcap, "gemma3: final logit soft-cap (0: none)");
   cmd->callback([o] {
     SynthOptions s;
     s.arch = o->arch;
@@ -65,6 +72,10 @@ void add_synth_command(CLI::App& app) {
     s.seed = o->seed;
     s.tied_output = o->tied;
     s.llama3_rope = o->llama3_rope;
+    s.head_dim = o->head_dim;
+    s.sliding_window = o->sliding_window;
+    s.swa_pattern = o->swa_pattern;
+    s.final_softcap = o->final_softcap;
     write_synthetic_gguf(o->out, s);
     std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {})\n", o->out, s.arch, o->type,
                              s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff);

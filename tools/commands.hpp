@@ -27,6 +27,9 @@ void add_eval_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_batch_command(CLI::App& app);
 
+// `sluice perplexity -m MODEL -f TEXT -c CTX`: perplexity as llama.cpp's perplexity tool computes it.
+void add_perplexity_command(CLI::App& app);
+
 // `sluice inspect FILE [--verify]`: print a pack's header, extents, tensors and metadata.
 void add_inspect_command(CLI::App& app);
 

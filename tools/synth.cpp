@@ -84,14 +84,18 @@ std::vector<std::byte> bias(std::int64_t n, std::uint64_t seed) {
 }  // namespace
 
 void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
-  if (o.arch != "llama" && o.arch != "qwen2") throw std::invalid_argument("synth: --arch must be llama or qwen2");
+  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "gemma3") {
+    throw std::invalid_argument("synth: --arch must be llama, qwen2 or gemma3");
+  }
+  const bool gemma = o.arch == "gemma3";
   if (o.vocab_from.empty()) throw std::invalid_argument("synth: a vocabulary source GGUF is required (--vocab-from)");
   gguf::File vocab = gguf::File::open(o.vocab_from);
   const auto* tokens = vocab.get_string_array("tokenizer.ggml.tokens");
   if (!tokens) throw std::runtime_error(fmt::format("{}: has no tokenizer.ggml.tokens to copy", o.vocab_from));
   const auto n_vocab = static_cast<std::int64_t>(tokens->size());
   const SynthShape& s = o.shape;
-  const std::int64_t head_dim = s.n_embd / s.n_head;
+  const std::int64_t head_dim = o.head_dim > 0 ? o.head_dim : s.n_embd / s.n_head;
+  const std::int64_t q_dim = s.n_head * head_dim;
 
   gguf::Writer w;
   const std::string a = o.arch + ".";
@@ -105,9 +109,16 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   w.set_u32(a + "attention.head_count", std::uint32_t(s.n_head));
   w.set_u32(a + "attention.head_count_kv", std::uint32_t(s.n_head_kv));
   w.set_u32(a + "rope.dimension_count", std::uint32_t(head_dim));
-  const float rope_base = o.llama3_rope ? 500000.0f : (o.arch == "qwen2" ? 1000000.0f : 10000.0f);
+  const float rope_base = o.llama3_rope ? 500000.0f : (o.arch == "llama" ? 10000.0f : 1000000.0f);
   w.set_f32(a + "rope.freq_base", rope_base);
-  w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_f32(a + "attention.layer_norm_rms_epsilon", gemma ? 1e-6f : 1e-5f);
+  if (gemma) {  // the keys Gemma 3's converter writes (and the optional ones llama.cpp reads)
+    w.set_u32(a + "attention.key_length", std::uint32_t(head_dim));
+    w.set_u32(a + "attention.value_length", std::uint32_t(head_dim));
+    if (o.sliding_window > 0) w.set_u32(a + "attention.sliding_window", std::uint32_t(o.sliding_window));
+    if (o.swa_pattern >= 0) w.set_u32(a + "attention.sliding_window_pattern", std::uint32_t(o.swa_pattern));
+    if (o.final_softcap > 0) w.set_f32(a + "final_logit_softcapping", o.final_softcap);
+  }
   for (const auto& [key, value] : vocab.metadata()) {
     if (key.rfind("tokenizer.", 0) == 0) w.set(key, value);
   }
@@ -130,14 +141,17 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
                  std::function<std::vector<std::byte>()> generate) {
     pending.push_back(Pending{name, type, std::move(dims), std::move(generate)});
   };
+  // Entries ~1 (llama, qwen2); Gemma's forward multiplies them by sqrt(n_embd), and its head is
+  // the embedding: entries ~1/sqrt(n_embd) keep both the stream and the logits O(1).
+  const float embedding_scale = gemma ? 1.0f : std::sqrt(float(s.n_embd));
   add("token_embd.weight", o.embedding_type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
-      [=, seed = next_seed()] { return random_matrix(o.embedding_type, n_vocab, s.n_embd, seed, std::sqrt(float(s.n_embd))); });
+      [=, seed = next_seed()] { return random_matrix(o.embedding_type, n_vocab, s.n_embd, seed, embedding_scale); });
   for (std::int64_t il = 0; il < s.n_layer; ++il) {
     const std::string p = fmt::format("blk.{}.", il);
-    const auto E = std::uint64_t(s.n_embd), K = std::uint64_t(kv_dim), F = std::uint64_t(s.n_ff);
+    const auto E = std::uint64_t(s.n_embd), Q = std::uint64_t(q_dim), K = std::uint64_t(kv_dim), F = std::uint64_t(s.n_ff);
     add(p + "attn_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
     // Q and K get a larger scale so attention is not uniform: softmax then has something to pick.
-    add(p + "attn_q.weight", o.type, {E, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, s.n_embd, seed, 2.0f); });
+    add(p + "attn_q.weight", o.type, {E, Q}, [=, seed = next_seed()] { return random_matrix(o.type, q_dim, s.n_embd, seed, 2.0f); });
     add(p + "attn_k.weight", o.type, {E, K}, [=, seed = next_seed()] { return random_matrix(o.type, kv_dim, s.n_embd, seed, 2.0f); });
     add(p + "attn_v.weight", o.type, {E, K}, [=, seed = next_seed()] { return random_matrix(o.type, kv_dim, s.n_embd, seed, 1.0f); });
     if (o.arch == "qwen2") {
@@ -145,13 +159,20 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
       add(p + "attn_k.bias", GgmlType::F32, {K}, [=, seed = next_seed()] { return bias(kv_dim, seed); });
       add(p + "attn_v.bias", GgmlType::F32, {K}, [=, seed = next_seed()] { return bias(kv_dim, seed); });
     }
+    if (gemma) {  // per-head RMSNorm weights of q and k
+      add(p + "attn_q_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, [=, seed = next_seed()] { return norm_weights(head_dim, seed); });
+      add(p + "attn_k_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, [=, seed = next_seed()] { return norm_weights(head_dim, seed); });
+    }
     // Residual branches scaled down (1/sqrt(2 * layers)) so the stream stays O(1) through depth.
+    // (Gemma normalises each branch after it, so there the scale only sets the norm's input.)
     const float branch = 1.0f / std::sqrt(2.0f * float(s.n_layer));
-    add(p + "attn_output.weight", o.type, {E, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, s.n_embd, seed, branch); });
+    add(p + "attn_output.weight", o.type, {Q, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, q_dim, seed, branch); });
+    if (gemma) add(p + "post_attention_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
     add(p + "ffn_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
     add(p + "ffn_gate.weight", o.type, {E, F}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_ff, s.n_embd, seed, 1.0f); });
     add(p + "ffn_up.weight", o.type, {E, F}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_ff, s.n_embd, seed, 1.0f); });
     add(p + "ffn_down.weight", o.type, {F, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, s.n_ff, seed, 2.0f * branch); });
+    if (gemma) add(p + "post_ffw_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
   }
   if (o.llama3_rope) {
     // As llama.cpp's convert_hf_to_gguf for rope_scaling.rope_type == "llama3".
@@ -175,7 +196,7 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
     add("rope_freqs.weight", GgmlType::F32, {std::uint64_t(factors.size())}, [bytes] { return bytes; });
   }
   add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
-  if (!o.tied_output) {
+  if (!o.tied_output && !gemma) {
     // Scale 4: logits spread over a few units, so top-1 is decisive but not one-hot.
     add("output.weight", o.type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
         [=, seed = next_seed()] { return random_matrix(o.type, n_vocab, s.n_embd, seed, 4.0f); });

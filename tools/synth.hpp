@@ -19,7 +19,7 @@ struct SynthShape {
 SynthShape synth_shape(const std::string& name);
 
 struct SynthOptions {
-  std::string arch = "llama";  // llama | qwen2
+  std::string arch = "llama";  // llama | qwen2 | gemma3
   SynthShape shape;
   GgmlType type = GgmlType::Q4_0;  // matrices; norms stay F32
   GgmlType embedding_type = GgmlType::Q8_0;
@@ -30,6 +30,14 @@ struct SynthOptions {
   // frequency divisors (factor 8, low/high frequency factors 1 and 4, original context 8192),
   // computed the way llama.cpp's converter does.
   bool llama3_rope = false;
+  // gemma3 only: key/value length per head (0: n_embd / n_head), the sliding window (0: none),
+  // the local/global pattern written as attention.sliding_window_pattern (-1: not written, so
+  // readers use Gemma 3's 6; 0: every layer local; 1: every layer global) and a final logit
+  // soft-cap (0: not written). Gemma 3 always ties its head to the embedding.
+  std::int64_t head_dim = 0;
+  std::int64_t sliding_window = 0;
+  std::int64_t swa_pattern = -1;
+  float final_softcap = 0.0f;
 };
 
 // Writes OUT. Throws std::runtime_error naming the file on failure.

@@ -53,8 +53,8 @@ void fill_scalar(KernelTable& t) {
   t.vec_dot[type_slot(GgmlType::Q6_K)] = scalar::vec_dot_q6_k;
   t.quantize_activation[type_slot(GgmlType::F16)] = scalar::quantize_f16;
   t.quantize_activation[type_slot(GgmlType::BF16)] = scalar::quantize_bf16;
-  t.quantize_activation[type_slot(GgmlType::Q8_0)] = scalar::quantize_q8_0;
-  t.quantize_activation[type_slot(GgmlType::Q8_1)] = scalar::quantize_q8_1;
+  t.quantize_activation[type_slot(GgmlType::Q8_0)] = scalar::quantize_q8_0_act;
+  t.quantize_activation[type_slot(GgmlType::Q8_1)] = scalar::quantize_q8_1_act;
   t.quantize_activation[type_slot(GgmlType::Q8_K)] = scalar::quantize_q8_k;
 }
 

@@ -18,9 +18,11 @@
 namespace sluice::cpu {
 
 void rms_norm(const float* x, const float* weight, float* out, std::int64_t n, float eps) {
-  // Accumulate in double: ggml sums in ggml_float (double) too, and it keeps long rows exact.
+  // As ggml: each square rounded to float, then summed in double (ggml_float). Squaring in
+  // double instead moves the scale by an ulp now and then, which a model with large activations
+  // (Gemma 3) carries into different 8-bit activation quants downstream.
   double sum = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) sum += double(x[i]) * double(x[i]);
+  for (std::int64_t i = 0; i < n; ++i) sum += double(x[i] * x[i]);
   const float scale = 1.0f / std::sqrt(float(sum / double(n)) + eps);
   for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * (weight ? weight[i] : 1.0f);
 }
@@ -64,6 +66,34 @@ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoef * x * x)));
 }
 
+namespace {
+// gelu_tanh of every fp16 value, rounded to fp16 (ggml_table_gelu_f16), built once.
+const std::uint16_t* gelu_fp16_table() {
+  static const std::vector<std::uint16_t> table = [] {
+    std::vector<std::uint16_t> t(65536);
+    for (std::uint32_t h = 0; h < 65536; ++h) t[h] = fp32_to_fp16(gelu_tanh(fp16_to_fp32(static_cast<std::uint16_t>(h))));
+    return t;
+  }();
+  return table.data();
+}
+}  // namespace
+
+void geglu(const float* gate, const float* up, float* out, std::int64_t n) {
+  // ggml's bounds: outside (-10, 10) GELU is 0 or the identity to fp16 precision anyway.
+  constexpr float kGeluTableLimit = 10.0f;
+  const std::uint16_t* table = gelu_fp16_table();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    if (x <= -kGeluTableLimit) {
+      out[i] = 0.0f;
+    } else if (x >= kGeluTableLimit) {
+      out[i] = x * up[i];
+    } else {
+      out[i] = fp16_to_fp32(table[fp32_to_fp16(x)]) * up[i];
+    }
+  }
+}
+
 const char* to_string(KvType type) { return type == KvType::f16 ? "f16" : "q8_0"; }
 
 std::int64_t kv_row_bytes(KvType type, std::int64_t row_floats) {
@@ -79,8 +109,8 @@ void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, 
   std::byte* kd = kv.k + pos * kv.row_bytes;
   std::byte* vd = kv.v + pos * kv.row_bytes;
   if (kv.type == KvType::q8_0) {
-    scalar::quantize_q8_0(k, kd, row_floats);
-    scalar::quantize_q8_0(v, vd, row_floats);
+    scalar::quantize_q8_0_act(k, kd, row_floats);  // as llama.cpp's f32 -> q8_0 cache copy
+    scalar::quantize_q8_0_act(v, vd, row_floats);
     return;
   }
   auto* kh = reinterpret_cast<std::uint16_t*>(kd);

@@ -34,6 +34,11 @@ void rope(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t po
 void softmax(float* x, std::int64_t n);
 float silu(float x);
 float gelu_tanh(float x);  // GELU, tanh approximation (Gemma's GeGLU)
+// out[i] = gelu_tanh(gate[i]) * up[i] the way ggml's CPU backend computes it (GGML_GELU_FP16):
+// for |gate| < 10 the GELU is read from a table over fp16 inputs (gate rounded to fp16, result
+// rounded to fp16); below -10 it is 0, above 10 the identity. Matching that rounding keeps
+// Gemma's FFN within float noise of llama.cpp's. out may alias gate.
+void geglu(const float* gate, const float* up, float* out, std::int64_t n);
 
 // fp16 storage for the KV cache uses fp32_to_fp16 / fp16_to_fp32 from blocks.hpp (IEEE half,
 // round to nearest even), as llama.cpp's default f16 cache.

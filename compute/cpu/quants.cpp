@@ -118,6 +118,8 @@ void quantize_row_reference(GgmlType type, const float* src, void* dst, std::int
 void quantize_activation_row(GgmlType act_type, const float* src, void* dst, std::int64_t n) {
   SLUICE_CPU_CHECK(is_activation_type(act_type));
   check_length(act_type, n);
+  if (act_type == GgmlType::Q8_0) return scalar::quantize_q8_0_act(src, dst, n);
+  if (act_type == GgmlType::Q8_1) return scalar::quantize_q8_1_act(src, dst, n);
   find_checked(act_type).quantize(src, dst, n);
 }
 

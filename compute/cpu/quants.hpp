@@ -36,9 +36,9 @@ void dequantize_row(GgmlType type, const void* src, float* dst, std::int64_t n);
 // matrix), for every weight type; dst receives row_bytes(type, n) bytes. Deterministic.
 void quantize_row_reference(GgmlType type, const float* src, void* dst, std::int64_t n);
 
-// Quantize a float row of activations to `act_type` (F32, F16, BF16, Q8_0, Q8_1 or Q8_K) with the
-// scalar reference (as ggml's quantize_row_q8_0/q8_1/q8_K). Quants lie in [-127, 127], which the
-// SIMD dot products rely on.
+// Quantize a float row of activations to `act_type` (F32, F16, BF16, Q8_0, Q8_1 or Q8_K) as
+// llama.cpp's CPU backend does on x86 (scalar code; Q8_0/Q8_1: quantize_q8_0_act/q8_1_act, Q8_K:
+// ggml's reference). Quants lie in [-127, 127], which the SIMD dot products rely on.
 void quantize_activation_row(GgmlType act_type, const float* src, void* dst, std::int64_t n);
 
 // Scalar reference dot product of a weight row of `type` with an activation row already in
@@ -67,6 +67,10 @@ void quantize_f16(const float* x, void* y, std::int64_t n);
 void quantize_bf16(const float* x, void* y, std::int64_t n);
 void quantize_q8_0(const float* x, void* y, std::int64_t n);
 void quantize_q8_1(const float* x, void* y, std::int64_t n);
+// Activation (and q8_0 KV cache) quantizers as llama.cpp's CPU backend runs them on x86
+// (quantize_q8_0/q8_1 above are ggml's reference quantizers, used for weights).
+void quantize_q8_0_act(const float* x, void* y, std::int64_t n);
+void quantize_q8_1_act(const float* x, void* y, std::int64_t n);
 void quantize_q8_k(const float* x, void* y, std::int64_t n);
 
 void quantize_q4_0(const float* x, void* y, std::int64_t n);

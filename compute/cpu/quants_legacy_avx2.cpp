@@ -169,17 +169,6 @@ SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_1, q5_1_tile)
 
 // ---- activation quantizers ----------------------------------------------------------------------
 
-// roundf (half away from zero) of 8 floats, exactly: truncate, then step away from zero where the
-// dropped fraction is at least one half. _mm256_round_ps has no such mode.
-inline __m256 round_half_away(__m256 v) {
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 frac = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(v, t));
-  const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign_bit), _mm256_set1_ps(1.0f));
-  const __m256 need = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-  return _mm256_add_ps(t, _mm256_and_ps(need, step));
-}
-
 inline float block_amax_32(const float* x) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   __m256 m = _mm256_and_ps(_mm256_loadu_ps(x), abs_mask);
@@ -191,13 +180,15 @@ inline float block_amax_32(const float* x) {
 }
 
 // One Q8_0/Q8_1 block: quants into qs, returns their sum. Same arithmetic as the scalar
-// quantize_q8_0: d = amax / 127, id = 1 / d (unrounded d), q = roundf(x * id).
-inline int quantize_block_q8(const float* x, float d, std::int8_t* qs) {
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+// quantize_q8_0_act (ggml-cpu's x86 quantize_row_q8_0): id = 127 / amax, q = x * id rounded to
+// nearest even.
+inline int quantize_block_q8(const float* x, float amax, std::int8_t* qs) {
+  const float id = amax != 0.0f ? 127.f / amax : 0.0f;
   const __m256 vid = _mm256_set1_ps(id);
   __m256i q[4];
   for (int k = 0; k < 4; ++k) {
-    q[k] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid)));
+    q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), pack_32_i8(q[0], q[1], q[2], q[3]));
   return hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
@@ -207,9 +198,9 @@ void quantize_q8_0(const float* x, void* vy, std::int64_t n) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(vy);
   const std::int64_t nb = n / kQK8_0;
   for (std::int64_t i = 0; i < nb; ++i, x += kQK8_0) {
-    const float d = block_amax_32(x) / 127.f;
-    y[i].d = static_cast<Half>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
-    quantize_block_q8(x, d, y[i].qs);
+    const float amax = block_amax_32(x);
+    y[i].d = static_cast<Half>(_cvtss_sh(amax / 127.f, _MM_FROUND_TO_NEAREST_INT));
+    quantize_block_q8(x, amax, y[i].qs);
   }
 }
 
@@ -217,10 +208,11 @@ void quantize_q8_1(const float* x, void* vy, std::int64_t n) {
   BlockQ8_1* y = static_cast<BlockQ8_1*>(vy);
   const std::int64_t nb = n / kQK8_1;
   for (std::int64_t i = 0; i < nb; ++i, x += kQK8_1) {
-    const float d = block_amax_32(x) / 127.f;
+    const float amax = block_amax_32(x);
+    const float d = amax / 127.f;
     y[i].d = static_cast<Half>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
-    const int sum = quantize_block_q8(x, d, y[i].qs);
-    y[i].s = static_cast<Half>(_cvtss_sh(static_cast<float>(sum) * d, _MM_FROUND_TO_NEAREST_INT));
+    const int sum = quantize_block_q8(x, amax, y[i].qs);
+    y[i].s = static_cast<Half>(_cvtss_sh(d * static_cast<float>(sum), _MM_FROUND_TO_NEAREST_INT));
   }
 }
 

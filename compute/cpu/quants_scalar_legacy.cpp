@@ -356,6 +356,40 @@ void quantize_q8_0(const float* x, void* vy, std::int64_t n) {
   }
 }
 
+// ggml-cpu's x86 quantize_row_q8_0 (arch/x86/quants.c), what llama.cpp quantizes activations
+// and a q8_0 KV cache with on this machine: id = 127 / amax instead of 1 / (amax / 127), and
+// round to nearest even instead of roundf. The two quantizers disagree on a few values per
+// thousand, which real models (Gemma 3) amplify into visibly different logits.
+void quantize_q8_0_act(const float* x, void* vy, std::int64_t n) {
+  BlockQ8_0* y = blocks_of<BlockQ8_0>(vy);
+  const std::int64_t nb = n / kQK8_0;
+  for (std::int64_t i = 0; i < nb; ++i, x += kQK8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    y[i].d = fp32_to_fp16(amax / 127.f);
+    for (int j = 0; j < kQK8_0; ++j) y[i].qs[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));
+  }
+}
+
+void quantize_q8_1_act(const float* x, void* vy, std::int64_t n) {
+  BlockQ8_1* y = blocks_of<BlockQ8_1>(vy);
+  const std::int64_t nb = n / kQK8_1;
+  for (std::int64_t i = 0; i < nb; ++i, x += kQK8_1) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK8_1; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.f;
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    y[i].d = fp32_to_fp16(d);
+    int sum = 0;
+    for (int j = 0; j < kQK8_1; ++j) {
+      y[i].qs[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));
+      sum += y[i].qs[j];
+    }
+    y[i].s = fp32_to_fp16(d * static_cast<float>(sum));
+  }
+}
+
 void quantize_q8_1(const float* x, void* vy, std::int64_t n) {
   BlockQ8_1* y = blocks_of<BlockQ8_1>(vy);
   const std::int64_t nb = n / kQK8_1;

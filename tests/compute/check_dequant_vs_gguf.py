@@ -15,7 +15,9 @@ With --ggml-lib DIR (a directory holding libggml-base.so and libggml-cpu.so, e.g
 llama-cpp-python install), it also checks against ggml's C code itself, through ctypes:
 
   3. quantize_row_<type>_ref: identical bytes for every quantized type, the K-quants included;
-  4. the activation quantizers quantize_row_q8_0_ref / q8_1_ref / q8_K_ref: identical bytes;
+  4. the activation quantizers llama.cpp's CPU backend runs on x86, quantize_row_q8_0 / q8_1
+     (libggml-cpu: id = 127/amax, round to nearest even; the _ref ones use 1/d and roundf) and
+     quantize_row_q8_K_ref: identical bytes;
   5. dot products: sluice's scalar vec_dot against ggml_vec_dot_<type>_<act> (the kernel
      llama.cpp runs on this CPU) within the rounding bound of the C++ tests (float accumulation
      order differs; the integer block sums are exact), and, for information, how many results are
@@ -99,18 +101,18 @@ def check_type(workdir: pathlib.Path, name: str, type_id: int, rows: int, cols: 
 # sluice type name -> (ggml reference quantizer, activation quantizer, vec_dot) in ggml; the
 # generic dot product is the vec_dot name + "_generic".
 GGML_NAMES = {
-    "Q4_0": ("quantize_row_q4_0_ref", "quantize_row_q8_0_ref", "ggml_vec_dot_q4_0_q8_0"),
-    "Q4_1": ("quantize_row_q4_1_ref", "quantize_row_q8_1_ref", "ggml_vec_dot_q4_1_q8_1"),
-    "Q5_0": ("quantize_row_q5_0_ref", "quantize_row_q8_0_ref", "ggml_vec_dot_q5_0_q8_0"),
-    "Q5_1": ("quantize_row_q5_1_ref", "quantize_row_q8_1_ref", "ggml_vec_dot_q5_1_q8_1"),
-    "Q8_0": ("quantize_row_q8_0_ref", "quantize_row_q8_0_ref", "ggml_vec_dot_q8_0_q8_0"),
+    "Q4_0": ("quantize_row_q4_0_ref", "quantize_row_q8_0", "ggml_vec_dot_q4_0_q8_0"),
+    "Q4_1": ("quantize_row_q4_1_ref", "quantize_row_q8_1", "ggml_vec_dot_q4_1_q8_1"),
+    "Q5_0": ("quantize_row_q5_0_ref", "quantize_row_q8_0", "ggml_vec_dot_q5_0_q8_0"),
+    "Q5_1": ("quantize_row_q5_1_ref", "quantize_row_q8_1", "ggml_vec_dot_q5_1_q8_1"),
+    "Q8_0": ("quantize_row_q8_0_ref", "quantize_row_q8_0", "ggml_vec_dot_q8_0_q8_0"),
     "Q2_K": ("quantize_row_q2_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q2_K_q8_K"),
     "Q3_K": ("quantize_row_q3_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q3_K_q8_K"),
     "Q4_K": ("quantize_row_q4_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q4_K_q8_K"),
     "Q5_K": ("quantize_row_q5_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q5_K_q8_K"),
     "Q6_K": ("quantize_row_q6_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q6_K_q8_K"),
 }
-ACT_TYPES = {"quantize_row_q8_0_ref": "Q8_0", "quantize_row_q8_1_ref": "Q8_1", "quantize_row_q8_K_ref": "Q8_K"}
+ACT_TYPES = {"quantize_row_q8_0": "Q8_0", "quantize_row_q8_1": "Q8_1", "quantize_row_q8_K_ref": "Q8_K"}
 FLT_EPSILON = float(np.finfo(np.float32).eps)
 
 
@@ -138,7 +140,8 @@ class Ggml:
 
     def quantize(self, fn: str, row: np.ndarray, out_bytes: int) -> np.ndarray:
         out = np.zeros(out_bytes, dtype=np.uint8)
-        f = getattr(self.base, fn)
+        # The _ref quantizers live in ggml-base, the CPU backend's own (quantize_row_q8_0) in ggml-cpu.
+        f = getattr(self.base, fn) if fn.endswith("_ref") else getattr(self.cpu, fn)
         f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
         f.restype = None
         row = np.ascontiguousarray(row, dtype=np.float32)

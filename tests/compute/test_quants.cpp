@@ -150,6 +150,32 @@ TEST_P(ActivationQuantizer, MatchesScalarBytes) {
 INSTANTIATE_TEST_SUITE_P(Isa, ActivationQuantizer, ::testing::Values(CpuIsa::avx2, CpuIsa::avx512),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
+// Activations go through llama.cpp's x86 quantizer, not ggml's reference: id = 127 / amax and
+// round half to even (the reference rounds half away from zero). amax 127 gives id 1 exactly,
+// so 2.5 and -3.5 are ties: 2 and -4 here, 3 and -4 for the weight quantizer.
+TEST(Quants, ActivationQuantizerIsLlamaCppsX86) {
+  std::vector<float> x(32, 0.0f);
+  x[0] = 127.0f;
+  x[1] = 2.5f;
+  x[2] = -3.5f;
+  for (const KernelTable* k : {kernels_for(CpuIsa::scalar), kernels_for(CpuIsa::avx2), kernels_for(CpuIsa::avx512)}) {
+    if (k == nullptr) continue;
+    BlockQ8_0 b;
+    k->quantize_activation[type_slot(GgmlType::Q8_0)](x.data(), &b, 32);
+    EXPECT_EQ(b.qs[0], 127) << to_string(k->isa);
+    EXPECT_EQ(b.qs[1], 2) << to_string(k->isa);
+    EXPECT_EQ(b.qs[2], -4) << to_string(k->isa);
+    BlockQ8_1 b1;
+    k->quantize_activation[type_slot(GgmlType::Q8_1)](x.data(), &b1, 32);
+    EXPECT_EQ(b1.qs[1], 2) << to_string(k->isa);
+    EXPECT_EQ(b1.s, fp32_to_fp16(1.0f * float(127 + 2 - 4))) << to_string(k->isa);
+  }
+  const auto weights = quantize(GgmlType::Q8_0, x);
+  BlockQ8_0 w;
+  std::memcpy(&w, weights.data(), sizeof w);
+  EXPECT_EQ(w.qs[1], 3);
+}
+
 TEST(Quants, ActivationRoundTrip) {
   // Q8_0/Q8_1: half a step of amax/127 plus the fp16 scale; Q8_K: half a step, fp32 scale.
   constexpr double kQ8BlockBound = 0.5 / 127 + 1.0 / 1024;
