@@ -16,8 +16,8 @@ namespace {
 constexpr std::uint64_t kOverheadBytes = 64 * MiB;
 // The tokenizer's tables and the parsed manifest grow with the vocabulary: with Gemma 3's 262144
 // tokens, peak RSS above the planned items was 83 MiB (heaptrack: ~35 MB of tokenizer maps and
-// copies), 19 MiB more than the fixed allowance; 160 bytes a token covers it.
-constexpr std::uint64_t kOverheadPerVocabToken = 160;
+// copies), 19 MiB more than the fixed allowance; 80 bytes a token (20 MiB) covers it.
+constexpr std::uint64_t kOverheadPerVocabToken = 80;
 constexpr unsigned kMinSlots = 2;  // one slot computing, one filling
 
 std::uint64_t slot_bytes_of(const pack::ExtentInfo& e) { return prefetch::extent_slot_bytes(e); }

@@ -22,7 +22,8 @@ if [[ ! -s "$pack" ]]; then
   mv "$pack.tmp" "$pack"
 fi
 # 160 MiB is about two thirds of the pack (231 MiB): the planner streams the 170 MiB output head
-# (Gemma's 262k-token vocabulary, tied to the embedding) and the blocks it cannot keep.
+# (Gemma's 262k-token vocabulary, tied to the embedding) and the blocks it cannot keep, with a
+# few ring slots to keep reads in flight.
 prompt_args=("$@")
 if (( $# == 0 )); then prompt_args=(--temp 0 -n 48 -p "Once upon a time"); fi
 echo "== running: build/tools/sluice run -m $pack --mem-budget 160MiB -c 512 ${prompt_args[*]}" >&2

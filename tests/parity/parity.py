@@ -239,8 +239,13 @@ def mode_perplexity(a):
             pack = os.path.join(tmp, "model.sluice")
             subprocess.run([a.sluice, "convert", a.model, pack], check=True, capture_output=True)
             budget = int(os.path.getsize(a.model) * a.pack_budget_fraction)
+            # A budget of half the model leaves room for few tokens per pass, so the pack run scores
+            # only the first --pack-chunks chunks, against the GGUF run on the same chunks.
+            pack_args = ["-f", a.text, "-c", str(a.ctx), "--chunks", str(a.pack_chunks)]
+            if a.pack_chunks != a.chunks:
+                nll_gguf, _, _, _ = sluice_perplexity(a.sluice, a.model, pack_args)
             nll_pack, ours_pack, _, out = sluice_perplexity(
-                a.sluice, pack, args + ["--mem-budget", str(budget), "--pass-tokens", str(a.pass_tokens)])
+                a.sluice, pack, pack_args + ["--mem-budget", str(budget), "--pass-tokens", str(a.pass_tokens)])
             streamed = re.search(r"streamed per pass\s+(\S+ \S+)", out.stderr)
             same = nll_pack == nll_gguf
             # The budget must hold: the streaming table's last column is the run's peak RSS.
@@ -250,7 +255,7 @@ def mode_perplexity(a):
             within = peak_bytes is not None and peak_bytes <= budget
             print(f"pack run peak RSS {peak.group(0) if peak else '?'} vs budget {budget} bytes: {'within' if within else 'OVER'}")
             ok = ok and same and within
-            print(f"sluice (pack, --mem-budget {budget} = {a.pack_budget_fraction} x the GGUF, "
+            print(f"sluice (pack, {a.pack_chunks} chunk(s), --mem-budget {budget} = {a.pack_budget_fraction} x the GGUF, "
                   f"{streamed.group(1) if streamed else '?'} streamed per pass): PPL = {ours_pack:.4f}, mean nll {nll_pack}: "
                   f"{'identical to' if same else 'DIFFERENT from'} the GGUF's")
             print("\n".join(line for line in out.stderr.splitlines() if "|" not in line and line.strip())[-2000:])
@@ -281,6 +286,7 @@ def main():
     p.add_argument("--pack-budget-fraction", type=float, default=0.0,
                    help="perplexity: also run a pack under this fraction of the GGUF's size as --mem-budget")
     p.add_argument("--pass-tokens", type=int, default=32, help="perplexity: tokens per pass for the pack run")
+    p.add_argument("--pack-chunks", type=int, default=1, help="perplexity: chunks the pack run scores")
     a = p.parse_args()
     if not os.path.exists(a.model):
         print(f"SKIPPED: model {a.model} not found", flush=True)
