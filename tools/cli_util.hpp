@@ -2,6 +2,12 @@
 // user sees which flag was wrong.
 #pragma once
 
+#include <fmt/format.h>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
@@ -11,6 +17,15 @@
 #include "model/pack_writer.hpp"
 
 namespace sluice {
+
+// A whole file as text; throws std::runtime_error naming it when it cannot be read.
+inline std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("cannot read {}", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 inline std::uint64_t parse_size_option(const std::string& flag, const std::string& text) {
   auto bytes = parse_bytes(text);

@@ -36,14 +36,6 @@ struct PerplexityOptions {
   SessionOptions session;
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("cannot read {}", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // -log p(token) under softmax(logits), as llama.cpp's log_softmax: the max in float, the sum of
 // exponentials in double, the difference taken in double.
 double negative_log_prob(const float* logits, std::int64_t n_vocab, std::int32_t token) {
@@ -56,7 +48,7 @@ double negative_log_prob(const float* logits, std::int64_t n_vocab, std::int32_t
 
 void perplexity(PerplexityOptions o) {
   using Clock = std::chrono::steady_clock;
-  const std::string text = read_text(o.text_file);
+  const std::string text = read_text_file(o.text_file);
   const std::int64_t n_ctx = o.n_ctx;
   const std::int64_t first = n_ctx / 2;  // positions before it give context only
   const std::int64_t pass = o.pass_tokens > 0 ? std::min(o.pass_tokens, n_ctx) : n_ctx;

@@ -36,16 +36,8 @@ struct RunOptions {
   SessionOptions session;
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("cannot read {}", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::vector<std::string> read_prompt_lines(const std::string& path) {
-  std::istringstream in(read_text(path));
+  std::istringstream in(read_text_file(path));
   std::vector<std::string> prompts;
   std::string line;
   while (std::getline(in, line)) {
@@ -61,7 +53,7 @@ void run(RunOptions o) {
   if (!o.prompts_file.empty()) {
     prompts = read_prompt_lines(o.prompts_file);
   } else {
-    prompts.push_back(o.prompt_file.empty() ? o.prompt : read_text(o.prompt_file));
+    prompts.push_back(o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file));
   }
   if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
   o.session.kv_type = o.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
