@@ -1,30 +1,50 @@
 // Small parsing helpers shared by the CLI subcommands; errors become CLI::ValidationError so the
-// user sees which flag was wrong.
+// user sees which flag was wrong. Also the range checks every command applies to the flags they
+// share (threads, context, sampling), so a bad value is a CLI error naming the flag rather than a
+// hang, a NaN or silently empty output.
 #pragma once
 
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <fmt/format.h>
 #include <fstream>
-#include <sstream>
+#include <iostream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
-#include <cstdint>
-#include <string>
 
 #include "common/units.hpp"
+#include "engine/sampling.hpp"
 #include "io/backend.hpp"
 #include "model/pack_writer.hpp"
 
 namespace sluice {
 
-// A whole file as text; throws std::runtime_error naming it when it cannot be read.
-inline std::string read_text_file(const std::string& path) {
+// Prompt and text files are read whole; past this a file is refused (a prompt this long cannot
+// fit any context, and `-f /dev/zero` must not grow until the OOM killer stops it).
+inline constexpr std::uint64_t kMaxTextFileBytes = 64ull << 20;
+
+// A whole file as text, at most `max_bytes`; throws std::runtime_error naming it when it cannot be
+// read or is longer.
+inline std::string read_text_file(const std::string& path, std::uint64_t max_bytes = kMaxTextFileBytes) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("cannot read {}", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  if (!in) throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  std::string text;
+  char buf[1 << 16];
+  while (in) {
+    in.read(buf, sizeof buf);
+    text.append(buf, std::size_t(in.gcount()));
+    if (text.size() > max_bytes) {
+      throw std::runtime_error(fmt::format("{} is longer than {}: not read (is it the right file?)", path, format_bytes(max_bytes)));
+    }
+  }
+  if (in.bad()) throw std::runtime_error(fmt::format("reading {} failed", path));
+  return text;
 }
 
 inline std::uint64_t parse_size_option(const std::string& flag, const std::string& text) {
@@ -43,6 +63,87 @@ inline pack::WriterOptions::Compress parse_compress(const std::string& text) {
   if (text == "none") return pack::WriterOptions::Compress::none;
   if (text == "zstd") return pack::WriterOptions::Compress::zstd;
   return pack::WriterOptions::Compress::auto_;
+}
+
+// A finite number in [lo, hi] (CLI::Range lets NaN through: every comparison with it is false).
+inline CLI::Validator finite_in(double lo, double hi, const std::string& what = "") {
+  return CLI::Validator(
+      [lo, hi, what](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          std::size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return "expected a number, got '" + text + "'";
+        } catch (const std::exception&) {
+          return "expected a number, got '" + text + "'";
+        }
+        if (!std::isfinite(v) || v < lo || v > hi) {
+          return fmt::format("must be in [{}, {}]{}, got {}", lo, hi, what.empty() ? "" : " (" + what + ")", text);
+        }
+        return {};
+      },
+      fmt::format("FLOAT in [{} - {}]", lo, hi));
+}
+
+// Like finite_in, with lo excluded.
+inline CLI::Validator finite_above(double lo, double hi, const std::string& what = "") {
+  return CLI::Validator(
+      [lo, hi, what](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          std::size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return "expected a number, got '" + text + "'";
+        } catch (const std::exception&) {
+          return "expected a number, got '" + text + "'";
+        }
+        if (!std::isfinite(v) || v <= lo || v > hi) {
+          return fmt::format("must be above {} and at most {}{}, got {}", lo, hi, what.empty() ? "" : " (" + what + ")", text);
+        }
+        return {};
+      },
+      fmt::format("FLOAT in ({} - {}]", lo, hi));
+}
+
+// Most worker threads accepted: the cores this process may use. More only oversubscribes the
+// cores (and TBB prints a warning into the terminal, amid the generated text).
+inline int max_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1024 : int(n);
+}
+
+inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
+  return cmd->add_option("-t,--threads", threads, fmt::format("Worker threads (0: all {} cores)", max_threads()))
+      ->capture_default_str()
+      ->check(CLI::Range(0, max_threads()).description(fmt::format("INT in [0 - {}] (the cores here)", max_threads())));
+}
+
+// The sampling flags of `run` (llama.cpp's names), each range-checked.
+inline void add_sampling_options(CLI::App* cmd, SamplingParams& s) {
+  cmd->add_option("--temp", s.temperature, "Temperature (0: greedy)")->capture_default_str()->check(finite_in(0, 100));
+  cmd->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--top-p", s.top_p, "Top-p (1: off)")->capture_default_str()->check(finite_in(0, 1));
+  cmd->add_option("--min-p", s.min_p, "Min-p (0: off)")->capture_default_str()->check(finite_in(0, 1));
+  cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")
+      ->capture_default_str()
+      ->check(finite_above(0, 100, "it divides positive logits"));
+  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalty looks back over (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("-s,--seed", s.seed, "RNG seed (each prompt uses it)")->capture_default_str();
+}
+
+// Standard output, checked: a full disk or /dev/full is an error (exit 1), never text lost with
+// exit 0. Call after writing what matters, and main() calls it before exiting.
+inline void check_stdout() {
+  std::cout.flush();
+  errno = 0;
+  const bool failed = !std::cout || std::fflush(stdout) != 0 || std::ferror(stdout);
+  if (failed) {
+    const int err = errno;
+    std::cout.clear();
+    throw std::runtime_error(fmt::format("writing to standard output failed: {}", err ? std::strerror(err) : "write error"));
+  }
 }
 
 }  // namespace sluice

@@ -185,7 +185,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens per sequence (tg test)")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("-b,--batch", o->batches, "Batch sizes, comma-separated (sequences per pass)")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->repetitions, "Repetitions")->capture_default_str()->check(CLI::Range(1, 100));
-  cmd->add_option("-t,--threads", o->session.threads, "Worker threads (0: all)")->capture_default_str();
+  add_threads_option(cmd, o->session.threads);
   cmd->add_option("--mem-budget", o->mem_budget, "Memory budget (default: 80% of available memory, cgroup-aware)");
   cmd->add_option("--stream", o->session.stream, "auto | on (every block streams) | off")
       ->capture_default_str()
@@ -193,7 +193,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--slots", o->session.slots, "Ring slots")->capture_default_str()->check(CLI::Range(2, 64));
   cmd->add_flag("--raw-read", o->raw_read,
                 "First read the whole file with O_DIRECT (the disk's speed in this run) and print the disk-bound s/pass");
-  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")->capture_default_str();
+  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->callback([o] { bench(*o); });
 }
 

@@ -12,6 +12,7 @@
 #include "engine/generate.hpp"
 #include "model/tokenizer.hpp"
 #include "model/vocab_metadata.hpp"
+#include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -27,12 +28,24 @@ struct EvalOptions {
   bool no_bos = false;
 };
 
-std::vector<std::int32_t> parse_ids(const std::string& text) {
+// "1,2,3" -> ids, each in [0, n_vocab): an id past the vocabulary would index past the embedding.
+std::vector<std::int32_t> parse_ids(const std::string& text, std::int64_t n_vocab) {
   std::vector<std::int32_t> ids;
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
-    if (!item.empty()) ids.push_back(std::stoi(item));
+    if (item.empty()) continue;
+    long long id = -1;
+    try {
+      std::size_t used = 0;
+      id = std::stoll(item, &used);
+      if (used != item.size()) id = -1;
+    } catch (const std::exception&) {
+    }
+    if (id < 0 || id >= n_vocab) {
+      throw CLI::ValidationError("--tokens", fmt::format("'{}' is not a token id of this model (0..{})", item, n_vocab - 1));
+    }
+    ids.push_back(std::int32_t(id));
   }
   return ids;
 }
@@ -40,7 +53,14 @@ std::vector<std::int32_t> parse_ids(const std::string& text) {
 void eval(const EvalOptions& o) {
   auto model = Model::open(o.model);
   tok::Tokenizer tokenizer(vocab_from_metadata(model->metadata()));
-  std::vector<std::int32_t> ids = o.tokens.empty() ? tokenizer.encode(o.prompt, !o.no_bos, true) : parse_ids(o.tokens);
+  std::vector<std::int32_t> ids =
+      o.tokens.empty() ? tokenizer.encode(o.prompt, !o.no_bos, true) : parse_ids(o.tokens, model->config().n_vocab);
+  if (!o.tokenize_only) {
+    if (ids.empty()) throw std::invalid_argument("nothing to evaluate: the prompt has no tokens");
+    if (std::int64_t(ids.size()) + o.greedy > o.n_ctx) {
+      throw std::length_error(fmt::format("{} tokens + {} greedy exceed the context of {} (raise -c)", ids.size(), o.greedy, o.n_ctx));
+    }
+  }
   nlohmann::json out;
   out["tokens"] = ids;
   out["n_vocab"] = model->config().n_vocab;
@@ -52,7 +72,8 @@ void eval(const EvalOptions& o) {
     if (!o.logits_out.empty()) {
       std::ofstream file(o.logits_out, std::ios::binary);
       file.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(rows * model->config().n_vocab * sizeof(float)));
-      if (!file) throw std::runtime_error("cannot write " + o.logits_out);
+      file.close();
+      if (!file) throw std::runtime_error(fmt::format("cannot write {}: {}", o.logits_out, std::strerror(errno)));
     }
     out["logits_rows"] = rows;
     if (o.greedy > 0) {
@@ -78,11 +99,11 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("-m,--model", o->model, "GGUF or pack")->required()->check(CLI::ExistingFile);
   cmd->add_option("-p,--prompt", o->prompt, "Text to tokenize (BOS added unless --no-bos; special tokens parsed)");
   cmd->add_option("--tokens", o->tokens, "Comma-separated token ids instead of a prompt");
-  cmd->add_option("--logits-rows", o->logits_rows, "Positions whose logits are written")->capture_default_str();
+  cmd->add_option("--logits-rows", o->logits_rows, "Positions whose logits are written")->capture_default_str()->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--logits-out", o->logits_out, "File for the float32 logits");
-  cmd->add_option("--greedy", o->greedy, "Also generate this many tokens greedily (no early stop)")->capture_default_str();
-  cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all)")->capture_default_str();
+  cmd->add_option("--greedy", o->greedy, "Also generate this many tokens greedily (no early stop)")->capture_default_str()->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("-c,--ctx-size", o->n_ctx, "Context size")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  add_threads_option(cmd, o->threads);
   cmd->add_flag("--tokenize-only", o->tokenize_only, "Only print the token ids");
   cmd->add_flag("--no-bos", o->no_bos, "Do not add BOS");
   cmd->callback([o] { eval(*o); });

@@ -111,6 +111,7 @@ void perplexity(PerplexityOptions o) {
                                seconds * double(n_chunk) / 60.0);
     }
     std::cout << fmt::format("[{}]{:.4f},", i + 1, std::exp(nll / double(count))) << std::flush;
+    if (!std::cout) check_stdout();
   }
   std::cout << "\n";
   const double seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
@@ -140,13 +141,24 @@ void add_perplexity_command(CLI::App& app) {
   cmd->add_option("-m,--model", o->session.model, "Model file: GGUF or .sluice pack")->required()->check(CLI::ExistingFile);
   cmd->add_option("-f,--file", o->text_file, "The text")->required()->check(CLI::ExistingFile);
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Tokens per chunk")->capture_default_str()->check(CLI::Range(4, 1 << 20));
-  cmd->add_option("--chunks", o->chunks, "Score at most this many chunks (-1: all)")->capture_default_str();
+  cmd->add_option("--chunks", o->chunks, "Score at most this many chunks (-1: all)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              const long v = std::stol(text);
+              if (v == -1 || (v >= 1 && v <= (1 << 30))) return {};
+            } catch (const std::exception&) {
+            }
+            return "expected -1 (all) or a count of at least 1, got '" + text + "'";
+          },
+          "-1 | INT >= 1"));
   cmd->add_option("--pass-tokens", o->pass_tokens,
                   "Tokens per forward pass (also -ub; 0: a whole chunk). Each scored row's logits (n_vocab floats) "
                   "count against --mem-budget: a large vocabulary under a small budget needs few")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("-t,--threads", o->session.threads, "Worker threads (0: all cores)")->capture_default_str();
+  add_threads_option(cmd, o->session.threads);
   cmd->add_option("--mem-budget", o->mem_budget, "Memory budget, e.g. 4GiB (default: 80% of available memory, cgroup-aware)");
   cmd->add_option("--stream", o->session.stream, "auto | on | off, as for `sluice run`")
       ->capture_default_str()

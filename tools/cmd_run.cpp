@@ -73,12 +73,21 @@ void run(RunOptions o) {
   double seconds = 0;
   if (prompts.size() == 1 && n_parallel == 1) {
     std::vector<std::int32_t> ids = session.tokenizer().encode(prompts[0], true, !o.no_special);
+    // Checked before the prompt is echoed, so a refused prompt is not printed in full first.
+    if (ids.empty()) throw std::invalid_argument("the prompt is empty (no tokens)");
+    if (std::int64_t(ids.size()) + options.n_predict > session.n_ctx()) {
+      throw std::length_error(fmt::format("the prompt ({} tokens) + {} to generate exceed the context of {} (raise -c)", ids.size(),
+                                          options.n_predict, session.n_ctx()));
+    }
     Evaluator eval = [&](std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits) {
       session.forward().forward(session.transformer(), single_sequence_batch(tokens, pos0, false), logits);
     };
     std::cout << prompts[0] << std::flush;
     GenerateStats stats = generate(eval, session.n_ctx(), session.tokenizer(), ids, options,
-                                   [](const std::string& piece) { std::cout << piece << std::flush; });
+                                   [](const std::string& piece) {
+                                     std::cout << piece << std::flush;
+                                     if (!std::cout) check_stdout();  // stop generating into a full disk
+                                   });
     std::cout << std::endl;
     prompt_tokens = stats.prompt_tokens;
     generated_tokens = stats.generated_tokens;
@@ -111,7 +120,7 @@ void run(RunOptions o) {
         } else {
           std::cout << prompts[printed] << res.text << "\n";
         }
-        std::cout << std::flush;
+        check_stdout();
         done.erase(it);
         ++printed;
       }
@@ -165,7 +174,9 @@ void add_run_command(CLI::App& app) {
   many->excludes(p);
   many->excludes(f);
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--parallel", o->n_parallel, "Sequences in flight (KV slots; also -np; 0: one per prompt, at most 16)")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
@@ -173,14 +184,8 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (also -ub); longer prompts are cut into chunks")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("-t,--threads", o->session.threads, "Worker threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
-  cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off)")->capture_default_str();
-  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1: off)")->capture_default_str();
-  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off)")->capture_default_str();
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
-  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Tokens the penalty looks back over")->capture_default_str();
-  cmd->add_option("-s,--seed", o->sampling.seed, "RNG seed (each prompt uses it)")->capture_default_str();
+  add_threads_option(cmd, o->session.threads);
+  add_sampling_options(cmd, o->sampling);
   cmd->add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
   cmd->add_option("--mem-budget", o->mem_budget, "Memory budget, e.g. 4GiB (default: 80% of available memory, cgroup-aware)");
   cmd->add_option("--stream", o->session.stream,

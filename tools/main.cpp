@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 
 int main(int argc, char** argv) {
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(args);
+    sluice::check_stdout();  // output lost to a full disk or a closed pipe is a failure, not exit 0
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -300,8 +301,42 @@ def main():
     if a.mode == "perplexity" and not (a.text and os.path.exists(a.text)):
         print(f"SKIPPED: text {a.text} not found", flush=True)
         return SKIP
-    return {"logits": mode_logits, "greedy": mode_greedy, "tokenize": mode_tokenize,
-            "perplexity": mode_perplexity}[a.mode](a)
+    mode = {"logits": mode_logits, "greedy": mode_greedy, "tokenize": mode_tokenize,
+            "perplexity": mode_perplexity}[a.mode]
+    return run_isolated(lambda: mode(a), a.model)
+
+
+def run_isolated(body, model):
+    """Runs body() in a forked child. llama.cpp runs inside that child's process (sluice always
+    runs as its own subprocess), so a child killed by a signal means the reference crashed: said
+    as such and failed, never confused with a sluice mismatch."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = body()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code if isinstance(code, int) else 1)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "unknown"
+        print(f"FAILED: llama.cpp crashed: signal {sig} ({name}) on {model} -- the reference died, this is not a "
+              "sluice mismatch; rebuild it with tools/setup-venv.sh (it self-checks the build)", flush=True)
+        return 1
+    return os.WEXITSTATUS(status)
 
 
 if __name__ == "__main__":
