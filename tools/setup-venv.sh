@@ -57,7 +57,7 @@ fi
 # Self-check: the reference must be free of AMX tile instructions and decode a model, so that a
 # broken reference is found here rather than as 24 crashed parity tests.
 if [[ "${SLUICE_VENV_MINIMAL:-0}" != "1" ]]; then
-  if ! "$venv/bin/python" "$here/reference_selfcheck.py" >&2; then
+  if ! SLUICE_NO_AMX_FLAGS="$no_amx" "$venv/bin/python" "$here/reference_selfcheck.py" >&2; then
     rm -f "$stamp"  # rebuilt on the next run
     echo "setup-venv: the llama.cpp reference failed its self-check (see above)" >&2
     exit 1
