@@ -1,5 +1,7 @@
 #include "io/fault_backend.hpp"
 
+#include <thread>
+
 #include <algorithm>
 
 #include "common/assert.hpp"
@@ -53,6 +55,7 @@ Result<std::size_t> FaultBackend::reap(std::span<RawCompletion> out, std::size_t
   }
   if (n == out.size() || passed_.empty()) return n;
   std::size_t inner_min = min_complete > n ? min_complete - n : 0;
+  if (plan_.reap_delay.count() > 0) std::this_thread::sleep_for(plan_.reap_delay);
   Result<std::size_t> got = inner_->reap(out.subspan(n), inner_min);
   if (!got) return got;
   for (std::size_t i = n; i < n + got.value(); ++i) mangle(out[i]);

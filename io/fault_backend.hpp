@@ -4,6 +4,8 @@
 // and operation order.
 #pragma once
 
+#include <chrono>
+
 #include <cerrno>
 #include <cstdint>
 #include <deque>
@@ -23,6 +25,9 @@ struct FaultPlan {
   double short_read_probability = 0.0;  // a successful read reports fewer bytes than it read
   double bit_flip_probability = 0.0;    // a successful read has one bit of its data flipped
   std::uint64_t flip_op = 0;            // flip one bit in this operation's data (1-based; 0 = none)
+  // Sleep this long before each reap of real completions, so reads stay in flight long enough
+  // for a test to act while they are (destroy or cancel with reads outstanding).
+  std::chrono::microseconds reap_delay{0};
 };
 
 struct FaultStats {

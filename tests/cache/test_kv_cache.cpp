@@ -3,12 +3,16 @@
 // spilled one holds two layers in RAM and leaves no file behind; bad shapes are refused.
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <random>
 #include <vector>
 
 #include "cache/kv_cache.hpp"
+#include "common/memory.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace sluice::cache {
@@ -76,7 +80,10 @@ TEST(KvCache, ResidentAndSpilledReturnWhatWasStored) {
       const KvShape shape{n_layer, 96, 40, 3, type};
       auto resident = make_resident_kv_cache(shape);
       exercise(*resident);
-      EXPECT_EQ(resident->memory_bytes(), shape.total_bytes());
+      // Counted here from the shape's parts, not with the implementation's own formula: K and V
+      // planes x sequences x positions x row bytes (96 fp16 = 192, 96 q8_0 = 3 blocks of 34).
+      const std::uint64_t row = type == cpu::KvType::f16 ? 192 : 102;
+      EXPECT_EQ(resident->memory_bytes(), std::uint64_t(n_layer) * 2 * 3 * 40 * row);
       auto spilled = make_spilled_kv_cache(shape, dir.path());
       exercise(*spilled);
       EXPECT_TRUE(spilled->spilled());
@@ -89,10 +96,43 @@ TEST(KvCache, ResidentAndSpilledReturnWhatWasStored) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
-TEST(KvCache, SpilledHoldsTwoLayers) {
-  const KvShape shape{40, 1024, 4096, 4, cpu::KvType::f16};
-  EXPECT_EQ(shape.total_bytes(), 40ull * 2 * 4 * 4096 * 2048);
-  EXPECT_EQ(spilled_kv_memory_bytes(shape), 2ull * 2 * 4 * 4096 * 2048);
+// Writes every position of every sequence in every layer, as a full context would.
+void fill_every_layer(KvCache& kv) {
+  const KvShape& sh = kv.shape();
+  for (std::int64_t il = 0; il < sh.n_layer; ++il) {
+    kv.begin_layer(il);
+    std::vector<KvWrite> writes;
+    for (std::int32_t s = 0; s < sh.n_seq; ++s) {
+      cpu::KvLayerView v = kv.view(il, s);
+      std::memset(v.k, int(il + 1), std::size_t(sh.n_ctx * sh.row_bytes()));
+      std::memset(v.v, int(il + 2), std::size_t(sh.n_ctx * sh.row_bytes()));
+      writes.push_back({s, 0, sh.n_ctx});
+    }
+    kv.end_layer(il, writes);
+  }
+}
+
+// RAM actually held, measured as resident set growth (not the cache's own memory_bytes()): a full
+// 64 MiB spilled cache keeps about two 4 MiB layers in RAM; the resident one holds all of it.
+TEST(KvCache, SpilledHoldsTwoLayersInRam) {
+  sluice::testing::TempDir dir;
+  const KvShape shape{16, 512, 512, 4, cpu::KvType::f16};  // layer: 2 x 4 x 512 x 1 KiB = 4 MiB
+  const std::uint64_t total = 16ull * 2 * 4 * 512 * 1024, layer = total / 16;
+  ::malloc_trim(0);
+  const std::uint64_t before_spilled = current_rss_bytes();
+  {
+    auto spilled = make_spilled_kv_cache(shape, dir.path());
+    fill_every_layer(*spilled);
+    const std::uint64_t grown = current_rss_bytes() - std::min(before_spilled, current_rss_bytes());
+    EXPECT_LT(grown, 4 * layer) << "a spilled cache held " << grown << " bytes of RAM";
+    EXPECT_GE(spilled->stats().bytes_written, total - 2 * layer);
+  }
+  ::malloc_trim(0);
+  const std::uint64_t before_resident = current_rss_bytes();
+  auto resident = make_resident_kv_cache(shape);
+  fill_every_layer(*resident);
+  const std::uint64_t grown = current_rss_bytes() - std::min(before_resident, current_rss_bytes());
+  EXPECT_GE(grown, total * 9 / 10) << "the resident cache should hold every layer in RAM";
 }
 
 TEST(KvCache, AbandonedPassRecovers) {
