@@ -1,4 +1,5 @@
 #include "tools/synth.hpp"
+#include "tools/synth_vocab.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -88,11 +89,23 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
     throw std::invalid_argument("synth: --arch must be llama, qwen2 or gemma3");
   }
   const bool gemma = o.arch == "gemma3";
-  if (o.vocab_from.empty()) throw std::invalid_argument("synth: a vocabulary source GGUF is required (--vocab-from)");
-  gguf::File vocab = gguf::File::open(o.vocab_from);
-  const auto* tokens = vocab.get_string_array("tokenizer.ggml.tokens");
-  if (!tokens) throw std::runtime_error(fmt::format("{}: has no tokenizer.ggml.tokens to copy", o.vocab_from));
-  const auto n_vocab = static_cast<std::int64_t>(tokens->size());
+  // The tokenizer.* keys: copied from --vocab-from, or the built-in vocabulary of vocab_size.
+  std::vector<std::pair<std::string, gguf::Value>> vocab_keys;
+  if (o.vocab_from.empty()) {
+    vocab_keys = builtin_vocab_metadata(o.vocab_size);
+  } else {
+    gguf::File vocab = gguf::File::open(o.vocab_from);
+    if (!vocab.get_string_array("tokenizer.ggml.tokens")) {
+      throw std::runtime_error(fmt::format("{}: has no tokenizer.ggml.tokens to copy", o.vocab_from));
+    }
+    for (const auto& [key, value] : vocab.metadata()) {
+      if (key.rfind("tokenizer.", 0) == 0) vocab_keys.emplace_back(key, value);
+    }
+  }
+  std::int64_t n_vocab = 0;
+  for (const auto& [key, value] : vocab_keys) {
+    if (key == "tokenizer.ggml.tokens") n_vocab = std::int64_t(value.array_size());
+  }
   const SynthShape& s = o.shape;
   const std::int64_t head_dim = o.head_dim > 0 ? o.head_dim : s.n_embd / s.n_head;
   const std::int64_t q_dim = s.n_head * head_dim;
@@ -119,9 +132,7 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
     if (o.swa_pattern >= 0) w.set_u32(a + "attention.sliding_window_pattern", std::uint32_t(o.swa_pattern));
     if (o.final_softcap > 0) w.set_f32(a + "final_logit_softcapping", o.final_softcap);
   }
-  for (const auto& [key, value] : vocab.metadata()) {
-    if (key.rfind("tokenizer.", 0) == 0) w.set(key, value);
-  }
+  for (const auto& [key, value] : vocab_keys) w.set(key, value);
 
   std::uint64_t seed = o.seed * 1000003;
   auto next_seed = [&] { return seed = mix(seed); };

@@ -23,7 +23,8 @@ struct SynthOptions {
   SynthShape shape;
   GgmlType type = GgmlType::Q4_0;  // matrices; norms stay F32
   GgmlType embedding_type = GgmlType::Q8_0;
-  std::string vocab_from;  // GGUF whose tokenizer.* keys are copied
+  std::string vocab_from;  // GGUF whose tokenizer.* keys are copied; empty: the built-in vocabulary
+  std::int64_t vocab_size = 512;  // tokens of the built-in vocabulary (tools/synth_vocab.hpp)
   std::uint64_t seed = 1;
   bool tied_output = false;
   // Llama 3.1 rope scaling: rope.freq_base 500000 and a rope_freqs.weight tensor of per-pair
