@@ -28,6 +28,12 @@ Result<SequentialRead> read_file_sequential(const std::string& path, const Backe
     std::size_t bytes;
     ~Unmap() { ::munmap(base, bytes); }
   } unmap{base, mapped};
+  // Declared after `unmap`, so it runs first: the reader (and reads still in flight on an error
+  // return) is gone before the buffers are unmapped.
+  struct CloseReaderFirst {
+    decltype(reader)& r;
+    ~CloseReaderFirst() { r.reset(); }
+  } close_reader_first{reader};
   auto* buffers = reinterpret_cast<std::byte*>(align_up(reinterpret_cast<std::uintptr_t>(base), kHugePage));
   ::madvise(buffers, buffer_bytes, MADV_HUGEPAGE);  // advisory
   iovec region{buffers, buffer_bytes};

@@ -2,6 +2,9 @@
 // when the caller registers its buffers, READ_FIXED so the kernel skips per-I/O page pinning.
 // Many reads are in flight at once; completions come back in any order, matched by tag.
 #include <liburing.h>
+
+#include <chrono>
+#include <thread>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,7 +34,21 @@ class UringBackend final : public Backend {
   }
 
   ~UringBackend() override {
-    if (ring_ready_) io_uring_queue_exit(&ring_);  // also unregisters files and buffers
+    if (ring_ready_) {
+      // A submitted read writes into its destination until it completes (a buffered read through
+      // an io-wq worker copies then, into whatever is mapped there by that time): wait for each,
+      // so the caller may free its buffers once the backend is gone. Unsubmitted entries are
+      // dropped with the ring.
+      while (in_flight_ > unsubmitted_) {
+        io_uring_cqe* cqe = nullptr;
+        const int rc = io_uring_wait_cqe(&ring_, &cqe);
+        if (rc == -EINTR) continue;
+        if (rc < 0) break;  // the ring itself failed: nothing more will arrive
+        io_uring_cqe_seen(&ring_, cqe);
+        --in_flight_;
+      }
+      io_uring_queue_exit(&ring_);  // also unregisters files and buffers
+    }
     if (owns_fd_) ::close(fd_);
   }
 
@@ -74,9 +91,22 @@ class UringBackend final : public Backend {
   }
 
   Status submit() override {
+    int busy_tries = 0;
     while (unsubmitted_ > 0) {
       int rc = io_uring_submit(&ring_);
-      if (rc == -EINTR || rc == -EAGAIN) continue;  // interrupted or kernel short of memory: try again
+      if (rc == -EINTR) continue;  // a signal arrived before anything was submitted: try again
+      if (rc == -EAGAIN || rc == -EBUSY) {
+        // EAGAIN: the kernel is short of memory for requests; EBUSY: the completion queue is
+        // full (overflowed) and takes no more until completions are reaped. With submitted reads
+        // outstanding, leave the rest queued: reap() frees room and submits them first. With none,
+        // waiting is the only cure, and it is bounded.
+        if (in_flight_ > unsubmitted_) break;
+        if (++busy_tries > kMaxBusyRetries) {
+          return Error{ErrorKind::io, -rc, fmt::format("io_uring_submit kept failing: {}", std::strerror(-rc))};
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
       if (rc < 0) return Error{ErrorKind::io, -rc, fmt::format("io_uring_submit failed: {}", std::strerror(-rc))};
       unsubmitted_ -= std::min<unsigned>(unsubmitted_, static_cast<unsigned>(rc));
       if (rc == 0) break;  // nothing accepted; the SQ entries stay queued for the next submit
@@ -86,6 +116,11 @@ class UringBackend final : public Backend {
 
   Result<std::size_t> reap(std::span<RawCompletion> out, std::size_t min_complete) override {
     std::size_t n = 0;
+    // Entries a busy kernel left queued go first, so a wait below is never for a read that was
+    // not submitted.
+    if (unsubmitted_ > 0) {
+      if (Status s = submit(); !s) return s.error();
+    }
     while (n < out.size()) {
       io_uring_cqe* cqe = nullptr;
       int rc = 0;
@@ -113,6 +148,8 @@ class UringBackend final : public Backend {
   bool owns_fd_ = true;  // false after a failed init: the caller falls back with the same fd
   bool file_registered_ = false;
   bool buffers_registered_ = false;
+  // About a second of 1 ms waits for a kernel short of memory with nothing in flight.
+  static constexpr int kMaxBusyRetries = 1000;
   unsigned in_flight_ = 0;
   unsigned unsubmitted_ = 0;
 };

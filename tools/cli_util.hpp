@@ -53,16 +53,19 @@ inline std::uint64_t parse_size_option(const std::string& flag, const std::strin
   return *bytes;
 }
 
+// A typo is an error naming the flag, never a silent default.
 inline io::BackendKind parse_backend(const std::string& text) {
   if (text == "uring") return io::BackendKind::uring;
   if (text == "pread") return io::BackendKind::pread;
-  return io::BackendKind::automatic;
+  if (text == "auto") return io::BackendKind::automatic;
+  throw CLI::ValidationError("--io", "expected auto, uring or pread, got '" + text + "'");
 }
 
 inline pack::WriterOptions::Compress parse_compress(const std::string& text) {
   if (text == "none") return pack::WriterOptions::Compress::none;
   if (text == "zstd") return pack::WriterOptions::Compress::zstd;
-  return pack::WriterOptions::Compress::auto_;
+  if (text == "auto") return pack::WriterOptions::Compress::auto_;
+  throw CLI::ValidationError("--compress", "expected auto, none or zstd, got '" + text + "'");
 }
 
 // A finite number in [lo, hi] (CLI::Range lets NaN through: every comparison with it is false).
