@@ -301,7 +301,7 @@ JobSummary BatchJob::run(Session& session) {
     } catch (...) {  // the error below already says what failed
     }
     throw std::runtime_error(fmt::format("{}; {} of {} requests are answered{} -- rerun the same command to resume once this is fixed",
-                                         ex.what(), summary.resumed + out.recorded() - 0, n,
+                                         ex.what(), summary.resumed + out.recorded(), n,
                                          out.streaming() ? "" : fmt::format(" and safe in {} and its journal", o.output)));
   }
   if (o.live_progress && !summary.stopped_by_signal) log << "\n";

@@ -203,7 +203,7 @@ DurableOutput::DurableOutput(const OutputOptions& options, const ExpectedResults
   lock_ = std::make_unique<OutputLock>(real_path_ + ".lock");
 
   // Read-only until both files are proven this job's.
-  if (exists) verify_output(log);
+  if (exists) verify_output();
   load_journal(log);
   if (torn_bytes_ > 0 && written_ == 0 && !journal_exists_) {
     throw std::runtime_error(fmt::format("{} holds {} bytes that are not a complete result line, and no journal ({}) says this job "
@@ -214,10 +214,10 @@ DurableOutput::DurableOutput(const OutputOptions& options, const ExpectedResults
   if (journal_exists_) {
     journal_ = std::make_unique<File>(journal_path_, O_WRONLY | O_APPEND, true);
     if (journal_cut_) journal_->cut_to(journal_keep_bytes_);
-  } else {
+  } else if (written_ < n) {  // a complete OUT (a rerun of a finished job) needs no journal
     journal_ = std::make_unique<File>(journal_path_, O_WRONLY | O_APPEND | O_CREAT | O_EXCL, true);
   }
-  if (!journal_has_header_) {
+  if (journal_ && !journal_has_header_) {
     const nlohmann::ordered_json header = {
         {"sluice_batch_journal", kJournalVersion},
         {"model", {{"file", expected_.model.file}, {"bytes", expected_.model.bytes}, {"tag", model_tag_hex(expected_.model.tag())}}}};
@@ -254,8 +254,7 @@ DurableOutput::~DurableOutput() {
   }
 }
 
-void DurableOutput::verify_output(std::ostream& log) {
-  (void)log;
+void DurableOutput::verify_output() {
   const std::size_t n = expected_.ids.size();
   const std::string tag = model_tag_hex(expected_.model.tag());
   LineReader reader(options_.path, kMaxResultLineBytes, "output");
@@ -284,10 +283,10 @@ void DurableOutput::verify_output(std::ostream& log) {
                                            quoted_id(expected_.custom_ids[i]), expected_.lines[i]));
     }
     if (r->id != expected_.ids[i]) {
-      if (r->id.substr(16) != tag) {
+      if (model_tag_of_id(r->id) != tag) {
         throw std::runtime_error(fmt::format("{} line {} was answered by another model (tag {}; {} has tag {}): refusing to mix two "
                                              "models' answers in one output; rerun with the model that wrote it, or choose another -o",
-                                             options_.path, l.number, r->id.substr(16), expected_.model.file, tag));
+                                             options_.path, l.number, model_tag_of_id(r->id), expected_.model.file, tag));
       }
       throw std::runtime_error(fmt::format("input line {} of {} (custom_id {}) changed since its answer was written to {} line {} "
                                            "(or --max-tokens, --seed, --chat-template, --special or --input-format did): refusing "
@@ -358,10 +357,10 @@ void DurableOutput::load_journal(std::ostream& log) {
                                              "belongs to another input; choose another -o",
                                              journal_path_, l.number, quoted_id(r->custom_id), expected_.input));
       }
-      if (r->id.substr(16) != tag) {
+      if (model_tag_of_id(r->id) != tag) {
         throw std::runtime_error(fmt::format("{} line {} was answered by another model (tag {}; {} has tag {}): refusing to mix two "
                                              "models' answers; choose another -o",
-                                             journal_path_, l.number, r->id.substr(16), expected_.model.file, tag));
+                                             journal_path_, l.number, model_tag_of_id(r->id), expected_.model.file, tag));
       }
       throw std::runtime_error(fmt::format("input line {} of {} (custom_id {}) changed since its answer was written to {} line {} "
                                            "(or --max-tokens, --seed, --chat-template, --special or --input-format did): refusing "
@@ -406,7 +405,7 @@ void DurableOutput::sync() {
 void DurableOutput::finish() {
   flush_ordered();
   sync();
-  if (streaming_ || written_ < pending_.size() || !journal_) return;
+  if (streaming_ || written_ < pending_.size()) return;
   journal_.reset();
   if (::unlink(journal_path_.c_str()) == 0) sync_directory_of(journal_path_);
 }

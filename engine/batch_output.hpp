@@ -104,7 +104,7 @@ class DurableOutput {
   class File;  // a file appended to whole lines at a time (batch_output.cpp)
 
  private:
-  void verify_output(std::ostream& log);
+  void verify_output();
   void load_journal(std::ostream& log);
   void flush_ordered();
 

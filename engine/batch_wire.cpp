@@ -11,7 +11,7 @@ namespace {
 using json = nlohmann::ordered_json;  // output keys in the API's order: id, custom_id, response, error
 
 constexpr std::string_view kIdPrefix = "batch_req_";
-constexpr std::size_t kIdDigits = 24;
+constexpr std::size_t kRequestDigits = 16, kModelDigits = 8, kIdDigits = kRequestDigits + kModelDigits;
 
 json custom_id_json(const std::string& custom_id) { return custom_id.empty() ? json(nullptr) : json(custom_id); }
 
@@ -20,6 +20,10 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 }  // namespace
 
 std::string model_tag_hex(std::uint32_t model_tag) { return fmt::format("{:08x}", model_tag); }
+
+std::string_view model_tag_of_id(std::string_view id) {
+  return id.size() == kIdDigits ? id.substr(kRequestDigits, kModelDigits) : std::string_view();
+}
 
 std::string result_id(const std::string& custom_id, std::int64_t line, std::uint64_t line_hash, std::uint64_t settings_hash,
                       std::uint32_t model_tag) {

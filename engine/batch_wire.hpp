@@ -21,8 +21,10 @@ namespace sluice {
 // The 24-hex-digit ID of the answer to one input line (see above).
 std::string result_id(const std::string& custom_id, std::int64_t line, std::uint64_t line_hash, std::uint64_t settings_hash,
                       std::uint32_t model_tag);
-// The model-tag part of a result ID as 8 hex digits.
+// A model tag as the 8 hex digits that end a result ID.
 std::string model_tag_hex(std::uint32_t model_tag);
+// The model-tag part of a result ID (its last 8 hex digits; "" for an ID of another shape).
+std::string_view model_tag_of_id(std::string_view id);
 
 // A status_code 400 line; custom_id "" is written as null.
 std::string error_line(const std::string& id, const std::string& custom_id, const std::string& message);
