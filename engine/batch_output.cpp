@@ -85,7 +85,7 @@ ModelIdentity model_identity(const std::string& path) {
   return id;
 }
 
-OutputLock::OutputLock(std::string path) : path_(std::move(path)) {
+OutputLock::OutputLock(std::string path, std::ostream& log) : path_(std::move(path)) {
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
     const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) throw std::runtime_error(fmt::format("cannot create the lock file {}: {}", path_, errno_text()));
@@ -104,6 +104,12 @@ OutputLock::OutputLock(std::string path) : path_(std::move(path)) {
         throw std::runtime_error(fmt::format("another sluice batch (pid {}) is writing this output (it holds {}); refusing to "
                                              "write it twice at once. Wait for it to end (or stop it), then rerun to resume",
                                              holder.empty() ? "unknown" : holder, path_));
+      }
+      if (err == ENOSYS || err == EOPNOTSUPP || err == ENOLCK) {  // no flock on this file system
+        log << fmt::format("sluice batch: WARNING: cannot lock {} ({}): running unlocked; do not run two jobs on this output "
+                           "at once\n",
+                           path_, std::strerror(err));
+        return;
       }
       throw std::runtime_error(fmt::format("cannot lock {}: {}", path_, std::strerror(err)));
     }
@@ -200,7 +206,7 @@ DurableOutput::DurableOutput(const OutputOptions& options, const ExpectedResults
   }
   real_path_ = std::filesystem::weakly_canonical(std::filesystem::absolute(options_.path)).string();
   journal_path_ = real_path_ + ".journal";
-  lock_ = std::make_unique<OutputLock>(real_path_ + ".lock");
+  lock_ = std::make_unique<OutputLock>(real_path_ + ".lock", log);
 
   // Read-only until both files are proven this job's.
   if (exists) verify_output();
@@ -255,6 +261,26 @@ DurableOutput::~DurableOutput() {
 }
 
 void DurableOutput::verify_output() {
+  // A file that does not begin like a result line is refused from its first bytes, without
+  // reading on to its first newline (a model file may have none for a long way).
+  {
+    std::string head(kResultLineStart.size(), '\0');
+    const int fd = ::open(options_.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error(fmt::format("cannot read the output {}: {}", options_.path, errno_text()));
+    ssize_t n;
+    do {
+      n = ::pread(fd, head.data(), head.size(), 0);
+    } while (n < 0 && errno == EINTR);  // a handled signal: retry
+    const int err = errno;
+    ::close(fd);
+    if (n < 0) throw std::runtime_error(fmt::format("reading the output {} failed: {}", options_.path, std::strerror(err)));
+    head.resize(std::size_t(n));
+    if (!kResultLineStart.starts_with(head) && !head.starts_with(kResultLineStart)) {
+      throw std::runtime_error(fmt::format("{} does not begin like a sluice batch result line: it is not this job's output; "
+                                           "nothing in it was changed (choose another -o)",
+                                           options_.path));
+    }
+  }
   const std::size_t n = expected_.ids.size();
   const std::string tag = model_tag_hex(expected_.model.tag());
   LineReader reader(options_.path, kMaxResultLineBytes, "output");

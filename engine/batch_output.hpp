@@ -58,8 +58,10 @@ struct ExpectedResults {
 // and removes the lock file.
 class OutputLock {
  public:
-  // Throws std::runtime_error naming the holder's PID when another process holds it.
-  explicit OutputLock(std::string path);
+  // Throws std::runtime_error naming the holder's PID when another process holds it. On a file
+  // system without flock (ENOSYS, EOPNOTSUPP, ENOLCK: Lustre mounted without -o flock, some
+  // NFS setups) it warns on `log` and goes on unlocked rather than refuse every job there.
+  OutputLock(std::string path, std::ostream& log);
   ~OutputLock();
   OutputLock(const OutputLock&) = delete;
   OutputLock& operator=(const OutputLock&) = delete;

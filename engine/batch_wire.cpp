@@ -75,7 +75,7 @@ std::string response_line(const std::string& id, const std::string& custom_id, b
 
 std::optional<ResultLine> parse_result_line(std::string_view line) {
   // Cheap refusal of what is plainly not ours (a text file, a binary model) before parsing.
-  if (!line.starts_with("{\"id\":\"batch_req_")) return std::nullopt;
+  if (!line.starts_with(kResultLineStart)) return std::nullopt;
   const json j = json::parse(line, nullptr, false);
   if (!j.is_object() || !j.contains("id") || !j["id"].is_string() || !j.contains("custom_id") || !j.contains("response")) {
     return std::nullopt;

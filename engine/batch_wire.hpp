@@ -37,6 +37,9 @@ struct ResultLine {
   std::string id;         // the 24 hex digits after "batch_req_"
   std::string custom_id;  // "" for null
 };
+// How every result line begins (dump() writes no spaces): a file that does not begin so is not
+// an output, whatever follows (see DurableOutput: a model file is refused without reading it).
+inline constexpr std::string_view kResultLineStart = "{\"id\":\"batch_req_";
 // nullopt when `line` is not a result line of sluice batch (not JSON, no such keys, another id shape).
 std::optional<ResultLine> parse_result_line(std::string_view line);
 
