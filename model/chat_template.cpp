@@ -92,7 +92,12 @@ struct Builder {
   RenderedChat chat;
   void markup(std::string_view s) {
     if (s.empty()) return;
-    chat.markup.emplace_back(chat.text.size(), s.size());
+    // Adjacent markup is one range, so a special token written across two pieces still matches.
+    if (!chat.markup.empty() && chat.markup.back().first + chat.markup.back().second == chat.text.size()) {
+      chat.markup.back().second += s.size();
+    } else {
+      chat.markup.emplace_back(chat.text.size(), s.size());
+    }
     chat.text += s;
   }
   void content(std::string_view s) { chat.text += s; }
