@@ -261,6 +261,7 @@ JobSummary BatchJob::run(Session& session) {
   std::int64_t processed = 0;  // tokens through the model so far (prompt chunks and generated)
   auto on_pass = [&](const PassInfo& pass) {
     processed += pass.tokens;
+    summary.passes = pass.pass;  // kept when a stop signal ends run() early
     const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     const std::uint64_t done = summary.resumed + out.recorded();
     const std::uint64_t done_now = out.recorded();
@@ -305,7 +306,7 @@ JobSummary BatchJob::run(Session& session) {
                                          out.streaming() ? "" : fmt::format(" and safe in {} and its journal", o.output)));
   }
   if (o.live_progress && !summary.stopped_by_signal) log << "\n";
-  summary.passes = stats.passes;
+  summary.passes = std::max(summary.passes, stats.passes);
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   if (StreamedModel* sm = session.streamed()) {
     const StreamStats ss = sm->stats();
