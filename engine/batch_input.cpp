@@ -1,8 +1,17 @@
 #include "engine/batch_input.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <xxhash.h>
 
 namespace sluice {
 namespace {
@@ -50,8 +59,9 @@ std::string read_body(const json& body, JobRequest& r) {
   for (const char* key : {"max_tokens", "max_completion_tokens"}) {
     if (!body.contains(key) || body[key].is_null()) continue;
     const json& v = body[key];
-    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > (1 << 24)) {
-      return fmt::format("\"{}\" must be an integer between 0 and {}", key, 1 << 24);
+    // At least 1: an answer of no tokens is no answer (and would pass for a successful one).
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 1 || v.get<std::int64_t>() > (1 << 24)) {
+      return fmt::format("\"{}\" must be an integer between 1 and {}", key, 1 << 24);
     }
     r.max_tokens = static_cast<std::int32_t>(v.get<std::int64_t>());
   }
@@ -107,12 +117,50 @@ const char* to_string(InputFormat format) {
   return "?";
 }
 
-InputFormat detect_input_format(std::string_view first_line) {
-  const auto at = first_line.find_first_not_of(" \t\r");
-  if (at == std::string_view::npos || first_line[at] != '{') return InputFormat::text;
-  const json j = json::parse(first_line, nullptr, false);
-  if (j.is_object() && (j.contains("custom_id") || j.contains("url") || j.contains("body"))) return InputFormat::openai;
-  return InputFormat::jsonl;  // a broken first JSON line is still a JSON file, reported per line
+std::optional<InputFormat> input_format_from_name(std::string_view name) {
+  for (InputFormat f : {InputFormat::openai, InputFormat::jsonl, InputFormat::text}) {
+    if (name == to_string(f)) return f;
+  }
+  return std::nullopt;
+}
+
+namespace {
+enum class LineKind { openai, jsonl, broken_json, text };
+
+LineKind classify(std::string_view line) {
+  const auto at = line.find_first_not_of(" \t\r");
+  if (at == std::string_view::npos || line[at] != '{') return LineKind::text;
+  const json j = json::parse(line, nullptr, false);
+  if (!j.is_object()) return LineKind::broken_json;
+  if (j.contains("custom_id") || j.contains("url") || j.contains("body")) return LineKind::openai;
+  return LineKind::jsonl;
+}
+}  // namespace
+
+InputFormat detect_input_format(std::string_view line) {
+  switch (classify(line)) {
+    case LineKind::openai: return InputFormat::openai;
+    case LineKind::jsonl:
+    case LineKind::broken_json: return InputFormat::jsonl;  // a broken JSON line is still JSON, reported per line
+    case LineKind::text: return InputFormat::text;
+  }
+  return InputFormat::text;
+}
+
+void FormatVote::add(std::string_view line) {
+  if (blank(line)) return;
+  switch (classify(line)) {
+    case LineKind::openai: ++openai_; break;
+    case LineKind::jsonl: ++jsonl_; break;
+    case LineKind::broken_json: ++broken_json_; break;
+    case LineKind::text: ++text_; break;
+  }
+}
+
+InputFormat FormatVote::decide() const {
+  const std::uint64_t json_like = openai_ + jsonl_ + broken_json_;
+  if (json_like == 0 || json_like < text_) return InputFormat::text;
+  return openai_ > 0 && openai_ >= jsonl_ ? InputFormat::openai : InputFormat::jsonl;
 }
 
 std::optional<ParsedLine> parse_input_line(std::string_view text, std::int64_t line, InputFormat format) {
@@ -160,6 +208,169 @@ std::optional<ParsedLine> parse_input_line(std::string_view text, std::int64_t l
   if (!r.chat && !j.contains("prompt")) return fail("missing \"prompt\" or \"messages\"");
   if (auto e = read_body(j, r); !e.empty()) return fail(e);
   return r;
+}
+
+// LineReader's buffer: large enough that a read() returns many lines, small enough to ignore.
+constexpr std::size_t kReadChunkBytes = 1u << 20;
+
+LineReader::LineReader(const std::string& path, std::size_t max_line_bytes, const char* what)
+    : path_(path), what_(what), max_line_bytes_(max_line_bytes) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw std::runtime_error(fmt::format("cannot read the {} {}: {}", what_, path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw std::runtime_error(fmt::format("the {} {} is not a regular file (a pipe or a device): sluice batch reads it more than "
+                                         "once and needs it to end; save it to a file first",
+                                         what_, path));
+  }
+  buffer_.resize(kReadChunkBytes);
+}
+
+LineReader::~LineReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool LineReader::next(Line& line) {
+  line_.clear();
+  line = Line{};
+  line.offset = file_offset_ - (end_ - begin_);
+  std::uint64_t bytes = 0;
+  for (;;) {
+    if (begin_ == end_) {
+      if (eof_) break;
+      ssize_t n;
+      do {
+        n = ::read(fd_, buffer_.data(), buffer_.size());
+      } while (n < 0 && errno == EINTR);  // a signal (SIGTERM is handled) interrupted the read: retry
+      if (n < 0) throw std::runtime_error(fmt::format("reading the {} {} failed: {}", what_, path_, std::strerror(errno)));
+      begin_ = 0;
+      end_ = std::size_t(n);
+      file_offset_ += std::uint64_t(n);
+      if (n == 0) {
+        eof_ = true;
+        break;
+      }
+    }
+    const char* start = buffer_.data() + begin_;
+    const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - begin_));
+    const std::size_t take = nl ? std::size_t(nl - start) : end_ - begin_;
+    if (!line.too_long) {
+      if (bytes + take > max_line_bytes_) {
+        line.too_long = true;
+        line_.clear();
+        line_.shrink_to_fit();
+      } else {
+        line_.append(start, take);
+      }
+    }
+    bytes += take;
+    begin_ += take;
+    if (nl) {
+      ++begin_;
+      line.number = ++number_;
+      line.bytes = bytes;
+      line.complete = true;
+      line.text = line.too_long ? std::string_view() : std::string_view(line_);
+      return true;
+    }
+  }
+  if (bytes == 0) return false;
+  line.number = ++number_;
+  line.bytes = bytes;
+  line.complete = false;
+  line.text = line.too_long ? std::string_view() : std::string_view(line_);
+  return true;
+}
+
+std::uint32_t shard_of_line(const std::string& custom_id, std::int64_t line, std::uint32_t count) {
+  if (count <= 1) return 0;
+  const std::string key = custom_id.empty() ? fmt::format("line-{}", line) : custom_id;
+  return static_cast<std::uint32_t>(XXH3_64bits(key.data(), key.size()) % count);
+}
+
+namespace {
+std::string_view without_cr(std::string_view text) {
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  return text;
+}
+}  // namespace
+
+InputIndex scan_input(const std::string& path, std::optional<InputFormat> format, std::uint32_t shard_index,
+                      std::uint32_t shard_count) {
+  InputIndex index;
+  LineReader::Line l;
+  if (format) {
+    index.format = *format;
+    index.format_detected = false;
+  } else {
+    FormatVote vote;
+    LineReader reader(path, kMaxInputLineBytes);
+    while (reader.next(l)) {
+      if (!l.too_long) vote.add(l.text);
+    }
+    index.format = vote.decide();
+  }
+  LineReader reader(path, kMaxInputLineBytes);
+  std::unordered_map<std::string, std::int64_t> first_line;
+  while (reader.next(l)) {
+    InputEntry e;
+    e.line = l.number;
+    e.offset = l.offset;
+    e.bytes = l.bytes;
+    if (l.too_long) {
+      e.is_error = true;
+      e.error = fmt::format("line {}: {} bytes, longer than the {} bytes a request line may have", l.number, l.bytes,
+                            kMaxInputLineBytes);
+      e.line_hash = XXH3_64bits_withSeed(nullptr, 0, l.bytes);
+    } else {
+      const std::string_view text = without_cr(l.text);
+      std::optional<ParsedLine> parsed = parse_input_line(text, l.number, index.format);
+      if (!parsed) continue;
+      e.line_hash = XXH3_64bits(text.data(), text.size());
+      if (auto* r = std::get_if<JobRequest>(&*parsed)) {
+        e.custom_id = std::move(r->custom_id);
+      } else {
+        auto& err = std::get<LineError>(*parsed);
+        e.custom_id = std::move(err.custom_id);
+        e.is_error = true;
+        e.error = std::move(err.message);
+      }
+    }
+    if (!e.custom_id.empty()) {
+      auto [it, added] = first_line.emplace(e.custom_id, e.line);
+      if (!added) {
+        e.is_error = true;
+        e.error = fmt::format("line {}: duplicate custom_id \"{}\" (first on line {})", e.line, e.custom_id, it->second);
+      }
+    }
+    if (shard_count > 1 && shard_of_line(e.custom_id, e.line, shard_count) != shard_index) continue;
+    index.entries.push_back(std::move(e));
+  }
+  return index;
+}
+
+ParsedLine read_input_line(int fd, const std::string& path, const InputEntry& entry, InputFormat format) {
+  std::string text(entry.bytes, '\0');
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::pread(fd, text.data() + done, text.size() - done, off_t(entry.offset + done));
+    if (n < 0 && errno == EINTR) continue;  // interrupted by a (handled) signal: retry
+    if (n <= 0) {
+      throw std::runtime_error(fmt::format("reading line {} of {} (offset {}) failed: {}", entry.line, path, entry.offset,
+                                           n == 0 ? "the file is shorter than when the job started" : std::strerror(errno)));
+    }
+    done += std::size_t(n);
+  }
+  const std::string_view line = without_cr(text);
+  if (XXH3_64bits(line.data(), line.size()) != entry.line_hash) {
+    throw std::runtime_error(fmt::format("line {} of {} changed while the job ran; rerun to resume with the new input", entry.line,
+                                         path));
+  }
+  std::optional<ParsedLine> parsed = parse_input_line(line, entry.line, format);
+  if (!parsed) throw std::runtime_error(fmt::format("line {} of {} changed while the job ran", entry.line, path));
+  return std::move(*parsed);
 }
 
 }  // namespace sluice

@@ -1,25 +1,41 @@
-// `sluice batch`: a file of requests through one model, overnight, unattended (DESIGN.md §1).
+// `sluice batch`: a file of requests through one model, overnight, unattended (DESIGN.md §1), safe
+// for the user's files.
+//  - Input (engine/batch_input.hpp): a regular file read as a stream, its format voted by all
+//    its lines or given (--input-format); lines longer than a limit are skipped unread.
 //  - Requests run with continuous batching on the layer-major engine (engine/batch_generate.hpp);
 //    each has its own seed (given, or derived from its custom_id), so its answer does not depend on
 //    the batch it ran in.
-//  - Output is OpenAI Batch output JSONL in input order. A line is written whole with one write()
-//    once every earlier line is written; the file is fsync'ed at a bounded interval and at the end.
-//  - Resume: rerunning the same command truncates a torn last line, checks that the lines present
-//    answer this input's first requests (by custom_id), and continues after them.
-//  - Bad lines (invalid JSON, missing fields, unknown url, duplicate custom_id, a prompt that does
-//    not fit the context, messages without a chat template) get a status_code 400 line naming the
-//    input line; --max-errors stops a job that is mostly garbage.
+//  - Output (engine/batch_output.hpp): OpenAI Batch output JSONL in input order, every line
+//    naming (in its id) the request and the model it answers; finished answers are journaled at
+//    once in any order (OUT.journal), so a slow request holds back nothing; the output is locked
+//    (OUT.lock) for the job's life; fsync at a bounded interval and at the end; every write checked.
+//  - Resume: rerun the same command. Nothing in an existing OUT is changed until it is proven to
+//    be this job's (same input lines, same settings, same model); a changed request under the same
+//    custom_id, another model, another input or a file that is not an output is refused, naming
+//    the line or the model. -o equal to -i is refused. An OUT that is not a regular file
+//    (/dev/stdout as a pipe) is written without resume.
+//  - Stopping: SIGINT/SIGTERM (JobOptions::stop_signal) end the job after the current pass; what
+//    is finished is written and fsynced, and a rerun resumes.
+//  - Bad lines (invalid JSON, missing fields, bad values, unknown url, duplicate custom_id, a
+//    prompt that does not fit the context -- refused by its byte length before it is tokenized
+//    when it cannot fit --, messages without a chat template) get a status_code 400 line naming
+//    the input line; --max-errors stops a job that is mostly garbage.
+//  - Chat messages are tokenized as text: only the chat template's own markers become special
+//    tokens, so a message cannot open a turn (--special: parse special tokens in content too).
 //  - Sharding: request i goes to shard hash(custom_id) mod COUNT (line-N without a custom_id);
 //    merge_shard_outputs() interleaves the shards' outputs back into input order.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "engine/batch_generate.hpp"
+#include "engine/batch_input.hpp"
 #include "model/chat_template.hpp"
 
 namespace sluice {
@@ -28,21 +44,52 @@ class Session;
 
 struct JobOptions {
   std::string input, output, report;
+  std::string model_path;                // for the model's identity (engine/batch_output.hpp)
+  std::optional<InputFormat> input_format;  // nullopt: voted by the file's lines
   std::int64_t max_errors = -1;          // stop after more error lines than this (-1: never)
   std::int32_t default_max_tokens = 256;
   std::optional<ChatTemplateKind> chat_template;  // overrides the model's
+  bool special = false;                  // parse special tokens in prompts and message contents
   std::uint32_t shard_index = 0, shard_count = 1;
-  double fsync_seconds = 2.0;
+  double fsync_seconds = 2.0;            // 0: after every answer
   double progress_seconds = 10.0;        // log-line interval when stderr is not a terminal
   bool live_progress = false;            // a redrawn progress bar (stderr is a terminal)
   std::uint64_t seed = 0;                // mixed into the seed of requests that give none
   std::string model_name;
   BatchOptions batch;
+  // Set (to the signal's number) by a SIGINT/SIGTERM handler: the job stops after the current
+  // pass. Null: never stopped.
+  const std::atomic<int>* stop_signal = nullptr;
+  // Crash tests only: raise SIGSTOP once this many answers have been recorded by this run (0:
+  // never), so a test can kill or signal the job at a known point without timing.
+  std::uint64_t test_stop_after = 0;
 };
+
+namespace tok {
+class Tokenizer;
+}
+
+// A request's prompt as text, with the byte ranges (offset, length) that a chat template wrote
+// itself; a completion's prompt has none.
+struct PromptText {
+  std::string text;
+  std::vector<std::pair<std::size_t, std::size_t>> markup;
+};
+// Throws std::invalid_argument when the messages do not fit the template (model/chat_template.hpp).
+PromptText prompt_text(const JobRequest& request, ChatTemplateKind chat_template);
+// BOS as the vocabulary asks, then the text; special tokens only inside the markup unless
+// `special` (then anywhere, as llama.cpp's server does). Thread-safe.
+std::vector<std::int32_t> tokenize_prompt(const tok::Tokenizer& tokenizer, const PromptText& prompt, bool special);
+// The most bytes of text one token of this vocabulary stands for (special tokens' text and a
+// 4-byte character behind <unk> included): a text of B bytes is at least B / this many tokens.
+std::size_t max_token_bytes(const tok::Tokenizer& tokenizer);
+
+// Checks JobOptions' values; throws std::invalid_argument naming the option.
+void validate_job_options(const JobOptions& options);
 
 struct JobSummary {
   std::uint64_t requests = 0;            // this shard's, in the input
-  std::uint64_t resumed = 0;             // already answered in the output when the job started
+  std::uint64_t resumed = 0;             // already answered (output or journal) when the job started
   std::uint64_t ok = 0, failed = 0;      // answered by this run
   std::int64_t prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
@@ -50,6 +97,8 @@ struct JobSummary {
   std::uint64_t bytes_read = 0;
   double overlap = 0;
   bool stopped_by_max_errors = false;
+  int stopped_by_signal = 0;             // SIGINT / SIGTERM, or 0
+  std::string input_format;
   double tokens_per_second() const { return seconds > 0 ? double(prompt_tokens + generated_tokens) / seconds : 0.0; }
 };
 
@@ -58,8 +107,24 @@ std::uint32_t shard_of(const std::string& key, std::uint32_t count);
 // "INDEX/COUNT" -> {index, count}; throws std::invalid_argument.
 std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& text);
 
-// Runs (or resumes) the job. Throws std::runtime_error for what stops the job as a whole (input
-// unreadable, output from another input); everything finished before is already written.
+// One job. The constructor does everything that can refuse the job before a model is loaded:
+// reads the input, locks and verifies the output (std::runtime_error naming the file, line or
+// model). run() answers what is left; it throws std::runtime_error for what stops the job as a
+// whole (a failed write, an I/O error), with everything finished before already written.
+class BatchJob {
+ public:
+  BatchJob(const JobOptions& options, std::ostream& log);
+  ~BatchJob();
+  BatchJob(const BatchJob&) = delete;
+  BatchJob& operator=(const BatchJob&) = delete;
+  JobSummary run(Session& session);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// BatchJob(options, log).run(session).
 JobSummary run_batch_job(Session& session, const JobOptions& options, std::ostream& log);
 void write_job_report(const JobSummary& summary, const JobOptions& options, const std::string& path);
 

@@ -86,88 +86,101 @@ std::size_t content_bytes(std::span<const ChatMessage> messages) {
 // <|eot_id|>: 19 + 19 + 10 bytes).
 constexpr std::size_t kMarkupPerMessageBytes = 48;
 
-std::string render_chatml(std::span<const ChatMessage> messages, std::string out) {
-  for (const ChatMessage& m : messages) {
-    out += "<|im_start|>";
-    out += m.role;
-    out += '\n';
-    out += m.content;
-    out += "<|im_end|>\n";
+// The rendered text and where the template's own markup lies in it, so the markup alone can be
+// tokenized with special tokens (RenderedChat).
+struct Builder {
+  RenderedChat chat;
+  void markup(std::string_view s) {
+    if (s.empty()) return;
+    // Adjacent markup is one range, so a special token written across two pieces still matches.
+    if (!chat.markup.empty() && chat.markup.back().first + chat.markup.back().second == chat.text.size()) {
+      chat.markup.back().second += s.size();
+    } else {
+      chat.markup.emplace_back(chat.text.size(), s.size());
+    }
+    chat.text += s;
   }
-  out += "<|im_start|>assistant\n";
-  return out;
+  void content(std::string_view s) { chat.text += s; }
+};
+
+void render_chatml(std::span<const ChatMessage> messages, Builder& out) {
+  for (const ChatMessage& m : messages) {
+    out.markup("<|im_start|>");
+    out.content(m.role);
+    out.markup("\n");
+    out.content(m.content);
+    out.markup("<|im_end|>\n");
+  }
+  out.markup("<|im_start|>assistant\n");
 }
 
-std::string render_llama3(std::span<const ChatMessage> messages, std::string out) {
+void render_llama3(std::span<const ChatMessage> messages, Builder& out) {
   for (const ChatMessage& m : messages) {
-    out += "<|start_header_id|>";
-    out += m.role;
-    out += "<|end_header_id|>\n\n";
-    out += trim(m.content);
-    out += "<|eot_id|>";
+    out.markup("<|start_header_id|>");
+    out.content(m.role);
+    out.markup("<|end_header_id|>\n\n");
+    out.content(trim(m.content));
+    out.markup("<|eot_id|>");
   }
-  out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+  out.markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 // llama.cpp's LLAMA_2_SYS_STRIP. The first "[INST] " is written up front, so a system message
 // (first, by require_alternation) lands inside the first user turn.
-std::string render_llama2(std::span<const ChatMessage> messages, std::string out) {
-  out += "[INST] ";
+void render_llama2(std::span<const ChatMessage> messages, Builder& out) {
+  out.markup("[INST] ");
   bool inside_turn = true;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const std::string_view content = trim(messages[i].content);
     if (!inside_turn) {
       inside_turn = true;
-      out += "[INST] ";
+      out.markup("[INST] ");
     }
     switch (role_of(ChatTemplateKind::llama2, messages[i], i)) {
       case Role::system:
-        out += "<<SYS>>\n";
-        out += content;
-        out += "\n<</SYS>>\n\n";
+        out.markup("<<SYS>>\n");
+        out.content(content);
+        out.markup("\n<</SYS>>\n\n");
         break;
       case Role::user:
-        out += content;
-        out += " [/INST]";
+        out.content(content);
+        out.markup(" [/INST]");
         break;
       case Role::assistant:
-        out += content;
-        out += "</s>";
+        out.content(content);
+        out.markup("</s>");
         inside_turn = false;
         break;
     }
   }
-  return out;
 }
 
 // llama.cpp's MISTRAL_V7 (the v7 template with its spaces; v7-tekken drops them).
-std::string render_mistral(std::span<const ChatMessage> messages, std::string out) {
+void render_mistral(std::span<const ChatMessage> messages, Builder& out) {
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const std::string& content = messages[i].content;
     switch (role_of(ChatTemplateKind::mistral, messages[i], i)) {
       case Role::system:
-        out += "[SYSTEM_PROMPT] ";
-        out += content;
-        out += "[/SYSTEM_PROMPT]";
+        out.markup("[SYSTEM_PROMPT] ");
+        out.content(content);
+        out.markup("[/SYSTEM_PROMPT]");
         break;
       case Role::user:
-        out += "[INST] ";
-        out += content;
-        out += "[/INST]";
+        out.markup("[INST] ");
+        out.content(content);
+        out.markup("[/INST]");
         break;
       case Role::assistant:
-        out += ' ';
-        out += content;
-        out += "</s>";
+        out.markup(" ");
+        out.content(content);
+        out.markup("</s>");
         break;
     }
   }
-  return out;
 }
 
 // Gemma has no system role: the (trimmed) system prompt opens the first user turn.
-std::string render_gemma(std::span<const ChatMessage> messages, std::string out) {
+void render_gemma(std::span<const ChatMessage> messages, Builder& out) {
   std::string_view system_prompt;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const Role role = role_of(ChatTemplateKind::gemma, messages[i], i);
@@ -175,17 +188,16 @@ std::string render_gemma(std::span<const ChatMessage> messages, std::string out)
       system_prompt = trim(messages[i].content);
       continue;
     }
-    out += role == Role::assistant ? "<start_of_turn>model\n" : "<start_of_turn>user\n";
+    out.markup(role == Role::assistant ? "<start_of_turn>model\n" : "<start_of_turn>user\n");
     if (!system_prompt.empty() && role == Role::user) {
-      out += system_prompt;
-      out += "\n\n";
+      out.content(system_prompt);
+      out.markup("\n\n");
       system_prompt = {};
     }
-    out += trim(messages[i].content);
-    out += "<end_of_turn>\n";
+    out.content(trim(messages[i].content));
+    out.markup("<end_of_turn>\n");
   }
-  out += "<start_of_turn>model\n";
-  return out;
+  out.markup("<start_of_turn>model\n");
 }
 
 struct Name {
@@ -262,7 +274,7 @@ std::optional<ChatTemplateKind> detect_chat_template(std::string_view tmpl) {
   return other;
 }
 
-std::string render_chat(ChatTemplateKind kind, std::span<const ChatMessage> messages) {
+RenderedChat render_chat_marked(ChatTemplateKind kind, std::span<const ChatMessage> messages) {
   if (messages.empty()) {
     throw std::invalid_argument(fmt::format("chat template {}: no messages to render", to_string(kind)));
   }
@@ -270,16 +282,20 @@ std::string render_chat(ChatTemplateKind kind, std::span<const ChatMessage> mess
   if (kind == ChatTemplateKind::llama2 || kind == ChatTemplateKind::mistral || kind == ChatTemplateKind::gemma) {
     require_alternation(kind, messages);
   }
-  std::string out;
-  out.reserve(content_bytes(messages) + kMarkupPerMessageBytes * (messages.size() + 1));
+  Builder out;
+  out.chat.text.reserve(content_bytes(messages) + kMarkupPerMessageBytes * (messages.size() + 1));
   switch (kind) {
-    case ChatTemplateKind::llama2: return render_llama2(messages, std::move(out));
-    case ChatTemplateKind::llama3: return render_llama3(messages, std::move(out));
-    case ChatTemplateKind::chatml: return render_chatml(messages, std::move(out));
-    case ChatTemplateKind::mistral: return render_mistral(messages, std::move(out));
-    case ChatTemplateKind::gemma: return render_gemma(messages, std::move(out));
+    case ChatTemplateKind::llama2: render_llama2(messages, out); break;
+    case ChatTemplateKind::llama3: render_llama3(messages, out); break;
+    case ChatTemplateKind::chatml: render_chatml(messages, out); break;
+    case ChatTemplateKind::mistral: render_mistral(messages, out); break;
+    case ChatTemplateKind::gemma: render_gemma(messages, out); break;
   }
-  throw std::invalid_argument(fmt::format("chat template: unknown kind {}", static_cast<int>(kind)));
+  return std::move(out.chat);
+}
+
+std::string render_chat(ChatTemplateKind kind, std::span<const ChatMessage> messages) {
+  return render_chat_marked(kind, messages).text;
 }
 
 }  // namespace sluice

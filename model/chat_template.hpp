@@ -28,13 +28,18 @@
 // tokenizer adds BOS when tokenizer.ggml.add_bos_token says so: Llama, Mistral, Gemma yes, Qwen
 // no) and parse_special = true, so markers like "<|im_start|>" or "[INST]" become their control
 // tokens; this is how llama.cpp's server tokenizes a rendered chat. As there, marker text inside a
-// message's content is parsed as the marker too.
+// message's content is parsed as the marker too, so a message can open a turn of its own: where
+// the messages come from someone else (`sluice batch`), render with render_chat_marked and
+// tokenize with special tokens allowed only inside its markup ranges (Tokenizer::encode's
+// special_ranges overload).
 #pragma once
 
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sluice {
 
@@ -68,5 +73,14 @@ std::optional<ChatTemplateKind> detect_chat_template(std::string_view jinja);
 //     gemma has no system role, so the system message is merged into the first user turn.
 // chatml and llama3 take the three roles in any order. Contents may hold any bytes. Thread-safe.
 std::string render_chat(ChatTemplateKind kind, std::span<const ChatMessage> messages);
+
+// render_chat's text, and the (offset, length) byte ranges of it that the template wrote itself
+// (markers, separators), in order; everything outside them came from a message (its content or
+// its validated role). Same errors as render_chat. Thread-safe.
+struct RenderedChat {
+  std::string text;
+  std::vector<std::pair<std::size_t, std::size_t>> markup;
+};
+RenderedChat render_chat_marked(ChatTemplateKind kind, std::span<const ChatMessage> messages);
 
 }  // namespace sluice

@@ -62,6 +62,12 @@ class Tokenizer {
   // control tokens written in the text (e.g. "<start_of_turn>") become their ids; user-defined
   // tokens are always matched. Any bytes are accepted (invalid UTF-8 included). Thread-safe.
   std::vector<std::int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
+  // As encode(text, add_special, true), except that control tokens are recognised only where they
+  // lie wholly inside one of `special_ranges` ((offset, length) into text; e.g. a chat template's
+  // own markup, model/chat_template.hpp render_chat_marked); elsewhere their text is plain text.
+  // User-defined tokens are matched everywhere, as with parse_special = false. Thread-safe.
+  std::vector<std::int32_t> encode(std::string_view text, bool add_special,
+                                   std::span<const std::pair<std::size_t, std::size_t>> special_ranges) const;
 
   // The bytes one token stands for (may be part of a UTF-8 character). Control and unknown
   // tokens give "" unless render_special. Throws std::out_of_range for an id outside [0, size()).
@@ -107,7 +113,10 @@ class Tokenizer {
   void index_tokens(Vocab& vocab);
   void index_merges(const std::vector<std::string>& merges);
   void resolve_specials(const Vocab& vocab);
-  std::vector<Fragment> partition_special(std::string_view text, bool parse_special) const;
+  std::vector<Fragment> partition_special(std::string_view text, bool parse_special,
+                                          std::span<const std::pair<std::size_t, std::size_t>> special_ranges = {},
+                                          bool restrict_to_ranges = false) const;
+  std::vector<std::int32_t> encode_fragments(std::string_view text, const std::vector<Fragment>& fragments, bool add_special) const;
   void encode_spm(std::string_view text, std::vector<std::int32_t>& out) const;
   void encode_bpe(std::string_view text, std::vector<std::int32_t>& out) const;
   void encode_bpe_word(const std::string& word, std::vector<std::int32_t>& out) const;

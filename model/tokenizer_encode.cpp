@@ -92,7 +92,16 @@ std::int32_t Tokenizer::spm_byte_token(std::uint8_t byte) const {
   return raw >= 0 ? raw : unk_;
 }
 
-std::vector<Tokenizer::Fragment> Tokenizer::partition_special(std::string_view text, bool parse_special) const {
+std::vector<Tokenizer::Fragment> Tokenizer::partition_special(std::string_view text, bool parse_special,
+                                                             std::span<const std::pair<std::size_t, std::size_t>> special_ranges,
+                                                             bool restrict_to_ranges) const {
+  // Whether [at, at + n) lies inside one range (ranges are few: a chat's markers).
+  const auto allowed = [&](std::size_t at, std::size_t n) {
+    for (const auto& [offset, length] : special_ranges) {
+      if (at >= offset && at - offset <= length && n <= length - (at - offset)) return true;
+    }
+    return false;
+  };
   std::vector<Fragment> fragments = {{-1, 0, text.size()}};
   // Tokens whose first byte is nowhere in the text cannot match: skip them without a scan.
   std::array<bool, kByteValues> present{};
@@ -106,6 +115,7 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition_special(std::string_view t
     if (!parse_special && (attr & (kAttrControl | kAttrUnknown))) continue;
     const std::string& special = tokens_[static_cast<std::size_t>(id)];
     if (!present[static_cast<std::uint8_t>(special[0])]) continue;
+    const bool ranged = restrict_to_ranges && (attr & (kAttrControl | kAttrUnknown));
 
     next.clear();
     bool found = false;
@@ -117,11 +127,16 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition_special(std::string_view t
       std::size_t begin = frag.offset;
       const std::size_t end = frag.offset + frag.length;
       const std::string_view window = text.substr(0, end);
-      for (std::size_t hit; (hit = window.find(special, begin)) != std::string_view::npos;) {
+      std::size_t search = begin;
+      for (std::size_t hit; (hit = window.find(special, search)) != std::string_view::npos;) {
+        if (ranged && !allowed(hit, special.size())) {  // in a message's text: stays text
+          search = hit + 1;
+          continue;
+        }
         found = true;
         if (hit > begin) next.push_back({-1, begin, hit - begin});
         next.push_back({id, hit, special.size()});
-        begin = hit + special.size();
+        begin = search = hit + special.size();
       }
       if (begin < end) next.push_back({-1, begin, end - begin});
     }
@@ -131,9 +146,18 @@ std::vector<Tokenizer::Fragment> Tokenizer::partition_special(std::string_view t
 }
 
 std::vector<std::int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+  return encode_fragments(text, text.empty() ? std::vector<Fragment>{} : partition_special(text, parse_special), add_special);
+}
+
+std::vector<std::int32_t> Tokenizer::encode(std::string_view text, bool add_special,
+                                            std::span<const std::pair<std::size_t, std::size_t>> special_ranges) const {
+  return encode_fragments(text, text.empty() ? std::vector<Fragment>{} : partition_special(text, true, special_ranges, true),
+                          add_special);
+}
+
+std::vector<std::int32_t> Tokenizer::encode_fragments(std::string_view text, const std::vector<Fragment>& fragments,
+                                                      bool add_special) const {
   std::vector<std::int32_t> out;
-  const std::vector<Fragment> fragments =
-      text.empty() ? std::vector<Fragment>{} : partition_special(text, parse_special);
   if (add_special && add_bos_) out.push_back(bos_);
 
   // SentencePiece: the text at the start and after every special token gets the space prefix.

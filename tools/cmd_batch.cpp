@@ -4,10 +4,13 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
 #include <iostream>
+#include <limits>
 
 #include "common/units.hpp"
 #include "engine/batch_job.hpp"
@@ -26,6 +29,7 @@ struct BatchCliOptions {
   std::int32_t batch = 8;
   double progress_seconds = 10;
   std::string progress = "auto";
+  std::string input_format = "auto";
   // merge
   std::vector<std::string> shard_outputs;
 };
@@ -50,8 +54,31 @@ void resolve_shard(BatchCliOptions& o) {
   if (o.shard_count > 1) throw std::invalid_argument("--shard-count needs JOB_COMPLETION_INDEX (or give --shard INDEX/COUNT)");
 }
 
+// The first SIGINT/SIGTERM asks the job to stop after the current pass (it writes, fsyncs and
+// exits 128 + signal); a second one ends the process at once (what is finished is on disk).
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal.load() != 0) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop_signal.store(sig);
+}
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
 int run_job(BatchCliOptions o) {
   resolve_shard(o);
+  if (o.input_format != "auto") o.job.input_format = input_format_from_name(o.input_format);
   if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
   o.session.kv_type = o.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
   o.session.n_seq = o.batch;
@@ -67,11 +94,16 @@ int run_job(BatchCliOptions o) {
   o.job.batch.max_pass_tokens = o.session.pass_tokens;
   o.job.live_progress = o.progress == "bar" || (o.progress == "auto" && ::isatty(STDERR_FILENO));
   o.job.progress_seconds = o.progress_seconds;
+  o.job.model_path = o.session.model;
+  o.job.stop_signal = &g_stop_signal;
+  install_stop_handlers();
+  // Input read, output locked and proven this job's before the model is loaded: a refusal is at once.
+  BatchJob job(o.job, std::cerr);
   Session session(o.session);
   if (o.job.model_name.empty()) {
     o.job.model_name = session.metadata().get_string("general.name").value_or(std::filesystem::path(o.session.model).stem().string());
   }
-  const JobSummary s = run_batch_job(session, o.job, std::cerr);
+  const JobSummary s = job.run(session);
   std::cerr << fmt::format(
       "sluice batch: {} requests: {} ok, {} failed, {} answered before | {} prompt + {} generated tokens in {:.1f} s: {:.2f} tok/s | "
       "{} passes, {} read, overlap {:.3f}{}\n",
@@ -79,6 +111,7 @@ int run_job(BatchCliOptions o) {
       format_bytes(s.bytes_read), s.overlap, s.stopped_by_max_errors ? " | STOPPED: more errors than --max-errors" : "");
   session.print_stream_table(std::cerr, s.prompt_tokens + s.generated_tokens);
   if (!o.job.report.empty()) write_job_report(s, o.job, o.job.report);
+  if (s.stopped_by_signal != 0) return 128 + s.stopped_by_signal;
   return s.stopped_by_max_errors ? 3 : 0;
 }
 
@@ -90,15 +123,32 @@ void add_batch_command(CLI::App& app) {
       "batch",
       "Answer a file of requests, one per line: OpenAI Batch JSONL ({custom_id, method, url, body}), plain JSONL\n"
       "({id, prompt | messages, max_tokens, temperature, top_p, seed, stop}) or plain text (one prompt per line).\n"
-      "Output: OpenAI Batch output JSONL in input order. Rerun the same command after a crash to resume.\n"
-      "Bad lines get a status_code 400 line naming the input line; the job goes on.");
+      "The format is voted by all lines (or --input-format); a bad line, the first included, is one error line.\n"
+      "Output: OpenAI Batch output JSONL in input order; each line's id names its request and model.\n"
+      "Finished answers go at once to OUT.journal (any order), so a kill loses at most --fsync-interval of work;\n"
+      "OUT.lock keeps a second process off the same output (it is refused, naming the holder's PID).\n"
+      "Rerun the same command after a crash, a kill or Ctrl-C to resume; an existing OUT is changed only once\n"
+      "proven this job's (same input lines, settings and model), else refused naming the line or the model.\n"
+      "-o /dev/stdout (a pipe) or another non-regular file is written without resume.\n"
+      "SIGINT/SIGTERM: finish the pass, fsync, exit 130/143 (a second signal exits at once).\n"
+      "Bad lines get a status_code 400 line naming the input line; the job goes on.\n"
+      "Exit: 0 done, 1 error (nothing finished is lost), 3 --max-errors, 130/143 stopped by a signal.");
   cmd->require_subcommand(0, 1);
   cmd->add_option("-m,--model", o->session.model, "Model file: GGUF or .sluice pack")->check(CLI::ExistingFile);
   cmd->add_option("-i,--input", o->job.input, "Requests file")->check(CLI::ExistingFile);
-  cmd->add_option("-o,--output", o->job.output, "Results file (appended; resumed when it exists)");
+  cmd->add_option("-o,--output", o->job.output, "Results file (appended; resumed when it exists and is this job's)");
+  cmd->add_option("--input-format", o->input_format, "auto (voted by the lines) | openai | jsonl | text")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "openai", "jsonl", "text"}));
+  cmd->add_flag("--special", o->job.special,
+                "Parse special tokens (e.g. <|im_start|>) written in prompts and message contents (default: they are text)");
   cmd->add_option("--batch,-b", o->batch, "Sequences sharing every pass (continuous batching)")->capture_default_str()->check(CLI::Range(1, 4096));
-  cmd->add_option("--max-tokens", o->job.default_max_tokens, "max_tokens for requests that give none")->capture_default_str();
-  cmd->add_option("--max-errors", o->job.max_errors, "Stop (exit 3) after more error lines than this (-1: never)")->capture_default_str();
+  cmd->add_option("--max-tokens", o->job.default_max_tokens, "max_tokens for requests that give none (>= 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--max-errors", o->job.max_errors, "Stop (exit 3) after more error lines than this (-1: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t(-1), std::numeric_limits<std::int64_t>::max()));
   cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma (default: the model's)");
   cmd->add_option("--shard", o->shard, "INDEX/COUNT: answer only this shard's requests (default: SLURM_ARRAY_TASK_ID/COUNT)");
   cmd->add_option("--shard-count", o->shard_count, "COUNT for a Kubernetes Indexed Job (the index is JOB_COMPLETION_INDEX)");
@@ -106,8 +156,12 @@ void add_batch_command(CLI::App& app) {
   cmd->add_option("--progress", o->progress, "auto (a bar on a terminal, else log lines) | bar | log")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "bar", "log"}));
-  cmd->add_option("--progress-interval", o->progress_seconds, "Seconds between log lines")->capture_default_str();
-  cmd->add_option("--fsync-interval", o->job.fsync_seconds, "Most seconds between fsyncs of the output")->capture_default_str();
+  // Both checked by validate_job_options (finite, and > 0 / >= 0), with a readable message.
+  cmd->add_option("--progress-interval", o->progress_seconds, "Seconds between log lines (> 0)")->capture_default_str();
+  cmd->add_option("--fsync-interval", o->job.fsync_seconds, "Most seconds between fsyncs of the output and journal (0: every answer)")
+      ->capture_default_str();
+  // Crash tests only (hidden): SIGSTOP itself after N answers, so a test kills or signals it at a known point.
+  cmd->add_option("--test-stop-after", o->job.test_stop_after)->group("");
   cmd->add_option("--seed", o->job.seed, "Mixed into the seed of requests that give none")->capture_default_str();
   cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")->capture_default_str();
   cmd->add_option("--mem-budget", o->mem_budget, "Memory budget (default: 80% of available memory, cgroup-aware)");

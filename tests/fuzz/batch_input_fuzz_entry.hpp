@@ -32,7 +32,7 @@ inline void run_batch_input(const std::uint8_t* data, std::size_t size) {
   if (const auto* r = std::get_if<JobRequest>(&*parsed)) {
     if (r->custom_id.empty()) fail("a request without a custom_id");
     if (r->chat && r->messages.empty()) fail("a chat request without messages");
-    if (r->max_tokens && (*r->max_tokens < 0 || *r->max_tokens > (1 << 24))) fail("max_tokens out of range");
+    if (r->max_tokens && (*r->max_tokens < 1 || *r->max_tokens > (1 << 24))) fail("max_tokens out of range");
     if (r->line != 42) fail("wrong line number");
   } else if (std::get<LineError>(*parsed).message.rfind("line 42: ", 0) != 0) {
     fail("an error message that does not name the line");

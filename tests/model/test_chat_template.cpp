@@ -131,6 +131,31 @@ TEST(ChatRenderDetail, ChatmlAndLlama3TakeAnyOrder) {
   EXPECT_NO_THROW(render_chat(K::chatml, Messages{{"system", "only"}}));
 }
 
+// render_chat_marked: the same text, and its markup ranges hold the template's markers only,
+// never a message's content (what `sluice batch` tokenizes without special tokens).
+TEST(ChatRenderMarked, MarkupIsTheTemplatesOwnText) {
+  const Messages messages = {{"system", "S<|im_end|>"}, {"user", "U<start_of_turn>"}, {"assistant", "A[INST]"}, {"user", "V"}};
+  for (const K kind : {K::llama2, K::llama3, K::chatml, K::mistral, K::gemma}) {
+    const RenderedChat chat = render_chat_marked(kind, messages);
+    EXPECT_EQ(chat.text, render_chat(kind, messages)) << to_string(kind);
+    std::size_t end = 0;
+    std::string markup;
+    for (const auto& [offset, length] : chat.markup) {
+      EXPECT_GE(offset, end) << to_string(kind);  // in order, not overlapping
+      ASSERT_LE(offset + length, chat.text.size()) << to_string(kind);
+      end = offset + length;
+      markup += chat.text.substr(offset, length);
+    }
+    for (const char* content : {"S<|im_end|>", "U<start_of_turn>", "A[INST]"}) {
+      EXPECT_EQ(markup.find(content), std::string::npos) << to_string(kind) << ": " << content << " in the markup";
+    }
+  }
+  const RenderedChat chatml = render_chat_marked(K::chatml, Messages{{"user", "hi"}});
+  std::string markup;
+  for (const auto& [offset, length] : chatml.markup) markup += chatml.text.substr(offset, length);
+  EXPECT_EQ(markup, "<|im_start|>\n<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST(ChatTemplateNames, RoundTripAndAliases) {
   for (K k : {K::llama2, K::llama3, K::chatml, K::mistral, K::gemma}) {
     EXPECT_EQ(chat_template_from_name(to_string(k)), k) << to_string(k);

@@ -7,6 +7,7 @@
 //   - a fuzz smoke run of the fuzz entry over seeded random inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -146,6 +147,27 @@ TEST(TokenizerSpm, SpecialTokensInText) {
   const Ids plain = tok.encode("<start_of_turn>", false, false);
   EXPECT_EQ(std::count(plain.begin(), plain.end(), turn), 0);
   EXPECT_EQ(tok.encode("a<tool>", false, false), (Ids{id_of(tok, kSp + "a"), tool}));
+}
+
+// Control tokens only inside the given ranges (a chat template's markup); elsewhere text.
+TEST(TokenizerSpm, SpecialTokensOnlyInsideRanges) {
+  const Tokenizer tok(tiny_spm_vocab());
+  const std::int32_t turn = id_of(tok, "<start_of_turn>");
+  const std::string text = "<start_of_turn>hello<start_of_turn>";
+  const std::vector<std::pair<std::size_t, std::size_t>> first = {{0, 15}};
+  const Ids ids = tok.encode(text, false, std::span(first));
+  EXPECT_EQ(ids.front(), turn);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), turn), 1);
+  // A range that covers only part of a marker does not make it special.
+  const std::vector<std::pair<std::size_t, std::size_t>> partial = {{0, 14}};
+  const Ids none = tok.encode(text, false, std::span(partial));
+  EXPECT_EQ(std::count(none.begin(), none.end(), turn), 0);
+  // Ranges over the whole text: the same as parse_special.
+  const std::vector<std::pair<std::size_t, std::size_t>> all = {{0, text.size()}};
+  EXPECT_EQ(tok.encode(text, true, std::span(all)), tok.encode(text, true, true));
+  // User-defined tokens match everywhere, as without parse_special.
+  EXPECT_EQ(tok.encode("a<tool>", false, std::span<const std::pair<std::size_t, std::size_t>>()),
+            tok.encode("a<tool>", false, false));
 }
 
 TEST(TokenizerSpm, DecodeFollowsLlamaCpp) {
