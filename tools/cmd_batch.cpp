@@ -163,11 +163,15 @@ void add_batch_command(CLI::App& app) {
   // Crash tests only (hidden): SIGSTOP itself after N answers, so a test kills or signals it at a known point.
   cmd->add_option("--test-stop-after", o->job.test_stop_after)->group("");
   cmd->add_option("--seed", o->job.seed, "Mixed into the seed of requests that give none")->capture_default_str();
-  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--mem-budget", o->mem_budget, "Memory budget (default: 80% of available memory, cgroup-aware)");
   cmd->add_option("--kv-type", o->kv_type, "f16 | q8_0")->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
-  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")->capture_default_str();
-  cmd->add_option("-t,--threads", o->session.threads, "Worker threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  add_threads_option(cmd, o->session.threads);
   cmd->add_option("--kv-spill-dir", o->session.kv_spill_dir, "Directory for a spilled KV cache")->capture_default_str();
   cmd->callback([o, cmd] {
     if (!cmd->get_subcommands().empty()) return;

@@ -58,6 +58,10 @@ bad_flags = [
     (["perplexity", "-m", stories, "-f", "/usr/share/common-licenses/GPL-3", "-c", "64"], ["-t", "-1"], "--threads"),
     (["eval", "-m", stories, "-p", "Once"], ["-t", "1000"], "--threads"),
     (["eval", "-m", stories, "-p", "Once"], ["-c", "-1"], "--ctx-size"),
+    (["batch", "-m", stories, "-i", stories, "-o", "/tmp/sluice-never-written"], ["-t", "1000"], "--threads"),
+    (["batch", "-m", stories, "-i", stories, "-o", "/tmp/sluice-never-written"], ["--max-tokens", "-5"], "--max-tokens"),
+    (["batch", "-m", stories, "-i", stories, "-o", "/tmp/sluice-never-written"], ["--pass-tokens", "0"], "--pass-tokens"),
+    (["batch", "-m", stories, "-i", stories, "-o", "/tmp/sluice-never-written"], ["-c", "-1"], "--ctx-size"),
 ]
 for cmd, extra, flag in bad_flags:
     rc, out, err = run(cmd + extra, timeout=30)
