@@ -124,6 +124,12 @@ ModelConfig config_from_metadata(const Metadata& md) {
   if (md.get_uint(a + "vocab_size")) {
     c.n_vocab = key.count("vocab_size", 1, kMaxVocabulary, std::nullopt);
     c.n_vocab_key = a + "vocab_size";
+    // The embedding may have spare rows, but every id the tokenizer makes needs one.
+    if (auto tokens = md.get_string_array("tokenizer.ggml.tokens"); tokens && tokens->size() > std::uint64_t(c.n_vocab)) {
+      key.fail("vocab_size", std::to_string(c.n_vocab),
+               fmt::format("fewer than the {} entries of tokenizer.ggml.tokens (every token needs an embedding row)",
+                           tokens->size()));
+    }
   } else if (auto tokens = md.get_string_array("tokenizer.ggml.tokens")) {
     if (tokens->empty() || tokens->size() > kMaxVocabulary) {
       throw std::runtime_error(fmt::format("{}: tokenizer.ggml.tokens has {} entries: must be 1 to {}", md.source(),

@@ -245,8 +245,9 @@ inline std::vector<BadModelCase> bad_metadata_cases() {
   u32("gemma3", "attention.value_length", 16, {"key length 32"});
   u32("llama", "rope.dimension_count", 15, {"even"});
   u32("llama", "rope.dimension_count", 64, {"limit of 16"});
-  u32("llama", "vocab_size", 100, {});  // metadata fine; token_embd then disagrees
-  cases.back().words = {"token_embd.weight", "[64, 288]", "[64, 100]", "llama.vocab_size"};
+  u32("llama", "vocab_size", 100, {"288 entries of tokenizer.ggml.tokens"});
+  u32("llama", "vocab_size", 300, {});  // metadata fine; token_embd then disagrees
+  cases.back().words = {"token_embd.weight", "[64, 288]", "[64, 300]", "n_vocab from llama.vocab_size"};
   for (const char* key : {"rope.freq_base", "attention.layer_norm_rms_epsilon"}) {
     const std::string full = std::string("llama.") + key;
     // A pack's JSON keeps NaN as null, which is refused as "not a number" instead.
