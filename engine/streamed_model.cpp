@@ -51,7 +51,7 @@ StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
   block_extent_.assign(std::size_t(config_.n_layer), UINT32_MAX);
   std::vector<std::int64_t> extent_block(extents.size(), -1);  // extent -> block, -1: not a block's
   for (std::uint32_t i = 0; i < extents.size(); ++i) {
-    const std::optional<std::int64_t> il = block_index_of(extents[i].name);
+    const std::optional<std::int64_t> il = block_extent_index(extents[i].name);
     if (!il) continue;
     SLUICE_ASSERT_MSG(*il >= 0 && *il < config_.n_layer, "checked_config bounds block extents");
     block_extent_[std::size_t(*il)] = i;

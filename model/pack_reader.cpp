@@ -323,7 +323,7 @@ void Pack::parse_manifest(const std::vector<std::byte>& manifest) {
     extent.name = p.string(item, "name", where);
     // Streaming code indexes blocks by the N of "blk.N": it must parse (its range against the
     // model's block_count is check_model_tensors' part).
-    if (is_block_name(extent.name) && (!block_index_of(extent.name) || extent.name.find('.', 4) != std::string::npos)) {
+    if (is_block_name(extent.name) && !block_extent_index(extent.name)) {
       p.fail(where + ".name", fmt::format("\"{}\" starts with \"blk.\" but is not blk.N with N at most {} digits",
                                           extent.name, kMaxBlockIndexDigits));
     }

@@ -165,6 +165,11 @@ std::optional<std::int64_t> block_index_of(std::string_view name) {
   return index;
 }
 
+std::optional<std::int64_t> block_extent_index(std::string_view name) {
+  if (name.find('.', 4) != std::string_view::npos) return std::nullopt;
+  return block_index_of(name);
+}
+
 void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensors, const std::string& source,
                          std::span<const std::string> extent_names) {
   std::unordered_map<std::string_view, const TensorDesc*> by_name;
@@ -176,8 +181,8 @@ void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensor
   for (std::size_t e = 0; e < extent_names.size(); ++e) {
     const std::string& name = extent_names[e];
     if (!is_block_name(name)) continue;
-    const auto il = block_index_of(name);
-    if (!il || name.find('.', 4) != std::string::npos) {
+    const auto il = block_extent_index(name);
+    if (!il) {
       throw std::runtime_error(fmt::format("{}: extent {} '{}': a block extent is named blk.N, N a block number", source, e, name));
     }
     if (*il >= config.n_layer) {

@@ -65,6 +65,8 @@ bool is_block_name(std::string_view name);
 // N for a name "blk.N" or "blk.N.<rest>" (N: 1 to kMaxBlockIndexDigits decimal digits, no sign);
 // nullopt for any other name, including a block name whose N does not parse.
 std::optional<std::int64_t> block_index_of(std::string_view name);
+// N for an extent name that is exactly "blk.N" (a block's extent); nullopt otherwise.
+std::optional<std::int64_t> block_extent_index(std::string_view name);
 // Nine digits: any block count a model has (and kMaxBlockCount) fits, and the value fits int32.
 inline constexpr std::size_t kMaxBlockIndexDigits = 9;
 

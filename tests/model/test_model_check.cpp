@@ -100,6 +100,9 @@ TEST(ModelCheck, BlockIndexParsing) {
   EXPECT_FALSE(block_index_of("blk.+1"));
   EXPECT_FALSE(block_index_of("blk.x.attn_q"));
   EXPECT_FALSE(block_index_of("output.weight"));
+  EXPECT_EQ(block_extent_index("blk.3"), 3);
+  EXPECT_FALSE(block_extent_index("blk.3.attn_q.weight"));
+  EXPECT_FALSE(block_extent_index("token_embd"));
   EXPECT_TRUE(is_block_name("blk.x"));
   EXPECT_FALSE(is_block_name("token_embd.weight"));
 }
