@@ -9,6 +9,7 @@
 
 #include "model/gguf.hpp"
 #include "model/pack_reader.hpp"
+#include "model/tensor_check.hpp"
 
 namespace sluice {
 namespace {
@@ -39,11 +40,15 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
   std::unique_ptr<Model> m(new Model());
   m->path_ = path;
   std::string magic = read_magic(path);
+  // The config and the tensor table are checked against each other before any extent is read
+  // or any view made: every view bound below then has the shape its buffers are sized for.
   if (magic.compare(0, 4, "GGUF") == 0) {
     m->gguf_ = std::make_unique<gguf::File>(gguf::File::open(path));
     m->metadata_ = metadata_of(*m->gguf_);
+    m->config_ = checked_config(*m->gguf_);
   } else if (magic == std::string(pack::kMagic, 8)) {
     m->pack_ = std::make_unique<pack::Pack>(pack::Pack::open(path));
+    m->config_ = checked_config(*m->pack_);
     for (std::size_t i = 0; i < m->pack_->extents().size(); ++i) {
       auto bytes = m->pack_->read_extent(i);
       if (!bytes) throw std::runtime_error(bytes.error().message);
@@ -53,7 +58,6 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
   } else {
     throw std::runtime_error(fmt::format("{}: neither a GGUF file nor a sluice pack (magic bytes do not match)", path));
   }
-  m->config_ = config_from_metadata(*m->metadata_);
   m->bind();
   return m;
 }
@@ -72,7 +76,6 @@ TensorView Model::tensor(std::string_view name) const {
 
 void Model::bind() {
   globals_ = bind_globals(lookup(), config_, path_);
-  if (config_.n_vocab == 0) config_.n_vocab = globals_.tok_embd.rows();
   for (std::int64_t il = 0; il < config_.n_layer; ++il) blocks_.push_back(bind_block(lookup(), config_, il, path_));
   if (gguf_) {
     for (const auto& t : gguf_->tensors()) weight_bytes_ += t.bytes;

@@ -12,6 +12,7 @@
 #include "common/trace.hpp"
 #include "engine/generate.hpp"
 #include "model/convert.hpp"
+#include "model/tensor_check.hpp"
 
 namespace sluice {
 
@@ -43,15 +44,18 @@ double StreamStats::overlap() const {
 StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
     : path_(path), options_(std::move(options)), pack_(pack::Pack::open(path)) {
   metadata_ = metadata_of(pack_.metadata(), path_);
-  config_ = config_from_metadata(*metadata_);
+  // Tensors against hyper-parameters, and every "blk.N" extent's N below n_layer, before any
+  // index or buffer is taken from them.
+  config_ = checked_config(pack_);
   const auto& extents = pack_.extents();
   block_extent_.assign(std::size_t(config_.n_layer), UINT32_MAX);
+  std::vector<std::int64_t> extent_block(extents.size(), -1);  // extent -> block, -1: not a block's
   for (std::uint32_t i = 0; i < extents.size(); ++i) {
-    const std::string& name = extents[i].name;
-    if (name.rfind("blk.", 0) == 0) {
-      std::int64_t il = std::stoll(name.substr(4));
-      if (il >= 0 && il < config_.n_layer) block_extent_[std::size_t(il)] = i;
-    }
+    const std::optional<std::int64_t> il = block_extent_index(extents[i].name);
+    if (!il) continue;
+    SLUICE_ASSERT_MSG(*il >= 0 && *il < config_.n_layer, "checked_config bounds block extents");
+    block_extent_[std::size_t(*il)] = i;
+    extent_block[i] = *il;
   }
   for (std::int64_t il = 0; il < config_.n_layer; ++il) {
     if (block_extent_[std::size_t(il)] == UINT32_MAX) {
@@ -87,8 +91,7 @@ StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
 
   resident_.resize(extents.size());
   for (std::uint32_t i = 0; i < extents.size(); ++i) {
-    const bool is_block = extents[i].name.rfind("blk.", 0) == 0;
-    if (is_block && !block_resident_[std::size_t(std::stoll(extents[i].name.substr(4)))]) continue;
+    if (extent_block[i] >= 0 && !block_resident_[std::size_t(extent_block[i])]) continue;
     if (options_.stream_head && i == head_extent_) continue;
     if (options_.embed_on_demand && i == embd_extent_ && !(i == head_extent_ && !options_.stream_head)) continue;
     resident_[i] = read_resident_extent(i);
@@ -116,7 +119,6 @@ StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
     *view = view_of(*t, nullptr);
     view->data = small_streamed_.back().data();
   }
-  if (config_.n_vocab == 0) config_.n_vocab = globals_.tok_embd.rows();
 
   resident_blocks_.resize(std::size_t(config_.n_layer));
   for (std::int64_t il = 0; il < config_.n_layer; ++il) {

@@ -7,6 +7,7 @@
 
 #include "model/gguf.hpp"
 #include "model/metadata.hpp"
+#include "model/tensor_check.hpp"
 
 namespace sluice {
 
@@ -23,6 +24,7 @@ std::string extent_of_tensor(const std::string& name) {
 ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::string& pack_path, pack::WriterOptions options,
                                   const std::function<void(std::size_t, std::size_t)>& progress) {
   gguf::File in = gguf::File::open(gguf_path);
+  (void)checked_config(in);  // a pack is only made of a model the engine can run
   // Stream order: the embedding, blocks in layer order, the head, then the rest.
   std::vector<std::string> order;
   std::map<std::string, std::vector<const gguf::TensorInfo*>> groups;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "model/gguf.hpp"
 
@@ -30,28 +31,38 @@ class GgufMetadata final : public Metadata {
   const gguf::File& file_;
 };
 
+// Like the GGUF getters, scalars: nullopt for an absent key; a present key whose value is not
+// of the kind asked for (a NaN the manifest stored as null, a negative count) throws naming it.
+// Arrays of the wrong kind read as absent, as before (a vocabulary's scores may hold an
+// infinity, which JSON stores as null; the tokenizer then does without them).
 class JsonMetadata final : public Metadata {
  public:
   JsonMetadata(const nlohmann::json& json, std::string source) : json_(json), source_(std::move(source)) {}
   std::string source() const override { return source_; }
   std::optional<std::string> get_string(std::string_view key) const override {
     const auto* v = find(key);
-    if (!v || !v->is_string()) return std::nullopt;
+    if (!v) return std::nullopt;
+    if (!v->is_string()) fail(key, *v, "a string");
     return v->get<std::string>();
   }
   std::optional<std::uint64_t> get_uint(std::string_view key) const override {
     const auto* v = find(key);
-    if (!v || !(v->is_number_unsigned() || (v->is_number_integer() && v->get<std::int64_t>() >= 0))) return std::nullopt;
+    if (!v) return std::nullopt;
+    if (!(v->is_number_unsigned() || (v->is_number_integer() && v->get<std::int64_t>() >= 0))) {
+      fail(key, *v, "a non-negative integer");
+    }
     return v->get<std::uint64_t>();
   }
   std::optional<double> get_float(std::string_view key) const override {
     const auto* v = find(key);
-    if (!v || !v->is_number()) return std::nullopt;
+    if (!v) return std::nullopt;
+    if (!v->is_number()) fail(key, *v, "a number");
     return v->get<double>();
   }
   std::optional<bool> get_bool(std::string_view key) const override {
     const auto* v = find(key);
-    if (!v || !v->is_boolean()) return std::nullopt;
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) fail(key, *v, "a bool");
     return v->get<bool>();
   }
   std::optional<std::vector<std::string>> get_string_array(std::string_view key) const override {
@@ -92,6 +103,13 @@ class JsonMetadata final : public Metadata {
   const nlohmann::json* find(std::string_view key) const {
     auto it = json_.find(std::string(key));
     return it == json_.end() ? nullptr : &*it;
+  }
+  [[noreturn]] void fail(std::string_view key, const nlohmann::json& value, std::string_view wanted) const {
+    // A short rendering: the value may be a 262k-entry array.
+    constexpr std::size_t kShownChars = 40;
+    std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (text.size() > kShownChars) text = text.substr(0, kShownChars) + "...";
+    throw std::runtime_error(fmt::format("{}: {} = {}: cannot be read as {}", source_, key, text, wanted));
   }
   const nlohmann::json& json_;
   std::string source_;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <fmt/format.h>
+#include <limits>
+#include <optional>
 #include <stdexcept>
 
 namespace sluice {
@@ -27,6 +29,47 @@ std::uint64_t Metadata::require_uint(std::string_view key) const {
   return *v;
 }
 
+namespace {
+
+// Reads keys and refuses values that would crash or corrupt memory later, naming the key and
+// the value it had.
+class KeyReader {
+ public:
+  KeyReader(const Metadata& md, std::string prefix) : md_(md), prefix_(std::move(prefix)) {}
+
+  [[noreturn]] void fail(std::string_view key, const std::string& value, std::string_view why) const {
+    throw std::runtime_error(fmt::format("{}: {}{} = {}: {}", md_.source(), prefix_, key, value, why));
+  }
+
+  // An integer in [lo, hi]; `fallback` when absent (nullopt: the key is required).
+  std::int64_t count(std::string_view key, std::uint64_t lo, std::uint64_t hi, std::optional<std::uint64_t> fallback) const {
+    const std::string full = prefix_ + std::string(key);
+    std::optional<std::uint64_t> v = md_.get_uint(full);
+    if (!v && !fallback) v = md_.require_uint(full);  // throws "missing"
+    const std::uint64_t value = v.value_or(*fallback);
+    if (value < lo) fail(key, std::to_string(value), fmt::format("must be at least {}", lo));
+    if (value > hi) fail(key, std::to_string(value), fmt::format("exceeds the limit of {}", hi));
+    return std::int64_t(value);
+  }
+
+  // A finite number > 0 (>= 0 when `zero_ok`); `fallback` when absent.
+  double positive(std::string_view key, double fallback, bool zero_ok = false) const {
+    const double value = md_.get_float(prefix_ + std::string(key)).value_or(fallback);
+    if (!std::isfinite(value) || value < 0 || (value == 0 && !zero_ok)) {
+      fail(key, fmt::format("{}", value), zero_ok ? "must be a finite number >= 0" : "must be a finite number > 0");
+    }
+    return value;
+  }
+
+  bool has(std::string_view key) const { return md_.get_uint(prefix_ + std::string(key)).has_value(); }
+
+ private:
+  const Metadata& md_;
+  std::string prefix_;
+};
+
+}  // namespace
+
 ModelConfig config_from_metadata(const Metadata& md) {
   ModelConfig c;
   c.arch_name = md.require_string("general.architecture");
@@ -34,35 +77,69 @@ ModelConfig config_from_metadata(const Metadata& md) {
   else if (c.arch_name == "qwen2") c.arch = Arch::qwen2;
   else if (c.arch_name == "gemma3") c.arch = Arch::gemma3;
   else {
-    throw std::runtime_error(fmt::format("{}: architecture '{}' is not supported (sluice runs llama, qwen2, gemma3)",
+    throw std::runtime_error(fmt::format("{}: general.architecture = '{}': not supported (sluice runs llama, qwen2, gemma3)",
                                          md.source(), c.arch_name));
   }
   const std::string a = c.arch_name + ".";
-  c.n_embd = std::int64_t(md.require_uint(a + "embedding_length"));
-  c.n_layer = std::int64_t(md.require_uint(a + "block_count"));
-  c.n_head = std::int64_t(md.require_uint(a + "attention.head_count"));
-  c.n_head_kv = std::int64_t(md.get_uint(a + "attention.head_count_kv").value_or(std::uint64_t(c.n_head)));
-  c.n_ff = std::int64_t(md.require_uint(a + "feed_forward_length"));
-  c.n_ctx_train = std::int64_t(md.get_uint(a + "context_length").value_or(2048));
-  c.head_dim = std::int64_t(md.get_uint(a + "attention.key_length").value_or(std::uint64_t(c.n_embd / c.n_head)));
-  c.n_rot = std::int64_t(md.get_uint(a + "rope.dimension_count").value_or(std::uint64_t(c.head_dim)));
-  c.rms_eps = float(md.get_float(a + "attention.layer_norm_rms_epsilon").value_or(1e-5));
-  c.rope_base = float(md.get_float(a + "rope.freq_base").value_or(10000.0));
+  const KeyReader key(md, a);
+  c.n_embd = key.count("embedding_length", 1, kMaxEmbedding, std::nullopt);
+  c.n_layer = key.count("block_count", 1, kMaxBlockCount, std::nullopt);
+  c.n_head = key.count("attention.head_count", 1, kMaxHeads, std::nullopt);
+  c.n_head_kv = key.count("attention.head_count_kv", 1, kMaxHeads, std::uint64_t(c.n_head));
+  if (c.n_head % c.n_head_kv != 0) {
+    key.fail("attention.head_count_kv", std::to_string(c.n_head_kv),
+             fmt::format("must divide {}attention.head_count = {} (each KV head serves a whole group)", a, c.n_head));
+  }
+  c.n_ff = key.count("feed_forward_length", 1, kMaxFeedForward, std::nullopt);
+  c.n_ctx_train = key.count("context_length", 1, kMaxContext, 2048);
+  if (key.has("attention.key_length")) {
+    c.head_dim = key.count("attention.key_length", 1, kMaxHeadDim, std::nullopt);
+  } else {
+    // Derived as llama.cpp does: n_embd / n_head, which must then be whole.
+    if (c.n_embd % c.n_head != 0) {
+      key.fail("embedding_length", std::to_string(c.n_embd),
+               fmt::format("must be a multiple of {}attention.head_count = {} when {}attention.key_length is absent", a,
+                           c.n_head, a));
+    }
+    c.head_dim = c.n_embd / c.n_head;
+  }
+  // The engine keeps one head length for keys and values.
+  if (key.has("attention.value_length")) {
+    const std::int64_t value_length = key.count("attention.value_length", 1, kMaxHeadDim, std::nullopt);
+    if (value_length != c.head_dim) {
+      key.fail("attention.value_length", std::to_string(value_length),
+               fmt::format("differs from the key length {}; sluice needs them equal", c.head_dim));
+    }
+  }
+  c.n_rot = key.count("rope.dimension_count", 2, std::uint64_t(c.head_dim), std::uint64_t(c.head_dim));
+  if (c.n_rot % 2 != 0) key.fail("rope.dimension_count", std::to_string(c.n_rot), "must be even (RoPE rotates pairs)");
+  c.rms_eps = float(key.positive("attention.layer_norm_rms_epsilon", 1e-5));
+  c.rope_base = float(key.positive("rope.freq_base", 10000.0));
   // llama.cpp: the scaling type defaults to linear, and the factor (rope.scaling.factor, or the
   // older rope.scale_linear) applies whenever it is present and nonzero.
   if (auto type = md.get_string(a + "rope.scaling.type"); !type || *type == "linear") {
-    double factor = md.get_float(a + "rope.scaling.factor").value_or(md.get_float(a + "rope.scale_linear").value_or(0.0));
+    double factor = key.positive("rope.scaling.factor", key.positive("rope.scale_linear", 0.0, true), true);
     if (factor > 0) c.rope_freq_scale = float(1.0 / factor);
   }
-  if (auto vocab = md.get_uint(a + "vocab_size")) c.n_vocab = std::int64_t(*vocab);
-  else if (auto tokens = md.get_string_array("tokenizer.ggml.tokens")) c.n_vocab = std::int64_t(tokens->size());
+  if (md.get_uint(a + "vocab_size")) {
+    c.n_vocab = key.count("vocab_size", 1, kMaxVocabulary, std::nullopt);
+    c.n_vocab_key = a + "vocab_size";
+    // The embedding may have spare rows, but every id the tokenizer makes needs one.
+    if (auto tokens = md.get_string_array("tokenizer.ggml.tokens"); tokens && tokens->size() > std::uint64_t(c.n_vocab)) {
+      key.fail("vocab_size", std::to_string(c.n_vocab),
+               fmt::format("fewer than the {} entries of tokenizer.ggml.tokens (every token needs an embedding row)",
+                           tokens->size()));
+    }
+  } else if (auto tokens = md.get_string_array("tokenizer.ggml.tokens")) {
+    if (tokens->empty() || tokens->size() > kMaxVocabulary) {
+      throw std::runtime_error(fmt::format("{}: tokenizer.ggml.tokens has {} entries: must be 1 to {}", md.source(),
+                                           tokens->size(), kMaxVocabulary));
+    }
+    c.n_vocab = std::int64_t(tokens->size());
+    c.n_vocab_key = "tokenizer.ggml.tokens";
+  }
   // llama pairs adjacent dims (the converter permutes Q/K for it); qwen2 and gemma3 use NEOX.
   c.rope_neox = c.arch != Arch::llama;
-  if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0 ||
-      c.head_dim <= 0 || c.n_rot <= 0 || c.n_rot > c.head_dim || c.n_rot % 2 != 0) {
-    throw std::runtime_error(fmt::format("{}: inconsistent attention shape (embd {}, heads {}, kv heads {}, head dim {}, rot {})",
-                                         md.source(), c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_rot));
-  }
   if (c.arch == Arch::gemma3) {
     // As llama.cpp's llama_model_gemma3::load_arch_hparams and its graph (src/models/gemma3.cpp).
     c.embedding_scale = std::sqrt(float(c.n_embd));
@@ -73,7 +150,7 @@ ModelConfig config_from_metadata(const Metadata& md) {
     // 1/sqrt(key length) (gemma_pytorch config.py, which llama.cpp follows by layer count).
     const std::int64_t scale_dim = c.n_layer == 62 ? c.n_embd / c.n_head : c.head_dim;
     c.attention_scale = 1.0f / std::sqrt(float(scale_dim));
-    c.sliding_window = std::int64_t(md.get_uint(a + "attention.sliding_window").value_or(0));
+    c.sliding_window = key.count("attention.sliding_window", 0, std::numeric_limits<std::int32_t>::max(), 0);
     if (c.sliding_window > 0) {
       // Pattern 6: five local layers, then one global (layer il is local iff il % 6 < 5).
       // Pattern 0 makes every layer local, as in llama.cpp's set_swa_pattern.
@@ -82,10 +159,10 @@ ModelConfig config_from_metadata(const Metadata& md) {
       for (std::int64_t il = 0; il < c.n_layer; ++il) {
         c.local_layers[std::size_t(il)] = pattern == 0 || std::uint64_t(il) % pattern < pattern - 1;
       }
-      c.rope_base_local = float(md.get_float(a + "rope.freq_base_swa").value_or(10000.0));
+      c.rope_base_local = float(key.positive("rope.freq_base_swa", 10000.0));
       c.rope_freq_scale_local = 1.0f;  // llama.cpp scales only the global layers' positions
     }
-    c.final_softcap = float(md.get_float(a + "final_logit_softcapping").value_or(0.0));
+    c.final_softcap = float(key.positive("final_logit_softcapping", 0.0, true));
   }
   return c;
 }

@@ -13,10 +13,23 @@ namespace sluice {
 enum class Arch { llama, qwen2, gemma3 };
 const char* to_string(Arch arch);
 
+// Limits on hyper-parameters read from a file, each well above any released model (largest
+// today: 126 blocks, embedding 16384, feed-forward 53248, 262144 tokens, 128 heads), so a corrupt
+// value is refused before anything is sized from it. Heads, head length and window also fit the
+// int32 the kernels take.
+inline constexpr std::uint64_t kMaxBlockCount = 4096;
+inline constexpr std::uint64_t kMaxEmbedding = 1u << 20;
+inline constexpr std::uint64_t kMaxFeedForward = 1u << 22;
+inline constexpr std::uint64_t kMaxHeads = 1u << 14;
+inline constexpr std::uint64_t kMaxHeadDim = 1u << 14;
+inline constexpr std::uint64_t kMaxVocabulary = 1u << 24;
+inline constexpr std::uint64_t kMaxContext = 1u << 30;
+
 struct ModelConfig {
   Arch arch = Arch::llama;
   std::string arch_name;
-  std::int64_t n_vocab = 0;
+  std::int64_t n_vocab = 0;        // 0 until known: from token_embd's rows when no key gives it
+  std::string n_vocab_key;         // the key n_vocab came from; empty when from token_embd
   std::int64_t n_embd = 0;
   std::int64_t n_layer = 0;
   std::int64_t n_head = 0;
@@ -51,7 +64,10 @@ struct ModelConfig {
   }
 };
 
-// Throws std::runtime_error naming the file and key for unsupported architectures or missing keys.
+// Throws std::runtime_error naming the file, the key and its value for an unsupported
+// architecture, a missing key, or a value out of range or inconsistent with the others
+// ("model.gguf: llama.attention.head_count = 0: must be at least 1"). The tensors are checked
+// against the result by check_model_tensors (model/tensor_check.hpp).
 ModelConfig config_from_metadata(const Metadata& metadata);
 
 }  // namespace sluice

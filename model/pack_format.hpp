@@ -68,7 +68,7 @@ struct ExtentInfo {
 
 struct TensorInfo {
   std::string name;
-  std::uint32_t type = 0;  // ggml type id (GGML_TYPE_*), opaque to the pack layer
+  std::uint32_t type = 0;  // ggml type id (GGML_TYPE_*); Pack::open checks type x shape = bytes
   std::vector<std::uint64_t> shape;
   std::uint32_t extent = 0;  // index into extents
   std::uint64_t offset = 0;  // within the extent's raw bytes, kTensorAlign-aligned

@@ -16,6 +16,8 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "model/tensor_check.hpp"
+
 namespace sluice::pack {
 namespace {
 
@@ -319,6 +321,12 @@ void Pack::parse_manifest(const std::vector<std::byte>& manifest) {
     const json& item = extents[e];
     ExtentInfo extent;
     extent.name = p.string(item, "name", where);
+    // Streaming code indexes blocks by the N of "blk.N": it must parse (its range against the
+    // model's block_count is check_model_tensors' part).
+    if (is_block_name(extent.name) && !block_extent_index(extent.name)) {
+      p.fail(where + ".name", fmt::format("\"{}\" starts with \"blk.\" but is not blk.N with N at most {} digits",
+                                          extent.name, kMaxBlockIndexDigits));
+    }
     extent.offset = p.u64(item, "offset", where);
     extent.disk_bytes = p.u64(item, "disk_bytes", where);
     extent.raw_bytes = p.u64(item, "raw_bytes", where);
@@ -423,6 +431,10 @@ void Pack::parse_manifest(const std::vector<std::byte>& manifest) {
     if (!range_within(tensor.offset, tensor.bytes, raw_bytes)) {
       p.fail(where, fmt::format("tensor '{}' at offset {} of {} bytes lies beyond extent {}'s {} raw bytes",
                                 tensor.name, tensor.offset, tensor.bytes, extent, raw_bytes));
+    }
+    // Kernels read type x shape bytes from the offset, so the recorded size must be exactly that.
+    if (auto why = tensor_bytes_error(tensor.type, tensor.shape, tensor.bytes)) {
+      p.fail(where, fmt::format("tensor '{}': {}", tensor.name, *why));
     }
     auto [it, inserted] = tensor_index_.emplace(tensor.name, t);
     if (!inserted) {

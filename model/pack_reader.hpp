@@ -1,6 +1,7 @@
 // Opens and validates pack files (format v1, pack_format.hpp): header, manifest, extent and
 // frame tables, tensor table. After open() every offset and size in the tables is known to lie
-// inside the file, so streaming code can use them without re-checking. Also whole-file
+// inside the file, every tensor's byte count equals its ggml type x shape, and every "blk.N"
+// extent name parses, so streaming code can use them without re-checking. Also whole-file
 // verification (`sluice inspect --verify`) and a simple whole-extent read path.
 #pragma once
 

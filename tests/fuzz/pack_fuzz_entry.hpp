@@ -57,11 +57,11 @@ inline void write_seed_pack(const std::string& path) {
   PackWriter writer(path, options);
   writer.set_metadata({{"arch", "fuzz"}, {"n_layer", 2}});
   writer.begin_extent("blk.0");
-  writer.add_tensor("a", 0, {100, 30}, testing::random_bytes(3000, 1));
-  writer.add_tensor("b", 8, {5000}, testing::partly_zero_bytes(5000, 0.8, 2));
+  writer.add_tensor("a", 0, {25, 30}, testing::random_bytes(3000, 1));  // F32: 3000 bytes
+  writer.add_tensor("b", 1, {2500}, testing::partly_zero_bytes(5000, 0.8, 2));  // F16
   writer.end_extent();
   writer.begin_extent("blk.1");
-  writer.add_tensor("c", 2, {6000}, testing::partly_zero_bytes(6000, 0.5, 3));
+  writer.add_tensor("c", 1, {3000}, testing::partly_zero_bytes(6000, 0.5, 3));
   writer.end_extent();
   writer.finish();
 }

@@ -29,11 +29,11 @@ void write_base_pack(const std::string& path) {
   PackWriter writer(path, options);
   writer.set_metadata({{"arch", "test"}});
   writer.begin_extent("blk.0");
-  writer.add_tensor("tok_embd", 8, {50, 100}, random_bytes(5000, 1));
-  writer.add_tensor("blk.0.attn", 2, {3000}, partly_zero_bytes(3000, 0.8, 2));
+  writer.add_tensor("tok_embd", 0, {25, 50}, random_bytes(5000, 1));  // F32: 5000 bytes
+  writer.add_tensor("blk.0.attn", 1, {1500}, partly_zero_bytes(3000, 0.8, 2));  // F16
   writer.end_extent();
   writer.begin_extent("blk.1");
-  writer.add_tensor("blk.1.ffn", 8, {9000}, random_bytes(9000, 3));
+  writer.add_tensor("blk.1.ffn", 1, {4500}, random_bytes(9000, 3));
   writer.end_extent();
   writer.finish();
 }

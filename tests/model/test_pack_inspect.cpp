@@ -27,7 +27,7 @@ void write_model_pack(const std::string& path) {
   for (int e = 0; e < 2; ++e) {
     writer.begin_extent("blk." + std::to_string(e));
     for (int t = 0; t < 5; ++t) {
-      writer.add_tensor("blk." + std::to_string(e) + ".w" + std::to_string(t), 2, {32, 32},
+      writer.add_tensor("blk." + std::to_string(e) + ".w" + std::to_string(t), 1, {20, 25},  // F16: 1000 bytes
                         random_bytes(1000, static_cast<std::uint64_t>(10 * e + t)));
     }
     writer.end_extent();
@@ -50,7 +50,7 @@ TEST(PackInspect, PrintsHeaderExtentsTensorsAndMetadata) {
   EXPECT_TRUE(contains(text, "extents: 2")) << text;
   EXPECT_TRUE(contains(text, "blk.1")) << text;
   EXPECT_TRUE(contains(text, "tensors: 10")) << text;
-  EXPECT_TRUE(contains(text, "blk.0.w0  type 2  shape [32, 32]  extent 0  offset 0  bytes 1000")) << text;
+  EXPECT_TRUE(contains(text, "blk.0.w0  type 1  shape [20, 25]  extent 0  offset 0  bytes 1000")) << text;
   EXPECT_TRUE(contains(text, "... and 2 more")) << text;
   EXPECT_TRUE(contains(text, "metadata keys: arch, tokenizer")) << text;
   EXPECT_FALSE(contains(text, "verified")) << text;

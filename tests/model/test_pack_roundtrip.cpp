@@ -31,8 +31,16 @@ std::size_t count_codec(const ExtentInfo& extent, Codec codec) {
 TEST(PackRoundTrip, TensorsAreAlignedAndMetadataSurvives) {
   TempDir dir;
   const std::string path = dir.file("tensors.sluice");
-  // Sizes around the 64-byte alignment edge.
-  const std::vector<std::size_t> sizes = {1, 63, 64, 65, 100, 4097};
+  // Sizes around the 64-byte alignment edge (even: Pack::open wants type x shape = bytes, and
+  // every ggml type's rows are whole 2-byte units), each with a type and row length that give it.
+  struct Sized {
+    std::uint32_t type;  // ggml: 0 F32, 1 F16
+    std::uint64_t elements;
+    std::size_t bytes;
+  };
+  const std::vector<Sized> tensors = {{1, 1, 2}, {1, 31, 62}, {0, 16, 64}, {1, 33, 66}, {0, 25, 100}, {1, 2049, 4098}};
+  std::vector<std::size_t> sizes;
+  for (const Sized& t : tensors) sizes.push_back(t.bytes);
   std::vector<std::vector<std::byte>> data;
   {
     PackWriter writer(path, {});
@@ -41,8 +49,8 @@ TEST(PackRoundTrip, TensorsAreAlignedAndMetadataSurvives) {
       writer.begin_extent("blk." + std::to_string(e));
       for (std::size_t i = 0; i < sizes.size(); ++i) {
         data.push_back(random_bytes(sizes[i], 100 * e + i));
-        writer.add_tensor("blk." + std::to_string(e) + ".t" + std::to_string(i), static_cast<std::uint32_t>(i),
-                          {sizes[i], 1}, data.back());
+        writer.add_tensor("blk." + std::to_string(e) + ".t" + std::to_string(i), tensors[i].type,
+                          {tensors[i].elements, 1}, data.back());
       }
       writer.end_extent();
     }
@@ -65,8 +73,8 @@ TEST(PackRoundTrip, TensorsAreAlignedAndMetadataSurvives) {
       const TensorInfo* t = pack.find_tensor("blk." + std::to_string(e) + ".t" + std::to_string(i));
       ASSERT_NE(t, nullptr);
       EXPECT_EQ(t->extent, e);
-      EXPECT_EQ(t->type, i);
-      EXPECT_EQ(t->shape, (std::vector<std::uint64_t>{sizes[i], 1}));
+      EXPECT_EQ(t->type, tensors[i].type);
+      EXPECT_EQ(t->shape, (std::vector<std::uint64_t>{tensors[i].elements, 1}));
       EXPECT_EQ(t->offset % kTensorAlign, 0u);
       EXPECT_EQ(t->offset, expected_offset);
       EXPECT_EQ(t->bytes, sizes[i]);
