@@ -32,7 +32,21 @@ Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv,
   SLUICE_ASSERT(kv_->shape().n_layer == config_.n_layer && kv_->shape().row_floats == kv_dim_);
 }
 
+void Transformer::set_max_pass_tokens(std::int64_t n) {
+  SLUICE_ASSERT(n >= 0);
+  max_pass_tokens_ = n;
+}
+
+std::uint64_t Transformer::scratch_bytes(const ModelConfig& c, std::int64_t n_tokens) {
+  // One row of each buffer of ensure_scratch(): xn, proj (d); q, att (n_head * hd); k, v (kv
+  // width); gate, up (n_ff).
+  const std::int64_t row = 2 * c.n_embd + 2 * c.n_head * c.head_dim + 2 * c.n_head_kv * c.head_dim + 2 * c.n_ff;
+  return std::uint64_t(n_tokens) * std::uint64_t(row) * sizeof(float);
+}
+
 void Transformer::ensure_scratch(std::int64_t n) {
+  // A pass longer than the plan's would outgrow the buffers the planner counted.
+  SLUICE_ASSERT(max_pass_tokens_ == 0 || n <= max_pass_tokens_);
   if (n <= scratch_tokens_) return;
   const ModelConfig& c = config_;
   const std::size_t rows = std::size_t(n);

@@ -55,6 +55,13 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   std::int64_t n_ctx() const { return n_ctx_; }
+  // Most rows one pass may carry (0: no limit). The memory planner sizes a pass's buffers for
+  // this many; Forward::forward() cuts a longer batch into passes of at most this many rows.
+  std::int64_t max_pass_tokens() const { return max_pass_tokens_; }
+  void set_max_pass_tokens(std::int64_t n);
+  // Bytes of the buffers block() keeps for a pass of n_tokens rows (xn, q, k, v, att, proj,
+  // gate, up: what it allocates and holds until the Transformer dies).
+  static std::uint64_t scratch_bytes(const ModelConfig& config, std::int64_t n_tokens);
   std::int32_t n_seq() const { return kv_->shape().n_seq; }
   cache::KvCache& kv_cache() { return *kv_; }
   std::uint64_t kv_cache_bytes() const { return kv_->memory_bytes(); }
@@ -95,6 +102,7 @@ class Transformer {
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;
+  std::int64_t max_pass_tokens_ = 0;
 };
 
 }  // namespace sluice
