@@ -24,11 +24,10 @@ constexpr std::uint64_t kOverheadBytes = 64 * MiB;
 constexpr std::uint64_t kOverheadPerVocabToken = 80;
 constexpr unsigned kMinSlots = 2;  // one slot computing, one filling
 // Tokenizing a prompt (model/tokenizer_encode.cpp, SentencePiece merging) holds per byte of text
-// a symbol (24 B), up to three queued pairs in a vector that may double (6 x 24 B) and the
-// escaped copies of the text (~4 B): 176 B a byte at worst.
-constexpr std::uint64_t kTokenizerBytesPerTextByte = 176;
-// Text per token of a prompt that fills the context: English runs at ~4 bytes a token with
-// Gemma's and Llama's vocabularies; 8 leaves room for code and other scripts.
+// a symbol, the queued pairs and the escaped copies of the text, beside the text itself.
+// Measured (peak RSS of `sluice run` refusing a 1-2 MB prompt after tokenizing it, less the same
+// run with a short one): 61 and 55 bytes a byte with Gemma 3's vocabulary, 40 with stories260K's.
+constexpr std::uint64_t kTokenizerBytesPerTextByte = 64;
 constexpr std::uint64_t kPromptTextBytesPerToken = 8;
 // The embedding read on demand holds at most one frame it gathered from and the stored and
 // decoded copies of the next (model/pack_reader.cpp read_frame).
