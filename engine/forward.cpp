@@ -64,6 +64,7 @@ void Forward::forward(Transformer& transformer, const Batch& batch, std::vector<
     forward_pass(transformer, batch, logits.data());
     return;
   }
+  transformer.check_spans(batch.spans);  // before the first piece writes anything
   // Rows wanted out of order (no caller does this today) are computed in ascending order and
   // put back where they were asked for.
   const bool ascending = std::is_sorted(batch.logit_rows.begin(), batch.logit_rows.end());

@@ -170,17 +170,17 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
       break;
     }
   }
-  std::uint64_t smallest = UINT64_MAX;
-  for (const Config& c : configs) smallest = std::min(smallest, need(c, 1));
+  const Config& least = *std::min_element(configs.begin(), configs.end(),
+                                          [&](const Config& a, const Config& b) { return need(a, 1) < need(b, 1); });
+  const std::uint64_t smallest = need(least, 1);
   if (!chosen) {
-    const Config& last = configs.back();  // the smallest: spilled KV (when allowed), streamed head
-    const PassMemory one = pass_memory(1, last.head_resident, last.embed_on_demand);
+    const PassMemory one = pass_memory(1, least.head_resident, least.embed_on_demand);
     throw std::runtime_error(fmt::format(
         "memory budget {} is too small for {}: the minimum is {} (small tensors {} + KV cache {} + per-pass memory {} at "
         "1 token per pass + 2 ring slots of {} + {} overhead{}); raise --mem-budget, or lower -c / -np{}",
         format_bytes(request.budget), pack.path(), format_bytes(smallest), format_bytes(p.small_bytes),
-        format_bytes(last.spill ? kv_spilled : p.kv_full_bytes), format_bytes(one.total()), format_bytes(last.slot),
-        format_bytes(p.overhead_bytes), last.spill ? ", KV spilled to disk" : "",
+        format_bytes(least.spill ? kv_spilled : p.kv_full_bytes), format_bytes(one.total()), format_bytes(least.slot),
+        format_bytes(p.overhead_bytes), least.spill ? ", KV spilled to disk" : "",
         request.kv_spill == SpillMode::never ? ", or allow --kv-spill" : ""));
   }
   p.minimum = smallest;

@@ -15,6 +15,9 @@ namespace sluice {
 namespace {
 // 4096 positions of fp16 K and V is what most prompts need and keeps big models' caches modest.
 constexpr std::int64_t kDefaultCtxCap = 4096;
+// The longest context accepted: past every model's trained length by far, and small enough that
+// cache and plan sizes (positions x row bytes x layers) cannot overflow 64 bits.
+constexpr std::int64_t kMaxCtx = std::int64_t{1} << 30;
 // Enough to get past the first requests' latency and see the sustained rate.
 constexpr std::uint64_t kDiskProbeBytes = 256 * MiB;
 
@@ -67,8 +70,9 @@ std::int64_t context_of(const SessionOptions& o, const ModelConfig& config) {
 }  // namespace
 
 Session::Session(SessionOptions options) : options_(std::move(options)) {
-  if (options_.n_ctx < 0) {
-    throw std::invalid_argument(fmt::format("-c {}: the context must be positive (or 0: the model's)", options_.n_ctx));
+  if (options_.n_ctx < 0 || options_.n_ctx > kMaxCtx) {
+    throw std::invalid_argument(fmt::format("-c {}: the context must be positive (or 0: the model's) and at most {}",
+                                            options_.n_ctx, kMaxCtx));
   }
   if (options_.pass_tokens < 0) {
     throw std::invalid_argument(fmt::format("--pass-tokens {}: must be positive", options_.pass_tokens));

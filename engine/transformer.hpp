@@ -72,8 +72,10 @@ class Transformer {
   // and writing the layer's K/V for those positions into the cache.
   void block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::int64_t n, std::int64_t pos0);
   // The same over several sequences: rows of x in the order of `spans`. Throws
-  // std::length_error when a span runs past the context, before anything is written.
+  // std::length_error when a span runs past the context (check_spans), before anything is written.
   void block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::span<const SeqSpan> spans);
+  // Throws std::length_error naming the span when one runs past the context.
+  void check_spans(std::span<const SeqSpan> spans) const;
   // logits (n_rows, n_vocab) for the last n_rows rows of x (n rows in total).
   void head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits);
   // logits (rows.size(), n_vocab) for the given rows of x.
