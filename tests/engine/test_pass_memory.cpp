@@ -32,6 +32,19 @@ namespace {
 
 constexpr std::int64_t kTrainedCtx = 512;
 
+// AddressSanitizer's shadow memory and quarantine inflate RSS past any plan.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
 // A SentencePiece vocabulary of <unk>, <s>, </s> and the 256 byte tokens: enough for the
 // tokenizer to build (the tests feed token ids).
 void write_byte_vocab(const std::string& path) {
@@ -170,11 +183,11 @@ TEST(PassMemory, LongPromptRunsInPlannedPassesWithinThePlannedBytes) {
   eval(prompt, 0, chunked);
   const std::uint64_t grown = peak_rss_bytes() > rss_before ? peak_rss_bytes() - rss_before : 0;
   EXPECT_EQ(session.streamed()->stats().passes - passes_before, (3000 + 63) / 64u);
-  if (measured) {
+  if (measured && !kAddressSanitizer) {
     EXPECT_LE(grown, plan.activation_bytes) << "peak RSS grew by " << format_bytes(grown) << " running a 3000-token prompt; "
                                             << "the plan holds " << format_bytes(plan.activation_bytes) << " for a pass";
   } else {
-    std::cout << "note: /proc/self/clear_refs not writable: peak RSS growth not checked\n";
+    std::cout << "note: peak RSS growth not checked (/proc/self/clear_refs not writable, or an ASan build)\n";
   }
 
   // One pass over the whole prompt gives the same bits.

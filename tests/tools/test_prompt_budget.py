@@ -9,8 +9,9 @@ under tools/memcap.sh 200M (a cgroup that OOM-kills above 200 MiB) and must fini
 Before the per-pass memory was planned, a prompt ran in one pass whatever --pass-tokens said: the
 3,300-token run peaked at 214 MiB (239 MiB at --pass-tokens 128) and was OOM-killed under 200M.
 
-Usage: test_prompt_budget.py SLUICE MEMCAP_SH GEMMA_GGUF
-Exit 77 (skipped) when the GGUF is absent.
+Usage: test_prompt_budget.py SLUICE MEMCAP_SH GEMMA_GGUF [--no-rss-check]
+Exit 77 (skipped) when the GGUF is absent. --no-rss-check (sanitizer builds, whose shadow memory
+inflates RSS past any budget): the runs must still succeed, their peaks are only printed.
 """
 import os
 import re
@@ -58,6 +59,7 @@ def prompt_tokens(stderr):
 
 def main():
     sluice, memcap, gguf = sys.argv[1], sys.argv[2], sys.argv[3]
+    check_rss = "--no-rss-check" not in sys.argv[4:]
     if not gguf or not os.path.isfile(gguf):
         print(f"SKIPPED: the default model {gguf or '(no path)'} is absent (tools/setup-venv.sh installs it; "
               "tools/default_model.sh prints its path)")
@@ -87,10 +89,13 @@ def main():
                     failures.append(f"{label}: expected about {target} tokens")
                 verdict = "ok" if peak <= BUDGET_BYTES else "OVER BUDGET"
                 print(f"{label}: peak RSS {peak / 2**20:.1f} MiB, budget {BUDGET}: {verdict}", flush=True)
-                if peak > BUDGET_BYTES:
+                if peak > BUDGET_BYTES and check_rss:
                     failures.append(f"{label}: peak RSS {peak / 2**20:.1f} MiB above the {BUDGET} budget")
 
         # Under a 200 MiB cgroup the longest prompt must finish (an overshoot is an OOM kill: 137).
+        if not check_rss:
+            print("SKIPPED (memcap part): --no-rss-check")
+            return fail_or_pass(failures)
         r = run(["bash", memcap, "200M", "--", *base, "-f", files[3300]])
         memcap_line = next((l for l in r.stderr.splitlines() if l.startswith("memcap:")), "")
         if r.returncode in (2, 125) or not memcap_line:
@@ -100,6 +105,10 @@ def main():
             failures.append(f"3300-token prompt under memcap 200M: exit {r.returncode} ({memcap_line})\n{r.stderr[-2000:]}")
         else:
             print(f"3300-token prompt under memcap 200M: {memcap_line}")
+    return fail_or_pass(failures)
+
+
+def fail_or_pass(failures):
     for f in failures:
         print("FAIL:", f)
     if failures:
