@@ -69,6 +69,11 @@ BatchGenerator::BatchGenerator(Forward& model, Transformer& transformer, const t
                                             transformer_.n_seq()));
   }
   if (options_.batch <= 0 || options_.batch > options_.n_parallel) options_.batch = options_.n_parallel;
+  // The memory plan's pass size, when the session set one, bounds the prompt chunks too (a
+  // longer pass would be cut by Forward::forward and stream the weights twice).
+  if (transformer_.max_pass_tokens() > 0) {
+    options_.max_pass_tokens = std::min(options_.max_pass_tokens, transformer_.max_pass_tokens());
+  }
   options_.max_pass_tokens = std::max<std::int64_t>(options_.max_pass_tokens, options_.batch);
 }
 

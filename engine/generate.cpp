@@ -9,37 +9,6 @@ namespace sluice {
 
 using Clock = std::chrono::steady_clock;
 
-std::int64_t Batch::add(std::int32_t seq, std::int64_t pos0, std::span<const std::int32_t> ids, bool want_last) {
-  if (ids.empty()) return -1;
-  spans.push_back({seq, pos0, static_cast<std::int64_t>(ids.size())});
-  tokens.insert(tokens.end(), ids.begin(), ids.end());
-  if (!want_last) return -1;
-  logit_rows.push_back(n_tokens() - 1);
-  return static_cast<std::int64_t>(logit_rows.size()) - 1;
-}
-
-void Batch::want_all() {
-  logit_rows.resize(tokens.size());
-  for (std::size_t i = 0; i < tokens.size(); ++i) logit_rows[i] = static_cast<std::int64_t>(i);
-}
-
-void Batch::clear() {
-  tokens.clear();
-  spans.clear();
-  logit_rows.clear();
-}
-
-void InRamForward::forward(Transformer& transformer, const Batch& batch, std::vector<float>& logits) {
-  const ModelConfig& c = model_.config();
-  std::vector<float> x(std::size_t(batch.n_tokens() * c.n_embd));
-  transformer.embed(model_.globals().tok_embd, batch.tokens, x.data());
-  for (std::int64_t il = 0; il < c.n_layer; ++il) {
-    transformer.block(il, model_.blocks()[std::size_t(il)], model_.globals(), x.data(), batch.spans);
-  }
-  logits.resize(batch.logit_rows.size() * std::size_t(c.n_vocab));
-  transformer.head_rows(model_.globals(), x.data(), batch.logit_rows, logits.data());
-}
-
 Batch single_sequence_batch(std::span<const std::int32_t> tokens, std::int64_t pos0, bool all_logits) {
   Batch batch;
   batch.add(0, pos0, tokens, true);

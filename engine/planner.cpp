@@ -3,11 +3,15 @@
 #include <algorithm>
 #include <fmt/format.h>
 #include <stdexcept>
+#include <thread>
 
 #include "cache/kv_cache.hpp"
 #include "cache/resident_set.hpp"
+#include "compute/cpu/matmul.hpp"
+#include "compute/cpu/quants.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
+#include "engine/transformer.hpp"
 #include "prefetch/prefetcher.hpp"
 
 namespace sluice {
@@ -19,11 +23,31 @@ constexpr std::uint64_t kOverheadBytes = 64 * MiB;
 // copies), 19 MiB more than the fixed allowance; 80 bytes a token (20 MiB) covers it.
 constexpr std::uint64_t kOverheadPerVocabToken = 80;
 constexpr unsigned kMinSlots = 2;  // one slot computing, one filling
+// Tokenizing a prompt (model/tokenizer_encode.cpp, SentencePiece merging) holds per byte of text
+// a symbol, the queued pairs and the escaped copies of the text, beside the text itself.
+// Measured (peak RSS of `sluice run` refusing a 1-2 MB prompt after tokenizing it, less the same
+// run with a short one): 61 and 55 bytes a byte with Gemma 3's vocabulary, 40 with stories260K's.
+constexpr std::uint64_t kTokenizerBytesPerTextByte = 64;
+constexpr std::uint64_t kPromptTextBytesPerToken = 8;
+// The embedding read on demand holds at most one frame it gathered from and the stored and
+// decoded copies of the next (model/pack_reader.cpp read_frame).
+constexpr std::uint64_t kEmbeddingFramesHeld = 3;
+// Sampling (engine/sampling.cpp): each sequence's sampler keeps a (logit, id) candidate per
+// vocabulary entry (8 B); a draw adds probabilities, weights and the distribution's copy (3 x 8 B).
+constexpr std::uint64_t kSamplerBytesPerVocabToken = 8;
+constexpr std::uint64_t kDrawBytesPerVocabToken = 24;
 
 std::uint64_t slot_bytes_of(const pack::ExtentInfo& e) { return prefetch::extent_slot_bytes(e); }
+
+GgmlType tensor_type(const pack::TensorInfo& t) { return static_cast<GgmlType>(t.type); }
+
+// Worker threads that may attend at once: attention runs in TBB's default arena (all cores).
+std::int64_t attention_threads() { return std::max<std::int64_t>(1, std::int64_t(std::thread::hardware_concurrency())); }
 }  // namespace
 
 MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const PlanRequest& request) {
+  if (request.n_ctx <= 0) throw std::invalid_argument(fmt::format("the context must be positive (got {})", request.n_ctx));
+  if (request.n_seq <= 0) throw std::invalid_argument(fmt::format("the sequences must be positive (got {})", request.n_seq));
   MemoryPlan p;
   p.request = request;
   p.blocks = config.n_layer;
@@ -33,6 +57,7 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   if (!embd) throw std::runtime_error(fmt::format("{}: no token_embd.weight", pack.path()));
   p.tied = output == nullptr;
   const std::uint32_t embd_extent = embd->extent, head_extent = p.tied ? embd->extent : output->extent;
+  const pack::TensorInfo& head = p.tied ? *embd : *output;
 
   std::vector<std::uint64_t> block_raw(std::size_t(config.n_layer), 0), block_disk(std::size_t(config.n_layer), 0);
   std::uint64_t block_slot = 0;
@@ -57,56 +82,118 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   cache::KvShape kv{config.n_layer, config.n_head_kv * config.head_dim, request.n_ctx, request.n_seq, request.kv_type};
   p.kv_full_bytes = kv.total_bytes();  // throws std::invalid_argument for q8_0 on a row that is not whole blocks
   const std::uint64_t kv_spilled = cache::spilled_kv_memory_bytes(kv);
-  const std::uint64_t widest = std::uint64_t(std::max({config.n_embd, config.n_ff, config.n_head * config.head_dim}));
-  // x, xn, q, k, v, att, proj, gate, up per token, plus the logits of one row per sequence (or
-  // of every row asked for: perplexity scores many rows per pass).
-  const std::int64_t logit_rows = std::max<std::int64_t>(request.logit_rows, request.n_seq);
-  p.activation_bytes = std::uint64_t(std::max<std::int64_t>(request.pass_tokens, request.n_seq)) * widest * sizeof(float) * 9 +
-                       std::uint64_t(logit_rows) * std::uint64_t(config.n_vocab) * sizeof(float);
   p.overhead_bytes = kOverheadBytes + std::uint64_t(config.n_vocab) * kOverheadPerVocabToken;
-  const std::uint64_t fixed = p.small_bytes + p.activation_bytes + p.overhead_bytes;
 
-  // The cheapest configuration that fits: resident KV before spilled, resident head before streamed.
-  std::vector<bool> spill_choices;
-  if (request.kv_spill != SpillMode::always) spill_choices.push_back(false);
-  if (request.kv_spill != SpillMode::never) spill_choices.push_back(true);
-  std::uint64_t smallest = UINT64_MAX;
-  bool found = false;
   // A streamed head goes through the ring in pieces no larger than a block's slot (a whole
   // frame at least), so a big vocabulary does not make every slot as large as the head.
-  std::uint64_t head_piece_slot = 0;
+  std::uint64_t head_piece_slot = 0, head_piece_raw = 0;
   for (const auto& piece : prefetch::extent_pieces(extents[head_extent], block_slot)) {
     head_piece_slot = std::max(head_piece_slot, slot_bytes_of(piece));
+    head_piece_raw = std::max(head_piece_raw, piece.raw_bytes);
   }
-  for (bool spill : spill_choices) {
+
+  // Per-pass memory. The widest matmul input is the one whose conversion to the dot type costs
+  // the most (matmul() holds it for the call); the head's runs over the logit rows only.
+  std::uint64_t matmul_per_row = 0;
+  for (const auto& t : pack.tensors()) {
+    if (t.name.rfind("blk.", 0) != 0 || t.shape.size() != 2 || !cpu::is_weight_type(tensor_type(t))) continue;
+    matmul_per_row = std::max(matmul_per_row, cpu::matmul_scratch_bytes(tensor_type(t), std::int64_t(t.shape[0]), 1));
+  }
+  const std::uint64_t embd_row_bytes = cpu::row_bytes(tensor_type(*embd), config.n_embd);
+  const std::uint64_t head_row_bytes = cpu::row_bytes(tensor_type(head), config.n_embd);
+  std::uint64_t embd_frame_raw = 0;
+  for (const auto& f : extents[embd_extent].frames) embd_frame_raw = std::max<std::uint64_t>(embd_frame_raw, f.raw_bytes);
+  const std::uint64_t vocab = std::uint64_t(config.n_vocab);
+  const std::int64_t logit_rows = std::max<std::int64_t>(request.logit_rows, request.n_seq);
+  auto pass_memory = [&](std::int64_t pass_tokens, bool head_resident, bool embed_on_demand) {
+    PassMemory m;
+    m.tokens = std::max<std::int64_t>(pass_tokens, request.n_seq);
+    // x (the residual) + the block's buffers + a matmul input + the on-demand embedding row and
+    // the ids that index it (3 x 4 B).
+    m.per_token = std::uint64_t(config.n_embd) * sizeof(float) + Transformer::scratch_bytes(config, 1) + matmul_per_row +
+                  embd_row_bytes + 3 * sizeof(std::int32_t);
+    m.token_bytes = std::uint64_t(m.tokens) * m.per_token;
+    m.attention_threads = attention_threads();
+    m.attention_bytes = std::uint64_t(m.attention_threads) * cpu::attention_scratch_bytes(request.n_ctx);
+    m.logit_rows = logit_rows;
+    m.n_vocab = config.n_vocab;
+    const std::uint64_t rows = std::uint64_t(logit_rows);
+    // A streamed head multiplies a piece's vocabulary rows first, then copies them into place.
+    const std::uint64_t piece_rows = head_resident ? 0 : std::min(vocab, head_piece_raw / std::max<std::uint64_t>(head_row_bytes, 1) + 1);
+    m.logits_bytes = rows * vocab * sizeof(float) + rows * piece_rows * sizeof(float) +
+                     cpu::matmul_scratch_bytes(tensor_type(head), config.n_embd, logit_rows);
+    m.sampling_bytes = std::uint64_t(request.n_seq) * vocab * kSamplerBytesPerVocabToken + vocab * kDrawBytesPerVocabToken;
+    // The prompt's ids, and each sequence's history (prompt + generated) as the generator keeps it.
+    m.prompt_bytes = std::uint64_t(request.n_ctx) * (kPromptTextBytesPerToken * kTokenizerBytesPerTextByte + sizeof(std::int32_t)) +
+                     std::uint64_t(request.n_seq) * std::uint64_t(request.n_ctx) * sizeof(std::int32_t);
+    m.embedding_frames_bytes = embed_on_demand ? kEmbeddingFramesHeld * embd_frame_raw : 0;
+    return m;
+  };
+
+  // The configurations, cheapest to run first: resident KV before spilled, resident head before
+  // streamed. For each, what it needs besides the pass.
+  struct Config {
+    bool spill;
+    bool head_resident;
+    std::uint64_t slot;
+    std::uint64_t base;  // everything but the pass
+    bool embed_on_demand;
+  };
+  std::vector<Config> configs;
+  for (bool spill : {false, true}) {
+    if (spill ? request.kv_spill == SpillMode::never : request.kv_spill == SpillMode::always) continue;
     for (bool head_resident : {true, false}) {
-      const std::uint64_t slot = head_resident ? block_slot : std::max(block_slot, head_piece_slot);
-      const std::uint64_t need = fixed + (spill ? kv_spilled : p.kv_full_bytes) + (head_resident ? p.head_bytes : 0) + kMinSlots * slot;
-      smallest = std::min(smallest, need);
-      if (!found && need <= request.budget) {
-        found = true;
-        p.kv_spilled = spill;
-        p.head_resident = head_resident;
-        p.slot_bytes = slot;
-        p.minimum = need;
-      }
+      Config c{spill, head_resident, head_resident ? block_slot : std::max(block_slot, head_piece_slot), 0, !(p.tied && head_resident)};
+      c.base = p.small_bytes + p.overhead_bytes + (spill ? kv_spilled : p.kv_full_bytes) + (head_resident ? p.head_bytes : 0) +
+               kMinSlots * c.slot;
+      configs.push_back(c);
     }
   }
-  if (!found) {
+  auto need = [&](const Config& c, std::int64_t pass_tokens) {
+    return c.base + pass_memory(pass_tokens, c.head_resident, c.embed_on_demand).total();
+  };
+  const Config* chosen = nullptr;
+  std::int64_t pass_tokens = std::max<std::int64_t>(request.pass_tokens, 1);
+  for (const Config& c : configs) {
+    if (need(c, pass_tokens) <= request.budget) {
+      chosen = &c;
+      break;
+    }
+  }
+  if (!chosen) {  // fewer tokens per pass, in the cheapest configuration that fits with one
+    for (const Config& c : configs) {
+      if (need(c, 1) > request.budget) continue;
+      chosen = &c;
+      const PassMemory one = pass_memory(1, c.head_resident, c.embed_on_demand);
+      const auto fit = std::int64_t((request.budget - need(c, 1)) / one.per_token) + one.tokens;
+      pass_tokens = std::max<std::int64_t>(1, std::min(pass_tokens, fit));
+      break;
+    }
+  }
+  const Config& least = *std::min_element(configs.begin(), configs.end(),
+                                          [&](const Config& a, const Config& b) { return need(a, 1) < need(b, 1); });
+  const std::uint64_t smallest = need(least, 1);
+  if (!chosen) {
+    const PassMemory one = pass_memory(1, least.head_resident, least.embed_on_demand);
     throw std::runtime_error(fmt::format(
-        "memory budget {} is too small for {}: the minimum is {} (small tensors {} + KV cache {} + activations {} + "
-        "2 ring slots of {} + {} overhead{}); raise --mem-budget, or lower -c / -np / --pass-tokens{}",
+        "memory budget {} is too small for {}: the minimum is {} (small tensors {} + KV cache {} + per-pass memory {} at "
+        "1 token per pass + 2 ring slots of {} + {} overhead{}); raise --mem-budget, or lower -c / -np{}",
         format_bytes(request.budget), pack.path(), format_bytes(smallest), format_bytes(p.small_bytes),
-        format_bytes(request.kv_spill == SpillMode::never ? p.kv_full_bytes : kv_spilled), format_bytes(p.activation_bytes),
-        format_bytes(std::max(block_slot, head_piece_slot)), format_bytes(p.overhead_bytes),
-        request.kv_spill == SpillMode::never ? "" : ", KV spilled to disk",
+        format_bytes(least.spill ? kv_spilled : p.kv_full_bytes), format_bytes(one.total()), format_bytes(least.slot),
+        format_bytes(p.overhead_bytes), least.spill ? ", KV spilled to disk" : "",
         request.kv_spill == SpillMode::never ? ", or allow --kv-spill" : ""));
   }
   p.minimum = smallest;
+  p.kv_spilled = chosen->spill;
+  p.head_resident = chosen->head_resident;
+  p.slot_bytes = chosen->slot;
+  p.pass_tokens = pass_tokens;
+  p.pass = pass_memory(pass_tokens, chosen->head_resident, chosen->embed_on_demand);
+  p.activation_bytes = p.pass.total();
   p.head_piece_slot_bytes = p.head_resident ? 0 : block_slot;
   p.kv_bytes = p.kv_spilled ? kv_spilled : p.kv_full_bytes;
   p.embedding_resident = p.tied && p.head_resident;
-  std::uint64_t used = fixed + p.kv_bytes + (p.head_resident ? p.head_bytes : 0);
+  const std::uint64_t used = p.small_bytes + p.overhead_bytes + p.activation_bytes + p.kv_bytes + (p.head_resident ? p.head_bytes : 0);
   std::uint64_t left = request.budget - used;
 
   // Ring slots first (up to what was asked), then resident blocks, then the embedding.
@@ -128,8 +215,12 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   for (auto il : p.resident_blocks) p.resident_block_bytes += block_raw[std::size_t(il)];
   p.ring_bytes = ring;
   left -= ring + p.resident_block_bytes;
-  if (!p.tied && p.embedding_bytes <= left) {
+  // A resident embedding no longer needs the frames that reading it on demand holds.
+  if (!p.tied && p.embedding_bytes <= left + p.pass.embedding_frames_bytes) {
     p.embedding_resident = true;
+    left += p.pass.embedding_frames_bytes;
+    p.activation_bytes -= p.pass.embedding_frames_bytes;
+    p.pass.embedding_frames_bytes = 0;
     left -= p.embedding_bytes;
   }
   for (std::int64_t il = 0; il < config.n_layer; ++il) {
@@ -165,7 +256,15 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   table.add_row({fmt::format("KV cache ({})", cpu::to_string(p.request.kv_type)), format_bytes(p.kv_bytes),
                  p.kv_spilled ? fmt::format("spilled: {} on disk, 2 layers in RAM", format_bytes(p.kv_full_bytes))
                               : fmt::format("{} seq x {} ctx", p.request.n_seq, p.request.n_ctx)});
-  table.add_row({"activations", format_bytes(p.activation_bytes), fmt::format("{} tokens per pass", p.request.pass_tokens)});
+  const PassMemory& m = p.pass;
+  const bool reduced = p.pass_tokens < p.request.pass_tokens;
+  table.add_row({"activations", format_bytes(m.token_bytes),
+                 fmt::format("{} tokens per pass x {}{}", m.tokens, format_bytes(m.per_token),
+                             reduced ? fmt::format(" (reduced from {} to fit the budget)", p.request.pass_tokens) : "")});
+  table.add_row({"attention scores", format_bytes(m.attention_bytes), fmt::format("{} threads x {} ctx", m.attention_threads, p.request.n_ctx)});
+  table.add_row({"logits + sampling", format_bytes(m.logits_bytes + m.sampling_bytes), fmt::format("{} rows x {} vocab", m.logit_rows, m.n_vocab)});
+  table.add_row({"prompt + tokenizer", format_bytes(m.prompt_bytes), fmt::format("a prompt of {} tokens", p.request.n_ctx)});
+  if (m.embedding_frames_bytes > 0) table.add_row({"embedding frames", format_bytes(m.embedding_frames_bytes), "rows gathered on demand"});
   table.add_row({"overhead allowance", format_bytes(p.overhead_bytes), ""});
   table.add_row({"total", format_bytes(p.total), fmt::format("budget {}, minimum {}", format_bytes(p.request.budget), format_bytes(p.minimum))});
   table.add_row({"streamed per pass", format_bytes(p.streamed_per_pass),

@@ -1,15 +1,20 @@
 // The memory-budget planner (DESIGN.md §5): given a pack, the sequences and context to serve and
-// a budget, decides what is resident and what streams, sizes the ring and the KV cache, and
-// predicts the seconds a pass needs from the disk bandwidth. Refuses a budget below the minimum
-// with a message that gives the minimum.
+// a budget, decides what is resident and what streams, sizes the ring, the KV cache and the pass
+// (tokens per forward pass), and predicts the seconds a pass needs from the disk bandwidth.
+// Refuses a budget below the minimum with a message that gives the minimum.
 //
 // Order of decisions:
-//  1. The minimum: small tensors (norms), activations for one pass, an overhead allowance, the
-//     KV cache (resident, or spilled with two layers in RAM when the resident one does not fit
-//     and spilling is allowed) and a 2-slot ring; the output head resident, or streamed as the
-//     pass's last extent when the budget needs that. The embedding is read row by row on demand
-//     unless it is the (resident) head itself.
-//  2. What is left goes first to ring slots (up to the number asked for), then to a fixed set of
+//  1. The minimum: small tensors (norms), the per-pass memory (PassMemory: activations of every
+//     row of a pass, attention scores, logits, sampling, the tokenizer's work), an overhead
+//     allowance, the KV cache (resident, or spilled with two layers in RAM when the resident one
+//     does not fit and spilling is allowed) and a 2-slot ring; the output head resident, or
+//     streamed as the pass's last extent when the budget needs that. The embedding is read row by
+//     row on demand unless it is the (resident) head itself.
+//  2. The pass: the tokens per pass asked for when some configuration of 1. fits with them;
+//     else the cheapest configuration that fits with 1 token per pass, with as many tokens per
+//     pass as then fit (the plan says it reduced them). Only when 1 token per pass does not fit
+//     is the budget refused.
+//  3. What is left goes first to ring slots (up to the number asked for), then to a fixed set of
 //     resident blocks spread over the layers (cache/resident_set.hpp), then to the embedding.
 //     With room for everything, nothing streams and the ring is not allocated.
 #pragma once
@@ -40,8 +45,30 @@ struct PlanRequest {
   double disk_gbps = 0;                // measured or given; 0 when unknown
 };
 
+// What one forward pass holds besides weights, ring and KV cache. Everything here that grows with
+// the prompt grows with the pass instead (a prompt runs in passes of `tokens` rows) or with the
+// context (attention scores, the tokenizer's work on a prompt that fills it).
+struct PassMemory {
+  std::int64_t tokens = 0;             // rows one pass carries: max(pass tokens, sequences)
+  std::uint64_t per_token = 0;         // residual row, block scratch (Transformer::scratch_bytes), matmul input, embedding row
+  std::uint64_t token_bytes = 0;       // tokens x per_token
+  std::uint64_t attention_bytes = 0;   // score scratch of every worker thread (cpu::attention_scratch_bytes)
+  std::int64_t attention_threads = 0;
+  std::int64_t logit_rows = 0;
+  std::int64_t n_vocab = 0;
+  std::uint64_t logits_bytes = 0;      // logit rows x vocab, the streamed head's per-piece products, head matmul input
+  std::uint64_t sampling_bytes = 0;    // a candidate list per sequence, one draw's working arrays
+  std::uint64_t prompt_bytes = 0;      // tokenizing a prompt that fills the context; token ids of every sequence
+  std::uint64_t embedding_frames_bytes = 0;  // embedding rows on demand: the frames held while gathering them
+  std::uint64_t total() const {
+    return token_bytes + attention_bytes + logits_bytes + sampling_bytes + prompt_bytes + embedding_frames_bytes;
+  }
+};
+
 struct MemoryPlan {
   PlanRequest request;
+  std::int64_t pass_tokens = 0;         // most tokens per pass: the request's, or fewer to fit the budget
+  PassMemory pass;                      // at pass_tokens
   std::uint64_t small_bytes = 0;        // norms and other small tensors, always resident
   std::uint64_t head_bytes = 0;         // the output head's extent (decoded)
   bool head_resident = true;
@@ -55,7 +82,7 @@ struct MemoryPlan {
   std::uint64_t kv_bytes = 0;           // RAM the KV cache holds
   std::uint64_t kv_full_bytes = 0;      // the whole cache (what spilling keeps on disk)
   bool kv_spilled = false;
-  std::uint64_t activation_bytes = 0;
+  std::uint64_t activation_bytes = 0;   // pass.total(): everything one pass holds
   std::uint64_t overhead_bytes = 0;     // runtime, tokenizer, manifest: a fixed allowance
   std::vector<std::int64_t> resident_blocks;
   std::uint64_t resident_block_bytes = 0;
@@ -70,8 +97,8 @@ struct MemoryPlan {
   bool streams() const { return streamed_per_pass > 0; }
 };
 
-// Throws std::runtime_error saying the minimum when the budget cannot hold even the minimum,
-// and std::invalid_argument for a KV type the model cannot use.
+// Throws std::runtime_error saying the minimum (at 1 token per pass) when the budget cannot hold
+// even that, and std::invalid_argument for a KV type the model cannot use.
 MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const PlanRequest& request);
 
 void print_plan(const MemoryPlan& plan, std::ostream& out);

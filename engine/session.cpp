@@ -15,6 +15,9 @@ namespace sluice {
 namespace {
 // 4096 positions of fp16 K and V is what most prompts need and keeps big models' caches modest.
 constexpr std::int64_t kDefaultCtxCap = 4096;
+// The longest context accepted: past every model's trained length by far, and small enough that
+// cache and plan sizes (positions x row bytes x layers) cannot overflow 64 bits.
+constexpr std::int64_t kMaxCtx = std::int64_t{1} << 30;
 // Enough to get past the first requests' latency and see the sustained rate.
 constexpr std::uint64_t kDiskProbeBytes = 256 * MiB;
 
@@ -34,7 +37,47 @@ bool is_pack_file(const std::string& path) {
 
 std::uint64_t default_memory_budget() { return available_memory_bytes() / 10 * 8; }
 
+namespace {
+void check_explicit_budget(std::uint64_t budget) {
+  // A budget the kernel will not grant ends in an OOM kill with no word from us: say so first.
+  if (const std::uint64_t limit = cgroup_memory_limit_bytes(); limit > 0 && budget > limit) {
+    throw std::runtime_error(fmt::format(
+        "--mem-budget {} is above this process's memory cgroup limit of {}: it would be OOM-killed before reaching the "
+        "budget; lower --mem-budget to at most {} (or leave it out: the default is 80% of what is available)",
+        format_bytes(budget), format_bytes(limit), format_bytes(limit)));
+  }
+  // Available memory leaves out what this process already holds; the budget counts it.
+  const std::uint64_t available = available_memory_bytes(), held = current_rss_bytes();
+  if (available > 0 && budget > available + held) {
+    throw std::runtime_error(fmt::format(
+        "--mem-budget {} is above the memory available to this process ({}: MemAvailable{}, plus the {} it holds); "
+        "lower --mem-budget (or leave it out: the default is 80% of what is available)",
+        format_bytes(budget), format_bytes(available + held), cgroup_memory_limit_bytes() > 0 ? " within its cgroup's limit" : "",
+        format_bytes(held)));
+  }
+}
+
+// The context asked for: 0 means the model's, capped; negative is an error; past the model's
+// trained length is allowed (RoPE extrapolates, badly) with a warning.
+std::int64_t context_of(const SessionOptions& o, const ModelConfig& config) {
+  if (o.n_ctx == 0) return config.n_ctx_train > 0 ? std::min(config.n_ctx_train, kDefaultCtxCap) : kDefaultCtxCap;
+  if (o.n_ctx > config.n_ctx_train && config.n_ctx_train > 0 && o.log) {
+    *o.log << fmt::format("warning: -c {} is above {}'s trained context of {}; positions past it are untested\n", o.n_ctx,
+                          o.model, config.n_ctx_train);
+  }
+  return o.n_ctx;
+}
+}  // namespace
+
 Session::Session(SessionOptions options) : options_(std::move(options)) {
+  if (options_.n_ctx < 0 || options_.n_ctx > kMaxCtx) {
+    throw std::invalid_argument(fmt::format("-c {}: the context must be positive (or 0: the model's) and at most {}",
+                                            options_.n_ctx, kMaxCtx));
+  }
+  if (options_.pass_tokens < 0) {
+    throw std::invalid_argument(fmt::format("--pass-tokens {}: must be positive", options_.pass_tokens));
+  }
+  if (options_.budget > 0) check_explicit_budget(options_.budget);
   const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
   const cpu::Threading threading{options_.threads};
   if (!is_pack_file(options_.model)) {
@@ -51,6 +94,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     }
     in_ram_ = std::make_unique<InRamForward>(*model_);
     forward_ = in_ram_.get();
+    n_ctx_ = context_of(options_, model_->config());
+    pass_tokens_ = options_.pass_tokens;
   } else {
     // Planning opens the pack on its own; it is closed before the model opens it again, so the
     // two parsed manifests (tens of MB with a large vocabulary) are never alive together.
@@ -59,7 +104,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     ModelConfig config = config_from_metadata(*metadata_of(pack->metadata(), options_.model));
     PlanRequest request;
     request.budget = budget;
-    request.n_ctx = options_.n_ctx > 0 ? options_.n_ctx : std::min(config.n_ctx_train, kDefaultCtxCap);
+    request.n_ctx = context_of(options_, config);
     request.n_seq = options_.n_seq;
     request.pass_tokens = options_.pass_tokens;
     request.logit_rows = options_.logit_rows;
@@ -69,6 +114,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     request.allow_resident_blocks = options_.stream != "on";
     request.disk_gbps = options_.disk_gbps;
     plan_ = plan_memory(*pack, config, request);
+    n_ctx_ = request.n_ctx;
+    pass_tokens_ = plan_->pass_tokens;
     pack.reset();
     if (options_.stream == "off" && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
       throw std::runtime_error(fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
@@ -91,12 +138,25 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   cache::KvShape shape;
   shape.n_layer = c.n_layer;
   shape.row_floats = c.n_head_kv * c.head_dim;
-  shape.n_ctx = plan_ ? plan_->request.n_ctx : (options_.n_ctx > 0 ? options_.n_ctx : std::min(c.n_ctx_train, kDefaultCtxCap));
+  shape.n_ctx = n_ctx_;
   shape.n_seq = options_.n_seq;
   shape.type = options_.kv_type;
   const bool spill = plan_ ? plan_->kv_spilled : options_.kv_spill == SpillMode::always;
+  if (!plan_) {
+    // In RAM the weights are mapped (the kernel pages them as it likes), but the KV cache is
+    // ours: refuse one the budget cannot hold instead of allocating it.
+    const std::uint64_t kv_bytes = spill ? cache::spilled_kv_memory_bytes(shape) : shape.total_bytes();
+    if (kv_bytes > budget) {
+      throw std::runtime_error(fmt::format("the KV cache for -c {} x {} sequences needs {}, more than the {} memory budget; "
+                                           "lower -c / -np{}",
+                                           n_ctx_, shape.n_seq, format_bytes(kv_bytes), format_bytes(budget),
+                                           spill ? "" : ", or use --kv-type q8_0 / --kv-spill on"));
+    }
+  }
   auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir) : cache::make_resident_kv_cache(shape);
   transformer_ = std::make_unique<Transformer>(c, std::move(kv), threading);
+  // Every pass carries at most the plan's tokens (and one per sequence, however few that allows).
+  if (pass_tokens_ > 0) transformer_->set_max_pass_tokens(std::max<std::int64_t>(pass_tokens_, options_.n_seq));
   tokenizer_ = std::make_unique<tok::Tokenizer>(vocab_from_metadata(metadata()));
   // The tokenizer holds its own tables now; the manifest's copies of the vocabulary arrays are
   // the largest thing left in it (262k strings for Gemma 3).

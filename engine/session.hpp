@@ -39,7 +39,10 @@ struct SessionOptions {
 
 class Session {
  public:
-  // Throws std::runtime_error (bad file, impossible budget: message names the minimum).
+  // Throws std::runtime_error (bad file; impossible budget: message names the minimum; an explicit
+  // budget above the memory cgroup's limit or the available memory: message names both, before
+  // anything is loaded) and std::invalid_argument (negative -c or pass size). Warns on `log` when
+  // the context is above the model's trained one.
   explicit Session(SessionOptions options);
   ~Session();
 
@@ -49,6 +52,9 @@ class Session {
   const Metadata& metadata() const;
   const ModelConfig& config() const { return forward_->config(); }
   std::int64_t n_ctx() const { return transformer_->n_ctx(); }
+  // Most tokens per pass: the plan's (which may be fewer than asked, to fit the budget), or
+  // --pass-tokens for a model in RAM; 0: no limit.
+  std::int64_t pass_tokens() const { return pass_tokens_; }
   const MemoryPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
   StreamedModel* streamed() { return streamed_.get(); }
   std::uint64_t weight_bytes() const { return weight_bytes_; }
@@ -68,6 +74,8 @@ class Session {
   std::unique_ptr<tok::Tokenizer> tokenizer_;
   std::optional<MemoryPlan> plan_;
   std::uint64_t weight_bytes_ = 0;
+  std::int64_t n_ctx_ = 0;
+  std::int64_t pass_tokens_ = 0;
 };
 
 // True when `path` starts with the pack magic.

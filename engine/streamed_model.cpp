@@ -272,13 +272,13 @@ void StreamedModel::embed(Transformer& transformer, std::span<const std::int32_t
   transformer.embed(rows, local, x);
 }
 
-void StreamedModel::forward(Transformer& transformer, const Batch& batch, std::vector<float>& logits) {
+void StreamedModel::forward_pass(Transformer& transformer, const Batch& batch, float* logits) {
   const auto pass_started = Clock::now();
   const std::int64_t n = batch.n_tokens();
   // The per-pass summary lane: one span per forward pass (a decode step or a prompt chunk).
   TraceScope pass(options_.prefetch.trace, "pass", fmt::format("pass {}", stats_.passes),
                   {{"tokens", n}, {"sequences", std::int64_t(batch.spans.size())}, {"streamed_bytes", std::int64_t(streamed_bytes_per_pass_)}});
-  std::vector<float> x(std::size_t(n * config_.n_embd));
+  std::vector<float> x(std::size_t(n * config_.n_embd));  // (n, d): the residual stream
   embed(transformer, batch.tokens, x.data());
   ensure_prefetcher();
   TraceRecorder* trace = options_.prefetch.trace;
@@ -297,13 +297,12 @@ void StreamedModel::forward(Transformer& transformer, const Batch& batch, std::v
     transformer.block(il, *w, globals_, x.data(), batch.spans);
     stats_.compute_busy += Clock::now() - started;
   }
-  logits.resize(batch.logit_rows.size() * std::size_t(config_.n_vocab));
   if (options_.stream_head) {
-    stream_head(transformer, batch, x.data(), logits.data());
+    stream_head(transformer, batch, x.data(), logits);
   } else {
     const auto started = Clock::now();
     TraceScope compute(trace, "compute", "head", {{"rows", std::int64_t(batch.logit_rows.size())}});
-    transformer.head_rows(globals_, x.data(), batch.logit_rows, logits.data());
+    transformer.head_rows(globals_, x.data(), batch.logit_rows, logits);
     stats_.compute_busy += Clock::now() - started;
   }
   ++stats_.passes;

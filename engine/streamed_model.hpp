@@ -72,10 +72,12 @@ class StreamedModel final : public Forward {
   // Totals over every pass so far, including the prefetcher in use.
   StreamStats stats() const;
 
-  void forward(Transformer& transformer, const Batch& batch, std::vector<float>& logits) override;
   // One sequence (same contract as engine/generate.hpp's evaluate()).
   void evaluate(Transformer& transformer, std::span<const std::int32_t> tokens, std::int64_t pos0, bool all_logits,
                 std::vector<float>& logits);
+
+ protected:
+  void forward_pass(Transformer& transformer, const Batch& batch, float* logits) override;
 
  private:
   std::vector<std::byte> read_resident_extent(std::uint32_t index) const;

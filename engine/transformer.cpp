@@ -32,7 +32,21 @@ Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv,
   SLUICE_ASSERT(kv_->shape().n_layer == config_.n_layer && kv_->shape().row_floats == kv_dim_);
 }
 
+void Transformer::set_max_pass_tokens(std::int64_t n) {
+  SLUICE_ASSERT(n >= 0);
+  max_pass_tokens_ = n;
+}
+
+std::uint64_t Transformer::scratch_bytes(const ModelConfig& c, std::int64_t n_tokens) {
+  // One row of each buffer of ensure_scratch(): xn, proj (d); q, att (n_head * hd); k, v (kv
+  // width); gate, up (n_ff).
+  const std::int64_t row = 2 * c.n_embd + 2 * c.n_head * c.head_dim + 2 * c.n_head_kv * c.head_dim + 2 * c.n_ff;
+  return std::uint64_t(n_tokens) * std::uint64_t(row) * sizeof(float);
+}
+
 void Transformer::ensure_scratch(std::int64_t n) {
+  // A pass longer than the plan's would outgrow the buffers the planner counted.
+  SLUICE_ASSERT(max_pass_tokens_ == 0 || n <= max_pass_tokens_);
   if (n <= scratch_tokens_) return;
   const ModelConfig& c = config_;
   const std::size_t rows = std::size_t(n);
@@ -88,15 +102,9 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
 void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x,
                         std::span<const SeqSpan> spans) {
   const ModelConfig& c = config_;
+  check_spans(spans);
   std::int64_t n = 0;
-  for (const SeqSpan& s : spans) {
-    if (s.pos0 < 0 || s.pos0 + s.n > n_ctx_) {
-      throw std::length_error(fmt::format("context full: positions {}..{} of sequence {} exceed the context of {}", s.pos0,
-                                          s.pos0 + s.n - 1, s.seq, n_ctx_));
-    }
-    SLUICE_ASSERT(s.seq >= 0 && s.seq < n_seq());
-    n += s.n;
-  }
+  for (const SeqSpan& s : spans) n += s.n;
   ensure_scratch(n);
   const std::int64_t d = c.n_embd, hd = c.head_dim, q_dim = c.n_head * hd;
   const auto n_head = static_cast<std::int32_t>(c.n_head), n_head_kv = static_cast<std::int32_t>(c.n_head_kv);
@@ -187,6 +195,16 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   }
   linear(w.w_down, gate_.data(), n, proj_.data(), threading_);
   add_branch(proj_.data(), w.post_ffn_norm);
+}
+
+void Transformer::check_spans(std::span<const SeqSpan> spans) const {
+  for (const SeqSpan& s : spans) {
+    if (s.pos0 < 0 || s.pos0 + s.n > n_ctx_) {
+      throw std::length_error(fmt::format("context full: positions {}..{} of sequence {} exceed the context of {}", s.pos0,
+                                          s.pos0 + s.n - 1, s.seq, n_ctx_));
+    }
+    SLUICE_ASSERT(s.seq >= 0 && s.seq < n_seq());
+  }
 }
 
 void Transformer::head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits) {

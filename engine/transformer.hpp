@@ -55,6 +55,13 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   std::int64_t n_ctx() const { return n_ctx_; }
+  // Most rows one pass may carry (0: no limit). The memory planner sizes a pass's buffers for
+  // this many; Forward::forward() cuts a longer batch into passes of at most this many rows.
+  std::int64_t max_pass_tokens() const { return max_pass_tokens_; }
+  void set_max_pass_tokens(std::int64_t n);
+  // Bytes of the buffers block() keeps for a pass of n_tokens rows (xn, q, k, v, att, proj,
+  // gate, up: what it allocates and holds until the Transformer dies).
+  static std::uint64_t scratch_bytes(const ModelConfig& config, std::int64_t n_tokens);
   std::int32_t n_seq() const { return kv_->shape().n_seq; }
   cache::KvCache& kv_cache() { return *kv_; }
   std::uint64_t kv_cache_bytes() const { return kv_->memory_bytes(); }
@@ -65,8 +72,10 @@ class Transformer {
   // and writing the layer's K/V for those positions into the cache.
   void block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::int64_t n, std::int64_t pos0);
   // The same over several sequences: rows of x in the order of `spans`. Throws
-  // std::length_error when a span runs past the context, before anything is written.
+  // std::length_error when a span runs past the context (check_spans), before anything is written.
   void block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::span<const SeqSpan> spans);
+  // Throws std::length_error naming the span when one runs past the context.
+  void check_spans(std::span<const SeqSpan> spans) const;
   // logits (n_rows, n_vocab) for the last n_rows rows of x (n rows in total).
   void head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits);
   // logits (rows.size(), n_vocab) for the given rows of x.
@@ -95,6 +104,7 @@ class Transformer {
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;
+  std::int64_t max_pass_tokens_ = 0;
 };
 
 }  // namespace sluice

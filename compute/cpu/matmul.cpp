@@ -98,6 +98,11 @@ void compute_rows(const Problem& p, std::int64_t r0, std::int64_t r1) {
 
 }  // namespace
 
+std::uint64_t matmul_scratch_bytes(GgmlType type, std::int64_t cols, std::int64_t batch) {
+  const GgmlType act_type = vec_dot_type(type);
+  return act_type == GgmlType::F32 ? 0 : std::uint64_t(row_bytes(act_type, cols)) * std::uint64_t(batch);
+}
+
 void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
             const float* x, std::int64_t batch, float* y, Threading threading) {
   matmul(type, weights, rows, cols, x, batch, y, threading, active_isa());

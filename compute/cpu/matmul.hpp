@@ -26,6 +26,10 @@ struct Threading {
 void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
             const float* x, std::int64_t batch, float* y, Threading threading);
 
+// Bytes matmul() allocates for a call (the activation rows converted to vec_dot_type; freed on
+// return): 0 for F32 weights.
+std::uint64_t matmul_scratch_bytes(GgmlType type, std::int64_t cols, std::int64_t batch);
+
 // As above with an explicit kernel level (tests, benchmarks); the level must be supported.
 void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
             const float* x, std::int64_t batch, float* y, Threading threading, CpuIsa isa);

@@ -224,6 +224,8 @@ void attend_head(const float* q, const KvLayerView& kv, std::int64_t pos, const 
 }
 }  // namespace
 
+std::uint64_t attention_scratch_bytes(std::int64_t n_ctx) { return 2 * std::uint64_t(n_ctx) * sizeof(float); }
+
 void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, float* out) {
   if ((pos + 1) * s.head_dim * s.n_head < kParallelAttentionWork) {
     std::vector<float> scratch;

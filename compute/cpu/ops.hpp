@@ -78,6 +78,11 @@ struct AttentionShape {
 // pay for it. Thread-safe for distinct `out`.
 void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& shape, float* out);
 
+// Scratch attend() may hold on one thread for a context of n_ctx positions: one head's scores
+// (n_ctx floats, kept thread_local between calls) and as many again on its serial path. Nothing
+// in attention grows with the number of rows in a pass: each row is attended on its own.
+std::uint64_t attention_scratch_bytes(std::int64_t n_ctx);
+
 // Writes one token's k and v rows (n_head_kv * head_dim floats each) into the cache at `pos`.
 void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, const float* k, const float* v);
 
