@@ -1,4 +1,5 @@
 #include "engine/session.hpp"
+#include "model/tensor_check.hpp"
 
 #include <fmt/format.h>
 #include <fstream>
@@ -101,7 +102,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     // two parsed manifests (tens of MB with a large vocabulary) are never alive together.
     auto pack = std::make_unique<pack::Pack>(pack::Pack::open(options_.model));
     for (const auto& t : pack->tensors()) weight_bytes_ += t.bytes;
-    ModelConfig config = config_from_metadata(*metadata_of(pack->metadata(), options_.model));
+    ModelConfig config = checked_config(*pack);  // tensors checked before the planner sizes anything from them
     PlanRequest request;
     request.budget = budget;
     request.n_ctx = context_of(options_, config);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "model/ggml_types.hpp"
 #include "model/pack_format.hpp"
 #include "model/pack_reader.hpp"
 #include "model/pack_writer.hpp"
@@ -129,6 +130,15 @@ inline int run_pack_input(const std::uint8_t* data, std::size_t size) {
     }
     for (const TensorInfo& tensor : pack.tensors()) {
       if (pack.find_tensor(tensor.name) == nullptr) std::abort();  // every listed tensor must be findable
+      // What an accepted pack promises its readers: a known type whose shape is the tensor's
+      // byte count, inside its extent.
+      const auto traits = ggml_type_traits(tensor.type);
+      if (!traits || tensor.shape.empty() || tensor.extent >= pack.extents().size()) std::abort();
+      std::uint64_t rows = 1;
+      for (std::size_t d = 1; d < tensor.shape.size(); ++d) rows *= tensor.shape[d];
+      if (ggml_row_bytes(*traits, tensor.shape[0]) * rows != tensor.bytes) std::abort();
+      const auto& extent = pack.extents()[tensor.extent];
+      if (tensor.offset > extent.raw_bytes || tensor.bytes > extent.raw_bytes - tensor.offset) std::abort();
     }
     return 1;
   } catch (const PackError&) {
