@@ -4,8 +4,10 @@
 #include <filesystem>
 #include <fmt/format.h>
 #include <iostream>
+#include <stdexcept>
 
 #include "model/ggml_types.hpp"
+#include "model/output_file.hpp"
 #include "tools/commands.hpp"
 #include "tools/synth.hpp"
 
@@ -44,11 +46,12 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--type", o->type, "Quant type of the matrices")->capture_default_str();
   cmd->add_option("--embedding-type", o->embedding_type, "Quant type of token_embd")->capture_default_str();
   cmd->add_option("--vocab-from", o->vocab_from, "GGUF whose tokenizer.* metadata is copied")->capture_default_str();
-  cmd->add_option("--embd", o->embd, "Override: embedding length");
-  cmd->add_option("--layers", o->layers, "Override: blocks");
-  cmd->add_option("--heads", o->heads, "Override: attention heads");
-  cmd->add_option("--kv-heads", o->kv_heads, "Override: KV heads (GQA)");
-  cmd->add_option("--ff", o->ff, "Override: feed-forward length");
+  // 0 and negative values are errors, not "keep the shape's value": count() says what was given.
+  CLI::Option* embd = cmd->add_option("--embd", o->embd, "Override: embedding length");
+  CLI::Option* layers = cmd->add_option("--layers", o->layers, "Override: blocks");
+  CLI::Option* heads = cmd->add_option("--heads", o->heads, "Override: attention heads");
+  CLI::Option* kv_heads = cmd->add_option("--kv-heads", o->kv_heads, "Override: KV heads (GQA)");
+  CLI::Option* ff = cmd->add_option("--ff", o->ff, "Override: feed-forward length");
   cmd->add_option("--seed", o->seed, "Weights seed")->capture_default_str();
   cmd->add_flag("--tied", o->tied, "No output.weight: the head reuses token_embd");
   cmd->add_flag("--llama3-rope", o->llama3_rope, "Llama 3.1 rope scaling (rope_freqs.weight, base 500000)");
@@ -57,15 +60,15 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--swa-pattern", o->swa_pattern,
                   "gemma3: every Nth layer is global (-1: not written, Gemma 3's 6; 0: all local; 1: all global)");
   cmd->add_option("--final-softcap", o->final_softcap, "gemma3: final logit soft-cap (0: none)");
-  cmd->callback([o] {
+  cmd->callback([o, embd, layers, heads, kv_heads, ff] {
     SynthOptions s;
     s.arch = o->arch;
     s.shape = synth_shape(o->shape);
-    if (o->embd) s.shape.n_embd = o->embd;
-    if (o->layers) s.shape.n_layer = o->layers;
-    if (o->heads) s.shape.n_head = o->heads;
-    if (o->kv_heads) s.shape.n_head_kv = o->kv_heads;
-    if (o->ff) s.shape.n_ff = o->ff;
+    if (embd->count() > 0) s.shape.n_embd = o->embd;
+    if (layers->count() > 0) s.shape.n_layer = o->layers;
+    if (heads->count() > 0) s.shape.n_head = o->heads;
+    if (kv_heads->count() > 0) s.shape.n_head_kv = o->kv_heads;
+    if (ff->count() > 0) s.shape.n_ff = o->ff;
     s.type = parse_type("--type", o->type);
     s.embedding_type = parse_type("--embedding-type", o->embedding_type);
     s.vocab_from = o->vocab_from;
@@ -76,6 +79,14 @@ void add_synth_command(CLI::App& app) {
     s.sliding_window = o->sliding_window;
     s.swa_pattern = o->swa_pattern;
     s.final_softcap = o->final_softcap;
+    try {
+      validate_synth_options(s);
+    } catch (const std::invalid_argument& e) {
+      // A flag error: CLI11 prints it with the usage hint and exits non-zero; nothing is written.
+      throw CLI::ValidationError(e.what());
+    }
+    // The vocabulary source is read while OUT is written: replacing it would lose the user's model.
+    refuse_output_that_is_input("synth", s.vocab_from, o->out);
     write_synthetic_gguf(o->out, s);
     std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {})\n", o->out, s.arch, o->type,
                              s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff);
