@@ -57,16 +57,17 @@ OutputFile::OutputFile(std::string path, std::string label)
   // A temp file left by a killed run holds an unknown prefix of an old output: start afresh.
   // unlink + O_EXCL (not O_TRUNC): if the name is a hard link to some other file, that file is
   // left alone instead of being truncated.
-  if (::unlink(temp_path_.c_str()) != 0 && errno != ENOENT) {
-    const int err = errno;
-    throw std::runtime_error(fmt::format("{} {}: cannot remove the stale temporary file {}: {}", label_, path_,
-                                         temp_path_, std::strerror(err)));
-  }
+  const int unlink_err = ::unlink(temp_path_.c_str()) == 0 ? 0 : errno;
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     const int err = errno;
-    throw std::runtime_error(
-        fmt::format("{} {}: cannot create {}: {}", label_, path_, temp_path_, std::strerror(err)));
+    // EEXIST: the stale file is still there because unlink failed (a directory, no permission):
+    // that is the error worth reporting. Anything else (ENOENT, ENOTDIR: no such directory)
+    // open explains best.
+    const std::string why = err == EEXIST && unlink_err != 0
+                                ? fmt::format("a stale file is in the way and cannot be removed: {}", std::strerror(unlink_err))
+                                : std::string(std::strerror(err));
+    throw std::runtime_error(fmt::format("{} {}: cannot create {}: {}", label_, path_, temp_path_, why));
   }
 }
 
