@@ -1,13 +1,19 @@
 #include "model/convert.hpp"
 
-#include <filesystem>
+#include <algorithm>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <map>
+#include <memory>
+#include <new>
 #include <stdexcept>
 
+#include "common/units.hpp"
+#include "io/reader.hpp"
 #include "model/gguf.hpp"
 #include "model/metadata.hpp"
 #include "model/tensor_check.hpp"
+#include "model/output_file.hpp"
 
 namespace sluice {
 
@@ -21,8 +27,50 @@ std::string extent_of_tensor(const std::string& name) {
   return "misc";
 }
 
+namespace {
+
+// Bytes read from the GGUF per request: big enough that O_DIRECT reads run at disk speed, small
+// enough to be one of the "few MiB" convert holds whatever the model's size.
+constexpr std::uint32_t kReadChunkBytes = 4u << 20;
+
+struct FreeDeleter {
+  void operator()(std::byte* p) const { std::free(p); }
+};
+
+// Copies one tensor's bytes from the GGUF into the writer, kReadChunkBytes at a time, reading
+// whole aligned blocks (the reader may be O_DIRECT) and keeping the part inside the tensor.
+void copy_tensor(io::Reader& reader, std::byte* buffer, std::uint64_t start, std::uint64_t bytes,
+                 const std::string& tensor_name, pack::PackWriter& writer) {
+  if (bytes == 0) return;
+  const std::uint64_t end = start + bytes;  // File::open checked it lies inside the file
+  std::uint64_t block = start / kDirectAlign * kDirectAlign;
+  while (block < end) {
+    const auto length = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(kReadChunkBytes, (end - block + kDirectAlign - 1) / kDirectAlign * kDirectAlign));
+    std::uint64_t got = 0;
+    Status status = reader.read_sync(buffer, block, length, &got);
+    if (!status) {
+      throw std::runtime_error(fmt::format("convert: reading tensor '{}': {}", tensor_name, status.error().message));
+    }
+    const std::uint64_t from = std::max(block, start);
+    const std::uint64_t to = std::min(block + got, end);
+    if (to <= from || (to < end && got < length)) {
+      // The file shrank since it was opened: what the header promised is gone.
+      throw std::runtime_error(fmt::format("convert: {}: tensor '{}' ends at byte {} but the file ends at {}",
+                                           reader.path(), tensor_name, end, block + got));
+    }
+    writer.add_bytes({buffer + (from - block), static_cast<std::size_t>(to - from)});
+    block += length;
+  }
+}
+
+}  // namespace
+
 ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::string& pack_path, pack::WriterOptions options,
                                   const std::function<void(std::size_t, std::size_t)>& progress) {
+  // Before anything is opened for writing: replacing the input would destroy the model it is
+  // being read from (it is mapped: truncating it raises SIGBUS).
+  refuse_output_that_is_input("convert", gguf_path, pack_path);
   gguf::File in = gguf::File::open(gguf_path);
   (void)checked_config(in);  // a pack is only made of a model the engine can run
   // Stream order: the embedding, blocks in layer order, the head, then the rest.
@@ -41,31 +89,37 @@ ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::strin
   }
   std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
 
+  // Tensor bytes are read, not touched through the mapping: O_DIRECT reads of bounded pieces
+  // leave nothing in the page cache, where a mapped model's pages would be charged to the
+  // caller's memory cgroup.
+  io::ReaderOptions read_options;
+  read_options.backend.kind = io::BackendKind::pread;
+  read_options.backend.queue_depth = 1;
+  std::unique_ptr<io::Reader> reader = io::Reader::open(gguf_path, read_options);
+  std::unique_ptr<std::byte, FreeDeleter> buffer{static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kReadChunkBytes))};
+  if (!buffer) throw std::bad_alloc();
+
   ConvertStats stats;
-  try {
-    pack::PackWriter writer(pack_path, options);
-    writer.set_metadata(metadata_to_json(in));
-    for (std::size_t i = 0; i < order.size(); ++i) {
-      writer.begin_extent(order[i]);
-      for (const gguf::TensorInfo* t : groups[order[i]]) {
-        writer.add_tensor(t->name, t->type, t->dims, in.tensor_data(*t));
-        ++stats.tensors;
-      }
-      writer.end_extent();
-      if (progress) progress(i + 1, order.size());
+  // An exception unwinds the writer, which removes its temporary file; pack_path is untouched.
+  pack::PackWriter writer(pack_path, options);
+  writer.set_metadata(metadata_to_json(in));
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    writer.begin_extent(order[i]);
+    for (const gguf::TensorInfo* t : groups[order[i]]) {
+      writer.begin_tensor(t->name, t->type, t->dims, t->bytes);
+      copy_tensor(*reader, buffer.get(), in.data_offset() + t->offset, t->bytes, t->name, writer);
+      ++stats.tensors;
     }
-    writer.finish();
-    const auto& w = writer.stats();
-    stats.extents = w.extents;
-    stats.raw_bytes = w.raw_bytes;
-    stats.file_bytes = w.file_bytes;
-    stats.frames_raw = w.frames_raw;
-    stats.frames_zstd = w.frames_zstd;
-  } catch (...) {
-    std::error_code ec;
-    std::filesystem::remove(pack_path, ec);
-    throw;
+    writer.end_extent();
+    if (progress) progress(i + 1, order.size());
   }
+  writer.finish();
+  const auto& w = writer.stats();
+  stats.extents = w.extents;
+  stats.raw_bytes = w.raw_bytes;
+  stats.file_bytes = w.file_bytes;
+  stats.frames_raw = w.frames_raw;
+  stats.frames_zstd = w.frames_zstd;
   return stats;
 }
 

@@ -20,8 +20,13 @@ struct ConvertStats {
   std::uint64_t frames_zstd = 0;
 };
 
-// Throws std::runtime_error naming the input or output file on failure (the partial output is
-// removed). `progress(done, total)` is called after each extent.
+// Throws std::runtime_error naming the input or output file on failure. The pack is written under
+// a temporary name and renamed onto `pack_path` at the end (output_file.hpp): a failed or killed
+// conversion leaves nothing new under `pack_path`, and an output that is the input (same file,
+// symlink, hard link) is refused before anything is opened for writing. Memory is bounded by the
+// frame batch and a 4 MiB read buffer (plus the manifest), whatever the model's size: tensors are
+// read in pieces with O_DIRECT where the filesystem allows it. `progress(done, total)` is called
+// after each extent.
 ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::string& pack_path, pack::WriterOptions options,
                                   const std::function<void(std::size_t, std::size_t)>& progress = {});
 

@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -262,10 +263,16 @@ class Writer {
                   std::span<const std::byte> bytes);
   void add_tensor_ref(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                       std::span<const std::byte> bytes);
+  // Adds a tensor whose bytes `generate` makes when write() reaches it (write() then holds one
+  // generated tensor at a time: models larger than memory). Throws like add_tensor; write()
+  // throws std::runtime_error if the generator's byte count does not match dims and type.
+  void add_tensor_generated(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
+                            std::function<std::vector<std::byte>()> generate);
 
   // Writes the file (general.alignment is added when `alignment` != kDefaultAlignment; it must
-  // be a power of two that fits in u32, else std::invalid_argument). Throws std::runtime_error
-  // naming `path` on I/O failure, and removes the partial file.
+  // be a power of two that fits in u32, else std::invalid_argument) under a temporary name and
+  // renames it onto `path` (output_file.hpp). Throws std::runtime_error naming `path` on I/O
+  // failure, leaving nothing new under `path`.
   void write(const std::string& path, std::uint64_t alignment = kDefaultAlignment) const;
 
  private:
@@ -275,11 +282,17 @@ class Writer {
     std::vector<std::uint64_t> dims;
     std::vector<std::byte> owned;           // the copy (add_tensor); empty for add_tensor_ref
     std::span<const std::byte> referenced;  // the caller's bytes (add_tensor_ref)
+    std::function<std::vector<std::byte>()> generate;  // add_tensor_generated
+    std::uint64_t generated_bytes = 0;                 // what generate() must return
     // Tensors are never empty (zero dims are rejected), so an empty copy means a reference.
     std::span<const std::byte> bytes() const { return owned.empty() ? referenced : std::span<const std::byte>(owned); }
+    std::uint64_t size() const { return generate ? generated_bytes : bytes().size(); }
   };
   void add_tensor_impl(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                        std::span<const std::byte> bytes, bool copy);
+  // Validates a new tensor (name, type, dims) and returns its byte count; throws as add_tensor.
+  std::uint64_t tensor_bytes(const std::string& name, std::uint32_t ggml_type,
+                             const std::vector<std::uint64_t>& dims) const;
 
   std::vector<std::pair<std::string, Value>> metadata_;
   std::vector<PendingTensor> tensors_;

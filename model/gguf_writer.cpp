@@ -1,11 +1,9 @@
 // Writer for GGUF v3 files (gguf.hpp). The header (metadata and tensor infos) is built in
-// memory; tensor data is written straight from the caller's (or the copied) bytes. The layout
+// memory; tensor data is written straight from the caller's (or the copied, or the generated)
+// bytes, into a temporary file renamed onto the final name at the end (output_file.hpp). The layout
 // follows what llama.cpp's gguf writer produces, so llama.cpp, gguf-py and File::open all read
 // the result: tensors in the order added, each at the running offset padded to the alignment,
 // zero padding after the tensor infos and after every tensor.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -16,6 +14,7 @@
 
 #include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
+#include "model/output_file.hpp"
 
 namespace sluice::gguf {
 namespace {
@@ -81,67 +80,16 @@ class Encoder {
   std::vector<std::byte> out_;
 };
 
-// An output file that throws std::runtime_error naming the path and offset on failure and
-// removes the partial file unless commit() was reached.
-class OutputFile {
- public:
-  explicit OutputFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-      const int err = errno;
-      throw std::runtime_error(fmt::format("gguf {}: cannot create: {}", path, std::strerror(err)));
-    }
+// Writes zero padding after `out`'s cursor up to the next multiple of `alignment`.
+void pad_to(OutputFile& out, std::uint64_t alignment) {
+  static const std::vector<std::byte> kZeros(kZeroChunkBytes);
+  std::uint64_t pad = align_up(out.write_offset(), alignment) - out.write_offset();
+  while (pad > 0) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(pad, kZeroChunkBytes));
+    out.write({kZeros.data(), n});
+    pad -= n;
   }
-  ~OutputFile() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      ::unlink(path_.c_str());  // not committed: do not leave a truncated model behind
-    }
-  }
-  OutputFile(const OutputFile&) = delete;
-  OutputFile& operator=(const OutputFile&) = delete;
-
-  void write(std::span<const std::byte> bytes) {
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
-      if (n < 0) {
-        // Interrupted before anything was written: nothing happened, try again.
-        if (errno == EINTR) continue;
-        const int err = errno;
-        throw std::runtime_error(fmt::format("gguf {}: write of {} bytes at byte offset {} failed: {}", path_,
-                                             bytes.size() - done, offset_, std::strerror(err)));
-      }
-      // Short write (e.g. a signal mid-way, or a full disk about to report ENOSPC): advance
-      // and write the rest; the next call reports the error if there is one.
-      done += static_cast<std::size_t>(n);
-      offset_ += static_cast<std::uint64_t>(n);
-    }
-  }
-  void pad_to(std::uint64_t alignment) {
-    static const std::vector<std::byte> kZeros(kZeroChunkBytes);
-    std::uint64_t pad = align_up(offset_, alignment) - offset_;
-    while (pad > 0) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(pad, kZeroChunkBytes));
-      write({kZeros.data(), n});
-      pad -= n;
-    }
-  }
-  void commit() {
-    const int fd = std::exchange(fd_, -1);
-    // close() reports delayed write errors (NFS, quota); a model that did not land is an error.
-    if (::close(fd) != 0) {
-      const int err = errno;
-      ::unlink(path_.c_str());
-      throw std::runtime_error(fmt::format("gguf {}: close failed: {}", path_, std::strerror(err)));
-    }
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  std::uint64_t offset_ = 0;
-};
+}
 
 }  // namespace
 
@@ -173,8 +121,40 @@ void Writer::add_tensor_ref(std::string name, std::uint32_t ggml_type, std::vect
   add_tensor_impl(std::move(name), ggml_type, std::move(dims), bytes, /*copy=*/false);
 }
 
+void Writer::add_tensor_generated(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
+                                  std::function<std::vector<std::byte>()> generate) {
+  const std::uint64_t bytes = tensor_bytes(name, ggml_type, dims);
+  PendingTensor t;
+  t.name = std::move(name);
+  t.type = ggml_type;
+  t.dims = std::move(dims);
+  t.generated_bytes = bytes;
+  t.generate = std::move(generate);
+  tensors_.push_back(std::move(t));
+}
+
 void Writer::add_tensor_impl(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                              std::span<const std::byte> bytes, bool copy) {
+  const std::uint64_t expected = tensor_bytes(name, ggml_type, dims);
+  if (expected != bytes.size()) {
+    throw std::invalid_argument(fmt::format("gguf writer: tensor '{}': {} bytes given, the {} dims of type {} need {}",
+                                            name, bytes.size(), dims.size(), ggml_type_traits(ggml_type)->name,
+                                            expected));
+  }
+  PendingTensor t;
+  t.name = std::move(name);
+  t.type = ggml_type;
+  t.dims = std::move(dims);
+  if (copy) {
+    t.owned.assign(bytes.begin(), bytes.end());
+  } else {
+    t.referenced = bytes;
+  }
+  tensors_.push_back(std::move(t));
+}
+
+std::uint64_t Writer::tensor_bytes(const std::string& name, std::uint32_t ggml_type,
+                                   const std::vector<std::uint64_t>& dims) const {
   const auto bad = [&](const std::string& what) {
     return std::invalid_argument(fmt::format("gguf writer: tensor '{}': {}", name, what));
   };
@@ -200,21 +180,10 @@ void Writer::add_tensor_impl(std::string name, std::uint32_t ggml_type, std::vec
                           traits->block_elements));
   }
   const std::uint64_t blocks = elements / traits->block_elements;
-  if (blocks > std::numeric_limits<std::uint64_t>::max() / traits->block_bytes ||
-      blocks * traits->block_bytes != bytes.size()) {
-    throw bad(fmt::format("{} bytes given, the {} dims of type {} need {}", bytes.size(), dims.size(), traits->name,
-                          blocks * traits->block_bytes));
+  if (blocks > std::numeric_limits<std::uint64_t>::max() / traits->block_bytes) {
+    throw bad(fmt::format("{} blocks of type {} overflow a byte count", blocks, traits->name));
   }
-  PendingTensor t;
-  t.name = std::move(name);
-  t.type = ggml_type;
-  t.dims = std::move(dims);
-  if (copy) {
-    t.owned.assign(bytes.begin(), bytes.end());
-  } else {
-    t.referenced = bytes;
-  }
-  tensors_.push_back(std::move(t));
+  return blocks * traits->block_bytes;
 }
 
 void Writer::write(const std::string& path, std::uint64_t alignment) const {
@@ -244,15 +213,28 @@ void Writer::write(const std::string& path, std::uint64_t alignment) const {
     for (std::uint64_t d : t.dims) header.put(d);
     header.put(t.type);
     header.put(offset);
-    offset += align_up(t.bytes().size(), alignment);
+    offset += align_up(t.size(), alignment);
   }
   header.pad_to(alignment);
 
-  OutputFile out(path);
+  // Written under a temporary name and renamed at the end: a failed or killed write leaves
+  // nothing new under `path`.
+  OutputFile out(path, "gguf");
   out.write(header.bytes());
   for (const PendingTensor& t : tensors_) {
-    out.write(t.bytes());
-    out.pad_to(alignment);
+    if (t.generate) {
+      // One generated tensor in memory at a time: a 70B synthetic model needs its largest tensor.
+      const std::vector<std::byte> bytes = t.generate();
+      if (bytes.size() != t.generated_bytes) {
+        throw std::runtime_error(fmt::format("gguf {}: tensor '{}': the generator made {} bytes, {} expected", path,
+                                             t.name, bytes.size(), t.generated_bytes));
+      }
+      out.write(bytes);
+    } else {
+      out.write(t.bytes());
+    }
+    pad_to(out, alignment);
+    out.written_through(out.write_offset());
   }
   out.commit();
 }

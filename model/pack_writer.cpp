@@ -1,10 +1,8 @@
 // PackWriter and write_synthetic_pack: builds pack files (format in pack_format.hpp).
 #include "model/pack_writer.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -15,6 +13,7 @@
 #include <fmt/format.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 #include <zstd.h>
 
 #include "common/assert.hpp"
@@ -33,6 +32,14 @@ ZSTD_CCtx* thread_cctx() {
   thread_local std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx{ZSTD_createCCtx()};
   return cctx.get();
 }
+
+// Frames per batch: one per TBB worker keeps every core compressing; at least 4 so a batch
+// amortises its write; at most 32 frames and 32 MiB of raw bytes, so the buffers (raw + encoded,
+// twice that) fit a 256 MiB memory cap on a many-core machine and huge frames (--frame 64MiB)
+// still cost a bounded amount.
+constexpr std::size_t kMinBatchFrames = 4;
+constexpr std::size_t kMaxBatchFrames = 32;
+constexpr std::size_t kMaxBatchBytes = 32u << 20;
 
 const char* codec_name(Codec codec) { return codec == Codec::zstd ? "zstd" : "raw"; }
 
@@ -58,16 +65,15 @@ PackWriter::PackWriter(std::string path, WriterOptions options) : path_(std::mov
     throw std::invalid_argument(fmt::format("pack {}: zstd_level {} must be in [{}, {}]", path_,
                                             options_.zstd_level, ZSTD_minCLevel(), ZSTD_maxCLevel()));
   }
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) {
-    throw std::runtime_error(fmt::format("pack {}: cannot create: {}", path_, std::strerror(errno)));
-  }
+  const auto workers = static_cast<std::size_t>(std::max(1, tbb::this_task_arena::max_concurrency()));
+  frames_per_batch_ = std::clamp<std::size_t>(workers, kMinBatchFrames, kMaxBatchFrames);
+  frames_per_batch_ = std::max<std::size_t>(1, std::min<std::size_t>(frames_per_batch_, kMaxBatchBytes / options_.frame_bytes));
+  out_ = std::make_unique<OutputFile>(path_, "pack");
+  raw_.reserve(frames_per_batch_ * options_.frame_bytes);
   stats_.file_bytes = kHeaderBytes;
 }
 
-PackWriter::~PackWriter() {
-  if (fd_ >= 0) ::close(fd_);
-}
+PackWriter::~PackWriter() = default;  // an uncommitted OutputFile removes its temporary file
 
 void PackWriter::set_metadata(nlohmann::json metadata) {
   SLUICE_ASSERT_MSG(!finished_, "set_metadata after finish");
@@ -80,40 +86,62 @@ void PackWriter::set_metadata(nlohmann::json metadata) {
 void PackWriter::begin_extent(std::string name) {
   SLUICE_ASSERT_MSG(!finished_ && !in_extent_, "begin_extent inside an extent or after finish");
   in_extent_ = true;
-  extent_name_ = std::move(name);
+  extent_ = ExtentInfo{};
+  extent_.name = std::move(name);
+  extent_.offset = next_offset_;
+  extent_raw_bytes_ = 0;
   raw_.clear();
 }
 
 void PackWriter::add_tensor(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> shape,
                             std::span<const std::byte> bytes) {
-  SLUICE_ASSERT_MSG(in_extent_, "add_tensor outside an extent");
+  begin_tensor(std::move(name), ggml_type, std::move(shape), bytes.size());
+  add_bytes(bytes);
+}
+
+void PackWriter::begin_tensor(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> shape,
+                              std::uint64_t bytes) {
+  SLUICE_ASSERT_MSG(in_extent_, "begin_tensor outside an extent");
+  SLUICE_ASSERT_MSG(tensor_bytes_left_ == 0, "begin_tensor before the previous tensor's bytes were all added");
   if (!tensor_names_.insert(name).second) {
     throw std::runtime_error(fmt::format("pack {}: duplicate tensor name '{}'", path_, name));
   }
-  const std::uint64_t offset = align_up(raw_.size(), kTensorAlign);
-  raw_.resize(offset, std::byte{0});
-  add_bytes(bytes);
+  const std::uint64_t offset = align_up(extent_raw_bytes_, kTensorAlign);
+  static constexpr std::array<std::byte, kTensorAlign> kZeros{};
+  add_bytes(std::span(kZeros).first(offset - extent_raw_bytes_));
   TensorInfo tensor;
   tensor.name = std::move(name);
   tensor.type = ggml_type;
   tensor.shape = std::move(shape);
   tensor.extent = static_cast<std::uint32_t>(extents_.size());
   tensor.offset = offset;
-  tensor.bytes = bytes.size();
+  tensor.bytes = bytes;
   tensors_.push_back(std::move(tensor));
+  tensor_bytes_left_ = bytes;
   ++stats_.tensors;
 }
 
 void PackWriter::add_bytes(std::span<const std::byte> bytes) {
   SLUICE_ASSERT_MSG(in_extent_, "add_bytes outside an extent");
-  raw_.insert(raw_.end(), bytes.begin(), bytes.end());
+  if (tensor_bytes_left_ > 0) {
+    SLUICE_ASSERT_MSG(bytes.size() <= tensor_bytes_left_, "add_bytes past the end of the open tensor");
+    tensor_bytes_left_ -= bytes.size();
+  }
+  const std::size_t batch_bytes = frames_per_batch_ * options_.frame_bytes;
+  while (!bytes.empty()) {
+    const std::size_t n = std::min(bytes.size(), batch_bytes - raw_.size());
+    raw_.insert(raw_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+    bytes = bytes.subspan(n);
+    extent_raw_bytes_ += n;
+    if (raw_.size() == batch_bytes) flush_frames(/*last=*/false);
+  }
 }
 
-void PackWriter::encode_frames(std::vector<FrameInfo>& frames, std::vector<std::byte>& stored) {
+void PackWriter::encode_frames(std::span<FrameInfo> frames) {
   const std::size_t frame_count = frames.size();
   const std::size_t bound = ZSTD_compressBound(options_.frame_bytes);
-  // Each frame compresses into its own slot of `stored`, then the slots are compacted in order.
-  stored.resize(frame_count * bound);
+  // Each frame compresses into its own slot of `encoded_`, then the slots are compacted in order.
+  encoded_.resize(frame_count * bound);
   std::vector<FrameResult> results(frame_count);
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, frame_count), [&](const tbb::blocked_range<std::size_t>& r) {
     for (std::size_t i = r.begin(); i != r.end(); ++i) {
@@ -125,7 +153,7 @@ void PackWriter::encode_frames(std::vector<FrameInfo>& frames, std::vector<std::
           continue;
         }
         const std::size_t raw_bytes = frames[i].raw_bytes;
-        const std::size_t got = ZSTD_compressCCtx(cctx, stored.data() + i * bound, bound,
+        const std::size_t got = ZSTD_compressCCtx(cctx, encoded_.data() + i * bound, bound,
                                                   raw_.data() + i * options_.frame_bytes, raw_bytes,
                                                   options_.zstd_level);
         if (ZSTD_isError(got)) {
@@ -144,11 +172,12 @@ void PackWriter::encode_frames(std::vector<FrameInfo>& frames, std::vector<std::
       }
     }
   });
+  const std::size_t first_index = extent_.frames.size() - frame_count;
   std::uint64_t pos = 0;
   for (std::size_t i = 0; i < frame_count; ++i) {
     if (!results[i].error.empty()) {
       throw std::runtime_error(fmt::format("pack {}: extent '{}' frame {}: zstd compression failed: {}", path_,
-                                           extent_name_, i, results[i].error));
+                                           extent_.name, first_index + i, results[i].error));
     }
     // pos <= i * frame_bytes <= i * bound, so moving left never clobbers a later slot.
     FrameInfo& frame = frames[i];
@@ -156,29 +185,31 @@ void PackWriter::encode_frames(std::vector<FrameInfo>& frames, std::vector<std::
     if (results[i].use_zstd) {
       frame.codec = Codec::zstd;
       frame.disk_bytes = static_cast<std::uint32_t>(results[i].compressed_bytes);
-      std::memmove(stored.data() + pos, stored.data() + i * bound, frame.disk_bytes);
+      std::memmove(encoded_.data() + pos, encoded_.data() + i * bound, frame.disk_bytes);
     } else {
       frame.codec = Codec::raw;
       frame.disk_bytes = frame.raw_bytes;
-      std::memcpy(stored.data() + pos, raw_.data() + i * options_.frame_bytes, frame.raw_bytes);
+      std::memcpy(encoded_.data() + pos, raw_.data() + i * options_.frame_bytes, frame.raw_bytes);
     }
     pos += frame.disk_bytes;
   }
-  stored.resize(pos);
+  encoded_.resize(pos);
 }
 
-void PackWriter::end_extent() {
-  SLUICE_ASSERT_MSG(in_extent_, "end_extent without begin_extent");
-  const std::uint64_t raw_bytes = raw_.size();
-  const std::uint64_t frame_count = (raw_bytes + options_.frame_bytes - 1) / options_.frame_bytes;
-  std::vector<FrameInfo> frames(frame_count);
-  for (std::uint64_t i = 0; i < frame_count; ++i) {
-    frames[i].raw_bytes =
-        static_cast<std::uint32_t>(std::min<std::uint64_t>(options_.frame_bytes, raw_bytes - i * options_.frame_bytes));
+void PackWriter::flush_frames(bool last) {
+  const std::uint64_t staged = raw_.size();
+  const std::uint64_t frame_bytes = options_.frame_bytes;
+  // Only the extent's last batch may end in a short frame; earlier batches are whole frames.
+  const std::size_t frame_count = static_cast<std::size_t>(last ? (staged + frame_bytes - 1) / frame_bytes : staged / frame_bytes);
+  SLUICE_ASSERT_MSG(last || frame_count * frame_bytes == staged, "a batch that is not the last must be whole frames");
+  const std::size_t first = extent_.frames.size();
+  extent_.frames.resize(first + frame_count);
+  const std::span<FrameInfo> frames(extent_.frames.data() + first, frame_count);
+  for (std::size_t i = 0; i < frame_count; ++i) {
+    frames[i].raw_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(frame_bytes, staged - i * frame_bytes));
   }
 
   // With compression off the stored bytes are the raw bytes: write them in place, no copy.
-  std::vector<std::byte> encoded;
   std::vector<std::byte>* stored = &raw_;
   if (options_.compress == WriterOptions::Compress::none) {
     std::uint64_t pos = 0;
@@ -189,8 +220,8 @@ void PackWriter::end_extent() {
       pos += frame.raw_bytes;
     }
   } else {
-    encode_frames(frames, encoded);
-    stored = &encoded;
+    encode_frames(frames);
+    stored = &encoded_;
   }
   const std::uint64_t disk_bytes = stored->size();
 
@@ -204,26 +235,31 @@ void PackWriter::end_extent() {
     }
   });
 
-  stored->resize(align_up(disk_bytes, kExtentAlign), std::byte{0});
-  pwrite_all(*stored, base);
+  // The extent's end is padded so the next one starts kExtentAlign-aligned (extents start aligned,
+  // so aligning the absolute end aligns the extent's size).
+  if (last) stored->resize(align_up(base + disk_bytes, kExtentAlign) - base, std::byte{0});
+  out_->pwrite_all(*stored, base);
+  next_offset_ = base + stored->size();
+  out_->written_through(next_offset_);
 
-  ExtentInfo extent;
-  extent.name = std::move(extent_name_);
-  extent.offset = base;
-  extent.disk_bytes = disk_bytes;
-  extent.raw_bytes = raw_bytes;
   for (const FrameInfo& frame : frames) {
     (frame.codec == Codec::zstd ? stats_.frames_zstd : stats_.frames_raw) += 1;
   }
-  extent.frames = std::move(frames);
-  extents_.push_back(std::move(extent));
-
-  next_offset_ = base + stored->size();
-  stats_.file_bytes = next_offset_;
-  stats_.raw_bytes += raw_bytes;
+  extent_.disk_bytes += disk_bytes;
   stats_.stored_bytes += disk_bytes;
-  ++stats_.extents;
   raw_.clear();
+}
+
+void PackWriter::end_extent() {
+  SLUICE_ASSERT_MSG(in_extent_, "end_extent without begin_extent");
+  SLUICE_ASSERT_MSG(tensor_bytes_left_ == 0, "end_extent before the open tensor's bytes were all added");
+  flush_frames(/*last=*/true);
+  extent_.raw_bytes = extent_raw_bytes_;
+  extents_.push_back(std::move(extent_));
+  extent_ = ExtentInfo{};
+  stats_.file_bytes = next_offset_;
+  stats_.raw_bytes += extent_raw_bytes_;
+  ++stats_.extents;
   in_extent_ = false;
 }
 
@@ -272,49 +308,20 @@ void PackWriter::finish() {
   }
   const std::span<const std::byte> manifest_bytes{reinterpret_cast<const std::byte*>(text.data()), text.size()};
   const std::uint64_t manifest_offset = next_offset_;
-  pwrite_all(manifest_bytes, manifest_offset);
+  out_->pwrite_all(manifest_bytes, manifest_offset);
   // Pad the file to a whole block so direct-I/O reads of the manifest's last block stay in the file.
   const std::uint64_t file_bytes = align_up(manifest_offset + text.size(), kExtentAlign);
-  if (::ftruncate(fd_, static_cast<off_t>(file_bytes)) != 0) {
-    throw std::runtime_error(fmt::format("pack {}: ftruncate to {} bytes failed: {}", path_, file_bytes,
-                                         std::strerror(errno)));
-  }
+  out_->truncate(file_bytes);
 
   Header header;
   header.manifest_offset = manifest_offset;
   header.manifest_bytes = text.size();
   header.manifest_checksum = manifest_checksum(manifest_bytes);
-  pwrite_all(encode_header(header), 0);
-  if (::fsync(fd_) != 0) {
-    throw std::runtime_error(fmt::format("pack {}: fsync failed: {}", path_, std::strerror(errno)));
-  }
-  if (::close(fd_) != 0) {
-    fd_ = -1;
-    throw std::runtime_error(fmt::format("pack {}: close failed: {}", path_, std::strerror(errno)));
-  }
-  fd_ = -1;
+  out_->pwrite_all(encode_header(header), 0);
+  out_->commit();
+  out_.reset();
   finished_ = true;
   stats_.file_bytes = file_bytes;
-}
-
-void PackWriter::pwrite_all(std::span<const std::byte> bytes, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      // A signal arrived before any byte was written: nothing happened, try again.
-      if (errno == EINTR) continue;
-      throw std::runtime_error(fmt::format("pack {}: write of {} bytes at offset {} failed: {}", path_,
-                                           bytes.size() - done, offset + done, std::strerror(errno)));
-    }
-    if (n == 0) {
-      // pwrite returning 0 for a non-empty buffer means no progress is possible (e.g. quota).
-      throw std::runtime_error(
-          fmt::format("pack {}: write at offset {} made no progress", path_, offset + done));
-    }
-    // Short write (signal, nearly full disk): continue with the rest.
-    done += static_cast<std::size_t>(n);
-  }
 }
 
 namespace {

@@ -1,10 +1,11 @@
 // Writes pack files (format v1, pack_format.hpp): extents of tensors or plain bytes, framed and
-// compressed in parallel, then the manifest and the header. Used by `sluice convert`, tests and
+// compressed in parallel, then the manifest and the header; atomically, in bounded memory. Used by `sluice convert`, tests and
 // the synthetic packs of benchmarks and demos.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_set>
@@ -12,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/output_file.hpp"
 #include "model/pack_format.hpp"
 
 namespace sluice::pack {
@@ -39,14 +41,20 @@ struct WriterStats {
 };
 
 // Not thread-safe: one thread drives a writer (it uses TBB internally for compression). Calls
-// must follow: [set_metadata] (begin_extent (add_tensor|add_bytes)* end_extent)* finish.
-// Calling out of order is a programmer error (assertion). I/O failures and bad input throw
-// std::runtime_error naming the file. A writer destroyed before finish() leaves a file with a
-// zero header, which every reader rejects.
+// must follow: [set_metadata] (begin_extent (add_tensor | begin_tensor add_bytes* | add_bytes)*
+// end_extent)* finish. Calling out of order is a programmer error (assertion). I/O failures and
+// bad input throw std::runtime_error naming the file.
+//
+// The file is written under a temporary name (OutputFile) and renamed onto `path` by finish():
+// a writer destroyed before finish(), or killed, leaves nothing under `path` (an existing file
+// there is untouched). Memory is bounded by the frame size, not by tensor or extent size: bytes
+// are framed, compressed and written a batch of frames at a time (about 2 x frames_per_batch x
+// frame_bytes of buffers), and written ranges leave the page cache as the file grows. The
+// manifest (a few hundred bytes per frame and tensor) is the only part that grows with the model.
 class PackWriter {
  public:
-  // Creates or truncates `path`. Throws std::runtime_error (path + strerror) if it cannot, and
-  // std::invalid_argument for out-of-range options.
+  // Creates the temporary file next to `path` (replacing a stale one). Throws std::runtime_error
+  // (path + strerror) if it cannot, and std::invalid_argument for out-of-range options.
   PackWriter(std::string path, WriterOptions options);
   ~PackWriter();
   PackWriter(const PackWriter&) = delete;
@@ -63,37 +71,53 @@ class PackWriter {
   void add_tensor(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> shape,
                   std::span<const std::byte> bytes);
 
-  // Appends untyped bytes to the current extent, unaligned (synthetic extents, padding).
+  // Streams a tensor of `bytes` bytes: starts it like add_tensor, then exactly `bytes` bytes must
+  // follow through add_bytes (in pieces of any size) before the next tensor or end_extent.
+  void begin_tensor(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> shape,
+                    std::uint64_t bytes);
+
+  // Appends bytes to the current extent: the open tensor's next bytes, or untyped bytes
+  // (unaligned; synthetic extents, padding) when no tensor is open.
   void add_bytes(std::span<const std::byte> bytes);
 
-  // Frames the current extent, compresses frames in parallel, writes them with one pwrite and
-  // pads the file to the next kExtentAlign boundary.
+  // Writes the extent's last frames and pads the file to the next kExtentAlign boundary.
   void end_extent();
 
   // Writes the manifest (kExtentAlign-aligned, after the last extent), then the header, fsyncs
-  // and closes the file. The writer accepts no more calls afterwards.
+  // the file and renames it onto path(). The writer accepts no more calls afterwards.
   void finish();
 
   const WriterStats& stats() const { return stats_; }
   const std::string& path() const { return path_; }
+  // Frames compressed and written together: enough to keep every TBB worker busy.
+  std::size_t frames_per_batch() const { return frames_per_batch_; }
 
  private:
-  void pwrite_all(std::span<const std::byte> bytes, std::uint64_t offset);
-  // Chooses a codec per frame and fills `frames` (offsets relative to the extent) and `stored`.
-  void encode_frames(std::vector<FrameInfo>& frames, std::vector<std::byte>& stored);
+  // Frames, compresses (in parallel), checksums and writes the staged raw bytes: whole frames,
+  // plus the short last frame and the extent's padding when `last` is true.
+  void flush_frames(bool last);
+  // Chooses a codec per frame of `raw_` and fills `frames` (offsets relative to the batch) and
+  // `encoded_`.
+  void encode_frames(std::span<FrameInfo> frames);
 
   std::string path_;
   WriterOptions options_;
-  int fd_ = -1;
+  std::unique_ptr<OutputFile> out_;
+  std::size_t frames_per_batch_ = 1;
   bool in_extent_ = false;
   bool finished_ = false;
-  std::uint64_t next_offset_ = kHeaderBytes;  // where the next extent starts
+  std::uint64_t next_offset_ = kHeaderBytes;  // where the next frame (or extent) starts
   nlohmann::json metadata_ = nlohmann::json::object();
   std::vector<ExtentInfo> extents_;
   std::vector<TensorInfo> tensors_;
   std::unordered_set<std::string> tensor_names_;
-  std::vector<std::byte> raw_;  // the current extent's raw bytes (capacity reused across extents)
-  std::string extent_name_;
+  // The current extent: its raw bytes so far (written and staged), and the open tensor's bytes
+  // still to come.
+  ExtentInfo extent_;
+  std::uint64_t extent_raw_bytes_ = 0;
+  std::uint64_t tensor_bytes_left_ = 0;
+  std::vector<std::byte> raw_;      // staged raw bytes: up to frames_per_batch frames
+  std::vector<std::byte> encoded_;  // a batch's stored bytes when compressing
   WriterStats stats_;
 };
 

@@ -30,7 +30,16 @@ pack::WriterOptions writer_options(const ConvertOptions& o) {
     w.compress = pack::WriterOptions::Compress::auto_;
   } else if (o.compress.rfind("zstd", 0) == 0) {
     w.compress = pack::WriterOptions::Compress::zstd;
-    if (o.compress.size() > 5 && o.compress[4] == ':') w.zstd_level = std::stoi(o.compress.substr(5));
+    if (o.compress.size() > 5 && o.compress[4] == ':') {
+      const std::string level = o.compress.substr(5);
+      std::size_t used = 0;
+      try {
+        w.zstd_level = std::stoi(level, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != level.size()) throw CLI::ValidationError("--compress", "zstd:LEVEL needs an integer level, got '" + level + "'");
+    }
   } else {
     throw CLI::ValidationError("--compress", "expected auto, none, zstd or zstd:LEVEL, got '" + o.compress + "'");
   }

@@ -4,16 +4,20 @@
 #include <filesystem>
 #include <fmt/format.h>
 #include <iostream>
+#include <stdexcept>
 
 #include "model/ggml_types.hpp"
+#include "model/output_file.hpp"
 #include "tools/commands.hpp"
 #include "tools/synth.hpp"
+#include "tools/synth_vocab.hpp"
 
 namespace sluice {
 namespace {
 
 struct SynthCli {
   std::string out, arch = "llama", shape = "tiny", type = "Q4_0", embedding_type = "Q8_0", vocab_from;
+  std::int64_t vocab_size = 512;
   std::int64_t embd = 0, layers = 0, heads = 0, kv_heads = 0, ff = 0;
   std::uint64_t seed = 1;
   bool tied = false;
@@ -43,12 +47,21 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--shape", o->shape, "tiny, 1b, 7b, 13b, 70b, 100b (then --embd/--layers/... override)")->capture_default_str();
   cmd->add_option("--type", o->type, "Quant type of the matrices")->capture_default_str();
   cmd->add_option("--embedding-type", o->embedding_type, "Quant type of token_embd")->capture_default_str();
-  cmd->add_option("--vocab-from", o->vocab_from, "GGUF whose tokenizer.* metadata is copied")->capture_default_str();
-  cmd->add_option("--embd", o->embd, "Override: embedding length");
-  cmd->add_option("--layers", o->layers, "Override: blocks");
-  cmd->add_option("--heads", o->heads, "Override: attention heads");
-  cmd->add_option("--kv-heads", o->kv_heads, "Override: KV heads (GQA)");
-  cmd->add_option("--ff", o->ff, "Override: feed-forward length");
+  CLI::Option* vocab_from = cmd->add_option("--vocab-from", o->vocab_from,
+                                            "GGUF whose tokenizer.* metadata is copied (default: stories260K from ../shared "
+                                            "when present, else the built-in vocabulary)")
+                                ->capture_default_str();
+  CLI::Option* vocab_size =
+      cmd->add_option("--vocab-size", o->vocab_size,
+                      "Use the built-in vocabulary with this many tokens (e.g. 128256: a Llama 3-size embedding and head)")
+          ->check(CLI::Range(kMinBuiltinVocab, kMaxBuiltinVocab));
+  vocab_size->excludes(vocab_from);
+  // 0 and negative values are errors, not "keep the shape's value": count() says what was given.
+  CLI::Option* embd = cmd->add_option("--embd", o->embd, "Override: embedding length");
+  CLI::Option* layers = cmd->add_option("--layers", o->layers, "Override: blocks");
+  CLI::Option* heads = cmd->add_option("--heads", o->heads, "Override: attention heads");
+  CLI::Option* kv_heads = cmd->add_option("--kv-heads", o->kv_heads, "Override: KV heads (GQA)");
+  CLI::Option* ff = cmd->add_option("--ff", o->ff, "Override: feed-forward length");
   cmd->add_option("--seed", o->seed, "Weights seed")->capture_default_str();
   cmd->add_flag("--tied", o->tied, "No output.weight: the head reuses token_embd");
   cmd->add_flag("--llama3-rope", o->llama3_rope, "Llama 3.1 rope scaling (rope_freqs.weight, base 500000)");
@@ -57,18 +70,19 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--swa-pattern", o->swa_pattern,
                   "gemma3: every Nth layer is global (-1: not written, Gemma 3's 6; 0: all local; 1: all global)");
   cmd->add_option("--final-softcap", o->final_softcap, "gemma3: final logit soft-cap (0: none)");
-  cmd->callback([o] {
+  cmd->callback([o, embd, layers, heads, kv_heads, ff, vocab_size] {
     SynthOptions s;
     s.arch = o->arch;
     s.shape = synth_shape(o->shape);
-    if (o->embd) s.shape.n_embd = o->embd;
-    if (o->layers) s.shape.n_layer = o->layers;
-    if (o->heads) s.shape.n_head = o->heads;
-    if (o->kv_heads) s.shape.n_head_kv = o->kv_heads;
-    if (o->ff) s.shape.n_ff = o->ff;
+    if (embd->count() > 0) s.shape.n_embd = o->embd;
+    if (layers->count() > 0) s.shape.n_layer = o->layers;
+    if (heads->count() > 0) s.shape.n_head = o->heads;
+    if (kv_heads->count() > 0) s.shape.n_head_kv = o->kv_heads;
+    if (ff->count() > 0) s.shape.n_ff = o->ff;
     s.type = parse_type("--type", o->type);
     s.embedding_type = parse_type("--embedding-type", o->embedding_type);
-    s.vocab_from = o->vocab_from;
+    s.vocab_from = vocab_size->count() > 0 ? std::string() : o->vocab_from;
+    s.vocab_size = o->vocab_size;
     s.seed = o->seed;
     s.tied_output = o->tied;
     s.llama3_rope = o->llama3_rope;
@@ -76,6 +90,14 @@ void add_synth_command(CLI::App& app) {
     s.sliding_window = o->sliding_window;
     s.swa_pattern = o->swa_pattern;
     s.final_softcap = o->final_softcap;
+    try {
+      validate_synth_options(s);
+    } catch (const std::invalid_argument& e) {
+      // A flag error: CLI11 prints it with the usage hint and exits non-zero; nothing is written.
+      throw CLI::ValidationError(e.what());
+    }
+    // The vocabulary source is read while OUT is written: replacing it would lose the user's model.
+    if (!s.vocab_from.empty()) refuse_output_that_is_input("synth", s.vocab_from, o->out);
     write_synthetic_gguf(o->out, s);
     std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {})\n", o->out, s.arch, o->type,
                              s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff);

@@ -1,21 +1,20 @@
 #include "tools/synth.hpp"
 #include "tools/synth_vocab.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <functional>
 #include <cstring>
 #include <fmt/format.h>
+#include <limits>
 #include <random>
 #include <stdexcept>
 
 #include <tbb/parallel_for.h>
 
 #include "compute/cpu/quants.hpp"
+#include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
 
 namespace sluice {
@@ -84,11 +83,58 @@ std::vector<std::byte> bias(std::int64_t n, std::uint64_t seed) {
 
 }  // namespace
 
+void validate_synth_options(const SynthOptions& o) {
+  const SynthShape& s = o.shape;
+  const auto check_range = [](const char* flag, std::int64_t v, std::int64_t lo, std::int64_t hi) {
+    if (v < lo || v > hi) throw std::invalid_argument(fmt::format("synth: {} {} is out of range: expected {} to {}", flag, v, lo, hi));
+  };
+  check_range("--embd", s.n_embd, 1, kMaxSynthEmbd);
+  check_range("--layers", s.n_layer, 1, kMaxSynthLayers);
+  check_range("--heads", s.n_head, 1, kMaxSynthHeads);
+  check_range("--kv-heads", s.n_head_kv, 1, kMaxSynthHeads);
+  check_range("--ff", s.n_ff, 1, kMaxSynthFf);
+  check_range("context length", s.n_ctx, 1, std::numeric_limits<std::uint32_t>::max());
+  check_range("--head-dim", o.head_dim, 0, kMaxSynthHeadDim);
+  check_range("--sliding-window", o.sliding_window, 0, std::numeric_limits<std::uint32_t>::max());
+  check_range("--swa-pattern", o.swa_pattern, -1, std::numeric_limits<std::uint32_t>::max());
+  if (!(o.final_softcap >= 0.0f) || !std::isfinite(o.final_softcap)) {
+    throw std::invalid_argument(fmt::format("synth: --final-softcap {} must be a finite number >= 0", o.final_softcap));
+  }
+  if (o.head_dim > 0 && o.arch != "gemma3") {
+    throw std::invalid_argument("synth: --head-dim applies to --arch gemma3 only (llama and qwen2 use embd / heads)");
+  }
+  if (o.head_dim == 0 && s.n_embd % s.n_head != 0) {
+    throw std::invalid_argument(fmt::format("synth: --embd {} is not a multiple of --heads {}", s.n_embd, s.n_head));
+  }
+  if (s.n_head % s.n_head_kv != 0) {
+    throw std::invalid_argument(fmt::format("synth: --heads {} is not a multiple of --kv-heads {}", s.n_head, s.n_head_kv));
+  }
+  const std::int64_t head_dim = o.head_dim > 0 ? o.head_dim : s.n_embd / s.n_head;
+  if (head_dim % 2 != 0) {
+    throw std::invalid_argument(fmt::format("synth: the head dimension {} is odd; rope rotates pairs", head_dim));
+  }
+  // Every matrix row must be whole quant blocks: rows are n_embd long (n_head * head_dim for
+  // attn_output, n_ff for ffn_down).
+  const auto check_rows = [](const char* what, std::int64_t length, GgmlType type, const char* type_flag) {
+    const auto traits = ggml_type_traits(static_cast<std::uint32_t>(type));
+    if (!traits) throw std::invalid_argument(fmt::format("synth: {} is not a known ggml type", type_flag));
+    if (length % std::int64_t(traits->block_elements) != 0) {
+      throw std::invalid_argument(fmt::format("synth: {} {} is not a multiple of {}'s block of {} ({})", what, length,
+                                              traits->name, traits->block_elements, type_flag));
+    }
+  };
+  check_rows("--embd", s.n_embd, o.type, "--type");
+  check_rows("--embd", s.n_embd, o.embedding_type, "--embedding-type");
+  check_rows("--heads x head dimension", s.n_head * head_dim, o.type, "--type");
+  check_rows("--ff", s.n_ff, o.type, "--type");
+}
+
 void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "gemma3") {
     throw std::invalid_argument("synth: --arch must be llama, qwen2 or gemma3");
   }
   const bool gemma = o.arch == "gemma3";
+  validate_synth_options(o);
   // The tokenizer.* keys: copied from --vocab-from, or the built-in vocabulary of vocab_size.
   std::vector<std::pair<std::string, gguf::Value>> vocab_keys;
   if (o.vocab_from.empty()) {
@@ -105,6 +151,10 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   std::int64_t n_vocab = 0;
   for (const auto& [key, value] : vocab_keys) {
     if (key == "tokenizer.ggml.tokens") n_vocab = std::int64_t(value.array_size());
+  }
+  if (n_vocab < 1 || n_vocab > kMaxSynthVocab) {
+    throw std::invalid_argument(fmt::format("synth: {} has {} tokens in tokenizer.ggml.tokens, expected 1 to {}",
+                                            o.vocab_from.empty() ? "the built-in vocabulary" : o.vocab_from, n_vocab, kMaxSynthVocab));
   }
   const SynthShape& s = o.shape;
   const std::int64_t head_dim = o.head_dim > 0 ? o.head_dim : s.n_embd / s.n_head;
@@ -137,10 +187,6 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   std::uint64_t seed = o.seed * 1000003;
   auto next_seed = [&] { return seed = mix(seed); };
   const std::int64_t kv_dim = s.n_head_kv * head_dim;
-  // Tensors are generated one at a time after the file's layout is written, so a 70B model needs
-  // memory for its largest tensor, not for all of them: the writer first lays out zero-filled
-  // tensors (views of one shared zero buffer), then each tensor's bytes are generated and
-  // written in place at the offset the file records.
   struct Pending {
     std::string name;
     GgmlType type;
@@ -212,36 +258,12 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
     add("output.weight", o.type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
         [=, seed = next_seed()] { return random_matrix(o.type, n_vocab, s.n_embd, seed, 4.0f); });
   }
-  auto bytes_of = [](const Pending& t) {
-    std::uint64_t rows = 1;
-    for (std::size_t i = 1; i < t.dims.size(); ++i) rows *= t.dims[i];
-    return cpu::row_bytes(t.type, std::int64_t(t.dims[0])) * rows;
-  };
-  std::uint64_t largest = 0;
-  for (const auto& t : pending) largest = std::max<std::uint64_t>(largest, bytes_of(t));
-  const std::vector<std::byte> zeros(largest);
-  for (const auto& t : pending) {
-    w.add_tensor_ref(t.name, static_cast<std::uint32_t>(t.type), t.dims, std::span(zeros.data(), bytes_of(t)));
+  // Each tensor's bytes are generated when the writer reaches it, so a 70B model needs memory for
+  // its largest tensor, not for all of them; the writer renames the file into place at the end.
+  for (auto& t : pending) {
+    w.add_tensor_generated(t.name, static_cast<std::uint32_t>(t.type), t.dims, std::move(t.generate));
   }
   w.write(path);
-
-  const gguf::File layout = gguf::File::open(path);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot reopen {}: {}", path, std::strerror(errno)));
-  for (const auto& t : pending) {
-    const gguf::TensorInfo* info = layout.find_tensor(t.name);
-    std::vector<std::byte> bytes = t.generate();
-    std::uint64_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, off_t(layout.data_offset() + info->offset + done));
-      if (n <= 0) {
-        ::close(fd);
-        throw std::runtime_error(fmt::format("cannot write tensor {} to {}: {}", t.name, path, std::strerror(errno)));
-      }
-      done += std::uint64_t(n);
-    }
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) throw std::runtime_error(fmt::format("cannot finish {}: {}", path, std::strerror(errno)));
 }
 
 }  // namespace sluice

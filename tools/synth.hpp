@@ -41,7 +41,23 @@ struct SynthOptions {
   float final_softcap = 0.0f;
 };
 
-// Writes OUT. Throws std::runtime_error naming the file on failure.
+// Limits on a synthetic shape: beyond the largest real models (Llama 3.1 405B: embd 16384, 126
+// layers, ff 53248, 128 heads), so any real shape fits, but a typo cannot ask for petabytes.
+inline constexpr std::int64_t kMaxSynthEmbd = 65536;
+inline constexpr std::int64_t kMaxSynthLayers = 1024;
+inline constexpr std::int64_t kMaxSynthHeads = 1024;
+inline constexpr std::int64_t kMaxSynthFf = 262144;
+inline constexpr std::int64_t kMaxSynthHeadDim = 1024;
+inline constexpr std::int64_t kMaxSynthVocab = 1 << 24;
+
+// Throws std::invalid_argument naming the flag (--layers, --embd, ...) when the options cannot
+// make a valid model: a size out of range, heads that do not divide, rows that are not whole
+// quant blocks.
+void validate_synth_options(const SynthOptions& options);
+
+// Validates the options, then writes OUT atomically (a temporary file renamed at the end: an
+// error or a kill leaves nothing new under `path`). Throws std::invalid_argument for bad
+// options and std::runtime_error naming the file on failure.
 void write_synthetic_gguf(const std::string& path, const SynthOptions& options);
 
 }  // namespace sluice

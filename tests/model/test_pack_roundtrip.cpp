@@ -2,6 +2,8 @@
 // writer's codec choice (none / zstd / auto with min_saving).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <algorithm>
 #include <numeric>
 
@@ -264,8 +266,10 @@ TEST(PackWriterErrors, UnfinishedPackIsRejected) {
     writer.begin_extent("a");
     writer.add_bytes(random_bytes(100, 1));
     writer.end_extent();
-  }  // destroyed without finish(): the header is still zeros
+  }  // destroyed without finish(): nothing was ever written under `path`
   EXPECT_THROW(Pack::open(path), PackError);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
 }
 
 }  // namespace
