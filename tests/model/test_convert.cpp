@@ -14,6 +14,7 @@
 
 #include "common/memory.hpp"
 #include "model/convert.hpp"
+#include "tools/synth.hpp"
 #include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
 #include "model/output_file.hpp"
@@ -33,6 +34,7 @@ using pack::testing::TempDir;
 using pack::testing::write_file;
 
 constexpr auto kF32 = static_cast<std::uint32_t>(GgmlType::F32);
+constexpr auto kQ8_0 = static_cast<std::uint32_t>(GgmlType::Q8_0);
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -48,25 +50,17 @@ bool exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// A GGUF whose tensors straddle convert's 4 MiB reads and the 32-byte data alignment: one of
-// 5 MiB + 4 bytes (two reads, the second short), small ones at unaligned offsets, and extents for
-// the embedding, two blocks and the head.
+// A real (synthetic, checked) F32 model whose ffn tensors straddle convert's 4 MiB reads:
+// 64 x 20481 floats = 5 MiB + 256 bytes (two reads, the second short), next to small norms at
+// 32-byte-aligned offsets, the embedding, two blocks and the head.
 std::string write_test_gguf(const TempDir& dir, const std::string& name) {
-  gguf::Writer w;
-  w.set_string("general.architecture", "llama");
-  w.set_u32("llama.block_count", 2);
-  auto add = [&](const std::string& tensor, std::uint64_t elements, std::uint64_t seed) {
-    const auto bytes = partly_zero_bytes(elements * 4, 0.5, seed);
-    w.add_tensor(tensor, kF32, {elements}, bytes);
-  };
-  add("token_embd.weight", 3 * 1024 + 1, 1);
-  add("blk.0.attn_norm.weight", 7, 2);
-  add("blk.0.ffn_up.weight", (5u << 20) / 4 + 1, 3);
-  add("blk.1.attn_norm.weight", 9, 4);
-  add("blk.1.ffn_up.weight", 40000, 5);
-  add("output.weight", 1000, 6);
+  SynthOptions o;
+  o.shape = SynthShape{64, 2, 4, 2, 20481, 128};
+  o.type = GgmlType::F32;
+  o.embedding_type = GgmlType::F32;
+  o.vocab_from.clear();  // the built-in vocabulary
   const std::string path = dir.file(name);
-  w.write(path);
+  write_synthetic_gguf(path, o);
   return path;
 }
 
@@ -199,14 +193,14 @@ TEST(PackWriterStreaming, PiecesGiveTheSameFileAsWholeTensors) {
     options.frame_bytes = 4096;
     options.compress = compress;
     const auto a = partly_zero_bytes(100000, 0.5, 1);
-    const auto b = random_bytes(77777, 2);
+    const auto b = random_bytes(2288 * 34, 2);  // 2288 Q8_0 blocks: not a multiple of the frame
     const auto c = partly_zero_bytes(4096 * 9, 0.9, 3);
     {
       PackWriter whole(dir.file("whole"), options);
       whole.begin_extent("e0");
       whole.add_tensor("a", kF32, {25000}, a);
       whole.add_bytes(random_bytes(13, 4));
-      whole.add_tensor("b", 0, {77777}, b);
+      whole.add_tensor("b", kQ8_0, {2288 * 32}, b);
       whole.end_extent();
       whole.begin_extent("e1");
       whole.end_extent();
@@ -227,7 +221,7 @@ TEST(PackWriterStreaming, PiecesGiveTheSameFileAsWholeTensors) {
       pieces.begin_extent("e0");
       stream("a", kF32, 25000, a, 999);
       pieces.add_bytes(random_bytes(13, 4));
-      stream("b", 0, 77777, b, 4096 * 5 + 1);
+      stream("b", kQ8_0, 2288 * 32, b, 4096 * 5 + 1);
       pieces.end_extent();
       pieces.begin_extent("e1");
       pieces.end_extent();
