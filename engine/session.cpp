@@ -82,7 +82,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
   const cpu::Threading threading{options_.threads};
   if (!is_pack_file(options_.model)) {
-    if (options_.stream == "on") {
+    if (options_.stream == StreamMode::always) {
       throw std::runtime_error(fmt::format("{}: streaming needs a pack; run `sluice convert {} OUT.sluice`", options_.model, options_.model));
     }
     model_ = Model::open(options_.model);
@@ -112,13 +112,13 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     request.kv_type = options_.kv_type;
     request.kv_spill = options_.kv_spill;
     request.wanted_slots = options_.slots;
-    request.allow_resident_blocks = options_.stream != "on";
+    request.allow_resident_blocks = options_.stream != StreamMode::always;
     request.disk_gbps = options_.disk_gbps;
     plan_ = plan_memory(*pack, config, request);
     n_ctx_ = request.n_ctx;
     pass_tokens_ = plan_->pass_tokens;
     pack.reset();
-    if (options_.stream == "off" && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
+    if (options_.stream == StreamMode::never && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
       throw std::runtime_error(fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
                                            "use --stream auto or raise --mem-budget",
                                            options_.model, format_bytes(weight_bytes_), format_bytes(budget)));

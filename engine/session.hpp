@@ -19,6 +19,10 @@
 
 namespace sluice {
 
+// Which blocks stream: the planner decides (automatic), every block (always), none (never: all
+// resident, refused when they do not fit).
+enum class StreamMode { automatic, always, never };
+
 struct SessionOptions {
   std::string model;
   std::uint64_t budget = 0;           // 0: 80% of available memory (cgroup-aware)
@@ -29,7 +33,7 @@ struct SessionOptions {
   cpu::KvType kv_type = cpu::KvType::f16;
   SpillMode kv_spill = SpillMode::automatic;
   std::string kv_spill_dir = "/var/tmp";
-  std::string stream = "auto";        // auto: the planner decides; on: every block streams; off: all resident
+  StreamMode stream = StreamMode::automatic;
   unsigned slots = 4;
   int threads = 0;
   double disk_gbps = 0;               // 0: measured on the pack at start (a short O_DIRECT read)

@@ -16,6 +16,7 @@
 #include "engine/batch_job.hpp"
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
+#include "tools/session_flags.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -23,8 +24,9 @@ namespace {
 
 struct BatchCliOptions {
   JobOptions job;
-  SessionOptions session;
-  std::string mem_budget, kv_type = "f16", chat_template, shard;
+  SessionFlags flags;
+  SessionOptions session;  // from flags, in run_job
+  std::string chat_template, shard;
   std::uint32_t shard_count = 0;
   std::int32_t batch = 8;
   double progress_seconds = 10;
@@ -79,8 +81,7 @@ void install_stop_handlers() {
 int run_job(BatchCliOptions o) {
   resolve_shard(o);
   if (o.input_format != "auto") o.job.input_format = input_format_from_name(o.input_format);
-  if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
-  o.session.kv_type = o.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
+  o.session = session_options(o.flags);
   o.session.n_seq = o.batch;
   o.session.log = &std::cerr;
   if (!o.chat_template.empty()) {
@@ -134,7 +135,7 @@ void add_batch_command(CLI::App& app) {
       "Bad lines get a status_code 400 line naming the input line; the job goes on.\n"
       "Exit: 0 done, 1 error (nothing finished is lost), 3 --max-errors, 130/143 stopped by a signal.");
   cmd->require_subcommand(0, 1);
-  cmd->add_option("-m,--model", o->session.model, "Model file: GGUF or .sluice pack")->check(CLI::ExistingFile);
+  add_session_flags(cmd, o->flags, kOmitNone, /*model_required=*/false);  // `batch merge` needs no model
   cmd->add_option("-i,--input", o->job.input, "Requests file")->check(CLI::ExistingFile);
   cmd->add_option("-o,--output", o->job.output, "Results file (appended; resumed when it exists and is this job's)");
   cmd->add_option("--input-format", o->input_format, "auto (voted by the lines) | openai | jsonl | text")
@@ -163,19 +164,9 @@ void add_batch_command(CLI::App& app) {
   // Crash tests only (hidden): SIGSTOP itself after N answers, so a test kills or signals it at a known point.
   cmd->add_option("--test-stop-after", o->job.test_stop_after)->group("");
   cmd->add_option("--seed", o->job.seed, "Mixed into the seed of requests that give none")->capture_default_str();
-  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget (default: 80% of available memory, cgroup-aware)");
-  cmd->add_option("--kv-type", o->kv_type, "f16 | q8_0")->capture_default_str()->check(CLI::IsMember({"f16", "q8_0"}));
-  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
-  add_threads_option(cmd, o->session.threads);
-  cmd->add_option("--kv-spill-dir", o->session.kv_spill_dir, "Directory for a spilled KV cache")->capture_default_str();
   cmd->callback([o, cmd] {
     if (!cmd->get_subcommands().empty()) return;
-    if (o->session.model.empty() || o->job.input.empty() || o->job.output.empty()) {
+    if (o->flags.session.model.empty() || o->job.input.empty() || o->job.output.empty()) {
       throw CLI::ValidationError("batch", "needs -m MODEL -i INPUT -o OUTPUT");
     }
     const int status = run_job(*o);

@@ -17,6 +17,7 @@
 #include "engine/session.hpp"
 #include "io/sequential.hpp"
 #include "tools/cli_util.hpp"
+#include "tools/session_flags.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -26,8 +27,7 @@ struct BenchOptions {
   int n_prompt = 64, n_gen = 32, repetitions = 3;
   bool raw_read = false;
   std::string batches = "1";
-  std::string mem_budget;
-  SessionOptions session;
+  SessionFlags flags;
 };
 
 struct Sample {
@@ -87,25 +87,25 @@ struct PassCounters {
 
 void bench(BenchOptions o) {
   double raw_gbps = 0;
-  if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
+  SessionOptions session_opts = session_options(o.flags);
   const std::vector<std::int32_t> batches = parse_batches(o.batches);
   if (o.raw_read) {
     // The yardstick, measured in this run: the whole file through io_uring with O_DIRECT.
     io::BackendOptions io;
-    auto read = io::read_file_sequential(o.session.model, io, 1u << 20);
+    auto read = io::read_file_sequential(session_opts.model, io, 1u << 20);
     if (!read) throw std::runtime_error(read.error().message);
     raw_gbps = read.value().gbps();
-    std::cerr << fmt::format("raw O_DIRECT read of {}: {} at {:.2f} GB/s\n", o.session.model, format_bytes(read.value().bytes), raw_gbps);
-    o.session.disk_gbps = raw_gbps;
+    std::cerr << fmt::format("raw O_DIRECT read of {}: {} at {:.2f} GB/s\n", session_opts.model, format_bytes(read.value().bytes), raw_gbps);
+    session_opts.disk_gbps = raw_gbps;
   }
   Table table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
   for (std::int32_t b : batches) {
-    SessionOptions so = o.session;
+    SessionOptions so = session_opts;
     so.n_seq = b;
     so.n_ctx = o.n_prompt + o.n_gen + 1;
     // Activations for the largest pass this bench runs, not the default prompt chunk: the
     // planner gives what is left to resident blocks.
-    so.pass_tokens = std::min<std::int64_t>(o.session.pass_tokens, std::int64_t(o.n_prompt) * b);
+    so.pass_tokens = std::min<std::int64_t>(session_opts.pass_tokens, std::int64_t(o.n_prompt) * b);
     so.log = b == batches.front() ? &std::cerr : nullptr;
     Session session(so);
     const ModelConfig& c = session.config();
@@ -129,7 +129,7 @@ void bench(BenchOptions o) {
       std::vector<std::int64_t> done(std::size_t(b), 0);
       for (std::int32_t s = 0; s < b;) {
         Batch batch;
-        std::int64_t room = o.session.pass_tokens;
+        std::int64_t room = session_opts.pass_tokens;
         while (s < b && room > 0) {
           const std::int64_t take = std::min<std::int64_t>(room, o.n_prompt - done[std::size_t(s)]);
           std::vector<std::int32_t> ids;
@@ -180,22 +180,14 @@ void add_bench_command(CLI::App& app) {
       "bench",
       "Throughput table in llama-bench's style (pp = prompt batch, tg = generation), in RAM or streamed from a\n"
       "pack under --mem-budget; -b 1,16 compares batch sizes (sequences sharing each pass).");
-  cmd->add_option("-m,--model", o->session.model, "GGUF or pack")->required()->check(CLI::ExistingFile);
+  // No -c: the context is what the test needs (-p + -n).
+  add_session_flags(cmd, o->flags, kOmitCtx);
   cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens per sequence (pp test)")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens per sequence (tg test)")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("-b,--batch", o->batches, "Batch sizes, comma-separated (sequences per pass)")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->repetitions, "Repetitions")->capture_default_str()->check(CLI::Range(1, 100));
-  add_threads_option(cmd, o->session.threads);
-  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget (default: 80% of available memory, cgroup-aware)");
-  cmd->add_option("--stream", o->session.stream, "auto | on (every block streams) | off")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "on", "off"}));
-  cmd->add_option("--slots", o->session.slots, "Ring slots")->capture_default_str()->check(CLI::Range(2, 64));
   cmd->add_flag("--raw-read", o->raw_read,
                 "First read the whole file with O_DIRECT (the disk's speed in this run) and print the disk-bound s/pass");
-  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (prompt chunks)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
   cmd->callback([o] { bench(*o); });
 }
 

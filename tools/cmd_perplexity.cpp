@@ -22,6 +22,7 @@
 
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
+#include "tools/session_flags.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -32,8 +33,7 @@ struct PerplexityOptions {
   std::int64_t n_ctx = 512;
   std::int32_t chunks = -1;  // -1: every whole chunk of the text
   std::int64_t pass_tokens = 0;  // 0: a whole chunk per pass
-  std::string mem_budget;
-  SessionOptions session;
+  SessionFlags flags;
 };
 
 // -log p(token) under softmax(logits), as llama.cpp's log_softmax: the max in float, the sum of
@@ -52,13 +52,13 @@ void perplexity(PerplexityOptions o) {
   const std::int64_t n_ctx = o.n_ctx;
   const std::int64_t first = n_ctx / 2;  // positions before it give context only
   const std::int64_t pass = o.pass_tokens > 0 ? std::min(o.pass_tokens, n_ctx) : n_ctx;
-  if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
-  o.session.n_ctx = n_ctx;
-  o.session.n_seq = 1;
-  o.session.pass_tokens = pass;
-  o.session.logit_rows = std::min(pass, n_ctx - 1 - first);  // the scored rows one pass can hold
-  o.session.log = &std::cerr;
-  Session session(o.session);
+  SessionOptions session_opts = session_options(o.flags);
+  session_opts.n_ctx = n_ctx;
+  session_opts.n_seq = 1;
+  session_opts.pass_tokens = pass;
+  session_opts.logit_rows = std::min(pass, n_ctx - 1 - first);  // the scored rows one pass can hold
+  session_opts.log = &std::cerr;
+  Session session(session_opts);
   const tok::Tokenizer& tokenizer = session.tokenizer();
   const std::int64_t n_vocab = session.config().n_vocab;
 
@@ -138,7 +138,8 @@ void add_perplexity_command(CLI::App& app) {
       "Perplexity of a model on a text, as llama.cpp's perplexity tool computes it: chunks of -c tokens from a\n"
       "fresh KV state, BOS first, the second half of each chunk scored; prints the running estimate per chunk\n"
       "and the final value with its standard error. A pack runs within --mem-budget (streamed as `run` does).");
-  cmd->add_option("-m,--model", o->session.model, "Model file: GGUF or .sluice pack")->required()->check(CLI::ExistingFile);
+  // -c (the chunk) and --pass-tokens (0: a chunk) mean what llama.cpp's perplexity means by them.
+  add_session_flags(cmd, o->flags, kOmitCtx | kOmitPassTokens);
   cmd->add_option("-f,--file", o->text_file, "The text")->required()->check(CLI::ExistingFile);
   cmd->add_option("-c,--ctx-size", o->n_ctx, "Tokens per chunk")->capture_default_str()->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--chunks", o->chunks, "Score at most this many chunks (-1: all)")
@@ -158,13 +159,6 @@ void add_perplexity_command(CLI::App& app) {
                   "count against --mem-budget: a large vocabulary under a small budget needs few")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
-  add_threads_option(cmd, o->session.threads);
-  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget, e.g. 4GiB (default: 80% of available memory, cgroup-aware)");
-  cmd->add_option("--stream", o->session.stream, "auto | on | off, as for `sluice run`")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "on", "off"}));
-  cmd->add_option("--disk-gbps", o->session.disk_gbps, "Disk bandwidth for the plan's prediction (0: measure at start)")
-      ->capture_default_str();
   cmd->callback([o] { perplexity(*o); });
 }
 

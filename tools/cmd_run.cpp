@@ -15,6 +15,7 @@
 #include "engine/batch_generate.hpp"
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
+#include "tools/session_flags.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -29,11 +30,8 @@ struct RunOptions {
   std::int32_t batch = 0;       // sequences per pass (0: n_parallel)
   SamplingParams sampling;
   bool no_special = false;
-  std::string mem_budget;
-  std::string kv_type = "f16";
-  std::string kv_spill = "auto";
   std::string trace;
-  SessionOptions session;
+  SessionFlags flags;
 };
 
 std::vector<std::string> read_prompt_lines(const std::string& path) {
@@ -55,15 +53,13 @@ void run(RunOptions o) {
   } else {
     prompts.push_back(o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file));
   }
-  if (!o.mem_budget.empty()) o.session.budget = parse_size_option("--mem-budget", o.mem_budget);
-  o.session.kv_type = o.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
-  o.session.kv_spill = o.kv_spill == "on" ? SpillMode::always : o.kv_spill == "off" ? SpillMode::never : SpillMode::automatic;
+  SessionOptions session_opts = session_options(o.flags);
   const std::int32_t n_parallel = o.n_parallel > 0 ? o.n_parallel : std::min<std::int32_t>(std::int32_t(prompts.size()), 16);
-  o.session.n_seq = n_parallel;
+  session_opts.n_seq = n_parallel;
   TraceRecorder trace(!o.trace.empty());
-  o.session.trace = o.trace.empty() ? nullptr : &trace;
-  o.session.log = &std::cerr;
-  Session session(o.session);
+  session_opts.trace = o.trace.empty() ? nullptr : &trace;
+  session_opts.log = &std::cerr;
+  Session session(session_opts);
   if (!o.trace.empty() && !session.streamed()) throw std::runtime_error("--trace records the streaming lanes: use it with a pack");
 
   GenerateOptions options;
@@ -99,7 +95,7 @@ void run(RunOptions o) {
     BatchOptions bo;
     bo.n_parallel = n_parallel;
     bo.batch = o.batch;
-    bo.max_pass_tokens = o.session.pass_tokens;
+    bo.max_pass_tokens = session_opts.pass_tokens;
     std::size_t next = 0, printed = 0;
     std::map<std::size_t, SeqResult> done;
     auto source = [&]() -> std::optional<SeqRequest> {
@@ -165,7 +161,7 @@ void add_run_command(CLI::App& app) {
       "the planner keeps what fits in RAM (KV cache, ring, a fixed set of blocks) and streams the rest from\n"
       "disk every pass; its plan is printed first and a streaming table at the end. Several prompts\n"
       "(--prompts) share every pass: one read of each block serves the whole batch.");
-  cmd->add_option("-m,--model", o->session.model, "Model file: GGUF or .sluice pack")->required()->check(CLI::ExistingFile);
+  add_session_flags(cmd, o->flags);
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
   auto* f = cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
   auto* many = cmd->add_option("--prompts", o->prompts_file, "Many prompts, one per line; output in input order")
@@ -174,40 +170,12 @@ void add_run_command(CLI::App& app) {
   many->excludes(p);
   many->excludes(f);
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("-c,--ctx-size", o->session.n_ctx, "Context per sequence (0: the model's, capped at 4096)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--parallel", o->n_parallel, "Sequences in flight (KV slots; also -np; 0: one per prompt, at most 16)")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
   cmd->add_option("--batch", o->batch, "Sequences per pass (0: all in flight)")->capture_default_str()->check(CLI::Range(0, 4096));
-  cmd->add_option("--pass-tokens", o->session.pass_tokens, "Most tokens per pass (also -ub); longer prompts are cut into chunks")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
-  add_threads_option(cmd, o->session.threads);
   add_sampling_options(cmd, o->sampling);
   cmd->add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
-  cmd->add_option("--mem-budget", o->mem_budget, "Memory budget, e.g. 4GiB (default: 80% of available memory, cgroup-aware)");
-  cmd->add_option("--stream", o->session.stream,
-                  "auto: the planner keeps what fits resident and streams the rest; on: every block streams; off: "
-                  "all blocks resident (refused if they do not fit)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "on", "off"}));
-  cmd->add_option("--slots", o->session.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
-      ->capture_default_str()
-      ->check(CLI::Range(2, 64));
-  cmd->add_option("--kv-type", o->kv_type, "KV cache storage: f16 or q8_0 (half the bytes)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"f16", "q8_0"}));
-  cmd->add_option("--kv-spill", o->kv_spill,
-                  "Spill the KV cache to a scratch file, streamed with each block: auto (when it does not fit), on, off")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "on", "off"}));
-  cmd->add_option("--kv-spill-dir", o->session.kv_spill_dir, "Directory for the (unlinked) KV spill file")
-      ->capture_default_str()
-      ->check(CLI::ExistingDirectory);
-  cmd->add_option("--disk-gbps", o->session.disk_gbps, "Disk bandwidth for the plan's prediction (0: measure at start)")
-      ->capture_default_str();
   cmd->add_option("--trace", o->trace, "Write a Chrome/Perfetto trace (lanes io, decompress, compute) to this file");
   cmd->callback([o] { run(*o); });
 }

@@ -158,7 +158,7 @@ TEST(PassMemory, LongPromptRunsInPlannedPassesWithinThePlannedBytes) {
   o.budget = 256 * MiB;
   o.n_ctx = 4096;
   o.pass_tokens = 64;
-  o.stream = "on";  // every block through the ring, as under a small budget
+  o.stream = StreamMode::always;  // every block through the ring, as under a small budget
   o.disk_gbps = 2.0;
   Session session(o);
   ASSERT_EQ(session.pass_tokens(), 64);

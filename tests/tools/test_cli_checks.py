@@ -71,6 +71,13 @@ for cmd, extra, flag in bad_flags:
 rc, out, err = run(["eval", "-m", stories, "--tokens", "1,2,99999"])
 check(rc == 1 or rc == 105, "eval --tokens with an id past the vocabulary is refused", f"rc={rc} {err}")
 
+# --- the session flags are declared once: every command that opens a model has all of them.
+for cmd in ("run", "bench", "perplexity", "batch"):
+    rc, out, err = run([cmd, "--help"])
+    missing = [f for f in ("--model", "--threads", "--mem-budget", "--stream", "--slots", "--kv-type", "--kv-spill",
+                           "--kv-spill-dir", "--disk-gbps", "--pass-tokens") if f not in out]
+    check(rc == 0 and not missing, f"{cmd} --help lists every session flag", f"missing {missing}")
+
 # --- stdout: a full disk is an error.
 pack = os.path.join(work, "s.sluice")
 rc, _, err = run(["convert", stories, pack])

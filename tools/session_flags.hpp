@@ -1,0 +1,83 @@
+// The flags of every command that opens a Session (run, bench, perplexity, batch), declared once
+// so they cannot drift apart (batch once lacked --kv-spill, --stream and --slots) and each is
+// range-checked the same way. A command whose own meaning differs for a flag (perplexity's -c is
+// its chunk size) leaves that flag out and sets the option itself.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/session.hpp"
+#include "tools/cli_util.hpp"
+
+namespace sluice {
+
+struct SessionFlags {
+  SessionOptions session;
+  std::string mem_budget, kv_type = "f16", kv_spill = "auto", stream = "auto";
+};
+
+// Flags add_session_flags can leave out.
+enum SessionFlagOmit : unsigned {
+  kOmitNone = 0,
+  kOmitCtx = 1u << 0,         // -c,--ctx-size
+  kOmitPassTokens = 1u << 1,  // --pass-tokens
+  kOmitKv = 1u << 2,          // --kv-type, --kv-spill, --kv-spill-dir
+};
+
+// Registers -m, -c, -t, --mem-budget, --stream, --slots, --kv-type, --kv-spill, --kv-spill-dir,
+// --disk-gbps and --pass-tokens on `cmd`, writing into `f`. The model is required unless
+// `model_required` is false (batch checks it itself, beside its subcommand).
+inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kOmitNone, bool model_required = true) {
+  SessionOptions& s = f.session;
+  auto* model = cmd->add_option("-m,--model", s.model, "Model file: GGUF or .sluice pack")->check(CLI::ExistingFile);
+  if (model_required) model->required();
+  if (!(omit & kOmitCtx)) {
+    cmd->add_option("-c,--ctx-size", s.n_ctx, "Context per sequence (0: the model's, capped at 4096)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 1 << 24));
+  }
+  add_threads_option(cmd, s.threads);
+  cmd->add_option("--mem-budget", f.mem_budget, "Memory budget, e.g. 4GiB (default: 80% of available memory, cgroup-aware)");
+  cmd->add_option("--stream", f.stream,
+                  "auto: the planner keeps what fits resident and streams the rest; on: every block streams; off: "
+                  "all blocks resident (refused if they do not fit)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--slots", s.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 64));
+  if (!(omit & kOmitKv)) {
+    cmd->add_option("--kv-type", f.kv_type, "KV cache storage: f16 or q8_0 (half the bytes)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"f16", "q8_0"}));
+    cmd->add_option("--kv-spill", f.kv_spill,
+                    "Spill the KV cache to a scratch file, streamed with each block: auto (when it does not fit), on, off")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"auto", "on", "off"}));
+    cmd->add_option("--kv-spill-dir", s.kv_spill_dir, "Directory for the (unlinked) KV spill file")
+        ->capture_default_str()
+        ->check(CLI::ExistingDirectory);
+  }
+  cmd->add_option("--disk-gbps", s.disk_gbps, "Disk bandwidth for the plan's prediction (0: measure at start)")
+      ->capture_default_str()
+      ->check(finite_in(0, 1e4));
+  if (!(omit & kOmitPassTokens)) {
+    cmd->add_option("--pass-tokens", s.pass_tokens, "Most tokens per pass (also -ub); longer prompts are cut into chunks")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1 << 20));
+  }
+}
+
+// The SessionOptions the flags say: sizes parsed, names turned into enums.
+inline SessionOptions session_options(const SessionFlags& f) {
+  SessionOptions s = f.session;
+  if (!f.mem_budget.empty()) s.budget = parse_size_option("--mem-budget", f.mem_budget);
+  s.kv_type = f.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
+  s.kv_spill = f.kv_spill == "on" ? SpillMode::always : f.kv_spill == "off" ? SpillMode::never : SpillMode::automatic;
+  s.stream = f.stream == "on" ? StreamMode::always : f.stream == "off" ? StreamMode::never : StreamMode::automatic;
+  return s;
+}
+
+}  // namespace sluice
