@@ -88,7 +88,9 @@ void eval(const EvalOptions& o) {
       out["greedy_text"] = tokenizer.decode(generated);
     }
   }
-  std::cout << out.dump() << std::endl;
+  // Generated text may hold a token that is half of a UTF-8 character: written as U+FFFD, since
+  // JSON text must be valid UTF-8 (the token ids are exact).
+  std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 }
 
 }  // namespace
