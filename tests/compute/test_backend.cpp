@@ -6,6 +6,7 @@
 //  - a forward pass runs entirely through the interface: a counting decorator around the CPU
 //    backend sees the expected number of each op per layer (it would see none of them if the
 //    transformer called compute/cpu itself) and the logits equal the default backend's;
+//  - a session makes the backend and lends it to its Transformer;
 //  - a backend the forward pass cannot use (device memory, a KV type it lacks) is refused at
 //    construction with its name in the message.
 #include <gtest/gtest.h>
@@ -23,6 +24,7 @@
 #include "compute/cpu/ops.hpp"
 #include "compute/cpu/quants.hpp"
 #include "engine/generate.hpp"
+#include "engine/session.hpp"
 #include "tests/compute/kernel_test_util.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
@@ -387,6 +389,24 @@ TEST_P(ForwardThroughBackend, EveryOpGoesThroughTheInterface) {
 INSTANTIATE_TEST_SUITE_P(Archs, ForwardThroughBackend,
                          ::testing::Values(ArchCase{"llama", true}, ArchCase{"qwen2", false}, ArchCase{"gemma3", false}),
                          [](const auto& info) { return info.param.arch; });
+
+TEST(SessionBackend, TheSessionMakesTheBackendItsTransformerComputesOn) {
+  sluice::testing::TempDir dir;
+  SynthOptions o;
+  o.shape = synth_shape("tiny");
+  o.shape.n_layer = 2;
+  o.vocab_from.clear();
+  write_synthetic_gguf(dir.file("m.gguf"), o);
+  SessionOptions options;
+  options.model = dir.file("m.gguf");
+  options.n_ctx = 64;
+  options.threads = 1;
+  Session session(options);
+  EXPECT_EQ(session.backend().name(), "cpu");
+  EXPECT_EQ(session.backend().capabilities().memory, compute::MemorySpace::host);
+  EXPECT_EQ(&session.transformer().backend(), &session.backend());
+  EXPECT_EQ(dynamic_cast<cpu::CpuBackend&>(session.backend()).threading().threads, 1);
+}
 
 // A backend whose memory is on a device, or that lacks the cache's KV type, cannot run the
 // host-buffer forward pass: refused up front, naming the backend.
