@@ -321,6 +321,7 @@ struct ArchCase {
   std::string arch;
   bool llama3_rope = false;  // rope_freqs.weight
 };
+void PrintTo(const ArchCase& c, std::ostream* os) { *os << c.arch << (c.llama3_rope ? " (llama3 rope)" : ""); }
 
 class ForwardThroughBackend : public ::testing::TestWithParam<ArchCase> {};
 
