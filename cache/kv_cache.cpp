@@ -26,7 +26,7 @@ class ResidentKvCache final : public KvCache {
     storage_.assign(shape.total_bytes(), std::byte{0});
   }
   void begin_layer(std::int64_t) override {}
-  cpu::KvLayerView view(std::int64_t il, std::int32_t seq) override {
+  compute::KvLayerView view(std::int64_t il, std::int32_t seq) override {
     const std::uint64_t plane = std::uint64_t(shape_.n_ctx) * std::uint64_t(shape_.row_bytes());
     std::byte* base = storage_.data() + std::uint64_t(il) * shape_.layer_bytes() + std::uint64_t(seq) * 2 * plane;
     return {base, base + plane, shape_.n_ctx, shape_.type, shape_.row_bytes()};
@@ -117,7 +117,7 @@ class SpilledKvCache final : public KvCache {
     }
   }
 
-  cpu::KvLayerView view(std::int64_t il, std::int32_t seq) override {
+  compute::KvLayerView view(std::int64_t il, std::int32_t seq) override {
     SLUICE_ASSERT(active_ >= 0 && holds_[active_] == il);
     std::byte* base = buffers_[active_]->data + std::uint64_t(seq) * 2 * plane_bytes_;
     return {base, base + plane_bytes_, shape_.n_ctx, shape_.type, shape_.row_bytes()};

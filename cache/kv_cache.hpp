@@ -15,7 +15,7 @@
 #include <span>
 #include <string>
 
-#include "compute/cpu/ops.hpp"
+#include "compute/views.hpp"
 
 namespace sluice::cache {
 
@@ -24,9 +24,9 @@ struct KvShape {
   std::int64_t row_floats = 0;  // n_head_kv * head_dim
   std::int64_t n_ctx = 0;       // positions per sequence
   std::int32_t n_seq = 1;
-  cpu::KvType type = cpu::KvType::f16;
+  compute::KvType type = compute::KvType::f16;
 
-  std::int64_t row_bytes() const { return cpu::kv_row_bytes(type, row_floats); }
+  std::int64_t row_bytes() const { return compute::kv_row_bytes(type, row_floats); }
   std::uint64_t layer_bytes() const { return 2 * std::uint64_t(n_seq) * std::uint64_t(n_ctx) * std::uint64_t(row_bytes()); }
   std::uint64_t total_bytes() const { return std::uint64_t(n_layer) * layer_bytes(); }
 };
@@ -53,7 +53,7 @@ class KvCache {
 
   const KvShape& shape() const { return shape_; }
   virtual void begin_layer(std::int64_t il) = 0;
-  virtual cpu::KvLayerView view(std::int64_t il, std::int32_t seq) = 0;
+  virtual compute::KvLayerView view(std::int64_t il, std::int32_t seq) = 0;
   virtual void end_layer(std::int64_t il, std::span<const KvWrite> writes) = 0;
   virtual void clear(std::int32_t seq) = 0;
   virtual std::uint64_t memory_bytes() const = 0;  // RAM this cache holds

@@ -8,6 +8,7 @@
 #include "cache/kv_cache.hpp"
 #include "cache/resident_set.hpp"
 #include "compute/cpu/matmul.hpp"
+#include "compute/cpu/ops.hpp"
 #include "compute/cpu/quants.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
@@ -253,7 +254,7 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   table.add_row({"resident blocks", format_bytes(p.resident_block_bytes),
                  fmt::format("{} of {} blocks{}", p.resident_blocks.size(), p.blocks, which.empty() ? "" : " (" + which + ")")});
   table.add_row({"ring", format_bytes(p.ring_bytes), p.slots ? fmt::format("{} slots x {}", p.slots, format_bytes(p.slot_bytes)) : "none: nothing streams"});
-  table.add_row({fmt::format("KV cache ({})", cpu::to_string(p.request.kv_type)), format_bytes(p.kv_bytes),
+  table.add_row({fmt::format("KV cache ({})", compute::to_string(p.request.kv_type)), format_bytes(p.kv_bytes),
                  p.kv_spilled ? fmt::format("spilled: {} on disk, 2 layers in RAM", format_bytes(p.kv_full_bytes))
                               : fmt::format("{} seq x {} ctx", p.request.n_seq, p.request.n_ctx)});
   const PassMemory& m = p.pass;

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "compute/cpu/ops.hpp"
+#include "compute/views.hpp"
 #include "model/model_config.hpp"
 #include "model/pack_reader.hpp"
 
@@ -38,7 +38,7 @@ struct PlanRequest {
   std::int32_t n_seq = 1;              // KV slots (parallel sequences)
   std::int64_t pass_tokens = 1;        // most tokens one pass carries (prompt chunk + decodes)
   std::int64_t logit_rows = 0;         // most rows of logits one pass returns (0: one per sequence)
-  cpu::KvType kv_type = cpu::KvType::f16;
+  compute::KvType kv_type = compute::KvType::f16;
   SpillMode kv_spill = SpillMode::automatic;
   unsigned wanted_slots = 4;
   bool allow_resident_blocks = true;   // false: every block streams (measuring the disk path)

@@ -80,7 +80,6 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   }
   if (options_.budget > 0) check_explicit_budget(options_.budget);
   const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
-  const cpu::Threading threading{options_.threads};
   if (!is_pack_file(options_.model)) {
     if (options_.stream == StreamMode::always) {
       throw std::runtime_error(fmt::format("{}: streaming needs a pack; run `sluice convert {} OUT.sluice`", options_.model, options_.model));
@@ -155,7 +154,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     }
   }
   auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir) : cache::make_resident_kv_cache(shape);
-  transformer_ = std::make_unique<Transformer>(c, std::move(kv), threading);
+  backend_ = compute::make_cpu_backend(compute::Threading{options_.threads});
+  transformer_ = std::make_unique<Transformer>(c, std::move(kv), *backend_);
   // Every pass carries at most the plan's tokens (and one per sequence, however few that allows).
   if (pass_tokens_ > 0) transformer_->set_max_pass_tokens(std::max<std::int64_t>(pass_tokens_, options_.n_seq));
   tokenizer_ = std::make_unique<tok::Tokenizer>(vocab_from_metadata(metadata()));

@@ -30,7 +30,7 @@ struct SessionOptions {
   std::int32_t n_seq = 1;             // parallel sequences (KV slots)
   std::int64_t pass_tokens = 512;     // most tokens per pass (prompt chunks are cut to fit)
   std::int64_t logit_rows = 0;        // most rows of logits per pass (0: one per sequence)
-  cpu::KvType kv_type = cpu::KvType::f16;
+  compute::KvType kv_type = compute::KvType::f16;
   SpillMode kv_spill = SpillMode::automatic;
   std::string kv_spill_dir = "/var/tmp";
   StreamMode stream = StreamMode::automatic;
@@ -52,6 +52,8 @@ class Session {
 
   Forward& forward() { return *forward_; }
   Transformer& transformer() { return *transformer_; }
+  // The backend every pass of this session computes on (the CPU's, with --threads).
+  compute::ComputeBackend& backend() { return *backend_; }
   const tok::Tokenizer& tokenizer() const { return *tokenizer_; }
   const Metadata& metadata() const;
   const ModelConfig& config() const { return forward_->config(); }
@@ -74,6 +76,7 @@ class Session {
   std::unique_ptr<StreamedModel> streamed_;
   std::unique_ptr<InRamForward> in_ram_;
   Forward* forward_ = nullptr;
+  std::unique_ptr<compute::ComputeBackend> backend_;  // declared before transformer_, which borrows it
   std::unique_ptr<Transformer> transformer_;
   std::unique_ptr<tok::Tokenizer> tokenizer_;
   std::optional<MemoryPlan> plan_;

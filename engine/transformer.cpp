@@ -5,10 +5,7 @@
 #include <fmt/format.h>
 #include <stdexcept>
 
-#include <tbb/parallel_for.h>
-
 #include "common/assert.hpp"
-#include "compute/cpu/quants.hpp"
 
 namespace sluice {
 
@@ -22,15 +19,37 @@ cache::KvShape single_sequence(const ModelConfig& c, std::int64_t n_ctx) {
 }
 }  // namespace
 
-Transformer::Transformer(ModelConfig config, std::int64_t n_ctx, cpu::Threading threading)
+Transformer::Transformer(ModelConfig config, std::int64_t n_ctx, compute::Threading threading)
     : Transformer(config, cache::make_resident_kv_cache(single_sequence(config, n_ctx)), threading) {}
 
-Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, cpu::Threading threading)
-    : config_(std::move(config)), n_ctx_(kv->shape().n_ctx), threading_(threading),
-      kv_dim_(config_.n_head_kv * config_.head_dim), kv_(std::move(kv)) {
+Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, compute::Threading threading)
+    : Transformer(std::move(config), std::move(kv), compute::make_cpu_backend(threading), nullptr) {}
+
+Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, compute::ComputeBackend& backend)
+    : Transformer(std::move(config), std::move(kv), nullptr, &backend) {}
+
+Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv,
+                         std::unique_ptr<compute::ComputeBackend> own_backend, compute::ComputeBackend* borrowed)
+    : config_(std::move(config)), n_ctx_(kv->shape().n_ctx), own_backend_(std::move(own_backend)),
+      backend_(own_backend_ ? own_backend_.get() : borrowed), kv_dim_(config_.n_head_kv * config_.head_dim),
+      kv_(std::move(kv)) {
+  SLUICE_ASSERT(backend_ != nullptr);
+  const compute::ComputeBackend& backend = *backend_;
   SLUICE_ASSERT(n_ctx_ > 0);
   SLUICE_ASSERT(kv_->shape().n_layer == config_.n_layer && kv_->shape().row_floats == kv_dim_);
+  const compute::BackendCapabilities& caps = backend.capabilities();
+  if (caps.memory != compute::MemorySpace::host) {
+    throw std::invalid_argument(fmt::format("compute backend '{}' keeps its data in {} memory; the forward pass holds its "
+                                            "activations and KV cache in host memory",
+                                            backend.name(), compute::to_string(caps.memory)));
+  }
+  if (!caps.supports(kv_->shape().type)) {
+    throw std::invalid_argument(fmt::format("compute backend '{}' has no attention over a {} KV cache", backend.name(),
+                                            compute::to_string(kv_->shape().type)));
+  }
 }
+
+Transformer::~Transformer() = default;
 
 void Transformer::set_max_pass_tokens(std::int64_t n) {
   SLUICE_ASSERT(n >= 0);
@@ -63,35 +82,23 @@ void Transformer::ensure_scratch(std::int64_t n) {
 
 const float* Transformer::f32(const TensorView& t, std::vector<float>& tmp) const {
   if (t.type == GgmlType::F32) return reinterpret_cast<const float*>(t.data);
-  std::int64_t n = 1;
-  for (auto d : t.dims) n *= d;
-  tmp.resize(std::size_t(n));
-  cpu::dequantize_row(t.type, t.data, tmp.data(), n);
+  tmp.resize(std::size_t(t.elements()));
+  backend_->dequantize(t, tmp.data());
   return tmp.data();
 }
 
+void Transformer::linear(const TensorView& w, const float* x, std::int64_t n, float* y) const { backend_->matmul(w, x, n, y); }
+
 void Transformer::embed(const TensorView& tok_embd, std::span<const std::int32_t> tokens, float* x) const {
-  const std::int64_t d = config_.n_embd;
-  auto traits = ggml_type_traits(static_cast<std::uint32_t>(tok_embd.type));
-  SLUICE_ASSERT(traits.has_value());
-  const std::uint64_t row_bytes = ggml_row_bytes(*traits, std::uint64_t(d));
-  for (std::size_t t = 0; t < tokens.size(); ++t) {
-    if (tokens[t] < 0 || tokens[t] >= tok_embd.rows()) {
-      throw std::out_of_range(fmt::format("token id {} outside the vocabulary (0..{})", tokens[t], tok_embd.rows() - 1));
-    }
-    float* row = x + std::int64_t(t) * d;
-    cpu::dequantize_row(tok_embd.type, tok_embd.data + row_bytes * std::uint64_t(tokens[t]), row, d);
-    if (config_.embedding_scale != 1.0f) {
-      for (std::int64_t i = 0; i < d; ++i) row[i] *= config_.embedding_scale;
+  SLUICE_ASSERT(tok_embd.cols() == config_.n_embd);
+  for (const std::int32_t id : tokens) {
+    if (id < 0 || id >= tok_embd.rows()) {
+      throw std::out_of_range(fmt::format("token id {} outside the vocabulary (0..{})", id, tok_embd.rows() - 1));
     }
   }
+  backend_->get_rows(tok_embd, tokens, x);
+  if (config_.embedding_scale != 1.0f) backend_->scale(x, std::int64_t(tokens.size()) * config_.n_embd, config_.embedding_scale);
 }
-
-namespace {
-void linear(const TensorView& w, const float* x, std::int64_t n, float* y, cpu::Threading threading) {
-  cpu::matmul(w.type, w.data, w.rows(), w.cols(), x, n, y, threading);
-}
-}  // namespace
 
 void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::int64_t n,
                         std::int64_t pos0) {
@@ -110,26 +117,22 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   const auto n_head = static_cast<std::int32_t>(c.n_head), n_head_kv = static_cast<std::int32_t>(c.n_head_kv);
   auto norm_rows = [&](const float* in, const TensorView& weight, float* out, std::int64_t rows, std::int64_t width,
                        std::vector<float>& tmp) {
-    const float* w = f32(weight, tmp);
-    for (std::int64_t r = 0; r < rows; ++r) cpu::rms_norm(in + r * width, w, out + r * width, width, c.rms_eps);
+    backend_->rms_norm(in, f32(weight, tmp), out, rows, width, c.rms_eps);
   };
   // x += branch, after gemma3's post-norm of the branch when it has one (in place).
   auto add_branch = [&](float* branch, const TensorView& post_norm) {
     if (c.post_norms) norm_rows(branch, post_norm, branch, n, d, tmp_a_);
-    for (std::int64_t i = 0; i < n * d; ++i) x[i] += branch[i];
+    backend_->add(x, branch, n * d);
   };
 
   // Attention: x += [post_norm] Wo * attn(rope([qk_norm] Wq xn), rope([qk_norm] Wk xn), Wv xn),
   // xn = rmsnorm(x)
   norm_rows(x, w.attn_norm, xn_.data(), n, d, tmp_a_);
-  linear(w.wq, xn_.data(), n, q_.data(), threading_);
-  linear(w.wk, xn_.data(), n, k_.data(), threading_);
-  linear(w.wv, xn_.data(), n, v_.data(), threading_);
+  linear(w.wq, xn_.data(), n, q_.data());
+  linear(w.wk, xn_.data(), n, k_.data());
+  linear(w.wv, xn_.data(), n, v_.data());
   auto add_bias = [&](const TensorView& bias, float* rows, std::int64_t width) {
-    if (!bias) return;
-    const float* b = f32(bias, tmp_b_);
-    for (std::int64_t t = 0; t < n; ++t)
-      for (std::int64_t i = 0; i < width; ++i) rows[t * width + i] += b[i];
+    if (bias) backend_->add_rows(rows, f32(bias, tmp_b_), n, width);
   };
   add_bias(w.bq, q_.data(), q_dim);
   add_bias(w.bk, k_.data(), kv_dim_);
@@ -141,8 +144,8 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
 
   // Sliding-window (local) layers rotate with their own base and no position scaling.
   const bool local = c.is_local_layer(il);
-  cpu::RopeParams rope;
-  rope.kind = c.rope_neox ? cpu::RopeKind::neox : cpu::RopeKind::adjacent;
+  compute::RopeParams rope;
+  rope.kind = c.rope_neox ? compute::RopeKind::neox : compute::RopeKind::adjacent;
   rope.n_rot = static_cast<std::int32_t>(c.n_rot);
   rope.freq_base = local ? c.rope_base_local : c.rope_base;
   rope.freq_scale = local ? c.rope_freq_scale_local : c.rope_freq_scale;
@@ -152,48 +155,39 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   // With an explicit attention scale (gemma3) q is multiplied by it after RoPE and attention
   // scales by 1, in llama.cpp's order: the same products, rounded the same way.
   const bool prescale_q = c.attention_scale > 0.0f;
-  const cpu::AttentionShape shape{n_head, n_head_kv, static_cast<std::int32_t>(hd),
+  const compute::AttentionShape shape{n_head, n_head_kv, static_cast<std::int32_t>(hd),
                                   prescale_q ? 1.0f : 1.0f / std::sqrt(float(hd)),
                                   local ? static_cast<std::int32_t>(c.sliding_window) : 0, 0.0f};
   kv_->begin_layer(il);
   writes_.clear();
   std::int64_t row = 0;
   for (const SeqSpan& s : spans) {
-    const cpu::KvLayerView kv = kv_->view(il, s.seq);
-    for (std::int64_t t = row; t < row + s.n; ++t) {
-      const std::int64_t pos = s.pos0 + (t - row);
-      float* qt = q_.data() + t * q_dim;
-      cpu::rope(qt, n_head, static_cast<std::int32_t>(hd), pos, rope);
-      if (prescale_q) {
-        for (std::int64_t i = 0; i < q_dim; ++i) qt[i] *= c.attention_scale;
-      }
-      cpu::rope(k_.data() + t * kv_dim_, n_head_kv, static_cast<std::int32_t>(hd), pos, rope);
-      cpu::kv_store(kv, pos, kv_dim_, k_.data() + t * kv_dim_, v_.data() + t * kv_dim_);
-    }
-    // Rows attend independently (each reads the cache up to its own position; attend() is
-    // thread-safe for distinct outputs), so a prompt's rows run in parallel: in prefill this
-    // O(n^2) part otherwise leaves all but one core idle for short-headed models.
-    tbb::parallel_for(row, row + s.n, [&, row](std::int64_t t) {
-      cpu::attend(q_.data() + t * q_dim, kv, s.pos0 + (t - row), shape, att_.data() + t * q_dim);
-    });
+    const compute::KvLayerView kv = kv_->view(il, s.seq);
+    float* qs = q_.data() + row * q_dim;  // (s.n, q_dim): this span's queries
+    float* ks = k_.data() + row * kv_dim_;
+    backend_->rope(qs, s.n, n_head, static_cast<std::int32_t>(hd), s.pos0, rope);
+    if (prescale_q) backend_->scale(qs, s.n * q_dim, c.attention_scale);
+    backend_->rope(ks, s.n, n_head_kv, static_cast<std::int32_t>(hd), s.pos0, rope);
+    backend_->kv_store(kv, s.pos0, s.n, kv_dim_, ks, v_.data() + row * kv_dim_);
+    backend_->attend(qs, s.n, kv, s.pos0, shape, att_.data() + row * q_dim);
     writes_.push_back({s.seq, s.pos0, s.n});
     row += s.n;
   }
   kv_->end_layer(il, writes_);
-  linear(w.wo, att_.data(), n, proj_.data(), threading_);
+  linear(w.wo, att_.data(), n, proj_.data());
   add_branch(proj_.data(), w.post_attn_norm);
 
   // Feed-forward: x += [post_norm] W_down (act(W_gate xn) * W_up xn), xn = rmsnorm(x);
   // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3)
   norm_rows(x, w.ffn_norm, xn_.data(), n, d, tmp_a_);
-  linear(w.w_gate, xn_.data(), n, gate_.data(), threading_);
-  linear(w.w_up, xn_.data(), n, up_.data(), threading_);
+  linear(w.w_gate, xn_.data(), n, gate_.data());
+  linear(w.w_up, xn_.data(), n, up_.data());
   if (c.ffn_gelu) {
-    cpu::geglu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
+    backend_->geglu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
   } else {
-    for (std::int64_t i = 0; i < n * c.n_ff; ++i) gate_[i] = cpu::silu(gate_[i]) * up_[i];
+    backend_->swiglu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
   }
-  linear(w.w_down, gate_.data(), n, proj_.data(), threading_);
+  linear(w.w_down, gate_.data(), n, proj_.data());
   add_branch(proj_.data(), w.post_ffn_norm);
 }
 
@@ -217,7 +211,7 @@ void Transformer::head(const GlobalWeights& g, const float* x, std::int64_t n, s
 void Transformer::head_rows(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows, float* logits) {
   if (rows.empty()) return;
   head_norm(g, x, rows);
-  linear(g.output, xn_.data(), std::int64_t(rows.size()), logits, threading_);
+  linear(g.output, xn_.data(), std::int64_t(rows.size()), logits);
   head_finish(logits, std::int64_t(rows.size()), g.output.rows());
 }
 
@@ -226,7 +220,8 @@ void Transformer::head_norm(const GlobalWeights& g, const float* x, std::span<co
   const auto n_rows = static_cast<std::int64_t>(rows.size());
   ensure_scratch(n_rows);
   const float* norm = f32(g.output_norm, tmp_a_);
-  for (std::int64_t r = 0; r < n_rows; ++r) cpu::rms_norm(x + rows[std::size_t(r)] * d, norm, xn_.data() + r * d, d, config_.rms_eps);
+  // The wanted rows need not be adjacent in x: one call per row.
+  for (std::int64_t r = 0; r < n_rows; ++r) backend_->rms_norm(x + rows[std::size_t(r)] * d, norm, xn_.data() + r * d, 1, d, config_.rms_eps);
   head_rows_ = n_rows;
 }
 
@@ -234,18 +229,14 @@ void Transformer::head_part(const TensorView& output_rows, std::int64_t v0, floa
   const std::int64_t count = output_rows.rows();
   SLUICE_ASSERT(v0 >= 0 && v0 + count <= n_vocab && head_rows_ > 0);
   head_tmp_.resize(std::size_t(head_rows_ * count));
-  linear(output_rows, xn_.data(), head_rows_, head_tmp_.data(), threading_);
+  linear(output_rows, xn_.data(), head_rows_, head_tmp_.data());
   for (std::int64_t r = 0; r < head_rows_; ++r) {
     std::copy_n(head_tmp_.data() + r * count, count, logits + r * n_vocab + v0);
   }
 }
 
 void Transformer::head_finish(float* logits, std::int64_t n_rows, std::int64_t n_vocab) {
-  if (config_.final_softcap > 0.0f) {
-    // llama.cpp's order: scale by 1/cap, tanh, scale by cap (x * (1/cap) rounds unlike x / cap).
-    const float cap = config_.final_softcap, inv_cap = 1.0f / config_.final_softcap;
-    for (std::int64_t i = 0; i < n_rows * n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] * inv_cap);
-  }
+  if (config_.final_softcap > 0.0f) backend_->softcap(logits, n_rows * n_vocab, config_.final_softcap);
 }
 
 }  // namespace sluice

@@ -1,7 +1,9 @@
-// The reference forward pass of a decoder-only transformer on the CPU, organised layer-major:
-// embed(), then block() for each layer over the whole batch of tokens, then head(). The caller
-// supplies each block's weights when it runs it, so the same code serves a model held in RAM
-// and one streamed block by block through the prefetcher (engine/ issue 4).
+// The reference forward pass of a decoder-only transformer, organised layer-major: embed(),
+// then block() for each layer over the whole batch of tokens, then head(). The caller supplies
+// each block's weights when it runs it, so the same code serves a model held in RAM and one
+// streamed block by block through the prefetcher (engine/ issue 4). Every computation goes
+// through a compute::ComputeBackend (compute/backend.hpp; the CPU's by default): this file
+// decides what to compute, the backend how.
 //
 // Architectures (model/model_config.hpp): llama and qwen2 (pre-norm, SwiGLU; qwen2 adds q/k/v
 // biases), and gemma3 as llama.cpp's graph has it: embedding scaled by sqrt(n_embd), per-head
@@ -31,8 +33,7 @@
 #include <vector>
 
 #include "cache/kv_cache.hpp"
-#include "compute/cpu/matmul.hpp"
-#include "compute/cpu/ops.hpp"
+#include "compute/backend.hpp"
 #include "engine/weights.hpp"
 #include "model/model_config.hpp"
 
@@ -47,11 +48,16 @@ struct SeqSpan {
 
 class Transformer {
  public:
-  // One sequence with a resident fp16 KV cache of `n_ctx` positions.
-  Transformer(ModelConfig config, std::int64_t n_ctx, cpu::Threading threading);
+  // One sequence with a resident fp16 KV cache of `n_ctx` positions, on its own CPU backend.
+  Transformer(ModelConfig config, std::int64_t n_ctx, compute::Threading threading);
   // Any KV cache (resident or spilled, fp16 or q8_0, several sequences); its shape must match
-  // the config's layers and KV width.
-  Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, cpu::Threading threading);
+  // the config's layers and KV width. On its own CPU backend.
+  Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, compute::Threading threading);
+  // The same on `backend`, which must outlive the Transformer. Throws std::invalid_argument
+  // naming the backend when it cannot run this pass: memory not on the host (the buffers below
+  // are host vectors), or the cache's KV type unsupported.
+  Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, compute::ComputeBackend& backend);
+  ~Transformer();
 
   const ModelConfig& config() const { return config_; }
   std::int64_t n_ctx() const { return n_ctx_; }
@@ -64,6 +70,7 @@ class Transformer {
   static std::uint64_t scratch_bytes(const ModelConfig& config, std::int64_t n_tokens);
   std::int32_t n_seq() const { return kv_->shape().n_seq; }
   cache::KvCache& kv_cache() { return *kv_; }
+  compute::ComputeBackend& backend() { return *backend_; }
   std::uint64_t kv_cache_bytes() const { return kv_->memory_bytes(); }
 
   // x (n, d) <- embedding rows of `tokens` (dequantized). Tokens must be < n_vocab.
@@ -90,12 +97,16 @@ class Transformer {
   void head_finish(float* logits, std::int64_t n_rows, std::int64_t n_vocab);
 
  private:
+  Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, std::unique_ptr<compute::ComputeBackend> own_backend,
+              compute::ComputeBackend* borrowed);
   void ensure_scratch(std::int64_t n);
   const float* f32(const TensorView& t, std::vector<float>& tmp) const;
+  void linear(const TensorView& w, const float* x, std::int64_t n, float* y) const;
 
   ModelConfig config_;
   std::int64_t n_ctx_;
-  cpu::Threading threading_;
+  std::unique_ptr<compute::ComputeBackend> own_backend_;  // set by the constructors that make one
+  compute::ComputeBackend* backend_;
   std::int64_t kv_dim_;
   std::unique_ptr<cache::KvCache> kv_;
   std::vector<cache::KvWrite> writes_;

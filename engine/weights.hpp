@@ -11,20 +11,14 @@
 #include <string_view>
 #include <vector>
 
+#include "compute/views.hpp"
 #include "model/ggml_types.hpp"
 #include "model/model_config.hpp"
 
 namespace sluice {
 
-struct TensorView {
-  GgmlType type = GgmlType::F32;
-  std::vector<std::int64_t> dims;  // ggml order: dims[0] = row length (input features)
-  const std::byte* data = nullptr;
-  std::uint64_t bytes = 0;
-  std::int64_t rows() const { return dims.size() > 1 ? dims[1] : 1; }
-  std::int64_t cols() const { return dims.empty() ? 0 : dims[0]; }
-  explicit operator bool() const { return data != nullptr; }
-};
+// A tensor's type, shape and bytes (compute/views.hpp): what a ComputeBackend reads.
+using TensorView = compute::WeightView;
 
 // Looks a tensor up by name; returns an empty view when absent.
 using TensorLookup = std::function<TensorView(std::string_view name)>;

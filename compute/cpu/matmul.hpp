@@ -12,13 +12,10 @@
 #include <cstdint>
 
 #include "compute/cpu/kernels.hpp"
+#include "compute/op_params.hpp"  // Threading (cpu::Threading)
 #include "model/ggml_types.hpp"
 
 namespace sluice::cpu {
-
-struct Threading {
-  int threads = 0;  // maximum worker threads for this call; 0 = all of TBB's default arena
-};
 
 // Contract: cols is a multiple of the type's block size; rows, batch >= 0; y does not alias x or
 // the weights. Thread-safe (concurrent calls share no state but the kernel table). Never throws

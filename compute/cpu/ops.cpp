@@ -94,16 +94,9 @@ void geglu(const float* gate, const float* up, float* out, std::int64_t n) {
   }
 }
 
-const char* to_string(KvType type) { return type == KvType::f16 ? "f16" : "q8_0"; }
-
-std::int64_t kv_row_bytes(KvType type, std::int64_t row_floats) {
-  if (type == KvType::f16) return row_floats * std::int64_t(sizeof(std::uint16_t));
-  if (row_floats % kQK8_0 != 0) {
-    throw std::invalid_argument(
-        "a q8_0 KV cache needs n_head_kv * head_dim to be a multiple of 32 (this model's is " + std::to_string(row_floats) + ")");
-  }
-  return row_floats / kQK8_0 * std::int64_t(sizeof(BlockQ8_0));
-}
+// compute/views.hpp sizes q8_0 KV rows without seeing this struct.
+static_assert(kQK8_0 == compute::kKvQ8BlockFloats && std::int64_t(sizeof(BlockQ8_0)) == compute::kKvQ8BlockBytes,
+              "q8_0 KV row geometry");
 
 void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, const float* k, const float* v) {
   std::byte* kd = kv.k + pos * kv.row_bytes;

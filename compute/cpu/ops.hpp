@@ -9,24 +9,13 @@
 #include <span>
 
 #include "compute/cpu/blocks.hpp"
+#include "compute/op_params.hpp"
+#include "compute/views.hpp"
 
 namespace sluice::cpu {
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]   (weight may be null: no scaling)
 void rms_norm(const float* x, const float* weight, float* out, std::int64_t n, float eps);
-
-enum class RopeKind {
-  adjacent,  // llama ("norm"): rotates pairs (2i, 2i+1)
-  neox,      // qwen2, gemma3 ("neox"): rotates pairs (i, i + n_rot/2)
-};
-
-struct RopeParams {
-  RopeKind kind = RopeKind::adjacent;
-  std::int32_t n_rot = 0;       // rotated dims per head (= head_dim for every model we run)
-  float freq_base = 10000.0f;
-  float freq_scale = 1.0f;      // linear position scaling (1 = none)
-  const float* freq_factors = nullptr;  // llama 3 "rope_freqs.weight": theta_i /= factors[i]
-};
 
 // Rotates `n_heads` heads of `head_dim` floats at position `pos`, in place.
 void rope(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos, const RopeParams& p);
@@ -41,34 +30,8 @@ float gelu_tanh(float x);  // GELU, tanh approximation (Gemma's GeGLU)
 void geglu(const float* gate, const float* up, float* out, std::int64_t n);
 
 // fp16 storage for the KV cache uses fp32_to_fp16 / fp16_to_fp32 from blocks.hpp (IEEE half,
-// round to nearest even), as llama.cpp's default f16 cache.
-
-// How the KV cache stores a position's K (and V) row of n_head_kv * head_dim values: fp16 (the
-// default, as llama.cpp's) or q8_0 blocks of 32 (half the bytes; the row length must be a
-// multiple of 32).
-enum class KvType : std::uint8_t { f16, q8_0 };
-const char* to_string(KvType type);
-// Bytes one position's K (or V) row takes. Throws std::invalid_argument for q8_0 when
-// row_floats is not a multiple of 32.
-std::int64_t kv_row_bytes(KvType type, std::int64_t row_floats);
-
-// One layer's KV cache of one sequence: [ctx][row_bytes] for K and for V.
-struct KvLayerView {
-  std::byte* k = nullptr;
-  std::byte* v = nullptr;
-  std::int64_t ctx = 0;
-  KvType type = KvType::f16;
-  std::int64_t row_bytes = 0;  // kv_row_bytes(type, n_head_kv * head_dim)
-};
-
-struct AttentionShape {
-  std::int32_t n_head = 0;
-  std::int32_t n_head_kv = 0;
-  std::int32_t head_dim = 0;
-  float scale = 0.0f;           // usually 1/sqrt(head_dim)
-  std::int32_t window = 0;      // sliding window (0: none): key j visible iff pos - j < window
-  float softcap = 0.0f;         // attention logit soft-capping (0: none)
-};
+// round to nearest even), as llama.cpp's default f16 cache. KvType, KvLayerView and
+// AttentionShape live in compute/ (views.hpp, op_params.hpp), shared with every backend.
 
 // Causal attention of one query row at position `pos` against cache positions [0, pos]:
 // out (n_head * head_dim) = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head

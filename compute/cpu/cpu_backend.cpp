@@ -1,0 +1,97 @@
+#include "compute/cpu/cpu_backend.hpp"
+
+#include <cmath>
+
+#include <tbb/parallel_for.h>
+
+#include "compute/cpu/check.hpp"
+#include "compute/cpu/kernels.hpp"
+#include "compute/cpu/matmul.hpp"
+#include "compute/cpu/ops.hpp"
+#include "compute/cpu/quants.hpp"
+
+namespace sluice::cpu {
+
+CpuBackend::CpuBackend(compute::Threading threading) : threading_(threading) {
+  capabilities_.memory = compute::MemorySpace::host;
+  for (int id = 0; id < kTypeSlots; ++id) {
+    const auto type = static_cast<GgmlType>(id);
+    if (is_weight_type(type)) capabilities_.weight_types.push_back(type);
+  }
+  capabilities_.kv_types = {compute::KvType::f16, compute::KvType::q8_0};
+}
+
+void CpuBackend::matmul(const compute::WeightView& w, const float* x, std::int64_t batch, float* y) {
+  cpu::matmul(w.type, w.data, w.rows(), w.cols(), x, batch, y, threading_);
+}
+
+void CpuBackend::dequantize(const compute::WeightView& w, float* out) { dequantize_row(w.type, w.data, out, w.elements()); }
+
+void CpuBackend::get_rows(const compute::WeightView& w, std::span<const std::int32_t> ids, float* out) {
+  const std::int64_t cols = w.cols();
+  const std::size_t bytes_per_row = row_bytes(w.type, cols);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    SLUICE_CPU_CHECK(ids[i] >= 0 && ids[i] < w.rows());
+    dequantize_row(w.type, w.data + bytes_per_row * std::size_t(ids[i]), out + std::int64_t(i) * cols, cols);
+  }
+}
+
+void CpuBackend::rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t n, float eps) {
+  for (std::int64_t r = 0; r < rows; ++r) cpu::rms_norm(x + r * n, weight, out + r * n, n, eps);
+}
+
+void CpuBackend::rope(float* x, std::int64_t rows, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos0,
+                      const compute::RopeParams& params) {
+  const std::int64_t width = std::int64_t(n_heads) * head_dim;
+  for (std::int64_t r = 0; r < rows; ++r) cpu::rope(x + r * width, n_heads, head_dim, pos0 + r, params);
+}
+
+void CpuBackend::softmax(float* x, std::int64_t rows, std::int64_t n) {
+  for (std::int64_t r = 0; r < rows; ++r) cpu::softmax(x + r * n, n);
+}
+
+void CpuBackend::swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+}
+
+void CpuBackend::geglu(const float* gate, const float* up, float* out, std::int64_t n) { cpu::geglu(gate, up, out, n); }
+
+void CpuBackend::add(float* x, const float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void CpuBackend::add_rows(float* x, const float* bias, std::int64_t rows, std::int64_t n) {
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t i = 0; i < n; ++i) x[r * n + i] += bias[i];
+}
+
+void CpuBackend::scale(float* x, std::int64_t n, float s) {
+  for (std::int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+void CpuBackend::softcap(float* x, std::int64_t n, float cap) {
+  // llama.cpp's order: scale by 1/cap, tanh, scale by cap (x * (1/cap) rounds unlike x / cap).
+  const float inv_cap = 1.0f / cap;
+  for (std::int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv_cap);
+}
+
+void CpuBackend::kv_store(const compute::KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats,
+                          const float* k, const float* v) {
+  SLUICE_CPU_CHECK(pos0 >= 0 && pos0 + rows <= kv.ctx);
+  for (std::int64_t r = 0; r < rows; ++r) cpu::kv_store(kv, pos0 + r, row_floats, k + r * row_floats, v + r * row_floats);
+}
+
+void CpuBackend::attend(const float* q, std::int64_t rows, const compute::KvLayerView& kv, std::int64_t pos0,
+                        const compute::AttentionShape& shape, float* out) {
+  const std::int64_t width = std::int64_t(shape.n_head) * shape.head_dim;
+  // Rows attend independently (each reads the cache up to its own position; cpu::attend is
+  // thread-safe for distinct outputs), so a prompt's rows run in parallel: in prefill this
+  // O(n^2) part otherwise leaves all but one core idle for short-headed models.
+  tbb::parallel_for(std::int64_t{0}, rows, [&](std::int64_t r) { cpu::attend(q + r * width, kv, pos0 + r, shape, out + r * width); });
+}
+
+}  // namespace sluice::cpu
+
+namespace sluice::compute {
+std::unique_ptr<ComputeBackend> make_cpu_backend(Threading threading) { return std::make_unique<cpu::CpuBackend>(threading); }
+}  // namespace sluice::compute

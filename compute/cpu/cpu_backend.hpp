@@ -1,0 +1,45 @@
+// The CPU's ComputeBackend (compute/backend.hpp): each op is a call of the CPU kernels
+// (matmul.hpp, ops.hpp, quants.hpp), with the loops the forward pass used to run itself (bias and
+// residual adds, scaling, soft-capping, SwiGLU) moved here unchanged, so a forward pass through
+// this backend computes the same bits as one that called the kernels directly.
+#pragma once
+
+#include "compute/backend.hpp"
+
+namespace sluice::cpu {
+
+// Stateless apart from its thread limit: thread-safe, any number of concurrent callers.
+class CpuBackend final : public compute::ComputeBackend {
+ public:
+  explicit CpuBackend(compute::Threading threading = {});
+
+  std::string_view name() const override { return "cpu"; }
+  const compute::BackendCapabilities& capabilities() const override { return capabilities_; }
+  compute::Threading threading() const { return threading_; }
+
+  void matmul(const compute::WeightView& w, const float* x, std::int64_t batch, float* y) override;
+  void dequantize(const compute::WeightView& w, float* out) override;
+  void get_rows(const compute::WeightView& w, std::span<const std::int32_t> ids, float* out) override;
+
+  void rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t n, float eps) override;
+  void rope(float* x, std::int64_t rows, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos0,
+            const compute::RopeParams& params) override;
+  void softmax(float* x, std::int64_t rows, std::int64_t n) override;
+  void swiglu(const float* gate, const float* up, float* out, std::int64_t n) override;
+  void geglu(const float* gate, const float* up, float* out, std::int64_t n) override;
+  void add(float* x, const float* y, std::int64_t n) override;
+  void add_rows(float* x, const float* bias, std::int64_t rows, std::int64_t n) override;
+  void scale(float* x, std::int64_t n, float s) override;
+  void softcap(float* x, std::int64_t n, float cap) override;
+
+  void kv_store(const compute::KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats,
+                const float* k, const float* v) override;
+  void attend(const float* q, std::int64_t rows, const compute::KvLayerView& kv, std::int64_t pos0,
+              const compute::AttentionShape& shape, float* out) override;
+
+ private:
+  compute::Threading threading_;
+  compute::BackendCapabilities capabilities_;
+};
+
+}  // namespace sluice::cpu

@@ -1,0 +1,45 @@
+// Parameters of the transformer ops every compute backend implements (compute/backend.hpp):
+// RoPE, attention, and how many CPU threads a call may use. Shapes follow llama.cpp: a row is one
+// token's vector; heads are contiguous slices of a row.
+#pragma once
+
+#include <cstdint>
+
+namespace sluice::compute {
+
+struct Threading {
+  int threads = 0;  // maximum worker threads for a call; 0 = all of TBB's default arena
+};
+
+enum class RopeKind {
+  adjacent,  // llama ("norm"): rotates pairs (2i, 2i+1)
+  neox,      // qwen2, gemma3 ("neox"): rotates pairs (i, i + n_rot/2)
+};
+
+struct RopeParams {
+  RopeKind kind = RopeKind::adjacent;
+  std::int32_t n_rot = 0;       // rotated dims per head (= head_dim for every model we run)
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;      // linear position scaling (1 = none)
+  const float* freq_factors = nullptr;  // llama 3 "rope_freqs.weight": theta_i /= factors[i]
+};
+
+struct AttentionShape {
+  std::int32_t n_head = 0;
+  std::int32_t n_head_kv = 0;
+  std::int32_t head_dim = 0;
+  float scale = 0.0f;           // usually 1/sqrt(head_dim)
+  std::int32_t window = 0;      // sliding window (0: none): key j visible iff pos - j < window
+  float softcap = 0.0f;         // attention logit soft-capping (0: none)
+};
+
+}  // namespace sluice::compute
+
+// Transition: the cpu:: spellings of these names (they lived in compute/cpu/ops.hpp and
+// matmul.hpp), kept for tools/ and tests that still write cpu::Threading. New code says compute::.
+namespace sluice::cpu {
+using compute::AttentionShape;
+using compute::RopeKind;
+using compute::RopeParams;
+using compute::Threading;
+}  // namespace sluice::cpu
