@@ -24,6 +24,9 @@ import tempfile
 import time
 
 sluice, models, memcap = sys.argv[1], sys.argv[2], sys.argv[3]
+# Sanitizer builds: ASan's shadow memory and quarantine put any run past a 200 MiB cap, so the
+# poison line runs uncapped there (still one 400 line, no crash); Release builds cap it.
+sanitized = "--sanitized" in sys.argv[4:]
 stories = os.path.join(models, "stories260K.gguf")
 if not os.path.exists(stories):
     print(f"SKIPPED: {stories} not found (../shared/models)")
@@ -256,7 +259,10 @@ else:
     poison_in = path("poison.jsonl")
     write_lines(poison_in, [request("p0", "once upon", 4), request("big", "lily " * 2_000_000, 4), request("p2", "the dog", 4)])
     poison_out = path("poison.out")
-    r = subprocess.run(["bash", memcap, "200M", "--", *cmd("-i", poison_in, "-o", poison_out)], capture_output=True, text=True,
+    capped = [] if sanitized else ["bash", memcap, "200M", "--"]
+    if sanitized:
+        print("poison: running without the 200 MiB cap (sanitizer build)")
+    r = subprocess.run([*capped, *cmd("-i", poison_in, "-o", poison_out)], capture_output=True, text=True,
                        timeout=300)
     got = [json.loads(l) for l in lines_of(poison_out)]
     check(r.returncode == 0 and [g["response"]["status_code"] for g in got] == [200, 400, 200],
