@@ -94,6 +94,11 @@ Outcome run(io::FaultPlan& plan, bool spill, const std::string& spill_dir) {
     out.tokens.push_back(tokens[0]);
   }
   EXPECT_EQ(model.stats().passes, kPasses);
+  EXPECT_GT(model.stats().embedding_bytes, 0u);  // rows were read on demand
+  EXPECT_GT(model.stats().bytes_streamed, 0u);   // blocks and head came through the ring
+  if (spill) {
+    EXPECT_GT(transformer.kv_cache().stats().bytes_read, 0u);
+  }
   return out;
 }
 
@@ -117,6 +122,8 @@ TEST_P(EngineFaultSweep, TransientFaultsChangeNothingAndPersistentOnesFailCleanl
   std::cout << "fault sweep (" << (spill ? "KV spilled" : "KV resident") << "): " << total << " I/Os per run\n";
 
   std::uint64_t persistent_unnoticed = 0;
+  // Which reader reported the persistent faults: each path must be reached by the sweep.
+  std::uint64_t by_pack = 0, by_prefetcher = 0, by_kv_spill = 0;
   for (std::uint64_t n = 1; n <= total; ++n) {
     for (bool persistent : {false, true}) {
       SCOPED_TRACE(::testing::Message() << "I/O " << n << " of " << total << (persistent ? ", persistent EIO" : ", one EINTR"));
@@ -137,11 +144,25 @@ TEST_P(EngineFaultSweep, TransientFaultsChangeNothingAndPersistentOnesFailCleanl
         EXPECT_TRUE(names_file) << what;
         EXPECT_NE(what.find("offset"), std::string::npos) << what;
         EXPECT_NE(what.find(std::strerror(EIO)), std::string::npos) << what;
+        if (what.find("sluice-kv-") != std::string::npos) {
+          ++by_kv_spill;
+        } else if (what.find("error in extent") != std::string::npos) {
+          ++by_prefetcher;
+        } else if (what.rfind("pack read of " + sweep_model().pack, 0) == 0) {
+          ++by_pack;
+        } else {
+          ADD_FAILURE() << "an error from an unexpected reader: " << what;
+        }
       }
     }
   }
   // Only the spilled cache's last read-ahead (two planes of one layer) goes unconsumed.
   EXPECT_LE(persistent_unnoticed, spill ? 2u : 0u);
+  EXPECT_GT(by_pack, 0u);
+  EXPECT_GT(by_prefetcher, 0u);
+  EXPECT_EQ(by_kv_spill > 0, spill);
+  std::cout << "persistent faults reported by the pack " << by_pack << ", the prefetcher " << by_prefetcher
+            << ", the KV spill " << by_kv_spill << "; unnoticed " << persistent_unnoticed << "\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(KvResidentAndSpilled, EngineFaultSweep, ::testing::Bool(),
