@@ -3,7 +3,9 @@
 //  - resident: every layer of every sequence in RAM (fp16 or q8_0);
 //  - spilled: the cache lives in a scratch file; only two layers are in RAM at a time. The forward
 //    pass walks layers in order, so while block L computes, layer L+1's K/V is read in the
-//    background, and after block L the positions it wrote go back to the file.
+//    background (by one reader thread that lives as long as the cache), and after block L the
+//    positions it wrote go back to the file. Every read and write goes through io::File (the
+//    io/ retry policy; errors name the file, offset and errno).
 //
 // The forward pass brackets each block with begin_layer(il) / end_layer(il, writes); view() is
 // valid between the two. Sequences are numbered 0..n_seq-1 (slots); clear() forgets a slot's
@@ -16,6 +18,10 @@
 #include <string>
 
 #include "compute/views.hpp"
+
+namespace sluice::io {
+struct FaultPlan;
+}  // namespace sluice::io
 
 namespace sluice::cache {
 
@@ -44,6 +50,15 @@ struct KvStats {
   double read_wait_seconds = 0;     // time begin_layer() waited for a read
 };
 
+struct KvSpillOptions {
+  // Tests: number every read and write of the scratch file with this plan
+  // (io/fault_backend.hpp). Must outlive the cache.
+  const io::FaultPlan* fault = nullptr;
+};
+
+// Errors: begin_layer() and end_layer() of a spilled cache throw std::runtime_error naming the
+// scratch file, offset and errno when a read or write fails (after the io/ retries). The cache
+// stays usable: a layer whose read failed is read again by the next begin_layer() of it.
 class KvCache {
  public:
   explicit KvCache(KvShape shape) : shape_(shape) {}
@@ -68,7 +83,8 @@ class KvCache {
 std::unique_ptr<KvCache> make_resident_kv_cache(const KvShape& shape);
 // The scratch file is created in `dir` and unlinked at once (nothing is left behind after a
 // crash). Throws std::runtime_error naming the directory when it cannot be created.
-std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::string& dir);
+std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::string& dir,
+                                               const KvSpillOptions& options = {});
 // RAM a spilled cache of this shape holds: two layers.
 std::uint64_t spilled_kv_memory_bytes(const KvShape& shape);
 

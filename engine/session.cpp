@@ -99,7 +99,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   } else {
     // Planning opens the pack on its own; it is closed before the model opens it again, so the
     // two parsed manifests (tens of MB with a large vocabulary) are never alive together.
-    auto pack = std::make_unique<pack::Pack>(pack::Pack::open(options_.model));
+    auto pack = std::make_unique<pack::Pack>(pack::Pack::open(options_.model, pack::PackOptions{options_.fault}));
     for (const auto& t : pack->tensors()) weight_bytes_ += t.bytes;
     ModelConfig config = checked_config(*pack);  // tensors checked before the planner sizes anything from them
     PlanRequest request;
@@ -127,6 +127,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     StreamOptions so;
     so.prefetch.slots = std::max(plan_->slots, 2u);
     so.prefetch.trace = options_.trace;
+    so.prefetch.fault = options_.fault;
+    so.pack.fault = options_.fault;
     so.resident_blocks = plan_->resident_blocks;
     so.stream_head = !plan_->head_resident;
     so.head_piece_slot_bytes = plan_->head_piece_slot_bytes;
@@ -153,7 +155,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
                                            spill ? "" : ", or use --kv-type q8_0 / --kv-spill on"));
     }
   }
-  auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir) : cache::make_resident_kv_cache(shape);
+  auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir, cache::KvSpillOptions{options_.fault})
+                  : cache::make_resident_kv_cache(shape);
   backend_ = compute::make_cpu_backend(compute::Threading{options_.threads});
   transformer_ = std::make_unique<Transformer>(c, std::move(kv), *backend_);
   // Every pass carries at most the plan's tokens (and one per sequence, however few that allows).

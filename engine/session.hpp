@@ -39,6 +39,10 @@ struct SessionOptions {
   double disk_gbps = 0;               // 0: measured on the pack at start (a short O_DIRECT read)
   TraceRecorder* trace = nullptr;
   std::ostream* log = nullptr;        // where the plan is printed (null: nowhere)
+  // Tests: inject faults into every read and write of the run (the pack's own reads, the
+  // prefetcher's, the KV spill's) with this plan; set its shared_operations to number them all
+  // together. Must outlive the session.
+  io::FaultPlan* fault = nullptr;
 };
 
 class Session {

@@ -42,7 +42,7 @@ double StreamStats::overlap() const {
 }
 
 StreamedModel::StreamedModel(const std::string& path, StreamOptions options)
-    : path_(path), options_(std::move(options)), pack_(pack::Pack::open(path)) {
+    : path_(path), options_(std::move(options)), pack_(pack::Pack::open(path, options_.pack)) {
   metadata_ = metadata_of(pack_.metadata(), path_);
   // Tensors against hyper-parameters, and every "blk.N" extent's N below n_layer, before any
   // index or buffer is taken from them.

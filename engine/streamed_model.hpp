@@ -32,6 +32,9 @@ namespace sluice {
 
 struct StreamOptions {
   prefetch::PrefetchOptions prefetch;  // ring slots, queue depth, backend
+  // The pack's own reads (header, manifest, resident extents, embedding rows on demand, small
+  // globals); tests set pack.fault, with prefetch.fault, to inject faults into every read.
+  pack::PackOptions pack;
   std::size_t passes_per_ring = 64;     // passes planned per prefetcher before a new one is made
   std::vector<std::int64_t> resident_blocks;  // blocks held in RAM (the planner's set)
   bool stream_head = false;

@@ -13,10 +13,32 @@ FaultBackend::FaultBackend(std::unique_ptr<Backend> inner, FaultPlan plan)
   SLUICE_ASSERT(inner_ != nullptr);
 }
 
+std::uint64_t FaultBackend::next_operation() {
+  ++stats_.operations;
+  return plan_.shared_operations ? plan_.shared_operations->fetch_add(1) + 1 : stats_.operations;
+}
+
+bool FaultBackend::fails(std::uint64_t op) const {
+  return plan_.fail_op != 0 && (op == plan_.fail_op || (plan_.persistent && op > plan_.fail_op));
+}
+
+std::int64_t FaultBackend::decide_write(std::uint64_t length) {
+  const std::uint64_t op = next_operation();
+  if (fails(op)) {
+    ++stats_.injected_errors;
+    return -plan_.fail_errno;
+  }
+  std::uniform_real_distribution<double> coin(0.0, 1.0);
+  if (length > 1 && plan_.short_read_probability > 0 && coin(rng_) < plan_.short_read_probability) {
+    ++stats_.short_reads;
+    return static_cast<std::int64_t>(1 + rng_() % (length - 1));
+  }
+  return static_cast<std::int64_t>(length);
+}
+
 void FaultBackend::prepare(const RawRead& read) {
-  std::uint64_t op = ++stats_.operations;
-  bool fail = plan_.fail_op != 0 && (op == plan_.fail_op || (plan_.persistent && op > plan_.fail_op));
-  if (fail) {
+  std::uint64_t op = next_operation();
+  if (fails(op)) {
     ++stats_.injected_errors;
     injected_.push_back(RawCompletion{read.tag, -plan_.fail_errno});
     return;

@@ -1,12 +1,14 @@
 // A fault-injecting Backend wrapper for tests (rocksdb's FaultInjectionFS, SQLite's ioerr
 // sweeps): wraps io_uring or pread and, from a seed, fails the N-th operation (once, or from then
 // on), reports short reads, or flips bits in the data returned. Deterministic for a given seed
-// and operation order.
+// and operation order. io::File numbers its writes through the same wrapper (decide_write), so
+// one plan covers a file's reads and writes; a shared counter numbers the operations of several
+// files together, so an engine-wide sweep can fail "the N-th I/O of the whole run".
 #pragma once
 
-#include <chrono>
-
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -28,6 +30,10 @@ struct FaultPlan {
   // Sleep this long before each reap of real completions, so reads stay in flight long enough
   // for a test to act while they are (destroy or cancel with reads outstanding).
   std::chrono::microseconds reap_delay{0};
+  // When set, operations are numbered by this counter, shared with every other backend and file
+  // given the same plan (fail_op then counts across all of them); it must outlive them. Null:
+  // each backend numbers its own operations.
+  std::atomic<std::uint64_t>* shared_operations = nullptr;
 };
 
 struct FaultStats {
@@ -50,6 +56,11 @@ class FaultBackend final : public Backend {
   Status submit() override { return inner_->submit(); }
   Result<std::size_t> reap(std::span<RawCompletion> out, std::size_t min_complete) override;
 
+  // For an operation that is not a read through prepare() (io::File's writes): numbers it like a
+  // read and returns -errno to inject, or how many of `length` bytes to report written (fewer
+  // than length: a short write, with short_read_probability). Same thread rules as prepare().
+  std::int64_t decide_write(std::uint64_t length);
+
   const FaultStats& stats() const { return stats_; }
   Backend& inner() { return *inner_; }
 
@@ -59,6 +70,8 @@ class FaultBackend final : public Backend {
     std::uint64_t op_number = 0;
   };
   void mangle(RawCompletion& completion);
+  std::uint64_t next_operation();  // numbers one operation (1-based)
+  bool fails(std::uint64_t op) const;
 
   std::unique_ptr<Backend> inner_;
   FaultPlan plan_;

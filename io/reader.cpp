@@ -13,6 +13,13 @@
 
 namespace sluice::io {
 
+bool transient_errno(int err) {
+  // EINTR: a signal interrupted the operation; ECANCELED: the kernel dropped it (ring teardown or
+  // io-wq cancel); EAGAIN: no resources right now, and XFS/ext4 may return it for
+  // RWF_NOWAIT-style paths even on blocking files. All are worth a bounded retry.
+  return err == EAGAIN || err == EINTR || err == ECANCELED;
+}
+
 Reader::Reader(std::unique_ptr<Backend> backend, std::string path, std::uint64_t file_size, RetryPolicy retry)
     : backend_(std::move(backend)), path_(std::move(path)), file_size_(file_size), retry_(retry) {
   SLUICE_ASSERT(backend_ != nullptr);
@@ -105,10 +112,7 @@ bool Reader::handle(const RawCompletion& raw, ReadCompletion& finished) {
 
   if (raw.result < 0) {
     int err = -raw.result;
-    // EINTR: a signal interrupted the read; ECANCELED: the kernel dropped it (ring teardown or
-    // io-wq cancel); EAGAIN: no resources right now, and XFS/ext4 may return it for
-    // RWF_NOWAIT-style paths even on blocking files. All are worth a bounded retry.
-    bool transient = err == EAGAIN || err == EINTR || err == ECANCELED;
+    bool transient = transient_errno(err);
     if (transient && op.retries < retry_.max_retries) {
       ++op.retries;
       ++stats_.retries;

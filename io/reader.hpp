@@ -1,7 +1,8 @@
 // io::Reader: the read policy over any Backend. It keeps many reads in flight, matches
 // completions by user_data, advances and resubmits short reads, retries transient errnos a
 // bounded number of times, reads a file's unaligned tail, and reports every failure with the
-// path, offset and length. The prefetcher, benchmarks and tools read files only through it.
+// path, offset and length. The prefetcher, benchmarks and tools read files only through it, and
+// io::File (io/file.hpp) through it for synchronous reads (packs' frames, the KV spill).
 #pragma once
 
 #include <chrono>
@@ -39,6 +40,10 @@ struct RetryPolicy {
   // Pause before retrying EAGAIN (the kernel asked us to come back later), times the attempt.
   std::chrono::microseconds eagain_backoff{50};
 };
+
+// True for the errnos worth a bounded retry (EINTR, EAGAIN, ECANCELED: reader.cpp says why for
+// each); every other errno fails the read or write at once. Shared by Reader and io::File.
+bool transient_errno(int err);
 
 struct ReaderStats {
   std::uint64_t reads_completed = 0;

@@ -1,9 +1,7 @@
 // Pack::open validation, verify_all and read_extent (see pack_reader.hpp).
 #include "model/pack_reader.hpp"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +14,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "io/file.hpp"
 #include "model/tensor_check.hpp"
 
 namespace sluice::pack {
@@ -36,30 +35,6 @@ bool range_within(std::uint64_t offset, std::uint64_t bytes, std::uint64_t limit
   return offset + bytes >= offset && offset + bytes <= limit;
 }
 
-// Reads exactly `bytes.size()` bytes at `offset`, retrying interrupted and short reads.
-Status pread_all(int fd, const std::string& path, std::span<std::byte> bytes, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      // Interrupted before any byte arrived: nothing happened, try again.
-      if (errno == EINTR) continue;
-      const int err = errno;
-      return Error{ErrorKind::io, err,
-                   fmt::format("pack {}: read of {} bytes at offset {} failed: {}", path, bytes.size() - done,
-                               offset + done, std::strerror(err))};
-    }
-    if (n == 0) {
-      // open() checked every range against the file size, so the file shrank since.
-      return Error{ErrorKind::corrupt, 0,
-                   fmt::format("pack {}: unexpected end of file at offset {} (file truncated since open?)", path,
-                               offset + done)};
-    }
-    // Short read: advance and ask for the rest.
-    done += static_cast<std::size_t>(n);
-  }
-  return Status::success();
-}
 
 // Maximum bracket nesting of a JSON text, ignoring brackets inside strings; stops counting once
 // past `limit`. Lets us refuse absurd nesting before handing the text to the parser.
@@ -183,9 +158,8 @@ Pack::Pack(Pack&& other) noexcept { *this = std::move(other); }
 
 Pack& Pack::operator=(Pack&& other) noexcept {
   if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
-    fd_ = std::exchange(other.fd_, -1);
+    file_ = std::move(other.file_);
     file_size_ = other.file_size_;
     version_ = other.version_;
     frame_bytes_ = other.frame_bytes_;
@@ -200,31 +174,43 @@ Pack& Pack::operator=(Pack&& other) noexcept {
   return *this;
 }
 
-Pack::~Pack() {
-  if (fd_ >= 0) ::close(fd_);
+Pack::~Pack() = default;
+
+int Pack::fd() const { return file_ ? file_->fd() : -1; }
+
+Status Pack::read_at(std::span<std::byte> bytes, std::uint64_t offset) const {
+  Status st = file_->read_at(bytes, offset);
+  if (!st) return Error{st.error().kind, st.error().sys_errno, fmt::format("pack {}", st.error().message)};
+  return st;
 }
 
 void Pack::fail(const std::string& what) const { throw PackError(fmt::format("pack {}: {}", path_, what)); }
 
-Pack Pack::open(const std::string& path) {
+Pack Pack::open(const std::string& path, const PackOptions& options) {
   Pack pack;
   pack.path_ = path;
-  pack.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (pack.fd_ < 0) pack.fail(fmt::format("cannot open: {}", std::strerror(errno)));
+  // Checked before opening: open() on a FIFO or a device would block or read forever.
   struct stat st {};
-  if (::fstat(pack.fd_, &st) != 0) pack.fail(fmt::format("cannot stat: {}", std::strerror(errno)));
+  if (::stat(path.c_str(), &st) != 0) pack.fail(fmt::format("cannot open: {}", std::strerror(errno)));
   if (!S_ISREG(st.st_mode)) pack.fail("not a regular file");
-  pack.file_size_ = static_cast<std::uint64_t>(st.st_size);
+  io::FileOptions file_options;
+  file_options.fault = options.fault;
+  try {
+    pack.file_ = io::File::open(path, file_options);
+  } catch (const std::exception& e) {
+    pack.fail(e.what());
+  }
+  pack.file_size_ = pack.file_->size();
   if (pack.file_size_ < kHeaderBytes) {
     pack.fail(fmt::format("file is {} bytes, shorter than the {}-byte header", pack.file_size_, kHeaderBytes));
   }
 
   std::vector<std::byte> header(kHeaderBytes);
-  if (Status s = pread_all(pack.fd_, path, header, 0); !s.ok()) throw PackError(s.error().message);
+  if (Status s = pack.read_at(header, 0); !s.ok()) throw PackError(s.error().message);
   pack.parse_header(header);
 
   std::vector<std::byte> manifest(pack.manifest_bytes_);
-  if (Status s = pread_all(pack.fd_, path, manifest, pack.manifest_offset_); !s.ok()) {
+  if (Status s = pack.read_at(manifest, pack.manifest_offset_); !s.ok()) {
     throw PackError(s.error().message);
   }
   const std::uint64_t checksum = manifest_checksum(manifest);
@@ -456,7 +442,7 @@ std::vector<Error> Pack::verify_all(std::function<void(std::size_t extents_done)
     const ExtentInfo& extent = extents_[e];
     std::size_t first = 0;
     while (first < extent.frames.size()) {
-      // A batch: contiguous frames up to kVerifyBatchBytes (at least one), read with one pread.
+      // A batch: contiguous frames up to kVerifyBatchBytes (at least one), read with one read.
       std::size_t end = first;
       std::uint64_t batch_bytes = 0;
       while (end < extent.frames.size() &&
@@ -466,7 +452,7 @@ std::vector<Error> Pack::verify_all(std::function<void(std::size_t extents_done)
       }
       const std::uint64_t batch_offset = extent.frames[first].offset;
       stored.resize(batch_bytes);
-      if (Status s = pread_all(fd_, path_, stored, batch_offset); !s.ok()) {
+      if (Status s = read_at(stored, batch_offset); !s.ok()) {
         for (std::size_t i = first; i < end; ++i) {
           errors.push_back(Error{s.error().kind, s.error().sys_errno,
                                  fmt::format("{}: {}", frame_where(*this, e, i), s.error().message)});
@@ -510,7 +496,7 @@ Result<std::vector<std::byte>> Pack::read_extent(std::size_t index) const {
   // All-raw extents are read straight into the result; others through a staging buffer.
   std::vector<std::byte> staging(extent.all_raw() ? 0 : extent.disk_bytes);
   std::span<std::byte> stored = extent.all_raw() ? std::span<std::byte>(raw) : std::span<std::byte>(staging);
-  if (Status s = pread_all(fd_, path_, stored, extent.offset); !s.ok()) return s.error();
+  if (Status s = read_at(stored, extent.offset); !s.ok()) return s.error();
 
   std::vector<std::uint64_t> raw_offsets(extent.frames.size());
   for (std::size_t i = 1; i < extent.frames.size(); ++i) {
@@ -545,7 +531,7 @@ Result<std::vector<std::byte>> Pack::read_frame(std::size_t index, std::size_t f
   }
   const FrameInfo& frame = extents_[index].frames[frame_index];
   std::vector<std::byte> stored(frame.disk_bytes);
-  if (Status s = pread_all(fd_, path_, stored, frame.offset); !s.ok()) return s.error();
+  if (Status s = read_at(stored, frame.offset); !s.ok()) return s.error();
   std::vector<std::byte> raw(frame.raw_bytes);
   try {
     if (auto error = check_frame(*this, index, frame_index, stored, raw)) return std::move(*error);

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -18,6 +20,11 @@
 
 #include "common/result.hpp"
 #include "model/pack_format.hpp"
+
+namespace sluice::io {
+struct FaultPlan;
+class File;
+}  // namespace sluice::io
 
 namespace sluice::pack {
 
@@ -38,12 +45,19 @@ inline constexpr std::size_t kMaxManifestDepth = 64;
 // well inside any memory budget.
 inline constexpr std::uint64_t kVerifyBatchBytes = 64ull << 20;
 
-// An open, validated pack. Move-only (owns the file descriptor). All const methods are
-// thread-safe: reads use pread on the shared descriptor.
+struct PackOptions {
+  // Tests: number every read of the pack (header, manifest, frames, extents) with this plan
+  // (io/fault_backend.hpp). Must outlive the Pack.
+  const io::FaultPlan* fault = nullptr;
+};
+
+// An open, validated pack. Move-only (owns the file). All const methods are thread-safe: reads
+// go through one io::File (io/file.hpp: the io/ retry and error policy; serialised).
 class Pack {
  public:
-  // Opens and validates `path`. Throws PackError (file + offset/field) on any problem.
-  static Pack open(const std::string& path);
+  // Opens and validates `path`. Throws PackError (file + offset/field) on any problem, a read
+  // failure included (the message names the file, offset and errno).
+  static Pack open(const std::string& path, const PackOptions& options = {});
 
   Pack(Pack&& other) noexcept;
   Pack& operator=(Pack&& other) noexcept;
@@ -52,7 +66,7 @@ class Pack {
   ~Pack();
 
   const std::string& path() const { return path_; }
-  int fd() const { return fd_; }  // owned by the Pack; valid while it lives
+  int fd() const;  // owned by the Pack; valid while it lives
   std::uint64_t file_size() const { return file_size_; }
   std::uint32_t version() const { return version_; }
   std::uint32_t frame_bytes() const { return frame_bytes_; }
@@ -86,8 +100,11 @@ class Pack {
   void parse_manifest(const std::vector<std::byte>& manifest);
   [[noreturn]] void fail(const std::string& what) const;
 
+  // Reads exactly bytes.size() bytes at `offset`; the error names the pack, offset and errno.
+  Status read_at(std::span<std::byte> bytes, std::uint64_t offset) const;
+
   std::string path_;
-  int fd_ = -1;
+  std::unique_ptr<io::File> file_;
   std::uint64_t file_size_ = 0;
   std::uint32_t version_ = 0;
   std::uint32_t frame_bytes_ = 0;

@@ -6,6 +6,8 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -13,6 +15,7 @@
 
 #include "cache/kv_cache.hpp"
 #include "common/memory.hpp"
+#include "io/fault_backend.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace sluice::cache {
@@ -150,6 +153,50 @@ TEST(KvCache, AbandonedPassRecovers) {
   EXPECT_EQ(kv->view(0, 0).k[0], std::byte{0x5a});
   EXPECT_EQ(kv->view(0, 0).v[rb - 1], std::byte{0xa5});
   kv->end_layer(0, {});
+}
+
+// Every read and write of the scratch file goes through io::File: with the N-th of them failed
+// once (EINTR), for every N, the cache still returns what was stored; failed for good (EIO), the
+// pass gets a std::runtime_error naming the scratch file, the offset and the errno.
+TEST(KvCache, SpilledFaultSweep) {
+  sluice::testing::TempDir dir;
+  const KvShape shape{3, 96, 40, 2, cpu::KvType::f16};
+  std::atomic<std::uint64_t> operations{0};
+  io::FaultPlan clean;
+  clean.shared_operations = &operations;
+  {
+    auto kv = make_spilled_kv_cache(shape, dir.path(), KvSpillOptions{&clean});
+    exercise(*kv);
+  }
+  const std::uint64_t total = operations.load();
+  ASSERT_GT(total, 12u);
+  std::uint64_t unnoticed = 0;
+  for (std::uint64_t n = 1; n <= total; ++n) {
+    for (bool persistent : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "I/O " << n << " of " << total << (persistent ? ", persistent EIO" : ", one EINTR"));
+      operations = 0;
+      io::FaultPlan plan;
+      plan.fail_op = n;
+      plan.persistent = persistent;
+      plan.fail_errno = persistent ? EIO : EINTR;
+      plan.shared_operations = &operations;
+      auto kv = make_spilled_kv_cache(shape, dir.path(), KvSpillOptions{&plan});
+      try {
+        exercise(*kv);  // checks every position it wrote before
+        if (persistent) ++unnoticed;
+      } catch (const std::runtime_error& e) {
+        const std::string what = e.what();
+        EXPECT_TRUE(persistent) << what;
+        EXPECT_NE(what.find(dir.path() + "/sluice-kv-"), std::string::npos) << what;
+        EXPECT_NE(what.find("at offset "), std::string::npos) << what;
+        EXPECT_NE(what.find(std::strerror(EIO)), std::string::npos) << what;
+      }
+    }
+  }
+  // Only the read-ahead begun by the last layer of the last pass is never waited for: the reads
+  // of one layer's planes (2 sequences x K and V).
+  EXPECT_LE(unnoticed, 4u);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
 TEST(KvCache, RefusesImpossibleShapesWithClearMessages) {
