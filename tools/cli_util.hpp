@@ -68,10 +68,11 @@ inline pack::WriterOptions::Compress parse_compress(const std::string& text) {
   throw CLI::ValidationError("--compress", "expected auto, none or zstd, got '" + text + "'");
 }
 
-// A finite number in [lo, hi] (CLI::Range lets NaN through: every comparison with it is false).
-inline CLI::Validator finite_in(double lo, double hi, const std::string& what = "") {
+// A finite number in [lo, hi], or in (lo, hi] with `lo_excluded` (CLI::Range lets NaN through:
+// every comparison with it is false).
+inline CLI::Validator finite_number(double lo, double hi, bool lo_excluded, const std::string& why) {
   return CLI::Validator(
-      [lo, hi, what](std::string& text) -> std::string {
+      [=](std::string& text) -> std::string {
         double v = 0;
         try {
           std::size_t used = 0;
@@ -80,33 +81,16 @@ inline CLI::Validator finite_in(double lo, double hi, const std::string& what = 
         } catch (const std::exception&) {
           return "expected a number, got '" + text + "'";
         }
-        if (!std::isfinite(v) || v < lo || v > hi) {
-          return fmt::format("must be in [{}, {}]{}, got {}", lo, hi, what.empty() ? "" : " (" + what + ")", text);
+        if (!std::isfinite(v) || (lo_excluded ? v <= lo : v < lo) || v > hi) {
+          return fmt::format("must be {} {} and at most {}{}, got {}", lo_excluded ? "above" : "at least", lo, hi,
+                             why.empty() ? "" : " (" + why + ")", text);
         }
         return {};
       },
-      fmt::format("FLOAT in [{} - {}]", lo, hi));
+      fmt::format("FLOAT in {}{} - {}]", lo_excluded ? "(" : "[", lo, hi));
 }
-
-// Like finite_in, with lo excluded.
-inline CLI::Validator finite_above(double lo, double hi, const std::string& what = "") {
-  return CLI::Validator(
-      [lo, hi, what](std::string& text) -> std::string {
-        double v = 0;
-        try {
-          std::size_t used = 0;
-          v = std::stod(text, &used);
-          if (used != text.size()) return "expected a number, got '" + text + "'";
-        } catch (const std::exception&) {
-          return "expected a number, got '" + text + "'";
-        }
-        if (!std::isfinite(v) || v <= lo || v > hi) {
-          return fmt::format("must be above {} and at most {}{}, got {}", lo, hi, what.empty() ? "" : " (" + what + ")", text);
-        }
-        return {};
-      },
-      fmt::format("FLOAT in ({} - {}]", lo, hi));
-}
+inline CLI::Validator finite_in(double lo, double hi, const std::string& why = "") { return finite_number(lo, hi, false, why); }
+inline CLI::Validator finite_above(double lo, double hi, const std::string& why = "") { return finite_number(lo, hi, true, why); }
 
 // Most worker threads accepted: the cores this process may use. More only oversubscribes the
 // cores (and TBB prints a warning into the terminal, amid the generated text).
