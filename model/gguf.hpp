@@ -45,6 +45,8 @@
 #include <variant>
 #include <vector>
 
+#include "common/error.hpp"
+
 namespace sluice::gguf {
 
 inline constexpr std::uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
@@ -164,9 +166,9 @@ struct TensorInfo {
 
 // Thrown by File::open and the typed getters. The message names the file and the byte offset,
 // key or tensor that is wrong.
-class GgufError : public std::runtime_error {
+class GgufError : public Exception {
  public:
-  using std::runtime_error::runtime_error;
+  explicit GgufError(const std::string& message, ErrorKind kind = ErrorKind::corrupt) : Exception(ErrorContext{kind}, message) {}
 };
 
 // An open, validated GGUF file. Move-only: owns a read-only mapping of the file, which

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/error.hpp"
 #include "common/result.hpp"
 #include "model/pack_format.hpp"
 
@@ -30,9 +31,9 @@ namespace sluice::pack {
 
 // Thrown by Pack::open for a file that cannot be opened or is not a valid pack. The message names
 // the file and the offset or manifest field that is wrong.
-class PackError : public std::runtime_error {
+class PackError : public Exception {
  public:
-  using std::runtime_error::runtime_error;
+  explicit PackError(const std::string& message, ErrorKind kind = ErrorKind::corrupt) : Exception(ErrorContext{kind}, message) {}
 };
 
 // Limits on what a manifest may contain beyond those in pack_format.hpp. Every name a person will
