@@ -168,6 +168,8 @@ class Prefetcher {
   void reset();
 
   PrefetchStats stats() const;
+  const std::vector<pack::ExtentInfo>& extents() const { return extents_; }
+  const std::string& path() const { return path_; }
   std::uint64_t ring_bytes() const { return ring_bytes_; }
   const char* backend_name() const;
   const std::string& io_note() const;
