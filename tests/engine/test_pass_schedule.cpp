@@ -181,5 +181,34 @@ TEST(StreamedRecovery, PassAfterAComputeErrorIsBitIdentical) {
   EXPECT_EQ(m.stats().passes, 1u);
 }
 
+// A pass that wants no logits (a prompt chunk before the last) appends no head: it reads only its
+// blocks, and the pass after it, which wants logits, still reads and computes the whole head.
+TEST(StreamedRecovery, PassWithoutLogitsReadsNoHead) {
+  StreamOptions o = streaming(nullptr);
+  o.read_ahead = false;  // each pass's bytes are its own
+  StreamedModel m(model().pack, o);
+  Transformer t(m.config(), 32, cpu::Threading{});
+  Batch chunk = single_sequence_batch(std::span(kPrompt).first(3), 0, false);
+  chunk.logit_rows.clear();
+  std::vector<float> logits;
+  m.forward(t, chunk, logits);
+  const std::uint64_t without_head = m.stats().bytes_streamed;
+  m.evaluate(t, std::span(kPrompt).subspan(3), 3, false, logits);
+  const std::uint64_t with_head = m.stats().bytes_streamed - without_head;
+  const SourceTensor* head = m.source().find_tensor("output.weight");
+  if (!head) head = m.source().find_tensor("token_embd.weight");  // tied
+  ASSERT_NE(head, nullptr);
+  EXPECT_GE(with_head, without_head + m.source().units()[head->extent].disk_bytes);
+
+  // The same two passes with logits wanted from both agree bit for bit.
+  std::vector<float> expected;
+  StreamedModel whole(model().pack, streaming(nullptr));
+  Transformer tw(whole.config(), 32, cpu::Threading{});
+  whole.evaluate(tw, std::span(kPrompt).first(3), 0, false, expected);
+  whole.evaluate(tw, std::span(kPrompt).subspan(3), 3, false, expected);
+  ASSERT_EQ(logits.size(), expected.size());
+  EXPECT_EQ(std::memcmp(logits.data(), expected.data(), logits.size() * sizeof(float)), 0);
+}
+
 }  // namespace
 }  // namespace sluice
