@@ -3,7 +3,7 @@
 // reported as weight GB/s) and 64 rows (prefill: compute-bound, also reported as multiply-adds
 // per second), at every instruction-set level this CPU supports. Run from the build tree:
 //   ./bench/bench_kernels [--benchmark_filter=Q4_K] [--benchmark_format=json]
-// Threads: all of TBB's default arena (Threading{0}); set SLUICE_BENCH_THREADS=1 for one core.
+// Threads: every core (an Executor of 0 threads); set SLUICE_BENCH_THREADS=1 for one core.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -15,6 +15,7 @@
 
 #include "compute/cpu/matmul.hpp"
 #include "compute/cpu/quants.hpp"
+#include "compute/executor.hpp"
 
 namespace {
 
@@ -70,9 +71,9 @@ void bm_matmul(benchmark::State& state, GgmlType type, cpu::CpuIsa isa, std::int
   std::vector<float> x(static_cast<std::size_t>(batch * kCols));
   for (float& v : x) v = normal(rng);
   std::vector<float> y(static_cast<std::size_t>(batch * rows));
-  const cpu::Threading threading{bench_threads()};
+  sluice::compute::Executor executor(bench_threads());
   for (auto _ : state) {
-    cpu::matmul(type, w.data(), rows, kCols, x.data(), batch, y.data(), threading, isa);
+    executor.run([&] { cpu::matmul(type, w.data(), rows, kCols, x.data(), batch, y.data(), isa); });
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "compute/executor.hpp"
 #include "compute/op_params.hpp"
 #include "compute/views.hpp"
 #include "model/ggml_types.hpp"
@@ -90,8 +91,11 @@ class ComputeBackend {
 };
 
 // The CPU backend (compute/cpu/cpu_backend.hpp): host memory, every CPU weight type, fp16 and
-// q8_0 KV caches; matmuls use at most threading.threads threads. Declared here so that the
-// engine can make its default backend without including compute/cpu headers.
+// q8_0 KV caches. Declared here so that the engine can make its default backend without
+// including compute/cpu headers. Its kernels run on an executor of its own with
+// threading.threads threads (0: every core)...
 std::unique_ptr<ComputeBackend> make_cpu_backend(Threading threading = {});
+// ... or on `executor`, which must outlive the backend (the Session's: one executor per run).
+std::unique_ptr<ComputeBackend> make_cpu_backend(Executor& executor);
 
 }  // namespace sluice::compute

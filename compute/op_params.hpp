@@ -1,14 +1,15 @@
 // Parameters of the transformer ops every compute backend implements (compute/backend.hpp):
-// RoPE, attention, and how many CPU threads a call may use. Shapes follow llama.cpp: a row is one
-// token's vector; heads are contiguous slices of a row.
+// RoPE, attention, and how many CPU threads a backend's own executor has. Shapes follow
+// llama.cpp: a row is one token's vector; heads are contiguous slices of a row.
 #pragma once
 
 #include <cstdint>
 
 namespace sluice::compute {
 
+// How many threads a backend that makes its own executor (compute/executor.hpp) gives it.
 struct Threading {
-  int threads = 0;  // maximum worker threads for a call; 0 = all of TBB's default arena
+  int threads = 0;  // 0: every core this process may run on
 };
 
 enum class RopeKind {

@@ -43,8 +43,12 @@ std::uint64_t slot_bytes_of(const pack::ExtentInfo& e) { return prefetch::extent
 
 GgmlType tensor_type(const pack::TensorInfo& t) { return static_cast<GgmlType>(t.type); }
 
-// Worker threads that may attend at once: attention runs in TBB's default arena (all cores).
-std::int64_t attention_threads() { return std::max<std::int64_t>(1, std::int64_t(std::thread::hardware_concurrency())); }
+// Threads that may attend at once: attention runs inside the session's executor, so at most its
+// concurrency (request.compute_threads); unknown (0), one per core.
+std::int64_t attention_threads(const PlanRequest& request) {
+  if (request.compute_threads > 0) return request.compute_threads;
+  return std::max<std::int64_t>(1, std::int64_t(std::thread::hardware_concurrency()));
+}
 }  // namespace
 
 MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, const PlanRequest& request) {
@@ -112,7 +116,7 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     m.per_token = std::uint64_t(config.n_embd) * sizeof(float) + Transformer::scratch_bytes(config, 1) + matmul_per_row +
                   embd_row_bytes + 3 * sizeof(std::int32_t);
     m.token_bytes = std::uint64_t(m.tokens) * m.per_token;
-    m.attention_threads = attention_threads();
+    m.attention_threads = attention_threads(request);
     m.attention_bytes = std::uint64_t(m.attention_threads) * cpu::attention_scratch_bytes(request.n_ctx);
     m.logit_rows = logit_rows;
     m.n_vocab = config.n_vocab;

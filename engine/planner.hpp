@@ -43,6 +43,7 @@ struct PlanRequest {
   unsigned wanted_slots = 4;
   bool allow_resident_blocks = true;   // false: every block streams (measuring the disk path)
   double disk_gbps = 0;                // measured or given; 0 when unknown
+  int compute_threads = 0;             // the session's compute::Executor::concurrency(); 0: one per core
 };
 
 // What one forward pass holds besides weights, ring and KV cache. Everything here that grows with

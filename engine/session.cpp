@@ -80,6 +80,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     throw std::invalid_argument(fmt::format("--pass-tokens {}: must be positive", options_.pass_tokens));
   }
   if (options_.budget > 0) check_explicit_budget(options_.budget);
+  // Made first: the planner counts per-thread scratch from its concurrency.
+  executor_ = std::make_unique<compute::Executor>(options_.threads);
   const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
   if (!is_pack_file(options_.model)) {
     if (options_.stream == StreamMode::always) {
@@ -114,6 +116,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     request.wanted_slots = options_.slots;
     request.allow_resident_blocks = options_.stream != StreamMode::always;
     request.disk_gbps = options_.disk_gbps;
+    request.compute_threads = executor_->concurrency();
     plan_ = plan_memory(*source, config, request);
     n_ctx_ = request.n_ctx;
     pass_tokens_ = plan_->pass_tokens;
@@ -156,7 +159,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   }
   auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir, cache::KvSpillOptions{options_.fault})
                   : cache::make_resident_kv_cache(shape);
-  backend_ = compute::make_cpu_backend(compute::Threading{options_.threads});
+  backend_ = compute::make_cpu_backend(*executor_);
   transformer_ = std::make_unique<Transformer>(c, std::move(kv), *backend_);
   // Every pass carries at most the plan's tokens (and one per sequence, however few that allows).
   if (pass_tokens_ > 0) transformer_->set_max_pass_tokens(std::max<std::int64_t>(pass_tokens_, options_.n_seq));

@@ -56,7 +56,9 @@ class Session {
 
   Forward& forward() { return *forward_; }
   Transformer& transformer() { return *transformer_; }
-  // The backend every pass of this session computes on (the CPU's, with --threads).
+  // The threads every kernel of this session runs on (--threads); the backend computes on it.
+  compute::Executor& executor() { return *executor_; }
+  // The backend every pass of this session computes on (the CPU's, on executor()).
   compute::ComputeBackend& backend() { return *backend_; }
   const tok::Tokenizer& tokenizer() const { return *tokenizer_; }
   const Metadata& metadata() const;
@@ -80,6 +82,7 @@ class Session {
   std::unique_ptr<StreamedModel> streamed_;
   std::unique_ptr<InRamForward> in_ram_;
   Forward* forward_ = nullptr;
+  std::unique_ptr<compute::Executor> executor_;  // declared before backend_, which borrows it
   std::unique_ptr<compute::ComputeBackend> backend_;  // declared before transformer_, which borrows it
   std::unique_ptr<Transformer> transformer_;
   std::unique_ptr<tok::Tokenizer> tokenizer_;

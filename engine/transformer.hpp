@@ -48,7 +48,8 @@ struct SeqSpan {
 
 class Transformer {
  public:
-  // One sequence with a resident fp16 KV cache of `n_ctx` positions, on its own CPU backend.
+  // One sequence with a resident fp16 KV cache of `n_ctx` positions, on its own CPU backend
+  // (with an executor of threading.threads threads).
   Transformer(ModelConfig config, std::int64_t n_ctx, compute::Threading threading);
   // Any KV cache (resident or spilled, fp16 or q8_0, several sequences); its shape must match
   // the config's layers and KV width. On its own CPU backend.

@@ -235,7 +235,12 @@ class Prefetcher {
   std::chrono::steady_clock::time_point io_busy_open_since_;  // under mutex_; epoch: no read in flight
   std::atomic<std::int64_t> decode_busy_ns_{0};
   std::atomic<std::uint64_t> frames_verified_{0};
-  tbb::task_arena arena_;  // decode workers; enqueued tasks, one per extent, parallel over frames
+  // Decode workers: enqueued tasks, one per extent, parallel over frames. Not the session's
+  // compute::Executor on purpose: decoding is the I/O side of the pipeline and must overlap the
+  // pass that computes on the executor (with `-t 1` the executor's one thread is busy computing,
+  // and a decode queued behind it would serialize reading and computing); --threads bounds the
+  // compute kernels, not the decompression that keeps them fed.
+  tbb::task_arena arena_;
   std::thread io_thread_;
 };
 

@@ -2,8 +2,6 @@
 
 #include <cmath>
 
-#include <tbb/parallel_for.h>
-
 #include "compute/cpu/check.hpp"
 #include "compute/cpu/kernels.hpp"
 #include "compute/cpu/matmul.hpp"
@@ -12,17 +10,28 @@
 
 namespace sluice::cpu {
 
-CpuBackend::CpuBackend(compute::Threading threading) : threading_(threading) {
-  capabilities_.memory = compute::MemorySpace::host;
+namespace {
+compute::BackendCapabilities cpu_capabilities() {
+  compute::BackendCapabilities caps;
+  caps.memory = compute::MemorySpace::host;
   for (int id = 0; id < kTypeSlots; ++id) {
     const auto type = static_cast<GgmlType>(id);
-    if (is_weight_type(type)) capabilities_.weight_types.push_back(type);
+    if (is_weight_type(type)) caps.weight_types.push_back(type);
   }
-  capabilities_.kv_types = {compute::KvType::f16, compute::KvType::q8_0};
+  caps.kv_types = {compute::KvType::f16, compute::KvType::q8_0};
+  return caps;
 }
+}  // namespace
+
+CpuBackend::CpuBackend(compute::Threading threading)
+    : own_executor_(std::make_unique<compute::Executor>(threading.threads)),
+      executor_(own_executor_.get()),
+      capabilities_(cpu_capabilities()) {}
+
+CpuBackend::CpuBackend(compute::Executor& executor) : executor_(&executor), capabilities_(cpu_capabilities()) {}
 
 void CpuBackend::matmul(const compute::WeightView& w, const float* x, std::int64_t batch, float* y) {
-  cpu::matmul(w.type, w.data, w.rows(), w.cols(), x, batch, y, threading_);
+  executor_->run([&] { cpu::matmul(w.type, w.data, w.rows(), w.cols(), x, batch, y); });
 }
 
 void CpuBackend::dequantize(const compute::WeightView& w, float* out) { dequantize_row(w.type, w.data, out, w.elements()); }
@@ -87,11 +96,12 @@ void CpuBackend::attend(const float* q, std::int64_t rows, const compute::KvLaye
   // Rows attend independently (each reads the cache up to its own position; cpu::attend is
   // thread-safe for distinct outputs), so a prompt's rows run in parallel: in prefill this
   // O(n^2) part otherwise leaves all but one core idle for short-headed models.
-  tbb::parallel_for(std::int64_t{0}, rows, [&](std::int64_t r) { cpu::attend(q + r * width, kv, pos0 + r, shape, out + r * width); });
+  executor_->parallel_for(0, rows, [&](std::int64_t r) { cpu::attend(q + r * width, kv, pos0 + r, shape, out + r * width); });
 }
 
 }  // namespace sluice::cpu
 
 namespace sluice::compute {
 std::unique_ptr<ComputeBackend> make_cpu_backend(Threading threading) { return std::make_unique<cpu::CpuBackend>(threading); }
+std::unique_ptr<ComputeBackend> make_cpu_backend(Executor& executor) { return std::make_unique<cpu::CpuBackend>(executor); }
 }  // namespace sluice::compute

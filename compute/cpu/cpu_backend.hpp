@@ -1,21 +1,30 @@
 // The CPU's ComputeBackend (compute/backend.hpp): each op is a call of the CPU kernels
 // (matmul.hpp, ops.hpp, quants.hpp), with the loops the forward pass used to run itself (bias and
 // residual adds, scaling, soft-capping, SwiGLU) moved here unchanged, so a forward pass through
-// this backend computes the same bits as one that called the kernels directly.
+// this backend computes the same bits as one that called the kernels directly. The parallel
+// kernels (matmul, attention) run inside the backend's compute::Executor, so its thread count is
+// the most threads any op uses; the other ops run on the calling thread.
 #pragma once
 
+#include <memory>
+
 #include "compute/backend.hpp"
+#include "compute/executor.hpp"
 
 namespace sluice::cpu {
 
-// Stateless apart from its thread limit: thread-safe, any number of concurrent callers.
+// Stateless apart from its executor: thread-safe, any number of concurrent callers (they share
+// the executor's threads).
 class CpuBackend final : public compute::ComputeBackend {
  public:
+  // Computes on `executor`, which must outlive the backend (a Session lends its own).
+  explicit CpuBackend(compute::Executor& executor);
+  // Computes on an executor of its own with threading.threads threads (0: every core).
   explicit CpuBackend(compute::Threading threading = {});
 
   std::string_view name() const override { return "cpu"; }
   const compute::BackendCapabilities& capabilities() const override { return capabilities_; }
-  compute::Threading threading() const { return threading_; }
+  compute::Executor& executor() { return *executor_; }
 
   void matmul(const compute::WeightView& w, const float* x, std::int64_t batch, float* y) override;
   void dequantize(const compute::WeightView& w, float* out) override;
@@ -38,7 +47,8 @@ class CpuBackend final : public compute::ComputeBackend {
               const compute::AttentionShape& shape, float* out) override;
 
  private:
-  compute::Threading threading_;
+  std::unique_ptr<compute::Executor> own_executor_;  // null when borrowed
+  compute::Executor* executor_;
   compute::BackendCapabilities capabilities_;
 };
 

@@ -1,5 +1,6 @@
 // The matrix kernel (matmul.hpp): quantize the activation rows once, then compute blocks of
-// weight rows in parallel over TBB, each block against tiles of activation rows.
+// weight rows in parallel over TBB (in the caller's task arena), each block against tiles of
+// activation rows.
 #include "compute/cpu/matmul.hpp"
 
 #include <oneapi/tbb/blocked_range.h>
@@ -9,13 +10,11 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <vector>
 
 #include "compute/cpu/check.hpp"
 #include "compute/cpu/quants.hpp"
+#include "compute/executor.hpp"  // note_task
 
 namespace sluice::cpu {
 namespace {
@@ -27,36 +26,8 @@ constexpr std::int64_t kRowsPerCacheBlock = 16;
 constexpr std::int64_t kRowGrain = 16;
 // Activation rows quantized per TBB task when the batch is large (prefill).
 constexpr std::int64_t kActGrain = 4;
-// Arenas kept for distinct Threading::threads values; more than this and further ones are
-// created per call (a caller cycling through thread counts is unusual).
-constexpr std::size_t kMaxCachedArenas = 16;
-
-tbb::task_arena* cached_arena(int threads) {
-  static std::mutex mutex;
-  static std::map<int, std::unique_ptr<tbb::task_arena>> arenas;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = arenas.find(threads);
-  if (it != arenas.end()) return it->second.get();
-  if (arenas.size() >= kMaxCachedArenas) return nullptr;
-  auto arena = std::make_unique<tbb::task_arena>(threads);
-  tbb::task_arena* raw = arena.get();
-  arenas.emplace(threads, std::move(arena));
-  return raw;
-}
-
-template <typename F>
-void run_with_threads(Threading threading, F&& body) {
-  if (threading.threads <= 0) {
-    body();
-    return;
-  }
-  if (tbb::task_arena* arena = cached_arena(threading.threads)) {
-    arena->execute(body);
-    return;
-  }
-  tbb::task_arena arena(threading.threads);
-  arena.execute(body);
-}
+// One thread (an arena of one, e.g. `-t 1`): skip TBB's tasks and run every loop on the caller.
+bool single_threaded() { return tbb::this_task_arena::max_concurrency() == 1; }
 
 struct Problem {
   const KernelTable* kernels;
@@ -73,6 +44,7 @@ struct Problem {
 
 // Rows [r0, r1) against every activation row, cache block by cache block.
 void compute_rows(const Problem& p, std::int64_t r0, std::int64_t r1) {
+  compute::note_task();
   const int slot = type_slot(p.type);
   const VecDotFn dot = p.kernels->vec_dot[slot];
   const VecDotMultiFn multi = p.kernels->vec_dot_multi[slot];
@@ -104,12 +76,12 @@ std::uint64_t matmul_scratch_bytes(GgmlType type, std::int64_t cols, std::int64_
 }
 
 void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
-            const float* x, std::int64_t batch, float* y, Threading threading) {
-  matmul(type, weights, rows, cols, x, batch, y, threading, active_isa());
+            const float* x, std::int64_t batch, float* y) {
+  matmul(type, weights, rows, cols, x, batch, y, active_isa());
 }
 
 void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
-            const float* x, std::int64_t batch, float* y, Threading threading, CpuIsa isa) {
+            const float* x, std::int64_t batch, float* y, CpuIsa isa) {
   SLUICE_CPU_CHECK(is_weight_type(type));
   SLUICE_CPU_CHECK(rows >= 0 && cols >= 0 && batch >= 0);
   SLUICE_CPU_CHECK(cols % block_elements(type) == 0);
@@ -136,50 +108,46 @@ void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t 
   std::byte* act_out = act_buffer.data();
   const MatmulRowsFn rows_fn = kernels->matmul_rows[type_slot(type)];
 
-  auto body = [&] {
-    if (quantize != nullptr) {
-      auto quantize_range = [&](std::int64_t b0, std::int64_t b1) {
-        for (std::int64_t b = b0; b < b1; ++b) {
-          quantize(x + b * cols, act_out + static_cast<std::size_t>(b) * act_row_bytes, cols);
-        }
-      };
-      if (batch > kActGrain && threading.threads != 1) {
-        tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, batch, kActGrain),
-                          [&](const tbb::blocked_range<std::int64_t>& r) { quantize_range(r.begin(), r.end()); });
-      } else {
-        quantize_range(0, batch);
+  const bool serial = single_threaded();
+  if (quantize != nullptr) {
+    auto quantize_range = [&](std::int64_t b0, std::int64_t b1) {
+      compute::note_task();
+      for (std::int64_t b = b0; b < b1; ++b) {
+        quantize(x + b * cols, act_out + static_cast<std::size_t>(b) * act_row_bytes, cols);
       }
+    };
+    if (batch > kActGrain && !serial) {
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, batch, kActGrain),
+                        [&](const tbb::blocked_range<std::int64_t>& r) { quantize_range(r.begin(), r.end()); });
+    } else {
+      quantize_range(0, batch);
     }
-    if (rows_fn != nullptr) {
-      // GEMM micro-kernel over strips of rows; a static split (one range per thread) keeps the
-      // per-call scheduling cost of decode (hundreds of matmuls per token) low.
-      const std::size_t w_row_bytes = problem.weight_row_bytes;
-      auto run_strips = [&](std::int64_t s0, std::int64_t s1) {
-        rows_fn(cols, weights, w_row_bytes, s0 * kMatmulRowsStrip, std::min(rows, s1 * kMatmulRowsStrip), acts,
-                act_row_bytes, batch, y, static_cast<std::size_t>(rows));
-      };
-      const std::int64_t strips = (rows + kMatmulRowsStrip - 1) / kMatmulRowsStrip;
-      if (threading.threads == 1 || strips == 1) {
-        run_strips(0, strips);
-        return;
-      }
-      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, strips),
-                        [&](const tbb::blocked_range<std::int64_t>& r) { run_strips(r.begin(), r.end()); },
-                        tbb::static_partitioner());
-      return;
-    }
-    if (threading.threads == 1 || rows <= kRowGrain) {
-      compute_rows(problem, 0, rows);
-      return;
-    }
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, rows, kRowGrain),
-                      [&](const tbb::blocked_range<std::int64_t>& r) { compute_rows(problem, r.begin(), r.end()); });
-  };
-  if (threading.threads == 1) {
-    body();  // no arena, no tasks: the caller's thread does it all
-  } else {
-    run_with_threads(threading, body);
   }
+  if (rows_fn != nullptr) {
+    // GEMM micro-kernel over strips of rows; a static split (one range per thread) keeps the
+    // per-call scheduling cost of decode (hundreds of matmuls per token) low.
+    const std::size_t w_row_bytes = problem.weight_row_bytes;
+    auto run_strips = [&](std::int64_t s0, std::int64_t s1) {
+      compute::note_task();
+      rows_fn(cols, weights, w_row_bytes, s0 * kMatmulRowsStrip, std::min(rows, s1 * kMatmulRowsStrip), acts,
+              act_row_bytes, batch, y, static_cast<std::size_t>(rows));
+    };
+    const std::int64_t strips = (rows + kMatmulRowsStrip - 1) / kMatmulRowsStrip;
+    if (serial || strips == 1) {
+      run_strips(0, strips);
+      return;
+    }
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, strips),
+                      [&](const tbb::blocked_range<std::int64_t>& r) { run_strips(r.begin(), r.end()); },
+                      tbb::static_partitioner());
+    return;
+  }
+  if (serial || rows <= kRowGrain) {
+    compute_rows(problem, 0, rows);
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, rows, kRowGrain),
+                    [&](const tbb::blocked_range<std::int64_t>& r) { compute_rows(problem, r.begin(), r.end()); });
 }
 
 }  // namespace sluice::cpu

@@ -7,12 +7,14 @@
 //
 // Each x row is quantized once to the type's vec_dot_type; rows of W are then computed in
 // parallel over TBB, in blocks of rows, several activation rows per weight block for batch > 1.
+// The parallel loops run in the calling thread's task arena: call matmul inside a
+// compute::Executor (compute/executor.hpp; CpuBackend does) to bound its threads. In an arena of
+// one thread it runs every loop on the caller, with no tasks.
 #pragma once
 
 #include <cstdint>
 
 #include "compute/cpu/kernels.hpp"
-#include "compute/op_params.hpp"  // Threading (cpu::Threading)
 #include "model/ggml_types.hpp"
 
 namespace sluice::cpu {
@@ -21,7 +23,7 @@ namespace sluice::cpu {
 // the weights. Thread-safe (concurrent calls share no state but the kernel table). Never throws
 // from worker threads; an invalid type or shape is a programmer error (abort with file and line).
 void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
-            const float* x, std::int64_t batch, float* y, Threading threading);
+            const float* x, std::int64_t batch, float* y);
 
 // Bytes matmul() allocates for a call (the activation rows converted to vec_dot_type; freed on
 // return): 0 for F32 weights.
@@ -29,6 +31,6 @@ std::uint64_t matmul_scratch_bytes(GgmlType type, std::int64_t cols, std::int64_
 
 // As above with an explicit kernel level (tests, benchmarks); the level must be supported.
 void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t cols,
-            const float* x, std::int64_t batch, float* y, Threading threading, CpuIsa isa);
+            const float* x, std::int64_t batch, float* y, CpuIsa isa);
 
 }  // namespace sluice::cpu

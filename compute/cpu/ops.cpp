@@ -5,7 +5,9 @@
 #include <cstring>
 #include <limits>
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <stdexcept>
 #include <string>
@@ -14,6 +16,7 @@
 #include "compute/cpu/blocks.hpp"
 #include "compute/cpu/check.hpp"
 #include "compute/cpu/quants.hpp"
+#include "compute/executor.hpp"  // note_task
 
 namespace sluice::cpu {
 
@@ -220,14 +223,19 @@ void attend_head(const float* q, const KvLayerView& kv, std::int64_t pos, const 
 std::uint64_t attention_scratch_bytes(std::int64_t n_ctx) { return 2 * std::uint64_t(n_ctx) * sizeof(float); }
 
 void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, float* out) {
-  if ((pos + 1) * s.head_dim * s.n_head < kParallelAttentionWork) {
+  if ((pos + 1) * s.head_dim * s.n_head < kParallelAttentionWork || tbb::this_task_arena::max_concurrency() == 1) {
+    compute::note_task();
     std::vector<float> scratch;
     for (std::int32_t h = 0; h < s.n_head; ++h) attend_head(q, kv, pos, s, h, out, scratch);
     return;
   }
-  tbb::parallel_for(std::int32_t{0}, s.n_head, [&](std::int32_t h) {
-    thread_local std::vector<float> scratch;
-    attend_head(q, kv, pos, s, h, out, scratch);
+  // Each task's scores live and die with the task (no thread_local): a head task spawns nothing,
+  // so a thread holds one scores vector at a time and the arena's threads bound the total
+  // (attention_scratch_bytes), whichever of TBB's workers come to serve the arena over time.
+  tbb::parallel_for(tbb::blocked_range<std::int32_t>(0, s.n_head), [&](const tbb::blocked_range<std::int32_t>& r) {
+    compute::note_task();
+    std::vector<float> scratch;
+    for (std::int32_t h = r.begin(); h < r.end(); ++h) attend_head(q, kv, pos, s, h, out, scratch);
   });
 }
 

@@ -37,13 +37,16 @@ void geglu(const float* gate, const float* up, float* out, std::int64_t n);
 // out (n_head * head_dim) = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head
 // h / (n_head / n_head_kv). q and the softmax weights are rounded to fp16 before they meet the
 // fp16 cache, as llama.cpp does. With a q8_0 cache, q and the weights stay fp32 and each key
-// and value is dequantized as it is read. Heads run in parallel (TBB) when the context is long enough to
-// pay for it. Thread-safe for distinct `out`.
+// and value is dequantized as it is read. Heads run in parallel (TBB, in the caller's task arena:
+// CpuBackend calls it inside its compute::Executor) when the context is long enough to pay for
+// it. Thread-safe for distinct `out`.
 void attend(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& shape, float* out);
 
 // Scratch attend() may hold on one thread for a context of n_ctx positions: one head's scores
-// (n_ctx floats, kept thread_local between calls) and as many again on its serial path. Nothing
-// in attention grows with the number of rows in a pass: each row is attended on its own.
+// (n_ctx floats, allocated per task and freed with it; a thread runs one such task at a time),
+// and as many again for the allocator's slack (a freed vector of this size stays in the thread's
+// malloc arena for the next). Nothing in attention grows with the number of rows in a pass: each
+// row is attended on its own.
 std::uint64_t attention_scratch_bytes(std::int64_t n_ctx);
 
 // Writes one token's k and v rows (n_head_kv * head_dim floats each) into the cache at `pos`.

@@ -105,11 +105,6 @@ bool supports_weight_type(GgmlType type) {
   }
 }
 
-MatmulPath matmul_path(GgmlType type, std::int64_t batch) {
-  if (!supports_weight_type(type)) return MatmulPath::unsupported;
-  return batch <= kMaxGemvBatch ? MatmulPath::fused_gemv : MatmulPath::dequant_gemm;
-}
-
 // ---- DeviceBuffer / Stream / Event ----------------------------------------------------------------
 
 DeviceBuffer DeviceBuffer::allocate(std::size_t bytes) {

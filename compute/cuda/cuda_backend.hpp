@@ -55,6 +55,9 @@ bool supports_weight_type(GgmlType type);
 // otherwise the weights dequantized to fp16 (bf16/f32 weights as they are) and cuBLAS GEMM.
 enum class MatmulPath { unsupported, fused_gemv, dequant_gemm };
 MatmulPath matmul_path(GgmlType type, std::int64_t batch);
+// The decision itself, the same in every build (cuda_check.cpp): matmul_path(type, batch) is
+// choose_matmul_path(supports_weight_type(type), batch).
+MatmulPath choose_matmul_path(bool weight_type_supported, std::int64_t batch);
 const char* to_string(MatmulPath path);
 
 // ---- device memory, streams, events ------------------------------------------------------------------

@@ -24,7 +24,6 @@ BackendInfo query_backend() {
 
 bool cuda_available() { return false; }
 bool supports_weight_type(GgmlType) { return false; }
-MatmulPath matmul_path(GgmlType, std::int64_t) { return MatmulPath::unsupported; }
 
 DeviceBuffer DeviceBuffer::allocate(std::size_t bytes) {
   if (bytes == 0) return {};

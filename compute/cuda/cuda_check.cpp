@@ -1,5 +1,5 @@
 // The parts of compute/cuda that are the same in every build: the always-on assertion
-// (SLUICE_CUDA_ASSERT) and names for reports.
+// (SLUICE_CUDA_ASSERT), the choice of matmul path, and names for reports.
 #include <cstdio>
 #include <cstdlib>
 
@@ -7,6 +7,13 @@
 #include "compute/cuda/cuda_status.hpp"
 
 namespace sluice::cuda {
+
+MatmulPath choose_matmul_path(bool weight_type_supported, std::int64_t batch) {
+  if (!weight_type_supported) return MatmulPath::unsupported;
+  return batch <= kMaxGemvBatch ? MatmulPath::fused_gemv : MatmulPath::dequant_gemm;
+}
+
+MatmulPath matmul_path(GgmlType type, std::int64_t batch) { return choose_matmul_path(supports_weight_type(type), batch); }
 
 const char* to_string(MatmulPath path) {
   switch (path) {

@@ -16,6 +16,7 @@
 #include "cache/kv_cache.hpp"
 #include "common/memory.hpp"
 #include "io/fault_backend.hpp"
+#include "tests/support/fault_sweep.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace sluice::cache {
@@ -171,28 +172,19 @@ TEST(KvCache, SpilledFaultSweep) {
   const std::uint64_t total = operations.load();
   ASSERT_GT(total, 12u);
   std::uint64_t unnoticed = 0;
-  for (std::uint64_t n = 1; n <= total; ++n) {
-    for (bool persistent : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << "I/O " << n << " of " << total << (persistent ? ", persistent EIO" : ", one EINTR"));
-      operations = 0;
-      io::FaultPlan plan;
-      plan.fail_op = n;
-      plan.persistent = persistent;
-      plan.fail_errno = persistent ? EIO : EINTR;
-      plan.shared_operations = &operations;
-      auto kv = make_spilled_kv_cache(shape, dir.path(), KvSpillOptions{&plan});
-      try {
-        exercise(*kv);  // checks every position it wrote before
-        if (persistent) ++unnoticed;
-      } catch (const std::runtime_error& e) {
-        const std::string what = e.what();
-        EXPECT_TRUE(persistent) << what;
-        EXPECT_NE(what.find(dir.path() + "/sluice-kv-"), std::string::npos) << what;
-        EXPECT_NE(what.find("at offset "), std::string::npos) << what;
-        EXPECT_NE(what.find(std::strerror(EIO)), std::string::npos) << what;
-      }
+  sluice::testing::sweep_nth_fault(total, operations, [&](io::FaultPlan& plan, bool persistent) {
+    auto kv = make_spilled_kv_cache(shape, dir.path(), KvSpillOptions{&plan});
+    try {
+      exercise(*kv);  // checks every position it wrote before
+      if (persistent) ++unnoticed;
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(persistent) << what;
+      EXPECT_NE(what.find(dir.path() + "/sluice-kv-"), std::string::npos) << what;
+      EXPECT_NE(what.find("at offset "), std::string::npos) << what;
+      EXPECT_NE(what.find(std::strerror(EIO)), std::string::npos) << what;
     }
-  }
+  });
   // Only the read-ahead begun by the last layer of the last pass is never waited for: the reads
   // of one layer's planes (2 sequences x K and V).
   EXPECT_LE(unnoticed, 4u);

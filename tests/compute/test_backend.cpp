@@ -10,6 +10,7 @@
 //  - a backend the forward pass cannot use (device memory, a KV type it lacks) is refused at
 //    construction with its name in the message.
 #include <gtest/gtest.h>
+#include <oneapi/tbb/info.h>
 
 #include <cmath>
 #include <cstring>
@@ -33,6 +34,9 @@ namespace sluice {
 namespace {
 
 constexpr std::uint64_t kSeed = 20261205;
+
+// Threads an executor of "every core" gets here (TBB's default: the affinity mask's cores).
+int all_cores() { return tbb::info::default_concurrency(); }
 
 std::vector<float> seeded(std::mt19937_64& rng, std::int64_t n, float scale = 1.0f) {
   return cpu::test::random_row(rng, n, scale);
@@ -86,7 +90,7 @@ TEST(CpuBackend, ReportsWhatTheCpuKernelsDo) {
   // The engine's default backend is this one.
   auto made = compute::make_cpu_backend(compute::Threading{2});
   EXPECT_EQ(made->name(), "cpu");
-  EXPECT_EQ(dynamic_cast<cpu::CpuBackend&>(*made).threading().threads, 2);
+  EXPECT_EQ(dynamic_cast<cpu::CpuBackend&>(*made).executor().concurrency(), std::min(2, all_cores()));
 }
 
 TEST(CpuBackend, MatmulDequantizeAndGetRowsEqualTheKernels) {
@@ -100,7 +104,7 @@ TEST(CpuBackend, MatmulDequantizeAndGetRowsEqualTheKernels) {
     for (std::int64_t batch : {1, 5}) {
       const std::vector<float> x = seeded(rng, batch * cols);
       std::vector<float> want(std::size_t(batch * rows)), got(want.size());
-      cpu::matmul(type, bytes.data(), rows, cols, x.data(), batch, want.data(), cpu::Threading{3});
+      cpu::matmul(type, bytes.data(), rows, cols, x.data(), batch, want.data());
       backend.matmul(w, x.data(), batch, got.data());
       EXPECT_TRUE(same_bits(want, got)) << "matmul batch " << batch;
     }
@@ -406,7 +410,8 @@ TEST(SessionBackend, TheSessionMakesTheBackendItsTransformerComputesOn) {
   EXPECT_EQ(session.backend().name(), "cpu");
   EXPECT_EQ(session.backend().capabilities().memory, compute::MemorySpace::host);
   EXPECT_EQ(&session.transformer().backend(), &session.backend());
-  EXPECT_EQ(dynamic_cast<cpu::CpuBackend&>(session.backend()).threading().threads, 1);
+  EXPECT_EQ(&dynamic_cast<cpu::CpuBackend&>(session.backend()).executor(), &session.executor());
+  EXPECT_EQ(session.executor().concurrency(), 1);
 }
 
 // A backend whose memory is on a device, or that lacks the cache's KV type, cannot run the

@@ -203,7 +203,7 @@ TEST_F(CudaDeviceQuant, GemvMatchesEmulationAndCpu) {
         std::vector<float> emulated(static_cast<std::size_t>(batch * kRows));
         ASSERT_TRUE(quant::dispatch_weight_type(t, EmulateGemv{w.data(), kRows, cols, acts.data(), batch, &emulated}));
         std::vector<float> want(static_cast<std::size_t>(batch * kRows));
-        cpu::matmul(t, w.data(), kRows, cols, x.data(), batch, want.data(), cpu::Threading{}, cpu::CpuIsa::scalar);
+        cpu::matmul(t, w.data(), kRows, cols, x.data(), batch, want.data(), cpu::CpuIsa::scalar);
 
         const std::size_t w_row = cpu::row_bytes(t, cols);
         for (std::int64_t b = 0; b < batch; ++b) {
@@ -246,7 +246,7 @@ TEST_F(CudaDeviceQuant, GemmPathWithinBound) {
       EXPECT_EQ(k().workspace_bytes(), reserved) << "reserve() should have covered the call";
       const std::vector<float> got = download<float>(dy, static_cast<std::size_t>(s.batch * s.rows));
       std::vector<float> want(got.size());
-      cpu::matmul(t, w.data(), s.rows, cols, x.data(), s.batch, want.data(), cpu::Threading{});
+      cpu::matmul(t, w.data(), s.rows, cols, x.data(), s.batch, want.data());
       const std::size_t w_row = cpu::row_bytes(t, cols);
       for (std::int64_t b = 0; b < s.batch; ++b) {
         for (std::int64_t r = 0; r < s.rows; ++r) {
@@ -281,7 +281,7 @@ TEST_F(CudaDeviceQuant, GemmPathAcrossStripes) {
   SLUICE_EXPECT_OK(k().matmul(t, dw.data(), rows, kCols, dx.as<float>(), kBatch, dy.as<float>()));
   const std::vector<float> got = download<float>(dy, static_cast<std::size_t>(kBatch * rows));
   std::vector<float> want(got.size());
-  cpu::matmul(t, w.data(), rows, kCols, x.data(), kBatch, want.data(), cpu::Threading{});
+  cpu::matmul(t, w.data(), rows, kCols, x.data(), kBatch, want.data());
   const std::size_t w_row = cpu::row_bytes(t, kCols);
   // Every row near a stripe boundary and a sample elsewhere, against the fp16 reference (tight)
 // and the CPU (loose), as GemmPathWithinBound.

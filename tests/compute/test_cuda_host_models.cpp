@@ -63,7 +63,7 @@ TEST(CudaHostModels, GemmPathWithinDeviceBound) {
       x.insert(x.end(), row.begin(), row.end());
     }
     std::vector<float> want(static_cast<std::size_t>(kRows * kBatch));
-    cpu::matmul(t, w.data(), kRows, cols, x.data(), kBatch, want.data(), cpu::Threading{});
+    cpu::matmul(t, w.data(), kRows, cols, x.data(), kBatch, want.data());
     const std::size_t w_row = cpu::row_bytes(t, cols);
     double worst = 0.0;
     for (std::int64_t b = 0; b < kBatch; ++b) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "compute/cpu/matmul.hpp"
+#include "compute/executor.hpp"
 #include "tests/compute/kernel_test_util.hpp"
 
 namespace sluice::cpu {
@@ -90,7 +91,7 @@ TEST_P(Matmul, MatchesVecDotAndNaiveReference) {
         x.insert(x.end(), row.begin(), row.end());
       }
       std::vector<float> y(static_cast<std::size_t>(batch * kRows), -1.0f);
-      matmul(t, w.bytes.data(), kRows, cols, x.data(), batch, y.data(), Threading{}, isa);
+      matmul(t, w.bytes.data(), kRows, cols, x.data(), batch, y.data(), isa);
       for (std::int64_t b = 0; b < batch; ++b) {
         const std::vector<float> xb(x.begin() + b * cols, x.begin() + (b + 1) * cols);
         const auto act = test::quantize_act(vec_dot_type(t), xb);
@@ -126,9 +127,10 @@ TEST(MatmulThreads, ResultIndependentOfThreadCount) {
       x.insert(x.end(), row.begin(), row.end());
     }
     std::vector<float> y1(kBatch * kBigRows), y2(kBatch * kBigRows), y_all(kBatch * kBigRows);
-    matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y1.data(), Threading{1});
-    matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y2.data(), Threading{2});
-    matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y_all.data(), Threading{0});
+    compute::Executor one(1), two(2), all(0);
+    one.run([&] { matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y1.data()); });
+    two.run([&] { matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y2.data()); });
+    all.run([&] { matmul(t, w.bytes.data(), kBigRows, cols, x.data(), kBatch, y_all.data()); });
     EXPECT_EQ(y1, y2);
     EXPECT_EQ(y1, y_all);
   }
@@ -137,8 +139,8 @@ TEST(MatmulThreads, ResultIndependentOfThreadCount) {
 TEST(MatmulThreads, EmptyShapesAreNoOps) {
   std::vector<float> y(4, 7.0f);
   const float x[32] = {};
-  matmul(GgmlType::Q8_0, nullptr, 0, 32, x, 1, y.data(), Threading{});
-  matmul(GgmlType::Q8_0, nullptr, 4, 32, x, 0, y.data(), Threading{});
+  matmul(GgmlType::Q8_0, nullptr, 0, 32, x, 1, y.data());
+  matmul(GgmlType::Q8_0, nullptr, 4, 32, x, 0, y.data());
   EXPECT_EQ(y, std::vector<float>(4, 7.0f));
 }
 

@@ -27,6 +27,7 @@
 #include "engine/streamed_model.hpp"
 #include "io/fault_backend.hpp"
 #include "model/convert.hpp"
+#include "tests/support/fault_sweep.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -124,38 +125,29 @@ TEST_P(EngineFaultSweep, TransientFaultsChangeNothingAndPersistentOnesFailCleanl
   std::uint64_t persistent_unnoticed = 0;
   // Which reader reported the persistent faults: each path must be reached by the sweep.
   std::uint64_t by_pack = 0, by_prefetcher = 0, by_kv_spill = 0;
-  for (std::uint64_t n = 1; n <= total; ++n) {
-    for (bool persistent : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << "I/O " << n << " of " << total << (persistent ? ", persistent EIO" : ", one EINTR"));
-      operations = 0;
-      io::FaultPlan plan;
-      plan.fail_op = n;
-      plan.persistent = persistent;
-      plan.fail_errno = persistent ? EIO : EINTR;
-      plan.shared_operations = &operations;
-      try {
-        const Outcome got = run(plan, spill, spill_dir.path());
-        EXPECT_TRUE(same(got, expected)) << "output differs from the fault-free run";
-        if (persistent) ++persistent_unnoticed;
-      } catch (const std::runtime_error& e) {
-        const std::string what = e.what();
-        EXPECT_TRUE(persistent) << "a transient fault was not retried: " << what;
-        const bool names_file = what.find(sweep_model().pack) != std::string::npos || what.find("sluice-kv-") != std::string::npos;
-        EXPECT_TRUE(names_file) << what;
-        EXPECT_NE(what.find("offset"), std::string::npos) << what;
-        EXPECT_NE(what.find(std::strerror(EIO)), std::string::npos) << what;
-        if (what.find("sluice-kv-") != std::string::npos) {
-          ++by_kv_spill;
-        } else if (what.find("error in extent") != std::string::npos) {
-          ++by_prefetcher;
-        } else if (what.rfind("pack read of " + sweep_model().pack, 0) == 0) {
-          ++by_pack;
-        } else {
-          ADD_FAILURE() << "an error from an unexpected reader: " << what;
-        }
+  sluice::testing::sweep_nth_fault(total, operations, [&](io::FaultPlan& plan, bool persistent) {
+    try {
+      const Outcome got = run(plan, spill, spill_dir.path());
+      EXPECT_TRUE(same(got, expected)) << "output differs from the fault-free run";
+      if (persistent) ++persistent_unnoticed;
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(persistent) << "a transient fault was not retried: " << what;
+      const bool names_file = what.find(sweep_model().pack) != std::string::npos || what.find("sluice-kv-") != std::string::npos;
+      EXPECT_TRUE(names_file) << what;
+      EXPECT_NE(what.find("offset"), std::string::npos) << what;
+      EXPECT_NE(what.find(std::strerror(EIO)), std::string::npos) << what;
+      if (what.find("sluice-kv-") != std::string::npos) {
+        ++by_kv_spill;
+      } else if (what.find("error in extent") != std::string::npos) {
+        ++by_prefetcher;
+      } else if (what.rfind("pack read of " + sweep_model().pack, 0) == 0) {
+        ++by_pack;
+      } else {
+        ADD_FAILURE() << "an error from an unexpected reader: " << what;
       }
     }
-  }
+  });
   // Only the spilled cache's last read-ahead (two planes of one layer) goes unconsumed.
   EXPECT_LE(persistent_unnoticed, spill ? 2u : 0u);
   // Which reader notices first depends on how the threads interleave, except: N = 1 (the header)
@@ -176,11 +168,8 @@ TEST(EngineFaults, SessionPassesItsFaultPlanToEveryReader) {
   for (bool persistent : {false, true}) {
     SCOPED_TRACE(persistent ? "persistent EIO" : "one EINTR");
     std::atomic<std::uint64_t> operations{0};
-    io::FaultPlan plan;
-    plan.fail_op = 1;  // the first read of the run: the planner's read of the pack's header
-    plan.persistent = persistent;
-    plan.fail_errno = persistent ? EIO : EINTR;
-    plan.shared_operations = &operations;
+    // The first read of the run: the planner's read of the pack's header.
+    io::FaultPlan plan = sluice::testing::nth_fault(1, persistent, operations);
     SessionOptions o;
     o.model = sweep_model().pack;
     o.budget = 256ull << 20;

@@ -15,6 +15,7 @@
 #include "model/tensor_check.hpp"
 #include "tests/model/pack_test_util.hpp"
 #include "tests/model/tiny_model.hpp"
+#include "tests/support/error_of.hpp"
 
 namespace sluice {
 namespace {
@@ -22,15 +23,7 @@ namespace {
 using pack::testing::TempDir;
 using testing::BadModelCase;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using sluice::testing::error_of;
 
 void expect_named(const std::string& message, const std::string& path, const BadModelCase& c) {
   EXPECT_NE(message.find(path), std::string::npos) << message;

@@ -18,6 +18,7 @@
 
 #include "common/memory.hpp"
 #include "common/units.hpp"
+#include "compute/cpu/ops.hpp"
 #include "engine/generate.hpp"
 #include "engine/planner.hpp"
 #include "engine/session.hpp"
@@ -125,6 +126,31 @@ TEST(PassMemory, PlannedBytesGrowWithThePassAndCoverEveryRowsBuffers) {
   print_plan(big, table);
   EXPECT_NE(table.str().find("1024 tokens per pass"), std::string::npos) << table.str();
   EXPECT_EQ(table.str().find("reduced"), std::string::npos) << table.str();
+}
+
+// Attention scores are held per thread of the session's executor (compute/executor.hpp): the
+// plan counts its concurrency, so `-t 1` plans one thread's scratch, whatever the machine has.
+TEST(PassMemory, AttentionScratchIsCountedForTheExecutorsThreads) {
+  Planning p;
+  PlanRequest r;
+  r.budget = 1ull << 30;
+  r.n_ctx = 2048;
+  for (int threads : {1, 3}) {
+    r.compute_threads = threads;
+    const MemoryPlan plan = plan_memory(p.pack, p.config, r);
+    EXPECT_EQ(plan.pass.attention_threads, threads);
+    EXPECT_EQ(plan.pass.attention_bytes, std::uint64_t(threads) * cpu::attention_scratch_bytes(2048));
+  }
+  SessionOptions o;
+  o.model = model().pack_path;
+  o.budget = 256 * MiB;
+  o.n_ctx = 256;
+  o.disk_gbps = 2.0;
+  o.threads = 1;
+  Session session(o);
+  ASSERT_NE(session.plan(), nullptr);
+  EXPECT_EQ(session.executor().concurrency(), 1);
+  EXPECT_EQ(session.plan()->pass.attention_threads, 1);
 }
 
 TEST(PassMemory, TightBudgetGetsASmallerPassAndOnlyOneTokenTooManyIsRefused) {

@@ -2,22 +2,20 @@
 // minimum with a message that names the minimum.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "common/units.hpp"
 #include "engine/planner.hpp"
 #include "model/convert.hpp"
 #include "tools/synth.hpp"
 #include "model/metadata.hpp"
+#include "tests/support/small_llama.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace sluice {
 namespace {
 
-const char* kStories = SLUICE_SHARED_MODELS "/stories260K.gguf";
-
-// stories260K as a pack, or (layers > 0) a synthetic Q8_0 model with that many layers in a raw
-// pack, where a ring slot is the size of a block.
+// A stories260K-shaped synthetic model (tests/support/small_llama.hpp) as a pack, or (layers > 0)
+// a synthetic Q8_0 model with that many layers in a raw pack, where a ring slot is the size of a
+// block. Both carry the built-in vocabulary: no ../shared needed.
 struct Fixture {
   sluice::testing::TempDir dir;
   std::string path;
@@ -26,13 +24,13 @@ struct Fixture {
   explicit Fixture(std::int64_t layers = 0) {
     path = dir.file("s.sluice");
     if (layers == 0) {
-      convert_gguf_to_pack(kStories, path, pack::WriterOptions{});
+      convert_gguf_to_pack(sluice::testing::write_small_llama(dir.file("m.gguf")), path, pack::WriterOptions{});
     } else {
       SynthOptions synth;
       synth.shape = synth_shape("tiny");
       synth.shape.n_layer = layers;
       synth.type = GgmlType::Q8_0;
-      synth.vocab_from = kStories;
+      synth.vocab_from.clear();
       write_synthetic_gguf(dir.file("m.gguf"), synth);
       pack::WriterOptions raw;
       raw.compress = pack::WriterOptions::Compress::none;
@@ -43,16 +41,12 @@ struct Fixture {
   }
 };
 
-#define REQUIRE_STORIES() \
-  if (!std::filesystem::exists(kStories)) GTEST_SKIP() << "SKIPPED: " << kStories << " not found"
-
 std::uint64_t parts(const MemoryPlan& p) {
   return p.small_bytes + (p.head_resident ? p.head_bytes : 0) + (p.embedding_resident ? p.embedding_bytes : 0) +
          p.resident_block_bytes + p.ring_bytes + p.kv_bytes + p.activation_bytes + p.overhead_bytes;
 }
 
 TEST(Planner, RoomyBudgetKeepsEverythingResidentAndStreamsNothing) {
-  REQUIRE_STORIES();
   Fixture f;
   PlanRequest r;
   r.budget = 1ull << 30;
@@ -78,7 +72,6 @@ TEST(Planner, RoomyBudgetKeepsEverythingResidentAndStreamsNothing) {
 }
 
 TEST(Planner, BudgetBetweenMinimumAndAllDecidesTheResidentSet) {
-  REQUIRE_STORIES();
   Fixture f(12);
   PlanRequest r;
   r.n_ctx = 128;
@@ -110,7 +103,6 @@ TEST(Planner, BudgetBetweenMinimumAndAllDecidesTheResidentSet) {
 }
 
 TEST(Planner, SpillsTheKvCacheOnlyWhenItMustAndRefusesWithTheMinimum) {
-  REQUIRE_STORIES();
   Fixture f(12);
   PlanRequest r;
   r.n_ctx = 2048;
@@ -151,7 +143,6 @@ TEST(Planner, SpillsTheKvCacheOnlyWhenItMustAndRefusesWithTheMinimum) {
 }
 
 TEST(Planner, Q8KvHalvesTheCacheAndIsRefusedForRowsThatAreNotWholeBlocks) {
-  REQUIRE_STORIES();
   Fixture f;
   PlanRequest r;
   r.n_ctx = 256;

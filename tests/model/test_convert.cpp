@@ -21,6 +21,7 @@
 #include "model/pack_reader.hpp"
 #include "model/pack_writer.hpp"
 #include "pack_test_util.hpp"
+#include "tests/support/error_of.hpp"
 
 namespace sluice {
 namespace {
@@ -36,14 +37,7 @@ using pack::testing::write_file;
 constexpr auto kF32 = static_cast<std::uint32_t>(GgmlType::F32);
 constexpr auto kQ8_0 = static_cast<std::uint32_t>(GgmlType::Q8_0);
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using sluice::testing::error_of;
 
 bool exists(const std::string& path) {
   struct stat st {};

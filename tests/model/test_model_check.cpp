@@ -11,6 +11,7 @@
 #include "model/tensor_check.hpp"
 #include "tests/model/pack_test_util.hpp"
 #include "tests/model/tiny_model.hpp"
+#include "tests/support/error_of.hpp"
 
 namespace sluice {
 namespace {
@@ -20,15 +21,7 @@ using pack::testing::TempDir;
 using testing::BadModelCase;
 using testing::tiny_model;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using sluice::testing::error_of;
 
 void expect_words(const std::string& message, const BadModelCase& c) {
   for (const auto& word : c.words) EXPECT_NE(message.find(word), std::string::npos) << "missing '" << word << "' in: " << message;

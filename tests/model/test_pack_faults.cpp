@@ -14,6 +14,7 @@
 #include "model/pack_reader.hpp"
 #include "model/pack_writer.hpp"
 #include "tests/model/pack_test_util.hpp"
+#include "tests/support/fault_sweep.hpp"
 
 namespace sluice::pack {
 namespace {
@@ -75,28 +76,19 @@ TEST(PackFaults, EveryReadRetriesTransientErrnosAndNamesFileAndOffsetOnFailure) 
   const std::uint64_t total = operations.load();
   ASSERT_GE(total, 2u + 2u + 2u * 2u);  // header, manifest, verify batches, extents and frames
 
-  for (std::uint64_t n = 1; n <= total; ++n) {
-    for (bool persistent : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << "read " << n << " of " << total << (persistent ? ", persistent EIO" : ", one EINTR"));
-      io::FaultPlan plan;
-      plan.fail_op = n;
-      plan.persistent = persistent;
-      plan.fail_errno = persistent ? EIO : EINTR;
-      plan.shared_operations = &operations;
-      operations = 0;
-      const Seen seen = read_everything(path, &plan);
-      if (!persistent) {
-        EXPECT_TRUE(seen.error.empty()) << seen.error;
-        EXPECT_EQ(seen.extents, expected.extents);
-        EXPECT_EQ(seen.frames, expected.frames);
-        continue;
-      }
-      ASSERT_FALSE(seen.error.empty()) << "a persistent fault went unnoticed";
-      EXPECT_NE(seen.error.find(path), std::string::npos) << seen.error;
-      EXPECT_NE(seen.error.find("offset"), std::string::npos) << seen.error;
-      EXPECT_NE(seen.error.find(std::strerror(EIO)), std::string::npos) << seen.error;
+  sluice::testing::sweep_nth_fault(total, operations, [&](io::FaultPlan& plan, bool persistent) {
+    const Seen seen = read_everything(path, &plan);
+    if (!persistent) {
+      EXPECT_TRUE(seen.error.empty()) << seen.error;
+      EXPECT_EQ(seen.extents, expected.extents);
+      EXPECT_EQ(seen.frames, expected.frames);
+      return;
     }
-  }
+    ASSERT_FALSE(seen.error.empty()) << "a persistent fault went unnoticed";
+    EXPECT_NE(seen.error.find(path), std::string::npos) << seen.error;
+    EXPECT_NE(seen.error.find("offset"), std::string::npos) << seen.error;
+    EXPECT_NE(seen.error.find(std::strerror(EIO)), std::string::npos) << seen.error;
+  });
 }
 
 }  // namespace

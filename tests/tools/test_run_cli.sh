@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `sluice run` end to end on stories260K (../shared/models): several prompts give the same text
-# whether they run one at a time, three per pass, streamed with a spilled KV cache, or with a q8_0
-# cache that still fits; a budget below the minimum is refused naming it; --trace writes JSON with
+# whether they run one at a time, three per pass, on one compute thread (-t 1), streamed with a
+# spilled KV cache, or with a q8_0 cache that still fits; a budget below the minimum is refused naming it; --trace writes JSON with
 # the io, decompress and compute lanes and the run summary.
 set -euo pipefail
 sluice="$1"; models="$2"; python="${3:-python3}"
@@ -22,6 +22,10 @@ grep -q "KV spill:" "$work/spill.err" || { echo "FAIL: no KV spill line"; exit 1
 diff "$work/one.txt" "$work/three.txt" || { echo "FAIL: -np 3 differs from -np 1"; exit 1; }
 diff "$work/one.txt" "$work/spill.txt" || { echo "FAIL: streamed + spilled KV differs from resident"; exit 1; }
 grep -Eq " (1\.[5-9]|[23]\.[0-9]) sequences per pass" "$work/three.err" || { echo "FAIL: -np 3 did not batch"; cat "$work/three.err"; exit 1; }
+# -t 1: one compute thread (the plan counts one thread's attention scratch), the same text.
+"$sluice" run "${common[@]}" -np 3 -t 1 --stream on > "$work/t1.txt" 2> "$work/t1.err"
+grep -Eq "attention scores .* 1 threads x 64 ctx" "$work/t1.err" || { echo "FAIL: -t 1 did not plan one thread"; cat "$work/t1.err"; exit 1; }
+diff "$work/one.txt" "$work/t1.txt" || { echo "FAIL: -t 1 differs from the default threads"; exit 1; }
 
 "$python" - "$work/trace.json" <<'PY'
 import json, sys
