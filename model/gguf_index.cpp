@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
 
@@ -28,7 +29,8 @@ namespace {
 // disk's sequential speed with one read in flight, small enough to hold beside anything.
 constexpr std::uint32_t kIndexReadBytes = 8 * kIndexChunkBytes;
 constexpr std::uint32_t kMinChunkBytes = 4096;
-constexpr std::uint32_t kMaxChunkBytes = 1u << 30;
+// verify_gguf_files reads kIndexReadBytes at a time and checks whole chunks in each read.
+constexpr std::uint32_t kMaxChunkBytes = kIndexReadBytes;
 constexpr std::size_t kFixedHeaderBytes = 8 + 4 + 4 + 4 + 4;
 constexpr std::size_t kShardFixedBytes = 8 * 5;  // size, mtime, header bytes, header hash, chunk count
 // Tensors named in one mismatch message; a 1 MiB chunk of small tensors could hold hundreds.
@@ -56,6 +58,15 @@ FileStamp stamp_of(const std::string& path) {
   }
   return {static_cast<std::uint64_t>(st.st_size),
           static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+// "2026-12-05 20:42:07.138234103 UTC": two mtimes a touch apart differ visibly.
+std::string format_mtime(std::int64_t ns) {
+  const std::time_t seconds = static_cast<std::time_t>(ns / 1000000000);
+  std::tm tm{};
+  char text[32] = "?";
+  if (::gmtime_r(&seconds, &tm) != nullptr) std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &tm);
+  return fmt::format("{}.{:09d} UTC", text, ns % 1000000000);
 }
 
 // XXH3 of a shard's header bytes [0, header_bytes), read with pread (small: the metadata).
@@ -112,6 +123,37 @@ class Cursor {
 struct FreeDeleter {
   void operator()(std::byte* p) const { std::free(p); }
 };
+
+// Reads the first `size` bytes of `path` in kIndexReadBytes pieces (io::Reader, O_DIRECT where
+// the filesystem takes it, so hashing a model bigger than RAM leaves the page cache alone) and
+// hands each to `piece(file_offset, bytes)`; every piece but the last is kIndexReadBytes long.
+// Throws GgufError naming the file and offset on a read error or a file that ends early.
+void read_whole_file(const std::string& path, std::uint64_t size,
+                     const std::function<void(std::uint64_t, std::span<const std::byte>)>& piece) {
+  io::ReaderOptions options;
+  options.backend.kind = io::BackendKind::pread;
+  options.backend.queue_depth = 1;
+  std::unique_ptr<io::Reader> reader;
+  try {
+    reader = io::Reader::open(path, options);
+  } catch (const std::exception& e) {
+    throw GgufError(fmt::format("gguf {}: cannot open: {}", path, e.what()), ErrorKind::io);
+  }
+  std::unique_ptr<std::byte, FreeDeleter> buffer{static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kIndexReadBytes))};
+  if (!buffer) throw std::bad_alloc();
+  for (std::uint64_t at = 0; at < size; at += kIndexReadBytes) {
+    std::uint64_t got = 0;
+    if (Status st = reader->read_sync(buffer.get(), at, kIndexReadBytes, &got); !st) {
+      throw GgufError(fmt::format("gguf {}: {}", path, st.error().message), ErrorKind::io);
+    }
+    const std::uint64_t want = std::min<std::uint64_t>(kIndexReadBytes, size - at);
+    if (got < want) {
+      throw GgufError(fmt::format("gguf {}: the file ends at byte {}, {} bytes were expected", path, at + got, size),
+                      ErrorKind::io);
+    }
+    piece(at, {buffer.get(), static_cast<std::size_t>(want)});
+  }
+}
 
 }  // namespace
 
@@ -213,9 +255,6 @@ IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
   std::uint64_t total = 0;
   for (const Shard& s : set.shards()) total += s.file_size;
-  std::unique_ptr<std::byte, FreeDeleter> buffer{static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kIndexReadBytes))};
-  if (!buffer) throw std::bad_alloc();
-
   SidecarContents contents;
   IndexStats stats;
   std::uint64_t done = 0;
@@ -230,42 +269,22 @@ IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path
       throw GgufError(fmt::format("gguf {}: the file is {} bytes now, {} when its header was read: it is changing",
                                   shard.path, before.size, shard.file_size));
     }
-    io::ReaderOptions options;
-    options.backend.kind = io::BackendKind::pread;
-    options.backend.queue_depth = 1;
-    std::unique_ptr<io::Reader> reader;
-    try {
-      reader = io::Reader::open(shard.path, options);
-    } catch (const std::exception& e) {
-      throw GgufError(fmt::format("gguf {}: cannot open: {}", shard.path, e.what()), ErrorKind::io);
-    }
-    out.chunk_hashes.reserve(chunk_count_for(before.size, kIndexChunkBytes));
     XXH3_state_t* header_state = XXH3_createState();
     if (header_state == nullptr) throw std::bad_alloc();
     std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> header_owner(header_state, &XXH3_freeState);
     XXH3_64bits_reset_withSeed(header_state, kIndexHeaderSeed);
-    for (std::uint64_t at = 0; at < before.size; at += kIndexReadBytes) {
-      std::uint64_t got = 0;
-      if (Status st = reader->read_sync(buffer.get(), at, kIndexReadBytes, &got); !st) {
-        throw GgufError(fmt::format("gguf index: {}", st.error().message), ErrorKind::io);
-      }
-      const std::uint64_t want = std::min<std::uint64_t>(kIndexReadBytes, before.size - at);
-      if (got < want) {
-        throw GgufError(fmt::format("gguf {}: the file ends at byte {} while it was being indexed ({} bytes when it "
-                                    "began)",
-                                    shard.path, at + got, before.size),
-                        ErrorKind::io);
-      }
-      for (std::uint64_t c = 0; c < want; c += kIndexChunkBytes) {
-        const std::uint64_t n = std::min<std::uint64_t>(kIndexChunkBytes, want - c);
-        out.chunk_hashes.push_back(XXH3_64bits_withSeed(buffer.get() + c, n, at + c));
+    out.chunk_hashes.reserve(chunk_count_for(before.size, kIndexChunkBytes));
+    read_whole_file(shard.path, before.size, [&](std::uint64_t at, std::span<const std::byte> piece) {
+      for (std::uint64_t c = 0; c < piece.size(); c += kIndexChunkBytes) {
+        const std::uint64_t n = std::min<std::uint64_t>(kIndexChunkBytes, piece.size() - c);
+        out.chunk_hashes.push_back(XXH3_64bits_withSeed(piece.data() + c, n, at + c));
       }
       if (at < out.header_bytes) {
-        XXH3_64bits_update(header_state, buffer.get(), std::min(want, out.header_bytes - at));
+        XXH3_64bits_update(header_state, piece.data(), std::min<std::uint64_t>(piece.size(), out.header_bytes - at));
       }
-      done += want;
+      done += piece.size();
       if (progress) progress(done, total);
-    }
+    });
     out.header_hash = XXH3_64bits_digest(header_state);
     const FileStamp after = stamp_of(shard.path);
     if (after.size != before.size || after.mtime_ns != before.mtime_ns) {
@@ -326,9 +345,9 @@ GgufIndex GgufIndex::load(const std::string& sidecar_path, const ShardSet& set) 
     const FileStamp now = stamp_of(p);
     if (now.size != s.file_size) refuse(p, fmt::format("the file's size is {} bytes, the index recorded {}", now.size, s.file_size));
     if (now.mtime_ns != s.mtime_ns) {
-      refuse(p, fmt::format("the file's modification time is {} ns, the index recorded {} (the file was written or "
+      refuse(p, fmt::format("the file's modification time is {}, the index recorded {} (the file was written or "
                             "touched since it was indexed)",
-                            now.mtime_ns, s.mtime_ns));
+                            format_mtime(now.mtime_ns), format_mtime(s.mtime_ns)));
     }
     if (s.header_bytes != shards[i].data_offset) {
       refuse(p, fmt::format("its header is {} bytes, the index recorded {}", shards[i].data_offset, s.header_bytes));
@@ -344,24 +363,49 @@ GgufIndex GgufIndex::load(const std::string& sidecar_path, const ShardSet& set) 
   return index;
 }
 
+std::vector<std::string> verify_gguf_files(const GgufIndex& index, const ShardSet& set, std::size_t max_errors,
+                                           const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+  std::uint64_t total = 0;
+  for (const Shard& s : set.shards()) total += s.file_size;
+  std::vector<std::string> errors;
+  std::uint64_t done = 0;
+  for (std::uint32_t i = 0; i < set.shards().size() && errors.size() < max_errors; ++i) {
+    const Shard& shard = set.shards()[i];
+    // Pieces are whole multiples of the chunk size (kIndexReadBytes is), so every chunk is checked.
+    const std::uint64_t size = index.contents().shards[i].file_size;
+    read_whole_file(shard.path, size, [&](std::uint64_t at, std::span<const std::byte> piece) {
+      if (errors.size() >= max_errors) return;
+      // A mismatch stops verify at its first bad chunk; go on chunk by chunk to report each one.
+      for (std::uint64_t c = 0; c < piece.size() && errors.size() < max_errors; c += index.chunk_bytes()) {
+        const std::uint64_t n = std::min<std::uint64_t>(index.chunk_bytes(), piece.size() - c);
+        auto v = index.verify(i, at + c, piece.subspan(c, n));
+        if (!v.ok()) errors.push_back(v.error().message);
+      }
+      done += piece.size();
+      if (progress) progress(done, total);
+    });
+  }
+  return errors;
+}
+
 std::string GgufIndex::tensors_in(std::uint32_t shard, std::uint64_t begin, std::uint64_t end) const {
   const auto& spans = tensors_by_shard_[shard];
-  std::vector<std::string> names;
-  std::size_t more = 0;
   // First tensor ending after `begin`: spans are sorted and never overlap.
-  auto it = std::upper_bound(spans.begin(), spans.end(), begin,
-                             [](std::uint64_t at, const TensorSpan& t) { return at < t.offset + t.bytes; });
-  for (; it != spans.end() && it->offset < end; ++it) {
-    if (names.size() < kMaxNamedTensors) {
-      names.push_back(fmt::format("'{}' (tensor bytes from {})", it->name, begin > it->offset ? begin - it->offset : 0));
-    } else {
-      ++more;
-    }
+  auto first = std::upper_bound(spans.begin(), spans.end(), begin,
+                                [](std::uint64_t at, const TensorSpan& t) { return at < t.offset + t.bytes; });
+  std::vector<const TensorSpan*> hit;
+  for (auto it = first; it != spans.end() && it->offset < end; ++it) hit.push_back(&*it);
+  if (hit.empty()) return "no tensor (the GGUF header or padding)";
+  const auto name = [&](const TensorSpan* t) {
+    return begin > t->offset ? fmt::format("'{}' (from its byte {})", t->name, begin - t->offset) : fmt::format("'{}'", t->name);
+  };
+  if (hit.size() == 1) return "tensor " + name(hit[0]);
+  if (hit.size() <= kMaxNamedTensors) {
+    std::vector<std::string> names;
+    for (const TensorSpan* t : hit) names.push_back(name(t));
+    return fmt::format("tensors {}", fmt::join(names, ", "));
   }
-  if (names.empty()) return "no tensor's data (the GGUF header or padding)";
-  std::string out = fmt::format("tensor {}", fmt::join(names, ", "));
-  if (more > 0) out += fmt::format(" and {} more", more);
-  return out;
+  return fmt::format("{} tensors, {} to '{}'", hit.size(), name(hit.front()), hit.back()->name);
 }
 
 Result<std::uint64_t> GgufIndex::verify(std::uint32_t shard, std::uint64_t offset, std::span<const std::byte> bytes,
@@ -379,9 +423,9 @@ Result<std::uint64_t> GgufIndex::verify(std::uint32_t shard, std::uint64_t offse
     if (hash != s.chunk_hashes[c / chunk]) {
       const std::string what = tensor.empty() ? tensors_in(shard, c, chunk_end) : fmt::format("tensor '{}'", tensor);
       return Error{ErrorKind::checksum, 0,
-                   fmt::format("gguf {} (shard {} of {}): bytes [{}, +{}) do not match the index {} (chunk {}): {} is "
-                               "damaged",
-                               shard_paths_[shard], shard + 1, shard_paths_.size(), c, chunk_end - c, path_, c / chunk,
+                   fmt::format("gguf {} (shard {} of {}): bytes [{}, +{}) (chunk {}) do not match the index {}: "
+                               "damaged data in {}",
+                               shard_paths_[shard], shard + 1, shard_paths_.size(), c, chunk_end - c, c / chunk, path_,
                                what)};
     }
     verified += chunk_end - c;

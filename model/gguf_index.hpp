@@ -10,7 +10,7 @@
 //
 // Sidecar layout, version 1 (all integers little-endian):
 //   1. magic "SLUICEGX" (8 bytes) | version u32 (=1) | chunk_bytes u32 (a power of two from 4 KiB
-//      to 1 GiB; the writer uses kIndexChunkBytes) | shard_count u32 (1..65535) | reserved u32 (=0)
+//      to 8 MiB; the writer uses kIndexChunkBytes) | shard_count u32 (1..65535) | reserved u32 (=0)
 //   2. For each shard, in set order:
 //        name_bytes u32 (1..kMaxSidecarNameBytes) | the shard's file name, without directory |
 //        file_size u64 | mtime_ns i64 (st_mtim when indexed) |
@@ -88,6 +88,14 @@ struct IndexStats {
 // mtime while it was hashed; std::runtime_error naming the sidecar when it cannot be written.
 IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
+
+class GgufIndex;
+
+// Reads every byte of every shard of `set` (as write_gguf_index does) and verifies it against
+// `index`. Returns one message per mismatching chunk (verify's), at most `max_errors`; empty
+// when the model is intact. Throws GgufError naming the shard and offset on a read error.
+std::vector<std::string> verify_gguf_files(const GgufIndex& index, const ShardSet& set, std::size_t max_errors = 16,
+                                           const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
 
 // A sidecar checked against the files it describes. Immutable after load; verify is thread-safe.
 class GgufIndex {
