@@ -253,6 +253,8 @@ SidecarContents decode_sidecar(std::span<const std::byte> bytes, const std::stri
 
 IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+  // Before anything is hashed: a sidecar written over a shard (`-o MODEL.gguf`) would destroy it.
+  for (const Shard& s : set.shards()) refuse_output_that_is_input("index", s.path, sidecar_path);
   std::uint64_t total = 0;
   for (const Shard& s : set.shards()) total += s.file_size;
   SidecarContents contents;

@@ -85,7 +85,8 @@ struct IndexStats {
 // filesystem takes it) and writes the sidecar atomically at `sidecar_path` (temporary name, then
 // rename: output_file.hpp). `progress(done_bytes, total_bytes)` is called after each read.
 // Throws GgufError naming the shard and offset on a read error, or a shard that changed size or
-// mtime while it was hashed; std::runtime_error naming the sidecar when it cannot be written.
+// mtime while it was hashed; std::runtime_error naming the sidecar when it cannot be written or
+// would replace a shard (the same file, a link to it).
 IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
 

@@ -69,4 +69,9 @@ out=$("$sluice" index "$work/none.gguf" 2>&1); rc=$?
 cp "$work/other.gguf" "$work/s-00001-of-00002.gguf"
 out=$("$sluice" index "$work/s-00001-of-00002.gguf" 2>&1); rc=$?
 [[ $rc == 1 && "$out" == *"s-00002-of-00002.gguf"*"missing"* ]] || fail "missing shard: rc $rc: $out"
+# -o naming the model itself: refused before anything is written; the model is unchanged.
+sha=$(sha256sum < "$work/other.gguf")
+out=$("$sluice" index "$work/other.gguf" -o "$work/other.gguf" 2>&1); rc=$?
+[[ $rc == 1 && "$out" == *"refusing to replace the input"* ]] || fail "-o MODEL: rc $rc: $out"
+[[ "$(sha256sum < "$work/other.gguf")" == "$sha" ]] || fail "-o MODEL changed the model"
 echo "PASS"
