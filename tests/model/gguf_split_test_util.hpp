@@ -57,6 +57,32 @@ inline std::vector<std::string> write_split(const std::string& prefix, const std
   return paths;
 }
 
+// Cuts `whole` into `count` shards (tensors in file order, about as many in each) the way
+// gguf-split does: the metadata on the first, the split keys on each, the same alignment.
+// Returns the shard paths. `whole` must stay open until this returns (tensors are referenced).
+inline std::vector<std::string> split_file(const File& whole, const std::string& prefix, std::uint32_t count) {
+  std::vector<std::string> paths;
+  const std::size_t n = whole.tensors().size();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    Writer w;
+    if (i == 0) {
+      for (const auto& [key, value] : whole.metadata()) {
+        if (key != kAlignmentKey) w.set(key, value);
+      }
+    }
+    w.set(std::string(kSplitNoKey), Value::unsigned_int(ValueType::u16, i));
+    w.set(std::string(kSplitCountKey), Value::unsigned_int(ValueType::u16, count));
+    w.set(std::string(kSplitTensorsCountKey), Value::signed_int(ValueType::i32, static_cast<std::int32_t>(n)));
+    for (std::size_t t = n * i / count; t < n * (i + 1) / count; ++t) {
+      const TensorInfo& info = whole.tensors()[t];
+      w.add_tensor_ref(info.name, info.type, info.dims, whole.tensor_data(info));
+    }
+    paths.push_back(split_path(prefix, i + 1, count));
+    w.write(paths.back(), whole.alignment());
+  }
+  return paths;
+}
+
 // A single unsplit file.
 inline void write_single(const std::string& path, const std::vector<TestTensor>& tensors) {
   Writer w;
