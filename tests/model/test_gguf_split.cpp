@@ -14,6 +14,8 @@
 #include <fmt/format.h>
 
 #include "common/units.hpp"
+#include "io/fault_backend.hpp"
+#include "io/file.hpp"
 #include "model/gguf_split.hpp"
 #include "model/tensor_check.hpp"
 #include "tests/model/gguf_split_test_util.hpp"
@@ -103,19 +105,64 @@ TEST(GgufHeaderOnly, ReadsWhatTheMappingReads) {
 }
 
 // A header bigger than the first read (1 MiB): a 3 MiB vocabulary makes the reader ask for more.
-TEST(GgufHeaderOnly, ReadsAHeaderLargerThanTheFirstRead) {
-  TempDir dir;
+std::vector<std::string> write_big_header_file(const std::string& path) {
   Writer w;
   std::vector<std::string> vocab;
   for (int i = 0; i < 100000; ++i) vocab.push_back(fmt::format("token-{:024d}", i));
   w.set_string_array("tokenizer.ggml.tokens", vocab);
   w.add_tensor("a.weight", static_cast<std::uint32_t>(GgmlType::F32), {8}, testing::random_bytes(32, 1));
-  w.write(dir.file("big.gguf"));
+  w.write(path);
+  return vocab;
+}
+
+TEST(GgufHeaderOnly, ReadsAHeaderLargerThanTheFirstRead) {
+  TempDir dir;
+  const std::vector<std::string> vocab = write_big_header_file(dir.file("big.gguf"));
   const File header = File::open_header(dir.file("big.gguf"));
   EXPECT_GT(header.data_offset(), 2u << 20);
   ASSERT_NE(header.get_string_array("tokenizer.ggml.tokens"), nullptr);
   EXPECT_EQ(*header.get_string_array("tokenizer.ggml.tokens"), vocab);
   EXPECT_EQ(header.tensors().at(0).name, "a.weight");
+}
+
+// Fault sweep over the header-only open: fail the N-th read (once and from then on), short
+// reads, retried errnos. Each outcome is the parsed header or a GgufError naming the file, never
+// a crash; transient errnos and short reads are ridden out by the Reader and parse the same.
+TEST(GgufHeaderOnly, ReadFaultsFailCleanlyOrAreRiddenOut) {
+  TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  (void)write_big_header_file(path);  // a header read in several pieces
+  const File mapped = File::open(path);
+  const auto open_with = [&](const io::FaultPlan& plan) {
+    io::FileOptions options;
+    options.fault = &plan;
+    const std::unique_ptr<io::File> source = io::File::open(path, options);
+    return File::open_header(*source);
+  };
+  std::uint64_t failed = 0;
+  for (std::uint64_t op = 1; op <= 4; ++op) {
+    for (bool persistent : {false, true}) {
+      io::FaultPlan plan;
+      plan.fail_op = op;
+      plan.persistent = persistent;
+      try {
+        const File f = open_with(plan);
+        EXPECT_EQ(f.metadata(), mapped.metadata()) << "op " << op;
+      } catch (const GgufError& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::io) << e.what();
+        ++failed;
+        expect_words(e.what(), {path, "reading the header"});
+      }
+    }
+    io::FaultPlan retried;
+    retried.fail_op = op;
+    retried.fail_errno = EINTR;
+    EXPECT_EQ(open_with(retried).metadata(), mapped.metadata()) << "EINTR at op " << op;
+  }
+  EXPECT_GE(failed, 4u) << "the header takes at least two reads, each failed once and persistently";
+  io::FaultPlan shorts;
+  shorts.short_read_probability = 0.5;
+  EXPECT_EQ(open_with(shorts).metadata(), mapped.metadata());
 }
 
 TEST(GgufShardSet, ASingleFileIsASetOfOne) {
