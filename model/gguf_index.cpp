@@ -390,6 +390,13 @@ std::vector<std::string> verify_gguf_files(const GgufIndex& index, const ShardSe
   return errors;
 }
 
+std::optional<GgufIndex> GgufIndex::load_if_present(const ShardSet& set) {
+  const std::string path = sidecar_path_for(set.shards().front().path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return std::nullopt;
+  return load(path, set);  // any other stat failure is reported by load's open
+}
+
 std::string GgufIndex::tensors_in(std::uint32_t shard, std::uint64_t begin, std::uint64_t end) const {
   const auto& spans = tensors_by_shard_[shard];
   // First tensor ending after `begin`: spans are sorted and never overlap.

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -106,6 +107,9 @@ class GgufIndex {
   // does not describe `set` now: another shard count or file name, a size, an mtime, or a header
   // hash (the shard's header is read again) that differs.
   static GgufIndex load(const std::string& sidecar_path, const ShardSet& set);
+  // The model's own sidecar (sidecar_path_for its first shard) loaded as load() does, or nullopt
+  // when there is none (reads are then unverified: say so). A stale one throws, as load().
+  static std::optional<GgufIndex> load_if_present(const ShardSet& set);
 
   const std::string& path() const { return path_; }
   std::uint32_t chunk_bytes() const { return contents_.chunk_bytes; }

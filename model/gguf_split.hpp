@@ -43,7 +43,9 @@ std::string split_path(std::string_view prefix, std::uint32_t number, std::uint3
 
 struct Shard {
   std::string path;
-  std::uint64_t file_size = 0;    // when its header was read
+  // When its header was read. A reader that opens the shard later checks the size it finds
+  // against this one (a file replaced in between is then refused rather than misread).
+  std::uint64_t file_size = 0;
   std::uint64_t data_offset = 0;  // of the data section: the header is [0, data_offset)
   std::uint64_t alignment = 0;
   std::uint64_t tensor_count = 0;

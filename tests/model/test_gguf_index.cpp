@@ -104,6 +104,16 @@ TEST(GgufIndex, IndexThenVerifyClean) {
   }
 }
 
+TEST(GgufIndex, LoadIfPresentFindsTheModelsOwnSidecar) {
+  Indexed m;
+  EXPECT_TRUE(GgufIndex::load_if_present(ShardSet::open(m.path)).has_value());
+  std::filesystem::remove(m.sidecar);
+  EXPECT_FALSE(GgufIndex::load_if_present(ShardSet::open(m.path)).has_value());
+  (void)write_gguf_index(ShardSet::open(m.path), m.sidecar);
+  touch(m.path);
+  expect_words(error_of([&] { (void)GgufIndex::load_if_present(ShardSet::open(m.path)); }), {"modification time"});
+}
+
 TEST(GgufIndex, PartialChunksAreSkippedNotFailed) {
   Indexed m;
   const GgufIndex index = GgufIndex::load(m.sidecar, ShardSet::open(m.path));
