@@ -39,6 +39,7 @@
 #include "engine/forward.hpp"
 #include "engine/sampling.hpp"
 #include "engine/streamed_model.hpp"
+#include "model/tensor_names.hpp"
 #include "engine/transformer.hpp"
 #include "io/sequential.hpp"
 #include "model/convert.hpp"
@@ -237,8 +238,8 @@ void BM_StreamDecode(benchmark::State& state) {
   state.counters["read_GBps"] = bytes_per_pass / pass_s / 1e9;
   state.counters["bytes_per_token"] = bytes_per_pass / double(n_seq);
   std::size_t frames = 0, frames_zstd = 0;
-  for (const auto& extent : model->pack().extents()) {
-    if (extent.name.rfind("blk.", 0) != 0) continue;
+  for (const auto& extent : model->source().units()) {
+    if (!names::is_block_name(extent.name)) continue;
     frames += extent.frames.size();
     for (const auto& f : extent.frames) frames_zstd += f.codec != pack::Codec::raw;
   }

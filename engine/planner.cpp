@@ -13,6 +13,7 @@
 #include "common/table.hpp"
 #include "common/units.hpp"
 #include "engine/transformer.hpp"
+#include "model/tensor_names.hpp"
 #include "prefetch/prefetcher.hpp"
 
 namespace sluice {
@@ -46,16 +47,16 @@ GgmlType tensor_type(const pack::TensorInfo& t) { return static_cast<GgmlType>(t
 std::int64_t attention_threads() { return std::max<std::int64_t>(1, std::int64_t(std::thread::hardware_concurrency())); }
 }  // namespace
 
-MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const PlanRequest& request) {
+MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, const PlanRequest& request) {
   if (request.n_ctx <= 0) throw std::invalid_argument(fmt::format("the context must be positive (got {})", request.n_ctx));
   if (request.n_seq <= 0) throw std::invalid_argument(fmt::format("the sequences must be positive (got {})", request.n_seq));
   MemoryPlan p;
   p.request = request;
   p.blocks = config.n_layer;
-  const auto& extents = pack.extents();
-  const pack::TensorInfo* embd = pack.find_tensor("token_embd.weight");
-  const pack::TensorInfo* output = pack.find_tensor("output.weight");
-  if (!embd) throw std::runtime_error(fmt::format("{}: no token_embd.weight", pack.path()));
+  const auto& extents = source.units();
+  const pack::TensorInfo* embd = source.find_tensor(names::kTokenEmbd);
+  const pack::TensorInfo* output = source.find_tensor(names::kOutput);
+  if (!embd) throw std::runtime_error(fmt::format("{}: no {}", source.path(), names::kTokenEmbd));
   p.tied = output == nullptr;
   const std::uint32_t embd_extent = embd->extent, head_extent = p.tied ? embd->extent : output->extent;
   const pack::TensorInfo& head = p.tied ? *embd : *output;
@@ -64,14 +65,11 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   std::uint64_t block_slot = 0;
   for (std::uint32_t i = 0; i < extents.size(); ++i) {
     const auto& e = extents[i];
-    if (e.name.rfind("blk.", 0) == 0) {
-      const std::int64_t il = std::stoll(e.name.substr(4));
-      if (il >= 0 && il < config.n_layer) {
-        block_raw[std::size_t(il)] = e.raw_bytes;
-        block_disk[std::size_t(il)] = e.disk_bytes;
-        block_slot = std::max(block_slot, slot_bytes_of(e));
-        continue;
-      }
+    if (const auto il = names::block_extent_index(e.name, config.n_layer)) {
+      block_raw[std::size_t(*il)] = e.raw_bytes;
+      block_disk[std::size_t(*il)] = e.disk_bytes;
+      block_slot = std::max(block_slot, slot_bytes_of(e));
+      continue;
     }
     if (i == head_extent) continue;
     if (i == embd_extent) continue;
@@ -96,8 +94,8 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
   // Per-pass memory. The widest matmul input is the one whose conversion to the dot type costs
   // the most (matmul() holds it for the call); the head's runs over the logit rows only.
   std::uint64_t matmul_per_row = 0;
-  for (const auto& t : pack.tensors()) {
-    if (t.name.rfind("blk.", 0) != 0 || t.shape.size() != 2 || !cpu::is_weight_type(tensor_type(t))) continue;
+  for (const auto& t : source.tensors()) {
+    if (!names::is_block_name(t.name) || t.shape.size() != 2 || !cpu::is_weight_type(tensor_type(t))) continue;
     matmul_per_row = std::max(matmul_per_row, cpu::matmul_scratch_bytes(tensor_type(t), std::int64_t(t.shape[0]), 1));
   }
   const std::uint64_t embd_row_bytes = cpu::row_bytes(tensor_type(*embd), config.n_embd);
@@ -179,7 +177,7 @@ MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const 
     throw std::runtime_error(fmt::format(
         "memory budget {} is too small for {}: the minimum is {} (small tensors {} + KV cache {} + per-pass memory {} at "
         "1 token per pass + 2 ring slots of {} + {} overhead{}); raise --mem-budget, or lower -c / -np{}",
-        format_bytes(request.budget), pack.path(), format_bytes(smallest), format_bytes(p.small_bytes),
+        format_bytes(request.budget), source.path(), format_bytes(smallest), format_bytes(p.small_bytes),
         format_bytes(least.spill ? kv_spilled : p.kv_full_bytes), format_bytes(one.total()), format_bytes(least.slot),
         format_bytes(p.overhead_bytes), least.spill ? ", KV spilled to disk" : "",
         request.kv_spill == SpillMode::never ? ", or allow --kv-spill" : ""));

@@ -1,4 +1,4 @@
-// The memory-budget planner (DESIGN.md §5): given a pack, the sequences and context to serve and
+// The memory-budget planner (DESIGN.md §5): given a model source (a pack today), the sequences and context to serve and
 // a budget, decides what is resident and what streams, sizes the ring, the KV cache and the pass
 // (tokens per forward pass), and predicts the seconds a pass needs from the disk bandwidth.
 // Refuses a budget below the minimum with a message that gives the minimum.
@@ -26,7 +26,7 @@
 
 #include "compute/views.hpp"
 #include "model/model_config.hpp"
-#include "model/pack_reader.hpp"
+#include "model/pack_source.hpp"
 
 namespace sluice {
 
@@ -99,7 +99,10 @@ struct MemoryPlan {
 
 // Throws std::runtime_error saying the minimum (at 1 token per pass) when the budget cannot hold
 // even that, and std::invalid_argument for a KV type the model cannot use.
-MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const PlanRequest& request);
+MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, const PlanRequest& request);
+inline MemoryPlan plan_memory(const pack::Pack& pack, const ModelConfig& config, const PlanRequest& request) {
+  return plan_memory(PackSource::borrow(pack), config, request);
+}
 
 void print_plan(const MemoryPlan& plan, std::ostream& out);
 

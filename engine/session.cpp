@@ -10,6 +10,7 @@
 #include "common/units.hpp"
 #include "io/sequential.hpp"
 #include "model/convert.hpp"
+#include "model/pack_source.hpp"
 #include "model/vocab_metadata.hpp"
 
 namespace sluice {
@@ -97,11 +98,11 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     n_ctx_ = context_of(options_, model_->config());
     pass_tokens_ = options_.pass_tokens;
   } else {
-    // Planning opens the pack on its own; it is closed before the model opens it again, so the
-    // two parsed manifests (tens of MB with a large vocabulary) are never alive together.
-    auto pack = std::make_unique<pack::Pack>(pack::Pack::open(options_.model, pack::PackOptions{options_.fault}));
-    for (const auto& t : pack->tensors()) weight_bytes_ += t.bytes;
-    ModelConfig config = checked_config(*pack);  // tensors checked before the planner sizes anything from them
+    // One source serves the planner and then the streamed model: the manifest (tens of MB with
+    // a large vocabulary) is parsed once.
+    std::unique_ptr<ModelSource> source = PackSource::open(options_.model, pack::PackOptions{options_.fault});
+    for (const auto& t : source->tensors()) weight_bytes_ += t.bytes;
+    ModelConfig config = source->checked_config();  // tensors checked before the planner sizes anything from them
     PlanRequest request;
     request.budget = budget;
     request.n_ctx = context_of(options_, config);
@@ -113,10 +114,9 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     request.wanted_slots = options_.slots;
     request.allow_resident_blocks = options_.stream != StreamMode::always;
     request.disk_gbps = options_.disk_gbps;
-    plan_ = plan_memory(*pack, config, request);
+    plan_ = plan_memory(*source, config, request);
     n_ctx_ = request.n_ctx;
     pass_tokens_ = plan_->pass_tokens;
-    pack.reset();
     if (options_.stream == StreamMode::never && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
       throw std::runtime_error(fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
                                            "use --stream auto or raise --mem-budget",
@@ -127,13 +127,12 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     StreamOptions so;
     so.prefetch.slots = std::max(plan_->slots, 2u);
     so.prefetch.trace = options_.trace;
-    so.prefetch.fault = options_.fault;
-    so.pack.fault = options_.fault;
+    so.fault = options_.fault;
     so.resident_blocks = plan_->resident_blocks;
     so.stream_head = !plan_->head_resident;
     so.head_piece_slot_bytes = plan_->head_piece_slot_bytes;
     so.embed_on_demand = !plan_->embedding_resident;
-    streamed_ = std::make_unique<StreamedModel>(options_.model, so);
+    streamed_ = std::make_unique<StreamedModel>(std::move(source), so);
     forward_ = streamed_.get();
   }
   const ModelConfig& c = forward_->config();

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -59,6 +60,11 @@ struct BackendOptions {
   // 32 reads of ~1 MiB in flight keep an NVMe queue busy without hoarding memory; see bench_io.
   unsigned queue_depth = 32;
 };
+
+// Puts a layer over the backend a reader opens (tests: io::fault_wrapper in fault_backend.hpp);
+// an empty wrapper adds none. Kept out of the options structs so production options carry no
+// test hook.
+using BackendWrapper = std::function<std::unique_ptr<Backend>(std::unique_ptr<Backend>)>;
 
 struct OpenedBackend {
   std::unique_ptr<Backend> backend;

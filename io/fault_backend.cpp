@@ -85,3 +85,13 @@ Result<std::size_t> FaultBackend::reap(std::span<RawCompletion> out, std::size_t
 }
 
 }  // namespace sluice::io
+
+namespace sluice::io {
+
+BackendWrapper fault_wrapper(const FaultPlan& plan) {
+  return [plan](std::unique_ptr<Backend> inner) -> std::unique_ptr<Backend> {
+    return std::make_unique<FaultBackend>(std::move(inner), plan);
+  };
+}
+
+}  // namespace sluice::io

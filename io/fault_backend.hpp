@@ -81,4 +81,7 @@ class FaultBackend final : public Backend {
   std::unordered_map<std::uint64_t, Pending> passed_;  // by tag
 };
 
+// A BackendWrapper that puts a FaultBackend with (a copy of) `plan` over each backend it wraps.
+BackendWrapper fault_wrapper(const FaultPlan& plan);
+
 }  // namespace sluice::io

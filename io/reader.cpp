@@ -30,12 +30,13 @@ Reader::Reader(std::unique_ptr<Backend> backend, std::string path, std::uint64_t
   raw_.resize(depth);
 }
 
-std::unique_ptr<Reader> Reader::open(const std::string& path, const ReaderOptions& options) {
+std::unique_ptr<Reader> Reader::open(const std::string& path, const ReaderOptions& options, const BackendWrapper& wrap) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     throw std::runtime_error(fmt::format("cannot stat {}: {}", path, std::strerror(errno)));
   }
   OpenedBackend opened = open_backend(path, options.backend);
+  if (wrap) opened.backend = wrap(std::move(opened.backend));
   auto reader = std::make_unique<Reader>(std::move(opened.backend), path, static_cast<std::uint64_t>(st.st_size),
                                          options.retry);
   reader->set_fallback_note(std::move(opened.fallback_note));

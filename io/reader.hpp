@@ -63,8 +63,10 @@ struct ReaderOptions {
 class Reader {
  public:
   Reader(std::unique_ptr<Backend> backend, std::string path, std::uint64_t file_size, RetryPolicy retry = {});
-  // Opens a file (see open_backend). Throws std::runtime_error naming the path on failure.
-  static std::unique_ptr<Reader> open(const std::string& path, const ReaderOptions& options = {});
+  // Opens a file (see open_backend), reading through `wrap`'s layer when one is given. Throws
+  // std::runtime_error naming the path on failure.
+  static std::unique_ptr<Reader> open(const std::string& path, const ReaderOptions& options = {},
+                                      const BackendWrapper& wrap = {});
 
   const std::string& path() const { return path_; }
   std::uint64_t file_size() const { return file_size_; }

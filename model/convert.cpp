@@ -19,8 +19,8 @@
 namespace sluice {
 
 std::string extent_of_tensor(const std::string& name) {
-  if (name.rfind("blk.", 0) == 0) {
-    std::size_t dot = name.find('.', 4);
+  if (names::is_block_name(name)) {
+    std::size_t dot = name.find('.', names::kBlockPrefix.size());
     if (dot != std::string::npos) return name.substr(0, dot);
   }
   if (name.rfind("token_embd.", 0) == 0) return "token_embd";
@@ -82,7 +82,8 @@ ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::strin
   std::map<std::string, std::vector<const gguf::ShardTensor*>> groups;
   auto rank = [](const std::string& extent) -> std::pair<int, long> {
     if (extent == "token_embd") return {0, 0};
-    if (extent.rfind("blk.", 0) == 0) return {1, std::stol(extent.substr(4))};
+    // checked_config above has bounded every block number.
+    if (const auto il = names::block_extent_index(extent)) return {1, long(*il)};
     if (extent == "output") return {2, 0};
     return {3, 0};
   };

@@ -12,7 +12,7 @@
 
 #include "common/assert.hpp"
 #include "common/units.hpp"
-#include "model/tensor_check.hpp"
+#include "model/tensor_names.hpp"
 
 namespace sluice::gguf {
 namespace {
@@ -46,7 +46,7 @@ bool exists(const std::string& path) {
 enum class ExtentKind { block, token_embd, output, misc };
 
 ExtentKind extent_kind(std::string_view name) {
-  if (is_block_name(name)) return ExtentKind::block;
+  if (names::is_block_name(name)) return ExtentKind::block;
   if (name.rfind("token_embd.", 0) == 0) return ExtentKind::token_embd;
   if (name.rfind("output.", 0) == 0 || name.rfind("output_norm.", 0) == 0) return ExtentKind::output;
   return ExtentKind::misc;
@@ -219,7 +219,7 @@ ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::ui
     const ShardTensor& t = tensors[i];
     switch (extent_kind(t.name)) {
       case ExtentKind::block: {
-        const auto n = block_index_of(t.name);
+        const auto n = names::block_index_of(t.name);
         if (!n || *n >= n_layer) {
           fail(set.shards()[t.shard].path,
                fmt::format("tensor '{}' names a block outside the model's {} blocks", t.name, n_layer));
@@ -236,7 +236,7 @@ ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::ui
   out.blocks.resize(block_members.size());
   for (std::size_t b = 0; b < block_members.size(); ++b) {
     if (block_members[b].empty()) fail(source, fmt::format("block {} of {} has no tensors", b, n_layer));
-    out.blocks[b].name = fmt::format("blk.{}", b);
+    out.blocks[b].name = names::block_name(static_cast<std::int64_t>(b));
     place_extent(out.blocks[b], std::move(block_members[b]), tensors, granularity);
   }
   out.token_embd.name = "token_embd";

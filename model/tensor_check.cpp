@@ -69,31 +69,35 @@ std::vector<Expected> expected_tensors(const ModelConfig& c) {
   const auto Q = std::uint64_t(c.n_head * c.head_dim), K = std::uint64_t(c.n_head_kv * c.head_dim);
   const auto D = std::uint64_t(c.head_dim);
   std::vector<Expected> out;
-  out.push_back({"token_embd.weight", {E, V}, "n_embd x n_vocab", Role::matrix, true});
-  out.push_back({"output_norm.weight", {E}, "n_embd", Role::vector, true});
-  out.push_back({"output.weight", {E, V}, "n_embd x n_vocab; absent: tied to token_embd", Role::matrix, false});
-  out.push_back({"rope_freqs.weight", {std::uint64_t(c.n_rot / 2)}, "n_rot/2", Role::vector, false});
+  using namespace names;
+  const std::string embd(kTokenEmbd), output(kOutput);
+  out.push_back({embd, {E, V}, "n_embd x n_vocab", Role::matrix, true});
+  out.push_back({std::string(kOutputNorm), {E}, "n_embd", Role::vector, true});
+  out.push_back({output, {E, V}, "n_embd x n_vocab; absent: tied to token_embd", Role::matrix, false});
+  out.push_back({std::string(kRopeFreqs), {std::uint64_t(c.n_rot / 2)}, "n_rot/2", Role::vector, false});
   const bool qwen2 = c.arch == Arch::qwen2, gemma3 = c.arch == Arch::gemma3;
   for (std::int64_t il = 0; il < c.n_layer; ++il) {
-    const std::string p = fmt::format("blk.{}.", il);
-    out.push_back({p + "attn_norm.weight", {E}, "n_embd", Role::vector, true});
-    out.push_back({p + "attn_q.weight", {E, Q}, "n_embd x n_head*head_dim", Role::matrix, true});
-    out.push_back({p + "attn_k.weight", {E, K}, "n_embd x n_head_kv*head_dim", Role::matrix, true});
-    out.push_back({p + "attn_v.weight", {E, K}, "n_embd x n_head_kv*head_dim", Role::matrix, true});
-    out.push_back({p + "attn_output.weight", {Q, E}, "n_head*head_dim x n_embd", Role::matrix, true});
+    auto block = [&](std::string_view tensor, std::vector<std::uint64_t> dims, std::string formula, Role role, bool required) {
+      out.push_back({block_tensor(il, tensor), std::move(dims), std::move(formula), role, required});
+    };
+    block(kAttnNorm, {E}, "n_embd", Role::vector, true);
+    block(kAttnQ, {E, Q}, "n_embd x n_head*head_dim", Role::matrix, true);
+    block(kAttnK, {E, K}, "n_embd x n_head_kv*head_dim", Role::matrix, true);
+    block(kAttnV, {E, K}, "n_embd x n_head_kv*head_dim", Role::matrix, true);
+    block(kAttnOutput, {Q, E}, "n_head*head_dim x n_embd", Role::matrix, true);
     // Biases: qwen2 has them; the engine adds them for any architecture when present.
-    out.push_back({p + "attn_q.bias", {Q}, "n_head*head_dim", Role::vector, qwen2});
-    out.push_back({p + "attn_k.bias", {K}, "n_head_kv*head_dim", Role::vector, qwen2});
-    out.push_back({p + "attn_v.bias", {K}, "n_head_kv*head_dim", Role::vector, qwen2});
-    out.push_back({p + "ffn_norm.weight", {E}, "n_embd", Role::vector, true});
-    out.push_back({p + "ffn_gate.weight", {E, F}, "n_embd x n_ff", Role::matrix, true});
-    out.push_back({p + "ffn_up.weight", {E, F}, "n_embd x n_ff", Role::matrix, true});
-    out.push_back({p + "ffn_down.weight", {F, E}, "n_ff x n_embd", Role::matrix, true});
+    block(kAttnQBias, {Q}, "n_head*head_dim", Role::vector, qwen2);
+    block(kAttnKBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2);
+    block(kAttnVBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2);
+    block(kFfnNorm, {E}, "n_embd", Role::vector, true);
+    block(kFfnGate, {E, F}, "n_embd x n_ff", Role::matrix, true);
+    block(kFfnUp, {E, F}, "n_embd x n_ff", Role::matrix, true);
+    block(kFfnDown, {F, E}, "n_ff x n_embd", Role::matrix, true);
     if (gemma3) {
-      out.push_back({p + "attn_q_norm.weight", {D}, "head_dim", Role::vector, true});
-      out.push_back({p + "attn_k_norm.weight", {D}, "head_dim", Role::vector, true});
-      out.push_back({p + "post_attention_norm.weight", {E}, "n_embd", Role::vector, true});
-      out.push_back({p + "post_ffw_norm.weight", {E}, "n_embd", Role::vector, true});
+      block(kAttnQNorm, {D}, "head_dim", Role::vector, true);
+      block(kAttnKNorm, {D}, "head_dim", Role::vector, true);
+      block(kPostAttnNorm, {E}, "n_embd", Role::vector, true);
+      block(kPostFfnNorm, {E}, "n_embd", Role::vector, true);
     }
   }
   return out;
@@ -151,26 +155,6 @@ std::optional<std::string> tensor_bytes_error(std::uint32_t type, std::span<cons
   return std::nullopt;
 }
 
-bool is_block_name(std::string_view name) { return name.rfind("blk.", 0) == 0; }
-
-std::optional<std::int64_t> block_index_of(std::string_view name) {
-  if (!is_block_name(name)) return std::nullopt;
-  const std::string_view rest = name.substr(4);
-  const std::size_t end = std::min(rest.find('.'), rest.size());
-  if (end == 0 || end > kMaxBlockIndexDigits) return std::nullopt;
-  std::int64_t index = 0;
-  for (std::size_t i = 0; i < end; ++i) {
-    if (rest[i] < '0' || rest[i] > '9') return std::nullopt;
-    index = index * 10 + (rest[i] - '0');
-  }
-  return index;
-}
-
-std::optional<std::int64_t> block_extent_index(std::string_view name) {
-  if (name.find('.', 4) != std::string_view::npos) return std::nullopt;
-  return block_index_of(name);
-}
-
 void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensors, const std::string& source,
                          std::span<const std::string> extent_names) {
   std::unordered_map<std::string_view, const TensorDesc*> by_name;
@@ -211,7 +195,7 @@ void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensor
     }
   }
 
-  const auto embd = by_name.find("token_embd.weight");
+  const auto embd = by_name.find(names::kTokenEmbd);
   if (config.n_vocab == 0 && embd != by_name.end() && embd->second->dims.size() >= 2) {
     config.n_vocab = std::int64_t(std::min<std::uint64_t>(embd->second->dims[1], kMaxVocabulary + 1));
     if (std::uint64_t(config.n_vocab) > kMaxVocabulary) {
@@ -227,7 +211,7 @@ void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensor
                                            config.arch_name, e.role == Role::matrix ? "weight" : "vector", config.n_layer));
     }
     Expected named = e;
-    if (e.name == "token_embd.weight" || e.name == "output.weight") {
+    if (e.name == names::kTokenEmbd || e.name == names::kOutput) {
       named.formula += config.n_vocab_key.empty() ? "" : fmt::format("; n_vocab from {}", config.n_vocab_key);
     }
     check_one(*it->second, named, source);

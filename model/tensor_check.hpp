@@ -15,6 +15,7 @@
 
 #include "model/ggml_types.hpp"
 #include "model/model_config.hpp"
+#include "model/tensor_names.hpp"
 
 namespace sluice {
 
@@ -65,14 +66,10 @@ ModelConfig checked_config(const pack::Pack& pack);
 // shard's tensors. Names the first shard's path.
 ModelConfig checked_config(const gguf::ShardSet& set);
 
-// Does `name` claim a block ("blk." prefix)?
-bool is_block_name(std::string_view name);
-// N for a name "blk.N" or "blk.N.<rest>" (N: 1 to kMaxBlockIndexDigits decimal digits, no sign);
-// nullopt for any other name, including a block name whose N does not parse.
-std::optional<std::int64_t> block_index_of(std::string_view name);
-// N for an extent name that is exactly "blk.N" (a block's extent); nullopt otherwise.
-std::optional<std::int64_t> block_extent_index(std::string_view name);
-// Nine digits: any block count a model has (and kMaxBlockCount) fits, and the value fits int32.
-inline constexpr std::size_t kMaxBlockIndexDigits = 9;
+// The block-number parser lives with the tensor names (model/tensor_names.hpp).
+using names::block_extent_index;
+using names::block_index_of;
+using names::is_block_name;
+using names::kMaxBlockIndexDigits;
 
 }  // namespace sluice

@@ -11,7 +11,6 @@
 
 #include "common/assert.hpp"
 #include "common/units.hpp"
-#include "io/fault_backend.hpp"
 
 namespace sluice::prefetch {
 
@@ -34,14 +33,12 @@ void ExtentHandle::reset() {
   bytes_ = {};
 }
 
-namespace {
-std::unique_ptr<io::Reader> open_reader(const std::string& path, const PrefetchOptions& options) {
-  if (options.fault == nullptr) return io::Reader::open(path, io::ReaderOptions{options.io, options.retry});
-  auto opened = io::open_backend(path, options.io);
-  auto wrapped = std::make_unique<io::FaultBackend>(std::move(opened.backend), *options.fault);
-  return std::make_unique<io::Reader>(std::move(wrapped), path, std::filesystem::file_size(path), options.retry);
+Exception to_exception(const PrefetchError& error, const std::string& file) {
+  return Exception(ErrorContext{error.kind, file, error.extent_name, error.frame,
+                                error.file_offset > 0 || error.frame >= 0 ? std::int64_t(error.file_offset) : -1,
+                                error.sys_errno},
+                   error.message);
 }
-}  // namespace
 
 std::uint64_t extent_slot_bytes(const pack::ExtentInfo& e) {
   return align_up(e.disk_bytes, kDirectAlign) + (e.all_raw() ? 0 : align_up(e.raw_bytes, kDirectAlign));
@@ -67,40 +64,53 @@ std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& e, std::uint
   return pieces;
 }
 
-Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, std::vector<std::uint32_t> plan,
-                       PrefetchOptions options)
-    : path_(std::move(path)), extents_(std::move(extents)), plan_(std::move(plan)), options_(options) {
+Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, const RingFor& ring_for,
+                       PrefetchOptions options, io::BackendWrapper wrap)
+    : path_(std::move(path)), extents_(std::move(extents)), options_(options), wrap_(std::move(wrap)) {
   SLUICE_ASSERT_MSG(options_.slots >= 1, "a ring needs at least one slot");
   SLUICE_ASSERT_MSG(options_.read_bytes % kDirectAlign == 0 && options_.read_bytes > 0, "read size must be 4096-aligned");
   std::uint64_t disk_capacity = 0, staging_capacity = 0;
-  for (std::uint32_t index : plan_) {
-    SLUICE_ASSERT_MSG(index < extents_.size(), "plan names an extent that does not exist");
+  fits_ring_.assign(extents_.size(), false);
+  for (std::uint32_t index : ring_for.extents) {
+    SLUICE_ASSERT_MSG(index < extents_.size(), "the ring is sized for an extent that does not exist");
     const pack::ExtentInfo& e = extents_[index];
     SLUICE_ASSERT_MSG(e.offset % kDirectAlign == 0, "extent not 4096-aligned (Pack::open checks this)");
     disk_capacity = std::max(disk_capacity, align_up(e.disk_bytes, kDirectAlign));
     if (!e.all_raw()) staging_capacity = std::max(staging_capacity, e.raw_bytes);
+    fits_ring_[index] = true;
   }
   disk_capacity = std::max<std::uint64_t>(disk_capacity, kDirectAlign);
-  reader_ = open_reader(path_, options_);
 
   auto topology = options_.topology ? options_.topology : numa::Topology::load_this_system();
   std::uint64_t slot_bytes = disk_capacity + align_up(staging_capacity, kDirectAlign);
   slots_.resize(options_.slots);
-  std::vector<iovec> regions;
   for (Slot& slot : slots_) {
     slot.memory = numa::PinnedBuffer::allocate(topology, options_.numa_node, slot_bytes);
     slot.disk = slot.memory.data();
     slot.staging = slot.disk + disk_capacity;
-    regions.push_back(iovec{slot.disk, disk_capacity});
+    regions_.push_back(iovec{slot.disk, disk_capacity});
     ring_bytes_ += slot.memory.size();
   }
+  open_reader();
+  start_io_thread();
+}
+
+Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, const std::vector<std::uint32_t>& plan,
+                       PrefetchOptions options, io::BackendWrapper wrap)
+    : Prefetcher(std::move(path), std::move(extents), RingFor(plan), options, std::move(wrap)) {
+  for (std::uint32_t index : plan) append(index);
+}
+
+void Prefetcher::open_reader() {
+  reader_ = io::Reader::open(path_, io::ReaderOptions{options_.io, options_.retry}, wrap_);
   // Fixed buffers spare the kernel pinning pages on every read; unregistered reads still work.
-  if (Status st = reader_->register_buffers(regions); !st) {
+  if (Status st = reader_->register_buffers(regions_); !st) {
     reader_->set_fallback_note(reader_->fallback_note() + (reader_->fallback_note().empty() ? "" : "; ") +
                                "buffers not registered: " + st.error().message);
   }
-  io_thread_ = std::thread([this] { io_loop(); });
 }
+
+void Prefetcher::start_io_thread() { io_thread_ = std::thread([this] { io_loop(); }); }
 
 Prefetcher::~Prefetcher() {
   cancel();
@@ -127,13 +137,18 @@ PrefetchError Prefetcher::make_error(ErrorKind kind, std::uint32_t extent, std::
 
 bool Prefetcher::assign_free_slots() {
   bool assigned = false;
-  for (unsigned i = 0; i < slots_.size() && assign_position_ < plan_.size() && !io_failed_; ++i) {
+  for (unsigned i = 0; i < slots_.size() && assign_position_ < plan_base_ + plan_.size() && !io_failed_; ++i) {
     Slot& slot = slots_[i];
     if (slot.state != SlotState::free) continue;
-    const pack::ExtentInfo& e = extents_[plan_[assign_position_]];
+    slot.extent = scheduled_at(assign_position_);
+    const pack::ExtentInfo& e = extents_[slot.extent];
     slot.state = SlotState::reading;
     slot.plan_position = assign_position_++;
-    slot.extent = plan_[slot.plan_position];
+    // The slot remembers its extent: the schedule no longer needs the entry.
+    while (plan_base_ < assign_position_) {
+      plan_.pop_front();
+      ++plan_base_;
+    }
     slot.read_length = align_up(e.disk_bytes, kDirectAlign);
     slot.chunks_total = static_cast<std::uint32_t>((slot.read_length + options_.read_bytes - 1) / options_.read_bytes);
     slot.chunks_issued = slot.chunks_done = 0;
@@ -179,11 +194,10 @@ void Prefetcher::io_loop() {
         assign_free_slots();
         issue_reads();
         if (reader_->in_flight() > 0) break;
-        if (assign_position_ >= plan_.size() || io_failed_) {  // every read of the plan is done
-          note_io_busy();
-          return;
-        }
-        io_cv_.wait(lock);  // all slots busy with decoded or consumed extents
+        note_io_busy();
+        // Every slot busy with decoded or consumed extents, nothing scheduled, or stopped by an
+        // error: wait for a slot, an append, or cancel()/reset().
+        io_cv_.wait(lock);
       }
       note_io_busy();
       if (cancelled_ && reader_->in_flight() == 0) return;
@@ -321,7 +335,9 @@ Result<ExtentHandle, PrefetchError> Prefetcher::next() {
     error.message = fmt::format("{}: {}", path_, why);
     return error;
   };
-  if (next_position_ >= plan_.size()) return stopped("the plan has no more extents");
+  if (next_position_ >= plan_base_ + plan_.size() && next_position_ >= assign_position_) {
+    return stopped("the schedule has no more extents");
+  }
   // After a failed extent the pass is broken: extents behind it are not delivered.
   if (error_delivered_) return stopped("prefetch stopped after an earlier error");
   auto started = Clock::now();
@@ -364,7 +380,24 @@ void Prefetcher::release(unsigned index) {
   io_cv_.notify_all();
 }
 
-void Prefetcher::cancel() {
+void Prefetcher::append(std::uint32_t extent) {
+  SLUICE_ASSERT_MSG(extent < extents_.size() && fits_ring_[extent], "append: the ring was not sized for this extent");
+  {
+    std::lock_guard lock(mutex_);
+    plan_.push_back(extent);
+  }
+  io_cv_.notify_all();
+}
+
+bool Prefetcher::done() const { return pending() == 0; }
+
+std::size_t Prefetcher::pending() const {
+  std::lock_guard lock(mutex_);
+  const std::size_t end = plan_base_ + plan_.size();
+  return end > next_position_ ? end - next_position_ : 0;
+}
+
+void Prefetcher::stop_io_thread() {
   {
     std::lock_guard lock(mutex_);
     cancelled_ = true;
@@ -374,6 +407,32 @@ void Prefetcher::cancel() {
   if (io_thread_.joinable()) io_thread_.join();  // returns once no read is in flight
   std::unique_lock lock(mutex_);
   decode_cv_.wait(lock, [&] { return decodes_running_ == 0; });
+}
+
+void Prefetcher::cancel() { stop_io_thread(); }
+
+void Prefetcher::reset() {
+  stop_io_thread();
+  {
+    std::lock_guard lock(mutex_);
+    // Slots lent out stay lent (their handles release them); every other slot is free again,
+    // whatever it held: a read cut short by cancel, a decoded extent never asked for, an error.
+    for (Slot& slot : slots_) {
+      if (slot.state == SlotState::consumed) continue;
+      slot.state = SlotState::free;
+      slot.decoded = {};
+      slot.error = {};
+    }
+    // New positions start past every old one, so no old slot can be mistaken for a new extent.
+    const std::size_t start = std::max(assign_position_, plan_base_ + plan_.size());
+    plan_.clear();
+    plan_base_ = assign_position_ = next_position_ = start;
+    cancelled_ = io_failed_ = error_delivered_ = false;
+  }
+  // A wait that failed in the backend itself (not one read) may leave reads the old reader
+  // never reaped: a fresh reader starts from a clean queue.
+  if (reader_->in_flight() > 0) open_reader();
+  start_io_thread();
 }
 
 // The reader is only touched by the I/O thread; it copies its busy time here under the mutex,

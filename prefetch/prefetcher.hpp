@@ -1,4 +1,6 @@
-// The prefetcher: a ring of pinned slots fed by a plan (the ordered extents one pass reads).
+// The prefetcher: a ring of pinned slots fed by a schedule (the ordered extents to read, which
+// the consumer appends to as it decides: append()). The ring is allocated once and lives as long
+// as the Prefetcher; reset() drops what is scheduled and in flight after an error and keeps it.
 // An I/O thread keeps reads in flight up to the ring's capacity; when an extent's bytes have
 // arrived, TBB workers verify each frame's checksum and decode it (zstd or raw) into the slot's
 // staging area; the consumer receives move-only ExtentHandles in plan order, and a handle's
@@ -6,7 +8,7 @@
 // read ahead of the consumer). Errors (I/O, checksum, decode) reach the consumer as a typed
 // PrefetchError naming the extent, frame and file offset, when it asks for that extent.
 //
-//   plan:   e0 e1 e2 e3 e4 ...          ring (slots = 3):
+//   schedule: e0 e1 e2 e3 e4 ...        ring (slots = 3):
 //   I/O:    [read e0][read e1][read e2]  wait for a free slot  [read e3] ...
 //   decode:          [dec e0] [dec e1]   [dec e2]
 //   consumer:                 [compute e0]    [compute e1] ...
@@ -16,6 +18,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -25,9 +28,9 @@
 
 #include <tbb/task_arena.h>
 
+#include "common/error.hpp"
 #include "common/result.hpp"
 #include "common/trace.hpp"
-#include "io/fault_backend.hpp"
 #include "io/reader.hpp"
 #include "model/pack_format.hpp"
 #include "numa/pinned_buffer.hpp"
@@ -44,7 +47,6 @@ struct PrefetchOptions {
   bool verify = true;     // check every frame's checksum (off only for benchmarks that say so)
   unsigned numa_node = 0;  // node for the ring's pinned memory
   std::shared_ptr<numa::Topology> topology;  // null: this machine
-  io::FaultPlan* fault = nullptr;  // tests: wrap the backend in a FaultBackend with this plan
   TraceRecorder* trace = nullptr;  // lanes "io" (one span per extent read) and "decompress/worker N"
 };
 
@@ -57,6 +59,10 @@ struct PrefetchError {
   int sys_errno = 0;
   std::string message;         // full context: file, extent, frame, offset, cause
 };
+
+// The error as the engine throws it: a sluice::Exception whose context names `file`, the
+// extent, frame, offset and errno.
+Exception to_exception(const PrefetchError& error, const std::string& file);
 
 struct PrefetchStats {
   std::uint64_t extents_read = 0;    // extents whose bytes have fully arrived
@@ -116,31 +122,54 @@ class ExtentHandle {
   std::span<const std::byte> bytes_;
 };
 
-// Thread safety: one consumer thread calls next()/cancel(); handles may be released from any
-// thread. Every handle must be released before the Prefetcher is destroyed.
+// The extents a ring must be able to hold: each slot fits the largest of them.
+struct RingFor {
+  explicit RingFor(std::vector<std::uint32_t> units) : extents(std::move(units)) {}
+  std::vector<std::uint32_t> extents;
+};
+
+// Thread safety: one consumer thread calls append()/next()/cancel()/reset(); handles may be
+// released from any thread. Every handle must be released before the Prefetcher is destroyed.
 class Prefetcher {
   friend class ExtentHandle;  // release()
 
  public:
-  // `extents` is the pack's extent table (validated by pack::Pack::open), `plan` the extent
-  // indices to stream, in order (an extent may appear more than once). Allocates the ring
-  // (slots x (largest stored extent + largest decoded extent that needs staging)) and starts
-  // reading. Throws std::runtime_error when the file cannot be opened or memory not allocated.
-  Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, std::vector<std::uint32_t> plan,
-             PrefetchOptions options = {});
+  // `extents` is the table of read units (a pack's extents, validated by pack::Pack::open, and
+  // pieces of them); the ring is sized for the units `ring_for` lists (slots x (largest stored
+  // unit + largest decoded unit that needs staging)), and only those may be appended. Nothing is
+  // read until append(). `wrap` puts a layer over the I/O backend (tests: io::fault_wrapper).
+  // Throws std::runtime_error when the file cannot be opened or memory not allocated.
+  Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, const RingFor& ring_for, PrefetchOptions options = {},
+             io::BackendWrapper wrap = {});
+  // A fixed plan: the ring sized for `plan`'s extents, and the plan appended at once (an extent
+  // may appear more than once).
+  Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, const std::vector<std::uint32_t>& plan,
+             PrefetchOptions options = {}, io::BackendWrapper wrap = {});
   ~Prefetcher();
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
 
-  // Blocks until the next extent of the plan is ready and returns it, or the error that stopped
-  // it. After the plan's end, returns an error of kind `cancelled` saying so; check done().
+  // Schedules `extent` after everything scheduled so far; its read starts once a slot frees.
+  void append(std::uint32_t extent);
+  // Blocks until the next scheduled extent is ready and returns it, or the error that stopped
+  // it. With nothing scheduled, returns an error of kind `cancelled` saying so; check done().
   Result<ExtentHandle, PrefetchError> next();
-  bool done() const { return next_position_ >= plan_.size(); }
+  // Nothing scheduled is left to deliver.
+  bool done() const;
+  // Extents scheduled and not yet delivered.
+  std::size_t pending() const;
   // Stops reading ahead; waits for reads in flight to land (the kernel may still be writing
-  // into the ring) but not for the consumer. next() then returns `cancelled`.
+  // into the ring) but not for the consumer. next() then returns `cancelled` until reset().
   void cancel();
+  // After an error (delivered or not) or a consumer that gave up mid-schedule: cancels the reads
+  // in flight (waits for them to land), drops everything scheduled and not delivered, forgets
+  // the error, and starts again with an empty schedule on the same ring. Handles still alive
+  // stay valid. Stats keep counting.
+  void reset();
 
   PrefetchStats stats() const;
+  const std::vector<pack::ExtentInfo>& extents() const { return extents_; }
+  const std::string& path() const { return path_; }
   std::uint64_t ring_bytes() const { return ring_bytes_; }
   const char* backend_name() const;
   const std::string& io_note() const;
@@ -161,6 +190,10 @@ class Prefetcher {
     PrefetchError error;
   };
 
+  void open_reader();  // reader_ over path_ through wrap_, with the ring's buffers registered
+  void start_io_thread();
+  void stop_io_thread();  // cancel(): the I/O thread gone, no read in flight, no decode running
+  std::uint32_t scheduled_at(std::size_t position) const { return plan_[position - plan_base_]; }
   void io_loop();
   void note_io_busy();       // under mutex_, on the I/O thread
   bool assign_free_slots();  // under mutex_
@@ -174,17 +207,23 @@ class Prefetcher {
 
   std::string path_;
   std::vector<pack::ExtentInfo> extents_;
-  std::vector<std::uint32_t> plan_;
+  std::vector<bool> fits_ring_;  // by extent: listed in RingFor, so append() may take it
   PrefetchOptions options_;
+  io::BackendWrapper wrap_;
   std::unique_ptr<io::Reader> reader_;
   std::vector<Slot> slots_;
+  std::vector<iovec> regions_;  // the slots' read buffers, registered with the reader
   std::uint64_t ring_bytes_ = 0;
 
   mutable std::mutex mutex_;
   std::condition_variable io_cv_;        // wakes the I/O thread: slot freed, cancel
   std::condition_variable consumer_cv_;  // wakes the consumer: slot ready/failed, cancel
-  std::size_t assign_position_ = 0;      // next plan position to give a slot
-  std::size_t next_position_ = 0;        // next plan position to deliver
+  // Positions count every extent ever scheduled (they never repeat, across reset() too); plan_
+  // holds those from plan_base_ on (entries behind assign_position_ are dropped as slots take them).
+  std::deque<std::uint32_t> plan_;
+  std::size_t plan_base_ = 0;
+  std::size_t assign_position_ = 0;      // next schedule position to give a slot
+  std::size_t next_position_ = 0;        // next schedule position to deliver
   bool cancelled_ = false;
   bool io_failed_ = false;               // stop assigning after the first error
   bool error_delivered_ = false;         // the consumer has seen an error: deliver nothing more

@@ -70,12 +70,11 @@ struct Outcome {
 Outcome run(io::FaultPlan& plan, bool spill, const std::string& spill_dir) {
   StreamOptions options;
   options.prefetch.slots = 2;
-  options.prefetch.fault = &plan;
+  options.fault = &plan;  // the pack's own reads and the prefetcher's
   options.prefetch.retry.eagain_backoff = std::chrono::microseconds(1);
-  options.passes_per_ring = kPasses;  // the ring reads exactly this run's passes, nothing ahead
+  options.read_ahead = false;  // the ring reads exactly this run's passes, nothing ahead
   options.stream_head = true;
   options.embed_on_demand = true;
-  options.pack.fault = &plan;
   StreamedModel model(sweep_model().pack, options);
   const ModelConfig& c = model.config();
   cache::KvShape shape{c.n_layer, c.n_head_kv * c.head_dim, 16, 1, cpu::KvType::f16};

@@ -152,7 +152,7 @@ TEST(Gemma3Streamed, HeadInPiecesBitIdenticalToInRam) {
   options.embed_on_demand = true;
   options.head_piece_slot_bytes = 1;  // one frame per piece
   StreamedModel streamed(pack_path, options);
-  const std::size_t head_frames = streamed.pack().extents()[streamed.pack().find_tensor("token_embd.weight")->extent].frames.size();
+  const std::size_t head_frames = streamed.source().units()[streamed.source().find_tensor("token_embd.weight")->extent].frames.size();
   ASSERT_GE(head_frames, 2u) << "the head must span several pieces";
 
   Transformer a(in_ram->config(), 64, cpu::Threading{}), b(streamed.config(), 64, cpu::Threading{});

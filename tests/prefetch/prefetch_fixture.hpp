@@ -10,6 +10,7 @@
 
 #include "model/pack_reader.hpp"
 #include "model/pack_writer.hpp"
+#include "io/fault_backend.hpp"
 #include "prefetch/prefetcher.hpp"
 #include "tests/support/temp_dir.hpp"
 

@@ -81,8 +81,7 @@ TEST(PrefetchFaults, InjectedBitFlipIsCaughtByTheChecksum) {
   io::FaultPlan plan;
   plan.flip_op = 5;
   PrefetchOptions options = small_ring();
-  options.fault = &plan;
-  Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options);
+  Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options, io::fault_wrapper(plan));
   auto pass = stream_pass(prefetcher, {});
   ASSERT_FALSE(pass);
   EXPECT_EQ(pass.error().kind, ErrorKind::checksum);
@@ -101,8 +100,7 @@ TEST(PrefetchFaults, TransientFaultSweepKeepsBytesIdentical) {
       plan.fail_op = n;
       plan.fail_errno = err;
       PrefetchOptions options = small_ring();
-      options.fault = &plan;
-      Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options);
+      Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options, io::fault_wrapper(plan));
       auto pass = stream_pass(prefetcher, [&](std::span<const std::byte> bytes, std::uint32_t extent) {
         EXPECT_TRUE(same_bytes(bytes, tp.contents[extent]));
       });
@@ -125,8 +123,7 @@ TEST(PrefetchFaults, PersistentFaultSweepFailsCleanly) {
     plan.fail_errno = EIO;
     plan.persistent = true;
     PrefetchOptions options = small_ring();
-    options.fault = &plan;
-    Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options);
+    Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options, io::fault_wrapper(plan));
     auto pass = stream_pass(prefetcher, {});
     ASSERT_FALSE(pass);
     const PrefetchError& e = pass.error();
@@ -146,8 +143,7 @@ TEST(PrefetchFaults, ShortReadsAreInvisibleToTheConsumer) {
   plan.seed = 1234;
   plan.short_read_probability = 0.3;
   PrefetchOptions options = small_ring();
-  options.fault = &plan;
-  Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options);
+  Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(4), options, io::fault_wrapper(plan));
   auto pass = stream_pass(prefetcher, [&](std::span<const std::byte> bytes, std::uint32_t extent) {
     EXPECT_TRUE(same_bytes(bytes, tp.contents[extent]));
   });

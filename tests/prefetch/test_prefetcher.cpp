@@ -127,10 +127,9 @@ TEST_P(PrefetchSuite, DestroyWithReadsInFlight) {
     io::FaultPlan slow;
     slow.reap_delay = std::chrono::milliseconds(20);
     PrefetchOptions o = options(4);
-    o.fault = &slow;
     const auto started = std::chrono::steady_clock::now();
     {
-      Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(8), o);
+      Prefetcher prefetcher(tp.path, pack.extents(), sequential_plan(8), o, io::fault_wrapper(slow));
       PrefetchStats st;
       for (int wait = 0; wait < 500; ++wait) {
         st = prefetcher.stats();
