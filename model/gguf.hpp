@@ -216,6 +216,9 @@ class File {
   std::optional<std::vector<std::int64_t>> get_int_array(std::string_view key) const;
 
   const Value* find(std::string_view key) const;  // nullptr if absent
+  // Drops a key and its value (the vocabulary arrays, once a tokenizer holds them); no-op when
+  // absent. Not thread-safe against readers of the metadata.
+  void erase_key(std::string_view key);
   const std::vector<std::pair<std::string, Value>>& metadata() const { return metadata_; }  // file order
 
   const std::vector<TensorInfo>& tensors() const { return tensors_; }  // file order

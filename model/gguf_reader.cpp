@@ -498,6 +498,17 @@ const Value* File::find(std::string_view key) const {
   return it == key_index_.end() ? nullptr : &metadata_[it->second].second;
 }
 
+void File::erase_key(std::string_view key) {
+  const auto it = key_index_.find(key);
+  if (it == key_index_.end()) return;
+  const std::size_t at = it->second;
+  key_index_.erase(it);
+  metadata_.erase(metadata_.begin() + static_cast<std::ptrdiff_t>(at));
+  for (auto& [name, index] : key_index_) {
+    if (index > at) --index;
+  }
+}
+
 const TensorInfo* File::find_tensor(std::string_view name) const {
   const auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];

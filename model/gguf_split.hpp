@@ -77,6 +77,7 @@ class ShardSet {
   // The first shard's header: the model's metadata (general.*, hyper-parameters, tokenizer).
   // Its tensors() are only the first shard's; use tensors() here for the whole model.
   const File& metadata() const { return *first_; }
+  void erase_metadata_key(std::string_view key) { first_->erase_key(key); }
   const std::vector<ShardTensor>& tensors() const { return tensors_; }  // shard order, then file order
   const ShardTensor* find_tensor(std::string_view name) const;
   std::uint64_t tensor_bytes() const;  // the sum over tensors()
