@@ -11,6 +11,7 @@
 #include "common/units.hpp"
 #include "io/reader.hpp"
 #include "model/gguf.hpp"
+#include "model/gguf_split.hpp"
 #include "model/metadata.hpp"
 #include "model/tensor_check.hpp"
 #include "model/output_file.hpp"
@@ -42,7 +43,7 @@ struct FreeDeleter {
 void copy_tensor(io::Reader& reader, std::byte* buffer, std::uint64_t start, std::uint64_t bytes,
                  const std::string& tensor_name, pack::PackWriter& writer) {
   if (bytes == 0) return;
-  const std::uint64_t end = start + bytes;  // File::open checked it lies inside the file
+  const std::uint64_t end = start + bytes;  // the header parse checked it lies inside the file
   std::uint64_t block = start / kDirectAlign * kDirectAlign;
   while (block < end) {
     const auto length = static_cast<std::uint32_t>(
@@ -68,14 +69,17 @@ void copy_tensor(io::Reader& reader, std::byte* buffer, std::uint64_t start, std
 
 ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::string& pack_path, pack::WriterOptions options,
                                   const std::function<void(std::size_t, std::size_t)>& progress) {
-  // Before anything is opened for writing: replacing the input would destroy the model it is
-  // being read from (it is mapped: truncating it raises SIGBUS).
-  refuse_output_that_is_input("convert", gguf_path, pack_path);
-  gguf::File in = gguf::File::open(gguf_path);
+  // Every shard of a split model, found from whichever one was given (a missing shard is an
+  // error naming it); headers only, nothing mapped, so a file truncated under us is a read
+  // error naming it rather than a SIGBUS.
+  const gguf::ShardSet in = gguf::ShardSet::open(gguf_path);
+  // Before anything is opened for writing: replacing an input would destroy the model it is
+  // being read from.
+  for (const gguf::Shard& shard : in.shards()) refuse_output_that_is_input("convert", shard.path, pack_path);
   (void)checked_config(in);  // a pack is only made of a model the engine can run
   // Stream order: the embedding, blocks in layer order, the head, then the rest.
   std::vector<std::string> order;
-  std::map<std::string, std::vector<const gguf::TensorInfo*>> groups;
+  std::map<std::string, std::vector<const gguf::ShardTensor*>> groups;
   auto rank = [](const std::string& extent) -> std::pair<int, long> {
     if (extent == "token_embd") return {0, 0};
     // checked_config above has bounded every block number.
@@ -90,25 +94,31 @@ ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::strin
   }
   std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
 
-  // Tensor bytes are read, not touched through the mapping: O_DIRECT reads of bounded pieces
-  // leave nothing in the page cache, where a mapped model's pages would be charged to the
-  // caller's memory cgroup.
+  // Tensor bytes are read, never mapped: O_DIRECT reads of bounded pieces leave nothing in the
+  // page cache, where a mapped model's pages would be charged to the caller's memory cgroup.
   io::ReaderOptions read_options;
   read_options.backend.kind = io::BackendKind::pread;
   read_options.backend.queue_depth = 1;
-  std::unique_ptr<io::Reader> reader = io::Reader::open(gguf_path, read_options);
+  std::vector<std::unique_ptr<io::Reader>> readers;
+  for (const gguf::Shard& shard : in.shards()) readers.push_back(io::Reader::open(shard.path, read_options));
   std::unique_ptr<std::byte, FreeDeleter> buffer{static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kReadChunkBytes))};
   if (!buffer) throw std::bad_alloc();
+
+  // The pack is one file: the split bookkeeping keys describe the GGUF shards, not it.
+  nlohmann::json metadata = metadata_to_json(in.metadata());
+  for (std::string_view key : {gguf::kSplitNoKey, gguf::kSplitCountKey, gguf::kSplitTensorsCountKey}) {
+    metadata.erase(std::string(key));
+  }
 
   ConvertStats stats;
   // An exception unwinds the writer, which removes its temporary file; pack_path is untouched.
   pack::PackWriter writer(pack_path, options);
-  writer.set_metadata(metadata_to_json(in));
+  writer.set_metadata(metadata);
   for (std::size_t i = 0; i < order.size(); ++i) {
     writer.begin_extent(order[i]);
-    for (const gguf::TensorInfo* t : groups[order[i]]) {
+    for (const gguf::ShardTensor* t : groups[order[i]]) {
       writer.begin_tensor(t->name, t->type, t->dims, t->bytes);
-      copy_tensor(*reader, buffer.get(), in.data_offset() + t->offset, t->bytes, t->name, writer);
+      copy_tensor(*readers[t->shard], buffer.get(), t->offset, t->bytes, t->name, writer);
       ++stats.tensors;
     }
     writer.end_extent();

@@ -20,7 +20,10 @@ struct ConvertStats {
   std::uint64_t frames_zstd = 0;
 };
 
-// Throws std::runtime_error naming the input or output file on failure. The pack is written under
+// `gguf_path` may be a single file or any shard of a gguf-split model: every shard is read
+// (gguf_split.hpp), and a missing or mismatched shard is refused naming it; the split.* keys are
+// left out of the pack's metadata. Throws std::runtime_error naming the input or output file on
+// failure. The pack is written under
 // a temporary name and renamed onto `pack_path` at the end (output_file.hpp): a failed or killed
 // conversion leaves nothing new under `pack_path`, and an output that is the input (same file,
 // symlink, hard link) is refused before anything is opened for writing. Memory is bounded by the

@@ -47,6 +47,10 @@
 
 #include "common/error.hpp"
 
+namespace sluice::io {
+class File;
+}
+
 namespace sluice::gguf {
 
 inline constexpr std::uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
@@ -179,6 +183,13 @@ class File {
  public:
   // Opens, parses and validates `path` (see gguf_reader.cpp for the rules). Throws GgufError.
   static File open(const std::string& path);
+  // The same parse and checks, reading only the header (metadata and tensor infos) with
+  // positional reads through io::File and mapping nothing: for streaming readers, which must not
+  // touch the data section through the page cache, and for split shards. tensor_data() may not
+  // be called on the result (mapped() is false). Throws GgufError (ErrorKind::io for a failed
+  // read) naming the file; a header over 256 MiB is refused.
+  static File open_header(io::File& source);
+  static File open_header(const std::string& path);
 
   File(File&& other) noexcept;
   File& operator=(File&& other) noexcept;
@@ -191,6 +202,7 @@ class File {
   std::uint64_t alignment() const { return alignment_; }
   std::uint64_t data_offset() const { return data_offset_; }  // of the data section in the file
   std::uint64_t file_size() const { return file_size_; }
+  bool mapped() const { return map_ != nullptr; }  // false for open_header (and empty files)
 
   // Typed getters: nullopt (nullptr) if the key is absent; GgufError naming the key if it is
   // present with an incompatible type or a value the result cannot hold.
@@ -204,11 +216,15 @@ class File {
   std::optional<std::vector<std::int64_t>> get_int_array(std::string_view key) const;
 
   const Value* find(std::string_view key) const;  // nullptr if absent
+  // Drops a key and its value (the vocabulary arrays, once a tokenizer holds them); no-op when
+  // absent. Not thread-safe against readers of the metadata.
+  void erase_key(std::string_view key);
   const std::vector<std::pair<std::string, Value>>& metadata() const { return metadata_; }  // file order
 
   const std::vector<TensorInfo>& tensors() const { return tensors_; }  // file order
   const TensorInfo* find_tensor(std::string_view name) const;          // nullptr if absent
-  // The tensor's bytes in the mapping. `tensor` must be one of tensors().
+  // The tensor's bytes in the mapping. `tensor` must be one of tensors(), and the File opened
+  // with open() (not open_header()).
   std::span<const std::byte> tensor_data(const TensorInfo& tensor) const;
 
  private:

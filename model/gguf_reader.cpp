@@ -1,6 +1,7 @@
 // File::open for GGUF files (gguf.hpp): maps the file read-only, parses the header, metadata
 // and tensor infos with every length, count and offset checked against the bytes that are
-// actually there, and serves the typed getters.
+// actually there, and serves the typed getters. File::open_header runs the same parser over the
+// header alone, read with pread through io::File (a prefix first, more when the parser asks).
 //
 // Reading rules, beyond the layout in gguf.hpp:
 //   - Versions 2 and 3 are read; version 1 and any other version are rejected.
@@ -28,11 +29,14 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "common/assert.hpp"
+#include "io/file.hpp"
 #include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
 
@@ -54,6 +58,13 @@ constexpr std::uint64_t kMaxDim = static_cast<std::uint64_t>(std::numeric_limits
 // costs no more memory than the bytes that are really behind it.
 constexpr std::uint64_t kMaxUpfrontReserve = 1u << 18;
 
+// Header-only opens read this much first: a typical model's whole header (a 32k vocabulary is
+// ~0.5 MiB) in one read; bigger headers (262k-token vocabularies, ~10 MiB) take a few doublings.
+constexpr std::uint64_t kFirstHeaderReadBytes = 1ull << 20;
+// The most a header-only open reads. Real headers stay under ~20 MiB; the limit bounds the
+// memory a corrupt length can make us read into before the data section.
+constexpr std::uint64_t kMaxHeaderBytes = 256ull << 20;
+
 bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 // Smallest encoding of one element of `type` (for bounding array counts).
@@ -71,10 +82,20 @@ std::string printable(std::string_view bytes) {
 
 }  // namespace
 
-// Parses the mapped file into a File. One use: construct, then parse().
+// Thrown by Parser::take when the header runs past the bytes read so far (header-only opens):
+// File::open_header reads at least `bytes` and parses again.
+struct NeedMoreHeader {
+  std::uint64_t bytes = 0;
+};
+
+// Parses a file's first `available` bytes (the whole mapped file, or the header read so far)
+// into a File; `size` is the whole file's, which every bound is checked against. One use:
+// construct, then parse().
 class Parser {
  public:
-  explicit Parser(File& file) : file_(file), base_(file.map_), size_(file.file_size_) {}
+  explicit Parser(File& file) : Parser(file, file.map_, file.file_size_) {}
+  Parser(File& file, const std::byte* base, std::uint64_t available)
+      : file_(file), base_(base), available_(available), size_(file.file_size_) {}
 
   void parse() {
     parse_header();
@@ -99,6 +120,8 @@ class Parser {
     if (n > remaining()) {
       fail(pos_, fmt::format("file truncated: {} needs {} bytes, {} left", what, n, remaining()));
     }
+    // In the file but not yet read (header-only open): no overflow, pos_ + n <= size_.
+    if (pos_ + n > available_) throw NeedMoreHeader{pos_ + n};
     const std::byte* at = base_ + pos_;
     pos_ += n;
     return at;
@@ -353,6 +376,7 @@ class Parser {
 
   File& file_;
   const std::byte* base_;
+  std::uint64_t available_;  // bytes at base_: the whole file when mapped, a prefix otherwise
   std::uint64_t size_;
   std::uint64_t pos_ = 0;
   std::uint64_t n_tensors_ = 0;
@@ -396,6 +420,44 @@ File File::open(const std::string& path) {
   return file;
 }
 
+File File::open_header(io::File& source) {
+  const std::uint64_t size = source.size();
+  std::uint64_t want = std::min(size, kFirstHeaderReadBytes);
+  std::vector<std::byte> header;
+  for (;;) {
+    header.resize(want);
+    if (Status st = source.read_at(header, 0); !st) {
+      throw GgufError(fmt::format("gguf {}: reading the header: {}", source.path(), st.error().message), ErrorKind::io);
+    }
+    File file;
+    file.path_ = source.path();
+    file.file_size_ = size;
+    try {
+      Parser(file, header.data(), want).parse();
+      return file;
+    } catch (const NeedMoreHeader& more) {
+      // Parser bounds every length by the file's size, so `more.bytes` <= size.
+      if (more.bytes > kMaxHeaderBytes) {
+        throw GgufError(fmt::format("gguf {}: the header (metadata and tensor infos) runs past {} bytes, more than "
+                                    "the limit of {} bytes for a header read without mapping the file",
+                                    source.path(), more.bytes, kMaxHeaderBytes));
+      }
+      // Doubling bounds the re-parses at log2(header / first read) for a big vocabulary.
+      want = std::min(size, std::max(more.bytes, std::min(want * 2, kMaxHeaderBytes)));
+    }
+  }
+}
+
+File File::open_header(const std::string& path) {
+  std::unique_ptr<io::File> source;
+  try {
+    source = io::File::open(path);
+  } catch (const std::exception& e) {
+    throw GgufError(fmt::format("gguf {}: cannot open: {}", path, e.what()), ErrorKind::io);
+  }
+  return open_header(*source);
+}
+
 File::File(File&& other) noexcept
     : path_(std::move(other.path_)),
       version_(other.version_),
@@ -436,12 +498,24 @@ const Value* File::find(std::string_view key) const {
   return it == key_index_.end() ? nullptr : &metadata_[it->second].second;
 }
 
+void File::erase_key(std::string_view key) {
+  const auto it = key_index_.find(key);
+  if (it == key_index_.end()) return;
+  const std::size_t at = it->second;
+  key_index_.erase(it);
+  metadata_.erase(metadata_.begin() + static_cast<std::ptrdiff_t>(at));
+  for (auto& [name, index] : key_index_) {
+    if (index > at) --index;
+  }
+}
+
 const TensorInfo* File::find_tensor(std::string_view name) const {
   const auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
 std::span<const std::byte> File::tensor_data(const TensorInfo& tensor) const {
+  SLUICE_ASSERT_MSG(map_ != nullptr || tensor.bytes == 0, "tensor_data: the File was opened header-only");
   SLUICE_ASSERT_MSG(tensor.offset <= map_bytes_ - data_offset_ && tensor.bytes <= map_bytes_ - data_offset_ - tensor.offset,
                     "tensor_data: not a tensor of this file");
   return {map_ + data_offset_ + tensor.offset, static_cast<std::size_t>(tensor.bytes)};

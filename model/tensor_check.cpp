@@ -12,6 +12,7 @@
 
 #include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
+#include "model/gguf_split.hpp"
 #include "model/metadata.hpp"
 #include "model/pack_reader.hpp"
 
@@ -234,6 +235,20 @@ std::vector<TensorDesc> tensor_table(const pack::Pack& pack) {
 ModelConfig checked_config(const gguf::File& file) {
   ModelConfig config = config_from_metadata(*metadata_of(file));
   check_model_tensors(config, tensor_table(file), file.path());
+  return config;
+}
+
+std::vector<TensorDesc> tensor_table(const gguf::ShardSet& set) {
+  std::vector<TensorDesc> out;
+  out.reserve(set.tensors().size());
+  for (const auto& t : set.tensors()) out.push_back({t.name, t.type, t.dims, t.bytes, -1});
+  return out;
+}
+
+ModelConfig checked_config(const gguf::ShardSet& set) {
+  // The metadata is the first shard's; the tensors are every shard's.
+  ModelConfig config = config_from_metadata(*metadata_of(set.metadata()));
+  check_model_tensors(config, tensor_table(set), set.shards().front().path);
   return config;
 }
 

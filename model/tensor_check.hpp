@@ -21,6 +21,7 @@ namespace sluice {
 
 namespace gguf {
 class File;
+class ShardSet;
 }
 namespace pack {
 class Pack;
@@ -55,11 +56,15 @@ void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensor
 // The table of a GGUF file / a pack, for check_model_tensors.
 std::vector<TensorDesc> tensor_table(const gguf::File& file);
 std::vector<TensorDesc> tensor_table(const pack::Pack& pack);
+std::vector<TensorDesc> tensor_table(const gguf::ShardSet& set);  // every shard's tensors
 
 // The checked config of a whole file: config_from_metadata, then check_model_tensors. Throws
 // std::runtime_error naming the file and the key or tensor at fault.
 ModelConfig checked_config(const gguf::File& file);
 ModelConfig checked_config(const pack::Pack& pack);
+// A GGUF model as a set of shards (one for an unsplit file): the first shard's metadata, every
+// shard's tensors. Names the first shard's path.
+ModelConfig checked_config(const gguf::ShardSet& set);
 
 // The block-number parser lives with the tensor names (model/tensor_names.hpp).
 using names::block_extent_index;

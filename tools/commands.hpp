@@ -30,6 +30,9 @@ void add_batch_command(CLI::App& app);
 // `sluice perplexity -m MODEL -f TEXT -c CTX`: perplexity as llama.cpp's perplexity tool computes it.
 void add_perplexity_command(CLI::App& app);
 
+// `sluice index MODEL.gguf [--verify]`: write (or check against) a GGUF's integrity sidecar.
+void add_index_command(CLI::App& app);
+
 // `sluice inspect FILE [--verify]`: print a pack's header, extents, tensors and metadata.
 void add_inspect_command(CLI::App& app);
 

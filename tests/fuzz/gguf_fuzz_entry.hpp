@@ -58,8 +58,28 @@ inline void touch_key(const File& file, const std::string& key) {
   attempt([&] { (void)file.get_int_array(key); });
 }
 
+// The header-only open (pread in growing pieces, no mapping) must agree with the mapped open:
+// the same message when it refuses, the same metadata and tensor table when it accepts.
+inline void check_header_only_agrees(const File* mapped, const std::string& mapped_error) {
+  try {
+    const File header = File::open_header(scratch_path());
+    if (mapped == nullptr || header.metadata() != mapped->metadata() || header.data_offset() != mapped->data_offset() ||
+        header.tensors().size() != mapped->tensors().size()) {
+      std::abort();
+    }
+    for (std::size_t i = 0; i < header.tensors().size(); ++i) {
+      const TensorInfo& a = header.tensors()[i];
+      const TensorInfo& b = mapped->tensors()[i];
+      if (a.name != b.name || a.offset != b.offset || a.bytes != b.bytes || a.dims != b.dims) std::abort();
+    }
+  } catch (const GgufError& e) {
+    if (mapped != nullptr || mapped_error != e.what()) std::abort();
+  }
+}
+
 // Runs one input end to end. Returns 1 if the file opened, 0 if it was rejected. Any other
-// outcome (crash, sanitizer report, an exception other than GgufError) is a bug.
+// outcome (crash, sanitizer report, an exception other than GgufError, File::open_header
+// disagreeing with File::open) is a bug.
 inline int run_gguf_input(const std::uint8_t* data, std::size_t size) {
   const auto* bytes = reinterpret_cast<const std::byte*>(data);
   // A new file each time rather than truncating the old one: ext4 flushes a file that was
@@ -68,6 +88,7 @@ inline int run_gguf_input(const std::uint8_t* data, std::size_t size) {
   testing::write_file(scratch_path(), {bytes, size});
   try {
     const File file = File::open(scratch_path());
+    check_header_only_agrees(&file, {});
     for (const auto& [key, value] : file.metadata()) {
       if (file.find(key) != &value) std::abort();  // every listed key must be findable
       touch_key(file, key);
@@ -80,7 +101,8 @@ inline int run_gguf_input(const std::uint8_t* data, std::size_t size) {
     // Keeps the reads above from being optimized away.
     if (sum == 0xffffffffu) std::abort();
     return 1;
-  } catch (const GgufError&) {
+  } catch (const GgufError& e) {
+    check_header_only_agrees(nullptr, e.what());
     return 0;
   }
 }

@@ -21,6 +21,7 @@
 #include "model/pack_reader.hpp"
 #include "model/pack_writer.hpp"
 #include "pack_test_util.hpp"
+#include "tests/model/gguf_split_test_util.hpp"
 #include "tests/support/error_of.hpp"
 
 namespace sluice {
@@ -86,6 +87,29 @@ TEST(Convert, StreamedReadsGiveTheSamePackAsWholeTensors) {
         << t.name << " differs";
   }
   EXPECT_FALSE(exists(temp_path_for(out)));
+}
+
+// A split model converts from any of its shards to the very pack its unsplit file gives (the
+// split.* keys are left out); a missing shard is refused naming it and writes nothing. Before
+// ShardSet, the first of three shards converted alone to a third of the model, exit 0.
+TEST(Convert, ASplitModelGivesThePackOfTheWholeFile) {
+  TempDir dir;
+  const std::string gguf_path = write_test_gguf(dir, "m.gguf");
+  convert_gguf_to_pack(gguf_path, dir.file("whole.sluice"), {});
+  const gguf::File whole = gguf::File::open(gguf_path);
+  const std::vector<std::string> shards = gguf::testing::split_file(whole, dir.file("s"), 3);
+  for (const std::string& given : {shards[0], shards[2]}) {
+    const std::string out = dir.file("split.sluice");
+    convert_gguf_to_pack(given, out, {});
+    EXPECT_TRUE(read_file(out) == read_file(dir.file("whole.sluice"))) << "from " << given;
+    std::filesystem::remove(out);
+  }
+  std::filesystem::remove(shards[1]);
+  const std::string what = error_of([&] { convert_gguf_to_pack(shards[0], dir.file("split.sluice"), {}); });
+  EXPECT_NE(what.find("s-00002-of-00003.gguf"), std::string::npos) << what;
+  EXPECT_NE(what.find("missing"), std::string::npos) << what;
+  EXPECT_FALSE(exists(dir.file("split.sluice")));
+  EXPECT_FALSE(exists(temp_path_for(dir.file("split.sluice"))));
 }
 
 TEST(Convert, RefusesAnOutputThatIsTheInputAndLeavesItUnchanged) {

@@ -182,6 +182,22 @@ TEST_P(GgufCorrupt, IsRejectedWithAMessageThatSaysWhy) {
   }
 }
 
+// The header-only open (pread, no mapping) runs the same parser and must refuse the same way.
+TEST_P(GgufCorrupt, HeaderOnlyOpenRejectsToo) {
+  const CorruptCase& c = GetParam();
+  testing::TempDir dir;
+  const std::string path = dir.file(c.name + ".gguf");
+  testing::write_file(path, c.make());
+  try {
+    const File f = File::open_header(path);
+    FAIL() << "opened, expected a GgufError containing '" << c.words.front() << "'";
+  } catch (const GgufError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << "names the file: " << what;
+    for (const std::string& word : c.words) EXPECT_NE(what.find(word), std::string::npos) << "'" << word << "' in: " << what;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Table, GgufCorrupt, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<CorruptCase>& info) { return info.param.name; });
 

@@ -1,0 +1,77 @@
+// A GGUF file as a ModelSource (model/model_source.hpp): the planner and prefetcher stream it as
+// they stream a pack, reading the tensor bytes in place (no conversion, nothing mapped).
+//
+//  - Units: one per extent of block_read_ranges (gguf_split.hpp): the embedding, each block, the
+//    head, the rest; each one contiguous range of the file, its offset rounded down to 4 KiB
+//    (to 1 MiB with an index), its end rounded up and clamped to the end of the file. Tensors sit
+//    in a unit at their offset from its start (32-byte aligned, as in the GGUF).
+//  - Frames: raw 1 MiB pieces of a unit. With the model's index sidecar (gguf_index.hpp) the
+//    frames are exactly its chunks and carry its XXH3 as their checksums, which is the pack's
+//    frame convention (XXH3-64 seeded with the frame's file offset): the prefetcher verifies GGUF
+//    reads with the code that verifies a pack's. Without a sidecar frames carry no checksum and
+//    verified() is false: the caller must turn frame verification off and say reads are
+//    unverified.
+//  - Not yet: split models (a unit does not say which file it lies in) and blocks whose tensors
+//    are not contiguous (a unit is one range) are refused with a message that names them and
+//    points at `sluice convert`, which handles both.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/file.hpp"
+#include "model/gguf_index.hpp"
+#include "model/gguf_split.hpp"
+#include "model/model_source.hpp"
+
+namespace sluice {
+
+class GgufSource final : public ModelSource {
+ public:
+  // Frames of a source without an index: 1 MiB like a pack's default frame, so the prefetcher's
+  // per-frame parallelism is the same.
+  static constexpr std::uint32_t kUnverifiedFrameBytes = 1u << 20;
+
+  // Opens `path` (a GGUF; a shard name of a split model is refused, see above), checks its
+  // config against its tensors, loads its sidecar when there is one (a stale sidecar is an
+  // error: re-run `sluice index`). `file_options` open the file read_frame reads (tests: a fault
+  // plan). Throws gguf::GgufError / std::runtime_error naming the file and the fault.
+  static std::unique_ptr<GgufSource> open(const std::string& path, const io::FileOptions& file_options = {});
+
+  GgufSource(const GgufSource&) = delete;
+  GgufSource& operator=(const GgufSource&) = delete;
+
+  // Whether frames carry checksums (an index sidecar was found and matches).
+  bool verified() const { return index_.has_value(); }
+  const gguf::ShardSet& shards() const { return set_; }
+  const std::optional<gguf::GgufIndex>& index() const { return index_; }
+
+  const std::string& path() const override { return set_.shards().front().path; }
+  std::unique_ptr<Metadata> metadata() const override;
+  void erase_metadata_key(const std::string& key) override { set_.erase_metadata_key(key); }
+  ModelConfig checked_config() const override;
+  const std::vector<SourceTensor>& tensors() const override { return tensors_; }
+  const SourceTensor* find_tensor(std::string_view name) const override;
+  const std::vector<ReadUnit>& units() const override { return units_; }
+  // pread of the frame's bytes; with an index, verified against it (the error names the file,
+  // the chunk's offset and the tensors in it). A file that shrank since it was opened is an I/O
+  // error naming the file and offset.
+  Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const override;
+  void release_page_cache(std::uint32_t unit) const override;
+
+ private:
+  GgufSource(gguf::ShardSet set, std::optional<gguf::GgufIndex> index) : set_(std::move(set)), index_(std::move(index)) {}
+  void build_units(std::int64_t n_layer);
+
+  gguf::ShardSet set_;
+  std::optional<gguf::GgufIndex> index_;
+  std::unique_ptr<io::File> file_;
+  std::vector<ReadUnit> units_;
+  std::vector<SourceTensor> tensors_;
+  std::unordered_map<std::string, std::size_t> tensor_index_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,120 @@
+// A GGUF streamed in place (model/gguf_source.hpp) gives bit-identical logits to the in-RAM pass
+// for every supported weight type: without an index sidecar (frames unverified, the prefetcher
+// told so) and with one (every frame checked against its chunk's XXH3). A ring of two slots
+// turns over every pass.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "engine/generate.hpp"
+#include "engine/streamed_model.hpp"
+#include "model/gguf_index.hpp"
+#include "model/gguf_source.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tools/synth.hpp"
+
+namespace sluice {
+namespace {
+
+class GgufStreamParity : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GgufStreamParity, LogitsBitIdenticalToInRam) {
+  sluice::testing::TempDir dir;
+  SynthOptions synth;
+  synth.shape = synth_shape("tiny");
+  synth.shape.n_layer = 3;
+  synth.type = *ggml_type_from_name(GetParam());
+  synth.embedding_type = synth.type;
+  synth.vocab_from.clear();  // the built-in vocabulary: no ../shared needed
+  const std::string gguf = dir.file("m.gguf");
+  write_synthetic_gguf(gguf, synth);
+  auto in_ram = Model::open(gguf);
+  Transformer a(in_ram->config(), 32, cpu::Threading{});
+  const std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378};
+  std::vector<float> la;
+  evaluate(a, *in_ram, prompt, 0, true, la);
+
+  for (bool indexed : {false, true}) {
+    SCOPED_TRACE(indexed ? "with an index sidecar" : "without an index sidecar");
+    if (indexed) (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf));
+    auto source = GgufSource::open(gguf);
+    ASSERT_EQ(source->verified(), indexed);
+    StreamOptions options;
+    options.prefetch.slots = 2;
+    options.prefetch.verify = source->verified();
+    StreamedModel streamed(std::move(source), options);
+    ASSERT_GT(streamed.streamed_bytes_per_pass(), 0u);
+    Transformer b(streamed.config(), 32, cpu::Threading{});
+    std::vector<float> lb, ra = la;
+    streamed.evaluate(b, prompt, 0, true, lb);
+    ASSERT_EQ(ra.size(), lb.size());
+    ASSERT_EQ(std::memcmp(ra.data(), lb.data(), ra.size() * sizeof(float)), 0) << "prefill logits differ";
+    Transformer a2(in_ram->config(), 32, cpu::Threading{});
+    evaluate(a2, *in_ram, prompt, 0, true, ra);
+    for (std::int32_t step = 0; step < 3; ++step) {
+      std::int32_t token = argmax(std::span(ra).last(std::size_t(in_ram->config().n_vocab)));
+      evaluate(a2, *in_ram, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, ra);
+      streamed.evaluate(b, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, lb);
+      ASSERT_EQ(std::memcmp(ra.data(), lb.data(), ra.size() * sizeof(float)), 0) << "decode step " << step;
+    }
+    EXPECT_EQ(streamed.stats().passes, 4u);
+  }
+}
+
+// A byte rotted after indexing (mtime kept, so the sidecar still loads) stops the streamed pass
+// with a checksum error naming the file; the in-place read never hands bad weights to compute.
+TEST(GgufStream, ARottenByteStopsThePassWithANamedChecksumError) {
+  sluice::testing::TempDir dir;
+  SynthOptions synth;
+  // ~3.5 MiB of Q8_0 blocks: the chunk rotted in blk.2 holds only block data, which only the
+  // prefetcher reads (its frame check, not a load-time read, must catch it).
+  synth.shape = SynthShape{256, 4, 8, 4, 768, 128};
+  synth.type = GgmlType::Q8_0;
+  synth.vocab_from.clear();
+  const std::string gguf = dir.file("m.gguf");
+  write_synthetic_gguf(gguf, synth);
+  (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf));
+  const gguf::ShardSet set = gguf::ShardSet::open(gguf);
+  const std::uint64_t bad = set.find_tensor("blk.2.ffn_down.weight")->offset + 7;
+  {
+    struct stat st {};
+    ASSERT_EQ(::stat(gguf.c_str(), &st), 0);
+    const int fd = ::open(gguf.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    std::byte b{};
+    ASSERT_EQ(::pread(fd, &b, 1, static_cast<off_t>(bad)), 1);
+    b ^= std::byte{0x80};
+    ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(bad)), 1);
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    ASSERT_EQ(::futimens(fd, times), 0);
+    ::close(fd);
+  }
+  auto source = GgufSource::open(gguf);
+  ASSERT_TRUE(source->verified());
+  StreamOptions options;
+  options.prefetch.slots = 2;
+  StreamedModel streamed(std::move(source), options);
+  Transformer b(streamed.config(), 32, cpu::Threading{});
+  const std::vector<std::int32_t> prompt = {1, 403, 407};
+  std::vector<float> logits;
+  try {
+    streamed.evaluate(b, prompt, 0, true, logits);
+    FAIL() << "a rotten byte was streamed without an error";
+  } catch (const Exception& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::checksum) << e.what();
+    EXPECT_NE(std::string(e.what()).find(gguf), std::string::npos) << e.what();
+    std::printf("error: %s\n", e.what());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, GgufStreamParity,
+                         ::testing::Values("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K",
+                                           "Q4_K", "Q5_K", "Q6_K"));
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,204 @@
+// GgufSource (model/gguf_source.hpp): a synthetic GGUF's units hold every tensor byte for byte
+// and agree with the pack convert makes of it; with an index sidecar every frame carries the
+// chunk's checksum (the pack convention, checked with pack::frame_checksum_ok) and a rotten byte
+// is a named checksum error; without one frames are unverified; a file truncated under the
+// source is an I/O error naming it; split models and non-contiguous blocks are refused.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "common/units.hpp"
+
+#include "model/convert.hpp"
+#include "model/gguf_source.hpp"
+#include "model/pack_source.hpp"
+#include "tests/model/gguf_split_test_util.hpp"
+#include "tools/synth.hpp"
+
+namespace sluice {
+namespace {
+
+using gguf::testing::TempDir;
+
+// ~2.6 MiB: the embedding (Q8_0), 3 blocks of Q4_0 matrices, the head; several index chunks.
+std::string write_model(const TempDir& dir, const std::string& name) {
+  SynthOptions o;
+  o.shape = SynthShape{256, 3, 8, 4, 768, 128};
+  o.vocab_size = 2000;
+  const std::string path = dir.file(name);
+  write_synthetic_gguf(path, o);
+  return path;
+}
+
+// Flips one byte and restores the mtime (bit rot: the sidecar still matches the file's stamp).
+void rot_byte(const std::string& path, std::uint64_t offset) {
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  std::byte b{};
+  ASSERT_EQ(::pread(fd, &b, 1, static_cast<off_t>(offset)), 1);
+  b ^= std::byte{0x04};
+  ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(offset)), 1);
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  ASSERT_EQ(::futimens(fd, times), 0);
+  ::close(fd);
+}
+
+void expect_units_hold_tensors(const GgufSource& source, const std::string& path) {
+  const gguf::File mapped = gguf::File::open(path);
+  ASSERT_EQ(source.tensors().size(), mapped.tensors().size());
+  std::vector<std::vector<std::byte>> units;
+  for (std::uint32_t u = 0; u < source.units().size(); ++u) {
+    const ReadUnit& unit = source.units()[u];
+    EXPECT_EQ(unit.offset % kDirectAlign, 0u) << unit.name;
+    EXPECT_EQ(unit.offset, unit.frames.front().offset);
+    units.push_back(read_unit(source, u));
+  }
+  for (const SourceTensor& t : source.tensors()) {
+    const auto want = mapped.tensor_data(*mapped.find_tensor(t.name));
+    const std::vector<std::byte>& raw = units.at(t.extent);
+    ASSERT_LE(t.offset + t.bytes, raw.size()) << t.name;
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), raw.begin() + static_cast<std::ptrdiff_t>(t.offset))) << t.name;
+    EXPECT_EQ(source.find_tensor(t.name), &t);
+  }
+}
+
+TEST(GgufSource, UnitsHoldEveryTensorAndMatchThePack) {
+  TempDir dir;
+  const std::string path = write_model(dir, "m.gguf");
+  const auto source = GgufSource::open(path);
+  EXPECT_FALSE(source->verified()) << "no sidecar";
+  std::vector<std::string> names;
+  for (const ReadUnit& u : source->units()) names.push_back(u.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"token_embd", "blk.0", "blk.1", "blk.2", "output"}));
+  EXPECT_EQ(source->checked_config().n_layer, 3);
+  expect_units_hold_tensors(*source, path);
+  // The pack of the same model: the same tensors, the same bytes through the same reader.
+  convert_gguf_to_pack(path, dir.file("m.sluice"), {});
+  const auto pack = PackSource::open(dir.file("m.sluice"));
+  ASSERT_EQ(pack->tensors().size(), source->tensors().size());
+  for (const SourceTensor& t : source->tensors()) {
+    const SourceTensor* p = pack->find_tensor(t.name);
+    ASSERT_NE(p, nullptr) << t.name;
+    EXPECT_EQ(p->type, t.type);
+    EXPECT_EQ(p->shape, t.shape);
+    std::vector<std::byte> a(t.bytes), b(t.bytes);
+    read_unit_range(*source, t.extent, t.offset, a);
+    read_unit_range(*pack, p->extent, p->offset, b);
+    EXPECT_TRUE(a == b) << t.name;
+  }
+  EXPECT_EQ(source->metadata()->get_string("general.architecture"), "llama");
+}
+
+TEST(GgufSource, WithAnIndexFramesAreTheChunksWithTheirChecksums) {
+  TempDir dir;
+  const std::string path = write_model(dir, "m.gguf");
+  (void)gguf::write_gguf_index(gguf::ShardSet::open(path), gguf::sidecar_path_for(path));
+  const auto source = GgufSource::open(path);
+  ASSERT_TRUE(source->verified());
+  const std::vector<std::byte> whole = gguf::testing::read_file(path);
+  std::size_t frames = 0;
+  for (const ReadUnit& u : source->units()) {
+    EXPECT_EQ(u.offset % gguf::kIndexChunkBytes, 0u) << u.name;
+    for (const pack::FrameInfo& f : u.frames) {
+      EXPECT_EQ(f.offset % gguf::kIndexChunkBytes, 0u);
+      // The prefetcher's check, on the file's bytes.
+      EXPECT_TRUE(pack::frame_checksum_ok(f, std::span(whole).subspan(f.offset, f.disk_bytes))) << u.name;
+      ++frames;
+    }
+  }
+  EXPECT_GT(frames, source->units().size());
+  expect_units_hold_tensors(*source, path);
+
+  const SourceTensor* t = source->find_tensor("blk.1.ffn_down.weight");
+  ASSERT_NE(t, nullptr);
+  const ReadUnit& unit = source->units()[t->extent];
+  const std::uint64_t bad = unit.offset + t->offset + 100;
+  rot_byte(path, bad);
+  const auto reopened = GgufSource::open(path);  // size, mtime and header unchanged: accepted
+  std::vector<std::byte> out(t->bytes);
+  try {
+    read_unit_range(*reopened, t->extent, t->offset, out);
+    FAIL() << "a rotten byte was read without an error";
+  } catch (const Exception& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::checksum);
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    // A 1 MiB chunk of this small model holds many tensors: the message names the span.
+    EXPECT_NE(what.find("damaged data in"), std::string::npos) << what;
+    EXPECT_NE(what.find("'blk.1."), std::string::npos) << what;
+    EXPECT_NE(what.find(fmt::format("[{}, +", bad / gguf::kIndexChunkBytes * gguf::kIndexChunkBytes)), std::string::npos) << what;
+  }
+}
+
+TEST(GgufSource, AFileTruncatedUnderTheSourceIsANamedReadError) {
+  TempDir dir;
+  const std::string path = write_model(dir, "m.gguf");
+  const auto source = GgufSource::open(path);
+  const ReadUnit& last = source->units().back();
+  std::filesystem::resize_file(path, last.offset + 10);
+  auto frame = source->read_frame(static_cast<std::uint32_t>(source->units().size() - 1), 0);
+  ASSERT_FALSE(frame.ok());
+  EXPECT_EQ(frame.error().kind, ErrorKind::io);
+  EXPECT_NE(frame.error().message.find(path), std::string::npos) << frame.error().message;
+  EXPECT_NE(frame.error().message.find(std::to_string(last.offset)), std::string::npos) << frame.error().message;
+}
+
+TEST(GgufSource, SplitModelsAndScatteredBlocksAreRefused) {
+  TempDir dir;
+  const std::string path = write_model(dir, "m.gguf");
+  const gguf::File whole = gguf::File::open(path);
+  const auto shards = gguf::testing::split_file(whole, dir.file("s"), 2);
+  std::string what;
+  try {
+    (void)GgufSource::open(shards[0]);
+  } catch (const gguf::GgufError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("split in 2 shards"), std::string::npos) << what;
+  EXPECT_NE(what.find("sluice convert"), std::string::npos) << what;
+
+  // blk.0's last tensor moved to the end of the file: blk.0 is two ranges.
+  gguf::Writer w;
+  for (const auto& [key, value] : whole.metadata()) {
+    if (key != gguf::kAlignmentKey) w.set(key, value);
+  }
+  const gguf::TensorInfo* moved = nullptr;
+  for (const gguf::TensorInfo& t : whole.tensors()) {
+    if (t.name == "blk.0.ffn_up.weight") {
+      moved = &t;
+      continue;
+    }
+    w.add_tensor_ref(t.name, t.type, t.dims, whole.tensor_data(t));
+  }
+  ASSERT_NE(moved, nullptr);
+  w.add_tensor_ref(moved->name, moved->type, moved->dims, whole.tensor_data(*moved));
+  w.write(dir.file("scattered.gguf"));
+  what.clear();
+  try {
+    (void)GgufSource::open(dir.file("scattered.gguf"));
+  } catch (const gguf::GgufError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("blk.0"), std::string::npos) << what;
+  EXPECT_NE(what.find("2 separate ranges"), std::string::npos) << what;
+}
+
+TEST(GgufSource, EraseMetadataKeyFreesIt) {
+  TempDir dir;
+  const auto source = GgufSource::open(write_model(dir, "m.gguf"));
+  ASSERT_TRUE(source->metadata()->get_string_array("tokenizer.ggml.tokens").has_value());
+  source->erase_metadata_key("tokenizer.ggml.tokens");
+  EXPECT_FALSE(source->metadata()->get_string_array("tokenizer.ggml.tokens").has_value());
+  EXPECT_EQ(source->metadata()->get_string("general.architecture"), "llama") << "the other keys are still found";
+}
+
+}  // namespace
+}  // namespace sluice
