@@ -24,8 +24,8 @@
 namespace sluice::gguf {
 namespace {
 
-using testing::error_of;
-using testing::expect_words;
+using sluice::testing::error_of;
+using sluice::testing::expect_words;
 using testing::TempDir;
 using testing::TestTensor;
 
