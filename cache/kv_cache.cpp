@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -39,6 +40,7 @@ class ResidentKvCache final : public KvCache {
   }
   void end_layer(std::int64_t, std::span<const KvWrite>) override {}
   void clear(std::int32_t) override {}  // positions are always written before they are read
+  void truncate(std::int32_t, std::int64_t) override {}
   std::uint64_t memory_bytes() const override { return storage_.size(); }
   bool spilled() const override { return false; }
 
@@ -166,13 +168,19 @@ class SpilledKvCache final : public KvCache {
     }
   }
 
-  void clear(std::int32_t seq) override {
+  void clear(std::int32_t seq) override { truncate(seq, 0); }
+  void truncate(std::int32_t seq, std::int64_t length) override {
+    SLUICE_ASSERT(seq >= 0 && seq < shape_.n_seq && length >= 0);
     if (read_started_) {
       // The background read uses written_. Its outcome is kept for the next begin_layer().
       std::unique_lock lock(mutex_);
       done_.wait(lock, [this] { return !job_; });
     }
-    for (std::int64_t il = 0; il < shape_.n_layer; ++il) written_[std::size_t(il) * std::size_t(shape_.n_seq) + std::size_t(seq)] = 0;
+    // Later reads fetch only the prefix that is kept.
+    for (std::int64_t il = 0; il < shape_.n_layer; ++il) {
+      std::int64_t& filled = written_[std::size_t(il) * std::size_t(shape_.n_seq) + std::size_t(seq)];
+      filled = std::min(filled, length);
+    }
     // A layer read before the clear may hold the forgotten positions; harmless (they are
     // rewritten before they are read), as in the resident cache.
   }

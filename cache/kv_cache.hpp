@@ -9,7 +9,8 @@
 //
 // The forward pass brackets each block with begin_layer(il) / end_layer(il, writes); view() is
 // valid between the two. Sequences are numbered 0..n_seq-1 (slots); clear() forgets a slot's
-// positions so a new sequence can reuse it.
+// positions so a new sequence can reuse it, truncate() the positions from some length on (the
+// drafted tokens a verification pass rejected, engine/engine.hpp).
 #pragma once
 
 #include <cstdint>
@@ -71,6 +72,9 @@ class KvCache {
   virtual compute::KvLayerView view(std::int64_t il, std::int32_t seq) = 0;
   virtual void end_layer(std::int64_t il, std::span<const KvWrite> writes) = 0;
   virtual void clear(std::int32_t seq) = 0;
+  // Forgets positions >= `length` of sequence `seq` (they are written again before any pass reads
+  // them); positions below stay. clear(seq) is truncate(seq, 0).
+  virtual void truncate(std::int32_t seq, std::int64_t length) = 0;
   virtual std::uint64_t memory_bytes() const = 0;  // RAM this cache holds
   virtual bool spilled() const = 0;
   virtual KvStats stats() const { return {}; }

@@ -2,7 +2,7 @@
 // for the user's files.
 //  - Input (engine/batch_input.hpp): a regular file read as a stream, its format voted by all
 //    its lines or given (--input-format); lines longer than a limit are skipped unread.
-//  - Requests run with continuous batching on the layer-major engine (engine/batch_generate.hpp);
+//  - Requests run with continuous batching on the layer-major engine (engine/engine.hpp);
 //    each has its own seed (given, or derived from its custom_id), so its answer does not depend on
 //    the batch it ran in.
 //  - Output (engine/batch_output.hpp): OpenAI Batch output JSONL in input order, every line
@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/batch_generate.hpp"
+#include "engine/engine.hpp"
 #include "engine/batch_input.hpp"
 #include "model/chat_template.hpp"
 

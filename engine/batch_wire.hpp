@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/batch_generate.hpp"
+#include "engine/engine.hpp"
 
 namespace sluice {
 
