@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.hpp"
 #include "common/assert.hpp"
 #include "common/result.hpp"
 #include "common/units.hpp"
@@ -54,7 +55,10 @@ struct Mapping {
   std::size_t bytes = 0;
   explicit Mapping(std::size_t n) : bytes(n) {
     void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error(fmt::format("cannot map {} for the KV cache: {}", format_bytes(n), std::strerror(errno)));
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      throw Exception(ErrorContext{ErrorKind::io, {}, {}, -1, -1, err}, fmt::format("cannot map {} for the KV cache: {}", format_bytes(n), std::strerror(err)));
+    }
     data = static_cast<std::byte*>(p);
   }
   ~Mapping() {
@@ -84,13 +88,16 @@ class SpilledKvCache final : public KvCache {
     std::vector<char> name(path.begin(), path.end());
     name.push_back('\0');
     const int fd = mkstemp(name.data());
-    if (fd < 0) throw std::runtime_error(fmt::format("cannot create the KV spill file in {}: {}", dir, std::strerror(errno)));
+    if (fd < 0) {
+      const int err = errno;
+      throw Exception(ErrorContext{ErrorKind::io, dir, {}, -1, -1, err}, fmt::format("cannot create the KV spill file in {}: {}", dir, std::strerror(err)));
+    }
     path = name.data();
     unlink(path.c_str());  // the file lives as long as the descriptor: nothing left after a crash
     if (ftruncate(fd, off_t(layer_span_ * std::uint64_t(shape.n_layer))) != 0) {
       const int err = errno;
       close(fd);
-      throw std::runtime_error(fmt::format("cannot size the KV spill file {} to {}: {}", path,
+      throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err}, fmt::format("cannot size the KV spill file {} to {}: {}", path,
                                            format_bytes(layer_span_ * std::uint64_t(shape.n_layer)), std::strerror(err)));
     }
     const int flags = fcntl(fd, F_GETFL);
@@ -119,13 +126,13 @@ class SpilledKvCache final : public KvCache {
       auto started = std::chrono::steady_clock::now();
       Status st = wait_for_read();
       read_wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (!st) throw std::runtime_error(st.error().message);
+      if (!st) throw Exception(st.error(), file_->path());
     }
     int b = holds_[0] == il ? 0 : holds_[1] == il ? 1 : -1;
     if (b < 0) {  // first layer ever, a pass that was abandoned half-way, or a failed read
       b = last_ == 0 ? 1 : 0;
       holds_[b] = -1;
-      if (Status st = read_layer(il, b); !st) throw std::runtime_error(st.error().message);
+      if (Status st = read_layer(il, b); !st) throw Exception(st.error(), file_->path());
       holds_[b] = il;
     }
     active_ = b;
@@ -159,7 +166,7 @@ class SpilledKvCache final : public KvCache {
           // The file now lacks these positions: forget this layer's copy in RAM too, so nothing
           // reads a half-persisted layer as if it were whole; the caller abandons the pass.
           holds_[last_] = -1;
-          throw std::runtime_error(st.error().message);
+          throw Exception(st.error(), file_->path());
         }
         bytes_written_ += to - from;
       }

@@ -108,8 +108,8 @@ std::uint32_t shard_of(const std::string& key, std::uint32_t count);
 std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& text);
 
 // One job. The constructor does everything that can refuse the job before a model is loaded:
-// reads the input, locks and verifies the output (std::runtime_error naming the file, line or
-// model). run() answers what is left; it throws std::runtime_error for what stops the job as a
+// reads the input, locks and verifies the output (sluice::Exception naming the file, line or
+// model). run() answers what is left; it throws sluice::Exception for what stops the job as a
 // whole (a failed write, an I/O error), with everything finished before already written.
 class BatchJob {
  public:

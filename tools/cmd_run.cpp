@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/error.hpp"
 #include "common/trace.hpp"
 #include "common/units.hpp"
 #include "engine/engine.hpp"
@@ -44,7 +45,9 @@ std::vector<std::string> read_prompt_lines(const std::string& path) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (!line.empty()) prompts.push_back(line);
   }
-  if (prompts.empty()) throw std::runtime_error(fmt::format("{}: no prompts (one per line; empty lines are skipped)", path));
+  if (prompts.empty()) {
+    throw Exception(ErrorContext{ErrorKind::invalid, path}, fmt::format("{}: no prompts (one per line; empty lines are skipped)", path));
+  }
   return prompts;
 }
 
@@ -62,7 +65,7 @@ void run(RunOptions o) {
   session_opts.trace = o.trace.empty() ? nullptr : &trace;
   session_opts.log = &std::cerr;
   Session session(session_opts);
-  if (!o.trace.empty() && !session.streamed()) throw std::runtime_error("--trace records the streaming lanes: use it with a pack");
+  if (!o.trace.empty() && !session.streamed()) throw std::invalid_argument("--trace records the streaming lanes: use it with a pack");
 
   GenerateOptions options;
   options.n_predict = o.n_predict;
