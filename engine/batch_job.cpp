@@ -145,7 +145,9 @@ BatchJob::BatchJob(const JobOptions& options, std::ostream& log) : state_(std::m
 
 BatchJob::~BatchJob() = default;
 
-JobSummary BatchJob::run(Session& session) {
+JobSummary BatchJob::run(Session& session) { return run(session, session.forward()); }
+
+JobSummary BatchJob::run(Session& session, Forward& forward) {
   State& s = *state_;
   const JobOptions& o = s.o;
   std::ostream& log = s.log;
@@ -293,7 +295,7 @@ JobSummary BatchJob::run(Session& session) {
     check_stop();
     // The engine asks `source` until it says no more, so every line (error lines after the last
     // request included) is answered when run() returns.
-    stats = Engine(session.forward(), session.transformer(), session.tokenizer(), o.batch).run(source, sink, on_pass);
+    stats = Engine(forward, session.transformer(), session.tokenizer(), o.batch).run(source, sink, on_pass);
     out.finish();
   } catch (const Stopped& stop) {
     summary.stopped_by_signal = stop.signal;

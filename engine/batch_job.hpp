@@ -118,6 +118,9 @@ class BatchJob {
   BatchJob(const BatchJob&) = delete;
   BatchJob& operator=(const BatchJob&) = delete;
   JobSummary run(Session& session);
+  // The same with every pass run by `forward` over the session's transformer (tests: a Forward
+  // that fails a chosen pass).
+  JobSummary run(Session& session, Forward& forward);
 
  private:
   struct State;

@@ -19,6 +19,7 @@
 #include "engine/generate.hpp"
 #include "model/tokenizer.hpp"
 #include "model/vocab_metadata.hpp"
+#include "tests/support/failing_forward.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -236,28 +237,7 @@ TEST(Engine, StopStringsCutTheTextAndTheStreamAgrees) {
   EXPECT_LT(got.generated.size(), full.generated.size());
 }
 
-// The in-RAM pass, but the `fail_at`-th pass (1-based) throws a sluice::Exception before it
-// computes anything.
-class FailingForward final : public Forward {
- public:
-  FailingForward(const Model& model, std::uint64_t fail_at) : inner_(model), fail_at_(fail_at) {}
-  const ModelConfig& config() const override { return inner_.config(); }
-  std::uint64_t passes = 0;
-
- protected:
-  void forward_pass(Transformer& transformer, const Batch& batch, float* logits) override {
-    if (++passes == fail_at_) {
-      throw Exception(ErrorContext{ErrorKind::io, "model.sluice", "blk.1", 3, 4096, 5}, "reading model.sluice at offset 4096 failed");
-    }
-    std::vector<float> out;
-    inner_.forward(transformer, batch, out);
-    std::copy(out.begin(), out.end(), logits);
-  }
-
- private:
-  InRamForward inner_;
-  std::uint64_t fail_at_;
-};
+using sluice::testing::FailingForward;
 
 TEST(Engine, AFailedPassFailsOnlyItsRequests) {
   const SynthModel& m = synth();
@@ -271,7 +251,8 @@ TEST(Engine, AFailedPassFailsOnlyItsRequests) {
   const BatchOptions options{3, 2, 512};  // 3 in flight, 2 per pass: some sequences sit a pass out
   std::vector<SeqResult> expected;
   {
-    FailingForward forward(*m.model, 0);
+    InRamForward in_ram(*m.model);
+    FailingForward forward(in_ram, 0);
     auto t = make_transformer(3);
     Engine engine(forward, *t, *m.tokenizer, options);
     expected = run_all(engine, requests);
@@ -281,7 +262,8 @@ TEST(Engine, AFailedPassFailsOnlyItsRequests) {
   }
   for (std::uint64_t fail_at : {1u, 2u, 5u, 9u}) {
     SCOPED_TRACE(::testing::Message() << "pass " << fail_at << " fails");
-    FailingForward forward(*m.model, fail_at);
+    InRamForward in_ram(*m.model);
+    FailingForward forward(in_ram, fail_at);
     auto t = make_transformer(3);
     Engine engine(forward, *t, *m.tokenizer, options);
     std::vector<std::int32_t> failed_in_pass;
@@ -302,7 +284,7 @@ TEST(Engine, AFailedPassFailsOnlyItsRequests) {
     for (std::size_t i = 0; i < requests.size(); ++i) {
       if (results[i].finish == FinishReason::error) {
         ++failed;
-        EXPECT_EQ(results[i].error, "reading model.sluice at offset 4096 failed");
+        EXPECT_EQ(results[i].error, sluice::testing::kFailedPassMessage);
         ASSERT_TRUE(results[i].exception);
         try {
           std::rethrow_exception(results[i].exception);
@@ -325,7 +307,8 @@ TEST(Engine, AFailedPassFailsOnlyItsRequests) {
 
 TEST(Engine, AFailedSingleGenerationRethrowsTheTypedError) {
   const SynthModel& m = synth();
-  FailingForward forward(*m.model, 3);
+  InRamForward in_ram(*m.model);
+  FailingForward forward(in_ram, 3);
   auto t = make_transformer(1);
   SeqRequest r;
   r.prompt = prompt_of(1);
