@@ -23,7 +23,7 @@
 //  - Chat messages are tokenized as text: only the chat template's own markers become special
 //    tokens, so a message cannot open a turn (--special: parse special tokens in content too).
 //  - Sharding: request i goes to shard hash(custom_id) mod COUNT (line-N without a custom_id);
-//    merge_shard_outputs() interleaves the shards' outputs back into input order.
+//    merge_shard_outputs() (engine/batch_merge.hpp) interleaves the shards' outputs back into input order.
 #pragma once
 
 #include <atomic>
@@ -130,10 +130,5 @@ class BatchJob {
 // BatchJob(options, log).run(session).
 JobSummary run_batch_job(Session& session, const JobOptions& options, std::ostream& log);
 void write_job_report(const JobSummary& summary, const JobOptions& options, const std::string& path);
-
-// Interleaves shard outputs (shards[i] = shard i's output) into `output` in the input's order.
-// Returns the number of requests missing (each is named on `log`); 0 means complete.
-std::uint64_t merge_shard_outputs(const std::string& input, const std::vector<std::string>& shards, const std::string& output,
-                                  std::ostream& log);
 
 }  // namespace sluice
