@@ -2,6 +2,7 @@
 """`sluice run --stop STR` (repeatable) on a synthetic model (built-in vocabulary: runs in any
 checkout): the streamed single-prompt output and every answer of --prompts end right before the
 first stop string; a stop string that never appears changes nothing; the batch header says "stop".
+Also the error line of an operating error (a sluice::Exception): exit 1, "sluice: MESSAGE [KIND error]".
 Usage: test_run_stop.py SLUICE"""
 import os
 import re
@@ -62,4 +63,13 @@ with tempfile.TemporaryDirectory() as work:
         want = p + (gen[:at] if at >= 0 else gen) + b"\n"
         assert got == want, (i, got, want)
         assert header.endswith(b"stop)" if at >= 0 else b"length)"), header
+
+    # Not a model: one line naming the file, with the error's kind and offset.
+    bogus = os.path.join(work, "bogus.gguf")
+    with open(bogus, "wb") as f:
+        f.write(b"not a model at all")
+    r = subprocess.run([sluice, "run", "-m", bogus, "-p", "x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.returncode, err)
+    assert err.startswith("sluice: " + bogus) and "[corrupt error, offset 0]" in err and err.count("\n") == 1, err
     print("run stop ok")
