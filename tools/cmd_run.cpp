@@ -72,6 +72,9 @@ void run(RunOptions o) {
   options.sampling = o.sampling;
   std::int64_t prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
+  // Prompts whose pass failed (a read error): the rest still run; the command then exits 1.
+  std::uint64_t failed_in_pass = 0;
+  std::exception_ptr first_failure;
   if (prompts.size() == 1 && n_parallel == 1) {
     std::vector<std::int32_t> ids = session.tokenizer().encode(prompts[0], true, !o.no_special);
     // Checked before the prompt is echoed, so a refused prompt is not printed in full first.
@@ -124,6 +127,10 @@ void run(RunOptions o) {
                                  res.generated.size(), to_string(res.finish));
         if (res.finish == FinishReason::error) {
           std::cout << "error: " << res.error << "\n";
+          if (res.exception) {
+            ++failed_in_pass;
+            if (!first_failure) first_failure = res.exception;
+          }
         } else {
           std::cout << prompts[printed] << res.text << "\n";
         }
@@ -159,6 +166,14 @@ void run(RunOptions o) {
     trace.set_summary(summary);
     trace.write(o.trace);
     std::cerr << fmt::format("trace written to {} (open in ui.perfetto.dev or chrome://tracing)\n", o.trace);
+  }
+  if (first_failure) {
+    try {
+      std::rethrow_exception(first_failure);
+    } catch (const Exception& e) {
+      throw Exception(e.context(), fmt::format("{} of {} prompts failed with the pass they were in; the first: {}", failed_in_pass,
+                                               prompts.size(), e.what()));
+    }
   }
 }
 
