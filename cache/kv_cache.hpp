@@ -57,8 +57,8 @@ struct KvSpillOptions {
   const io::FaultPlan* fault = nullptr;
 };
 
-// Errors: begin_layer() and end_layer() of a spilled cache throw std::runtime_error naming the
-// scratch file, offset and errno when a read or write fails (after the io/ retries). The cache
+// Errors: begin_layer() and end_layer() of a spilled cache throw sluice::Exception (ErrorKind::io)
+// naming the scratch file, offset and errno when a read or write fails (after the io/ retries). The cache
 // stays usable: a layer whose read failed is read again by the next begin_layer() of it.
 class KvCache {
  public:
@@ -86,7 +86,7 @@ class KvCache {
 // Throws std::invalid_argument for an impossible shape (q8_0 with a row not a multiple of 32).
 std::unique_ptr<KvCache> make_resident_kv_cache(const KvShape& shape);
 // The scratch file is created in `dir` and unlinked at once (nothing is left behind after a
-// crash). Throws std::runtime_error naming the directory when it cannot be created.
+// crash). Throws sluice::Exception naming the directory when it cannot be created.
 std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::string& dir,
                                                const KvSpillOptions& options = {});
 // RAM a spilled cache of this shape holds: two layers.

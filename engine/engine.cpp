@@ -272,7 +272,9 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
         if (most > 0) {
           seq.draft = options_.drafter(seq.result.index, seq.tokens, std::int32_t(most));
           if (std::int64_t(seq.draft.size()) > most) seq.draft.resize(std::size_t(most));
-          for (std::int32_t id : seq.draft) SLUICE_ASSERT_MSG(id >= 0 && id < n_vocab, "a drafted token is outside the vocabulary");
+          for (std::int32_t id : seq.draft) {
+            SLUICE_ASSERT_MSG(id >= 0 && id < n_vocab, "a drafted token is outside the vocabulary");
+          }
         }
         if (!seq.draft.empty()) {
           with_draft.assign(fed.begin(), fed.end());
@@ -280,7 +282,8 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
           fed = with_draft;
         }
       }
-      seq.first_row = batch.add(std::int32_t(s), seq.evaluated, fed, completes ? std::int64_t(1 + seq.draft.size()) : std::int64_t(0));
+      const std::int64_t wanted = completes ? std::int64_t(1 + seq.draft.size()) : 0;  // the last fed token's row, drafts'
+      seq.first_row = batch.add(std::int32_t(s), seq.evaluated, fed, wanted);
       seq.in_pass = true;
       seq.evaluated += take;
       budget -= std::int64_t(fed.size());

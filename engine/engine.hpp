@@ -81,7 +81,8 @@ struct SeqResult {
 // for the next pass to verify: speculative decoding's draft model; tests feed a known
 // continuation. Fewer or none: a plain step. `index` is the request's SeqResult::index. Token
 // ids must be below n_vocab.
-using Drafter = std::function<std::vector<std::int32_t>(std::size_t index, std::span<const std::int32_t> tokens, std::int32_t max)>;
+using Drafter =
+    std::function<std::vector<std::int32_t>(std::size_t index, std::span<const std::int32_t> tokens, std::int32_t max)>;
 
 struct BatchOptions {
   std::int32_t n_parallel = 4;      // KV slots: sequences in flight (the Transformer's n_seq)
