@@ -57,7 +57,8 @@ struct Mapping {
     void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
-      throw Exception(ErrorContext{ErrorKind::io, {}, {}, -1, -1, err}, fmt::format("cannot map {} for the KV cache: {}", format_bytes(n), std::strerror(err)));
+      throw Exception(ErrorContext{ErrorKind::io, {}, {}, -1, -1, err},
+                      fmt::format("cannot map {} for the KV cache: {}", format_bytes(n), std::strerror(err)));
     }
     data = static_cast<std::byte*>(p);
   }
@@ -90,15 +91,17 @@ class SpilledKvCache final : public KvCache {
     const int fd = mkstemp(name.data());
     if (fd < 0) {
       const int err = errno;
-      throw Exception(ErrorContext{ErrorKind::io, dir, {}, -1, -1, err}, fmt::format("cannot create the KV spill file in {}: {}", dir, std::strerror(err)));
+      throw Exception(ErrorContext{ErrorKind::io, dir, {}, -1, -1, err},
+                      fmt::format("cannot create the KV spill file in {}: {}", dir, std::strerror(err)));
     }
     path = name.data();
     unlink(path.c_str());  // the file lives as long as the descriptor: nothing left after a crash
     if (ftruncate(fd, off_t(layer_span_ * std::uint64_t(shape.n_layer))) != 0) {
       const int err = errno;
       close(fd);
-      throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err}, fmt::format("cannot size the KV spill file {} to {}: {}", path,
-                                           format_bytes(layer_span_ * std::uint64_t(shape.n_layer)), std::strerror(err)));
+      throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err},
+                      fmt::format("cannot size the KV spill file {} to {}: {}", path,
+                                  format_bytes(layer_span_ * std::uint64_t(shape.n_layer)), std::strerror(err)));
     }
     const int flags = fcntl(fd, F_GETFL);
     io::FileOptions file_options;

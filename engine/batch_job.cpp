@@ -130,7 +130,8 @@ BatchJob::BatchJob(const JobOptions& options, std::ostream& log) : state_(std::m
   s.input_fd = ::open(s.o.input.c_str(), O_RDONLY | O_CLOEXEC);
   if (s.input_fd < 0) {
     const int err = errno;
-    throw Exception(ErrorContext{ErrorKind::io, s.o.input, {}, -1, -1, err}, fmt::format("cannot read the input {}: {}", s.o.input, std::strerror(err)));
+    throw Exception(ErrorContext{ErrorKind::io, s.o.input, {}, -1, -1, err},
+                    fmt::format("cannot read the input {}: {}", s.o.input, std::strerror(err)));
   }
   s.expected.input = s.o.input;
   s.expected.model = model_identity(s.o.model_path);
@@ -310,9 +311,9 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
       out.sync();
     } catch (...) {  // the error below already says what failed
     }
-    const std::string message =
-        fmt::format("{}; {} of {} requests are answered{} -- rerun the same command to resume once this is fixed", ex.what(),
-                    summary.resumed + out.recorded(), n, out.streaming() ? "" : fmt::format(" and safe in {} and its journal", o.output));
+    const std::string message = fmt::format(
+        "{}; {} of {} requests are answered{} -- rerun the same command to resume once this is fixed", ex.what(),
+        summary.resumed + out.recorded(), n, out.streaming() ? "" : fmt::format(" and safe in {} and its journal", o.output));
     // The same kind, file and offset as what stopped the job.
     if (const auto* typed = dynamic_cast<const Exception*>(&ex)) throw Exception(typed->context(), message);
     throw std::runtime_error(message);

@@ -53,17 +53,19 @@ std::uint64_t merge_shard_outputs(const std::string& input, const std::vector<st
     const ErrorContext in_shard{ErrorKind::invalid, shards[s]};
     if (!r) throw Exception(in_shard, fmt::format("{} line {} is not a batch result line", shards[s], taken[s]));
     if (r->custom_id != e.custom_id) {
-      throw Exception(in_shard, fmt::format("{} line {} answers \"{}\" where input line {} (\"{}\") was expected: is it shard {}/{} "
-                                            "of {}?",
-                                            shards[s], taken[s], r->custom_id, e.line, e.custom_id, s, count, input));
+      throw Exception(in_shard,
+                      fmt::format("{} line {} answers \"{}\" where input line {} (\"{}\") was expected: is it shard {}/{} "
+                                  "of {}?",
+                                  shards[s], taken[s], r->custom_id, e.line, e.custom_id, s, count, input));
     }
     out.write(l.text.data(), std::streamsize(l.text.size()));
     out.put('\n');
   }
   for (std::uint32_t s = 0; s < count; ++s) {
     if (next_line(s)) {
-      throw Exception(ErrorContext{ErrorKind::invalid, shards[s]},
-                      fmt::format("{} has more lines than the {} requests of shard {}/{} of {}", shards[s], taken[s] - 1, s, count, input));
+      throw Exception(
+          ErrorContext{ErrorKind::invalid, shards[s]},
+          fmt::format("{} has more lines than the {} requests of shard {}/{} of {}", shards[s], taken[s] - 1, s, count, input));
     }
   }
   out.flush();

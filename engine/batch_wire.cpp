@@ -40,7 +40,10 @@ std::string error_line(const std::string& id, const std::string& custom_id, cons
               {"request_id", "req_" + id},
               {"body",
                {{"error",
-                 {{"message", message}, {"type", server ? "server_error" : "invalid_request_error"}, {"param", nullptr}, {"code", nullptr}}}}}}},
+                 {{"message", message},
+                  {"type", server ? "server_error" : "invalid_request_error"},
+                  {"param", nullptr},
+                  {"code", nullptr}}}}}}},
             {"error", {{"code", server ? "server_error" : "invalid_request"}, {"message", message}}}};
   return dump(j);
 }

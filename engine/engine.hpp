@@ -85,18 +85,18 @@ using Drafter =
     std::function<std::vector<std::int32_t>(std::size_t index, std::span<const std::int32_t> tokens, std::int32_t max)>;
 
 struct BatchOptions {
-  std::int32_t n_parallel = 4;      // KV slots: sequences in flight (the Transformer's n_seq)
-  std::int32_t batch = 0;           // sequences per pass (0: n_parallel)
+  std::int32_t n_parallel = 4;         // KV slots: sequences in flight (the Transformer's n_seq)
+  std::int32_t batch = 0;              // sequences per pass (0: n_parallel)
   std::int64_t max_pass_tokens = 512;  // prompt chunks (and drafts) are cut so a pass holds at most this many tokens
-  Drafter drafter;                  // optional
-  std::int32_t max_draft = 0;       // most drafted tokens per sequence per pass
+  Drafter drafter;                     // optional
+  std::int32_t max_draft = 0;          // most drafted tokens per sequence per pass
 };
 
 struct BatchRunStats {
   std::uint64_t passes = 0;
   std::uint64_t failed_passes = 0;  // passes that threw sluice::Exception (their sequences failed)
   std::uint64_t requests = 0;
-  std::uint64_t failed = 0;         // refused requests and sequences of failed passes
+  std::uint64_t failed = 0;  // refused requests and sequences of failed passes
   std::int64_t prompt_tokens = 0;
   std::int64_t generated_tokens = 0;
   std::int64_t drafted_tokens = 0, accepted_tokens = 0;

@@ -18,7 +18,8 @@ std::string read_magic(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err}, fmt::format("cannot open {}: {}", path, std::strerror(err)));
+    throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err},
+                    fmt::format("cannot open {}: {}", path, std::strerror(err)));
   }
   char magic[8] = {};
   ssize_t got = ::pread(fd, magic, sizeof(magic), 0);
@@ -29,7 +30,8 @@ std::string read_magic(const std::string& path) {
 TensorView make_view(std::uint32_t type, const std::vector<std::uint64_t>& dims, const std::byte* data, std::uint64_t bytes,
                      const std::string& source, const std::string& name) {
   if (!ggml_type_traits(type)) {
-    throw Exception(ErrorContext{ErrorKind::corrupt, source, name}, fmt::format("{}: tensor '{}' has unsupported type {}", source, name, type));
+    throw Exception(ErrorContext{ErrorKind::corrupt, source, name},
+                    fmt::format("{}: tensor '{}' has unsupported type {}", source, name, type));
   }
   TensorView v;
   v.type = static_cast<GgmlType>(type);
@@ -62,7 +64,8 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
     }
     m->metadata_ = metadata_of(m->pack_->metadata(), path);
   } else {
-    throw Exception(ErrorContext{ErrorKind::corrupt, path, {}, -1, 0}, fmt::format("{}: neither a GGUF file nor a sluice pack (magic bytes do not match)", path));
+    throw Exception(ErrorContext{ErrorKind::corrupt, path, {}, -1, 0},
+                    fmt::format("{}: neither a GGUF file nor a sluice pack (magic bytes do not match)", path));
   }
   m->bind();
   return m;

@@ -9,7 +9,8 @@ namespace sluice {
 namespace {
 TensorView require(const TensorLookup& lookup, const std::string& name, const std::string& source) {
   TensorView v = lookup(name);
-  if (!v) throw Exception(ErrorContext{ErrorKind::corrupt, source, name}, fmt::format("{}: tensor '{}' is missing", source, name));
+  if (!v)
+    throw Exception(ErrorContext{ErrorKind::corrupt, source, name}, fmt::format("{}: tensor '{}' is missing", source, name));
   return v;
 }
 }  // namespace
@@ -30,7 +31,8 @@ BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, s
   w.w_up = require(lookup, p + "ffn_up.weight", source);
   w.w_down = require(lookup, p + "ffn_down.weight", source);
   if (config.arch == Arch::qwen2 && !(w.bq && w.bk && w.bv)) {
-    throw Exception(ErrorContext{ErrorKind::corrupt, source, fmt::format("blk.{}", il)}, fmt::format("{}: qwen2 block {} lacks its q/k/v biases", source, il));
+    throw Exception(ErrorContext{ErrorKind::corrupt, source, fmt::format("blk.{}", il)},
+                    fmt::format("{}: qwen2 block {} lacks its q/k/v biases", source, il));
   }
   if (config.arch == Arch::gemma3) {
     w.q_norm = require(lookup, p + "attn_q_norm.weight", source);

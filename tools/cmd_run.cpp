@@ -46,7 +46,8 @@ std::vector<std::string> read_prompt_lines(const std::string& path) {
     if (!line.empty()) prompts.push_back(line);
   }
   if (prompts.empty()) {
-    throw Exception(ErrorContext{ErrorKind::invalid, path}, fmt::format("{}: no prompts (one per line; empty lines are skipped)", path));
+    throw Exception(ErrorContext{ErrorKind::invalid, path},
+                    fmt::format("{}: no prompts (one per line; empty lines are skipped)", path));
   }
   return prompts;
 }
@@ -65,7 +66,8 @@ void run(RunOptions o) {
   session_opts.trace = o.trace.empty() ? nullptr : &trace;
   session_opts.log = &std::cerr;
   Session session(session_opts);
-  if (!o.trace.empty() && !session.streamed()) throw std::invalid_argument("--trace records the streaming lanes: use it with a pack");
+  if (!o.trace.empty() && !session.streamed())
+    throw std::invalid_argument("--trace records the streaming lanes: use it with a pack");
 
   GenerateOptions options;
   options.n_predict = o.n_predict;
@@ -171,8 +173,8 @@ void run(RunOptions o) {
     try {
       std::rethrow_exception(first_failure);
     } catch (const Exception& e) {
-      throw Exception(e.context(), fmt::format("{} of {} prompts failed with the pass they were in; the first: {}", failed_in_pass,
-                                               prompts.size(), e.what()));
+      throw Exception(e.context(), fmt::format("{} of {} prompts failed with the pass they were in; the first: {}",
+                                               failed_in_pass, prompts.size(), e.what()));
     }
   }
 }
@@ -201,8 +203,7 @@ void add_run_command(CLI::App& app) {
       ->check(CLI::Range(0, 4096));
   cmd->add_option("--batch", o->batch, "Sequences per pass (0: all in flight)")->capture_default_str()->check(CLI::Range(0, 4096));
   add_sampling_options(cmd, o->sampling);
-  cmd->add_option("--stop", o->stop,
-                  "Stop generating when the text contains STR (repeatable); the text is cut before it")
+  cmd->add_option("--stop", o->stop, "Stop generating when the text contains STR (repeatable); the text is cut before it")
       ->allow_extra_args(false)
       ->check([](const std::string& s) { return s.empty() ? std::string("--stop needs a non-empty string") : std::string(); });
   cmd->add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
