@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.hpp"
 #include "common/assert.hpp"
 #include "common/result.hpp"
 #include "common/units.hpp"
@@ -39,6 +41,7 @@ class ResidentKvCache final : public KvCache {
   }
   void end_layer(std::int64_t, std::span<const KvWrite>) override {}
   void clear(std::int32_t) override {}  // positions are always written before they are read
+  void truncate(std::int32_t, std::int64_t) override {}
   std::uint64_t memory_bytes() const override { return storage_.size(); }
   bool spilled() const override { return false; }
 
@@ -52,7 +55,11 @@ struct Mapping {
   std::size_t bytes = 0;
   explicit Mapping(std::size_t n) : bytes(n) {
     void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error(fmt::format("cannot map {} for the KV cache: {}", format_bytes(n), std::strerror(errno)));
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      throw Exception(ErrorContext{ErrorKind::io, {}, {}, -1, -1, err},
+                      fmt::format("cannot map {} for the KV cache: {}", format_bytes(n), std::strerror(err)));
+    }
     data = static_cast<std::byte*>(p);
   }
   ~Mapping() {
@@ -82,14 +89,19 @@ class SpilledKvCache final : public KvCache {
     std::vector<char> name(path.begin(), path.end());
     name.push_back('\0');
     const int fd = mkstemp(name.data());
-    if (fd < 0) throw std::runtime_error(fmt::format("cannot create the KV spill file in {}: {}", dir, std::strerror(errno)));
+    if (fd < 0) {
+      const int err = errno;
+      throw Exception(ErrorContext{ErrorKind::io, dir, {}, -1, -1, err},
+                      fmt::format("cannot create the KV spill file in {}: {}", dir, std::strerror(err)));
+    }
     path = name.data();
     unlink(path.c_str());  // the file lives as long as the descriptor: nothing left after a crash
     if (ftruncate(fd, off_t(layer_span_ * std::uint64_t(shape.n_layer))) != 0) {
       const int err = errno;
       close(fd);
-      throw std::runtime_error(fmt::format("cannot size the KV spill file {} to {}: {}", path,
-                                           format_bytes(layer_span_ * std::uint64_t(shape.n_layer)), std::strerror(err)));
+      throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err},
+                      fmt::format("cannot size the KV spill file {} to {}: {}", path,
+                                  format_bytes(layer_span_ * std::uint64_t(shape.n_layer)), std::strerror(err)));
     }
     const int flags = fcntl(fd, F_GETFL);
     io::FileOptions file_options;
@@ -117,13 +129,13 @@ class SpilledKvCache final : public KvCache {
       auto started = std::chrono::steady_clock::now();
       Status st = wait_for_read();
       read_wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (!st) throw std::runtime_error(st.error().message);
+      if (!st) throw Exception(st.error(), file_->path());
     }
     int b = holds_[0] == il ? 0 : holds_[1] == il ? 1 : -1;
     if (b < 0) {  // first layer ever, a pass that was abandoned half-way, or a failed read
       b = last_ == 0 ? 1 : 0;
       holds_[b] = -1;
-      if (Status st = read_layer(il, b); !st) throw std::runtime_error(st.error().message);
+      if (Status st = read_layer(il, b); !st) throw Exception(st.error(), file_->path());
       holds_[b] = il;
     }
     active_ = b;
@@ -157,7 +169,7 @@ class SpilledKvCache final : public KvCache {
           // The file now lacks these positions: forget this layer's copy in RAM too, so nothing
           // reads a half-persisted layer as if it were whole; the caller abandons the pass.
           holds_[last_] = -1;
-          throw std::runtime_error(st.error().message);
+          throw Exception(st.error(), file_->path());
         }
         bytes_written_ += to - from;
       }
@@ -166,13 +178,19 @@ class SpilledKvCache final : public KvCache {
     }
   }
 
-  void clear(std::int32_t seq) override {
+  void clear(std::int32_t seq) override { truncate(seq, 0); }
+  void truncate(std::int32_t seq, std::int64_t length) override {
+    SLUICE_ASSERT(seq >= 0 && seq < shape_.n_seq && length >= 0);
     if (read_started_) {
       // The background read uses written_. Its outcome is kept for the next begin_layer().
       std::unique_lock lock(mutex_);
       done_.wait(lock, [this] { return !job_; });
     }
-    for (std::int64_t il = 0; il < shape_.n_layer; ++il) written_[std::size_t(il) * std::size_t(shape_.n_seq) + std::size_t(seq)] = 0;
+    // Later reads fetch only the prefix that is kept.
+    for (std::int64_t il = 0; il < shape_.n_layer; ++il) {
+      std::int64_t& filled = written_[std::size_t(il) * std::size_t(shape_.n_seq) + std::size_t(seq)];
+      filled = std::min(filled, length);
+    }
     // A layer read before the clear may hold the forgotten positions; harmless (they are
     // rewritten before they are read), as in the resident cache.
   }

@@ -9,7 +9,8 @@
 //
 // The forward pass brackets each block with begin_layer(il) / end_layer(il, writes); view() is
 // valid between the two. Sequences are numbered 0..n_seq-1 (slots); clear() forgets a slot's
-// positions so a new sequence can reuse it.
+// positions so a new sequence can reuse it, truncate() the positions from some length on (the
+// drafted tokens a verification pass rejected, engine/engine.hpp).
 #pragma once
 
 #include <cstdint>
@@ -56,8 +57,8 @@ struct KvSpillOptions {
   const io::FaultPlan* fault = nullptr;
 };
 
-// Errors: begin_layer() and end_layer() of a spilled cache throw std::runtime_error naming the
-// scratch file, offset and errno when a read or write fails (after the io/ retries). The cache
+// Errors: begin_layer() and end_layer() of a spilled cache throw sluice::Exception (ErrorKind::io)
+// naming the scratch file, offset and errno when a read or write fails (after the io/ retries). The cache
 // stays usable: a layer whose read failed is read again by the next begin_layer() of it.
 class KvCache {
  public:
@@ -71,6 +72,9 @@ class KvCache {
   virtual compute::KvLayerView view(std::int64_t il, std::int32_t seq) = 0;
   virtual void end_layer(std::int64_t il, std::span<const KvWrite> writes) = 0;
   virtual void clear(std::int32_t seq) = 0;
+  // Forgets positions >= `length` of sequence `seq` (they are written again before any pass reads
+  // them); positions below stay. clear(seq) is truncate(seq, 0).
+  virtual void truncate(std::int32_t seq, std::int64_t length) = 0;
   virtual std::uint64_t memory_bytes() const = 0;  // RAM this cache holds
   virtual bool spilled() const = 0;
   virtual KvStats stats() const { return {}; }
@@ -82,7 +86,7 @@ class KvCache {
 // Throws std::invalid_argument for an impossible shape (q8_0 with a row not a multiple of 32).
 std::unique_ptr<KvCache> make_resident_kv_cache(const KvShape& shape);
 // The scratch file is created in `dir` and unlinked at once (nothing is left behind after a
-// crash). Throws std::runtime_error naming the directory when it cannot be created.
+// crash). Throws sluice::Exception naming the directory when it cannot be created.
 std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::string& dir,
                                                const KvSpillOptions& options = {});
 // RAM a spilled cache of this shape holds: two layers.

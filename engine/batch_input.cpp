@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <xxhash.h>
+#include "common/error.hpp"
 
 namespace sluice {
 namespace {
@@ -216,14 +217,17 @@ constexpr std::size_t kReadChunkBytes = 1u << 20;
 LineReader::LineReader(const std::string& path, std::size_t max_line_bytes, const char* what)
     : path_(path), what_(what), max_line_bytes_(max_line_bytes) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw std::runtime_error(fmt::format("cannot read the {} {}: {}", what_, path, std::strerror(errno)));
+  if (fd_ < 0)
+    throw Exception(ErrorContext{ErrorKind::io, path},
+                    fmt::format("cannot read the {} {}: {}", what_, path, std::strerror(errno)));
   struct stat st {};
   if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd_);
     fd_ = -1;
-    throw std::runtime_error(fmt::format("the {} {} is not a regular file (a pipe or a device): sluice batch reads it more than "
-                                         "once and needs it to end; save it to a file first",
-                                         what_, path));
+    throw Exception(ErrorContext{ErrorKind::invalid, path},
+                    fmt::format("the {} {} is not a regular file (a pipe or a device): sluice batch reads it more than "
+                                "once and needs it to end; save it to a file first",
+                                what_, path));
   }
   buffer_.resize(kReadChunkBytes);
 }
@@ -244,7 +248,9 @@ bool LineReader::next(Line& line) {
       do {
         n = ::read(fd_, buffer_.data(), buffer_.size());
       } while (n < 0 && errno == EINTR);  // a signal (SIGTERM is handled) interrupted the read: retry
-      if (n < 0) throw std::runtime_error(fmt::format("reading the {} {} failed: {}", what_, path_, std::strerror(errno)));
+      if (n < 0)
+        throw Exception(ErrorContext{ErrorKind::io, path_},
+                        fmt::format("reading the {} {} failed: {}", what_, path_, std::strerror(errno)));
       begin_ = 0;
       end_ = std::size_t(n);
       file_offset_ += std::uint64_t(n);
@@ -358,18 +364,21 @@ ParsedLine read_input_line(int fd, const std::string& path, const InputEntry& en
     const ssize_t n = ::pread(fd, text.data() + done, text.size() - done, off_t(entry.offset + done));
     if (n < 0 && errno == EINTR) continue;  // interrupted by a (handled) signal: retry
     if (n <= 0) {
-      throw std::runtime_error(fmt::format("reading line {} of {} (offset {}) failed: {}", entry.line, path, entry.offset,
-                                           n == 0 ? "the file is shorter than when the job started" : std::strerror(errno)));
+      throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, std::int64_t(entry.offset)},
+                      fmt::format("reading line {} of {} (offset {}) failed: {}", entry.line, path, entry.offset,
+                                  n == 0 ? "the file is shorter than when the job started" : std::strerror(errno)));
     }
     done += std::size_t(n);
   }
   const std::string_view line = without_cr(text);
   if (XXH3_64bits(line.data(), line.size()) != entry.line_hash) {
-    throw std::runtime_error(fmt::format("line {} of {} changed while the job ran; rerun to resume with the new input", entry.line,
-                                         path));
+    throw Exception(ErrorContext{ErrorKind::invalid, path},
+                    fmt::format("line {} of {} changed while the job ran; rerun to resume with the new input", entry.line, path));
   }
   std::optional<ParsedLine> parsed = parse_input_line(line, entry.line, format);
-  if (!parsed) throw std::runtime_error(fmt::format("line {} of {} changed while the job ran", entry.line, path));
+  if (!parsed)
+    throw Exception(ErrorContext{ErrorKind::invalid, path},
+                    fmt::format("line {} of {} changed while the job ran", entry.line, path));
   return std::move(*parsed);
 }
 

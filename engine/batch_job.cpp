@@ -1,6 +1,7 @@
 // engine/batch_job.hpp: one `sluice batch` job, from the input's index to the last fsync. The
 // output's durability and checks live in engine/batch_output.cpp, the wire format in
-// engine/batch_wire.cpp, the input in engine/batch_input.cpp.
+// engine/batch_wire.cpp, the input in engine/batch_input.cpp, merging shards in
+// engine/batch_merge.cpp.
 #include "engine/batch_job.hpp"
 
 #include <fcntl.h>
@@ -13,13 +14,13 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <xxhash.h>
 
+#include "common/error.hpp"
 #include "common/units.hpp"
 #include "engine/batch_output.hpp"
 #include "engine/batch_wire.hpp"
@@ -127,7 +128,11 @@ BatchJob::BatchJob(const JobOptions& options, std::ostream& log) : state_(std::m
   validate_job_options(s.o);
   s.input = scan_input(s.o.input, s.o.input_format, s.o.shard_index, s.o.shard_count);
   s.input_fd = ::open(s.o.input.c_str(), O_RDONLY | O_CLOEXEC);
-  if (s.input_fd < 0) throw std::runtime_error(fmt::format("cannot read the input {}: {}", s.o.input, std::strerror(errno)));
+  if (s.input_fd < 0) {
+    const int err = errno;
+    throw Exception(ErrorContext{ErrorKind::io, s.o.input, {}, -1, -1, err},
+                    fmt::format("cannot read the input {}: {}", s.o.input, std::strerror(err)));
+  }
   s.expected.input = s.o.input;
   s.expected.model = model_identity(s.o.model_path);
   const std::uint64_t settings = settings_hash(s.o, s.input.format);
@@ -141,7 +146,9 @@ BatchJob::BatchJob(const JobOptions& options, std::ostream& log) : state_(std::m
 
 BatchJob::~BatchJob() = default;
 
-JobSummary BatchJob::run(Session& session) {
+JobSummary BatchJob::run(Session& session) { return run(session, session.forward()); }
+
+JobSummary BatchJob::run(Session& session, Forward& forward) {
   State& s = *state_;
   const JobOptions& o = s.o;
   std::ostream& log = s.log;
@@ -177,8 +184,8 @@ JobSummary BatchJob::run(Session& session) {
     out.put(pos, line);
     if (o.test_stop_after > 0 && out.recorded() == o.test_stop_after) ::raise(SIGSTOP);
   };
-  auto answer_error = [&](std::size_t pos, const std::string& message) {
-    record(pos, error_line(s.expected.ids[pos], entries[pos].custom_id, message));
+  auto answer_error = [&](std::size_t pos, const std::string& message, ErrorLine kind = ErrorLine::invalid_request) {
+    record(pos, error_line(s.expected.ids[pos], entries[pos].custom_id, message, kind));
     ++summary.failed;
     ++errors;
     if (o.max_errors >= 0 && std::int64_t(errors) > o.max_errors) summary.stopped_by_max_errors = true;
@@ -249,7 +256,9 @@ JobSummary BatchJob::run(Session& session) {
   auto sink = [&](SeqResult&& r) {
     const std::size_t pos = position_of[r.index];
     if (r.finish == FinishReason::error) {
-      answer_error(pos, fmt::format("line {}: {}", entries[pos].line, r.error));
+      // r.exception: the pass it was in failed (the engine went on with the other requests).
+      answer_error(pos, fmt::format("line {}: {}", entries[pos].line, r.error),
+                   r.exception ? ErrorLine::server_error : ErrorLine::invalid_request);
     } else {
       record(pos, response_line(s.expected.ids[pos], entries[pos].custom_id, chat_of[pos], r, o.model_name, created));
       ++summary.ok;
@@ -285,8 +294,9 @@ JobSummary BatchJob::run(Session& session) {
   BatchRunStats stats;
   try {
     check_stop();
-    stats = BatchGenerator(session.forward(), session.transformer(), session.tokenizer(), o.batch).run(source, sink, on_pass);
-    (void)source();  // lines after the last request (errors only) are answered too, unless stopped
+    // The engine asks `source` until it says no more, so every line (error lines after the last
+    // request included) is answered when run() returns.
+    stats = Engine(forward, session.transformer(), session.tokenizer(), o.batch).run(source, sink, on_pass);
     out.finish();
   } catch (const Stopped& stop) {
     summary.stopped_by_signal = stop.signal;
@@ -301,9 +311,12 @@ JobSummary BatchJob::run(Session& session) {
       out.sync();
     } catch (...) {  // the error below already says what failed
     }
-    throw std::runtime_error(fmt::format("{}; {} of {} requests are answered{} -- rerun the same command to resume once this is fixed",
-                                         ex.what(), summary.resumed + out.recorded(), n,
-                                         out.streaming() ? "" : fmt::format(" and safe in {} and its journal", o.output)));
+    const std::string message = fmt::format(
+        "{}; {} of {} requests are answered{} -- rerun the same command to resume once this is fixed", ex.what(),
+        summary.resumed + out.recorded(), n, out.streaming() ? "" : fmt::format(" and safe in {} and its journal", o.output));
+    // The same kind, file and offset as what stopped the job.
+    if (const auto* typed = dynamic_cast<const Exception*>(&ex)) throw Exception(typed->context(), message);
+    throw std::runtime_error(message);
   }
   if (o.live_progress && !summary.stopped_by_signal) log << "\n";
   summary.passes = std::max(summary.passes, stats.passes);
@@ -341,66 +354,7 @@ void write_job_report(const JobSummary& s, const JobOptions& o, const std::strin
   std::ofstream out(path);
   out << j.dump(2) << "\n";
   out.flush();
-  if (!out) throw std::runtime_error(fmt::format("cannot write the report {}", path));
-}
-
-std::uint64_t merge_shard_outputs(const std::string& input, const std::vector<std::string>& shards, const std::string& output,
-                                  std::ostream& log) {
-  const auto count = static_cast<std::uint32_t>(shards.size());
-  if (count == 0) throw std::invalid_argument("merge needs the shard outputs");
-  // The format as the shards saw it: voted (a shard given --input-format must be merged from a
-  // file of that format).
-  const InputIndex index = scan_input(input, std::nullopt, 0, 1);
-  std::vector<std::unique_ptr<LineReader>> readers;
-  for (const std::string& shard : shards) readers.push_back(std::make_unique<LineReader>(shard, 64u << 20, "shard output"));
-  std::vector<std::uint64_t> taken(count, 0);
-  std::vector<bool> exhausted(count, false);
-  const std::string tmp = output + ".merging";
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
-  std::uint64_t missing = 0;
-  LineReader::Line l;
-  auto next_line = [&](std::uint32_t s) -> bool {
-    if (exhausted[s]) return false;
-    // A torn last line (a crash mid-write) is not an answer.
-    if (!readers[s]->next(l) || !l.complete) {
-      exhausted[s] = true;
-      return false;
-    }
-    ++taken[s];
-    return true;
-  };
-  for (const InputEntry& e : index.entries) {
-    const std::uint32_t s = shard_of_line(e.custom_id, e.line, count);
-    if (!next_line(s)) {
-      ++missing;
-      log << fmt::format("missing: input line {} (custom_id {}) of shard {}/{}: {} has {} lines\n", e.line,
-                         e.custom_id.empty() ? "none" : "\"" + e.custom_id + "\"", s, count, shards[s], taken[s]);
-      continue;
-    }
-    const std::optional<ResultLine> r = l.too_long ? std::nullopt : parse_result_line(l.text);
-    if (!r) throw std::runtime_error(fmt::format("{} line {} is not a batch result line", shards[s], taken[s]));
-    if (r->custom_id != e.custom_id) {
-      throw std::runtime_error(fmt::format("{} line {} answers \"{}\" where input line {} (\"{}\") was expected: is it shard {}/{} "
-                                           "of {}?",
-                                           shards[s], taken[s], r->custom_id, e.line, e.custom_id, s, count, input));
-    }
-    out.write(l.text.data(), std::streamsize(l.text.size()));
-    out.put('\n');
-  }
-  for (std::uint32_t s = 0; s < count; ++s) {
-    if (next_line(s)) {
-      throw std::runtime_error(fmt::format("{} has more lines than the {} requests of shard {}/{} of {}", shards[s], taken[s] - 1, s,
-                                           count, input));
-    }
-  }
-  out.flush();
-  if (!out) throw std::runtime_error(fmt::format("writing {} failed: {}", tmp, std::strerror(errno)));
-  out.close();
-  std::filesystem::rename(tmp, output);
-  log << fmt::format("sluice batch merge: {} lines from {} shards into {}{}\n", index.entries.size() - missing, count, output,
-                     missing ? fmt::format("; {} missing", missing) : "");
-  return missing;
+  if (!out) throw Exception(ErrorContext{ErrorKind::io, path}, fmt::format("cannot write the report {}", path));
 }
 
 }  // namespace sluice

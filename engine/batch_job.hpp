@@ -2,7 +2,7 @@
 // for the user's files.
 //  - Input (engine/batch_input.hpp): a regular file read as a stream, its format voted by all
 //    its lines or given (--input-format); lines longer than a limit are skipped unread.
-//  - Requests run with continuous batching on the layer-major engine (engine/batch_generate.hpp);
+//  - Requests run with continuous batching on the layer-major engine (engine/engine.hpp);
 //    each has its own seed (given, or derived from its custom_id), so its answer does not depend on
 //    the batch it ran in.
 //  - Output (engine/batch_output.hpp): OpenAI Batch output JSONL in input order, every line
@@ -23,7 +23,7 @@
 //  - Chat messages are tokenized as text: only the chat template's own markers become special
 //    tokens, so a message cannot open a turn (--special: parse special tokens in content too).
 //  - Sharding: request i goes to shard hash(custom_id) mod COUNT (line-N without a custom_id);
-//    merge_shard_outputs() interleaves the shards' outputs back into input order.
+//    merge_shard_outputs() (engine/batch_merge.hpp) interleaves the shards' outputs back into input order.
 #pragma once
 
 #include <atomic>
@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/batch_generate.hpp"
+#include "engine/engine.hpp"
 #include "engine/batch_input.hpp"
 #include "model/chat_template.hpp"
 
@@ -108,8 +108,8 @@ std::uint32_t shard_of(const std::string& key, std::uint32_t count);
 std::pair<std::uint32_t, std::uint32_t> parse_shard(const std::string& text);
 
 // One job. The constructor does everything that can refuse the job before a model is loaded:
-// reads the input, locks and verifies the output (std::runtime_error naming the file, line or
-// model). run() answers what is left; it throws std::runtime_error for what stops the job as a
+// reads the input, locks and verifies the output (sluice::Exception naming the file, line or
+// model). run() answers what is left; it throws sluice::Exception for what stops the job as a
 // whole (a failed write, an I/O error), with everything finished before already written.
 class BatchJob {
  public:
@@ -118,6 +118,9 @@ class BatchJob {
   BatchJob(const BatchJob&) = delete;
   BatchJob& operator=(const BatchJob&) = delete;
   JobSummary run(Session& session);
+  // The same with every pass run by `forward` over the session's transformer (tests: a Forward
+  // that fails a chosen pass).
+  JobSummary run(Session& session, Forward& forward);
 
  private:
   struct State;
@@ -127,10 +130,5 @@ class BatchJob {
 // BatchJob(options, log).run(session).
 JobSummary run_batch_job(Session& session, const JobOptions& options, std::ostream& log);
 void write_job_report(const JobSummary& summary, const JobOptions& options, const std::string& path);
-
-// Interleaves shard outputs (shards[i] = shard i's output) into `output` in the input's order.
-// Returns the number of requests missing (each is named on `log`); 0 means complete.
-std::uint64_t merge_shard_outputs(const std::string& input, const std::vector<std::string>& shards, const std::string& output,
-                                  std::ostream& log);
 
 }  // namespace sluice

@@ -18,6 +18,7 @@
 
 #include "engine/batch_input.hpp"
 #include "engine/batch_wire.hpp"
+#include "common/error.hpp"
 
 namespace sluice {
 namespace {
@@ -40,8 +41,10 @@ void read_exact(int fd, char* data, std::size_t n, std::uint64_t offset, const s
   while (done < n) {
     const ssize_t got = ::pread(fd, data + done, n - done, off_t(offset + done));
     if (got < 0 && errno == EINTR) continue;  // a handled signal: retry
-    if (got <= 0) throw std::runtime_error(fmt::format("reading {} at offset {} failed: {}", path, offset + done,
-                                                      got == 0 ? "unexpected end of file" : errno_text()));
+    if (got <= 0)
+      throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, std::int64_t(offset + done)},
+                      fmt::format("reading {} at offset {} failed: {}", path, offset + done,
+                                  got == 0 ? "unexpected end of file" : errno_text()));
     done += std::size_t(got);
   }
 }
@@ -61,11 +64,11 @@ std::string quoted_id(const std::string& custom_id) { return custom_id.empty() ?
 
 ModelIdentity model_identity(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot read the model {}: {}", path, errno_text()));
+  if (fd < 0) throw Exception(ErrorContext{ErrorKind::io, path}, fmt::format("cannot read the model {}: {}", path, errno_text()));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
-    throw std::runtime_error(fmt::format("cannot stat the model {}: {}", path, errno_text()));
+    throw Exception(ErrorContext{ErrorKind::io, path}, fmt::format("cannot stat the model {}: {}", path, errno_text()));
   }
   ModelIdentity id;
   id.file = std::filesystem::path(path).filename().string();
@@ -88,7 +91,8 @@ ModelIdentity model_identity(const std::string& path) {
 OutputLock::OutputLock(std::string path, std::ostream& log) : path_(std::move(path)) {
   for (int attempt = 0; attempt < kLockAttempts; ++attempt) {
     const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error(fmt::format("cannot create the lock file {}: {}", path_, errno_text()));
+    if (fd < 0)
+      throw Exception(ErrorContext{ErrorKind::io, path_}, fmt::format("cannot create the lock file {}: {}", path_, errno_text()));
     int rc;
     do {
       rc = ::flock(fd, LOCK_EX | LOCK_NB);
@@ -101,9 +105,10 @@ OutputLock::OutputLock(std::string path, std::ostream& log) : path_(std::move(pa
       if (err == EWOULDBLOCK) {
         std::string holder = n > 0 ? std::string(pid, std::size_t(n)) : "";
         while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-        throw std::runtime_error(fmt::format("another sluice batch (pid {}) is writing this output (it holds {}); refusing to "
-                                             "write it twice at once. Wait for it to end (or stop it), then rerun to resume",
-                                             holder.empty() ? "unknown" : holder, path_));
+        throw Exception(ErrorContext{ErrorKind::invalid, path_},
+                        fmt::format("another sluice batch (pid {}) is writing this output (it holds {}); refusing to "
+                                    "write it twice at once. Wait for it to end (or stop it), then rerun to resume",
+                                    holder.empty() ? "unknown" : holder, path_));
       }
       if (err == ENOSYS || err == EOPNOTSUPP || err == ENOLCK) {  // no flock on this file system
         log << fmt::format("sluice batch: WARNING: cannot lock {} ({}): running unlocked; do not run two jobs on this output "
@@ -111,7 +116,7 @@ OutputLock::OutputLock(std::string path, std::ostream& log) : path_(std::move(pa
                            path_, std::strerror(err));
         return;
       }
-      throw std::runtime_error(fmt::format("cannot lock {}: {}", path_, std::strerror(err)));
+      throw Exception(ErrorContext{ErrorKind::io, path_}, fmt::format("cannot lock {}: {}", path_, std::strerror(err)));
     }
     // The holder before us may have removed the file after our open: then our lock is on a
     // file nobody else will open; take the lock again on the file now at the path.
@@ -121,14 +126,15 @@ OutputLock::OutputLock(std::string path, std::ostream& log) : path_(std::move(pa
       const std::string pid = fmt::format("{}\n", ::getpid());
       if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != ssize_t(pid.size())) {
         ::close(fd);
-        throw std::runtime_error(fmt::format("cannot write the lock file {}: {}", path_, errno_text()));
+        throw Exception(ErrorContext{ErrorKind::io, path_},
+                        fmt::format("cannot write the lock file {}: {}", path_, errno_text()));
       }
       fd_ = fd;
       return;
     }
     ::close(fd);
   }
-  throw std::runtime_error(fmt::format("cannot lock {}: it keeps being replaced", path_));
+  throw Exception(ErrorContext{ErrorKind::io, path_}, fmt::format("cannot lock {}: it keeps being replaced", path_));
 }
 
 OutputLock::~OutputLock() {
@@ -141,7 +147,8 @@ class DurableOutput::File {
  public:
   File(std::string path, int flags, bool syncable) : path_(std::move(path)), syncable_(syncable) {
     fd_ = ::open(path_.c_str(), flags | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw std::runtime_error(fmt::format("cannot open {} for writing: {}", path_, errno_text()));
+    if (fd_ < 0)
+      throw Exception(ErrorContext{ErrorKind::io, path_}, fmt::format("cannot open {} for writing: {}", path_, errno_text()));
     struct stat st {};
     if (syncable_ && ::fstat(fd_, &st) == 0) size_ = std::uint64_t(st.st_size);
   }
@@ -162,7 +169,7 @@ class DurableOutput::File {
       if (n <= 0) {
         const int err = n < 0 ? errno : ENOSPC;  // a write of 0 bytes to a file: no room
         if (syncable_ && done > 0) (void)::ftruncate(fd_, off_t(size_));
-        throw std::runtime_error(fmt::format("writing {} failed: {}", path_, std::strerror(err)));
+        throw Exception(ErrorContext{ErrorKind::io, path_}, fmt::format("writing {} failed: {}", path_, std::strerror(err)));
       }
       done += std::size_t(n);
     }
@@ -170,10 +177,12 @@ class DurableOutput::File {
   }
   void sync() {
     if (!syncable_) return;  // a pipe or a device: nothing to make durable
-    if (::fsync(fd_) != 0) throw std::runtime_error(fmt::format("fsync of {} failed: {}", path_, errno_text()));
+    if (::fsync(fd_) != 0)
+      throw Exception(ErrorContext{ErrorKind::io, path_}, fmt::format("fsync of {} failed: {}", path_, errno_text()));
   }
   void cut_to(std::uint64_t size) {
-    if (::ftruncate(fd_, off_t(size)) != 0) throw std::runtime_error(fmt::format("cannot truncate {}: {}", path_, errno_text()));
+    if (::ftruncate(fd_, off_t(size)) != 0)
+      throw Exception(ErrorContext{ErrorKind::io, path_}, fmt::format("cannot truncate {}: {}", path_, errno_text()));
     size_ = size;
   }
 
@@ -193,10 +202,12 @@ DurableOutput::DurableOutput(const OutputOptions& options, const ExpectedResults
   struct stat out_st {}, in_st {};
   const bool exists = ::stat(options_.path.c_str(), &out_st) == 0;
   if (exists && ::stat(expected_.input.c_str(), &in_st) == 0 && in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
-    throw std::runtime_error(fmt::format("the output {} is the input {}: answers would overwrite the requests; choose another -o",
-                                         options_.path, expected_.input));
+    throw Exception(ErrorContext{ErrorKind::invalid, options_.path},
+                    fmt::format("the output {} is the input {}: answers would overwrite the requests; choose another -o",
+                                options_.path, expected_.input));
   }
-  if (exists && S_ISDIR(out_st.st_mode)) throw std::runtime_error(fmt::format("the output {} is a directory", options_.path));
+  if (exists && S_ISDIR(out_st.st_mode))
+    throw Exception(ErrorContext{ErrorKind::invalid, options_.path}, fmt::format("the output {} is a directory", options_.path));
   if (exists && !S_ISREG(out_st.st_mode)) {
     // A pipe, a terminal, /dev/null: written in order, never read, no sidecars.
     streaming_ = true;
@@ -212,9 +223,10 @@ DurableOutput::DurableOutput(const OutputOptions& options, const ExpectedResults
   if (exists) verify_output();
   load_journal(log);
   if (torn_bytes_ > 0 && written_ == 0 && !journal_exists_) {
-    throw std::runtime_error(fmt::format("{} holds {} bytes that are not a complete result line, and no journal ({}) says this job "
-                                         "wrote them: it is not this job's output; nothing in it was changed (choose another -o)",
-                                         options_.path, torn_bytes_, journal_path_));
+    throw Exception(ErrorContext{ErrorKind::invalid, options_.path},
+                    fmt::format("{} holds {} bytes that are not a complete result line, and no journal ({}) says this job "
+                                "wrote them: it is not this job's output; nothing in it was changed (choose another -o)",
+                                options_.path, torn_bytes_, journal_path_));
   }
 
   if (journal_exists_) {
@@ -266,19 +278,24 @@ void DurableOutput::verify_output() {
   {
     std::string head(kResultLineStart.size(), '\0');
     const int fd = ::open(options_.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw std::runtime_error(fmt::format("cannot read the output {}: {}", options_.path, errno_text()));
+    if (fd < 0)
+      throw Exception(ErrorContext{ErrorKind::io, options_.path},
+                      fmt::format("cannot read the output {}: {}", options_.path, errno_text()));
     ssize_t n;
     do {
       n = ::pread(fd, head.data(), head.size(), 0);
     } while (n < 0 && errno == EINTR);  // a handled signal: retry
     const int err = errno;
     ::close(fd);
-    if (n < 0) throw std::runtime_error(fmt::format("reading the output {} failed: {}", options_.path, std::strerror(err)));
+    if (n < 0)
+      throw Exception(ErrorContext{ErrorKind::io, options_.path},
+                      fmt::format("reading the output {} failed: {}", options_.path, std::strerror(err)));
     head.resize(std::size_t(n));
     if (!kResultLineStart.starts_with(head) && !head.starts_with(kResultLineStart)) {
-      throw std::runtime_error(fmt::format("{} does not begin like a sluice batch result line: it is not this job's output; "
-                                           "nothing in it was changed (choose another -o)",
-                                           options_.path));
+      throw Exception(ErrorContext{ErrorKind::invalid, options_.path},
+                      fmt::format("{} does not begin like a sluice batch result line: it is not this job's output; "
+                                  "nothing in it was changed (choose another -o)",
+                                  options_.path));
     }
   }
   const std::size_t n = expected_.ids.size();
@@ -293,32 +310,37 @@ void DurableOutput::verify_output() {
     const std::size_t i = written_;
     const std::optional<ResultLine> r = l.too_long ? std::nullopt : parse_result_line(l.text);
     if (!r) {
-      throw std::runtime_error(fmt::format("{} line {} is not a sluice batch result line: {} is not this job's output; nothing in it "
-                                           "was changed (choose another -o)",
-                                           options_.path, l.number, options_.path));
+      throw Exception(ErrorContext{ErrorKind::invalid, options_.path},
+                      fmt::format("{} line {} is not a sluice batch result line: {} is not this job's output; nothing in it "
+                                  "was changed (choose another -o)",
+                                  options_.path, l.number, options_.path));
     }
     if (i >= n) {
-      throw std::runtime_error(fmt::format("{} has more lines than the {} requests of {}: it belongs to another job; nothing in it "
-                                           "was changed (choose another -o)",
-                                           options_.path, n, expected_.input));
+      throw Exception(ErrorContext{ErrorKind::invalid, options_.path},
+                      fmt::format("{} has more lines than the {} requests of {}: it belongs to another job; nothing in it "
+                                  "was changed (choose another -o)",
+                                  options_.path, n, expected_.input));
     }
     if (r->custom_id != expected_.custom_ids[i]) {
-      throw std::runtime_error(fmt::format("{} line {} answers custom_id {} but request {} of {} is {} (input line {}): the output "
-                                           "belongs to another input or shard; nothing in it was changed (choose another -o)",
-                                           options_.path, l.number, quoted_id(r->custom_id), i + 1, expected_.input,
-                                           quoted_id(expected_.custom_ids[i]), expected_.lines[i]));
+      throw Exception(ErrorContext{ErrorKind::invalid, options_.path},
+                      fmt::format("{} line {} answers custom_id {} but request {} of {} is {} (input line {}): the output "
+                                  "belongs to another input or shard; nothing in it was changed (choose another -o)",
+                                  options_.path, l.number, quoted_id(r->custom_id), i + 1, expected_.input,
+                                  quoted_id(expected_.custom_ids[i]), expected_.lines[i]));
     }
     if (r->id != expected_.ids[i]) {
       if (model_tag_of_id(r->id) != tag) {
-        throw std::runtime_error(fmt::format("{} line {} was answered by another model (tag {}; {} has tag {}): refusing to mix two "
-                                             "models' answers in one output; rerun with the model that wrote it, or choose another -o",
-                                             options_.path, l.number, model_tag_of_id(r->id), expected_.model.file, tag));
+        throw Exception(ErrorContext{ErrorKind::invalid, options_.path},
+                        fmt::format("{} line {} was answered by another model (tag {}; {} has tag {}): refusing to mix two "
+                                    "models' answers in one output; rerun with the model that wrote it, or choose another -o",
+                                    options_.path, l.number, model_tag_of_id(r->id), expected_.model.file, tag));
       }
-      throw std::runtime_error(fmt::format("input line {} of {} (custom_id {}) changed since its answer was written to {} line {} "
-                                           "(or --max-tokens, --seed, --chat-template, --special or --input-format did): refusing "
-                                           "to mix answers to two versions of the input; restore it, or choose another -o",
-                                           expected_.lines[i], expected_.input, quoted_id(expected_.custom_ids[i]), options_.path,
-                                           l.number));
+      throw Exception(
+          ErrorContext{ErrorKind::invalid, options_.path},
+          fmt::format("input line {} of {} (custom_id {}) changed since its answer was written to {} line {} "
+                      "(or --max-tokens, --seed, --chat-template, --special or --input-format did): refusing "
+                      "to mix answers to two versions of the input; restore it, or choose another -o",
+                      expected_.lines[i], expected_.input, quoted_id(expected_.custom_ids[i]), options_.path, l.number));
     }
     verified_bytes_ += l.bytes + 1;
     ++written_;
@@ -340,9 +362,10 @@ void DurableOutput::load_journal(std::ostream& log) {
     if (!l.complete) {
       // A crash mid-write: cut it. A torn first line must at least begin like our header.
       if (l.number == 1 && (l.too_long || !l.text.starts_with(std::string_view(kHeaderStart).substr(0, l.text.size())))) {
-        throw std::runtime_error(fmt::format("{} is not a sluice batch journal; not touching it or {} (move it away, or choose "
-                                             "another -o)",
-                                             journal_path_, options_.path));
+        throw Exception(ErrorContext{ErrorKind::invalid, journal_path_},
+                        fmt::format("{} is not a sluice batch journal; not touching it or {} (move it away, or choose "
+                                    "another -o)",
+                                    journal_path_, options_.path));
       }
       torn = true;
       break;
@@ -351,17 +374,19 @@ void DurableOutput::load_journal(std::ostream& log) {
       const nlohmann::json header = l.too_long ? nlohmann::json() : nlohmann::json::parse(l.text, nullptr, false);
       if (!header.is_object() || header.value("sluice_batch_journal", 0) != kJournalVersion || !header.contains("model") ||
           !header["model"].is_object()) {
-        throw std::runtime_error(fmt::format("{} is not a sluice batch journal (version {}); not touching it or {} (move it away, "
-                                             "or choose another -o)",
-                                             journal_path_, kJournalVersion, options_.path));
+        throw Exception(ErrorContext{ErrorKind::invalid, journal_path_},
+                        fmt::format("{} is not a sluice batch journal (version {}); not touching it or {} (move it away, "
+                                    "or choose another -o)",
+                                    journal_path_, kJournalVersion, options_.path));
       }
       const nlohmann::json& m = header["model"];
       if (m.value("tag", "") != tag) {
-        throw std::runtime_error(fmt::format("{} holds answers by the model {} ({} bytes, tag {}), but this run's model is {} ({} "
-                                             "bytes, tag {}): refusing to mix two models' answers in {}; rerun with that model, or "
-                                             "choose another -o",
-                                             journal_path_, m.value("file", "?"), m.value("bytes", std::uint64_t(0)), m.value("tag", "?"),
-                                             expected_.model.file, expected_.model.bytes, tag, options_.path));
+        throw Exception(ErrorContext{ErrorKind::invalid, journal_path_},
+                        fmt::format("{} holds answers by the model {} ({} bytes, tag {}), but this run's model is {} ({} "
+                                    "bytes, tag {}): refusing to mix two models' answers in {}; rerun with that model, or "
+                                    "choose another -o",
+                                    journal_path_, m.value("file", "?"), m.value("bytes", std::uint64_t(0)), m.value("tag", "?"),
+                                    expected_.model.file, expected_.model.bytes, tag, options_.path));
       }
       good_bytes += l.bytes + 1;
       journal_has_header_ = true;
@@ -369,8 +394,9 @@ void DurableOutput::load_journal(std::ostream& log) {
     }
     const std::optional<ResultLine> r = l.too_long ? std::nullopt : parse_result_line(l.text);
     if (!r) {
-      throw std::runtime_error(fmt::format("{} line {} is damaged (not a result line); delete {} to compute its answers again",
-                                           journal_path_, l.number, journal_path_));
+      throw Exception(ErrorContext{ErrorKind::invalid, journal_path_},
+                      fmt::format("{} line {} is damaged (not a result line); delete {} to compute its answers again",
+                                  journal_path_, l.number, journal_path_));
     }
     const auto it = position_of.find(r->id);
     if (it == position_of.end()) {
@@ -379,19 +405,22 @@ void DurableOutput::load_journal(std::ostream& log) {
         if (expected_.custom_ids[i] == r->custom_id) pos = i;
       }
       if (pos == expected_.ids.size()) {
-        throw std::runtime_error(fmt::format("{} line {} answers custom_id {}, which is no request of {} (this shard): the journal "
-                                             "belongs to another input; choose another -o",
-                                             journal_path_, l.number, quoted_id(r->custom_id), expected_.input));
+        throw Exception(ErrorContext{ErrorKind::invalid, journal_path_},
+                        fmt::format("{} line {} answers custom_id {}, which is no request of {} (this shard): the journal "
+                                    "belongs to another input; choose another -o",
+                                    journal_path_, l.number, quoted_id(r->custom_id), expected_.input));
       }
       if (model_tag_of_id(r->id) != tag) {
-        throw std::runtime_error(fmt::format("{} line {} was answered by another model (tag {}; {} has tag {}): refusing to mix two "
-                                             "models' answers; choose another -o",
-                                             journal_path_, l.number, model_tag_of_id(r->id), expected_.model.file, tag));
+        throw Exception(ErrorContext{ErrorKind::invalid, journal_path_},
+                        fmt::format("{} line {} was answered by another model (tag {}; {} has tag {}): refusing to mix two "
+                                    "models' answers; choose another -o",
+                                    journal_path_, l.number, model_tag_of_id(r->id), expected_.model.file, tag));
       }
-      throw std::runtime_error(fmt::format("input line {} of {} (custom_id {}) changed since its answer was written to {} line {} "
-                                           "(or --max-tokens, --seed, --chat-template, --special or --input-format did): refusing "
-                                           "to mix answers to two versions of the input; restore it, or choose another -o",
-                                           expected_.lines[pos], expected_.input, quoted_id(r->custom_id), journal_path_, l.number));
+      throw Exception(ErrorContext{ErrorKind::invalid, journal_path_},
+                      fmt::format("input line {} of {} (custom_id {}) changed since its answer was written to {} line {} "
+                                  "(or --max-tokens, --seed, --chat-template, --special or --input-format did): refusing "
+                                  "to mix answers to two versions of the input; restore it, or choose another -o",
+                                  expected_.lines[pos], expected_.input, quoted_id(r->custom_id), journal_path_, l.number));
     }
     good_bytes += l.bytes + 1;
     const std::size_t pos = it->second;

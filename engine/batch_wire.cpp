@@ -31,14 +31,20 @@ std::string result_id(const std::string& custom_id, std::int64_t line, std::uint
   return fmt::format("{:016x}{}", XXH3_64bits(key.data(), key.size()), model_tag_hex(model_tag));
 }
 
-std::string error_line(const std::string& id, const std::string& custom_id, const std::string& message) {
+std::string error_line(const std::string& id, const std::string& custom_id, const std::string& message, ErrorLine kind) {
+  const bool server = kind == ErrorLine::server_error;
   json j = {{"id", std::string(kIdPrefix) + id},
             {"custom_id", custom_id_json(custom_id)},
             {"response",
-             {{"status_code", 400},
+             {{"status_code", server ? 500 : 400},
               {"request_id", "req_" + id},
-              {"body", {{"error", {{"message", message}, {"type", "invalid_request_error"}, {"param", nullptr}, {"code", nullptr}}}}}}},
-            {"error", {{"code", "invalid_request"}, {"message", message}}}};
+              {"body",
+               {{"error",
+                 {{"message", message},
+                  {"type", server ? "server_error" : "invalid_request_error"},
+                  {"param", nullptr},
+                  {"code", nullptr}}}}}}},
+            {"error", {{"code", server ? "server_error" : "invalid_request"}, {"message", message}}}};
   return dump(j);
 }
 

@@ -1,5 +1,5 @@
 // The OpenAI Batch output format of `sluice batch`: one JSON object per line,
-//   {"id": "batch_req_<ID>", "custom_id": ..., "response": {"status_code": 200 | 400,
+//   {"id": "batch_req_<ID>", "custom_id": ..., "response": {"status_code": 200 | 400 | 500,
 //    "request_id": "req_<ID>", "body": {...}}, "error": null | {...}}
 // in the API's key order. ID is 24 hex digits that make every line self-checking on resume:
 //   - 16 digits: XXH3 of (custom_id, input line number, the line's bytes, the job settings that
@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/batch_generate.hpp"
+#include "engine/engine.hpp"
 
 namespace sluice {
 
@@ -26,8 +26,13 @@ std::string model_tag_hex(std::uint32_t model_tag);
 // The model-tag part of a result ID (its last 8 hex digits; "" for an ID of another shape).
 std::string_view model_tag_of_id(std::string_view id);
 
-// A status_code 400 line; custom_id "" is written as null.
-std::string error_line(const std::string& id, const std::string& custom_id, const std::string& message);
+// What an error line answers: a request refused (status_code 400: bad line, does not fit), or one
+// the engine failed while running it (status_code 500: the pass it was in failed, e.g. a read
+// error). Both are answers: a resumed job keeps them and does not run the request again.
+enum class ErrorLine { invalid_request, server_error };
+// An error line; custom_id "" is written as null.
+std::string error_line(const std::string& id, const std::string& custom_id, const std::string& message,
+                       ErrorLine kind = ErrorLine::invalid_request);
 // A status_code 200 line: a chat.completion (chat) or a text_completion.
 std::string response_line(const std::string& id, const std::string& custom_id, bool chat, const SeqResult& result,
                           const std::string& model, std::int64_t created);

@@ -9,12 +9,18 @@
 namespace sluice {
 
 std::int64_t Batch::add(std::int32_t seq, std::int64_t pos0, std::span<const std::int32_t> ids, bool want_last) {
+  return add(seq, pos0, ids, std::int64_t(want_last && !ids.empty() ? 1 : 0));
+}
+
+std::int64_t Batch::add(std::int32_t seq, std::int64_t pos0, std::span<const std::int32_t> ids, std::int64_t n_wanted) {
+  SLUICE_ASSERT(n_wanted >= 0 && n_wanted <= static_cast<std::int64_t>(ids.size()));
   if (ids.empty()) return -1;
   spans.push_back({seq, pos0, static_cast<std::int64_t>(ids.size())});
   tokens.insert(tokens.end(), ids.begin(), ids.end());
-  if (!want_last) return -1;
-  logit_rows.push_back(n_tokens() - 1);
-  return static_cast<std::int64_t>(logit_rows.size()) - 1;
+  if (n_wanted == 0) return -1;
+  const auto first = static_cast<std::int64_t>(logit_rows.size());
+  for (std::int64_t r = n_tokens() - n_wanted; r < n_tokens(); ++r) logit_rows.push_back(r);
+  return first;
 }
 
 void Batch::want_all() {

@@ -27,6 +27,9 @@ struct Batch {
   // Appends `ids` of sequence `seq` at positions pos0..; with want_last, the logits of its last
   // token are wanted (their index in the output is returned; -1 otherwise).
   std::int64_t add(std::int32_t seq, std::int64_t pos0, std::span<const std::int32_t> ids, bool want_last);
+  // The same wanting the logits of the last `n_wanted` tokens (0 .. ids.size()); returns the
+  // output index of the first of them (-1 when none). A verification pass wants every drafted row.
+  std::int64_t add(std::int32_t seq, std::int64_t pos0, std::span<const std::int32_t> ids, std::int64_t n_wanted);
   // Every row of the batch wants logits.
   void want_all();
   std::int64_t n_tokens() const { return static_cast<std::int64_t>(tokens.size()); }

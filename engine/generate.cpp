@@ -1,13 +1,8 @@
 #include "engine/generate.hpp"
 
-#include <fmt/format.h>
-#include <stdexcept>
-
 #include "model/tokenizer.hpp"
 
 namespace sluice {
-
-using Clock = std::chrono::steady_clock;
 
 Batch single_sequence_batch(std::span<const std::int32_t> tokens, std::int64_t pos0, bool all_logits) {
   Batch batch;
@@ -31,54 +26,26 @@ double GenerateStats::generation_tps() const {
   return s > 0 ? double(generated_tokens) / s : 0.0;
 }
 
+GenerateStats generate_stats(const SeqResult& result) {
+  return {result.prompt_tokens, std::int64_t(result.generated.size()), result.prompt_time, result.generation_time};
+}
+
 GenerateStats generate(Transformer& transformer, const Model& model, const tok::Tokenizer& tokenizer,
                        std::span<const std::int32_t> prompt, const GenerateOptions& options,
                        const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated) {
-  Evaluator in_ram = [&](std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits) {
-    evaluate(transformer, model, tokens, pos0, false, logits);
-  };
-  return generate(in_ram, transformer.n_ctx(), tokenizer, prompt, options, on_piece, generated);
-}
-
-GenerateStats generate(const Evaluator& evaluate_last, std::int64_t n_ctx, const tok::Tokenizer& tokenizer,
-                       std::span<const std::int32_t> prompt, const GenerateOptions& options,
-                       const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated) {
-  if (prompt.empty()) throw std::invalid_argument("the prompt is empty (no tokens)");
-  if (std::int64_t(prompt.size()) + options.n_predict > n_ctx) {
-    throw std::length_error(fmt::format("prompt ({} tokens) + {} to generate exceed the context of {} (raise -c)",
-                                        prompt.size(), options.n_predict, n_ctx));
-  }
-  GenerateStats stats;
-  std::vector<std::int32_t> history(prompt.begin(), prompt.end());
-  std::vector<float> logits;
-  Sampler sampler(options.sampling);
-  tok::Detokenizer detok(tokenizer);
-
-  auto started = Clock::now();
-  evaluate_last(prompt, 0, logits);
-  stats.prompt_tokens = std::int64_t(prompt.size());
-  stats.prompt_time = Clock::now() - started;
-
-  started = Clock::now();
-  for (std::int32_t i = 0; i < options.n_predict; ++i) {
-    std::int32_t next = sampler.sample(logits, history);
-    if (options.stop_at_eog && tokenizer.is_eog(next)) break;
-    history.push_back(next);
-    if (generated) generated->push_back(next);
-    ++stats.generated_tokens;
-    if (on_piece) {
-      std::string piece = detok.push(next);
-      if (!piece.empty()) on_piece(piece);
-    }
-    if (i + 1 == options.n_predict) break;  // no need to evaluate a token nobody will sample after
-    evaluate_last(std::span(&next, 1), std::int64_t(history.size()) - 1, logits);
-  }
-  if (on_piece) {
-    std::string rest = detok.flush();
-    if (!rest.empty()) on_piece(rest);
-  }
-  stats.generation_time = Clock::now() - started;
-  return stats;
+  InRamForward forward(model);
+  BatchOptions batch;
+  batch.n_parallel = 1;
+  // The whole prompt in one call, cut only where the transformer's pass size says (as a single
+  // evaluate() would).
+  batch.max_pass_tokens = std::max<std::int64_t>(std::int64_t(prompt.size()), 1);
+  SeqRequest request;
+  request.prompt.assign(prompt.begin(), prompt.end());
+  request.options = options;
+  if (on_piece) request.on_text = [&](std::string_view piece) { on_piece(std::string(piece)); };
+  SeqResult result = Engine(forward, transformer, tokenizer, batch).generate(std::move(request));
+  if (generated) generated->insert(generated->end(), result.generated.begin(), result.generated.end());
+  return generate_stats(result);
 }
 
 }  // namespace sluice

@@ -1,5 +1,6 @@
-// Text generation on a model held in RAM: prompt evaluation (prefill, one layer-major pass over
-// all prompt tokens), then one pass per generated token, streaming pieces to a callback.
+// Single-sequence helpers over a model held in RAM: one forward pass (evaluate), and generate(),
+// a batch of one through the engine's generation loop (engine/engine.hpp) that streams pieces to
+// a callback.
 #pragma once
 
 #include <chrono>
@@ -9,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.hpp"
 #include "engine/forward.hpp"
 #include "engine/model.hpp"
-#include "engine/sampling.hpp"
 #include "engine/transformer.hpp"
 
 namespace sluice {
@@ -27,12 +28,6 @@ void evaluate(Transformer& transformer, const Model& model, std::span<const std:
 // The batch of one sequence (slot 0) that evaluate() runs.
 Batch single_sequence_batch(std::span<const std::int32_t> tokens, std::int64_t pos0, bool all_logits);
 
-struct GenerateOptions {
-  std::int32_t n_predict = 64;
-  SamplingParams sampling;
-  bool stop_at_eog = true;  // stop at end-of-generation tokens (eos, eot)
-};
-
 struct GenerateStats {
   std::int64_t prompt_tokens = 0;
   std::int64_t generated_tokens = 0;
@@ -41,17 +36,12 @@ struct GenerateStats {
   double prompt_tps() const;
   double generation_tps() const;
 };
+GenerateStats generate_stats(const SeqResult& result);
 
-// One forward pass: logits of the last token of `tokens` at positions pos0.. (n_vocab floats).
-using Evaluator = std::function<void(std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits)>;
-
-// Generates up to n_predict tokens after `prompt` (token ids). `on_piece` receives the text of
-// each token as it is produced (complete UTF-8 only); `generated` receives the ids.
-GenerateStats generate(const Evaluator& evaluate_last, std::int64_t n_ctx, const tok::Tokenizer& tokenizer,
-                       std::span<const std::int32_t> prompt, const GenerateOptions& options,
-                       const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated = nullptr);
-
-// The same over a model held in RAM.
+// Generates up to n_predict tokens after `prompt` (token ids) through Engine::generate (slot 0 of
+// the transformer's cache). `on_piece` receives the text of each token as it is produced
+// (complete UTF-8 only); `generated` receives the ids. Throws sluice::Exception for an empty
+// prompt or one that does not fit the context with n_predict.
 GenerateStats generate(Transformer& transformer, const Model& model, const tok::Tokenizer& tokenizer,
                        std::span<const std::int32_t> prompt, const GenerateOptions& options,
                        const std::function<void(const std::string&)>& on_piece, std::vector<std::int32_t>* generated = nullptr);

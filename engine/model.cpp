@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <stdexcept>
 
+#include "common/error.hpp"
 #include "model/gguf.hpp"
 #include "model/pack_reader.hpp"
 #include "model/tensor_check.hpp"
@@ -15,7 +16,11 @@ namespace sluice {
 namespace {
 std::string read_magic(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  if (fd < 0) {
+    const int err = errno;
+    throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err},
+                    fmt::format("cannot open {}: {}", path, std::strerror(err)));
+  }
   char magic[8] = {};
   ssize_t got = ::pread(fd, magic, sizeof(magic), 0);
   ::close(fd);
@@ -24,7 +29,10 @@ std::string read_magic(const std::string& path) {
 
 TensorView make_view(std::uint32_t type, const std::vector<std::uint64_t>& dims, const std::byte* data, std::uint64_t bytes,
                      const std::string& source, const std::string& name) {
-  if (!ggml_type_traits(type)) throw std::runtime_error(fmt::format("{}: tensor '{}' has unsupported type {}", source, name, type));
+  if (!ggml_type_traits(type)) {
+    throw Exception(ErrorContext{ErrorKind::corrupt, source, name},
+                    fmt::format("{}: tensor '{}' has unsupported type {}", source, name, type));
+  }
   TensorView v;
   v.type = static_cast<GgmlType>(type);
   for (auto d : dims) v.dims.push_back(static_cast<std::int64_t>(d));
@@ -51,12 +59,13 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
     m->config_ = checked_config(*m->pack_);
     for (std::size_t i = 0; i < m->pack_->extents().size(); ++i) {
       auto bytes = m->pack_->read_extent(i);
-      if (!bytes) throw std::runtime_error(bytes.error().message);
+      if (!bytes) throw Exception(bytes.error(), path);
       m->extents_.push_back(std::move(bytes).value());
     }
     m->metadata_ = metadata_of(m->pack_->metadata(), path);
   } else {
-    throw std::runtime_error(fmt::format("{}: neither a GGUF file nor a sluice pack (magic bytes do not match)", path));
+    throw Exception(ErrorContext{ErrorKind::corrupt, path, {}, -1, 0},
+                    fmt::format("{}: neither a GGUF file nor a sluice pack (magic bytes do not match)", path));
   }
   m->bind();
   return m;

@@ -12,6 +12,7 @@
 #include "model/convert.hpp"
 #include "model/pack_source.hpp"
 #include "model/vocab_metadata.hpp"
+#include "common/error.hpp"
 
 namespace sluice {
 namespace {
@@ -43,19 +44,22 @@ namespace {
 void check_explicit_budget(std::uint64_t budget) {
   // A budget the kernel will not grant ends in an OOM kill with no word from us: say so first.
   if (const std::uint64_t limit = cgroup_memory_limit_bytes(); limit > 0 && budget > limit) {
-    throw std::runtime_error(fmt::format(
-        "--mem-budget {} is above this process's memory cgroup limit of {}: it would be OOM-killed before reaching the "
-        "budget; lower --mem-budget to at most {} (or leave it out: the default is 80% of what is available)",
-        format_bytes(budget), format_bytes(limit), format_bytes(limit)));
+    throw Exception(
+        ErrorContext{ErrorKind::invalid},
+        fmt::format(
+            "--mem-budget {} is above this process's memory cgroup limit of {}: it would be OOM-killed before reaching the "
+            "budget; lower --mem-budget to at most {} (or leave it out: the default is 80% of what is available)",
+            format_bytes(budget), format_bytes(limit), format_bytes(limit)));
   }
   // Available memory leaves out what this process already holds; the budget counts it.
   const std::uint64_t available = available_memory_bytes(), held = current_rss_bytes();
   if (available > 0 && budget > available + held) {
-    throw std::runtime_error(fmt::format(
-        "--mem-budget {} is above the memory available to this process ({}: MemAvailable{}, plus the {} it holds); "
-        "lower --mem-budget (or leave it out: the default is 80% of what is available)",
-        format_bytes(budget), format_bytes(available + held), cgroup_memory_limit_bytes() > 0 ? " within its cgroup's limit" : "",
-        format_bytes(held)));
+    throw Exception(
+        ErrorContext{ErrorKind::invalid},
+        fmt::format("--mem-budget {} is above the memory available to this process ({}: MemAvailable{}, plus the {} it holds); "
+                    "lower --mem-budget (or leave it out: the default is 80% of what is available)",
+                    format_bytes(budget), format_bytes(available + held),
+                    cgroup_memory_limit_bytes() > 0 ? " within its cgroup's limit" : "", format_bytes(held)));
   }
 }
 
@@ -85,7 +89,9 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
   if (!is_pack_file(options_.model)) {
     if (options_.stream == StreamMode::always) {
-      throw std::runtime_error(fmt::format("{}: streaming needs a pack; run `sluice convert {} OUT.sluice`", options_.model, options_.model));
+      throw Exception(
+          ErrorContext{ErrorKind::invalid, options_.model},
+          fmt::format("{}: streaming needs a pack; run `sluice convert {} OUT.sluice`", options_.model, options_.model));
     }
     model_ = Model::open(options_.model);
     weight_bytes_ = model_->weight_bytes();
@@ -121,9 +127,10 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     n_ctx_ = request.n_ctx;
     pass_tokens_ = plan_->pass_tokens;
     if (options_.stream == StreamMode::never && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
-      throw std::runtime_error(fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
-                                           "use --stream auto or raise --mem-budget",
-                                           options_.model, format_bytes(weight_bytes_), format_bytes(budget)));
+      throw Exception(ErrorContext{ErrorKind::invalid, options_.model},
+                      fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
+                                  "use --stream auto or raise --mem-budget",
+                                  options_.model, format_bytes(weight_bytes_), format_bytes(budget)));
     }
     if (plan_->streams() && plan_->request.disk_gbps == 0) plan_->request.disk_gbps = measure_disk_gbps(options_.model);
     if (options_.log) print_plan(*plan_, *options_.log);
@@ -151,10 +158,11 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     // ours: refuse one the budget cannot hold instead of allocating it.
     const std::uint64_t kv_bytes = spill ? cache::spilled_kv_memory_bytes(shape) : shape.total_bytes();
     if (kv_bytes > budget) {
-      throw std::runtime_error(fmt::format("the KV cache for -c {} x {} sequences needs {}, more than the {} memory budget; "
-                                           "lower -c / -np{}",
-                                           n_ctx_, shape.n_seq, format_bytes(kv_bytes), format_bytes(budget),
-                                           spill ? "" : ", or use --kv-type q8_0 / --kv-spill on"));
+      throw Exception(ErrorContext{ErrorKind::invalid},
+                      fmt::format("the KV cache for -c {} x {} sequences needs {}, more than the {} memory budget; "
+                                  "lower -c / -np{}",
+                                  n_ctx_, shape.n_seq, format_bytes(kv_bytes), format_bytes(budget),
+                                  spill ? "" : ", or use --kv-type q8_0 / --kv-spill on"));
     }
   }
   auto kv = spill ? cache::make_spilled_kv_cache(shape, options_.kv_spill_dir, cache::KvSpillOptions{options_.fault})

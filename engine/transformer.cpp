@@ -201,13 +201,6 @@ void Transformer::check_spans(std::span<const SeqSpan> spans) const {
   }
 }
 
-void Transformer::head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits) {
-  SLUICE_ASSERT(n_rows >= 1 && n_rows <= n);
-  std::vector<std::int64_t> rows(static_cast<std::size_t>(n_rows));
-  for (std::int64_t r = 0; r < n_rows; ++r) rows[std::size_t(r)] = n - n_rows + r;
-  head_rows(g, x, rows, logits);
-}
-
 void Transformer::head_rows(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows, float* logits) {
   if (rows.empty()) return;
   head_norm(g, x, rows);

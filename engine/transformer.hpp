@@ -1,5 +1,5 @@
 // The reference forward pass of a decoder-only transformer, organised layer-major: embed(),
-// then block() for each layer over the whole batch of tokens, then head(). The caller supplies
+// then block() for each layer over the whole batch of tokens, then head_rows(). The caller supplies
 // each block's weights when it runs it, so the same code serves a model held in RAM and one
 // streamed block by block through the prefetcher (engine/ issue 4). Every computation goes
 // through a compute::ComputeBackend (compute/backend.hpp; the CPU's by default): this file
@@ -84,8 +84,6 @@ class Transformer {
   void block(std::int64_t il, const BlockWeights& w, const GlobalWeights& g, float* x, std::span<const SeqSpan> spans);
   // Throws std::length_error naming the span when one runs past the context.
   void check_spans(std::span<const SeqSpan> spans) const;
-  // logits (n_rows, n_vocab) for the last n_rows rows of x (n rows in total).
-  void head(const GlobalWeights& g, const float* x, std::int64_t n, std::int64_t n_rows, float* logits);
   // logits (rows.size(), n_vocab) for the given rows of x.
   void head_rows(const GlobalWeights& g, const float* x, std::span<const std::int64_t> rows, float* logits);
   // The same in parts, for a head that streams in pieces (a slice of vocabulary rows at a time):

@@ -3,13 +3,15 @@
 #include <fmt/format.h>
 #include <stdexcept>
 
+#include "common/error.hpp"
 #include "model/tensor_names.hpp"
 
 namespace sluice {
 namespace {
 TensorView require(const TensorLookup& lookup, std::string_view name, const std::string& source) {
   TensorView v = lookup(name);
-  if (!v) throw std::runtime_error(fmt::format("{}: tensor '{}' is missing", source, name));
+  if (!v)
+    throw Exception(ErrorContext{ErrorKind::corrupt, source, name}, fmt::format("{}: tensor '{}' is missing", source, name));
   return v;
 }
 }  // namespace
@@ -31,7 +33,8 @@ BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, s
   w.w_up = require(lookup, p(kFfnUp), source);
   w.w_down = require(lookup, p(kFfnDown), source);
   if (config.arch == Arch::qwen2 && !(w.bq && w.bk && w.bv)) {
-    throw std::runtime_error(fmt::format("{}: qwen2 block {} lacks its q/k/v biases", source, il));
+    throw Exception(ErrorContext{ErrorKind::corrupt, source, fmt::format("blk.{}", il)},
+                    fmt::format("{}: qwen2 block {} lacks its q/k/v biases", source, il));
   }
   if (config.arch == Arch::gemma3) {
     w.q_norm = require(lookup, p(kAttnQNorm), source);

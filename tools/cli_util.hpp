@@ -18,6 +18,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/error.hpp"
 #include "common/units.hpp"
 #include "engine/sampling.hpp"
 #include "io/backend.hpp"
@@ -120,6 +121,19 @@ inline void add_sampling_options(CLI::App* cmd, SamplingParams& s) {
   cmd->add_option("-s,--seed", s.seed, "RNG seed (each prompt uses it)")->capture_default_str();
 }
 
+// The line a front-end prints for an operating error: the message (which names the file and
+// offset), then its kind and whatever of its context the message does not already say.
+inline std::string error_text(const Exception& e) {
+  const ErrorContext& c = e.context();
+  std::string text = e.what();
+  std::string facts = fmt::format("{} error", to_string(c.kind));
+  if (!c.file.empty() && text.find(c.file) == std::string::npos) facts += fmt::format(", file {}", c.file);
+  if (!c.extent.empty() && text.find(c.extent) == std::string::npos) facts += fmt::format(", extent {}", c.extent);
+  if (c.frame >= 0) facts += fmt::format(", frame {}", c.frame);
+  if (c.offset >= 0 && text.find(std::to_string(c.offset)) == std::string::npos) facts += fmt::format(", offset {}", c.offset);
+  return fmt::format("{} [{}]", text, facts);
+}
+
 // Standard output, checked: a full disk or /dev/full is an error (exit 1), never text lost with
 // exit 0. Call after writing what matters, and main() calls it before exiting.
 inline void check_stdout() {
@@ -129,7 +143,8 @@ inline void check_stdout() {
   if (failed) {
     const int err = errno;
     std::cout.clear();
-    throw std::runtime_error(fmt::format("writing to standard output failed: {}", err ? std::strerror(err) : "write error"));
+    throw Exception(ErrorContext{ErrorKind::io, "standard output", {}, -1, -1, err},
+                    fmt::format("writing to standard output failed: {}", err ? std::strerror(err) : "write error"));
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include "common/units.hpp"
 #include "engine/batch_job.hpp"
+#include "engine/batch_merge.hpp"
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/session_flags.hpp"

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "common/error.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
 #include "engine/session.hpp"
@@ -93,7 +94,7 @@ void bench(BenchOptions o) {
     // The yardstick, measured in this run: the whole file through io_uring with O_DIRECT.
     io::BackendOptions io;
     auto read = io::read_file_sequential(session_opts.model, io, 1u << 20);
-    if (!read) throw std::runtime_error(read.error().message);
+    if (!read) throw Exception(read.error(), session_opts.model);
     raw_gbps = read.value().gbps();
     std::cerr << fmt::format("raw O_DIRECT read of {}: {} at {:.2f} GB/s\n", session_opts.model, format_bytes(read.value().bytes), raw_gbps);
     session_opts.disk_gbps = raw_gbps;

@@ -10,9 +10,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/error.hpp"
 #include "common/trace.hpp"
 #include "common/units.hpp"
-#include "engine/batch_generate.hpp"
+#include "engine/engine.hpp"
+#include "engine/generate.hpp"
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/session_flags.hpp"
@@ -29,6 +31,7 @@ struct RunOptions {
   std::int32_t n_parallel = 0;  // 0: one per prompt, at most 16
   std::int32_t batch = 0;       // sequences per pass (0: n_parallel)
   SamplingParams sampling;
+  std::vector<std::string> stop;  // generation ends before the first of these in the text
   bool no_special = false;
   std::string trace;
   SessionFlags flags;
@@ -42,7 +45,10 @@ std::vector<std::string> read_prompt_lines(const std::string& path) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (!line.empty()) prompts.push_back(line);
   }
-  if (prompts.empty()) throw std::runtime_error(fmt::format("{}: no prompts (one per line; empty lines are skipped)", path));
+  if (prompts.empty()) {
+    throw Exception(ErrorContext{ErrorKind::invalid, path},
+                    fmt::format("{}: no prompts (one per line; empty lines are skipped)", path));
+  }
   return prompts;
 }
 
@@ -60,13 +66,17 @@ void run(RunOptions o) {
   session_opts.trace = o.trace.empty() ? nullptr : &trace;
   session_opts.log = &std::cerr;
   Session session(session_opts);
-  if (!o.trace.empty() && !session.streamed()) throw std::runtime_error("--trace records the streaming lanes: use it with a pack");
+  if (!o.trace.empty() && !session.streamed())
+    throw std::invalid_argument("--trace records the streaming lanes: use it with a pack");
 
   GenerateOptions options;
   options.n_predict = o.n_predict;
   options.sampling = o.sampling;
   std::int64_t prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
+  // Prompts whose pass failed (a read error): the rest still run; the command then exits 1.
+  std::uint64_t failed_in_pass = 0;
+  std::exception_ptr first_failure;
   if (prompts.size() == 1 && n_parallel == 1) {
     std::vector<std::int32_t> ids = session.tokenizer().encode(prompts[0], true, !o.no_special);
     // Checked before the prompt is echoed, so a refused prompt is not printed in full first.
@@ -75,15 +85,20 @@ void run(RunOptions o) {
       throw std::length_error(fmt::format("the prompt ({} tokens) + {} to generate exceed the context of {} (raise -c)", ids.size(),
                                           options.n_predict, session.n_ctx()));
     }
-    Evaluator eval = [&](std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits) {
-      session.forward().forward(session.transformer(), single_sequence_batch(tokens, pos0, false), logits);
-    };
     std::cout << prompts[0] << std::flush;
-    GenerateStats stats = generate(eval, session.n_ctx(), session.tokenizer(), ids, options,
-                                   [](const std::string& piece) {
-                                     std::cout << piece << std::flush;
-                                     if (!std::cout) check_stdout();  // stop generating into a full disk
-                                   });
+    SeqRequest request;
+    request.prompt = std::move(ids);
+    request.options = options;
+    request.stop = o.stop;
+    request.on_text = [](std::string_view piece) {
+      std::cout << piece << std::flush;
+      if (!std::cout) check_stdout();  // stop generating into a full disk
+    };
+    BatchOptions bo;
+    bo.n_parallel = 1;
+    bo.max_pass_tokens = session_opts.pass_tokens;
+    const SeqResult result = Engine(session, bo).generate(std::move(request));
+    const GenerateStats stats = generate_stats(result);
     std::cout << std::endl;
     prompt_tokens = stats.prompt_tokens;
     generated_tokens = stats.generated_tokens;
@@ -103,6 +118,7 @@ void run(RunOptions o) {
       SeqRequest r;
       r.prompt = session.tokenizer().encode(prompts[next++], true, !o.no_special);
       r.options = options;
+      r.stop = o.stop;
       return r;
     };
     auto sink = [&](SeqResult&& r) {
@@ -113,6 +129,10 @@ void run(RunOptions o) {
                                  res.generated.size(), to_string(res.finish));
         if (res.finish == FinishReason::error) {
           std::cout << "error: " << res.error << "\n";
+          if (res.exception) {
+            ++failed_in_pass;
+            if (!first_failure) first_failure = res.exception;
+          }
         } else {
           std::cout << prompts[printed] << res.text << "\n";
         }
@@ -121,7 +141,7 @@ void run(RunOptions o) {
         ++printed;
       }
     };
-    BatchRunStats stats = BatchGenerator(session.forward(), session.transformer(), session.tokenizer(), bo).run(source, sink);
+    BatchRunStats stats = Engine(session, bo).run(source, sink);
     prompt_tokens = stats.prompt_tokens;
     generated_tokens = stats.generated_tokens;
     seconds = std::chrono::duration<double>(stats.wall).count();
@@ -149,6 +169,14 @@ void run(RunOptions o) {
     trace.write(o.trace);
     std::cerr << fmt::format("trace written to {} (open in ui.perfetto.dev or chrome://tracing)\n", o.trace);
   }
+  if (first_failure) {
+    try {
+      std::rethrow_exception(first_failure);
+    } catch (const Exception& e) {
+      throw Exception(e.context(), fmt::format("{} of {} prompts failed with the pass they were in; the first: {}",
+                                               failed_in_pass, prompts.size(), e.what()));
+    }
+  }
 }
 
 }  // namespace
@@ -175,6 +203,9 @@ void add_run_command(CLI::App& app) {
       ->check(CLI::Range(0, 4096));
   cmd->add_option("--batch", o->batch, "Sequences per pass (0: all in flight)")->capture_default_str()->check(CLI::Range(0, 4096));
   add_sampling_options(cmd, o->sampling);
+  cmd->add_option("--stop", o->stop, "Stop generating when the text contains STR (repeatable); the text is cut before it")
+      ->allow_extra_args(false)
+      ->check([](const std::string& s) { return s.empty() ? std::string("--stop needs a non-empty string") : std::string(); });
   cmd->add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
   cmd->add_option("--trace", o->trace, "Write a Chrome/Perfetto trace (lanes io, decompress, compute) to this file");
   cmd->callback([o] { run(*o); });

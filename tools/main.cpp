@@ -1,6 +1,7 @@
 // Entry point of the `sluice` CLI: registers every subcommand and dispatches. Operating errors
-// from a command (bad file, I/O error) arrive as exceptions and become one "sluice: ..." line
-// and exit status 1, never a crash.
+// from a command (bad file, I/O error) arrive as sluice::Exception (common/error.hpp) and become
+// one "sluice: MESSAGE [KIND error, ...]" line and exit status 1, never a crash; other exceptions
+// (bad arguments) one "sluice: ..." line.
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
@@ -37,6 +38,9 @@ int main(int argc, char** argv) {
     sluice::check_stdout();  // output lost to a full disk or a closed pipe is a failure, not exit 0
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const sluice::Exception& e) {  // an operating error: kind, file, offset
+    std::cerr << "sluice: " << sluice::error_text(e) << '\n';
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "sluice: " << e.what() << '\n';
     return 1;

@@ -191,6 +191,38 @@ TEST(KvCache, SpilledFaultSweep) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
+// truncate() keeps the positions below the length (a verification pass's accepted tokens) and a
+// spilled cache then reads only them back; the rest are forgotten as clear() forgets a slot.
+TEST(KvCache, TruncateKeepsThePrefixAndReadsOnlyIt) {
+  sluice::testing::TempDir dir;
+  const KvShape shape{2, 512, 256, 2, cpu::KvType::f16};  // rows of 1 KiB: 4 rows per 4096-byte page
+  const std::int64_t rb = shape.row_bytes();
+  for (bool spill : {false, true}) {
+    SCOPED_TRACE(spill ? "spilled" : "resident");
+    auto kv = spill ? make_spilled_kv_cache(shape, dir.path()) : make_resident_kv_cache(shape);
+    fill_every_layer(*kv);  // every position of both sequences: layer il's K bytes are il + 1
+    kv->truncate(0, 8);
+    // A pass over both layers that writes nothing: what a spilled cache reads back is sequence 0's
+    // kept 8 positions (2 pages each of K and V) and sequence 1's whole planes (64 pages each).
+    const std::uint64_t read_before = kv->stats().bytes_read;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (std::int64_t il = 0; il < shape.n_layer; ++il) {
+        kv->begin_layer(il);
+        const cpu::KvLayerView v = kv->view(il, 0);
+        for (std::int64_t pos = 0; pos < 8; ++pos) ASSERT_EQ(v.k[pos * rb], std::byte(il + 1)) << "kept position " << pos;
+        ASSERT_EQ(kv->view(il, 1).v[255 * rb], std::byte(il + 2));  // the other sequence is untouched
+        kv->end_layer(il, {});
+      }
+    }
+    if (spill) {
+      // The second pass reads both layers from the file (the first may find one still in RAM).
+      const std::uint64_t per_layer = 2 * 8192 + 2 * 256 * 1024;
+      EXPECT_GE(kv->stats().bytes_read - read_before, 2 * per_layer);
+      EXPECT_LE(kv->stats().bytes_read - read_before, 4 * per_layer) << "truncated positions were read back";
+    }
+  }
+}
+
 TEST(KvCache, RefusesImpossibleShapesWithClearMessages) {
   EXPECT_THROW(make_resident_kv_cache({2, 48, 16, 1, cpu::KvType::q8_0}), std::invalid_argument);
   try {

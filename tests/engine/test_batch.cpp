@@ -14,7 +14,7 @@
 #include <map>
 #include <vector>
 
-#include "engine/batch_generate.hpp"
+#include "engine/generate.hpp"
 #include "engine/streamed_model.hpp"
 #include "model/convert.hpp"
 #include "model/tokenizer.hpp"

@@ -191,7 +191,7 @@ TEST(PassMemory, LongPromptRunsInPlannedPassesWithinThePlannedBytes) {
   ASSERT_EQ(session.transformer().max_pass_tokens(), 64);
   const MemoryPlan& plan = *session.plan();
   const std::int64_t n_vocab = session.config().n_vocab;
-  Evaluator eval = [&](std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits) {
+  auto eval = [&](std::span<const std::int32_t> tokens, std::int64_t pos0, std::vector<float>& logits) {
     session.forward().forward(session.transformer(), single_sequence_batch(tokens, pos0, false), logits);
   };
   // Warm up (worker threads, the ring), then forget the position.

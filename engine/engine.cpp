@@ -1,0 +1,353 @@
+#include "engine/engine.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <memory>
+#include <stdexcept>
+
+#include "common/assert.hpp"
+#include "common/error.hpp"
+#include "engine/session.hpp"
+#include "model/tokenizer.hpp"
+
+namespace sluice {
+
+using Clock = std::chrono::steady_clock;
+
+const char* to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::length: return "length";
+    case FinishReason::stop: return "stop";
+    case FinishReason::error: return "error";
+  }
+  return "?";
+}
+
+double BatchRunStats::tokens_per_second() const {
+  const double s = std::chrono::duration<double>(wall).count();
+  return s > 0 ? double(prompt_tokens + generated_tokens) / s : 0.0;
+}
+
+double BatchRunStats::generated_per_second() const {
+  const double s = std::chrono::duration<double>(wall).count();
+  return s > 0 ? double(generated_tokens) / s : 0.0;
+}
+
+namespace {
+
+// True when a stop string ends within the text added after `before`; cuts the text at it.
+bool stop_string_hit(std::string& text, std::size_t before, const std::vector<std::string>& stops) {
+  std::size_t cut = std::string::npos;
+  for (const std::string& s : stops) {
+    if (s.empty()) continue;
+    const std::size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+    const std::size_t at = text.find(s, from);
+    if (at != std::string::npos) cut = std::min(cut, at);
+  }
+  if (cut == std::string::npos) return false;
+  text.resize(cut);
+  return true;
+}
+
+// Bytes at the end of `text` that begin some stop string: not yet safe to stream.
+std::size_t stop_prefix_at_end(const std::string& text, const std::vector<std::string>& stops) {
+  std::size_t held = 0;
+  for (const std::string& s : stops) {
+    for (std::size_t k = std::min(s.size() - (s.empty() ? 0 : 1), text.size()); k > held; --k) {
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        held = k;
+        break;
+      }
+    }
+  }
+  return held;
+}
+
+// One KV slot's sequence. `tokens` holds the prompt and the accepted tokens; [0, evaluated) are
+// in the KV cache, the rest wait for a pass. `draft` are the tokens fed after them this pass.
+struct Sequence {
+  bool busy = false;
+  SeqResult result;
+  GenerateOptions options;
+  std::vector<std::string> stop;
+  std::function<void(std::string_view)> on_text;
+  std::size_t streamed = 0;  // bytes of result.text handed to on_text
+  std::vector<std::int32_t> tokens;
+  std::int64_t evaluated = 0;
+  std::vector<std::int32_t> draft;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<tok::Detokenizer> detok;
+  bool in_pass = false;
+  std::int64_t first_row = -1;  // this pass's first logit row (the last fed token's), -1: none
+  Clock::time_point admitted, first_token;
+
+  std::int64_t remaining() const { return options.n_predict - std::int64_t(result.generated.size()); }
+
+  // Hands on_text what can no longer turn out to be part of a stop string (all of it once
+  // finished: the text is cut at the stop then).
+  void stream(bool finished) {
+    if (!on_text) return;
+    const std::size_t safe = finished ? result.text.size() : result.text.size() - stop_prefix_at_end(result.text, stop);
+    if (safe > streamed) {
+      on_text(std::string_view(result.text).substr(streamed, safe - streamed));
+      streamed = safe;
+    }
+  }
+
+  // Samples from this pass's logit rows (one, plus one per drafted token), accepting drafted
+  // tokens while the sampler picks them. Returns the finish reason when the sequence is done.
+  std::optional<FinishReason> accept(const std::vector<float>& logits, std::int64_t n_vocab, const tok::Tokenizer& tokenizer) {
+    std::size_t accepted = 0;
+    std::optional<FinishReason> done;
+    for (std::size_t i = 0;; ++i) {
+      if (remaining() <= 0) {
+        done = FinishReason::length;  // n_predict 0: the prompt was all there was to run
+        break;
+      }
+      const std::span<const float> row(logits.data() + (first_row + std::int64_t(i)) * n_vocab, std::size_t(n_vocab));
+      const std::int32_t next = sampler->sample(row, tokens);
+      if (result.generated.empty()) first_token = Clock::now();
+      if (options.stop_at_eog && tokenizer.is_eog(next)) {
+        done = FinishReason::stop;
+        break;
+      }
+      tokens.push_back(next);
+      result.generated.push_back(next);
+      const std::size_t before = result.text.size();
+      result.text += detok->push(next);
+      if (stop_string_hit(result.text, before, stop)) {
+        detok.reset();  // what it holds back comes after the stop
+        done = FinishReason::stop;
+        break;
+      }
+      if (remaining() == 0) {
+        done = FinishReason::length;
+        break;
+      }
+      if (i == draft.size() || next != draft[i]) break;
+      ++accepted;  // draft[i] sits at this position in the cache: its row's logits are valid
+    }
+    result.drafted += std::int64_t(draft.size());
+    result.accepted += std::int64_t(accepted);
+    evaluated += std::int64_t(accepted);
+    draft.clear();
+    first_row = -1;
+    return done;
+  }
+};
+
+}  // namespace
+
+Engine::Engine(Forward& model, Transformer& transformer, const tok::Tokenizer& tokenizer, BatchOptions options)
+    : model_(model), transformer_(transformer), tokenizer_(tokenizer), options_(std::move(options)) {
+  if (options_.n_parallel < 1 || options_.n_parallel > transformer_.n_seq()) {
+    throw std::invalid_argument(fmt::format("{} parallel sequences need as many KV slots; the cache has {}", options_.n_parallel,
+                                            transformer_.n_seq()));
+  }
+  if (options_.batch <= 0 || options_.batch > options_.n_parallel) options_.batch = options_.n_parallel;
+  // The memory plan's pass size, when the session set one, bounds the prompt chunks too (a
+  // longer pass would be cut by Forward::forward and stream the weights twice).
+  if (transformer_.max_pass_tokens() > 0) {
+    options_.max_pass_tokens = std::min(options_.max_pass_tokens, transformer_.max_pass_tokens());
+  }
+  options_.max_pass_tokens = std::max<std::int64_t>(options_.max_pass_tokens, options_.batch);
+  options_.max_draft = std::max<std::int32_t>(options_.max_draft, 0);
+}
+
+namespace {
+BatchOptions session_batch_options(Session& session, std::optional<BatchOptions> options) {
+  if (options) return std::move(*options);
+  BatchOptions o;
+  o.n_parallel = session.transformer().n_seq();
+  if (session.pass_tokens() > 0) o.max_pass_tokens = session.pass_tokens();
+  return o;
+}
+}  // namespace
+
+Engine::Engine(Session& session, std::optional<BatchOptions> options)
+    : Engine(session.forward(), session.transformer(), session.tokenizer(), session_batch_options(session, std::move(options))) {}
+
+BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& source, const std::function<void(SeqResult&&)>& sink,
+                          const std::function<void(const PassInfo&)>& on_pass) {
+  const auto started = Clock::now();
+  const std::int64_t n_ctx = transformer_.n_ctx();
+  const std::int64_t n_vocab = model_.config().n_vocab;
+  BatchRunStats stats;
+  std::vector<Sequence> slots(std::size_t(options_.n_parallel));
+  bool source_done = false;
+  std::size_t next_index = 0;
+  std::size_t round_robin = 0;
+  Batch batch;
+  std::vector<float> logits;
+
+  auto finish = [&](Sequence& seq, FinishReason reason) {
+    seq.result.finish = reason;
+    if (seq.detok) seq.result.text += seq.detok->flush();
+    if (reason != FinishReason::error) seq.stream(true);
+    const auto now = Clock::now();
+    if (seq.result.generated.empty()) {
+      seq.result.prompt_time = now - seq.admitted;
+    } else {
+      seq.result.prompt_time = seq.first_token - seq.admitted;
+      seq.result.generation_time = now - seq.first_token;
+    }
+    stats.generated_tokens += std::int64_t(seq.result.generated.size());
+    stats.drafted_tokens += seq.result.drafted;
+    stats.accepted_tokens += seq.result.accepted;
+    seq.busy = false;
+    seq.in_pass = false;
+    seq.first_row = -1;
+    seq.sampler.reset();
+    seq.detok.reset();
+    seq.on_text = nullptr;
+    sink(std::move(seq.result));
+  };
+  // Takes requests into free slots; refused requests are answered at once and take no slot.
+  auto refill = [&] {
+    for (std::size_t s = 0; s < slots.size() && !source_done; ++s) {
+      while (!slots[s].busy && !source_done) {
+        std::optional<SeqRequest> request = source();
+        if (!request) {
+          source_done = true;
+          break;
+        }
+        ++stats.requests;
+        SeqResult result;
+        result.index = next_index++;
+        result.prompt_tokens = std::int64_t(request->prompt.size());
+        const std::int64_t need = std::int64_t(request->prompt.size()) + request->options.n_predict;
+        if (request->prompt.empty() || need > n_ctx) {
+          result.finish = FinishReason::error;
+          result.error = request->prompt.empty()
+                             ? "the prompt is empty (no tokens)"
+                             : fmt::format("prompt ({} tokens) + {} to generate exceed the context of {}", request->prompt.size(),
+                                           request->options.n_predict, n_ctx);
+          ++stats.failed;
+          sink(std::move(result));
+          continue;
+        }
+        Sequence& seq = slots[s];
+
+        seq.busy = true;
+        seq.admitted = Clock::now();
+        seq.result = std::move(result);
+        seq.options = request->options;
+        seq.stop = std::move(request->stop);
+        seq.on_text = std::move(request->on_text);
+        seq.streamed = 0;
+        seq.tokens = std::move(request->prompt);
+        seq.evaluated = 0;
+        seq.draft.clear();
+        seq.sampler = std::make_unique<Sampler>(seq.options.sampling);
+        seq.detok = std::make_unique<tok::Detokenizer>(tokenizer_);
+        transformer_.kv_cache().clear(std::int32_t(s));
+        stats.prompt_tokens += std::int64_t(seq.tokens.size());
+      }
+    }
+  };
+
+  for (;;) {
+    refill();
+    // This pass: up to `batch` busy sequences, round-robin, within the token budget.
+    batch.clear();
+    std::int64_t budget = options_.max_pass_tokens;
+    std::int32_t chosen = 0;
+    for (Sequence& seq : slots) {
+      seq.in_pass = false;
+      seq.first_row = -1;
+    }
+    for (std::size_t k = 0; k < slots.size() && chosen < options_.batch && budget > 0; ++k) {
+      const std::size_t s = (round_robin + k) % slots.size();
+      Sequence& seq = slots[s];
+      if (!seq.busy) continue;
+      const std::int64_t pending = std::int64_t(seq.tokens.size()) - seq.evaluated;
+      const std::int64_t take = std::min(pending, budget);
+      const bool completes = take == pending;
+      std::span<const std::int32_t> fed = std::span(seq.tokens).subspan(std::size_t(seq.evaluated), std::size_t(take));
+      std::vector<std::int32_t> with_draft;
+      if (completes && options_.drafter && options_.max_draft > 0) {
+        // Every accepted draft is one token fewer to generate, and the step samples one more
+        // after the drafts: more than remaining() - 1 could never all be used.
+        const std::int64_t most = std::min<std::int64_t>({options_.max_draft, seq.remaining() - 1, budget - take});
+        if (most > 0) {
+          seq.draft = options_.drafter(seq.result.index, seq.tokens, std::int32_t(most));
+          if (std::int64_t(seq.draft.size()) > most) seq.draft.resize(std::size_t(most));
+          for (std::int32_t id : seq.draft) {
+            SLUICE_ASSERT_MSG(id >= 0 && id < n_vocab, "a drafted token is outside the vocabulary");
+          }
+        }
+        if (!seq.draft.empty()) {
+          with_draft.assign(fed.begin(), fed.end());
+          with_draft.insert(with_draft.end(), seq.draft.begin(), seq.draft.end());
+          fed = with_draft;
+        }
+      }
+      const std::int64_t wanted = completes ? std::int64_t(1 + seq.draft.size()) : 0;  // the last fed token's row, drafts'
+      seq.first_row = batch.add(std::int32_t(s), seq.evaluated, fed, wanted);
+      seq.in_pass = true;
+      seq.evaluated += take;
+      budget -= std::int64_t(fed.size());
+      ++chosen;
+    }
+    if (chosen == 0) break;  // nothing in flight and nothing left to take
+    round_robin = (round_robin + std::size_t(chosen)) % slots.size();
+    ++stats.passes;
+    stats.sequence_steps += std::uint64_t(chosen);
+    std::int32_t failed = 0;
+    try {
+      model_.forward(transformer_, batch, logits);
+    } catch (const Exception& e) {
+      // The pass's sequences have K/V of unknown state: they fail, and only they.
+      ++stats.failed_passes;
+      for (Sequence& seq : slots) {
+        if (!seq.busy || !seq.in_pass) continue;
+        seq.result.error = e.what();
+        seq.result.exception = std::current_exception();
+        seq.draft.clear();
+        ++stats.failed;
+        ++failed;
+        finish(seq, FinishReason::error);
+      }
+    }
+
+    for (std::size_t s = 0; s < slots.size() && failed == 0; ++s) {
+      Sequence& seq = slots[s];
+      if (!seq.busy || seq.first_row < 0) continue;
+      const std::size_t drafted = seq.draft.size();
+      const std::optional<FinishReason> done = seq.accept(logits, n_vocab, tokenizer_);
+      if (done) {
+        finish(seq, *done);
+        continue;
+      }
+      // The rejected drafts' positions: forgotten, so the next pass writes them afresh.
+      if (drafted > 0) transformer_.kv_cache().truncate(std::int32_t(s), seq.evaluated);
+      seq.stream(false);
+    }
+    if (on_pass) {
+      std::int32_t live = 0;
+      for (const Sequence& seq : slots) live += seq.busy ? 1 : 0;
+      on_pass({stats.passes, chosen, batch.n_tokens(), stats.requests - std::uint64_t(live), failed});
+    }
+  }
+  stats.wall = Clock::now() - started;
+  return stats;
+}
+
+SeqResult Engine::generate(SeqRequest request) {
+  std::optional<SeqRequest> pending(std::move(request));
+  std::optional<SeqResult> out;
+  run([&]() -> std::optional<SeqRequest> {
+        std::optional<SeqRequest> r = std::move(pending);
+        pending.reset();
+        return r;
+      },
+      [&](SeqResult&& r) { out = std::move(r); });
+  SLUICE_ASSERT(out.has_value());
+  if (out->finish == FinishReason::error) {
+    if (out->exception) std::rethrow_exception(out->exception);
+    throw Exception(ErrorContext{ErrorKind::invalid}, out->error);
+  }
+  return std::move(*out);
+}
+
+}  // namespace sluice
