@@ -11,7 +11,7 @@ namespace {
 TensorView require(const TensorLookup& lookup, std::string_view name, const std::string& source) {
   TensorView v = lookup(name);
   if (!v)
-    throw Exception(ErrorContext{ErrorKind::corrupt, source, name}, fmt::format("{}: tensor '{}' is missing", source, name));
+    throw Exception(ErrorContext{ErrorKind::corrupt, source, std::string(name)}, fmt::format("{}: tensor '{}' is missing", source, name));
   return v;
 }
 }  // namespace
