@@ -259,6 +259,7 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
       // r.exception: the pass it was in failed (the engine went on with the other requests).
       answer_error(pos, fmt::format("line {}: {}", entries[pos].line, r.error),
                    r.exception ? ErrorLine::server_error : ErrorLine::invalid_request);
+      if (r.exception) ++summary.server_errors;
     } else {
       record(pos, response_line(s.expected.ids[pos], entries[pos].custom_id, chat_of[pos], r, o.model_name, created));
       ++summary.ok;

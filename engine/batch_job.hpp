@@ -91,6 +91,7 @@ struct JobSummary {
   std::uint64_t requests = 0;            // this shard's, in the input
   std::uint64_t resumed = 0;             // already answered (output or journal) when the job started
   std::uint64_t ok = 0, failed = 0;      // answered by this run
+  std::uint64_t server_errors = 0;       // of `failed`: requests whose pass failed (status 500 lines), not bad requests
   std::int64_t prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
   std::uint64_t passes = 0;

@@ -114,7 +114,15 @@ int run_job(BatchCliOptions o) {
   session.print_stream_table(std::cerr, s.prompt_tokens + s.generated_tokens);
   if (!o.job.report.empty()) write_job_report(s, o.job, o.job.report);
   if (s.stopped_by_signal != 0) return 128 + s.stopped_by_signal;
-  return s.stopped_by_max_errors ? 3 : 0;
+  if (s.stopped_by_max_errors) return 3;
+  // The job finished, but the engine failed some passes (a read or write error): their requests
+  // have status 500 lines that a rerun keeps, so say it in the exit status, not only in the file.
+  if (s.server_errors > 0) {
+    std::cerr << fmt::format("sluice batch: {} requests failed with the pass they were in (status_code 500 lines in {})\n",
+                             s.server_errors, o.job.output);
+    return 4;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -133,8 +141,10 @@ void add_batch_command(CLI::App& app) {
       "proven this job's (same input lines, settings and model), else refused naming the line or the model.\n"
       "-o /dev/stdout (a pipe) or another non-regular file is written without resume.\n"
       "SIGINT/SIGTERM: finish the pass, fsync, exit 130/143 (a second signal exits at once).\n"
-      "Bad lines get a status_code 400 line naming the input line; the job goes on.\n"
-      "Exit: 0 done, 1 error (nothing finished is lost), 3 --max-errors, 130/143 stopped by a signal.");
+      "Bad lines get a status_code 400 line naming the input line; the job goes on. When a pass fails (an I/O\n"
+      "error), only its requests fail, with a status_code 500 line each; the job goes on.\n"
+      "Exit: 0 done, 1 error (nothing finished is lost), 3 --max-errors, 4 done but some passes failed (500 lines),\n"
+      "130/143 stopped by a signal.");
   cmd->require_subcommand(0, 1);
   add_session_flags(cmd, o->flags, kOmitNone, /*model_required=*/false);  // `batch merge` needs no model
   cmd->add_option("-i,--input", o->job.input, "Requests file")->check(CLI::ExistingFile);

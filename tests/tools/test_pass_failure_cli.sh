@@ -32,7 +32,9 @@ grep -q "^sluice: 3 of 3 prompts failed with the pass they were in; the first: .
   || { cat "$work/many.err"; fail "run --prompts: no summary error line"; }
 
 batch=(-m "$work/m.gguf" -i "$work/p.txt" -o "$work/out.jsonl" --max-tokens 4 -b 2 --progress log "${spill[@]}")
-"$sluice" batch "${batch[@]}" 2> "$work/batch.err" || { cat "$work/batch.err"; fail "batch exited $?"; }
+rc=0; "$sluice" batch "${batch[@]}" 2> "$work/batch.err" || rc=$?
+[[ $rc == 4 ]] || { cat "$work/batch.err"; fail "batch exited $rc, want 4 (done, some passes failed)"; }
+grep -q "3 requests failed with the pass they were in" "$work/batch.err" || { cat "$work/batch.err"; fail "no failed-pass summary"; }
 [[ $(grep -c '"status_code":500' "$work/out.jsonl") == 3 ]] || { cat "$work/out.jsonl"; fail "want three status 500 lines"; }
 grep -q '"message":"line 2: write of .*No space left on device' "$work/out.jsonl" || fail "500 line does not name the input line and error"
 cp "$work/out.jsonl" "$work/first.jsonl"
