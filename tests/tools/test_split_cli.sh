@@ -9,9 +9,12 @@
 #   kill       split killed by SIGXFSZ (ulimit -f) in the middle of a shard leaves no shard; the
 #              next run replaces its temp files; with SIGXFSZ ignored the same limit is a clean
 #              error (EFBIG) that leaves nothing at all
-# Usage: test_split_cli.sh SLUICE MODELS_DIR PART. Exit 77: skipped, with a message.
+#   memcap     split of a 914 MB model (tensors up to 128 MiB) under tools/memcap.sh 64M succeeds,
+#              with progress on stderr, and writes the same shards as an uncapped split; prints the
+#              peak (needs root and a memory cgroup; skips otherwise)
+# Usage: test_split_cli.sh SLUICE MODELS_DIR PART [MEMCAP]. Exit 77: skipped, with a message.
 set -uo pipefail
-sluice="$1"; models="$2"; part="$3"
+sluice="$1"; models="$2"; part="$3"; memcap="${4:-}"
 model="$models/stories260K.gguf"
 skip() { echo "SKIPPED: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
@@ -105,6 +108,27 @@ kill)
   grep -q "$work/efbig/st-00001-of-00005.gguf" "$work/err" || fail "EFBIG error names no shard: $(cat "$work/err")"
   no_shards "$work/efbig" "a split failing with EFBIG"
   echo "kill ok"
+  ;;
+
+memcap)
+  ((EUID == 0)) || skip "not root: memcap needs root to create a cgroup"
+  avail_kb=$(df -Pk "$work" | awk 'NR == 2 { print $4 }')
+  ((avail_kb > 3 * 1024 * 1024)) || skip "less than 3 GiB free under $work for a 914 MB model and two splits"
+  "$sluice" synth "$work/big.gguf" --type F32 --embedding-type F32 --embd 2048 --ff 16384 --layers 2 \
+    --vocab-from "$model" > /dev/null || fail "synth big.gguf"
+  mkdir "$work/capped" "$work/free"
+  "$memcap" 64M -- "$sluice" split --max-size 300M "$work/big.gguf" "$work/capped/big" > /dev/null 2> "$work/err"
+  rc=$?
+  [[ $rc == 125 ]] && skip "memcap cannot set up a cgroup here: $(tail -1 "$work/err")"
+  [[ $rc == 0 ]] || fail "split under a 64 MiB cap: exit $rc: $(tail -2 "$work/err")"
+  grep "^memcap:" "$work/err"
+  tr '\r' '\n' < "$work/err" | grep -q "split: 872.0 MiB of 872.0 MiB (100%)" || fail "no progress on stderr: $(head -c 300 "$work/err")"
+  "$sluice" split --max-size 300M "$work/big.gguf" "$work/free/big" > /dev/null 2>&1 || fail "uncapped split"
+  for f in "$work"/free/big-*.gguf; do
+    cmp -s "$f" "$work/capped/$(basename "$f")" || fail "capped shard $(basename "$f") differs from the uncapped one"
+  done
+  echo "shards: $(cd "$work/free" && stat -c '%n %s' big-*.gguf | tr '\n' ' ')"
+  echo "memcap ok"
   ;;
 
 *) fail "unknown part '$part'" ;;
