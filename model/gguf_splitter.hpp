@@ -18,7 +18,9 @@
 // filesystem takes it), every shard is written and flushed under a temporary name, and only then
 // are all renamed onto their names. A failure before that removes every temporary file: no shard
 // appears. (A process killed outright leaves PREFIX-...gguf.tmp files, never a shard; the next
-// run replaces them.)
+// run replaces them. Only a kill between the renames, which take microseconds, can leave part of
+// a set, and ShardSet::open then names the missing shards. Shards of an earlier split into a
+// different count have other names and are left alone.)
 #pragma once
 
 #include <cstdint>
