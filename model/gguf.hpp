@@ -35,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -49,6 +50,9 @@
 
 namespace sluice::io {
 class File;
+}
+namespace sluice {
+class OutputFile;
 }
 
 namespace sluice::gguf {
@@ -287,11 +291,28 @@ class Writer {
   void add_tensor_generated(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                             std::function<std::vector<std::byte>()> generate);
 
+  // Adds a tensor whose bytes `copy` hands to the sink it is given, in pieces of any size, when
+  // write() reaches it: a tensor copied from another file in bounded memory (`sluice split`).
+  // Throws like add_tensor; write() throws std::runtime_error naming the tensor if the pieces do
+  // not add up to its byte count, and lets whatever `copy` throws through.
+  using ByteSink = std::function<void(std::span<const std::byte>)>;
+  void add_tensor_streamed(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
+                           std::function<void(const ByteSink&)> copy);
+
+  // Bytes of the header write() would write with this alignment (magic to the last tensor info),
+  // before the padding that starts the data section at the next multiple of the alignment.
+  std::uint64_t header_bytes(std::uint64_t alignment = kDefaultAlignment) const;
+
   // Writes the file (general.alignment is added when `alignment` != kDefaultAlignment; it must
   // be a power of two that fits in u32, else std::invalid_argument) under a temporary name and
   // renames it onto `path` (output_file.hpp). Throws std::runtime_error naming `path` on I/O
   // failure, leaving nothing new under `path`.
   void write(const std::string& path, std::uint64_t alignment = kDefaultAlignment) const;
+  // The same, but the file is left written and flushed under its temporary name: the caller
+  // publishes it with commit() (several files written first, then published together), and
+  // destroying the result uncommitted removes it.
+  std::unique_ptr<OutputFile> write_unpublished(const std::string& path,
+                                                std::uint64_t alignment = kDefaultAlignment) const;
 
  private:
   struct PendingTensor {
@@ -301,10 +322,11 @@ class Writer {
     std::vector<std::byte> owned;           // the copy (add_tensor); empty for add_tensor_ref
     std::span<const std::byte> referenced;  // the caller's bytes (add_tensor_ref)
     std::function<std::vector<std::byte>()> generate;  // add_tensor_generated
-    std::uint64_t generated_bytes = 0;                 // what generate() must return
+    std::function<void(const ByteSink&)> stream;       // add_tensor_streamed
+    std::uint64_t generated_bytes = 0;                 // what generate() or stream() must give
     // Tensors are never empty (zero dims are rejected), so an empty copy means a reference.
     std::span<const std::byte> bytes() const { return owned.empty() ? referenced : std::span<const std::byte>(owned); }
-    std::uint64_t size() const { return generate ? generated_bytes : bytes().size(); }
+    std::uint64_t size() const { return generate || stream ? generated_bytes : bytes().size(); }
   };
   void add_tensor_impl(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                        std::span<const std::byte> bytes, bool copy);
@@ -312,8 +334,17 @@ class Writer {
   std::uint64_t tensor_bytes(const std::string& name, std::uint32_t ggml_type,
                              const std::vector<std::uint64_t>& dims) const;
 
+  // The header's bytes and the data section's length (every tensor padded), checking `alignment`.
+  std::vector<std::byte> encode_header(std::uint64_t alignment) const;
+
   std::vector<std::pair<std::string, Value>> metadata_;
   std::vector<PendingTensor> tensors_;
 };
+
+// Encoded bytes of one tensor info in the header (name, dims, type, offset): what a tensor adds to
+// a header besides its data (`sluice split` sizes shards before writing them).
+constexpr std::uint64_t tensor_info_bytes(std::uint64_t name_bytes, std::uint64_t n_dims) {
+  return 8 + name_bytes + 4 + 8 * n_dims + 4 + 8;
+}
 
 }  // namespace sluice::gguf

@@ -133,6 +133,18 @@ void Writer::add_tensor_generated(std::string name, std::uint32_t ggml_type, std
   tensors_.push_back(std::move(t));
 }
 
+void Writer::add_tensor_streamed(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
+                                 std::function<void(const ByteSink&)> copy) {
+  const std::uint64_t bytes = tensor_bytes(name, ggml_type, dims);
+  PendingTensor t;
+  t.name = std::move(name);
+  t.type = ggml_type;
+  t.dims = std::move(dims);
+  t.generated_bytes = bytes;
+  t.stream = std::move(copy);
+  tensors_.push_back(std::move(t));
+}
+
 void Writer::add_tensor_impl(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                              std::span<const std::byte> bytes, bool copy) {
   const std::uint64_t expected = tensor_bytes(name, ggml_type, dims);
@@ -186,7 +198,7 @@ std::uint64_t Writer::tensor_bytes(const std::string& name, std::uint32_t ggml_t
   return blocks * traits->block_bytes;
 }
 
-void Writer::write(const std::string& path, std::uint64_t alignment) const {
+std::vector<std::byte> Writer::encode_header(std::uint64_t alignment) const {
   if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment > std::numeric_limits<std::uint32_t>::max()) {
     throw std::invalid_argument(fmt::format("gguf writer: alignment {} is not a power of two that fits in u32", alignment));
   }
@@ -215,12 +227,21 @@ void Writer::write(const std::string& path, std::uint64_t alignment) const {
     header.put(offset);
     offset += align_up(t.size(), alignment);
   }
-  header.pad_to(alignment);
+  return header.bytes();
+}
 
-  // Written under a temporary name and renamed at the end: a failed or killed write leaves
+std::uint64_t Writer::header_bytes(std::uint64_t alignment) const { return encode_header(alignment).size(); }
+
+void Writer::write(const std::string& path, std::uint64_t alignment) const { write_unpublished(path, alignment)->commit(); }
+
+std::unique_ptr<OutputFile> Writer::write_unpublished(const std::string& path, std::uint64_t alignment) const {
+  std::vector<std::byte> header = encode_header(alignment);
+  header.resize(align_up(header.size(), alignment), std::byte{0});
+
+  // Written under a temporary name and renamed by commit(): a failed or killed write leaves
   // nothing new under `path`.
-  OutputFile out(path, "gguf");
-  out.write(header.bytes());
+  auto out = std::make_unique<OutputFile>(path, "gguf");
+  out->write(header);
   for (const PendingTensor& t : tensors_) {
     if (t.generate) {
       // One generated tensor in memory at a time: a 70B synthetic model needs its largest tensor.
@@ -229,14 +250,29 @@ void Writer::write(const std::string& path, std::uint64_t alignment) const {
         throw std::runtime_error(fmt::format("gguf {}: tensor '{}': the generator made {} bytes, {} expected", path,
                                              t.name, bytes.size(), t.generated_bytes));
       }
-      out.write(bytes);
+      out->write(bytes);
+    } else if (t.stream) {
+      const std::uint64_t start = out->write_offset();
+      t.stream([&](std::span<const std::byte> piece) {
+        if (out->write_offset() - start + piece.size() > t.generated_bytes) {
+          throw std::runtime_error(fmt::format("gguf {}: tensor '{}': more than the {} bytes expected were copied",
+                                               path, t.name, t.generated_bytes));
+        }
+        out->write(piece);
+        out->written_through(out->write_offset());
+      });
+      if (out->write_offset() - start != t.generated_bytes) {
+        throw std::runtime_error(fmt::format("gguf {}: tensor '{}': {} bytes were copied, {} expected", path, t.name,
+                                             out->write_offset() - start, t.generated_bytes));
+      }
     } else {
-      out.write(t.bytes());
+      out->write(t.bytes());
     }
-    pad_to(out, alignment);
-    out.written_through(out.write_offset());
+    pad_to(*out, alignment);
+    out->written_through(out->write_offset());
   }
-  out.commit();
+  out->sync();
+  return out;
 }
 
 }  // namespace sluice::gguf

@@ -74,10 +74,10 @@ OutputFile::OutputFile(std::string path, std::string label)
 OutputFile::~OutputFile() { discard(); }
 
 void OutputFile::discard() noexcept {
-  if (fd_ < 0) return;
-  ::close(fd_);
+  if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  ::unlink(temp_path_.c_str());
+  if (temp_exists_) ::unlink(temp_path_.c_str());
+  temp_exists_ = false;
 }
 
 void OutputFile::fail(const std::string& what, int err) const {
@@ -139,20 +139,17 @@ void OutputFile::written_through(std::uint64_t end) {
   writeback_started_to_ = end;
 }
 
-void OutputFile::commit() {
+void OutputFile::sync() {
   if (::fsync(fd_) != 0) fail("fsync", errno);
   const int fd = std::exchange(fd_, -1);
   // close() reports delayed write errors (NFS, quota): a file that did not land is an error.
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(temp_path_.c_str());
-    fail("close", err);
-  }
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp_path_.c_str());
-    fail(fmt::format("rename of {} onto it", temp_path_), err);
-  }
+  if (::close(fd) != 0) fail("close", errno);  // the destructor removes the temp file
+}
+
+void OutputFile::commit() {
+  if (fd_ >= 0) sync();
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) fail(fmt::format("rename of {} onto it", temp_path_), errno);
+  temp_exists_ = false;
   // The rename is durable once the directory is: without this a power cut can bring back the
   // old name (or none) even though the data blocks were flushed.
   std::filesystem::path dir = std::filesystem::path(path_).parent_path();

@@ -50,7 +50,11 @@ class OutputFile {
   // write of a sequential writer; cheap when there is little new.
   void written_through(std::uint64_t end);
 
-  // fsync, close, rename onto path(), fsync the directory. No calls afterwards.
+  // fsync and close: the file is complete and durable under temp_path(), not yet published. A
+  // writer of several files syncs them all before committing any. Only commit() afterwards.
+  void sync();
+
+  // sync() (unless done), rename onto path(), fsync the directory. No calls afterwards.
   void commit();
 
  private:
@@ -61,6 +65,7 @@ class OutputFile {
   std::string temp_path_;
   std::string label_;
   int fd_ = -1;
+  bool temp_exists_ = true;  // temp_path() is ours to remove until it is renamed (or removed)
   std::uint64_t write_offset_ = 0;
   std::uint64_t writeback_started_to_ = 0;  // writeback requested for [0, this)
   std::uint64_t dropped_to_ = 0;            // [0, this) is on disk and out of the page cache

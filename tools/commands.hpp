@@ -33,6 +33,9 @@ void add_perplexity_command(CLI::App& app);
 // `sluice index MODEL.gguf [--verify]`: write (or check against) a GGUF's integrity sidecar.
 void add_index_command(CLI::App& app);
 
+// `sluice split --max-size SIZE IN.gguf OUT-PREFIX`: cut a GGUF into llama.cpp gguf-split shards.
+void add_split_command(CLI::App& app);
+
 // `sluice inspect FILE [--verify]`: print a pack's header, extents, tensors and metadata.
 void add_inspect_command(CLI::App& app);
 

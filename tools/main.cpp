@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   sluice::add_demo_command(app);
   sluice::add_inspect_command(app);
   sluice::add_index_command(app);
+  sluice::add_split_command(app);
   sluice::add_run_command(app);
   sluice::add_convert_command(app);
   sluice::add_synth_command(app);
