@@ -113,6 +113,13 @@ Result<std::vector<std::byte>> GgufSource::read_frame(std::uint32_t unit, std::s
   return bytes;
 }
 
+std::string GgufSource::describe() const {
+  const std::size_t n = set_.shards().size();
+  const std::string files = n == 1 ? "gguf (1 file)" : fmt::format("gguf ({} shards)", n);
+  if (index_) return fmt::format("{}, reads verified by {}", files, index_->path());
+  return fmt::format("{}, reads unverified (no sidecar: run `sluice index {}`)", files, path());
+}
+
 void GgufSource::release_page_cache(std::uint32_t unit) const {
   const ReadUnit& u = units_.at(unit);
   // Only a hint: a kernel that refuses it leaves clean pages the kernel may drop anyway.

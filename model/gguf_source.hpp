@@ -61,6 +61,10 @@ class GgufSource final : public ModelSource {
   // error naming the file and offset.
   Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const override;
   void release_page_cache(std::uint32_t unit) const override;
+  bool frames_checksummed() const override { return verified(); }
+  // "gguf (1 file), reads verified by SIDECAR" or "..., reads unverified (no sidecar: run
+  // `sluice index MODEL`)".
+  std::string describe() const override;
 
  private:
   GgufSource(gguf::ShardSet set, std::optional<gguf::GgufIndex> index) : set_(std::move(set)), index_(std::move(index)) {}

@@ -61,6 +61,11 @@ class ModelSource {
   virtual Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const = 0;
   // Hints that a unit read whole will not be read again through the page cache (best effort).
   virtual void release_page_cache(std::uint32_t unit) const { (void)unit; }
+  // Whether every frame carries a checksum the prefetcher can verify (a pack's always do; a
+  // GGUF's only with its index sidecar): the caller sets PrefetchOptions::verify from it.
+  virtual bool frames_checksummed() const { return true; }
+  // What the plan table says of the source: its format and how its reads are verified.
+  virtual std::string describe() const = 0;
 };
 
 // Frames held between calls of read_unit_range, so reads that share a frame read it once (the
