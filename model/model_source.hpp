@@ -41,8 +41,11 @@ class ModelSource {
  public:
   virtual ~ModelSource() = default;
 
-  // The file the read units lie in; every error names it.
+  // The model's (first) file; errors that concern no one unit name it.
   virtual const std::string& path() const = 0;
+  // The files read units lie in (ExtentRange::file indexes it): path() alone for a pack, every
+  // shard of a split GGUF.
+  virtual std::vector<std::string> files() const { return {path()}; }
   // A view of the model's key/value metadata (valid while the source lives).
   virtual std::unique_ptr<Metadata> metadata() const = 0;
   // Frees one metadata key (the vocabulary arrays once a tokenizer holds them).
