@@ -130,7 +130,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     model_ = Model::open(options_.model);
     in_ram_ = std::make_unique<InRamForward>(*model_);
     forward_ = in_ram_.get();
-    n_ctx_ = context_of(options_, model_->config());
+    n_ctx_ = request.n_ctx;  // context_of warned once already
     pass_tokens_ = options_.pass_tokens;
   } else {
     n_ctx_ = request.n_ctx;
