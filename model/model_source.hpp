@@ -1,6 +1,6 @@
 // What the planner and the streamed forward pass need of a model file, whatever its format: the
 // metadata, the tensor table, the read units and how to read them. A pack implements it today
-// (model/pack_source.hpp); a GGUF source (next issue) plugs in here without touching the pass.
+// (model/pack_source.hpp), and a GGUF, split or not (model/gguf_source.hpp).
 //
 //  - Tensors: name, ggml type, shape, byte count, the read unit holding the tensor and its raw
 //    (decoded) offset within that unit (pack::TensorInfo).
@@ -10,8 +10,9 @@
 //    checksums and a codec. A GGUF unit would be one range of raw bytes (a block's tensors are
 //    contiguous), its offset rounded down to the direct-I/O block as prefetch::extent_pieces
 //    does, with frames as 1 MiB raw chunks: verification needs a sidecar index of checksums
-//    (or none, which FrameInfo cannot say yet: that flag lands with the GGUF source). A split
-//    GGUF adds which file each unit lies in; today every unit lies in path().
+//    (or none: frames_checksummed() is then false). A GGUF unit whose tensors lie in several
+//    ranges (a block split over shards, or interleaved with another extent's tensors) lists
+//    them in ReadUnit::ranges, each naming its file in files(); a pack's units lie in path().
 //  - Small reads: read_frame (one frame of a unit, verified and decoded), on which
 //    read_unit_range builds every read of a byte range the engine makes outside the ring
 //    (resident units, embedding rows on demand, small globals).
