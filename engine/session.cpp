@@ -123,7 +123,9 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   request.disk_gbps = options_.disk_gbps;
   request.compute_threads = executor_->concurrency();
   plan_ = plan_memory(*source, config, request);
-  if (!pack && options_.stream != StreamMode::always && fits_in_ram(*plan_)) {
+  // A split GGUF always goes through GgufSource (resident or streamed as the plan says): the
+  // in-RAM model maps one file.
+  if (!pack && options_.stream != StreamMode::always && source->files().size() == 1 && fits_in_ram(*plan_)) {
     // The GGUF is memory-mapped whole, as before streaming from GGUF existed (see fits_in_ram).
     source.reset();
     plan_.reset();

@@ -20,6 +20,7 @@
 #include "engine/session.hpp"
 #include "model/gguf_index.hpp"
 #include "model/gguf_source.hpp"
+#include "tests/model/gguf_split_test_util.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -101,6 +102,28 @@ TEST(GgufSession, StreamsUnderABudgetItDoesNotFitWithLogitsBitIdenticalToInRam) 
     const std::vector<float> got_next = logits_of(streamed, std::span(&next, 1), std::int64_t(kPrompt.size()));
     ASSERT_EQ(std::memcmp(got_next.data(), expected_next.data(), got_next.size() * sizeof(float)), 0) << "decode logits differ";
     EXPECT_GE(streamed.streamed()->stats().passes, 2u);  // the prompt may run in several passes
+  }
+}
+
+// A split GGUF, named by any shard, runs through GgufSource whatever the budget (the in-RAM
+// model maps one file), with the in-RAM logits of the unsplit file, and the plan says "3 shards".
+TEST(GgufSession, ASplitGgufRunsFromAnyShardWithTheUnsplitLogits) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = write_model(dir);
+  Session in_ram(options_for(gguf, 512 * MiB));
+  const std::vector<float> expected = logits_of(in_ram, kPrompt, 0);
+  const gguf::File whole = gguf::File::open(gguf);
+  const std::vector<std::string> shards = gguf::testing::split_file(whole, dir.file("s"), 3);
+  for (std::uint64_t budget : {std::uint64_t{512 * MiB}, std::uint64_t{0}}) {
+    SessionOptions o = options_for(shards[1], budget == 0 ? minimum_budget(shards[1]) + 64 * KiB : budget);
+    std::ostringstream log;
+    o.log = &log;
+    Session s(o);
+    ASSERT_NE(s.streamed(), nullptr) << s.describe();
+    EXPECT_NE(log.str().find("gguf (3 shards), reads unverified"), std::string::npos) << log.str();
+    const std::vector<float> got = logits_of(s, kPrompt, 0);
+    ASSERT_EQ(got.size(), expected.size());
+    ASSERT_EQ(std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)), 0) << "budget " << budget;
   }
 }
 
