@@ -56,6 +56,8 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   if (request.n_seq <= 0) throw std::invalid_argument(fmt::format("the sequences must be positive (got {})", request.n_seq));
   MemoryPlan p;
   p.request = request;
+  p.source = source.describe();
+  for (const auto& u : source.units()) p.source_bytes += u.disk_bytes;
   p.blocks = config.n_layer;
   const auto& extents = source.units();
   const pack::TensorInfo* embd = source.find_tensor(names::kTokenEmbd);
@@ -236,6 +238,7 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
 
 void print_plan(const MemoryPlan& p, std::ostream& out) {
   Table table({"memory plan", "bytes", "note"});
+  if (!p.source.empty()) table.add_row({"model source", format_bytes(p.source_bytes), p.source});
   table.add_row({"small tensors (norms)", format_bytes(p.small_bytes), "resident"});
   table.add_row({p.tied ? "output head = embedding" : "output head", format_bytes(p.head_bytes),
                  p.head_resident ? "resident" : "streams every pass"});

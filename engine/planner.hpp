@@ -68,6 +68,8 @@ struct PassMemory {
 
 struct MemoryPlan {
   PlanRequest request;
+  std::string source;                   // ModelSource::describe(): format, how reads are verified
+  std::uint64_t source_bytes = 0;       // stored bytes of every read unit
   std::int64_t pass_tokens = 0;         // most tokens per pass: the request's, or fewer to fit the budget
   PassMemory pass;                      // at pass_tokens
   std::uint64_t small_bytes = 0;        // norms and other small tensors, always resident

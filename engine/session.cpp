@@ -10,6 +10,7 @@
 #include "common/units.hpp"
 #include "io/sequential.hpp"
 #include "model/convert.hpp"
+#include "model/gguf_source.hpp"
 #include "model/pack_source.hpp"
 #include "model/vocab_metadata.hpp"
 #include "common/error.hpp"
@@ -73,6 +74,19 @@ std::int64_t context_of(const SessionOptions& o, const ModelConfig& config) {
   }
   return o.n_ctx;
 }
+
+// Whether a GGUF runs memory-mapped in RAM (today's path) instead of streaming through
+// GgufSource. Only when the plan holds every weight resident (no block, no head piece streams,
+// the embedding resident) with room to spare: a mapping is paged by the kernel, not by the
+// planner: the kernel reads ahead around what is touched, maps the header and vocabulary the
+// plan does not count, and under a memory cgroup those page-cache pages count against the
+// limit. A model that only just fits is streamed instead, where every byte held is one the plan
+// counted and the budget holds by construction. The spare room is an eighth of the budget.
+bool fits_in_ram(const MemoryPlan& plan) {
+  if (plan.streams() || !plan.embedding_resident) return false;
+  const std::uint64_t spare = plan.request.budget / 8;
+  return plan.total + spare <= plan.request.budget;
+}
 }  // namespace
 
 Session::Session(SessionOptions options) : options_(std::move(options)) {
@@ -87,43 +101,44 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   // Made first: the planner counts per-thread scratch from its concurrency.
   executor_ = std::make_unique<compute::Executor>(options_.threads);
   const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
-  if (!is_pack_file(options_.model)) {
-    if (options_.stream == StreamMode::always) {
-      throw Exception(
-          ErrorContext{ErrorKind::invalid, options_.model},
-          fmt::format("{}: streaming needs a pack; run `sluice convert {} OUT.sluice`", options_.model, options_.model));
-    }
+  // One source serves the planner and then the streamed model: the manifest (tens of MB with a
+  // large vocabulary) or the GGUF's headers are parsed once.
+  const bool pack = is_pack_file(options_.model);
+  std::unique_ptr<ModelSource> source;
+  if (pack) {
+    source = PackSource::open(options_.model, pack::PackOptions{options_.fault});
+  } else {
+    io::FileOptions file_options;
+    file_options.fault = options_.fault;
+    source = GgufSource::open(options_.model, file_options);
+  }
+  for (const auto& t : source->tensors()) weight_bytes_ += t.bytes;
+  ModelConfig config = source->checked_config();  // tensors checked before the planner sizes anything from them
+  PlanRequest request;
+  request.budget = budget;
+  request.n_ctx = context_of(options_, config);
+  request.n_seq = options_.n_seq;
+  request.pass_tokens = options_.pass_tokens;
+  request.logit_rows = options_.logit_rows;
+  request.kv_type = options_.kv_type;
+  request.kv_spill = options_.kv_spill;
+  request.wanted_slots = options_.slots;
+  request.allow_resident_blocks = options_.stream != StreamMode::always;
+  request.disk_gbps = options_.disk_gbps;
+  request.compute_threads = executor_->concurrency();
+  plan_ = plan_memory(*source, config, request);
+  // A split GGUF always goes through GgufSource (resident or streamed as the plan says): the
+  // in-RAM model maps one file.
+  if (!pack && options_.stream != StreamMode::always && source->files().size() == 1 && fits_in_ram(*plan_)) {
+    // The GGUF is memory-mapped whole, as before streaming from GGUF existed (see fits_in_ram).
+    source.reset();
+    plan_.reset();
     model_ = Model::open(options_.model);
-    weight_bytes_ = model_->weight_bytes();
-    if (weight_bytes_ > budget && options_.log) {
-      *options_.log << fmt::format(
-          "note: {} holds {} of weights, more than the {} budget; a GGUF is memory-mapped whole. Convert it to a pack "
-          "(`sluice convert`) to stream it within the budget.\n",
-          options_.model, format_bytes(weight_bytes_), format_bytes(budget));
-    }
     in_ram_ = std::make_unique<InRamForward>(*model_);
     forward_ = in_ram_.get();
-    n_ctx_ = context_of(options_, model_->config());
+    n_ctx_ = request.n_ctx;  // context_of warned once already
     pass_tokens_ = options_.pass_tokens;
   } else {
-    // One source serves the planner and then the streamed model: the manifest (tens of MB with
-    // a large vocabulary) is parsed once.
-    std::unique_ptr<ModelSource> source = PackSource::open(options_.model, pack::PackOptions{options_.fault});
-    for (const auto& t : source->tensors()) weight_bytes_ += t.bytes;
-    ModelConfig config = source->checked_config();  // tensors checked before the planner sizes anything from them
-    PlanRequest request;
-    request.budget = budget;
-    request.n_ctx = context_of(options_, config);
-    request.n_seq = options_.n_seq;
-    request.pass_tokens = options_.pass_tokens;
-    request.logit_rows = options_.logit_rows;
-    request.kv_type = options_.kv_type;
-    request.kv_spill = options_.kv_spill;
-    request.wanted_slots = options_.slots;
-    request.allow_resident_blocks = options_.stream != StreamMode::always;
-    request.disk_gbps = options_.disk_gbps;
-    request.compute_threads = executor_->concurrency();
-    plan_ = plan_memory(*source, config, request);
     n_ctx_ = request.n_ctx;
     pass_tokens_ = plan_->pass_tokens;
     if (options_.stream == StreamMode::never && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
@@ -137,6 +152,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     StreamOptions so;
     so.prefetch.slots = std::max(plan_->slots, 2u);
     so.prefetch.trace = options_.trace;
+    // A GGUF without its index sidecar has no checksums to check; the plan table says so.
+    so.prefetch.verify = source->frames_checksummed();
     so.fault = options_.fault;
     so.resident_blocks = plan_->resident_blocks;
     so.stream_head = !plan_->head_resident;
@@ -152,6 +169,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   shape.n_ctx = n_ctx_;
   shape.n_seq = options_.n_seq;
   shape.type = options_.kv_type;
+  // In RAM (a GGUF that fits) the plan was dropped: the KV cache follows --kv-spill alone.
   const bool spill = plan_ ? plan_->kv_spilled : options_.kv_spill == SpillMode::always;
   if (!plan_) {
     // In RAM the weights are mapped (the kernel pages them as it likes), but the KV cache is
@@ -182,9 +200,9 @@ Session::~Session() = default;
 const Metadata& Session::metadata() const { return streamed_ ? streamed_->metadata() : model_->metadata(); }
 
 std::string Session::describe() const {
-  if (!streamed_) return fmt::format("in RAM ({})", model_->is_pack() ? "pack" : "gguf");
-  return fmt::format("pack, {} of {} blocks resident, {} streamed per pass", streamed_->resident_block_count(),
-                     config().n_layer, format_bytes(streamed_->streamed_bytes_per_pass()));
+  if (!streamed_) return fmt::format("in RAM ({})", model_->is_pack() ? "pack" : "gguf, memory-mapped");
+  return fmt::format("{}, {} of {} blocks resident, {} streamed per pass", streamed_->source().describe(),
+                     streamed_->resident_block_count(), config().n_layer, format_bytes(streamed_->streamed_bytes_per_pass()));
 }
 
 void Session::print_stream_table(std::ostream& out, std::int64_t tokens) const {

@@ -1,7 +1,9 @@
 // Everything a command needs to run a model under a memory budget, set up in one place for
-// `sluice run`, `sluice bench` and `sluice batch`: opens a GGUF (memory-mapped, in RAM) or a pack
-// (planned: engine/planner.hpp, then streamed through the prefetcher with the planner's resident
-// set), builds the KV cache the plan chose (resident or spilled, fp16 or q8_0, one slot per
+// `sluice run`, `sluice bench`, `sluice batch` and `sluice perplexity`: opens a pack or a GGUF (a
+// single file or any shard of a split set) as a ModelSource, plans it (engine/planner.hpp) and
+// streams it through the prefetcher with the planner's resident set. A GGUF whose plan holds
+// every weight with room to spare (and --stream not on) is memory-mapped in RAM instead (session.cpp
+// fits_in_ram says why). Builds the KV cache the plan chose (resident or spilled, fp16 or q8_0, one slot per
 // parallel sequence) and the tokenizer, and reports the streaming statistics at the end.
 #pragma once
 
@@ -70,7 +72,8 @@ class Session {
   const MemoryPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
   StreamedModel* streamed() { return streamed_.get(); }
   std::uint64_t weight_bytes() const { return weight_bytes_; }
-  // "streamed pack (...)" or "in RAM (gguf)".
+  // "pack, checksummed, N of M blocks resident, X streamed per pass", the same with the GGUF
+  // source's description ("gguf (1 file), reads unverified (...)"), or "in RAM (gguf, memory-mapped)".
   std::string describe() const;
   // The end-of-run table: passes, bytes read, read GB/s, io busy %, compute busy %, overlap,
   // tokens/s (tokens = prompt + generated tokens processed).

@@ -144,7 +144,8 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
     }
   }
   if (!ring_for.empty()) {  // the ring, once, for the model's life
-    auto prefetcher = std::make_unique<prefetch::Prefetcher>(path_, std::move(ring_table), prefetch::RingFor(ring_for),
+    // One reader per file the units lie in (a split GGUF's shards).
+    auto prefetcher = std::make_unique<prefetch::Prefetcher>(source_->files(), std::move(ring_table), prefetch::RingFor(ring_for),
                                                              options_.prefetch,
                                                              options_.fault ? io::fault_wrapper(*options_.fault) : io::BackendWrapper{});
     schedule_ = std::make_unique<PassSchedule>(std::move(prefetcher));

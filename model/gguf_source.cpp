@@ -6,7 +6,6 @@
 #include <algorithm>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "common/assert.hpp"
 #include "common/units.hpp"
@@ -17,27 +16,22 @@ namespace sluice {
 
 std::unique_ptr<GgufSource> GgufSource::open(const std::string& path, const io::FileOptions& file_options) {
   gguf::ShardSet set = gguf::ShardSet::open(path);
-  if (set.shards().size() > 1) {
-    throw gguf::GgufError(fmt::format("gguf {}: a model split in {} shards cannot be streamed yet (a read unit lies "
-                                      "in one file); `sluice convert` any shard into a pack, which reads every shard",
-                                      path, set.shards().size()),
-                          ErrorKind::invalid);
-  }
   const ModelConfig config = sluice::checked_config(set);
   std::optional<gguf::GgufIndex> index = gguf::GgufIndex::load_if_present(set);
   std::unique_ptr<GgufSource> source(new GgufSource(std::move(set), std::move(index)));
   source->build_units(config.n_layer);
-  const gguf::Shard& shard = source->set_.shards().front();
-  try {
-    source->file_ = io::File::open(shard.path, file_options);
-  } catch (const std::exception& e) {
-    throw gguf::GgufError(fmt::format("gguf {}: cannot open: {}", shard.path, e.what()), ErrorKind::io);
-  }
-  if (source->file_->size() != shard.file_size) {
-    // Replaced or rewritten between reading the header and opening it for the tensors.
-    throw gguf::GgufError(fmt::format("gguf {}: the file is {} bytes now, {} when its header was read", shard.path,
-                                      source->file_->size(), shard.file_size),
-                          ErrorKind::io);
+  for (const gguf::Shard& shard : source->set_.shards()) {
+    try {
+      source->files_.push_back(io::File::open(shard.path, file_options));
+    } catch (const std::exception& e) {
+      throw gguf::GgufError(fmt::format("gguf {}: cannot open: {}", shard.path, e.what()), ErrorKind::io);
+    }
+    if (source->files_.back()->size() != shard.file_size) {
+      // Replaced or rewritten between reading the header and opening it for the tensors.
+      throw gguf::GgufError(fmt::format("gguf {}: the file is {} bytes now, {} when its header was read", shard.path,
+                                        source->files_.back()->size(), shard.file_size),
+                            ErrorKind::io);
+    }
   }
   return source;
 }
@@ -52,42 +46,48 @@ void GgufSource::build_units(std::int64_t n_layer) {
   for (const gguf::ExtentRanges& b : ranges.blocks) order.push_back(&b);
   order.push_back(&ranges.output);
   order.push_back(&ranges.misc);
-  const std::uint64_t file_size = set_.shards().front().file_size;
-  const std::string& path = set_.shards().front().path;
   for (const gguf::ExtentRanges* extent : order) {
     if (extent->tensors.empty()) continue;
-    if (extent->ranges.size() != 1) {
-      std::vector<std::string> spans;
-      for (const gguf::ReadRange& r : extent->ranges) spans.push_back(fmt::format("[{}, +{})", r.offset, r.length));
-      throw gguf::GgufError(fmt::format("gguf {}: the tensors of {} lie in {} separate ranges of the file ({}): streaming "
-                                        "reads each block as one range; `sluice convert` the model into a pack",
-                                        path, extent->name, extent->ranges.size(), fmt::join(spans, ", ")),
-                            ErrorKind::invalid);
-    }
-    const gguf::ReadRange& r = extent->ranges.front();
     ReadUnit unit;
     unit.name = extent->name;
-    unit.offset = r.offset;
-    const std::uint64_t end = std::min(r.offset + r.length, file_size);
-    for (std::uint64_t at = r.offset; at < end; at += frame_bytes) {
-      pack::FrameInfo frame;
-      frame.offset = at;
-      frame.disk_bytes = frame.raw_bytes = static_cast<std::uint32_t>(std::min(frame_bytes, end - at));
-      frame.codec = pack::Codec::raw;
-      // With an index: this frame is exactly chunk at / chunk_bytes (the unit starts on a chunk
-      // boundary and ends on one or at the end of the file).
-      frame.checksum = index_ ? index_->contents().shards[0].chunk_hashes[at / frame_bytes] : 0;
-      unit.frames.push_back(frame);
+    unit.offset = extent->ranges.front().offset;
+    // Each range's bytes lie back to back in the unit's raw bytes, cut at the end of its file.
+    std::vector<std::uint64_t> raw_begin;
+    for (const gguf::ReadRange& r : extent->ranges) {
+      const std::uint64_t file_size = set_.shards()[r.shard].file_size;
+      const std::uint64_t end = std::min(r.offset + r.length, file_size);
+      raw_begin.push_back(unit.raw_bytes);
+      const auto range_index = static_cast<std::uint32_t>(unit.ranges.size());
+      for (std::uint64_t at = r.offset; at < end; at += frame_bytes) {
+        pack::FrameInfo frame;
+        frame.offset = at;
+        frame.disk_bytes = frame.raw_bytes = static_cast<std::uint32_t>(std::min(frame_bytes, end - at));
+        frame.codec = pack::Codec::raw;
+        frame.range = range_index;
+        // With an index: this frame is exactly chunk at / chunk_bytes of its shard (ranges start
+        // on a chunk boundary and end on one or at the end of the file).
+        frame.checksum = index_ ? index_->contents().shards[r.shard].chunk_hashes[at / frame_bytes] : 0;
+        unit.frames.push_back(frame);
+      }
+      unit.ranges.push_back(pack::ExtentRange{r.shard, r.offset, end - r.offset});
+      unit.raw_bytes += end - r.offset;
     }
-    unit.disk_bytes = unit.raw_bytes = end - r.offset;
+    unit.disk_bytes = unit.raw_bytes;
     const auto unit_index = static_cast<std::uint32_t>(units_.size());
     for (const gguf::RangeTensor& placed : extent->tensors) {
       const gguf::ShardTensor& t = set_.tensors()[placed.tensor];
+      const gguf::ReadRange& r = extent->ranges[placed.range];
       tensor_index_.emplace(t.name, tensors_.size());
-      tensors_.push_back({t.name, t.type, t.dims, unit_index, placed.buffer_offset, t.bytes});
+      tensors_.push_back({t.name, t.type, t.dims, unit_index, raw_begin[placed.range] + (t.offset - r.offset), t.bytes});
     }
     units_.push_back(std::move(unit));
   }
+}
+
+std::vector<std::string> GgufSource::files() const {
+  std::vector<std::string> paths;
+  for (const gguf::Shard& shard : set_.shards()) paths.push_back(shard.path);
+  return paths;
 }
 
 std::unique_ptr<Metadata> GgufSource::metadata() const { return metadata_of(set_.metadata()); }
@@ -102,10 +102,11 @@ const SourceTensor* GgufSource::find_tensor(std::string_view name) const {
 Result<std::vector<std::byte>> GgufSource::read_frame(std::uint32_t unit, std::size_t frame) const {
   SLUICE_ASSERT_MSG(unit < units_.size() && frame < units_[unit].frames.size(), "GgufSource::read_frame: no such frame");
   const pack::FrameInfo& f = units_[unit].frames[frame];
+  const std::uint32_t shard = units_[unit].ranges[f.range].file;
   std::vector<std::byte> bytes(f.disk_bytes);
-  if (Status st = file_->read_at(bytes, f.offset); !st) return st.error();
+  if (Status st = files_[shard]->read_at(bytes, f.offset); !st) return st.error();
   if (index_) {
-    auto verified = index_->verify(0, f.offset, bytes);
+    auto verified = index_->verify(shard, f.offset, bytes);
     if (!verified) return verified.error();
     // Frames are whole chunks, so all of it was checked.
     SLUICE_ASSERT_MSG(verified.value() == bytes.size(), "GgufSource: a frame that is not a whole index chunk");
@@ -113,10 +114,18 @@ Result<std::vector<std::byte>> GgufSource::read_frame(std::uint32_t unit, std::s
   return bytes;
 }
 
+std::string GgufSource::describe() const {
+  const std::size_t n = set_.shards().size();
+  const std::string files = n == 1 ? "gguf (1 file)" : fmt::format("gguf ({} shards)", n);
+  if (index_) return fmt::format("{}, reads verified by {}", files, index_->path());
+  return fmt::format("{}, reads unverified (no sidecar: run `sluice index {}`)", files, path());
+}
+
 void GgufSource::release_page_cache(std::uint32_t unit) const {
-  const ReadUnit& u = units_.at(unit);
   // Only a hint: a kernel that refuses it leaves clean pages the kernel may drop anyway.
-  (void)::posix_fadvise(file_->fd(), static_cast<off_t>(u.offset), static_cast<off_t>(u.disk_bytes), POSIX_FADV_DONTNEED);
+  for (const pack::ExtentRange& r : units_.at(unit).ranges) {
+    (void)::posix_fadvise(files_[r.file]->fd(), static_cast<off_t>(r.offset), static_cast<off_t>(r.bytes), POSIX_FADV_DONTNEED);
+  }
 }
 
 }  // namespace sluice

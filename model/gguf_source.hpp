@@ -2,18 +2,20 @@
 // they stream a pack, reading the tensor bytes in place (no conversion, nothing mapped).
 //
 //  - Units: one per extent of block_read_ranges (gguf_split.hpp): the embedding, each block, the
-//    head, the rest; each one contiguous range of the file, its offset rounded down to 4 KiB
-//    (to 1 MiB with an index), its end rounded up and clamped to the end of the file. Tensors sit
-//    in a unit at their offset from its start (32-byte aligned, as in the GGUF).
+//    head, the rest; each the extent's ranges (ReadUnit::ranges: usually one; several when a
+//    block spans two shards of a split model or another extent's tensors lie between its own),
+//    each range in its shard's file, its offset rounded down to 4 KiB (to 1 MiB with an index),
+//    its end rounded up and clamped to the end of that file. The ranges' bytes lie back to back
+//    in the unit's raw bytes; a tensor sits at its range's start there plus its offset in the
+//    range (32-byte aligned, as in the GGUF).
 //  - Frames: raw 1 MiB pieces of a unit. With the model's index sidecar (gguf_index.hpp) the
 //    frames are exactly its chunks and carry its XXH3 as their checksums, which is the pack's
 //    frame convention (XXH3-64 seeded with the frame's file offset): the prefetcher verifies GGUF
 //    reads with the code that verifies a pack's. Without a sidecar frames carry no checksum and
 //    verified() is false: the caller must turn frame verification off and say reads are
 //    unverified.
-//  - Not yet: split models (a unit does not say which file it lies in) and blocks whose tensors
-//    are not contiguous (a unit is one range) are refused with a message that names them and
-//    points at `sluice convert`, which handles both.
+//  - Split models: files() lists every shard; the prefetcher reads each range from its own
+//    shard's file, and every error names that shard.
 #pragma once
 
 #include <memory>
@@ -35,7 +37,7 @@ class GgufSource final : public ModelSource {
   // per-frame parallelism is the same.
   static constexpr std::uint32_t kUnverifiedFrameBytes = 1u << 20;
 
-  // Opens `path` (a GGUF; a shard name of a split model is refused, see above), checks its
+  // Opens `path` (a GGUF, or any shard of a split model: every shard is opened), checks its
   // config against its tensors, loads its sidecar when there is one (a stale sidecar is an
   // error: re-run `sluice index`). `file_options` open the file read_frame reads (tests: a fault
   // plan). Throws gguf::GgufError / std::runtime_error naming the file and the fault.
@@ -50,6 +52,7 @@ class GgufSource final : public ModelSource {
   const std::optional<gguf::GgufIndex>& index() const { return index_; }
 
   const std::string& path() const override { return set_.shards().front().path; }
+  std::vector<std::string> files() const override;
   std::unique_ptr<Metadata> metadata() const override;
   void erase_metadata_key(const std::string& key) override { set_.erase_metadata_key(key); }
   ModelConfig checked_config() const override;
@@ -61,6 +64,10 @@ class GgufSource final : public ModelSource {
   // error naming the file and offset.
   Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const override;
   void release_page_cache(std::uint32_t unit) const override;
+  bool frames_checksummed() const override { return verified(); }
+  // "gguf (1 file), reads verified by SIDECAR" or "..., reads unverified (no sidecar: run
+  // `sluice index MODEL`)".
+  std::string describe() const override;
 
  private:
   GgufSource(gguf::ShardSet set, std::optional<gguf::GgufIndex> index) : set_(std::move(set)), index_(std::move(index)) {}
@@ -68,7 +75,7 @@ class GgufSource final : public ModelSource {
 
   gguf::ShardSet set_;
   std::optional<gguf::GgufIndex> index_;
-  std::unique_ptr<io::File> file_;
+  std::vector<std::unique_ptr<io::File>> files_;  // by shard
   std::vector<ReadUnit> units_;
   std::vector<SourceTensor> tensors_;
   std::unordered_map<std::string, std::size_t> tensor_index_;

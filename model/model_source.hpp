@@ -1,6 +1,6 @@
 // What the planner and the streamed forward pass need of a model file, whatever its format: the
 // metadata, the tensor table, the read units and how to read them. A pack implements it today
-// (model/pack_source.hpp); a GGUF source (next issue) plugs in here without touching the pass.
+// (model/pack_source.hpp), and a GGUF, split or not (model/gguf_source.hpp).
 //
 //  - Tensors: name, ggml type, shape, byte count, the read unit holding the tensor and its raw
 //    (decoded) offset within that unit (pack::TensorInfo).
@@ -10,8 +10,9 @@
 //    checksums and a codec. A GGUF unit would be one range of raw bytes (a block's tensors are
 //    contiguous), its offset rounded down to the direct-I/O block as prefetch::extent_pieces
 //    does, with frames as 1 MiB raw chunks: verification needs a sidecar index of checksums
-//    (or none, which FrameInfo cannot say yet: that flag lands with the GGUF source). A split
-//    GGUF adds which file each unit lies in; today every unit lies in path().
+//    (or none: frames_checksummed() is then false). A GGUF unit whose tensors lie in several
+//    ranges (a block split over shards, or interleaved with another extent's tensors) lists
+//    them in ReadUnit::ranges, each naming its file in files(); a pack's units lie in path().
 //  - Small reads: read_frame (one frame of a unit, verified and decoded), on which
 //    read_unit_range builds every read of a byte range the engine makes outside the ring
 //    (resident units, embedding rows on demand, small globals).
@@ -41,8 +42,11 @@ class ModelSource {
  public:
   virtual ~ModelSource() = default;
 
-  // The file the read units lie in; every error names it.
+  // The model's (first) file; errors that concern no one unit name it.
   virtual const std::string& path() const = 0;
+  // The files read units lie in (ExtentRange::file indexes it): path() alone for a pack, every
+  // shard of a split GGUF.
+  virtual std::vector<std::string> files() const { return {path()}; }
   // A view of the model's key/value metadata (valid while the source lives).
   virtual std::unique_ptr<Metadata> metadata() const = 0;
   // Frees one metadata key (the vocabulary arrays once a tokenizer holds them).
@@ -61,6 +65,11 @@ class ModelSource {
   virtual Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const = 0;
   // Hints that a unit read whole will not be read again through the page cache (best effort).
   virtual void release_page_cache(std::uint32_t unit) const { (void)unit; }
+  // Whether every frame carries a checksum the prefetcher can verify (a pack's always do; a
+  // GGUF's only with its index sidecar): the caller sets PrefetchOptions::verify from it.
+  virtual bool frames_checksummed() const { return true; }
+  // What the plan table says of the source: its format and how its reads are verified.
+  virtual std::string describe() const = 0;
 };
 
 // Frames held between calls of read_unit_range, so reads that share a frame read it once (the

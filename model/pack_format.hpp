@@ -54,6 +54,17 @@ struct FrameInfo {
   std::uint32_t raw_bytes = 0;   // size after decoding
   Codec codec = Codec::raw;
   std::uint64_t checksum = 0;  // XXH3-64(stored bytes, seed = offset)
+  // Not stored in a pack: which of the extent's `ranges` holds the frame (0 when it has none).
+  std::uint32_t range = 0;
+};
+
+// One contiguous read of an extent whose stored bytes are not one range of one file (a GGUF
+// block split over shards, or with another extent's tensors between its own): the ranges are
+// read back to back into a ring slot, each from its own file. Never stored in a pack.
+struct ExtentRange {
+  std::uint32_t file = 0;    // index into the source's files (ModelSource::files)
+  std::uint64_t offset = 0;  // 4096-aligned, in that file
+  std::uint64_t bytes = 0;   // stored bytes in the file (the last range of a file may end unaligned)
 };
 
 struct ExtentInfo {
@@ -62,6 +73,10 @@ struct ExtentInfo {
   std::uint64_t disk_bytes = 0;  // sum of frame disk_bytes (no padding)
   std::uint64_t raw_bytes = 0;   // sum of frame raw_bytes
   std::vector<FrameInfo> frames;
+  // Empty: the stored bytes are [offset, offset + disk_bytes) of the model's one file (a pack).
+  // Else where they lie, in order; disk_bytes is then the sum of the ranges' bytes, and frame f
+  // lies in ranges[frames[f].range] at its offset there.
+  std::vector<ExtentRange> ranges;
   // Offset of each frame's raw bytes within the extent's decoded bytes = prefix sum of raw_bytes.
   bool all_raw() const;
 };

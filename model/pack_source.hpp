@@ -34,6 +34,7 @@ class PackSource final : public ModelSource {
     return pack_->read_frame(unit, frame);
   }
   void release_page_cache(std::uint32_t unit) const override;
+  std::string describe() const override { return "pack, checksummed"; }
 
  private:
   explicit PackSource(const pack::Pack* borrowed) : pack_(borrowed) {}

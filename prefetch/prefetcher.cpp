@@ -34,14 +34,34 @@ void ExtentHandle::reset() {
 }
 
 Exception to_exception(const PrefetchError& error, const std::string& file) {
-  return Exception(ErrorContext{error.kind, file, error.extent_name, error.frame,
+  return Exception(ErrorContext{error.kind, error.file.empty() ? file : error.file, error.extent_name, error.frame,
                                 error.file_offset > 0 || error.frame >= 0 ? std::int64_t(error.file_offset) : -1,
                                 error.sys_errno},
                    error.message);
 }
 
+namespace {
+// The stored bytes land where decode reads them in place: one range (or none) of raw frames.
+bool zero_copy(const pack::ExtentInfo& e) { return e.all_raw() && e.ranges.size() <= 1; }
+
+std::uint64_t disk_slot_bytes(const pack::ExtentInfo& e) {
+  if (e.ranges.empty()) return align_up(e.disk_bytes, kDirectAlign);
+  std::uint64_t bytes = 0;
+  for (const pack::ExtentRange& r : e.ranges) bytes += align_up(r.bytes, kDirectAlign);
+  return bytes;
+}
+}  // namespace
+
 std::uint64_t extent_slot_bytes(const pack::ExtentInfo& e) {
-  return align_up(e.disk_bytes, kDirectAlign) + (e.all_raw() ? 0 : align_up(e.raw_bytes, kDirectAlign));
+  return disk_slot_bytes(e) + (zero_copy(e) ? 0 : align_up(e.raw_bytes, kDirectAlign));
+}
+
+std::uint64_t Prefetcher::frame_slot_offset(const pack::ExtentInfo& e, std::size_t f) {
+  const pack::FrameInfo& frame = e.frames[f];
+  if (e.ranges.empty()) return frame.offset - e.offset;
+  std::uint64_t at = 0;
+  for (std::uint32_t r = 0; r < frame.range; ++r) at += align_up(e.ranges[r].bytes, kDirectAlign);
+  return at + (frame.offset - e.ranges[frame.range].offset);
 }
 
 std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& e, std::uint64_t max_slot_bytes) {
@@ -50,15 +70,18 @@ std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& e, std::uint
     pack::ExtentInfo piece;
     piece.name = fmt::format("{}[frames {}..", e.name, f);
     piece.offset = align_down(e.frames[f].offset, kDirectAlign);
-    for (; f < e.frames.size(); ++f) {
+    const std::uint32_t range = e.frames[f].range;
+    for (; f < e.frames.size() && e.frames[f].range == range; ++f) {
       pack::ExtentInfo grown = piece;
       grown.frames.push_back(e.frames[f]);
+      grown.frames.back().range = 0;
       grown.disk_bytes = e.frames[f].offset + e.frames[f].disk_bytes - piece.offset;
       grown.raw_bytes += e.frames[f].raw_bytes;
       if (!piece.frames.empty() && extent_slot_bytes(grown) > max_slot_bytes) break;
       piece = std::move(grown);
     }
     piece.name += fmt::format("{}]", f - 1);
+    if (!e.ranges.empty()) piece.ranges = {pack::ExtentRange{e.ranges[range].file, piece.offset, piece.disk_bytes}};
     pieces.push_back(std::move(piece));
   }
   return pieces;
@@ -66,7 +89,13 @@ std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& e, std::uint
 
 Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, const RingFor& ring_for,
                        PrefetchOptions options, io::BackendWrapper wrap)
-    : path_(std::move(path)), extents_(std::move(extents)), options_(options), wrap_(std::move(wrap)) {
+    : Prefetcher(std::vector<std::string>{std::move(path)}, std::move(extents), ring_for, options, std::move(wrap)) {}
+
+Prefetcher::Prefetcher(std::vector<std::string> paths, std::vector<pack::ExtentInfo> extents, const RingFor& ring_for,
+                       PrefetchOptions options, io::BackendWrapper wrap)
+    : paths_(std::move(paths)), extents_(std::move(extents)), options_(options), wrap_(std::move(wrap)) {
+  SLUICE_ASSERT_MSG(!paths_.empty(), "a prefetcher needs a file");
+  path_ = paths_.front();
   SLUICE_ASSERT_MSG(options_.slots >= 1, "a ring needs at least one slot");
   SLUICE_ASSERT_MSG(options_.read_bytes % kDirectAlign == 0 && options_.read_bytes > 0, "read size must be 4096-aligned");
   std::uint64_t disk_capacity = 0, staging_capacity = 0;
@@ -75,8 +104,11 @@ Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, 
     SLUICE_ASSERT_MSG(index < extents_.size(), "the ring is sized for an extent that does not exist");
     const pack::ExtentInfo& e = extents_[index];
     SLUICE_ASSERT_MSG(e.offset % kDirectAlign == 0, "extent not 4096-aligned (Pack::open checks this)");
-    disk_capacity = std::max(disk_capacity, align_up(e.disk_bytes, kDirectAlign));
-    if (!e.all_raw()) staging_capacity = std::max(staging_capacity, e.raw_bytes);
+    for (const pack::ExtentRange& r : e.ranges) {
+      SLUICE_ASSERT_MSG(r.file < paths_.size() && r.offset % kDirectAlign == 0, "extent range in no file or not 4096-aligned");
+    }
+    disk_capacity = std::max(disk_capacity, disk_slot_bytes(e));
+    if (!zero_copy(e)) staging_capacity = std::max(staging_capacity, e.raw_bytes);
     fits_ring_[index] = true;
   }
   disk_capacity = std::max<std::uint64_t>(disk_capacity, kDirectAlign);
@@ -91,7 +123,8 @@ Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, 
     regions_.push_back(iovec{slot.disk, disk_capacity});
     ring_bytes_ += slot.memory.size();
   }
-  open_reader();
+  readers_.resize(paths_.size());
+  for (std::size_t file = 0; file < paths_.size(); ++file) open_reader(file);
   start_io_thread();
 }
 
@@ -101,13 +134,20 @@ Prefetcher::Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, 
   for (std::uint32_t index : plan) append(index);
 }
 
-void Prefetcher::open_reader() {
-  reader_ = io::Reader::open(path_, io::ReaderOptions{options_.io, options_.retry}, wrap_);
+void Prefetcher::open_reader(std::size_t file) {
+  std::unique_ptr<io::Reader>& reader = readers_[file];
+  reader = io::Reader::open(paths_[file], io::ReaderOptions{options_.io, options_.retry}, wrap_);
   // Fixed buffers spare the kernel pinning pages on every read; unregistered reads still work.
-  if (Status st = reader_->register_buffers(regions_); !st) {
-    reader_->set_fallback_note(reader_->fallback_note() + (reader_->fallback_note().empty() ? "" : "; ") +
-                               "buffers not registered: " + st.error().message);
+  if (Status st = reader->register_buffers(regions_); !st) {
+    reader->set_fallback_note(reader->fallback_note() + (reader->fallback_note().empty() ? "" : "; ") +
+                              "buffers not registered: " + st.error().message);
   }
+}
+
+unsigned Prefetcher::in_flight() const {
+  unsigned n = 0;
+  for (const auto& reader : readers_) n += reader->in_flight();
+  return n;
 }
 
 void Prefetcher::start_io_thread() { io_thread_ = std::thread([this] { io_loop(); }); }
@@ -118,19 +158,20 @@ Prefetcher::~Prefetcher() {
   SLUICE_ASSERT_MSG(handles_alive_ == 0, "Prefetcher destroyed while an ExtentHandle is alive");
 }
 
-const char* Prefetcher::backend_name() const { return reader_->backend_name(); }
-const std::string& Prefetcher::io_note() const { return reader_->fallback_note(); }
+const char* Prefetcher::backend_name() const { return readers_.front()->backend_name(); }
+const std::string& Prefetcher::io_note() const { return readers_.front()->fallback_note(); }
 
-PrefetchError Prefetcher::make_error(ErrorKind kind, std::uint32_t extent, std::uint64_t file_offset, int sys_errno,
-                                     const std::string& cause) const {
+PrefetchError Prefetcher::make_error(ErrorKind kind, std::uint32_t extent, std::uint32_t file, std::uint64_t file_offset,
+                                     int sys_errno, const std::string& cause) const {
   const pack::ExtentInfo& e = extents_[extent];
-  PrefetchError error{kind, extent, e.name, -1, file_offset, sys_errno, {}};
+  PrefetchError error{kind, extent, e.name, -1, file_offset, sys_errno, {}, paths_[file]};
   for (std::size_t f = 0; f < e.frames.size(); ++f) {
-    if (file_offset >= e.frames[f].offset && file_offset < e.frames[f].offset + e.frames[f].disk_bytes) {
+    const bool in_file = e.ranges.empty() ? file == 0 : e.ranges[e.frames[f].range].file == file;
+    if (in_file && file_offset >= e.frames[f].offset && file_offset < e.frames[f].offset + e.frames[f].disk_bytes) {
       error.frame = static_cast<std::int64_t>(f);
     }
   }
-  error.message = fmt::format("{}: {} error in extent {} ({}), frame {}, file offset {}: {}", path_, to_string(kind),
+  error.message = fmt::format("{}: {} error in extent {} ({}), frame {}, file offset {}: {}", paths_[file], to_string(kind),
                               extent, e.name, error.frame, file_offset, cause);
   return error;
 }
@@ -149,8 +190,20 @@ bool Prefetcher::assign_free_slots() {
       plan_.pop_front();
       ++plan_base_;
     }
-    slot.read_length = align_up(e.disk_bytes, kDirectAlign);
-    slot.chunks_total = static_cast<std::uint32_t>((slot.read_length + options_.read_bytes - 1) / options_.read_bytes);
+    // Each range (or the extent's one span) in reads of at most read_bytes, back to back.
+    slot.chunks.clear();
+    slot.read_length = 0;
+    auto add_range = [&](std::uint32_t file, std::uint64_t offset, std::uint64_t bytes) {
+      const std::uint64_t length = align_up(bytes, kDirectAlign);
+      for (std::uint64_t at = 0; at < length; at += options_.read_bytes) {
+        const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(options_.read_bytes, length - at));
+        slot.chunks.push_back(Chunk{file, offset + at, slot.read_length + at, n, std::min<std::uint64_t>(n, bytes - std::min(at, bytes))});
+      }
+      slot.read_length += length;
+    };
+    if (e.ranges.empty()) add_range(0, e.offset, e.disk_bytes);
+    for (const pack::ExtentRange& r : e.ranges) add_range(r.file, r.offset, r.bytes);
+    slot.chunks_total = static_cast<std::uint32_t>(slot.chunks.size());
     slot.chunks_issued = slot.chunks_done = 0;
     slot.read_started = Clock::now();
     slot.decoded = {};
@@ -163,48 +216,70 @@ bool Prefetcher::assign_free_slots() {
 }
 
 void Prefetcher::issue_reads() {
-  // Earliest plan position first: the consumer needs it soonest.
-  while (reader_->can_submit()) {
+  // Earliest plan position first: the consumer needs it soonest. A slot whose next read's file
+  // has a full queue waits; slots behind it may read other files.
+  for (;;) {
     Slot* best = nullptr;
     unsigned best_index = 0;
     for (unsigned i = 0; i < slots_.size(); ++i) {
       Slot& s = slots_[i];
       if (s.state == SlotState::reading && s.chunks_issued < s.chunks_total &&
+          readers_[s.chunks[s.chunks_issued].file]->can_submit() &&
           (best == nullptr || s.plan_position < best->plan_position)) {
         best = &s;
         best_index = i;
       }
     }
     if (best == nullptr) return;
-    std::uint64_t start = std::uint64_t(best->chunks_issued) * options_.read_bytes;
-    auto length = static_cast<std::uint32_t>(std::min<std::uint64_t>(options_.read_bytes, best->read_length - start));
+    const Chunk& chunk = best->chunks[best->chunks_issued];
     std::uint64_t user_data = (std::uint64_t(best_index) << 32) | best->chunks_issued;
-    reader_->submit(io::ReadRequest{best->disk + start, extents_[best->extent].offset + start, length,
-                                    static_cast<int>(best_index), user_data});
+    readers_[chunk.file]->submit(io::ReadRequest{best->disk + chunk.slot_offset, chunk.file_offset, chunk.length,
+                                                 static_cast<int>(best_index), user_data});
     ++best->chunks_issued;
   }
 }
 
 void Prefetcher::io_loop() {
-  std::vector<io::ReadCompletion> completions(reader_->queue_depth());
+  std::vector<io::ReadCompletion> completions(readers_.front()->queue_depth());
   for (;;) {
     {
       std::unique_lock lock(mutex_);
       while (!cancelled_) {
         assign_free_slots();
         issue_reads();
-        if (reader_->in_flight() > 0) break;
+        if (in_flight() > 0) break;
         note_io_busy();
         // Every slot busy with decoded or consumed extents, nothing scheduled, or stopped by an
         // error: wait for a slot, an append, or cancel()/reset().
         io_cv_.wait(lock);
       }
       note_io_busy();
-      if (cancelled_ && reader_->in_flight() == 0) return;
+      if (cancelled_ && in_flight() == 0) return;
     }
     // Block for completions without the lock so the consumer and decoders are never stalled.
-    const unsigned depth = reader_->in_flight();
-    Result<std::size_t> got = reader_->wait(completions, 1);
+    // With several files: take what any reader has finished without blocking, else block on the
+    // first reader with reads in flight (a read of another file that lands meanwhile waits for
+    // the next round; every reader's queued reads were handed to the kernel first).
+    const unsigned depth = in_flight();
+    Result<std::size_t> got = std::size_t{0};
+    if (readers_.size() == 1) {
+      got = readers_.front()->wait(completions, 1);
+    } else {
+      for (auto& reader : readers_) {
+        if (!got) break;
+        if (reader->in_flight() > 0) {
+          if (Status st = reader->flush(); !st) got = st.error();
+        }
+      }
+      for (auto& reader : readers_) {
+        if (!got || got.value() > 0 || reader->in_flight() == 0) continue;
+        got = reader->wait(completions, 0);
+      }
+      for (auto& reader : readers_) {
+        if (!got || got.value() > 0 || reader->in_flight() == 0) continue;
+        got = reader->wait(completions, 1);
+      }
+    }
     std::unique_lock lock(mutex_);
     note_io_busy();
     ++stats_.waits;
@@ -213,8 +288,8 @@ void Prefetcher::io_loop() {
       // The ring itself failed (not a single read): fail every extent being read and stop.
       for (Slot& slot : slots_) {
         if (slot.state != SlotState::reading) continue;
-        slot.error = make_error(ErrorKind::io, slot.extent, extents_[slot.extent].offset, got.error().sys_errno,
-                                got.error().message);
+        slot.error = make_error(ErrorKind::io, slot.extent, slot.chunks.front().file, slot.chunks.front().file_offset,
+                                got.error().sys_errno, got.error().message);
         slot.state = SlotState::failed;
       }
       io_failed_ = true;
@@ -231,22 +306,21 @@ void Prefetcher::on_read_complete(const io::ReadCompletion& completion) {
   Slot& slot = slots_[index];
   stats_.bytes_read += completion.bytes;
   if (slot.state != SlotState::reading) return;  // its extent already failed
+  const Chunk& read = slot.chunks[chunk];
   if (!completion.status) {
     const Error& e = completion.status.error();
-    std::uint64_t offset = extents_[slot.extent].offset + std::uint64_t(chunk) * options_.read_bytes;
-    slot.error = make_error(e.kind, slot.extent, offset, e.sys_errno, e.message);
+    slot.error = make_error(e.kind, slot.extent, read.file, read.file_offset, e.sys_errno, e.message);
     slot.state = SlotState::failed;
     io_failed_ = true;
     consumer_cv_.notify_all();
     return;
   }
-  // The extent's stored bytes must all be in the file; a read clamped at EOF means the pack was
+  // The extent's stored bytes must all be in the file; a read clamped at EOF means the file was
   // truncated after it was opened.
-  std::uint64_t chunk_start = std::uint64_t(chunk) * options_.read_bytes;
-  std::uint64_t needed = std::min<std::uint64_t>(options_.read_bytes, extents_[slot.extent].disk_bytes - std::min(chunk_start, extents_[slot.extent].disk_bytes));
-  if (completion.bytes < needed) {
-    slot.error = make_error(ErrorKind::io, slot.extent, extents_[slot.extent].offset + chunk_start + completion.bytes, 0,
-                            fmt::format("file ends early: read {} of {} bytes (truncated pack?)", completion.bytes, needed));
+  if (completion.bytes < read.needed) {
+    slot.error = make_error(ErrorKind::io, slot.extent, read.file, read.file_offset + completion.bytes, 0,
+                            fmt::format("file ends early: read {} of {} bytes (truncated since it was opened?)",
+                                        completion.bytes, read.needed));
     slot.state = SlotState::failed;
     io_failed_ = true;
     consumer_cv_.notify_all();
@@ -275,9 +349,9 @@ void Prefetcher::start_decode(unsigned index) {
 void Prefetcher::decode_slot(unsigned index) {
   Slot& slot = slots_[index];
   const pack::ExtentInfo& e = extents_[slot.extent];
-  const bool zero_copy = e.all_raw();
+  const bool in_place = zero_copy(e);
   // An extent piece (extent_pieces) starts at a block boundary before its first frame.
-  std::byte* out = zero_copy ? slot.disk + (e.frames.empty() ? 0 : e.frames[0].offset - e.offset) : slot.staging;
+  std::byte* out = in_place ? slot.disk + (e.frames.empty() ? 0 : frame_slot_offset(e, 0)) : slot.staging;
   std::vector<std::uint64_t> raw_offsets(e.frames.size() + 1, 0);
   for (std::size_t f = 0; f < e.frames.size(); ++f) raw_offsets[f + 1] = raw_offsets[f] + e.frames[f].raw_bytes;
 
@@ -291,14 +365,17 @@ void Prefetcher::decode_slot(unsigned index) {
     TraceScope trace_frame(options_.trace, fmt::format("decompress/worker {}", tbb::this_task_arena::current_thread_index()),
                            e.name, {{"frame", f}});
     const pack::FrameInfo& frame = e.frames[f];
-    std::span<const std::byte> stored(slot.disk + (frame.offset - e.offset), frame.disk_bytes);
+    std::span<const std::byte> stored(slot.disk + frame_slot_offset(e, f), frame.disk_bytes);
     std::optional<PrefetchError> error;
     if (options_.verify && !pack::frame_checksum_ok(frame, stored)) {
-      error = make_error(ErrorKind::checksum, slot.extent, frame.offset, 0,
+      error = make_error(ErrorKind::checksum, slot.extent, e.ranges.empty() ? 0 : e.ranges[frame.range].file, frame.offset, 0,
                          fmt::format("checksum mismatch in {} stored bytes", frame.disk_bytes));
-    } else if (!zero_copy) {
+    } else if (!in_place) {
       Status st = pack::decode_frame(frame, stored, std::span(out + raw_offsets[f], frame.raw_bytes));
-      if (!st) error = make_error(st.error().kind, slot.extent, frame.offset, 0, st.error().message);
+      if (!st) {
+        error = make_error(st.error().kind, slot.extent, e.ranges.empty() ? 0 : e.ranges[frame.range].file, frame.offset, 0,
+                           st.error().message);
+      }
     }
     if (error) {
       std::lock_guard guard(error_mutex);
@@ -431,15 +508,27 @@ void Prefetcher::reset() {
   }
   // A wait that failed in the backend itself (not one read) may leave reads the old reader
   // never reaped: a fresh reader starts from a clean queue.
-  if (reader_->in_flight() > 0) open_reader();
+  for (std::size_t file = 0; file < readers_.size(); ++file) {
+    if (readers_[file]->in_flight() > 0) open_reader(file);
+  }
   start_io_thread();
 }
 
 // The reader is only touched by the I/O thread; it copies its busy time here under the mutex,
 // with the start of a busy period still open, so stats() can count a disk that never goes idle.
+// With several files the readers' busy times are summed (reads of two shards at once count
+// twice): an upper bound, exact for one file.
 void Prefetcher::note_io_busy() {
-  stats_.io_busy = reader_->stats().busy;
-  io_busy_open_since_ = reader_->busy_since();
+  stats_.io_busy = {};
+  io_busy_open_since_ = {};
+  for (const auto& reader : readers_) {
+    stats_.io_busy += reader->stats().busy;
+    const auto since = reader->busy_since();
+    if (since != std::chrono::steady_clock::time_point{} &&
+        (io_busy_open_since_ == std::chrono::steady_clock::time_point{} || since < io_busy_open_since_)) {
+      io_busy_open_since_ = since;
+    }
+  }
 }
 
 PrefetchStats Prefetcher::stats() const {

@@ -58,10 +58,11 @@ struct PrefetchError {
   std::uint64_t file_offset = 0;
   int sys_errno = 0;
   std::string message;         // full context: file, extent, frame, offset, cause
+  std::string file;            // the file read (a shard of a split model); empty: the prefetcher's path()
 };
 
-// The error as the engine throws it: a sluice::Exception whose context names `file`, the
-// extent, frame, offset and errno.
+// The error as the engine throws it: a sluice::Exception whose context names the error's file
+// (or `file` when it names none), the extent, frame, offset and errno.
 Exception to_exception(const PrefetchError& error, const std::string& file);
 
 struct PrefetchStats {
@@ -80,8 +81,9 @@ struct PrefetchStats {
 
 class Prefetcher;
 
-// Ring memory one extent needs: its stored bytes rounded up to the direct-I/O block, plus a
-// decode buffer when any frame is compressed.
+// Ring memory one extent needs: its stored bytes (each of its ranges) rounded up to the
+// direct-I/O block, plus a decode buffer when any frame is compressed or the ranges are several
+// (their frames are then gathered into it).
 std::uint64_t extent_slot_bytes(const pack::ExtentInfo& extent);
 
 // Splits an extent into pieces the prefetcher can read on their own, so that an extent larger
@@ -89,7 +91,8 @@ std::uint64_t extent_slot_bytes(const pack::ExtentInfo& extent);
 // frames, each as an ExtentInfo whose offset is rounded down to the direct-I/O block (its
 // disk_bytes then count the gap before the first frame) and whose extent_slot_bytes stays within
 // max_slot_bytes (a piece always holds at least one frame). Piece k's raw bytes follow piece
-// k-1's in the original extent. Checksums still verify: they are seeded by file offset.
+// k-1's in the original extent. Checksums still verify: they are seeded by file offset. A piece
+// of an extent with ranges lies in one of them (its single range names the file).
 std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& extent, std::uint64_t max_slot_bytes);
 
 // A delivered extent: its decoded bytes stay valid until the handle dies. Move-only.
@@ -141,6 +144,10 @@ class Prefetcher {
   // Throws std::runtime_error when the file cannot be opened or memory not allocated.
   Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, const RingFor& ring_for, PrefetchOptions options = {},
              io::BackendWrapper wrap = {});
+  // The same over several files (a split GGUF's shards): an extent's ranges name the file each
+  // is read from (one reader per file); extents without ranges lie in paths[0].
+  Prefetcher(std::vector<std::string> paths, std::vector<pack::ExtentInfo> extents, const RingFor& ring_for,
+             PrefetchOptions options = {}, io::BackendWrapper wrap = {});
   // A fixed plan: the ring sized for `plan`'s extents, and the plan appended at once (an extent
   // may appear more than once).
   Prefetcher(std::string path, std::vector<pack::ExtentInfo> extents, const std::vector<std::uint32_t>& plan,
@@ -176,6 +183,14 @@ class Prefetcher {
 
  private:
   enum class SlotState { free, reading, decoding, ready, failed, consumed };
+  // One read of a slot: `length` bytes (4096-aligned) of file `file` at `file_offset` into the
+  // slot at `slot_offset`, of which `needed` must be in the file.
+  struct Chunk {
+    std::uint32_t file = 0;
+    std::uint64_t file_offset = 0, slot_offset = 0;
+    std::uint32_t length = 0;
+    std::uint64_t needed = 0;
+  };
   struct Slot {
     numa::PinnedBuffer memory;
     std::byte* disk = nullptr;     // stored bytes land here (4096-aligned)
@@ -183,14 +198,16 @@ class Prefetcher {
     SlotState state = SlotState::free;
     std::size_t plan_position = 0;
     std::uint32_t extent = 0;
-    std::uint64_t read_length = 0;  // bytes to read: extent disk span rounded up to 4096
+    std::uint64_t read_length = 0;  // bytes to read: extent disk span (each range) rounded up to 4096
+    std::vector<Chunk> chunks;      // the reads, in order
     std::uint32_t chunks_total = 0, chunks_issued = 0, chunks_done = 0;
     std::chrono::steady_clock::time_point read_started;
     std::span<const std::byte> decoded;
     PrefetchError error;
   };
 
-  void open_reader();  // reader_ over path_ through wrap_, with the ring's buffers registered
+  void open_reader(std::size_t file);  // readers_[file] through wrap_, with the ring's buffers registered
+  unsigned in_flight() const;          // over every reader
   void start_io_thread();
   void stop_io_thread();  // cancel(): the I/O thread gone, no read in flight, no decode running
   std::uint32_t scheduled_at(std::size_t position) const { return plan_[position - plan_base_]; }
@@ -199,18 +216,21 @@ class Prefetcher {
   bool assign_free_slots();  // under mutex_
   void issue_reads();        // under mutex_
   void on_read_complete(const io::ReadCompletion& completion);
+  // Where frame `f` of `e` lies in a slot holding `e`'s stored bytes.
+  static std::uint64_t frame_slot_offset(const pack::ExtentInfo& e, std::size_t f);
   void start_decode(unsigned slot);
   void decode_slot(unsigned slot);
   void release(unsigned slot);
-  PrefetchError make_error(ErrorKind kind, std::uint32_t extent, std::uint64_t file_offset, int sys_errno,
+  PrefetchError make_error(ErrorKind kind, std::uint32_t extent, std::uint32_t file, std::uint64_t file_offset, int sys_errno,
                            const std::string& cause) const;
 
-  std::string path_;
+  std::vector<std::string> paths_;
+  std::string path_;  // paths_[0]
   std::vector<pack::ExtentInfo> extents_;
   std::vector<bool> fits_ring_;  // by extent: listed in RingFor, so append() may take it
   PrefetchOptions options_;
   io::BackendWrapper wrap_;
-  std::unique_ptr<io::Reader> reader_;
+  std::vector<std::unique_ptr<io::Reader>> readers_;  // by file
   std::vector<Slot> slots_;
   std::vector<iovec> regions_;  // the slots' read buffers, registered with the reader
   std::uint64_t ring_bytes_ = 0;

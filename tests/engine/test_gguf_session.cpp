@@ -1,0 +1,202 @@
+// A GGUF through Session, as `sluice run` opens it: memory-mapped in RAM when it fits with room
+// to spare, planned and streamed through GgufSource under a budget it does not fit (logits
+// bit-identical to the in-RAM run); frames verified only with an index sidecar (the plan says
+// which); a file truncated while it streams, or a byte rotted in an indexed one, stops the pass
+// with a sluice::Exception naming the file and offset (nothing is mapped, so never SIGBUS).
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/units.hpp"
+#include "engine/generate.hpp"
+#include "engine/session.hpp"
+#include "model/gguf_index.hpp"
+#include "model/gguf_source.hpp"
+#include "tests/model/gguf_split_test_util.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tools/synth.hpp"
+
+namespace sluice {
+namespace {
+
+// 4 blocks of ~0.9 MiB Q8_0 each, the built-in vocabulary: no ../shared needed.
+std::string write_model(const sluice::testing::TempDir& dir, GgmlType type = GgmlType::Q8_0) {
+  SynthOptions synth;
+  synth.shape = SynthShape{256, 4, 8, 4, 768, 128};
+  synth.type = type;
+  synth.vocab_from.clear();
+  const std::string gguf = dir.file("m.gguf");
+  write_synthetic_gguf(gguf, synth);
+  return gguf;
+}
+
+SessionOptions options_for(const std::string& gguf, std::uint64_t budget) {
+  SessionOptions o;
+  o.model = gguf;
+  o.budget = budget;
+  o.n_ctx = 64;
+  o.pass_tokens = 16;
+  o.slots = 2;
+  o.disk_gbps = 2.0;  // no disk probe
+  o.threads = 1;
+  return o;
+}
+
+// The smallest budget the planner takes for this model: every block then streams.
+std::uint64_t minimum_budget(const std::string& gguf) {
+  auto source = GgufSource::open(gguf);
+  PlanRequest r;
+  r.budget = 1ull << 30;
+  r.n_ctx = 64;
+  r.pass_tokens = 16;
+  r.wanted_slots = 2;
+  r.compute_threads = 1;
+  return plan_memory(*source, source->checked_config(), r).minimum;
+}
+
+std::vector<float> logits_of(Session& s, std::span<const std::int32_t> tokens, std::int64_t pos0) {
+  std::vector<float> logits;
+  s.forward().forward(s.transformer(), single_sequence_batch(tokens, pos0, true), logits);
+  return logits;
+}
+
+const std::vector<std::int32_t> kPrompt = {1, 403, 407, 261, 378};
+
+TEST(GgufSession, StreamsUnderABudgetItDoesNotFitWithLogitsBitIdenticalToInRam) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = write_model(dir);
+  Session in_ram(options_for(gguf, 512 * MiB));
+  ASSERT_EQ(in_ram.streamed(), nullptr) << in_ram.describe();
+  EXPECT_NE(in_ram.describe().find("in RAM (gguf"), std::string::npos) << in_ram.describe();
+  const std::vector<float> expected = logits_of(in_ram, kPrompt, 0);
+  const std::int32_t next = argmax(std::span(expected).last(std::size_t(in_ram.config().n_vocab)));
+  const std::vector<float> expected_next = logits_of(in_ram, std::span(&next, 1), std::int64_t(kPrompt.size()));
+
+  for (bool indexed : {false, true}) {
+    SCOPED_TRACE(indexed ? "with an index sidecar" : "without an index sidecar");
+    if (indexed) (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf));
+    // Indexed units are rounded out to whole 1 MiB chunks: larger slots, a larger minimum.
+    const std::uint64_t budget = minimum_budget(gguf) + 64 * KiB;
+    std::ostringstream log;
+    SessionOptions o = options_for(gguf, budget);
+    o.log = &log;
+    Session streamed(o);
+    ASSERT_NE(streamed.streamed(), nullptr) << streamed.describe();
+    ASSERT_NE(streamed.plan(), nullptr);
+    EXPECT_TRUE(streamed.plan()->resident_blocks.empty());
+    EXPECT_GT(streamed.streamed()->streamed_bytes_per_pass(), 0u);
+    const std::string said = indexed ? "reads verified by " + gguf::sidecar_path_for(gguf) : "reads unverified (no sidecar";
+    EXPECT_NE(log.str().find("gguf (1 file), " + said), std::string::npos) << log.str();
+    EXPECT_NE(streamed.describe().find(said), std::string::npos) << streamed.describe();
+    const std::vector<float> got = logits_of(streamed, kPrompt, 0);
+    ASSERT_EQ(got.size(), expected.size());
+    ASSERT_EQ(std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)), 0) << "prefill logits differ";
+    const std::vector<float> got_next = logits_of(streamed, std::span(&next, 1), std::int64_t(kPrompt.size()));
+    ASSERT_EQ(std::memcmp(got_next.data(), expected_next.data(), got_next.size() * sizeof(float)), 0) << "decode logits differ";
+    EXPECT_GE(streamed.streamed()->stats().passes, 2u);  // the prompt may run in several passes
+  }
+}
+
+// A split GGUF, named by any shard, runs through GgufSource whatever the budget (the in-RAM
+// model maps one file), with the in-RAM logits of the unsplit file, and the plan says "3 shards".
+TEST(GgufSession, ASplitGgufRunsFromAnyShardWithTheUnsplitLogits) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = write_model(dir);
+  Session in_ram(options_for(gguf, 512 * MiB));
+  const std::vector<float> expected = logits_of(in_ram, kPrompt, 0);
+  const gguf::File whole = gguf::File::open(gguf);
+  const std::vector<std::string> shards = gguf::testing::split_file(whole, dir.file("s"), 3);
+  for (std::uint64_t budget : {std::uint64_t{512 * MiB}, std::uint64_t{0}}) {
+    SessionOptions o = options_for(shards[1], budget == 0 ? minimum_budget(shards[1]) + 64 * KiB : budget);
+    std::ostringstream log;
+    o.log = &log;
+    Session s(o);
+    ASSERT_NE(s.streamed(), nullptr) << s.describe();
+    EXPECT_NE(log.str().find("gguf (3 shards), reads unverified"), std::string::npos) << log.str();
+    const std::vector<float> got = logits_of(s, kPrompt, 0);
+    ASSERT_EQ(got.size(), expected.size());
+    ASSERT_EQ(std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)), 0) << "budget " << budget;
+  }
+}
+
+TEST(GgufSession, StreamOnStreamsAGgufThatFits) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = write_model(dir);
+  SessionOptions o = options_for(gguf, 512 * MiB);
+  o.stream = StreamMode::always;
+  Session s(o);
+  ASSERT_NE(s.streamed(), nullptr);
+  EXPECT_EQ(s.streamed()->resident_block_count(), 0);
+}
+
+// The file is cut to half while the session streams it: the next pass's reads past the new end
+// fail with an Exception naming the file and the offset where the data ends.
+TEST(GgufSession, AFileTruncatedWhileItStreamsStopsThePassNamingFileAndOffset) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = write_model(dir);
+  Session s(options_for(gguf, minimum_budget(gguf) + 64 * KiB));
+  ASSERT_NE(s.streamed(), nullptr);
+  ASSERT_TRUE(s.plan()->resident_blocks.empty());
+  (void)logits_of(s, kPrompt, 0);
+  struct stat st {};
+  ASSERT_EQ(::stat(gguf.c_str(), &st), 0);
+  ASSERT_EQ(::truncate(gguf.c_str(), st.st_size / 2), 0);
+  try {
+    // Blocks read ahead before the cut may still be in the ring; the last ones are not.
+    for (int pass = 0; pass < 3; ++pass) (void)logits_of(s, std::span(&kPrompt[1], 1), std::int64_t(kPrompt.size()) + pass);
+    FAIL() << "a truncated GGUF streamed without an error";
+  } catch (const Exception& e) {
+    std::printf("error: %s\n", e.what());
+    EXPECT_EQ(e.context().file, gguf) << e.what();
+    EXPECT_GE(e.context().offset, 0) << e.what();
+    EXPECT_NE(std::string(e.what()).find(gguf), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("offset"), std::string::npos) << e.what();
+  }
+}
+
+// A byte rotted after indexing (mtime kept, so the sidecar still loads) stops a Session's pass
+// with a checksum error naming the file, the block's extent and the offset of the bad chunk.
+TEST(GgufSession, ARottenByteInAnIndexedGgufNamesFileExtentAndOffset) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = write_model(dir);
+  (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf));
+  const std::uint64_t bad = gguf::ShardSet::open(gguf).find_tensor("blk.2.ffn_down.weight")->offset + 7;
+  {
+    struct stat st {};
+    ASSERT_EQ(::stat(gguf.c_str(), &st), 0);
+    const int fd = ::open(gguf.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    std::byte b{};
+    ASSERT_EQ(::pread(fd, &b, 1, static_cast<off_t>(bad)), 1);
+    b ^= std::byte{0x80};
+    ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(bad)), 1);
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    ASSERT_EQ(::futimens(fd, times), 0);
+    ::close(fd);
+  }
+  Session s(options_for(gguf, minimum_budget(gguf) + 64 * KiB));
+  ASSERT_NE(s.streamed(), nullptr);
+  try {
+    (void)logits_of(s, kPrompt, 0);
+    FAIL() << "a rotten byte was streamed without an error";
+  } catch (const Exception& e) {
+    std::printf("error: %s\n", e.what());
+    EXPECT_EQ(e.kind(), ErrorKind::checksum) << e.what();
+    EXPECT_EQ(e.context().file, gguf) << e.what();
+    EXPECT_EQ(e.context().extent, "blk.2") << e.what();
+    const std::uint64_t chunk = bad / gguf::kIndexChunkBytes * gguf::kIndexChunkBytes;
+    EXPECT_EQ(e.context().offset, std::int64_t(chunk)) << e.what();
+    EXPECT_NE(std::string(e.what()).find(fmt::format("file offset {}", chunk)), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace sluice
