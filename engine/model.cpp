@@ -9,24 +9,12 @@
 
 #include "common/error.hpp"
 #include "model/gguf.hpp"
+#include "model/model_format.hpp"
 #include "model/pack_reader.hpp"
 #include "model/tensor_check.hpp"
 
 namespace sluice {
 namespace {
-std::string read_magic(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err},
-                    fmt::format("cannot open {}: {}", path, std::strerror(err)));
-  }
-  char magic[8] = {};
-  ssize_t got = ::pread(fd, magic, sizeof(magic), 0);
-  ::close(fd);
-  return std::string(magic, got > 0 ? std::size_t(got) : 0);
-}
-
 TensorView make_view(std::uint32_t type, const std::vector<std::uint64_t>& dims, const std::byte* data, std::uint64_t bytes,
                      const std::string& source, const std::string& name) {
   if (!ggml_type_traits(type)) {
@@ -47,14 +35,14 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::open(const std::string& path) {
   std::unique_ptr<Model> m(new Model());
   m->path_ = path;
-  std::string magic = read_magic(path);
+  const ModelFormat format = detect_model_format(path);
   // The config and the tensor table are checked against each other before any extent is read
   // or any view made: every view bound below then has the shape its buffers are sized for.
-  if (magic.compare(0, 4, "GGUF") == 0) {
+  if (format == ModelFormat::gguf) {
     m->gguf_ = std::make_unique<gguf::File>(gguf::File::open(path));
     m->metadata_ = metadata_of(*m->gguf_);
     m->config_ = checked_config(*m->gguf_);
-  } else if (magic == std::string(pack::kMagic, 8)) {
+  } else {
     m->pack_ = std::make_unique<pack::Pack>(pack::Pack::open(path));
     m->config_ = checked_config(*m->pack_);
     for (std::size_t i = 0; i < m->pack_->extents().size(); ++i) {
@@ -63,9 +51,6 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
       m->extents_.push_back(std::move(bytes).value());
     }
     m->metadata_ = metadata_of(m->pack_->metadata(), path);
-  } else {
-    throw Exception(ErrorContext{ErrorKind::corrupt, path, {}, -1, 0},
-                    fmt::format("{}: neither a GGUF file nor a sluice pack (magic bytes do not match)", path));
   }
   m->bind();
   return m;

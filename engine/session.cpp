@@ -11,6 +11,7 @@
 #include "io/sequential.hpp"
 #include "model/convert.hpp"
 #include "model/gguf_source.hpp"
+#include "model/model_format.hpp"
 #include "model/pack_source.hpp"
 #include "model/vocab_metadata.hpp"
 #include "common/error.hpp"
@@ -31,13 +32,6 @@ double measure_disk_gbps(const std::string& path) {
   return read ? read.value().gbps() : 0.0;
 }
 }  // namespace
-
-bool is_pack_file(const std::string& path) {
-  std::ifstream probe(path, std::ios::binary);
-  char magic[8] = {};
-  probe.read(magic, 8);
-  return std::string(magic, 8) == "SLUICEPK";
-}
 
 std::uint64_t default_memory_budget() { return available_memory_bytes() / 10 * 8; }
 
@@ -103,7 +97,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
   // One source serves the planner and then the streamed model: the manifest (tens of MB with a
   // large vocabulary) or the GGUF's headers are parsed once.
-  const bool pack = is_pack_file(options_.model);
+  const bool pack = detect_model_format(options_.model) == ModelFormat::pack;
   std::unique_ptr<ModelSource> source;
   if (pack) {
     source = PackSource::open(options_.model, pack::PackOptions{options_.fault});

@@ -95,8 +95,6 @@ class Session {
   std::int64_t pass_tokens_ = 0;
 };
 
-// True when `path` starts with the pack magic.
-bool is_pack_file(const std::string& path);
 // 80% of available memory (DESIGN.md §5).
 std::uint64_t default_memory_budget();
 
