@@ -24,7 +24,9 @@ ModelConfig PackSource::checked_config() const { return sluice::checked_config(*
 
 void PackSource::release_page_cache(std::uint32_t unit) const {
   const ReadUnit& u = pack_->extents().at(unit);
-  ::posix_fadvise(pack_->fd(), off_t(u.offset), off_t(u.disk_bytes), POSIX_FADV_DONTNEED);
+  // To the end of the file, not just the unit: the kernel's read-ahead past the unit's end left
+  // pages nothing uses (see GgufSource::release_page_cache).
+  ::posix_fadvise(pack_->fd(), off_t(u.offset), 0, POSIX_FADV_DONTNEED);
 }
 
 }  // namespace sluice

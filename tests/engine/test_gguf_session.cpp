@@ -6,11 +6,15 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <linux/magic.h>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -21,6 +25,7 @@
 #include "model/gguf_index.hpp"
 #include "model/gguf_source.hpp"
 #include "tests/model/gguf_split_test_util.hpp"
+#include "tests/support/rot_byte.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -105,6 +110,88 @@ TEST(GgufSession, StreamsUnderABudgetItDoesNotFitWithLogitsBitIdenticalToInRam) 
   }
 }
 
+// Pages of [offset, offset + bytes) of `path` in the page cache (mincore over a mapping, which
+// faults nothing in).
+std::uint64_t cached_pages(const std::string& path, std::uint64_t offset, std::uint64_t bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0) << path;
+  struct stat st {};
+  EXPECT_EQ(::fstat(fd, &st), 0);
+  void* map = ::mmap(nullptr, std::size_t(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  EXPECT_NE(map, MAP_FAILED);
+  const std::uint64_t page = std::uint64_t(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in_core((std::uint64_t(st.st_size) + page - 1) / page);
+  EXPECT_EQ(::mincore(map, std::size_t(st.st_size), in_core.data()), 0);
+  ::munmap(map, std::size_t(st.st_size));
+  std::uint64_t n = 0;
+  for (std::uint64_t p = offset / page; p < in_core.size() && p * page < offset + bytes; ++p) n += in_core[p] & 1;
+  return n;
+}
+
+// Resident blocks are read through the page cache and handed back; the kernel's read-ahead past
+// each one's end (pages of the streamed blocks after it, which are read O_DIRECT) must go too,
+// or a large model leaves one read-ahead window per resident block in the cache.
+TEST(GgufSession, LoadingResidentBlocksLeavesNoStreamedBlockInThePageCache) {
+  sluice::testing::TempDir dir;
+  struct statfs fs {};
+  ASSERT_EQ(::statfs(dir.path().c_str(), &fs), 0);
+  if (fs.f_type == TMPFS_MAGIC) GTEST_SKIP() << dir.path() << " is a tmpfs: every page of a file there is cached";
+  // Blocks of ~4.5 MiB, indexed: each resident block is read as several 1 MiB chunks in a row,
+  // the pattern on which the kernel reads ahead past the block's end.
+  SynthOptions synth;
+  synth.shape = SynthShape{512, 4, 8, 4, 2048, 128};
+  synth.type = GgmlType::Q8_0;
+  synth.vocab_from.clear();
+  const std::string gguf = dir.file("big.gguf");
+  write_synthetic_gguf(gguf, synth);
+  (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf));
+  // The smallest budget above the minimum at which the plan holds some blocks resident, not all.
+  std::uint64_t budget = 0;
+  {
+    auto probe = GgufSource::open(gguf);
+    PlanRequest r;
+    r.budget = 1ull << 30;
+    r.n_ctx = 64;
+    r.pass_tokens = 16;
+    r.wanted_slots = 2;
+    r.compute_threads = 1;
+    r.disk_gbps = 2.0;
+    const std::uint64_t minimum = plan_memory(*probe, probe->checked_config(), r).minimum;
+    for (std::uint64_t extra = 512 * KiB; extra <= 32 * MiB && budget == 0; extra += 512 * KiB) {
+      r.budget = minimum + extra;
+      const MemoryPlan plan = plan_memory(*probe, probe->checked_config(), r);
+      if (!plan.resident_blocks.empty() && plan.resident_blocks.size() < std::size_t(plan.blocks)) budget = r.budget;
+    }
+  }
+  ASSERT_GT(budget, 0u) << "no budget gives a plan with both resident and streamed blocks";
+  {  // written just now: flush it and drop its pages, as a cold cache
+    const int fd = ::open(gguf.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::fsync(fd), 0);
+    ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    ::close(fd);
+  }
+  ASSERT_EQ(cached_pages(gguf, 0, UINT64_MAX / 2), 0u) << "the cache was not dropped";
+  Session s(options_for(gguf, budget));
+  ASSERT_NE(s.streamed(), nullptr) << s.describe();
+  const auto& resident = s.plan()->resident_blocks;
+  ASSERT_FALSE(resident.empty());
+  ASSERT_LT(resident.size(), std::size_t(s.config().n_layer));
+  auto source = GgufSource::open(gguf);
+  std::uint64_t streamed_ranges = 0;
+  for (std::int64_t il = 0; il < s.config().n_layer; ++il) {
+    if (std::find(resident.begin(), resident.end(), il) != resident.end()) continue;
+    const SourceTensor* t = source->find_tensor(fmt::format("blk.{}.attn_q.weight", il));
+    ASSERT_NE(t, nullptr);
+    for (const pack::ExtentRange& r : source->units()[t->extent].ranges) {
+      ++streamed_ranges;
+      EXPECT_EQ(cached_pages(gguf, r.offset, r.bytes), 0u) << "streamed block " << il << " at offset " << r.offset;
+    }
+  }
+  EXPECT_GT(streamed_ranges, 0u);
+}
+
 // A split GGUF, named by any shard, runs through GgufSource whatever the budget (the in-RAM
 // model maps one file), with the in-RAM logits of the unsplit file, and the plan says "3 shards".
 TEST(GgufSession, ASplitGgufRunsFromAnyShardWithTheUnsplitLogits) {
@@ -169,19 +256,7 @@ TEST(GgufSession, ARottenByteInAnIndexedGgufNamesFileExtentAndOffset) {
   const std::string gguf = write_model(dir);
   (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf));
   const std::uint64_t bad = gguf::ShardSet::open(gguf).find_tensor("blk.2.ffn_down.weight")->offset + 7;
-  {
-    struct stat st {};
-    ASSERT_EQ(::stat(gguf.c_str(), &st), 0);
-    const int fd = ::open(gguf.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    std::byte b{};
-    ASSERT_EQ(::pread(fd, &b, 1, static_cast<off_t>(bad)), 1);
-    b ^= std::byte{0x80};
-    ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(bad)), 1);
-    const struct timespec times[2] = {st.st_atim, st.st_mtim};
-    ASSERT_EQ(::futimens(fd, times), 0);
-    ::close(fd);
-  }
+  sluice::testing::rot_byte(gguf, bad, std::byte{0x80});
   Session s(options_for(gguf, minimum_budget(gguf) + 64 * KiB));
   ASSERT_NE(s.streamed(), nullptr);
   try {

@@ -14,6 +14,7 @@
 
 #include "common/units.hpp"
 #include "model/gguf_index.hpp"
+#include "tests/support/rot_byte.hpp"
 #include "tests/support/error_of.hpp"
 #include "tests/model/gguf_split_test_util.hpp"
 
@@ -25,6 +26,7 @@ namespace {
 
 using sluice::testing::error_of;
 using sluice::testing::expect_words;
+using sluice::testing::rot_byte;
 using testing::TempDir;
 using testing::TestTensor;
 
@@ -34,21 +36,6 @@ std::vector<TestTensor> multi_chunk_model() {
   return {{"token_embd.weight", 200000, 1},  {"blk.0.attn_q.weight", 150000, 2}, {"blk.0.ffn_up.weight", 100000, 3},
           {"blk.1.attn_q.weight", 150000, 4}, {"blk.1.ffn_up.weight", 100000, 5}, {"output_norm.weight", 64, 6},
           {"output.weight", 160000, 7}};
-}
-
-// Changes one byte of `path` at `offset` and puts its modification time back, as bit rot would.
-void rot_byte(const std::string& path, std::uint64_t offset) {
-  struct stat st {};
-  ASSERT_EQ(::stat(path.c_str(), &st), 0);
-  const int fd = ::open(path.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  std::byte b{};
-  ASSERT_EQ(::pread(fd, &b, 1, static_cast<off_t>(offset)), 1);
-  b ^= std::byte{0x10};
-  ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(offset)), 1);
-  const struct timespec times[2] = {st.st_atim, st.st_mtim};
-  ASSERT_EQ(::futimens(fd, times), 0);
-  ::close(fd);
 }
 
 void touch(const std::string& path) {

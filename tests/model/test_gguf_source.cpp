@@ -21,6 +21,7 @@
 #include "model/convert.hpp"
 #include "model/gguf_source.hpp"
 #include "model/pack_source.hpp"
+#include "tests/support/rot_byte.hpp"
 #include "tests/model/gguf_split_test_util.hpp"
 #include "tools/synth.hpp"
 
@@ -28,6 +29,7 @@ namespace sluice {
 namespace {
 
 using gguf::testing::TempDir;
+using sluice::testing::rot_byte;
 
 // ~2.6 MiB: the embedding (Q8_0), 3 blocks of Q4_0 matrices, the head; several index chunks.
 std::string write_model(const TempDir& dir, const std::string& name) {
@@ -37,21 +39,6 @@ std::string write_model(const TempDir& dir, const std::string& name) {
   const std::string path = dir.file(name);
   write_synthetic_gguf(path, o);
   return path;
-}
-
-// Flips one byte and restores the mtime (bit rot: the sidecar still matches the file's stamp).
-void rot_byte(const std::string& path, std::uint64_t offset) {
-  struct stat st {};
-  ASSERT_EQ(::stat(path.c_str(), &st), 0);
-  const int fd = ::open(path.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  std::byte b{};
-  ASSERT_EQ(::pread(fd, &b, 1, static_cast<off_t>(offset)), 1);
-  b ^= std::byte{0x04};
-  ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(offset)), 1);
-  const struct timespec times[2] = {st.st_atim, st.st_mtim};
-  ASSERT_EQ(::futimens(fd, times), 0);
-  ::close(fd);
 }
 
 void expect_units_hold_tensors(const GgufSource& source, const std::string& path) {
@@ -124,7 +111,7 @@ TEST(GgufSource, WithAnIndexFramesAreTheChunksWithTheirChecksums) {
   ASSERT_NE(t, nullptr);
   const ReadUnit& unit = source->units()[t->extent];
   const std::uint64_t bad = unit.offset + t->offset + 100;
-  rot_byte(path, bad);
+  rot_byte(path, bad, std::byte{0x04});
   const auto reopened = GgufSource::open(path);  // size, mtime and header unchanged: accepted
   std::vector<std::byte> out(t->bytes);
   try {
