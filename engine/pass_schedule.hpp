@@ -34,6 +34,8 @@ class PassSchedule {
   // After an exception mid-pass: cancels reads in flight, drops everything scheduled and not yet
   // taken, keeps the ring.
   void reset();
+  // The read unit `unit` names (its frames, ranges and name).
+  const pack::ExtentInfo& unit(std::uint32_t unit) const { return prefetcher_->extents()[unit]; }
   // Units appended and not yet taken.
   std::size_t queued() const { return queued_.size(); }
 

@@ -164,6 +164,19 @@ std::int64_t StreamedModel::resident_block_count() const {
   return std::count(block_resident_.begin(), block_resident_.end(), true);
 }
 
+prefetch::ExtentHandle StreamedModel::take(std::uint32_t unit) {
+  try {
+    return schedule_->take(unit);
+  } catch (const Exception& e) {
+    const ErrorContext& c = e.context();
+    const pack::ExtentInfo& info = schedule_->unit(unit);
+    if (c.kind != ErrorKind::checksum || c.offset < 0 || c.frame < 0 || std::size_t(c.frame) >= info.frames.size()) throw;
+    const std::string tensors = source_->tensors_at(c.file, std::uint64_t(c.offset), info.frames[std::size_t(c.frame)].disk_bytes);
+    if (tensors.empty()) throw;
+    throw Exception(c, fmt::format("{} (tensors in that chunk: {})", e.what(), tensors));
+  }
+}
+
 BlockWeights StreamedModel::bind_block_at(std::int64_t il, std::span<const std::byte> unit_bytes) const {
   const std::uint32_t unit = block_unit_[std::size_t(il)];
   TensorLookup lookup = [&](std::string_view name) -> TensorView {
@@ -263,7 +276,7 @@ void StreamedModel::run_pass(Transformer& transformer, const Batch& batch, float
     BlockWeights streamed;
     const BlockWeights* w = &resident_blocks_[std::size_t(il)];
     if (!block_resident_[std::size_t(il)]) {
-      handle = schedule_->take(block_unit_[std::size_t(il)]);
+      handle = take(block_unit_[std::size_t(il)]);
       streamed = bind_block_at(il, handle.bytes());
       w = &streamed;
     }
@@ -309,7 +322,7 @@ void StreamedModel::stream_head(Transformer& transformer, const Batch& batch, co
   head_carry_.resize(row_bytes);
   std::uint64_t carried = 0;
   for (std::size_t p = 0; p < head_pieces_.size(); ++p) {
-    prefetch::ExtentHandle piece = schedule_->take(head_pieces_[p]);
+    prefetch::ExtentHandle piece = take(head_pieces_[p]);
     started = Clock::now();
     TraceScope compute(trace, "compute", fmt::format("head piece {}", p), {{"rows", std::int64_t(batch.logit_rows.size())}});
     const std::uint64_t begin = head_piece_raw_begin_[p], end = begin + piece.bytes().size();

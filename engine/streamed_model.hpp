@@ -101,6 +101,8 @@ class StreamedModel final : public Forward {
   void run_pass(Transformer& transformer, const Batch& batch, float* logits);
   // Appends what this pass binds (and, read_ahead, the next pass's blocks) to the schedule.
   void schedule_pass(bool wants_head);
+  // schedule_->take(unit); a checksum error also names the tensors in the bad chunk.
+  prefetch::ExtentHandle take(std::uint32_t unit);
   BlockWeights bind_block_at(std::int64_t il, std::span<const std::byte> unit_bytes) const;
   void embed(Transformer& transformer, std::span<const std::int32_t> tokens, float* x);
   void stream_head(Transformer& transformer, const Batch& batch, const float* x, float* logits);

@@ -137,4 +137,14 @@ void GgufSource::release_page_cache(std::uint32_t unit) const {
   }
 }
 
+std::string GgufSource::tensors_at(const std::string& file, std::uint64_t offset, std::uint64_t bytes) const {
+  std::string names;
+  const auto& shards = set_.shards();
+  for (const gguf::ShardTensor& t : set_.tensors()) {
+    if (shards[t.shard].path != file || t.offset >= offset + bytes || t.offset + t.bytes <= offset) continue;
+    names += (names.empty() ? "" : ", ") + t.name;
+  }
+  return names;
+}
+
 }  // namespace sluice

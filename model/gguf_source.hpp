@@ -64,6 +64,7 @@ class GgufSource final : public ModelSource {
   // error naming the file and offset.
   Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const override;
   void release_page_cache(std::uint32_t unit) const override;
+  std::string tensors_at(const std::string& file, std::uint64_t offset, std::uint64_t bytes) const override;
   bool frames_checksummed() const override { return verified(); }
   // "gguf (1 file), reads verified by SIDECAR" or "..., reads unverified (no sidecar: run
   // `sluice index MODEL`)".

@@ -65,6 +65,13 @@ class ModelSource {
   virtual Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const = 0;
   // Hints that a unit read whole will not be read again through the page cache (best effort).
   virtual void release_page_cache(std::uint32_t unit) const { (void)unit; }
+  // The tensors whose bytes lie in [offset, offset + bytes) of `file` (one of files()), in file
+  // order, comma-separated; empty when the source cannot say. Errors about a read range (a
+  // checksum chunk of a GGUF sidecar holds several tensors) name them with it.
+  virtual std::string tensors_at(const std::string& file, std::uint64_t offset, std::uint64_t bytes) const {
+    (void)file, (void)offset, (void)bytes;
+    return {};
+  }
   // Whether every frame carries a checksum the prefetcher can verify (a pack's always do; a
   // GGUF's only with its index sidecar): the caller sets PrefetchOptions::verify from it.
   virtual bool frames_checksummed() const { return true; }

@@ -250,7 +250,8 @@ TEST(GgufSession, AFileTruncatedWhileItStreamsStopsThePassNamingFileAndOffset) {
 }
 
 // A byte rotted after indexing (mtime kept, so the sidecar still loads) stops a Session's pass
-// with a checksum error naming the file, the block's extent and the offset of the bad chunk.
+// with a checksum error naming the file, the block's extent, the offset of the bad chunk and the
+// tensor in it.
 TEST(GgufSession, ARottenByteInAnIndexedGgufNamesFileExtentAndOffset) {
   sluice::testing::TempDir dir;
   const std::string gguf = write_model(dir);
@@ -270,6 +271,10 @@ TEST(GgufSession, ARottenByteInAnIndexedGgufNamesFileExtentAndOffset) {
     const std::uint64_t chunk = bad / gguf::kIndexChunkBytes * gguf::kIndexChunkBytes;
     EXPECT_EQ(e.context().offset, std::int64_t(chunk)) << e.what();
     EXPECT_NE(std::string(e.what()).find(fmt::format("file offset {}", chunk)), std::string::npos) << e.what();
+    const std::string what = e.what();
+    const std::size_t listed = what.find("tensors in that chunk: ");
+    ASSERT_NE(listed, std::string::npos) << what;
+    EXPECT_NE(what.find("blk.2.ffn_down.weight", listed), std::string::npos) << what;
   }
 }
 
