@@ -11,10 +11,14 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <iostream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
@@ -146,6 +150,27 @@ inline void check_stdout() {
     throw Exception(ErrorContext{ErrorKind::io, "standard output", {}, -1, -1, err},
                     fmt::format("writing to standard output failed: {}", err ? std::strerror(err) : "write error"));
   }
+}
+
+// Progress of a long read or copy on stderr, for inputs of at least `min_bytes`: on a terminal
+// one line rewritten per 1%; in a log (stderr not a terminal) one line per 10%, so a 100 GB
+// model's log stays short and readable.
+inline std::function<void(std::uint64_t, std::uint64_t)> progress_printer(std::string what, std::uint64_t min_bytes) {
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  auto last = std::make_shared<int>(-1);
+  return [what = std::move(what), min_bytes, tty, last](std::uint64_t done, std::uint64_t total) {
+    if (total < min_bytes || total == 0) return;
+    const int percent = static_cast<int>(done * 100 / total);
+    const int step = tty ? percent : percent / 10 * 10;
+    if (step == *last) return;
+    *last = step;
+    const std::string line = fmt::format("{}: {} of {} ({}%)", what, format_bytes(done), format_bytes(total), percent);
+    if (tty) {
+      std::cerr << '\r' << line << (done == total ? "\n" : "") << std::flush;
+    } else {
+      std::cerr << line << '\n' << std::flush;
+    }
+  };
 }
 
 }  // namespace sluice

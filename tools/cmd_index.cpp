@@ -11,6 +11,7 @@
 #include "common/units.hpp"
 #include "model/gguf_index.hpp"
 #include "model/gguf_split.hpp"
+#include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -23,20 +24,9 @@ struct IndexOptions {
 };
 
 // Progress lines only for models that take a while to read: under 256 MiB an index takes well
-// under a second. One line per 1% keeps a 100 GB model's log short.
+// under a second.
 constexpr std::uint64_t kProgressMinBytes = 256 * MiB;
 
-std::function<void(std::uint64_t, std::uint64_t)> progress_printer(const char* what) {
-  auto last_percent = std::make_shared<int>(-1);
-  return [what, last_percent](std::uint64_t done, std::uint64_t total) {
-    if (total < kProgressMinBytes) return;
-    const int percent = static_cast<int>(done * 100 / total);
-    if (percent == *last_percent) return;
-    *last_percent = percent;
-    std::cerr << fmt::format("\r{}: {} of {} ({}%)", what, format_bytes(done), format_bytes(total), percent)
-              << (done == total ? "\n" : "") << std::flush;
-  };
-}
 
 void run_index(const IndexOptions& o) {
   const gguf::ShardSet set = gguf::ShardSet::open(o.model);
@@ -44,7 +34,7 @@ void run_index(const IndexOptions& o) {
   const auto started = std::chrono::steady_clock::now();
   if (o.verify) {
     const gguf::GgufIndex index = gguf::GgufIndex::load(sidecar, set);
-    const std::vector<std::string> errors = gguf::verify_gguf_files(index, set, 16, progress_printer("verify"));
+    const std::vector<std::string> errors = gguf::verify_gguf_files(index, set, 16, progress_printer("verify", kProgressMinBytes));
     for (const std::string& e : errors) std::cout << "MISMATCH " << e << '\n';
     if (!errors.empty()) {
       std::cout << fmt::format("{}: {}{} chunk(s) do not match {}\n", o.model, errors.size() == 16 ? "at least " : "",
@@ -54,7 +44,7 @@ void run_index(const IndexOptions& o) {
     std::cout << fmt::format("{}: OK, {} shard(s) match {}\n", o.model, set.shards().size(), sidecar);
     return;
   }
-  const gguf::IndexStats s = gguf::write_gguf_index(set, sidecar, progress_printer("index"));
+  const gguf::IndexStats s = gguf::write_gguf_index(set, sidecar, progress_printer("index", kProgressMinBytes));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::cout << fmt::format("{}: {} shard(s), {} in {} chunks of {} -> {} ({}) in {:.1f} s\n", o.model, s.shards,
                            format_bytes(s.bytes_hashed), s.chunks, format_bytes(gguf::kIndexChunkBytes), sidecar,

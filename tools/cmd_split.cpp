@@ -26,7 +26,7 @@ struct SplitCliOptions {
 };
 
 // Progress lines only for inputs that take a while to copy: under 256 MiB a split takes about a
-// second. One line per 1% keeps a 100 GB model's log short.
+// second.
 constexpr std::uint64_t kProgressMinBytes = 256 * MiB;
 
 void print_plan(const gguf::SplitPlan& plan, std::uint64_t max_bytes) {
@@ -57,15 +57,7 @@ void run_split(const SplitCliOptions& o) {
     print_plan(gguf::plan_split(input, o.prefix, options), options.max_bytes);
     return;
   }
-  auto last_percent = std::make_shared<int>(-1);
-  options.progress = [last_percent](std::uint64_t done, std::uint64_t total) {
-    if (total < kProgressMinBytes) return;
-    const int percent = static_cast<int>(done * 100 / total);
-    if (percent == *last_percent) return;
-    *last_percent = percent;
-    std::cerr << fmt::format("\rsplit: {} of {} ({}%)", format_bytes(done), format_bytes(total), percent)
-              << (done == total ? "\n" : "") << std::flush;
-  };
+  options.progress = progress_printer("split", kProgressMinBytes);
   const auto started = std::chrono::steady_clock::now();
   const gguf::SplitPlan plan = gguf::split_gguf(o.input, o.prefix, options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
