@@ -55,16 +55,22 @@ SessionOptions options_for(const std::string& gguf, std::uint64_t budget) {
   return o;
 }
 
-// The smallest budget the planner takes for this model: every block then streams.
-std::uint64_t minimum_budget(const std::string& gguf) {
-  auto source = GgufSource::open(gguf);
+// What options_for asks of the planner, at `budget`.
+PlanRequest plan_request(std::uint64_t budget) {
   PlanRequest r;
-  r.budget = 1ull << 30;
+  r.budget = budget;
   r.n_ctx = 64;
   r.pass_tokens = 16;
   r.wanted_slots = 2;
   r.compute_threads = 1;
-  return plan_memory(*source, source->checked_config(), r).minimum;
+  r.disk_gbps = 2.0;
+  return r;
+}
+
+// The smallest budget the planner takes for this model: every block then streams.
+std::uint64_t minimum_budget(const std::string& gguf) {
+  auto source = GgufSource::open(gguf);
+  return plan_memory(*source, source->checked_config(), plan_request(1ull << 30)).minimum;
 }
 
 std::vector<float> logits_of(Session& s, std::span<const std::int32_t> tokens, std::int64_t pos0) {
@@ -150,13 +156,7 @@ TEST(GgufSession, LoadingResidentBlocksLeavesNoStreamedBlockInThePageCache) {
   std::uint64_t budget = 0;
   {
     auto probe = GgufSource::open(gguf);
-    PlanRequest r;
-    r.budget = 1ull << 30;
-    r.n_ctx = 64;
-    r.pass_tokens = 16;
-    r.wanted_slots = 2;
-    r.compute_threads = 1;
-    r.disk_gbps = 2.0;
+    PlanRequest r = plan_request(1ull << 30);
     const std::uint64_t minimum = plan_memory(*probe, probe->checked_config(), r).minimum;
     for (std::uint64_t extra = 512 * KiB; extra <= 32 * MiB && budget == 0; extra += 512 * KiB) {
       r.budget = minimum + extra;

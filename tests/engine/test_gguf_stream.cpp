@@ -17,6 +17,7 @@
 #include "model/gguf_source.hpp"
 #include "tests/model/gguf_split_test_util.hpp"
 #include "tests/support/rot_byte.hpp"
+#include "tests/support/small_llama.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -27,12 +28,7 @@ class GgufStreamParity : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(GgufStreamParity, LogitsBitIdenticalToInRam) {
   sluice::testing::TempDir dir;
-  SynthOptions synth;
-  synth.shape = synth_shape("tiny");
-  synth.shape.n_layer = 3;
-  synth.type = *ggml_type_from_name(GetParam());
-  synth.embedding_type = synth.type;
-  synth.vocab_from.clear();  // the built-in vocabulary: no ../shared needed
+  const SynthOptions synth = sluice::testing::tiny_typed_options(GetParam());
   const std::string gguf = dir.file("m.gguf");
   write_synthetic_gguf(gguf, synth);
   auto in_ram = Model::open(gguf);
@@ -109,12 +105,7 @@ class GgufSplitStreamParity : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(GgufSplitStreamParity, LogitsBitIdenticalToUnsplitAndInRam) {
   sluice::testing::TempDir dir;
-  SynthOptions synth;
-  synth.shape = synth_shape("tiny");
-  synth.shape.n_layer = 3;
-  synth.type = *ggml_type_from_name(GetParam());
-  synth.embedding_type = synth.type;
-  synth.vocab_from.clear();
+  const SynthOptions synth = sluice::testing::tiny_typed_options(GetParam());
   const std::string gguf = dir.file("m.gguf");
   write_synthetic_gguf(gguf, synth);
   const gguf::File whole = gguf::File::open(gguf);

@@ -15,6 +15,7 @@
 #include "engine/streamed_model.hpp"
 #include "model/convert.hpp"
 #include "common/trace.hpp"
+#include "tests/support/small_llama.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -26,12 +27,7 @@ class StreamedParity : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(StreamedParity, LogitsBitIdenticalToInRam) {
   sluice::testing::TempDir dir;
-  SynthOptions synth;
-  synth.shape = synth_shape("tiny");
-  synth.shape.n_layer = 3;
-  synth.type = *ggml_type_from_name(GetParam());
-  synth.embedding_type = synth.type;
-  synth.vocab_from.clear();  // the built-in vocabulary: no ../shared needed
+  const SynthOptions synth = sluice::testing::tiny_typed_options(GetParam());
   const std::string gguf = dir.file("m.gguf"), pack_path = dir.file("m.sluice");
   write_synthetic_gguf(gguf, synth);
   pack::WriterOptions writer;

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "model/ggml_types.hpp"
 #include "tools/synth.hpp"
 
 namespace sluice::testing {
@@ -20,6 +21,19 @@ inline SynthOptions small_llama_options(std::int64_t n_layer = 5) {
   o.embedding_type = GgmlType::F32;
   o.vocab_from.clear();  // the built-in vocabulary
   o.vocab_size = 512;
+  return o;
+}
+
+// The "tiny" synthetic shape with `n_layer` blocks, every matrix and the embedding in the ggml
+// type named `type` (F32 ... Q6_K), the built-in vocabulary: the model the per-type parity tests
+// (streamed vs in RAM, GGUF vs pack, split vs unsplit) write.
+inline SynthOptions tiny_typed_options(const char* type, std::int64_t n_layer = 3) {
+  SynthOptions o;
+  o.shape = synth_shape("tiny");
+  o.shape.n_layer = n_layer;
+  o.type = *ggml_type_from_name(type);
+  o.embedding_type = o.type;
+  o.vocab_from.clear();  // the built-in vocabulary: no ../shared needed
   return o;
 }
 
