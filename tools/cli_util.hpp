@@ -134,7 +134,10 @@ inline std::string error_text(const Exception& e) {
   if (!c.file.empty() && text.find(c.file) == std::string::npos) facts += fmt::format(", file {}", c.file);
   if (!c.extent.empty() && text.find(c.extent) == std::string::npos) facts += fmt::format(", extent {}", c.extent);
   if (c.frame >= 0) facts += fmt::format(", frame {}", c.frame);
-  if (c.offset >= 0 && text.find(std::to_string(c.offset)) == std::string::npos) facts += fmt::format(", offset {}", c.offset);
+  // "offset N" as the message words it, not just the digits: a temporary path may hold them.
+  if (c.offset >= 0 && text.find(fmt::format("offset {}", c.offset)) == std::string::npos) {
+    facts += fmt::format(", offset {}", c.offset);
+  }
   return fmt::format("{} [{}]", text, facts);
 }
 
