@@ -328,6 +328,7 @@ class Writer {
     std::span<const std::byte> bytes() const { return owned.empty() ? referenced : std::span<const std::byte>(owned); }
     std::uint64_t size() const { return generate || stream ? generated_bytes : bytes().size(); }
   };
+  PendingTensor& add_deferred(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims);
   void add_tensor_impl(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                        std::span<const std::byte> bytes, bool copy);
   // Validates a new tensor (name, type, dims) and returns its byte count; throws as add_tensor.

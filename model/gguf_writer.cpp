@@ -121,28 +121,26 @@ void Writer::add_tensor_ref(std::string name, std::uint32_t ggml_type, std::vect
   add_tensor_impl(std::move(name), ggml_type, std::move(dims), bytes, /*copy=*/false);
 }
 
-void Writer::add_tensor_generated(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
-                                  std::function<std::vector<std::byte>()> generate) {
+// A tensor whose bytes come at write time (generated or streamed): its size checked now.
+Writer::PendingTensor& Writer::add_deferred(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims) {
   const std::uint64_t bytes = tensor_bytes(name, ggml_type, dims);
   PendingTensor t;
   t.name = std::move(name);
   t.type = ggml_type;
   t.dims = std::move(dims);
   t.generated_bytes = bytes;
-  t.generate = std::move(generate);
   tensors_.push_back(std::move(t));
+  return tensors_.back();
+}
+
+void Writer::add_tensor_generated(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
+                                  std::function<std::vector<std::byte>()> generate) {
+  add_deferred(std::move(name), ggml_type, std::move(dims)).generate = std::move(generate);
 }
 
 void Writer::add_tensor_streamed(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
                                  std::function<void(const ByteSink&)> copy) {
-  const std::uint64_t bytes = tensor_bytes(name, ggml_type, dims);
-  PendingTensor t;
-  t.name = std::move(name);
-  t.type = ggml_type;
-  t.dims = std::move(dims);
-  t.generated_bytes = bytes;
-  t.stream = std::move(copy);
-  tensors_.push_back(std::move(t));
+  add_deferred(std::move(name), ggml_type, std::move(dims)).stream = std::move(copy);
 }
 
 void Writer::add_tensor_impl(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> dims,
