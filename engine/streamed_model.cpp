@@ -110,7 +110,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
     if (options_.embed_on_demand && i == embd_unit_ && !(i == head_unit_ && !options_.stream_head)) continue;
     // A compressed unit is read, verified and decoded a frame at a time: its stored bytes are
     // never staged beside the decoded ones (twice the unit at once: 340 MB for Gemma 3's head).
-    resident_[i] = read_unit(*source_, i);
+    resident_[i] = source_->read_whole_unit(i);
     // The unit came through the page cache; under a memory cgroup those pages count against
     // the limit beside the copy we keep, so hand them back at once.
     source_->release_page_cache(i);
@@ -140,7 +140,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
   resident_blocks_.resize(std::size_t(config_.n_layer));
   for (std::int64_t il = 0; il < config_.n_layer; ++il) {
     if (block_resident_[std::size_t(il)]) {
-      resident_blocks_[std::size_t(il)] = bind_block_at(il, resident_[block_unit_[std::size_t(il)]]);
+      resident_blocks_[std::size_t(il)] = bind_block_at(il, resident_[block_unit_[std::size_t(il)]].span());
     }
   }
   if (!ring_for.empty()) {  // the ring, once, for the model's life

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/aligned_buffer.hpp"
 #include "engine/forward.hpp"
 #include "engine/transformer.hpp"
 #include "engine/weights.hpp"
@@ -112,7 +113,7 @@ class StreamedModel final : public Forward {
   std::string path_;
   std::unique_ptr<Metadata> metadata_;
   ModelConfig config_;
-  std::vector<std::vector<std::byte>> resident_;  // by unit index; empty for streamed units
+  std::vector<AlignedBuffer> resident_;  // by unit index; empty for streamed units
   std::vector<std::uint32_t> block_unit_;         // layer -> unit index
   std::vector<BlockWeights> resident_blocks_;     // by layer; bound only for resident layers
   std::vector<bool> block_resident_;

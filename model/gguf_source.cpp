@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include "common/assert.hpp"
+#include "io/fault_backend.hpp"
+#include "io/reader.hpp"
 #include "common/units.hpp"
 #include "model/metadata.hpp"
 #include "model/tensor_check.hpp"
@@ -18,7 +20,7 @@ std::unique_ptr<GgufSource> GgufSource::open(const std::string& path, const io::
   gguf::ShardSet set = gguf::ShardSet::open(path);
   const ModelConfig config = sluice::checked_config(set);
   std::optional<gguf::GgufIndex> index = gguf::GgufIndex::load_if_present(set);
-  std::unique_ptr<GgufSource> source(new GgufSource(std::move(set), std::move(index)));
+  std::unique_ptr<GgufSource> source(new GgufSource(std::move(set), std::move(index), file_options));
   source->build_units(config.n_layer);
   for (const gguf::Shard& shard : source->set_.shards()) {
     try {
@@ -116,6 +118,64 @@ Result<std::vector<std::byte>> GgufSource::read_frame(std::uint32_t unit, std::s
     SLUICE_ASSERT_MSG(verified.value() == bytes.size(), "GgufSource: a frame that is not a whole index chunk");
   }
   return bytes;
+}
+
+AlignedBuffer GgufSource::read_whole_unit(std::uint32_t unit) const {
+  const ReadUnit& u = units_.at(unit);
+  // Each range lands at its place in the raw bytes; a read rounded up past a range's end (the
+  // file's unaligned tail) would overwrite the next range's first bytes, so only the last range
+  // may end off a page boundary (the buffer's capacity holds that page).
+  for (std::size_t r = 0; r + 1 < u.ranges.size(); ++r) {
+    if (u.ranges[r].bytes % kDirectAlign != 0) return ModelSource::read_whole_unit(unit);
+  }
+  for (const pack::ExtentRange& r : u.ranges) {
+    if (r.offset % kDirectAlign != 0) return ModelSource::read_whole_unit(unit);
+  }
+  // Whole index chunks per read, so each is verified as it lands.
+  const std::uint64_t chunk = index_ ? index_->chunk_bytes() : kDirectAlign;
+  const std::uint64_t request_bytes = std::max<std::uint64_t>(chunk, kDirectReadBytes / chunk * chunk);
+  if (request_bytes > UINT32_MAX) return ModelSource::read_whole_unit(unit);
+  AlignedBuffer raw(u.raw_bytes);
+  std::uint64_t range_begin = 0;  // in the raw bytes
+  for (const pack::ExtentRange& range : u.ranges) {
+    const std::string& file = set_.shards()[range.file].path;
+    io::ReaderOptions options;
+    options.retry = file_options_.retry;
+    auto reader = io::Reader::open(file, options, file_options_.fault ? io::fault_wrapper(*file_options_.fault) : io::BackendWrapper{});
+    std::uint64_t next = 0;  // next byte of the range to request
+    auto fail = [&](const Error& e, std::uint64_t offset) {
+      throw Exception(ErrorContext{e.kind, file, u.name, -1, std::int64_t(offset), e.sys_errno}, e.message);
+    };
+    std::vector<io::ReadCompletion> done(reader->queue_depth());
+    while (next < range.bytes || reader->in_flight() > 0) {
+      while (next < range.bytes && reader->can_submit()) {
+        const std::uint64_t length = std::min<std::uint64_t>(request_bytes, align_up(range.bytes - next, kDirectAlign));
+        reader->submit({raw.data() + range_begin + next, range.offset + next, static_cast<std::uint32_t>(length), -1, next});
+        next += length;
+      }
+      if (Status st = reader->flush(); !st) fail(st.error(), range.offset + next);
+      auto finished = reader->wait(done, 1);
+      if (!finished) fail(finished.error(), range.offset);
+      for (std::size_t i = 0; i < finished.value(); ++i) {
+        const io::ReadCompletion& c = done[i];
+        const std::uint64_t at = range.offset + c.user_data;
+        if (!c.status) fail(c.status.error(), at);
+        const std::uint64_t wanted = std::min<std::uint64_t>(request_bytes, range.bytes - c.user_data);
+        if (c.bytes < wanted) {
+          fail(Error{ErrorKind::io, 0, fmt::format("{}: file ends at byte {}, but {} needs bytes [{}, {}) (truncated since it was opened?)",
+                                                   file, at + c.bytes, u.name, at, at + wanted)},
+               at + c.bytes);
+        }
+        if (index_) {
+          auto verified = index_->verify(range.file, at, std::span<const std::byte>(raw.data() + range_begin + c.user_data, wanted));
+          if (!verified) fail(verified.error(), at);
+          SLUICE_ASSERT_MSG(verified.value() == wanted, "GgufSource: a direct read that is not whole index chunks");
+        }
+      }
+    }
+    range_begin += range.bytes;
+  }
+  return raw;
 }
 
 std::string GgufSource::describe() const {

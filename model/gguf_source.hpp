@@ -36,6 +36,8 @@ class GgufSource final : public ModelSource {
   // Frames of a source without an index: 1 MiB like a pack's default frame, so the prefetcher's
   // per-frame parallelism is the same.
   static constexpr std::uint32_t kUnverifiedFrameBytes = 1u << 20;
+  // Reads of read_whole_unit: a multiple of any index chunk size `sluice index` writes (1 MiB).
+  static constexpr std::uint32_t kDirectReadBytes = 8u << 20;
 
   // Opens `path` (a GGUF, or any shard of a split model: every shard is opened), checks its
   // config against its tensors, loads its sidecar when there is one (a stale sidecar is an
@@ -63,6 +65,10 @@ class GgufSource final : public ModelSource {
   // the chunk's offset and the tensors in it). A file that shrank since it was opened is an I/O
   // error naming the file and offset.
   Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const override;
+  // O_DIRECT straight into the buffer, kDirectReadBytes per read with the backend's queue depth
+  // in flight, each read verified against the index as it lands: the disk's speed, where reading
+  // frame by frame (one synchronous 1 MiB read at a time) ran at a tenth of it.
+  AlignedBuffer read_whole_unit(std::uint32_t unit) const override;
   void release_page_cache(std::uint32_t unit) const override;
   std::string tensors_at(const std::string& file, std::uint64_t offset, std::uint64_t bytes) const override;
   bool frames_checksummed() const override { return verified(); }
@@ -71,11 +77,13 @@ class GgufSource final : public ModelSource {
   std::string describe() const override;
 
  private:
-  GgufSource(gguf::ShardSet set, std::optional<gguf::GgufIndex> index) : set_(std::move(set)), index_(std::move(index)) {}
+  GgufSource(gguf::ShardSet set, std::optional<gguf::GgufIndex> index, io::FileOptions file_options)
+      : set_(std::move(set)), index_(std::move(index)), file_options_(file_options) {}
   void build_units(std::int64_t n_layer);
 
   gguf::ShardSet set_;
   std::optional<gguf::GgufIndex> index_;
+  io::FileOptions file_options_;
   std::vector<std::unique_ptr<io::File>> files_;  // by shard
   std::vector<ReadUnit> units_;
   std::vector<SourceTensor> tensors_;

@@ -56,6 +56,12 @@ void read_unit_range(const ModelSource& source, std::uint32_t unit, std::uint64_
   }
 }
 
+AlignedBuffer ModelSource::read_whole_unit(std::uint32_t unit) const {
+  AlignedBuffer raw(units().at(unit).raw_bytes);
+  read_unit_range(*this, unit, 0, raw.span());
+  return raw;
+}
+
 std::vector<std::byte> read_unit(const ModelSource& source, std::uint32_t unit) {
   std::vector<std::byte> raw(source.units().at(unit).raw_bytes);
   read_unit_range(source, unit, 0, raw);

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/aligned_buffer.hpp"
 #include "common/error.hpp"
 #include "common/result.hpp"
 #include "model/metadata.hpp"
@@ -63,6 +64,10 @@ class ModelSource {
   // Reads one frame of a unit, verified and decoded: its raw_bytes bytes. The error names the
   // file, the unit, the frame and the offset.
   virtual Result<std::vector<std::byte>> read_frame(std::uint32_t unit, std::size_t frame) const = 0;
+  // The whole unit, raw, verified, in a buffer aligned for O_DIRECT (resident weights). By default
+  // frame by frame through read_frame; a source may read it straight into the buffer with many
+  // reads in flight (GgufSource). Throws sluice::Exception as read_unit_range does.
+  virtual AlignedBuffer read_whole_unit(std::uint32_t unit) const;
   // Hints that a unit read whole will not be read again through the page cache (best effort).
   virtual void release_page_cache(std::uint32_t unit) const { (void)unit; }
   // The tensors whose bytes lie in [offset, offset + bytes) of `file` (one of files()), in file

@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <array>
 #include <iostream>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -27,7 +29,7 @@ namespace {
 struct BenchOptions {
   int n_prompt = 64, n_gen = 32, repetitions = 3;
   bool raw_read = false;
-  std::string batches = "1";
+  std::string batches = "1", json_out;
   SessionFlags flags;
 };
 
@@ -90,15 +92,22 @@ void bench(BenchOptions o) {
   double raw_gbps = 0;
   SessionOptions session_opts = session_options(o.flags);
   const std::vector<std::int32_t> batches = parse_batches(o.batches);
-  if (o.raw_read) {
-    // The yardstick, measured in this run: the whole file through io_uring with O_DIRECT.
+  // The yardstick, measured in this run: the whole file through io_uring with O_DIRECT. The disk's
+  // speed changes from minute to minute, so it is read again after the tests and both are quoted.
+  auto raw_read = [&](const char* when) {
     io::BackendOptions io;
     auto read = io::read_file_sequential(session_opts.model, io, 1u << 20);
     if (!read) throw Exception(read.error(), session_opts.model);
-    raw_gbps = read.value().gbps();
-    std::cerr << fmt::format("raw O_DIRECT read of {}: {} at {:.2f} GB/s\n", session_opts.model, format_bytes(read.value().bytes), raw_gbps);
+    std::cerr << fmt::format("raw O_DIRECT read of {} {}: {} at {:.2f} GB/s\n", session_opts.model, when,
+                             format_bytes(read.value().bytes), read.value().gbps());
+    return read.value().gbps();
+  };
+  if (o.raw_read) {
+    raw_gbps = raw_read("before the tests");
     session_opts.disk_gbps = raw_gbps;
   }
+  nlohmann::json report = {{"model", session_opts.model}, {"raw_gbps_before", raw_gbps}, {"tests", nlohmann::json::array()}};
+  std::uint64_t first_bytes_per_pass = 0;
   Table table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
   for (std::int32_t b : batches) {
     SessionOptions so = session_opts;
@@ -108,8 +117,12 @@ void bench(BenchOptions o) {
     // planner gives what is left to resident blocks.
     so.pass_tokens = std::min<std::int64_t>(session_opts.pass_tokens, std::int64_t(o.n_prompt) * b);
     so.log = b == batches.front() ? &std::cerr : nullptr;
+    const auto opening = std::chrono::steady_clock::now();
     Session session(so);
+    const double open_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count();
     const ModelConfig& c = session.config();
+    const std::uint64_t bytes_per_pass = session.streamed() ? session.streamed()->streamed_bytes_per_pass() : 0;
+    if (b == batches.front()) first_bytes_per_pass = bytes_per_pass;
     if (raw_gbps > 0 && session.streamed() && b == batches.front()) {
       std::cerr << fmt::format("disk bound: {} streamed per pass / {:.2f} GB/s = {:.3f} s/pass\n",
                                format_bytes(session.streamed()->streamed_bytes_per_pass()), raw_gbps,
@@ -122,6 +135,7 @@ void bench(BenchOptions o) {
     std::vector<double> pp, tg;
     PassCounters pp_counters, tg_counters;
     std::vector<float> logits;
+    double first_prompt_seconds = 0;
     for (int r = 0; r < o.repetitions; ++r) {
       for (std::int32_t s = 0; s < b; ++s) session.transformer().kv_cache().clear(s);
       // pp: every sequence's prompt, chunked to --pass-tokens per pass.
@@ -143,7 +157,9 @@ void bench(BenchOptions o) {
         session.forward().forward(session.transformer(), batch, logits);
       }
       pp_counters.stop(session);
-      pp.push_back(double(o.n_prompt) * b / std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      const double prompt_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (r == 0) first_prompt_seconds = prompt_seconds;
+      pp.push_back(double(o.n_prompt) * b / prompt_seconds);
       // tg: one token per sequence per pass.
       tg_counters.start(session);
       started = std::chrono::steady_clock::now();
@@ -169,8 +185,44 @@ void bench(BenchOptions o) {
     auto tc = tg_counters.columns(session);
     table.add_row({name, size, mode, std::to_string(b), fmt::format("tg{}", o.n_gen), fmt::format("{:.2f} ± {:.2f}", g.mean, g.stdev),
                    tc[0], tc[1], tc[2]});
+    // The first token of a cold start: opening the model (plan, resident blocks, head) and the
+    // first repetition's prompt, whose last pass gives the first token's logits.
+    std::cerr << fmt::format("batch {}: time to first token {:.2f} s (open {:.2f} s + prompt {:.2f} s)\n", b,
+                             open_seconds + first_prompt_seconds, open_seconds, first_prompt_seconds);
+    auto test_json = [&](const char* test, const Sample& sample, const PassCounters& k) {
+      return nlohmann::json{{"batch", b},
+                            {"test", test},
+                            {"tokens_per_s", sample.mean},
+                            {"tokens_per_s_stdev", sample.stdev},
+                            {"passes", k.passes},
+                            {"s_per_pass", k.passes ? k.wall / double(k.passes) : 0.0},
+                            {"bytes_read", k.bytes},
+                            {"io_busy_s", k.io},
+                            {"compute_busy_s", k.compute},
+                            {"wall_s", k.wall},
+                            {"streamed_bytes_per_pass", bytes_per_pass},
+                            {"resident_blocks", session.streamed() ? session.streamed()->resident_block_count() : c.n_layer},
+                            {"blocks", c.n_layer},
+                            {"open_s", open_seconds},
+                            {"first_prompt_s", first_prompt_seconds}};
+    };
+    report["tests"].push_back(test_json("pp", p, pp_counters));
+    report["tests"].push_back(test_json("tg", g, tg_counters));
   }
   table.print(std::cout);
+  if (o.raw_read) {
+    const double after = raw_read("after the tests");
+    report["raw_gbps_after"] = after;
+    if (first_bytes_per_pass > 0) {
+      std::cerr << fmt::format("disk bound of batch {}: {:.3f} s/pass at the speed before, {:.3f} s/pass after\n", batches.front(),
+                               double(first_bytes_per_pass) / (raw_gbps * 1e9), double(first_bytes_per_pass) / (after * 1e9));
+    }
+  }
+  if (!o.json_out.empty()) {
+    std::ofstream out(o.json_out);
+    out << report.dump(2) << '\n';
+    if (!out) throw Exception(ErrorContext{ErrorKind::io, o.json_out}, fmt::format("{}: cannot write the bench report", o.json_out));
+  }
 }
 
 }  // namespace
@@ -188,7 +240,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-b,--batch", o->batches, "Batch sizes, comma-separated (sequences per pass)")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->repetitions, "Repetitions")->capture_default_str()->check(CLI::Range(1, 100));
   cmd->add_flag("--raw-read", o->raw_read,
-                "First read the whole file with O_DIRECT (the disk's speed in this run) and print the disk-bound s/pass");
+                "Read the whole file with O_DIRECT before and after the tests (the disk's speed in this run) and print the "
+                "disk-bound s/pass");
+  cmd->add_option("--json", o->json_out, "Also write the results (per test: tokens/s, passes, bytes read, io and compute busy, "
+                                         "time to first token; the raw read speeds) to this JSON file");
   cmd->callback([o] { bench(*o); });
 }
 

@@ -195,6 +195,68 @@ TEST(GgufSource, SplitModelsAndScatteredBlocksAreUnitsOfSeveralRanges) {
   EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0);
 }
 
+// read_whole_unit (resident weights: O_DIRECT straight into an aligned buffer, several reads in
+// flight) gives every unit's raw bytes exactly as the frame-by-frame reader does: without an
+// index, with one, and for a split model whose units have ranges in two files.
+TEST(GgufSource, ReadWholeUnitMatchesTheFrameReader) {
+  TempDir dir;
+  const std::string path = write_model(dir, "m.gguf");
+  const auto shards = gguf::testing::split_file(gguf::File::open(path), dir.file("s"), 2);
+  auto expect_same = [](const GgufSource& source) {
+    for (std::uint32_t u = 0; u < source.units().size(); ++u) {
+      const AlignedBuffer whole = source.read_whole_unit(u);
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(whole.data()) % kDirectAlign, 0u);
+      const std::vector<std::byte> framed = read_unit(source, u);
+      ASSERT_EQ(whole.size(), framed.size()) << source.units()[u].name;
+      EXPECT_EQ(std::memcmp(whole.data(), framed.data(), framed.size()), 0) << source.units()[u].name;
+    }
+  };
+  expect_same(*GgufSource::open(path));
+  expect_same(*GgufSource::open(shards.front()));
+  (void)gguf::write_gguf_index(gguf::ShardSet::open(path), gguf::sidecar_path_for(path));
+  const auto indexed = GgufSource::open(path);
+  ASSERT_TRUE(indexed->verified());
+  expect_same(*indexed);
+}
+
+// A rotten byte under read_whole_unit is the index's checksum error naming the file, the chunk
+// and the tensors in it; a file cut short is an I/O error saying where the file ends.
+TEST(GgufSource, ReadWholeUnitVerifiesAndNamesATruncatedFile) {
+  TempDir dir;
+  const std::string path = write_model(dir, "m.gguf");
+  (void)gguf::write_gguf_index(gguf::ShardSet::open(path), gguf::sidecar_path_for(path));
+  const auto before = GgufSource::open(path);
+  const SourceTensor* t = before->find_tensor("blk.2.ffn_gate.weight");
+  ASSERT_NE(t, nullptr);
+  const std::uint64_t bad = before->units()[t->extent].offset + t->offset + 7;
+  rot_byte(path, bad, std::byte{0x40});
+  const auto source = GgufSource::open(path);
+  try {
+    (void)source->read_whole_unit(t->extent);
+    FAIL() << "a rotten byte was read without an error";
+  } catch (const Exception& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::checksum);
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find("damaged data in"), std::string::npos) << what;
+    EXPECT_NE(what.find(fmt::format("[{}, +", bad / gguf::kIndexChunkBytes * gguf::kIndexChunkBytes)), std::string::npos) << what;
+  }
+  rot_byte(path, bad, std::byte{0x40});  // back as it was
+  const auto whole = GgufSource::open(path);
+  const std::uint32_t last = static_cast<std::uint32_t>(whole->units().size() - 1);
+  const std::uint64_t cut = whole->units()[last].offset + 5000;
+  std::filesystem::resize_file(path, cut);
+  try {
+    (void)whole->read_whole_unit(last);
+    FAIL() << "a truncated file was read without an error";
+  } catch (const Exception& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::io);
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find(fmt::format("file ends at byte {}", cut)), std::string::npos) << what;
+  }
+}
+
 TEST(GgufSource, EraseMetadataKeyFreesIt) {
   TempDir dir;
   const auto source = GgufSource::open(write_model(dir, "m.gguf"));
