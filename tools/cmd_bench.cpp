@@ -90,7 +90,7 @@ void bench(BenchOptions o) {
   double raw_gbps = 0;
   SessionOptions session_opts = session_options(o.flags);
   const std::vector<std::int32_t> batches = parse_batches(o.batches);
-  if (o.raw_read) {
+  if (o.raw_read && !o.flags.plan_only) {  // --plan-only reads no weight
     // The yardstick, measured in this run: the whole file through io_uring with O_DIRECT.
     io::BackendOptions io;
     auto read = io::read_file_sequential(session_opts.model, io, 1u << 20);
@@ -108,6 +108,10 @@ void bench(BenchOptions o) {
     // planner gives what is left to resident blocks.
     so.pass_tokens = std::min<std::int64_t>(session_opts.pass_tokens, std::int64_t(o.n_prompt) * b);
     so.log = b == batches.front() ? &std::cerr : nullptr;
+    if (o.flags.plan_only) {  // each batch size's plan, and no pass
+      print_plan_only(so, std::cout);
+      continue;
+    }
     Session session(so);
     const ModelConfig& c = session.config();
     if (raw_gbps > 0 && session.streamed() && b == batches.front()) {
@@ -170,7 +174,7 @@ void bench(BenchOptions o) {
     table.add_row({name, size, mode, std::to_string(b), fmt::format("tg{}", o.n_gen), fmt::format("{:.2f} ± {:.2f}", g.mean, g.stdev),
                    tc[0], tc[1], tc[2]});
   }
-  table.print(std::cout);
+  if (!o.flags.plan_only) table.print(std::cout);
 }
 
 }  // namespace
