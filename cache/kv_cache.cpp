@@ -97,12 +97,15 @@ class SpilledKvCache final : public KvCache {
     }
     path = name.data();
     unlink(path.c_str());  // the file lives as long as the descriptor: nothing left after a crash
-    if (ftruncate(fd, off_t(layer_span_ * std::uint64_t(shape.n_layer))) != 0) {
+    // Sparse: blocks are taken as positions are written back (the plan warns when the directory
+    // cannot hold the whole file).
+    const std::uint64_t file_bytes = spilled_kv_file_bytes(shape);
+    SLUICE_ASSERT(file_bytes == layer_span_ * std::uint64_t(shape.n_layer));
+    if (ftruncate(fd, off_t(file_bytes)) != 0) {
       const int err = errno;
       close(fd);
       throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err},
-                      fmt::format("cannot size the KV spill file {} to {}: {}", path,
-                                  format_bytes(layer_span_ * std::uint64_t(shape.n_layer)), std::strerror(err)));
+                      fmt::format("cannot size the KV spill file {} to {}: {}", path, format_bytes(file_bytes), std::strerror(err)));
     }
     const int flags = fcntl(fd, F_GETFL);
     io::FileOptions file_options;

@@ -171,8 +171,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   executor_ = std::make_unique<compute::Executor>(options_.threads);
   OpenedPlan opened = open_and_plan(options_, executor_->concurrency());
   const std::uint64_t budget = opened.plan.request.budget;
+  const bool in_ram = runs_in_ram(options_, opened);  // before the source moves out
   std::unique_ptr<ModelSource> source = std::move(opened.source);
-  const bool in_ram = runs_in_ram(options_, opened);
   weight_bytes_ = opened.weight_bytes;
   plan_ = std::move(opened.plan);
   const std::int64_t planned_ctx = plan_->request.n_ctx;

@@ -207,6 +207,23 @@ TEST_P(PlannerScale, Batch64SpillsAndSaysWhenTheSpillDirectoryIsShort) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find(fmt::format("~{} of 2048 positions each", short_disk.kv_spill_positions_fit)), std::string::npos) << text;
+  // A pass holds at least one row per sequence however small --pass-tokens is, and a prefill
+  // pass of 64 x 32 prompt tokens is counted whole (2048 rows of activations).
+  r.kv_spill_free_bytes.reset();
+  r.pass_tokens = 16;
+  const MemoryPlan rows64 = plan_memory(src, c, r);
+  EXPECT_EQ(rows64.pass.tokens, 64);
+  EXPECT_EQ(rows64.pass.token_bytes, 64 * rows64.pass.per_token);
+  r.pass_tokens = 64 * 32;
+  const MemoryPlan prefill = plan_memory(src, c, r);
+  EXPECT_EQ(prefill.pass_tokens, 64 * 32);
+  EXPECT_EQ(prefill.pass.token_bytes, std::uint64_t(64 * 32) * prefill.pass.per_token);
+  EXPECT_GT(prefill.pass.token_bytes, 64 * 32 * Transformer::scratch_bytes(c, 1));
+  EXPECT_LE(prefill.total, r.budget);
+  EXPECT_EQ(prefill.total, parts(prefill));
+  // The rows' bytes come out of the resident blocks, not out of the budget's margin.
+  EXPECT_LE(prefill.resident_block_bytes, rows64.resident_block_bytes);
+  r.pass_tokens = 512;
   // Refused the spill, the budget cannot hold the cache: the error says how to get one.
   r.kv_spill = SpillMode::never;
   try {
