@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# --plan-only through run, batch and bench: the plan table on stdout, exit 0, no token generated,
+# --plan-only through run, batch, bench and perplexity: the plan table on stdout, exit 0, no token generated,
 # no input or output of a batch touched, the disk not measured; an impossible budget exits 1
 # with the planner's minimum. Then a 100B-shape model written with no tensor data (`synth
 # --no-data`: 57 GB apparent, a few MB on disk) planned at batch 64 x 2048: the KV cache spills,
@@ -44,6 +44,13 @@ rc=0; "$sluice" bench -m "$work/m.gguf" --plan-only -b 1,8 -p 16 -n 4 > "$work/b
 [[ $(grep -c "^plan for " "$work/bench.out") == 2 ]] || { cat "$work/bench.out"; fail "bench: want a plan per batch size"; }
 grep -q "8 sequences x 21 context" "$work/bench.out" || { cat "$work/bench.out"; fail "bench -b 8: wrong plan"; }
 ! grep -q "t/s" "$work/bench.out" || { cat "$work/bench.out"; fail "bench --plan-only ran the benchmark"; }
+
+# perplexity: the plan of its chunk size, the text not scored.
+echo "Once upon a time" > "$work/text.txt"
+rc=0; "$sluice" perplexity -m "$work/m.gguf" -f "$work/text.txt" -c 64 --plan-only > "$work/ppl.out" 2> "$work/ppl.err" || rc=$?
+[[ $rc == 0 ]] || { cat "$work/ppl.err"; fail "perplexity --plan-only exited $rc"; }
+grep -q "1 sequences x 64 context" "$work/ppl.out" || { cat "$work/ppl.out"; fail "perplexity: no plan"; }
+! grep -q "perplexity:" "$work/ppl.err" || { cat "$work/ppl.err"; fail "perplexity --plan-only tokenized or scored"; }
 
 # Impossible: exit 1, the planner's error with the minimum.
 rc=0; "$sluice" run -m "$work/m.gguf" --plan-only --stream on --mem-budget 64KiB > "$work/tiny.out" 2> "$work/tiny.err" || rc=$?
