@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,12 +97,15 @@ class SpilledKvCache final : public KvCache {
     }
     path = name.data();
     unlink(path.c_str());  // the file lives as long as the descriptor: nothing left after a crash
-    if (ftruncate(fd, off_t(layer_span_ * std::uint64_t(shape.n_layer))) != 0) {
+    // Sparse: blocks are taken as positions are written back (the plan warns when the directory
+    // cannot hold the whole file).
+    const std::uint64_t file_bytes = spilled_kv_file_bytes(shape);
+    SLUICE_ASSERT(file_bytes == layer_span_ * std::uint64_t(shape.n_layer));
+    if (ftruncate(fd, off_t(file_bytes)) != 0) {
       const int err = errno;
       close(fd);
       throw Exception(ErrorContext{ErrorKind::io, path, {}, -1, -1, err},
-                      fmt::format("cannot size the KV spill file {} to {}: {}", path,
-                                  format_bytes(layer_span_ * std::uint64_t(shape.n_layer)), std::strerror(err)));
+                      fmt::format("cannot size the KV spill file {} to {}: {}", path, format_bytes(file_bytes), std::strerror(err)));
     }
     const int flags = fcntl(fd, F_GETFL);
     io::FileOptions file_options;
@@ -303,6 +307,18 @@ std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::
 
 std::uint64_t spilled_kv_memory_bytes(const KvShape& shape) {
   return 2 * align_up(std::uint64_t(shape.n_ctx) * std::uint64_t(shape.row_bytes()), kDirectAlign) * 2 * std::uint64_t(shape.n_seq);
+}
+
+std::uint64_t spilled_kv_file_bytes(const KvShape& shape) {
+  // SpilledKvCache's layout: plane_bytes_ x 2 x n_seq per layer (layer_span_), n_layer layers.
+  return align_up(std::uint64_t(shape.n_ctx) * std::uint64_t(shape.row_bytes()), kDirectAlign) * 2 * std::uint64_t(shape.n_seq) *
+         std::uint64_t(shape.n_layer);
+}
+
+std::optional<std::uint64_t> free_disk_bytes(const std::string& dir) {
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) return std::nullopt;
+  return std::uint64_t(fs.f_bavail) * std::uint64_t(fs.f_frsize);
 }
 
 }  // namespace sluice::cache

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -91,5 +92,13 @@ std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::
                                                const KvSpillOptions& options = {});
 // RAM a spilled cache of this shape holds: two layers.
 std::uint64_t spilled_kv_memory_bytes(const KvShape& shape);
+// Size of a spilled cache's scratch file: every layer of every sequence, each plane padded to
+// 4 KiB. The file is sized sparse (ftruncate) and its blocks are taken as positions are written
+// back, so a run takes this much of the directory's disk only when every sequence fills its
+// context; until then it holds what was written (4 KiB-rounded per layer, sequence and plane).
+std::uint64_t spilled_kv_file_bytes(const KvShape& shape);
+// Free bytes for an unprivileged writer in `dir` (statvfs f_bavail x f_frsize); nullopt when
+// statvfs fails (the directory's error is reported when the file is created).
+std::optional<std::uint64_t> free_disk_bytes(const std::string& dir);
 
 }  // namespace sluice::cache

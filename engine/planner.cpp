@@ -197,6 +197,15 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   p.activation_bytes = p.pass.total();
   p.head_piece_slot_bytes = p.head_resident ? 0 : block_slot;
   p.kv_bytes = p.kv_spilled ? kv_spilled : p.kv_full_bytes;
+  if (p.kv_spilled) {
+    p.kv_spill_file_bytes = cache::spilled_kv_file_bytes(kv);
+    if (request.kv_spill_free_bytes && *request.kv_spill_free_bytes < p.kv_spill_file_bytes) {
+      p.kv_spill_disk_short = true;
+      // The file holds n_ctx positions of every layer, sequence and plane: free space / (the
+      // file's bytes per position) is how far every sequence can go before a write-back fails.
+      p.kv_spill_positions_fit = std::int64_t(*request.kv_spill_free_bytes / (p.kv_spill_file_bytes / std::uint64_t(request.n_ctx)));
+    }
+  }
   p.embedding_resident = p.tied && p.head_resident;
   const std::uint64_t used = p.small_bytes + p.overhead_bytes + p.activation_bytes + p.kv_bytes + (p.head_resident ? p.head_bytes : 0);
   std::uint64_t left = request.budget - used;
@@ -262,6 +271,13 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   table.add_row({fmt::format("KV cache ({})", compute::to_string(p.request.kv_type)), format_bytes(p.kv_bytes),
                  p.kv_spilled ? fmt::format("spilled: {} on disk, 2 layers in RAM", format_bytes(p.kv_full_bytes))
                               : fmt::format("{} seq x {} ctx", p.request.n_seq, p.request.n_ctx)});
+  if (p.kv_spilled) {
+    const std::string dir = p.request.kv_spill_dir.empty() ? std::string("the spill directory") : p.request.kv_spill_dir;
+    const std::string free = p.request.kv_spill_free_bytes ? format_bytes(*p.request.kv_spill_free_bytes) : std::string("unknown");
+    table.add_row({"KV spill file", format_bytes(p.kv_spill_file_bytes),
+                   fmt::format("{}in {} ({} free); sparse: fills as positions are written",
+                               p.kv_spill_disk_short ? "WARNING (below): " : "", dir, free)});
+  }
   const PassMemory& m = p.pass;
   const bool reduced = p.pass_tokens < p.request.pass_tokens;
   table.add_row({"activations", format_bytes(m.token_bytes),
@@ -280,6 +296,15 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
                    fmt::format("at {:.2f} GB/s", p.request.disk_gbps)});
   }
   table.print(out);
+  if (p.kv_spill_disk_short) {
+    out << fmt::format(
+        "WARNING: the KV spill file needs {} at full context x sequences, and only {} is free in {}: the file is sparse "
+        "and fills as positions are written, so a pass fails (no space left) once the sequences pass ~{} of {} positions "
+        "each; free disk, lower -c / -np, or choose another --kv-spill-dir\n",
+        format_bytes(p.kv_spill_file_bytes), format_bytes(*p.request.kv_spill_free_bytes),
+        p.request.kv_spill_dir.empty() ? std::string("the spill directory") : p.request.kv_spill_dir, p.kv_spill_positions_fit,
+        p.request.n_ctx);
+  }
 }
 
 }  // namespace sluice

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -44,6 +45,8 @@ struct PlanRequest {
   bool allow_resident_blocks = true;   // false: every block streams (measuring the disk path)
   double disk_gbps = 0;                // measured or given; 0 when unknown
   int compute_threads = 0;             // the session's compute::Executor::concurrency(); 0: one per core
+  std::string kv_spill_dir;            // where a spilled cache's scratch file goes (the plan names it)
+  std::optional<std::uint64_t> kv_spill_free_bytes;  // free disk there (cache::free_disk_bytes); nullopt: unknown
 };
 
 // What one forward pass holds besides weights, ring and KV cache. Everything here that grows with
@@ -85,6 +88,12 @@ struct MemoryPlan {
   std::uint64_t kv_bytes = 0;           // RAM the KV cache holds
   std::uint64_t kv_full_bytes = 0;      // the whole cache (what spilling keeps on disk)
   bool kv_spilled = false;
+  // Spilled: the scratch file's size (cache::spilled_kv_file_bytes). It is sparse and takes disk
+  // as positions are written back, so it is not refused up front when the directory has less
+  // free: the plan says so (kv_spill_disk_short) and how many positions per sequence fit.
+  std::uint64_t kv_spill_file_bytes = 0;
+  bool kv_spill_disk_short = false;     // the file at full context x sequences exceeds the free space
+  std::int64_t kv_spill_positions_fit = 0;  // when short: positions per sequence the free space holds
   std::uint64_t activation_bytes = 0;   // pass.total(): everything one pass holds
   std::uint64_t overhead_bytes = 0;     // runtime, tokenizer, manifest: a fixed allowance
   std::vector<std::int64_t> resident_blocks;

@@ -14,6 +14,7 @@
 #include "model/model_format.hpp"
 #include "model/pack_source.hpp"
 #include "model/vocab_metadata.hpp"
+#include "cache/kv_cache.hpp"
 #include "common/error.hpp"
 
 namespace sluice {
@@ -83,64 +84,111 @@ bool fits_in_ram(const MemoryPlan& plan) {
 }
 }  // namespace
 
-Session::Session(SessionOptions options) : options_(std::move(options)) {
-  if (options_.n_ctx < 0 || options_.n_ctx > kMaxCtx) {
-    throw std::invalid_argument(fmt::format("-c {}: the context must be positive (or 0: the model's) and at most {}",
-                                            options_.n_ctx, kMaxCtx));
+namespace {
+// The model opened (header and tensor table: no weight read) and planned, as Session and
+// plan_session both do it.
+struct OpenedPlan {
+  std::unique_ptr<ModelSource> source;
+  ModelConfig config;
+  MemoryPlan plan;
+  bool pack = false;
+  std::uint64_t weight_bytes = 0;
+};
+
+void check_options(const SessionOptions& o) {
+  if (o.n_ctx < 0 || o.n_ctx > kMaxCtx) {
+    throw std::invalid_argument(fmt::format("-c {}: the context must be positive (or 0: the model's) and at most {}", o.n_ctx, kMaxCtx));
   }
-  if (options_.pass_tokens < 0) {
-    throw std::invalid_argument(fmt::format("--pass-tokens {}: must be positive", options_.pass_tokens));
-  }
-  if (options_.budget > 0) check_explicit_budget(options_.budget);
-  // Made first: the planner counts per-thread scratch from its concurrency.
-  executor_ = std::make_unique<compute::Executor>(options_.threads);
-  const std::uint64_t budget = options_.budget > 0 ? options_.budget : default_memory_budget();
+  if (o.pass_tokens < 0) throw std::invalid_argument(fmt::format("--pass-tokens {}: must be positive", o.pass_tokens));
+  if (o.budget > 0) check_explicit_budget(o.budget);
+}
+
+OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
+  OpenedPlan r;
+  const std::uint64_t budget = o.budget > 0 ? o.budget : default_memory_budget();
   // One source serves the planner and then the streamed model: the manifest (tens of MB with a
   // large vocabulary) or the GGUF's headers are parsed once.
-  const bool pack = detect_model_format(options_.model) == ModelFormat::pack;
-  std::unique_ptr<ModelSource> source;
-  if (pack) {
-    source = PackSource::open(options_.model, pack::PackOptions{options_.fault});
+  r.pack = detect_model_format(o.model) == ModelFormat::pack;
+  if (r.pack) {
+    r.source = PackSource::open(o.model, pack::PackOptions{o.fault});
   } else {
     io::FileOptions file_options;
-    file_options.fault = options_.fault;
-    source = GgufSource::open(options_.model, file_options);
+    file_options.fault = o.fault;
+    r.source = GgufSource::open(o.model, file_options);
   }
-  for (const auto& t : source->tensors()) weight_bytes_ += t.bytes;
-  ModelConfig config = source->checked_config();  // tensors checked before the planner sizes anything from them
+  for (const auto& t : r.source->tensors()) r.weight_bytes += t.bytes;
+  r.config = r.source->checked_config();  // tensors checked before the planner sizes anything from them
   PlanRequest request;
   request.budget = budget;
-  request.n_ctx = context_of(options_, config);
-  request.n_seq = options_.n_seq;
-  request.pass_tokens = options_.pass_tokens;
-  request.logit_rows = options_.logit_rows;
-  request.kv_type = options_.kv_type;
-  request.kv_spill = options_.kv_spill;
-  request.wanted_slots = options_.slots;
-  request.allow_resident_blocks = options_.stream != StreamMode::always;
-  request.disk_gbps = options_.disk_gbps;
-  request.compute_threads = executor_->concurrency();
-  plan_ = plan_memory(*source, config, request);
-  // A split GGUF always goes through GgufSource (resident or streamed as the plan says): the
-  // in-RAM model maps one file.
-  if (!pack && options_.stream != StreamMode::always && source->files().size() == 1 && fits_in_ram(*plan_)) {
+  request.n_ctx = context_of(o, r.config);
+  request.n_seq = o.n_seq;
+  request.pass_tokens = o.pass_tokens;
+  request.logit_rows = o.logit_rows;
+  request.kv_type = o.kv_type;
+  request.kv_spill = o.kv_spill;
+  request.wanted_slots = o.slots;
+  request.allow_resident_blocks = o.stream != StreamMode::always;
+  request.disk_gbps = o.disk_gbps;
+  request.compute_threads = compute_threads;
+  request.kv_spill_dir = o.kv_spill_dir;
+  request.kv_spill_free_bytes = cache::free_disk_bytes(o.kv_spill_dir);
+  r.plan = plan_memory(*r.source, r.config, request);
+  return r;
+}
+
+// A split GGUF always goes through GgufSource (resident or streamed as the plan says): the
+// in-RAM model maps one file.
+bool runs_in_ram(const SessionOptions& o, const OpenedPlan& r) {
+  return !r.pack && o.stream != StreamMode::always && r.source->files().size() == 1 && fits_in_ram(r.plan);
+}
+
+// --stream off refuses a plan that streams any block.
+void check_stream_off(const SessionOptions& o, const MemoryPlan& plan, std::uint64_t weight_bytes) {
+  if (o.stream == StreamMode::never && plan.resident_blocks.size() != std::size_t(plan.blocks)) {
+    throw Exception(ErrorContext{ErrorKind::invalid, o.model},
+                    fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
+                                "use --stream auto or raise --mem-budget",
+                                o.model, format_bytes(weight_bytes), format_bytes(plan.request.budget)));
+  }
+}
+}  // namespace
+
+SessionPlan plan_session(const SessionOptions& options) {
+  check_options(options);
+  const compute::Executor executor(options.threads);  // the planner counts per-thread scratch from its concurrency
+  OpenedPlan r = open_and_plan(options, executor.concurrency());
+  SessionPlan out;
+  out.in_ram = runs_in_ram(options, r);
+  if (!out.in_ram) check_stream_off(options, r.plan, r.weight_bytes);
+  out.weight_bytes = r.weight_bytes;
+  out.plan = std::move(r.plan);
+  return out;
+}
+
+Session::Session(SessionOptions options) : options_(std::move(options)) {
+  check_options(options_);
+  // Made first: the planner counts per-thread scratch from its concurrency.
+  executor_ = std::make_unique<compute::Executor>(options_.threads);
+  OpenedPlan opened = open_and_plan(options_, executor_->concurrency());
+  const std::uint64_t budget = opened.plan.request.budget;
+  const bool in_ram = runs_in_ram(options_, opened);  // before the source moves out
+  std::unique_ptr<ModelSource> source = std::move(opened.source);
+  weight_bytes_ = opened.weight_bytes;
+  plan_ = std::move(opened.plan);
+  const std::int64_t planned_ctx = plan_->request.n_ctx;
+  if (in_ram) {
     // The GGUF is memory-mapped whole, as before streaming from GGUF existed (see fits_in_ram).
     source.reset();
     plan_.reset();
     model_ = Model::open(options_.model);
     in_ram_ = std::make_unique<InRamForward>(*model_);
     forward_ = in_ram_.get();
-    n_ctx_ = request.n_ctx;  // context_of warned once already
+    n_ctx_ = planned_ctx;  // context_of warned once already
     pass_tokens_ = options_.pass_tokens;
   } else {
-    n_ctx_ = request.n_ctx;
+    n_ctx_ = planned_ctx;
     pass_tokens_ = plan_->pass_tokens;
-    if (options_.stream == StreamMode::never && plan_->resident_blocks.size() != std::size_t(config.n_layer)) {
-      throw Exception(ErrorContext{ErrorKind::invalid, options_.model},
-                      fmt::format("--stream off: the blocks of {} ({}) do not fit the {} budget with the rest; "
-                                  "use --stream auto or raise --mem-budget",
-                                  options_.model, format_bytes(weight_bytes_), format_bytes(budget)));
-    }
+    check_stream_off(options_, *plan_, weight_bytes_);
     if (plan_->streams() && plan_->request.disk_gbps == 0) plan_->request.disk_gbps = measure_disk_gbps(options_.model);
     if (options_.log) print_plan(*plan_, *options_.log);
     StreamOptions so;

@@ -98,4 +98,16 @@ class Session {
 // 80% of available memory (DESIGN.md §5).
 std::uint64_t default_memory_budget();
 
+// What Session(options) would plan, without loading the model (`--plan-only`).
+struct SessionPlan {
+  MemoryPlan plan;
+  bool in_ram = false;            // a GGUF Session would memory-map whole instead (the plan holds it with room)
+  std::uint64_t weight_bytes = 0;  // every tensor's bytes
+};
+// Opens the model's header and tensor table only (reads no weight, does not measure the disk:
+// the plan predicts s/pass only with --disk-gbps), checks the options and budget as Session
+// does, and plans. Throws what Session throws for the same options before it loads anything
+// (an impossible budget: std::runtime_error naming the minimum).
+SessionPlan plan_session(const SessionOptions& options);
+
 }  // namespace sluice

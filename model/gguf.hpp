@@ -308,6 +308,11 @@ class Writer {
   // renames it onto `path` (output_file.hpp). Throws std::runtime_error naming `path` on I/O
   // failure, leaving nothing new under `path`.
   void write(const std::string& path, std::uint64_t alignment = kDefaultAlignment) const;
+  // The same header, but no tensor bytes: the data section is a hole (ftruncate), so the file has
+  // its full size and reads as zeros there while taking only the header's blocks on disk. A
+  // model of any shape for what reads only headers and tensor tables (planning a 100B model in
+  // a test); generators and streamed tensors are never called. Throws as write().
+  void write_without_data(const std::string& path, std::uint64_t alignment = kDefaultAlignment) const;
   // The same, but the file is left written and flushed under its temporary name: the caller
   // publishes it with commit() (several files written first, then published together), and
   // destroying the result uncommitted removes it.

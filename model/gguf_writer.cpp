@@ -232,6 +232,17 @@ std::uint64_t Writer::header_bytes(std::uint64_t alignment) const { return encod
 
 void Writer::write(const std::string& path, std::uint64_t alignment) const { write_unpublished(path, alignment)->commit(); }
 
+void Writer::write_without_data(const std::string& path, std::uint64_t alignment) const {
+  std::vector<std::byte> header = encode_header(alignment);
+  header.resize(align_up(header.size(), alignment), std::byte{0});
+  std::uint64_t data_bytes = 0;
+  for (const PendingTensor& t : tensors_) data_bytes += align_up(t.size(), alignment);
+  OutputFile out(path, "gguf");
+  out.write(header);
+  out.truncate(header.size() + data_bytes);  // a hole: no block of it is written
+  out.commit();
+}
+
 std::unique_ptr<OutputFile> Writer::write_unpublished(const std::string& path, std::uint64_t alignment) const {
   std::vector<std::byte> header = encode_header(alignment);
   header.resize(align_up(header.size(), alignment), std::byte{0});

@@ -91,6 +91,10 @@ int run_job(BatchCliOptions o) {
       throw std::invalid_argument(fmt::format("--chat-template {}: unknown (llama2, llama3, chatml, mistral, gemma)", o.chat_template));
     }
   }
+  if (o.flags.plan_only) {  // the plan for these flags: no input read, no output touched, no request run
+    print_plan_only(o.session, std::cout);
+    return 0;
+  }
   o.job.batch.n_parallel = o.batch;
   o.job.batch.batch = o.batch;
   o.job.batch.max_pass_tokens = o.session.pass_tokens;
@@ -177,7 +181,8 @@ void add_batch_command(CLI::App& app) {
   cmd->add_option("--seed", o->job.seed, "Mixed into the seed of requests that give none")->capture_default_str();
   cmd->callback([o, cmd] {
     if (!cmd->get_subcommands().empty()) return;
-    if (o->flags.session.model.empty() || o->job.input.empty() || o->job.output.empty()) {
+    if (o->flags.plan_only && o->flags.session.model.empty()) throw CLI::ValidationError("batch", "--plan-only needs -m MODEL");
+    if (!o->flags.plan_only && (o->flags.session.model.empty() || o->job.input.empty() || o->job.output.empty())) {
       throw CLI::ValidationError("batch", "needs -m MODEL -i INPUT -o OUTPUT");
     }
     const int status = run_job(*o);

@@ -102,6 +102,20 @@ void bench(BenchOptions o) {
                              format_bytes(read.value().bytes), read.value().gbps());
     return read.value().gbps();
   };
+  auto options_for = [&](std::int32_t b) {
+    SessionOptions so = session_opts;
+    so.n_seq = b;
+    so.n_ctx = o.n_prompt + o.n_gen + 1;
+    // Activations for the largest pass this bench runs, not the default prompt chunk: the
+    // planner gives what is left to resident blocks.
+    so.pass_tokens = std::min<std::int64_t>(session_opts.pass_tokens, std::int64_t(o.n_prompt) * b);
+    so.log = b == batches.front() ? &std::cerr : nullptr;
+    return so;
+  };
+  if (o.flags.plan_only) {  // each batch size's plan; no weight read, no pass
+    for (std::int32_t b : batches) print_plan_only(options_for(b), std::cout);
+    return;
+  }
   if (o.raw_read) {
     raw_gbps = raw_read("before the tests");
     session_opts.disk_gbps = raw_gbps;
@@ -110,13 +124,7 @@ void bench(BenchOptions o) {
   std::uint64_t first_bytes_per_pass = 0;
   Table table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
   for (std::int32_t b : batches) {
-    SessionOptions so = session_opts;
-    so.n_seq = b;
-    so.n_ctx = o.n_prompt + o.n_gen + 1;
-    // Activations for the largest pass this bench runs, not the default prompt chunk: the
-    // planner gives what is left to resident blocks.
-    so.pass_tokens = std::min<std::int64_t>(session_opts.pass_tokens, std::int64_t(o.n_prompt) * b);
-    so.log = b == batches.front() ? &std::cerr : nullptr;
+    SessionOptions so = options_for(b);
     const auto opening = std::chrono::steady_clock::now();
     Session session(so);
     const double open_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count();

@@ -48,7 +48,6 @@ double negative_log_prob(const float* logits, std::int64_t n_vocab, std::int32_t
 
 void perplexity(PerplexityOptions o) {
   using Clock = std::chrono::steady_clock;
-  const std::string text = read_text_file(o.text_file);
   const std::int64_t n_ctx = o.n_ctx;
   const std::int64_t first = n_ctx / 2;  // positions before it give context only
   const std::int64_t pass = o.pass_tokens > 0 ? std::min(o.pass_tokens, n_ctx) : n_ctx;
@@ -58,6 +57,11 @@ void perplexity(PerplexityOptions o) {
   session_opts.pass_tokens = pass;
   session_opts.logit_rows = std::min(pass, n_ctx - 1 - first);  // the scored rows one pass can hold
   session_opts.log = &std::cerr;
+  if (o.flags.plan_only) {
+    print_plan_only(session_opts, std::cout);
+    return;
+  }
+  const std::string text = read_text_file(o.text_file);
   Session session(session_opts);
   const tok::Tokenizer& tokenizer = session.tokenizer();
   const std::int64_t n_vocab = session.config().n_vocab;

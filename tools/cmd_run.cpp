@@ -65,6 +65,10 @@ void run(RunOptions o) {
   TraceRecorder trace(!o.trace.empty());
   session_opts.trace = o.trace.empty() ? nullptr : &trace;
   session_opts.log = &std::cerr;
+  if (o.flags.plan_only) {  // the plan for these flags, and no token
+    print_plan_only(session_opts, std::cout);
+    return;
+  }
   Session session(session_opts);
   if (!o.trace.empty() && !session.streamed())
     throw std::invalid_argument("--trace records the streaming lanes: use it with a pack");

@@ -22,6 +22,7 @@ struct SynthCli {
   std::uint64_t seed = 1;
   bool tied = false;
   bool llama3_rope = false;
+  bool no_data = false;
   std::int64_t head_dim = 0, sliding_window = 0, swa_pattern = -1;
   float final_softcap = 0.0f;
 };
@@ -70,6 +71,9 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--swa-pattern", o->swa_pattern,
                   "gemma3: every Nth layer is global (-1: not written, Gemma 3's 6; 0: all local; 1: all global)");
   cmd->add_option("--final-softcap", o->final_softcap, "gemma3: final logit soft-cap (0: none)");
+  cmd->add_flag("--no-data", o->no_data,
+                "Header and tensor table only: the tensor data is a hole (a sparse file of the full size; reads as "
+                "zeros), for --plan-only at any shape");
   cmd->callback([o, embd, layers, heads, kv_heads, ff, vocab_size] {
     SynthOptions s;
     s.arch = o->arch;
@@ -90,6 +94,7 @@ void add_synth_command(CLI::App& app) {
     s.sliding_window = o->sliding_window;
     s.swa_pattern = o->swa_pattern;
     s.final_softcap = o->final_softcap;
+    s.no_data = o->no_data;
     try {
       validate_synth_options(s);
     } catch (const std::invalid_argument& e) {
@@ -99,8 +104,9 @@ void add_synth_command(CLI::App& app) {
     // The vocabulary source is read while OUT is written: replacing it would lose the user's model.
     if (!s.vocab_from.empty()) refuse_output_that_is_input("synth", s.vocab_from, o->out);
     write_synthetic_gguf(o->out, s);
-    std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {})\n", o->out, s.arch, o->type,
-                             s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff);
+    std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {}{})\n", o->out, s.arch, o->type,
+                             s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff,
+                             s.no_data ? ", no data: tensor bytes are a hole" : "");
   });
 }
 

@@ -4,10 +4,14 @@
 // its chunk size) leaves that flag out and sets the option itself.
 #pragma once
 
+#include <ostream>
 #include <string>
+
+#include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 
+#include "common/units.hpp"
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
 
@@ -16,6 +20,7 @@ namespace sluice {
 struct SessionFlags {
   SessionOptions session;
   std::string mem_budget, kv_type = "f16", kv_spill = "auto", stream = "auto";
+  bool plan_only = false;  // --plan-only: print the plan and exit (print_plan_only)
 };
 
 // Flags add_session_flags can leave out.
@@ -63,10 +68,29 @@ inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kO
   cmd->add_option("--disk-gbps", s.disk_gbps, "Disk bandwidth for the plan's prediction (0: measure at start)")
       ->capture_default_str()
       ->check(finite_in(0, 1e4));
+  cmd->add_flag("--plan-only", f.plan_only,
+                "Print the memory plan for these flags and exit 0 (non-zero with the planner's error when it is "
+                "impossible): reads the model's header and tensor table, no weight");
   if (!(omit & kOmitPassTokens)) {
     cmd->add_option("--pass-tokens", s.pass_tokens, "Most tokens per pass (also -ub); longer prompts are cut into chunks")
         ->capture_default_str()
         ->check(CLI::Range(1, 1 << 20));
+  }
+}
+
+// --plan-only: plans `options` as Session would (engine/session.hpp plan_session: the header and
+// tensor table read, no weight, the disk not measured) and prints the plan table on `out`.
+// Throws what Session would before loading anything (an impossible budget names the minimum).
+inline void print_plan_only(const SessionOptions& options, std::ostream& out) {
+  const SessionPlan s = plan_session(options);
+  const MemoryPlan& p = s.plan;
+  out << fmt::format("plan for {} ({} of weights): {} sequences x {} context, {} tokens per pass, budget {}\n", options.model,
+                     format_bytes(s.weight_bytes), p.request.n_seq, p.request.n_ctx, p.pass_tokens,
+                     format_bytes(p.request.budget));
+  print_plan(p, out);
+  if (s.in_ram) out << "in RAM: the plan holds every weight with room to spare, so the GGUF would be memory-mapped whole\n";
+  if (p.streams() && p.request.disk_gbps == 0) {
+    out << "predicted s/pass: give --disk-gbps (--plan-only reads no weight, so the disk is not measured)\n";
   }
 }
 

@@ -263,7 +263,11 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   for (auto& t : pending) {
     w.add_tensor_generated(t.name, static_cast<std::uint32_t>(t.type), t.dims, std::move(t.generate));
   }
-  w.write(path);
+  if (o.no_data) {
+    w.write_without_data(path);
+  } else {
+    w.write(path);
+  }
 }
 
 }  // namespace sluice

@@ -39,6 +39,10 @@ struct SynthOptions {
   std::int64_t sliding_window = 0;
   std::int64_t swa_pattern = -1;
   float final_softcap = 0.0f;
+  // Write the header and tensor table only; the tensor data is a hole of its full size
+  // (gguf::Writer::write_without_data): the shape of a 100B model in a few MB of disk, for what
+  // reads no weight (--plan-only, planner tests). Running it computes on zeros.
+  bool no_data = false;
 };
 
 // Limits on a synthetic shape: beyond the largest real models (Llama 3.1 405B: embd 16384, 126
