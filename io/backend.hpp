@@ -40,6 +40,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual bool direct() const = 0;          // file opened with O_DIRECT
+  // The open file (owned by the backend): the reader fstats it to tell a file that ended early
+  // from a device that keeps returning short reads.
+  virtual int fd() const = 0;
   virtual unsigned queue_depth() const = 0;  // most reads in flight at once
   // Registers memory regions for fixed-buffer reads (io_uring_register_buffers). Call only when
   // no read is in flight. An error here is not fatal: reads fall back to unregistered buffers.

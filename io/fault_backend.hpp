@@ -49,6 +49,7 @@ class FaultBackend final : public Backend {
 
   const char* name() const override { return "fault"; }
   bool direct() const override { return inner_->direct(); }
+  int fd() const override { return inner_->fd(); }
   unsigned queue_depth() const override { return inner_->queue_depth(); }
   Status register_buffers(std::span<const iovec> regions) override { return inner_->register_buffers(regions); }
   bool buffers_registered() const override { return inner_->buffers_registered(); }

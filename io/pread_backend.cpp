@@ -20,6 +20,7 @@ class PreadBackend final : public Backend {
 
   const char* name() const override { return "pread"; }
   bool direct() const override { return direct_; }
+  int fd() const override { return fd_; }
   unsigned queue_depth() const override { return queue_depth_; }
   Status register_buffers(std::span<const iovec>) override { return {}; }
   bool buffers_registered() const override { return false; }

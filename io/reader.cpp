@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <fmt/format.h>
 #include <stdexcept>
 #include <thread>
@@ -41,6 +42,13 @@ std::unique_ptr<Reader> Reader::open(const std::string& path, const ReaderOption
                                          options.retry);
   reader->set_fallback_note(std::move(opened.fallback_note));
   return reader;
+}
+
+std::optional<std::uint64_t> Reader::current_file_size() const {
+  struct stat st {};
+  // fstat of the open file, not stat of the name: a file renamed over ours is not what we read.
+  if (::fstat(backend_->fd(), &st) != 0) return std::nullopt;  // unknown: the caller keeps its generic message
+  return static_cast<std::uint64_t>(st.st_size);
 }
 
 void Reader::note_in_flight_change(int delta) {
@@ -127,8 +135,21 @@ bool Reader::handle(const RawCompletion& raw, ReadCompletion& finished) {
     if (transient) what += fmt::format(" after {} retries", op.retries);
     return fail(ErrorKind::io, err, what);
   }
+  // The file ends before this read does (it shrank since open, or the name now points at a
+  // shorter file): say so in plain words instead of retrying or calling it a stuck device.
+  auto ends_early = [&](std::uint64_t size_now) {
+    ++stats_.errors;
+    finished = ReadCompletion{
+        op.request.user_data, op.valid - op.request.offset,
+        Error{ErrorKind::io, 0,
+              fmt::format("{}: file ends at byte {}, but the read needs bytes {}..{} (truncated or replaced while reading?)",
+                          path_, size_now, op.request.offset, op.end - 1)}};
+    finish_op(slot);
+    return true;
+  };
   if (raw.result == 0) {
     // EOF before the size we saw at open: the file shrank underneath us.
+    if (const auto size_now = current_file_size(); size_now && *size_now < op.end) return ends_early(*size_now);
     return fail(ErrorKind::io, 0,
                 fmt::format("unexpected end of file at offset {} (file size was {} when opened)", op.valid, file_size_));
   }
@@ -144,6 +165,10 @@ bool Reader::handle(const RawCompletion& raw, ReadCompletion& finished) {
   // Short read: keep what arrived and ask for the rest (from the aligned boundary below it,
   // since O_DIRECT needs aligned offsets; re-reading a few bytes is harmless).
   ++stats_.short_reads;
+  // On a regular file a short read almost always means the end of the file: asking again would
+  // only repeat it (with O_DIRECT from the aligned boundary below, returning the same few bytes)
+  // until the bound below. One fstat tells that case from a device returning partial reads.
+  if (const auto size_now = current_file_size(); size_now && *size_now <= op.valid) return ends_early(*size_now);
   if (++op.short_resubmits > retry_.max_short_resubmits) {
     return fail(ErrorKind::io, 0, fmt::format("{} short reads in a row, stuck at offset {}", op.short_resubmits - 1, op.valid));
   }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -113,6 +114,8 @@ class Reader {
   bool handle(const RawCompletion& raw, ReadCompletion& finished);
   void finish_op(std::uint32_t slot);
   void note_in_flight_change(int delta);
+  // The open file's size now (fstat), or nullopt when fstat fails.
+  std::optional<std::uint64_t> current_file_size() const;
 
   std::unique_ptr<Backend> backend_;
   std::string path_;

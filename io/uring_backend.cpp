@@ -54,6 +54,7 @@ class UringBackend final : public Backend {
 
   const char* name() const override { return "io_uring"; }
   bool direct() const override { return direct_; }
+  int fd() const override { return fd_; }
   unsigned queue_depth() const override { return queue_depth_; }
   bool buffers_registered() const override { return buffers_registered_; }
 

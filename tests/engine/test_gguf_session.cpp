@@ -246,6 +246,12 @@ TEST(GgufSession, AFileTruncatedWhileItStreamsStopsThePassNamingFileAndOffset) {
     EXPECT_GE(e.context().offset, 0) << e.what();
     EXPECT_NE(std::string(e.what()).find(gguf), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("offset"), std::string::npos) << e.what();
+    // In plain words: where the file ends now, and that it was cut or replaced.
+    EXPECT_NE(std::string(e.what()).find(gguf + ": file ends at byte " + std::to_string(st.st_size / 2) + ", but the read needs bytes"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("truncated or replaced while reading"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("short reads in a row"), std::string::npos) << e.what();
   }
 }
 

@@ -110,6 +110,35 @@ TEST_P(FaultSweep, EndlessShortReadsAreBounded) {
   PassResult pass = read_pass(*reader, kChunk);
   ASSERT_FALSE(pass.errors.empty());
   EXPECT_NE(pass.errors[0].message.find("short reads in a row"), std::string::npos) << pass.errors[0].message;
+  // The file is whole: the reader must not blame its end.
+  EXPECT_EQ(pass.errors[0].message.find("file ends at byte"), std::string::npos) << pass.errors[0].message;
+}
+
+// Short reads injected at random and the file cut after open: the reads that reach the new end
+// fail saying where the file ends (not that the device is stuck); the injected ones before it
+// are still ridden out.
+TEST_P(FaultSweep, AFileCutAfterOpenSaysWhereItEndsAmidInjectedShortReads) {
+  constexpr std::uint64_t kCut = 5 * kChunk + 1000;
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    FaultBackend* fault = nullptr;
+    FaultPlan plan;
+    plan.seed = seed;
+    plan.short_read_probability = 0.5;
+    auto reader = open_faulty(path, GetParam(), plan, &fault);
+    ASSERT_EQ(::truncate(path.c_str(), kCut), 0);
+    PassResult pass = read_pass(*reader, kChunk);
+    ASSERT_FALSE(pass.errors.empty());
+    for (const Error& e : pass.errors) {
+      EXPECT_EQ(e.kind, ErrorKind::io);
+      EXPECT_NE(e.message.find(path + ": file ends at byte " + std::to_string(kCut) + ", but the read needs bytes"),
+                std::string::npos)
+          << e.message;
+      EXPECT_EQ(e.message.find("short reads in a row"), std::string::npos) << e.message;
+    }
+    EXPECT_EQ(reader->in_flight(), 0u);
+    write_pattern_file(path, kSize, 42);  // whole again for the next seed
+  }
 }
 
 TEST_P(FaultSweep, BitFlipsReachTheCaller) {
