@@ -18,6 +18,7 @@
 
 #include "common/error.hpp"
 #include "common/units.hpp"
+#include "compute/cpu/kernels.hpp"
 #include "compute/cpu/quants.hpp"
 #include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
@@ -67,7 +68,7 @@ void random_matrix(GgmlType type, std::int64_t rows, std::int64_t cols, std::uin
         state = mix(state);
         v = amplitude * (float(state >> 40) / float(1ull << 24) * 2.0f - 1.0f);
       }
-      cpu::quantize_row_reference(type, row.data(), out.data() + row_bytes * std::size_t(i), cols);
+      cpu::quantize_row_weights(type, row.data(), out.data() + row_bytes * std::size_t(i), cols);
     });
     sink({out.data(), row_bytes * std::size_t(n)});
   }
