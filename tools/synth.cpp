@@ -49,6 +49,11 @@ std::uint64_t mix(std::uint64_t x) {
 // the tensor (a 128k-vocabulary head is 1.4 GB in Q8_0) and gives every core a few hundred rows.
 constexpr std::uint64_t kGenerateChunkBytes = 8 * MiB;
 
+// Rows generated together by one task: each row's numbers are a chain of dependent splitmix
+// steps (~15 cycles of multiply latency each), so several rows' chains are interleaved in one
+// loop and the core overlaps them; the numbers of each row stay those of its own chain.
+constexpr std::int64_t kInterleavedRows = 8;
+
 // A matrix of rows x cols with entries ~ uniform(-a, a), a = sqrt(3) * scale / sqrt(cols), so
 // each output of W x has the variance of x times scale^2: activations neither vanish nor explode.
 // Rows are seeded one by one, so they are made in parallel and in chunks with the same bytes.
@@ -60,15 +65,23 @@ void random_matrix(GgmlType type, std::int64_t rows, std::int64_t cols, std::uin
   const float amplitude = std::sqrt(3.0f) * scale / std::sqrt(float(cols));
   for (std::int64_t first = 0; first < rows; first += chunk_rows) {
     const std::int64_t n = std::min(chunk_rows, rows - first);
-    tbb::parallel_for(std::int64_t{0}, n, [&](std::int64_t i) {
-      const std::int64_t r = first + i;
-      std::vector<float> row(static_cast<std::size_t>(cols));
-      std::uint64_t state = mix(seed ^ mix(std::uint64_t(r)));
-      for (auto& v : row) {
-        state = mix(state);
-        v = amplitude * (float(state >> 40) / float(1ull << 24) * 2.0f - 1.0f);
+    const std::int64_t groups = (n + kInterleavedRows - 1) / kInterleavedRows;
+    tbb::parallel_for(std::int64_t{0}, groups, [&](std::int64_t g) {
+      const std::int64_t i0 = g * kInterleavedRows;
+      const std::int64_t count = std::min(kInterleavedRows, n - i0);
+      // (count, cols): the group's rows as floats.
+      std::vector<float> block(static_cast<std::size_t>(kInterleavedRows * cols));
+      std::uint64_t state[kInterleavedRows] = {};
+      for (std::int64_t k = 0; k < count; ++k) state[k] = mix(seed ^ mix(std::uint64_t(first + i0 + k)));
+      for (std::int64_t c = 0; c < cols; ++c) {
+        for (std::int64_t k = 0; k < kInterleavedRows; ++k) {  // all 8 (unused ones too): a fixed trip count
+          state[k] = mix(state[k]);
+          block[std::size_t(k * cols + c)] = amplitude * (float(state[k] >> 40) / float(1ull << 24) * 2.0f - 1.0f);
+        }
       }
-      cpu::quantize_row_weights(type, row.data(), out.data() + row_bytes * std::size_t(i), cols);
+      for (std::int64_t k = 0; k < count; ++k) {
+        cpu::quantize_row_weights(type, block.data() + k * cols, out.data() + row_bytes * std::size_t(i0 + k), cols);
+      }
     });
     sink({out.data(), row_bytes * std::size_t(n)});
   }
