@@ -382,10 +382,13 @@ void check_free_space(const SynthLayout& layout) {
   if (::statvfs(directory.c_str(), &fs) != 0) return;
   const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
   if (free_bytes < layout.file_bytes) {
-    throw Exception(ErrorContext{ErrorKind::io, directory, {}, -1, -1, ENOSPC},
-                    fmt::format("synth: not enough free space in {}: the model needs {} bytes ({}), {} bytes ({}) are "
-                                "free; nothing written",
-                                directory, layout.file_bytes, format_bytes(layout.file_bytes), free_bytes,
+    const std::string output = layout.files.size() == 1 ? layout.files.front().path
+                                                        : fmt::format("{} ... {}", layout.files.front().path,
+                                                                      layout.files.back().path);
+    throw Exception(ErrorContext{ErrorKind::io, layout.files.front().path, {}, -1, -1, ENOSPC},
+                    fmt::format("synth {}: not enough free space in {}: the model needs {} bytes ({}), {} bytes ({}) "
+                                "are free; nothing written",
+                                output, directory, layout.file_bytes, format_bytes(layout.file_bytes), free_bytes,
                                 format_bytes(free_bytes)));
   }
 }
