@@ -1,5 +1,7 @@
 // `sluice split`: cuts a GGUF model (a single file, or a gguf-split set re-split as a whole) into
 // llama.cpp gguf-split shards PREFIX-00001-of-0000N.gguf ... (conventions in gguf_split.hpp).
+// The planning and shard writing also serve `sluice synth --split-max-size`, which writes the
+// shards of a model generated on the fly (SplitModel, write_split): the same shards, no unsplit copy.
 //
 // What the shards hold, as llama.cpp's gguf-split writes them (tools/gguf-split/gguf-split.cpp):
 //   - The first: every metadata key of the input (its split.* keys replaced), then split.no (u16,

@@ -18,7 +18,8 @@ struct SynthShape {
   std::int64_t n_embd = 256, n_layer = 4, n_head = 8, n_head_kv = 4, n_ff = 768, n_ctx = 2048;
 };
 
-// tiny, 1b, 7b, 13b, 70b, 100b (Llama-family proportions). Throws std::invalid_argument.
+// tiny, 1b, 7b, 13b, 70b (Llama 3 70B), 100b (80 x 10240, 80 heads of 128, 8 kv, ff 32768) (Llama-family
+// proportions). Throws std::invalid_argument.
 SynthShape synth_shape(const std::string& name);
 
 struct SynthOptions {
