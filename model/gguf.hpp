@@ -302,6 +302,10 @@ class Writer {
   // Bytes of the header write() would write with this alignment (magic to the last tensor info),
   // before the padding that starts the data section at the next multiple of the alignment.
   std::uint64_t header_bytes(std::uint64_t alignment = kDefaultAlignment) const;
+  // The exact size of the file write() would write with this alignment: the header padded to the
+  // alignment, then every tensor padded to it (the last one too). Throws as write() does for a
+  // bad alignment.
+  std::uint64_t file_bytes(std::uint64_t alignment = kDefaultAlignment) const;
 
   // Writes the file (general.alignment is added when `alignment` != kDefaultAlignment; it must
   // be a power of two that fits in u32, else std::invalid_argument) under a temporary name and

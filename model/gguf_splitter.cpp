@@ -35,10 +35,10 @@ bool exists(const std::string& path) {
 
 // The metadata every shard carries: the model's keys (first shard only) and the split keys.
 // split.count is a placeholder of the same width until the count is known.
-Writer shard_writer(const ShardSet& input, std::uint32_t shard, std::uint32_t count) {
+Writer shard_writer(const SplitModel& model, std::uint32_t shard, std::uint32_t count) {
   Writer w;
   if (shard == 0) {
-    for (const auto& [key, value] : input.metadata().metadata()) {
+    for (const auto& [key, value] : model.metadata) {
       // The alignment goes through write(); the split keys of a split input are replaced below.
       if (key == kAlignmentKey || key == kSplitNoKey || key == kSplitCountKey || key == kSplitTensorsCountKey) continue;
       w.set(key, value);
@@ -47,11 +47,9 @@ Writer shard_writer(const ShardSet& input, std::uint32_t shard, std::uint32_t co
   w.set(std::string(kSplitNoKey), Value::unsigned_int(ValueType::u16, shard));
   w.set(std::string(kSplitCountKey), Value::unsigned_int(ValueType::u16, count));
   w.set(std::string(kSplitTensorsCountKey),
-        Value::signed_int(ValueType::i32, static_cast<std::int32_t>(input.tensors().size())));
+        Value::signed_int(ValueType::i32, static_cast<std::int32_t>(model.tensors.size())));
   return w;
 }
-
-std::uint64_t alignment_of(const ShardSet& input) { return input.metadata().alignment(); }
 
 // Copies [start, start + bytes) of `reader`'s file to `sink`, kCopyChunkBytes at a time, reading
 // whole aligned blocks (the reader may be O_DIRECT) and passing on the part inside the range.
@@ -82,7 +80,21 @@ void copy_range(io::Reader& reader, std::byte* buffer, std::uint64_t start, std:
 
 }  // namespace
 
+SplitModel split_model_of(const ShardSet& input) {
+  SplitModel model;
+  model.source = input.shards()[0].path;
+  model.metadata = input.metadata().metadata();
+  model.alignment = input.metadata().alignment();
+  model.tensors.reserve(input.tensors().size());
+  for (const ShardTensor& t : input.tensors()) model.tensors.push_back(SplitTensor{t.name, t.type, t.dims, t.bytes});
+  return model;
+}
+
 SplitPlan plan_split(const ShardSet& input, const std::string& prefix, const SplitOptions& options) {
+  return plan_split(split_model_of(input), prefix, options);
+}
+
+SplitPlan plan_split(const SplitModel& model, const std::string& prefix, const SplitOptions& options) {
   if (options.max_bytes == 0 && options.max_tensors == 0) {
     throw GgufError("split: give a limit: --max-size SIZE, --max-tensors N or both", ErrorKind::invalid);
   }
@@ -90,14 +102,14 @@ SplitPlan plan_split(const ShardSet& input, const std::string& prefix, const Spl
     throw GgufError(fmt::format("split: '{}' cannot prefix shard names (empty, or a directory)", prefix),
                     ErrorKind::invalid);
   }
-  if (input.tensors().size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
-    throw GgufError(fmt::format("gguf {}: {} tensors do not fit split.tensors.count (i32)", input.shards()[0].path,
-                                input.tensors().size()));
+  if (model.tensors.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    throw GgufError(fmt::format("gguf {}: {} tensors do not fit split.tensors.count (i32)", model.source,
+                                model.tensors.size()));
   }
-  const std::uint64_t alignment = alignment_of(input);
+  const std::uint64_t alignment = model.alignment;
   // Header bytes before any tensor info: the first shard's (all the metadata) and the others'.
-  const std::uint64_t first_base = shard_writer(input, 0, 1).header_bytes(alignment);
-  const std::uint64_t other_base = shard_writer(input, 1, 2).header_bytes(alignment);
+  const std::uint64_t first_base = shard_writer(model, 0, 1).header_bytes(alignment);
+  const std::uint64_t other_base = shard_writer(model, 1, 2).header_bytes(alignment);
 
   SplitPlan plan;
   std::vector<PlannedShard> shards;
@@ -105,9 +117,9 @@ SplitPlan plan_split(const ShardSet& input, const std::string& prefix, const Spl
   std::uint64_t header = first_base;
   std::uint64_t data = 0;
   const auto file_bytes = [&](std::uint64_t h, std::uint64_t d) { return align_up(h, alignment) + d; };
-  const std::vector<ShardTensor>& tensors = input.tensors();
+  const std::vector<SplitTensor>& tensors = model.tensors;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const ShardTensor& t = tensors[i];
+    const SplitTensor& t = tensors[i];
     const std::uint64_t info = tensor_info_bytes(t.name.size(), t.dims.size());
     const std::uint64_t padded = align_up(t.bytes, alignment);
     const bool over_size = options.max_bytes > 0 && file_bytes(header + info, data + padded) > options.max_bytes;
@@ -142,7 +154,8 @@ SplitPlan plan_split(const ShardSet& input, const std::string& prefix, const Spl
 
 SplitPlan split_gguf(const std::string& input_path, const std::string& prefix, const SplitOptions& options) {
   const ShardSet input = ShardSet::open(input_path);
-  SplitPlan plan = plan_split(input, prefix, options);
+  const SplitModel model = split_model_of(input);
+  SplitPlan plan = plan_split(model, prefix, options);
   const auto count = static_cast<std::uint32_t>(plan.shards.size());
   // Before anything is opened for writing: an output that is an input file is refused even with
   // --force (it would be destroyed while being read).
@@ -178,22 +191,31 @@ SplitPlan split_gguf(const std::string& input_path, const std::string& prefix, c
     done += n;
     if (options.progress) options.progress(done, total);
   };
-  const std::uint64_t alignment = alignment_of(input);
+  write_split(
+      model, plan,
+      [&](Writer& w, std::size_t i) {
+        const ShardTensor& t = input.tensors()[i];
+        io::Reader& reader = *readers[t.shard];
+        w.add_tensor_streamed(t.name, t.type, t.dims, [&, i](const Writer::ByteSink& sink) {
+          const ShardTensor& tensor = input.tensors()[i];
+          copy_range(reader, buffer.get(), tensor.offset, tensor.bytes, tensor.name, sink, copied);
+        });
+      },
+      options);
+  return plan;
+}
+
+void write_split(const SplitModel& model, const SplitPlan& plan,
+                 const std::function<void(Writer&, std::size_t)>& add_tensor, const SplitOptions& options) {
+  const auto count = static_cast<std::uint32_t>(plan.shards.size());
   // Every shard is written and flushed under its temporary name first; an exception on the way
   // destroys them all (each OutputFile removes its file).
   std::vector<std::unique_ptr<OutputFile>> written;
   for (std::uint32_t s = 0; s < count; ++s) {
     const PlannedShard& shard = plan.shards[s];
-    Writer w = shard_writer(input, s, count);
-    for (std::size_t i = shard.first_tensor; i < shard.first_tensor + shard.tensor_count; ++i) {
-      const ShardTensor& t = input.tensors()[i];
-      io::Reader& reader = *readers[t.shard];
-      w.add_tensor_streamed(t.name, t.type, t.dims, [&, i](const Writer::ByteSink& sink) {
-        const ShardTensor& tensor = input.tensors()[i];
-        copy_range(reader, buffer.get(), tensor.offset, tensor.bytes, tensor.name, sink, copied);
-      });
-    }
-    written.push_back(w.write_unpublished(shard.path, alignment));
+    Writer w = shard_writer(model, s, count);
+    for (std::size_t i = shard.first_tensor; i < shard.first_tensor + shard.tensor_count; ++i) add_tensor(w, i);
+    written.push_back(w.write_unpublished(shard.path, model.alignment));
     struct stat st {};
     // The plan's size is what the shard must be: a mismatch is a bug in the sizing, which the
     // --max-size promise rests on.
@@ -212,7 +234,6 @@ SplitPlan split_gguf(const std::string& input_path, const std::string& prefix, c
     for (std::size_t s = 0; s < published; ++s) ::unlink(plan.shards[s].path.c_str());
     throw;
   }
-  return plan;
 }
 
 }  // namespace sluice::gguf

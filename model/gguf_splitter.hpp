@@ -1,5 +1,7 @@
 // `sluice split`: cuts a GGUF model (a single file, or a gguf-split set re-split as a whole) into
 // llama.cpp gguf-split shards PREFIX-00001-of-0000N.gguf ... (conventions in gguf_split.hpp).
+// The planning and shard writing also serve `sluice synth --split-max-size`, which writes the
+// shards of a model generated on the fly (SplitModel, write_split): the same shards, no unsplit copy.
 //
 // What the shards hold, as llama.cpp's gguf-split writes them (tools/gguf-split/gguf-split.cpp):
 //   - The first: every metadata key of the input (its split.* keys replaced), then split.no (u16,
@@ -25,6 +27,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,6 +59,42 @@ struct SplitPlan {
   std::vector<PlannedShard> shards;
   std::vector<std::size_t> oversized;  // shards larger than max_bytes (one tensor too big alone)
 };
+
+// One tensor of a model to be split: what its shard's header says of it.
+struct SplitTensor {
+  std::string name;
+  std::uint32_t type = 0;           // ggml type id
+  std::vector<std::uint64_t> dims;  // ggml order
+  std::uint64_t bytes = 0;
+};
+
+// A model to be cut into shards, whatever its tensors come from: a GGUF on disk (split_gguf) or
+// tensors made while the shards are written (`sluice synth --split-max-size`), so that both write
+// the same shards from the same metadata and tensor table.
+struct SplitModel {
+  std::string source;  // named in errors: the input's path, or what makes the tensors
+  // The model's keys in order (the first shard gets them all); general.alignment and split.* are
+  // skipped (the alignment below and the new split keys take their place). Must outlive the model.
+  std::span<const std::pair<std::string, Value>> metadata;
+  std::uint64_t alignment = kDefaultAlignment;
+  std::vector<SplitTensor> tensors;  // in the order the shards hold them
+};
+
+// The shards `model` is cut into under `prefix`. Throws GgufError when neither limit is set,
+// when the prefix cannot name shards, or when the cut needs more than kMaxShards shards.
+SplitPlan plan_split(const SplitModel& model, const std::string& prefix, const SplitOptions& options);
+
+// Writes the shards of `plan` (made by plan_split for `model`): for each shard a Writer with the
+// split metadata, to which add_tensor(writer, i) adds model.tensors[i] (add_tensor_streamed or
+// add_tensor_generated, with its type and dims). Every shard is written and flushed under its
+// temporary name and checked against its planned size, then all are renamed into place; any
+// failure leaves no shard. Existing files of the shards' names are replaced: callers that must
+// not do so check first. Uses options.after_shard_written only.
+void write_split(const SplitModel& model, const SplitPlan& plan,
+                 const std::function<void(Writer&, std::size_t)>& add_tensor, const SplitOptions& options);
+
+// The model of a GGUF on disk (a view: `input` must outlive it).
+SplitModel split_model_of(const ShardSet& input);
 
 // The shards `input` is cut into under `prefix`. Throws GgufError when neither limit is set,
 // when the prefix cannot name shards, or when the cut needs more than kMaxShards shards.

@@ -230,6 +230,13 @@ std::vector<std::byte> Writer::encode_header(std::uint64_t alignment) const {
 
 std::uint64_t Writer::header_bytes(std::uint64_t alignment) const { return encode_header(alignment).size(); }
 
+// The same sums write_unpublished() writes: header, padding, then each tensor and its padding.
+std::uint64_t Writer::file_bytes(std::uint64_t alignment) const {
+  std::uint64_t bytes = align_up(header_bytes(alignment), alignment);
+  for (const PendingTensor& t : tensors_) bytes += align_up(t.size(), alignment);
+  return bytes;
+}
+
 void Writer::write(const std::string& path, std::uint64_t alignment) const { write_unpublished(path, alignment)->commit(); }
 
 void Writer::write_without_data(const std::string& path, std::uint64_t alignment) const {

@@ -4,7 +4,9 @@
 // hang, a NaN or silently empty output.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -155,21 +157,39 @@ inline void check_stdout() {
   }
 }
 
-// Progress of a long read or copy on stderr, for inputs of at least `min_bytes`: on a terminal
-// one line rewritten per 1%; in a log (stderr not a terminal) one line per 10%, so a 100 GB
-// model's log stays short and readable.
+// "45s", "3m05s", "1h02m": a duration as a person reads it on a progress line.
+inline std::string format_duration(double seconds) {
+  const auto s = static_cast<std::uint64_t>(std::max(0.0, seconds) + 0.5);
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+}
+
+// Progress of a long read, copy or write on stderr, for inputs of at least `min_bytes`: on a
+// terminal one line rewritten per 1%; in a log (stderr not a terminal) one line per 10%, so a
+// 100 GB model's log stays short and readable. Each line says the bytes done of the total, the
+// mean rate since the printer was made (MB/s, 10^6 bytes) and the time left at that rate.
 inline std::function<void(std::uint64_t, std::uint64_t)> progress_printer(std::string what, std::uint64_t min_bytes) {
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   auto last = std::make_shared<int>(-1);
-  return [what = std::move(what), min_bytes, tty, last](std::uint64_t done, std::uint64_t total) {
+  const auto started = std::chrono::steady_clock::now();
+  return [what = std::move(what), min_bytes, tty, last, started](std::uint64_t done, std::uint64_t total) {
     if (total < min_bytes || total == 0) return;
     const int percent = static_cast<int>(done * 100 / total);
     const int step = tty ? percent : percent / 10 * 10;
     if (step == *last) return;
     *last = step;
-    const std::string line = fmt::format("{}: {} of {} ({}%)", what, format_bytes(done), format_bytes(total), percent);
+    std::string line = fmt::format("{}: {} of {} ({}%)", what, format_bytes(done), format_bytes(total), percent);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (done > 0 && seconds > 0) {
+      const double bytes_per_second = double(done) / seconds;
+      line += fmt::format(", {:.0f} MB/s, ", bytes_per_second / 1e6);
+      line += done == total ? fmt::format("took {}", format_duration(seconds))
+                            : fmt::format("ETA {}", format_duration(double(total - done) / bytes_per_second));
+    }
     if (tty) {
-      std::cerr << '\r' << line << (done == total ? "\n" : "") << std::flush;
+      // Padding covers the tail of a longer line before (the ETA's width changes).
+      std::cerr << '\r' << fmt::format("{:<79}", line) << (done == total ? "\n" : "") << std::flush;
     } else {
       std::cerr << line << '\n' << std::flush;
     }

@@ -6,8 +6,10 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "common/units.hpp"
 #include "model/ggml_types.hpp"
 #include "model/output_file.hpp"
+#include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 #include "tools/synth.hpp"
 #include "tools/synth_vocab.hpp"
@@ -16,7 +18,7 @@ namespace sluice {
 namespace {
 
 struct SynthCli {
-  std::string out, arch = "llama", shape = "tiny", type = "Q4_0", embedding_type = "Q8_0", vocab_from;
+  std::string out, arch = "llama", shape = "tiny", type = "Q4_0", embedding_type = "Q8_0", vocab_from, split_max_size;
   std::int64_t vocab_size = 512;
   std::int64_t embd = 0, layers = 0, heads = 0, kv_heads = 0, ff = 0;
   std::uint64_t seed = 1;
@@ -34,6 +36,30 @@ GgmlType parse_type(const std::string& flag, const std::string& name) {
                                          "' (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)");
   }
   return *t;
+}
+
+// Progress lines only for models that take a while to write: under 256 MiB synth takes seconds.
+constexpr std::uint64_t kProgressMinBytes = 256 * MiB;
+
+// 101,234,567: counts of this size are read at a glance only with separators.
+std::string with_commas(std::uint64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+void print_layout(const SynthLayout& layout) {
+  std::cout << fmt::format("{} parameters, {} bytes ({}) in {} file(s)\n", with_commas(layout.parameters),
+                           with_commas(layout.file_bytes), format_bytes(layout.file_bytes), layout.files.size());
+  if (layout.files.size() > 1) {
+    for (const gguf::PlannedShard& f : layout.files) {
+      std::cout << fmt::format("  {}: {} tensor(s), {} bytes\n", f.path, f.tensor_count, with_commas(f.file_bytes));
+    }
+  }
+  std::cout << std::flush;
 }
 
 }  // namespace
@@ -74,6 +100,9 @@ void add_synth_command(CLI::App& app) {
   cmd->add_flag("--no-data", o->no_data,
                 "Header and tensor table only: the tensor data is a hole (a sparse file of the full size; reads as "
                 "zeros), for --plan-only at any shape");
+  cmd->add_option("--split-max-size", o->split_max_size,
+                  "Write llama.cpp gguf-split shards OUT-00001-of-0000N.gguf ... (OUT less .gguf) of at most SIZE "
+                  "(4GiB, 500MiB, bytes) each, as `sluice split --max-size` would cut the model, with no unsplit copy");
   cmd->callback([o, embd, layers, heads, kv_heads, ff, vocab_size] {
     SynthOptions s;
     s.arch = o->arch;
@@ -101,9 +130,19 @@ void add_synth_command(CLI::App& app) {
       // A flag error: CLI11 prints it with the usage hint and exits non-zero; nothing is written.
       throw CLI::ValidationError(e.what());
     }
-    // The vocabulary source is read while OUT is written: replacing it would lose the user's model.
-    if (!s.vocab_from.empty()) refuse_output_that_is_input("synth", s.vocab_from, o->out);
-    write_synthetic_gguf(o->out, s);
+    SynthWriteOptions write;
+    if (!o->split_max_size.empty()) write.split_max_bytes = parse_size_option("--split-max-size", o->split_max_size);
+    write.planned = [&](const SynthLayout& layout) {
+      print_layout(layout);
+      // The vocabulary source is read while the files are written: replacing it would lose the
+      // user's model.
+      if (!s.vocab_from.empty()) {
+        for (const gguf::PlannedShard& f : layout.files) refuse_output_that_is_input("synth", s.vocab_from, f.path);
+      }
+    };
+    write.progress = progress_printer("synth", kProgressMinBytes);
+    const SynthLayout layout = write_synthetic_gguf(o->out, s, write);
+    if (layout.files.size() > 1) o->out = fmt::format("{} ... {}", layout.files.front().path, layout.files.back().path);
     std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {}{})\n", o->out, s.arch, o->type,
                              s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff,
                              s.no_data ? ", no data: tensor bytes are a hole" : "");

@@ -1,18 +1,24 @@
 #include "tools/synth.hpp"
 #include "tools/synth_vocab.hpp"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <functional>
 #include <cstring>
+#include <filesystem>
 #include <fmt/format.h>
+#include <functional>
 #include <limits>
-#include <random>
+#include <span>
 #include <stdexcept>
 
 #include <tbb/parallel_for.h>
 
+#include "common/error.hpp"
+#include "common/units.hpp"
+#include "compute/cpu/kernels.hpp"
 #include "compute/cpu/quants.hpp"
 #include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
@@ -25,7 +31,7 @@ SynthShape synth_shape(const std::string& name) {
   if (name == "7b") return {4096, 32, 32, 32, 11008, 4096};
   if (name == "13b") return {5120, 40, 40, 40, 13824, 4096};
   if (name == "70b") return {8192, 80, 64, 8, 28672, 4096};
-  if (name == "100b") return {9216, 96, 72, 8, 32768, 4096};
+  if (name == "100b") return {10240, 80, 80, 8, 32768, 4096};
   throw std::invalid_argument(fmt::format("unknown shape '{}' (tiny, 1b, 7b, 13b, 70b, 100b)", name));
 }
 
@@ -39,22 +45,46 @@ std::uint64_t mix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// Bytes of generated rows handed to the writer at a time: a few MiB keeps memory flat whatever
+// the tensor (a 128k-vocabulary head is 1.4 GB in Q8_0) and gives every core a few hundred rows.
+constexpr std::uint64_t kGenerateChunkBytes = 8 * MiB;
+
+// Rows generated together by one task: each row's numbers are a chain of dependent splitmix
+// steps (~15 cycles of multiply latency each), so several rows' chains are interleaved in one
+// loop and the core overlaps them; the numbers of each row stay those of its own chain.
+constexpr std::int64_t kInterleavedRows = 8;
+
 // A matrix of rows x cols with entries ~ uniform(-a, a), a = sqrt(3) * scale / sqrt(cols), so
 // each output of W x has the variance of x times scale^2: activations neither vanish nor explode.
-std::vector<std::byte> random_matrix(GgmlType type, std::int64_t rows, std::int64_t cols, std::uint64_t seed, float scale) {
+// Rows are seeded one by one, so they are made in parallel and in chunks with the same bytes.
+void random_matrix(GgmlType type, std::int64_t rows, std::int64_t cols, std::uint64_t seed, float scale,
+                   const gguf::Writer::ByteSink& sink) {
   const std::size_t row_bytes = cpu::row_bytes(type, cols);
-  std::vector<std::byte> out(row_bytes * std::size_t(rows));
+  const auto chunk_rows = static_cast<std::int64_t>(std::max<std::uint64_t>(1, kGenerateChunkBytes / row_bytes));
+  std::vector<std::byte> out(row_bytes * std::size_t(std::min(rows, chunk_rows)));
   const float amplitude = std::sqrt(3.0f) * scale / std::sqrt(float(cols));
-  tbb::parallel_for(std::int64_t{0}, rows, [&](std::int64_t r) {
-    std::vector<float> row(static_cast<std::size_t>(cols));
-    std::uint64_t state = mix(seed ^ mix(std::uint64_t(r)));
-    for (auto& v : row) {
-      state = mix(state);
-      v = amplitude * (float(state >> 40) / float(1ull << 24) * 2.0f - 1.0f);
-    }
-    cpu::quantize_row_reference(type, row.data(), out.data() + row_bytes * std::size_t(r), cols);
-  });
-  return out;
+  for (std::int64_t first = 0; first < rows; first += chunk_rows) {
+    const std::int64_t n = std::min(chunk_rows, rows - first);
+    const std::int64_t groups = (n + kInterleavedRows - 1) / kInterleavedRows;
+    tbb::parallel_for(std::int64_t{0}, groups, [&](std::int64_t g) {
+      const std::int64_t i0 = g * kInterleavedRows;
+      const std::int64_t count = std::min(kInterleavedRows, n - i0);
+      // (count, cols): the group's rows as floats.
+      std::vector<float> block(static_cast<std::size_t>(kInterleavedRows * cols));
+      std::uint64_t state[kInterleavedRows] = {};
+      for (std::int64_t k = 0; k < count; ++k) state[k] = mix(seed ^ mix(std::uint64_t(first + i0 + k)));
+      for (std::int64_t c = 0; c < cols; ++c) {
+        for (std::int64_t k = 0; k < kInterleavedRows; ++k) {  // all 8 (unused ones too): a fixed trip count
+          state[k] = mix(state[k]);
+          block[std::size_t(k * cols + c)] = amplitude * (float(state[k] >> 40) / float(1ull << 24) * 2.0f - 1.0f);
+        }
+      }
+      for (std::int64_t k = 0; k < count; ++k) {
+        cpu::quantize_row_weights(type, block.data() + k * cols, out.data() + row_bytes * std::size_t(i0 + k), cols);
+      }
+    });
+    sink({out.data(), row_bytes * std::size_t(n)});
+  }
 }
 
 std::vector<std::byte> norm_weights(std::int64_t n, std::uint64_t seed) {
@@ -129,7 +159,29 @@ void validate_synth_options(const SynthOptions& o) {
   check_rows("--ff", s.n_ff, o.type, "--type");
 }
 
-void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
+namespace {
+
+// One tensor of a synthetic model: its table entry and the function that makes its bytes.
+struct SynthTensor {
+  std::string name;
+  GgmlType type = GgmlType::F32;
+  std::vector<std::uint64_t> dims;
+  std::uint64_t bytes = 0;
+  std::function<void(const gguf::Writer::ByteSink&)> generate;
+};
+
+// A synthetic model before any byte of it is written: its metadata in order and its tensors.
+struct SynthModel {
+  std::vector<std::pair<std::string, gguf::Value>> metadata;
+  std::vector<SynthTensor> tensors;
+};
+
+// An F32 vector handed over whole (norms, biases, rope factors: a few KiB).
+std::function<void(const gguf::Writer::ByteSink&)> whole(std::function<std::vector<std::byte>()> make) {
+  return [make = std::move(make)](const gguf::Writer::ByteSink& sink) { sink(make()); };
+}
+
+SynthModel build_model(const SynthOptions& o) {
   if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "gemma3") {
     throw std::invalid_argument("synth: --arch must be llama, qwen2 or gemma3");
   }
@@ -160,76 +212,89 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
   const std::int64_t head_dim = o.head_dim > 0 ? o.head_dim : s.n_embd / s.n_head;
   const std::int64_t q_dim = s.n_head * head_dim;
 
-  gguf::Writer w;
+  SynthModel model;
+  // Keys in the order they are set; a key set twice keeps its first place (gguf::Writer::set).
+  const auto set = [&](std::string key, gguf::Value v) {
+    for (auto& kv : model.metadata) {
+      if (kv.first == key) {
+        kv.second = std::move(v);
+        return;
+      }
+    }
+    model.metadata.emplace_back(std::move(key), std::move(v));
+  };
+  const auto set_u32 = [&](std::string key, std::uint32_t v) { set(std::move(key), gguf::Value::unsigned_int(gguf::ValueType::u32, v)); };
+  const auto set_f32 = [&](std::string key, float v) { set(std::move(key), gguf::Value::f32(v)); };
   const std::string a = o.arch + ".";
-  w.set_string("general.architecture", o.arch);
-  w.set_string("general.name", fmt::format("sluice-synth-{}-{}", o.arch, s.n_embd));
-  w.set_u32("general.file_type", 0);
-  w.set_u32(a + "context_length", std::uint32_t(s.n_ctx));
-  w.set_u32(a + "embedding_length", std::uint32_t(s.n_embd));
-  w.set_u32(a + "block_count", std::uint32_t(s.n_layer));
-  w.set_u32(a + "feed_forward_length", std::uint32_t(s.n_ff));
-  w.set_u32(a + "attention.head_count", std::uint32_t(s.n_head));
-  w.set_u32(a + "attention.head_count_kv", std::uint32_t(s.n_head_kv));
-  w.set_u32(a + "rope.dimension_count", std::uint32_t(head_dim));
+  set("general.architecture", gguf::Value::string(o.arch));
+  set("general.name", gguf::Value::string(fmt::format("sluice-synth-{}-{}", o.arch, s.n_embd)));
+  set_u32("general.file_type", 0);
+  set_u32(a + "context_length", std::uint32_t(s.n_ctx));
+  set_u32(a + "embedding_length", std::uint32_t(s.n_embd));
+  set_u32(a + "block_count", std::uint32_t(s.n_layer));
+  set_u32(a + "feed_forward_length", std::uint32_t(s.n_ff));
+  set_u32(a + "attention.head_count", std::uint32_t(s.n_head));
+  set_u32(a + "attention.head_count_kv", std::uint32_t(s.n_head_kv));
+  set_u32(a + "rope.dimension_count", std::uint32_t(head_dim));
   const float rope_base = o.llama3_rope ? 500000.0f : (o.arch == "llama" ? 10000.0f : 1000000.0f);
-  w.set_f32(a + "rope.freq_base", rope_base);
-  w.set_f32(a + "attention.layer_norm_rms_epsilon", gemma ? 1e-6f : 1e-5f);
+  set_f32(a + "rope.freq_base", rope_base);
+  set_f32(a + "attention.layer_norm_rms_epsilon", gemma ? 1e-6f : 1e-5f);
   if (gemma) {  // the keys Gemma 3's converter writes (and the optional ones llama.cpp reads)
-    w.set_u32(a + "attention.key_length", std::uint32_t(head_dim));
-    w.set_u32(a + "attention.value_length", std::uint32_t(head_dim));
-    if (o.sliding_window > 0) w.set_u32(a + "attention.sliding_window", std::uint32_t(o.sliding_window));
-    if (o.swa_pattern >= 0) w.set_u32(a + "attention.sliding_window_pattern", std::uint32_t(o.swa_pattern));
-    if (o.final_softcap > 0) w.set_f32(a + "final_logit_softcapping", o.final_softcap);
+    set_u32(a + "attention.key_length", std::uint32_t(head_dim));
+    set_u32(a + "attention.value_length", std::uint32_t(head_dim));
+    if (o.sliding_window > 0) set_u32(a + "attention.sliding_window", std::uint32_t(o.sliding_window));
+    if (o.swa_pattern >= 0) set_u32(a + "attention.sliding_window_pattern", std::uint32_t(o.swa_pattern));
+    if (o.final_softcap > 0) set_f32(a + "final_logit_softcapping", o.final_softcap);
   }
-  for (const auto& [key, value] : vocab_keys) w.set(key, value);
+  for (auto& [key, value] : vocab_keys) set(key, std::move(value));
 
   std::uint64_t seed = o.seed * 1000003;
   auto next_seed = [&] { return seed = mix(seed); };
   const std::int64_t kv_dim = s.n_head_kv * head_dim;
-  struct Pending {
-    std::string name;
-    GgmlType type;
-    std::vector<std::uint64_t> dims;
-    std::function<std::vector<std::byte>()> generate;
-  };
-  std::vector<Pending> pending;
   auto add = [&](const std::string& name, GgmlType type, std::vector<std::uint64_t> dims,
-                 std::function<std::vector<std::byte>()> generate) {
-    pending.push_back(Pending{name, type, std::move(dims), std::move(generate)});
+                 std::function<void(const gguf::Writer::ByteSink&)> generate) {
+    std::uint64_t elements = 1;
+    for (std::uint64_t d : dims) elements *= d;  // validate_synth_options bounds every dim
+    const std::uint64_t bytes = elements / cpu::block_elements(type) * cpu::row_bytes(type, cpu::block_elements(type));
+    model.tensors.push_back(SynthTensor{name, type, std::move(dims), bytes, std::move(generate)});
   };
+  // A rows x cols matrix (dims {cols, rows}) generated in chunks of rows.
+  auto matrix = [&](GgmlType type, std::int64_t rows, std::int64_t cols, float scale) {
+    return [=, seed = next_seed()](const gguf::Writer::ByteSink& sink) { random_matrix(type, rows, cols, seed, scale, sink); };
+  };
+  auto norm = [&](std::int64_t n) { return whole([=, seed = next_seed()] { return norm_weights(n, seed); }); };
   // Entries ~1 (llama, qwen2); Gemma's forward multiplies them by sqrt(n_embd), and its head is
   // the embedding: entries ~1/sqrt(n_embd) keep both the stream and the logits O(1).
   const float embedding_scale = gemma ? 1.0f : std::sqrt(float(s.n_embd));
   add("token_embd.weight", o.embedding_type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
-      [=, seed = next_seed()] { return random_matrix(o.embedding_type, n_vocab, s.n_embd, seed, embedding_scale); });
+      matrix(o.embedding_type, n_vocab, s.n_embd, embedding_scale));
   for (std::int64_t il = 0; il < s.n_layer; ++il) {
     const std::string p = fmt::format("blk.{}.", il);
     const auto E = std::uint64_t(s.n_embd), Q = std::uint64_t(q_dim), K = std::uint64_t(kv_dim), F = std::uint64_t(s.n_ff);
-    add(p + "attn_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
+    add(p + "attn_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
     // Q and K get a larger scale so attention is not uniform: softmax then has something to pick.
-    add(p + "attn_q.weight", o.type, {E, Q}, [=, seed = next_seed()] { return random_matrix(o.type, q_dim, s.n_embd, seed, 2.0f); });
-    add(p + "attn_k.weight", o.type, {E, K}, [=, seed = next_seed()] { return random_matrix(o.type, kv_dim, s.n_embd, seed, 2.0f); });
-    add(p + "attn_v.weight", o.type, {E, K}, [=, seed = next_seed()] { return random_matrix(o.type, kv_dim, s.n_embd, seed, 1.0f); });
+    add(p + "attn_q.weight", o.type, {E, Q}, matrix(o.type, q_dim, s.n_embd, 2.0f));
+    add(p + "attn_k.weight", o.type, {E, K}, matrix(o.type, kv_dim, s.n_embd, 2.0f));
+    add(p + "attn_v.weight", o.type, {E, K}, matrix(o.type, kv_dim, s.n_embd, 1.0f));
     if (o.arch == "qwen2") {
-      add(p + "attn_q.bias", GgmlType::F32, {E}, [=, seed = next_seed()] { return bias(s.n_embd, seed); });
-      add(p + "attn_k.bias", GgmlType::F32, {K}, [=, seed = next_seed()] { return bias(kv_dim, seed); });
-      add(p + "attn_v.bias", GgmlType::F32, {K}, [=, seed = next_seed()] { return bias(kv_dim, seed); });
+      add(p + "attn_q.bias", GgmlType::F32, {E}, whole([=, seed = next_seed()] { return bias(s.n_embd, seed); }));
+      add(p + "attn_k.bias", GgmlType::F32, {K}, whole([=, seed = next_seed()] { return bias(kv_dim, seed); }));
+      add(p + "attn_v.bias", GgmlType::F32, {K}, whole([=, seed = next_seed()] { return bias(kv_dim, seed); }));
     }
     if (gemma) {  // per-head RMSNorm weights of q and k
-      add(p + "attn_q_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, [=, seed = next_seed()] { return norm_weights(head_dim, seed); });
-      add(p + "attn_k_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, [=, seed = next_seed()] { return norm_weights(head_dim, seed); });
+      add(p + "attn_q_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, norm(head_dim));
+      add(p + "attn_k_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, norm(head_dim));
     }
     // Residual branches scaled down (1/sqrt(2 * layers)) so the stream stays O(1) through depth.
     // (Gemma normalises each branch after it, so there the scale only sets the norm's input.)
     const float branch = 1.0f / std::sqrt(2.0f * float(s.n_layer));
-    add(p + "attn_output.weight", o.type, {Q, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, q_dim, seed, branch); });
-    if (gemma) add(p + "post_attention_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
-    add(p + "ffn_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
-    add(p + "ffn_gate.weight", o.type, {E, F}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_ff, s.n_embd, seed, 1.0f); });
-    add(p + "ffn_up.weight", o.type, {E, F}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_ff, s.n_embd, seed, 1.0f); });
-    add(p + "ffn_down.weight", o.type, {F, E}, [=, seed = next_seed()] { return random_matrix(o.type, s.n_embd, s.n_ff, seed, 2.0f * branch); });
-    if (gemma) add(p + "post_ffw_norm.weight", GgmlType::F32, {E}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
+    add(p + "attn_output.weight", o.type, {Q, E}, matrix(o.type, s.n_embd, q_dim, branch));
+    if (gemma) add(p + "post_attention_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
+    add(p + "ffn_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
+    add(p + "ffn_gate.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
+    add(p + "ffn_up.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
+    add(p + "ffn_down.weight", o.type, {F, E}, matrix(o.type, s.n_embd, s.n_ff, 2.0f * branch));
+    if (gemma) add(p + "post_ffw_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
   }
   if (o.llama3_rope) {
     // As llama.cpp's convert_hf_to_gguf for rope_scaling.rope_type == "llama3".
@@ -250,24 +315,135 @@ void write_synthetic_gguf(const std::string& path, const SynthOptions& o) {
     }
     std::vector<std::byte> bytes(factors.size() * sizeof(float));
     std::memcpy(bytes.data(), factors.data(), bytes.size());
-    add("rope_freqs.weight", GgmlType::F32, {std::uint64_t(factors.size())}, [bytes] { return bytes; });
+    add("rope_freqs.weight", GgmlType::F32, {std::uint64_t(factors.size())}, whole([bytes] { return bytes; }));
   }
-  add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, [=, seed = next_seed()] { return norm_weights(s.n_embd, seed); });
+  add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, norm(s.n_embd));
   if (!o.tied_output && !gemma) {
     // Scale 4: logits spread over a few units, so top-1 is decisive but not one-hot.
-    add("output.weight", o.type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
-        [=, seed = next_seed()] { return random_matrix(o.type, n_vocab, s.n_embd, seed, 4.0f); });
+    add("output.weight", o.type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)}, matrix(o.type, n_vocab, s.n_embd, 4.0f));
   }
-  // Each tensor's bytes are generated when the writer reaches it, so a 70B model needs memory for
-  // its largest tensor, not for all of them; the writer renames the file into place at the end.
-  for (auto& t : pending) {
-    w.add_tensor_generated(t.name, static_cast<std::uint32_t>(t.type), t.dims, std::move(t.generate));
+  return model;
+}
+
+gguf::SplitModel split_model_of(const SynthModel& model) {
+  gguf::SplitModel split;
+  split.source = "synth";
+  split.metadata = model.metadata;
+  for (const SynthTensor& t : model.tensors) {
+    split.tensors.push_back(gguf::SplitTensor{t.name, static_cast<std::uint32_t>(t.type), t.dims, t.bytes});
   }
-  if (o.no_data) {
-    w.write_without_data(path);
+  return split;
+}
+
+// The one-file writer of `model`; `generate(i, sink)` makes tensor i's bytes when write() reaches it.
+gguf::Writer single_writer(const SynthModel& model,
+                           const std::function<void(std::size_t, const gguf::Writer::ByteSink&)>& generate) {
+  gguf::Writer w;
+  for (const auto& [key, value] : model.metadata) w.set(key, value);
+  for (std::size_t i = 0; i < model.tensors.size(); ++i) {
+    const SynthTensor& t = model.tensors[i];
+    w.add_tensor_streamed(t.name, static_cast<std::uint32_t>(t.type), t.dims,
+                          [&generate, i](const gguf::Writer::ByteSink& sink) { generate(i, sink); });
+  }
+  return w;
+}
+
+SynthLayout layout_of(const std::string& path, const SynthModel& model, std::uint64_t split_max_bytes) {
+  SynthLayout layout;
+  for (const SynthTensor& t : model.tensors) {
+    std::uint64_t elements = 1;
+    for (std::uint64_t d : t.dims) elements *= d;
+    layout.parameters += elements;
+    layout.tensor_bytes += t.bytes;
+  }
+  if (split_max_bytes == 0) {
+    gguf::PlannedShard file;
+    file.path = path;
+    file.tensor_count = model.tensors.size();
+    file.file_bytes = single_writer(model, {}).file_bytes();
+    layout.files.push_back(file);
   } else {
-    w.write(path);
+    gguf::SplitOptions options;
+    options.max_bytes = split_max_bytes;
+    gguf::SplitPlan plan = gguf::plan_split(split_model_of(model), synth_split_prefix(path), options);
+    layout.files = std::move(plan.shards);
   }
+  for (const gguf::PlannedShard& f : layout.files) layout.file_bytes += f.file_bytes;
+  return layout;
+}
+
+// Refuses (nothing written) when the directory the files go to has less free space than they
+// take: their temporary files are written there in full before any is renamed.
+void check_free_space(const SynthLayout& layout) {
+  const std::filesystem::path parent = std::filesystem::path(layout.files.front().path).parent_path();
+  const std::string directory = parent.empty() ? std::string(".") : parent.string();
+  struct statvfs fs {};
+  // A directory that cannot be asked is left to the write, which names the file and the errno.
+  if (::statvfs(directory.c_str(), &fs) != 0) return;
+  const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
+  if (free_bytes < layout.file_bytes) {
+    const std::string output = layout.files.size() == 1 ? layout.files.front().path
+                                                        : fmt::format("{} ... {}", layout.files.front().path,
+                                                                      layout.files.back().path);
+    throw Exception(ErrorContext{ErrorKind::io, layout.files.front().path, {}, -1, -1, ENOSPC},
+                    fmt::format("synth {}: not enough free space in {}: the model needs {} bytes ({}), {} bytes ({}) "
+                                "are free; nothing written",
+                                output, directory, layout.file_bytes, format_bytes(layout.file_bytes), free_bytes,
+                                format_bytes(free_bytes)));
+  }
+}
+
+}  // namespace
+
+std::string synth_split_prefix(const std::string& path) {
+  constexpr std::string_view kSuffix = ".gguf";
+  if (path.size() > kSuffix.size() && path.compare(path.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0) {
+    return path.substr(0, path.size() - kSuffix.size());
+  }
+  return path;
+}
+
+SynthLayout plan_synthetic_gguf(const std::string& path, const SynthOptions& options, std::uint64_t split_max_bytes) {
+  return layout_of(path, build_model(options), split_max_bytes);
+}
+
+SynthLayout write_synthetic_gguf(const std::string& path, const SynthOptions& options, const SynthWriteOptions& write) {
+  const SynthModel model = build_model(options);
+  const SynthLayout layout = layout_of(path, model, write.split_max_bytes);
+  if (write.planned) write.planned(layout);
+  if (options.no_data) {
+    // The header and a hole of the data's size (--plan-only at any shape): no space to check.
+    if (write.split_max_bytes != 0) throw std::invalid_argument("synth: --no-data writes one file; leave out --split-max-size");
+    single_writer(model, {}).write_without_data(path);
+    return layout;
+  }
+  check_free_space(layout);
+  // Each tensor's bytes are made as the writer reaches it, a chunk of rows at a time, so a 100B
+  // model needs a few MiB, not its size; the files are renamed into place at the end.
+  std::uint64_t done = 0;
+  const auto generate = [&](std::size_t i, const gguf::Writer::ByteSink& sink) {
+    model.tensors[i].generate([&](std::span<const std::byte> piece) {
+      sink(piece);
+      done += piece.size();
+      if (write.progress) write.progress(done, layout.tensor_bytes);
+    });
+  };
+  if (write.split_max_bytes == 0) {
+    single_writer(model, generate).write(path);
+  } else {
+    gguf::SplitPlan plan;
+    plan.shards = layout.files;
+    const gguf::SplitModel split = split_model_of(model);
+    gguf::write_split(
+        split, plan,
+        [&](gguf::Writer& w, std::size_t i) {
+          const SynthTensor& t = model.tensors[i];
+          w.add_tensor_streamed(t.name, static_cast<std::uint32_t>(t.type), t.dims,
+                                [&generate, i](const gguf::Writer::ByteSink& sink) { generate(i, sink); });
+        },
+        {});
+  }
+  return layout;
 }
 
 }  // namespace sluice

@@ -5,9 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "model/ggml_types.hpp"
+#include "model/gguf_splitter.hpp"
 
 namespace sluice {
 
@@ -15,7 +18,8 @@ struct SynthShape {
   std::int64_t n_embd = 256, n_layer = 4, n_head = 8, n_head_kv = 4, n_ff = 768, n_ctx = 2048;
 };
 
-// tiny, 1b, 7b, 13b, 70b, 100b (Llama-family proportions). Throws std::invalid_argument.
+// tiny, 1b, 7b, 13b, 70b (Llama 3 70B), 100b (80 x 10240, 80 heads of 128, 8 kv, ff 32768) (Llama-family
+// proportions). Throws std::invalid_argument.
 SynthShape synth_shape(const std::string& name);
 
 struct SynthOptions {
@@ -59,9 +63,38 @@ inline constexpr std::int64_t kMaxSynthVocab = 1 << 24;
 // quant blocks.
 void validate_synth_options(const SynthOptions& options);
 
-// Validates the options, then writes OUT atomically (a temporary file renamed at the end: an
-// error or a kill leaves nothing new under `path`). Throws std::invalid_argument for bad
-// options and std::runtime_error naming the file on failure.
-void write_synthetic_gguf(const std::string& path, const SynthOptions& options);
+// What a synthetic model takes on disk, known before any byte of it is written.
+struct SynthLayout {
+  std::uint64_t parameters = 0;    // elements of all its tensors
+  std::uint64_t tensor_bytes = 0;  // their bytes, unpadded (what progress counts)
+  std::uint64_t file_bytes = 0;    // all the files together, exactly: headers, padding, tensors
+  std::vector<gguf::PlannedShard> files;  // one file, or the gguf-split shards, each with its size
+};
+
+struct SynthWriteOptions {
+  // > 0: write llama.cpp gguf-split shards PREFIX-00001-of-0000N.gguf ... straight away (PREFIX:
+  // the output path less a ".gguf" ending), each at most this many bytes (as `sluice split
+  // --max-size`, the same shards); no unsplit file is ever written. 0: one file.
+  std::uint64_t split_max_bytes = 0;
+  // Called once the layout is known, before the free-space check and before anything is written.
+  std::function<void(const SynthLayout&)> planned;
+  // Called as tensor bytes are written: (written so far, total), on the writing thread.
+  std::function<void(std::uint64_t, std::uint64_t)> progress;
+};
+
+// The shard prefix of an output path: "dir/m.gguf" -> "dir/m"; other paths as they are.
+std::string synth_split_prefix(const std::string& path);
+
+// The layout write_synthetic_gguf(path, options, {split_max_bytes}) would write, without
+// writing. Throws as write_synthetic_gguf does for bad options.
+SynthLayout plan_synthetic_gguf(const std::string& path, const SynthOptions& options, std::uint64_t split_max_bytes = 0);
+
+// Validates the options, then writes OUT (or its shards) atomically: temporary files beside it,
+// renamed at the end, so an error or a kill leaves nothing new under the final names. Refuses
+// (sluice::Exception naming the directory, the bytes needed and the bytes free; nothing written)
+// when the output's directory has less free space than the files take. Memory: a few MiB of
+// generated rows at a time, whatever the model's size. Throws std::invalid_argument for bad
+// options and std::runtime_error naming the file on failure. Returns the layout written.
+SynthLayout write_synthetic_gguf(const std::string& path, const SynthOptions& options, const SynthWriteOptions& write = {});
 
 }  // namespace sluice

@@ -37,6 +37,19 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, st
                        float* the_min, std::uint8_t* Laux, float rmin, float rdelta, int nstep,
                        bool use_mad);
 
+// The scale/min search of one Q4_K/Q5_K super-block: for each of its 8 sub-blocks j of 32
+// elements of x (with per-element weights), scales[j], mins[j] (-min) and L[32j..32j+32) as
+// make_qkx2_quants(32, nmax, ..., rmin, rdelta, nstep, use_mad = false) gives them. The reference
+// loops over the sub-blocks; a SIMD kernel (k_quant_search_avx2.cpp) does all 8 in one go and
+// must give the same bits.
+using K4SearchFn = void (*)(const float* x, const float* weights, int nmax, float rmin, float rdelta, int nstep,
+                            float* scales, float* mins, std::uint8_t* L);
+void search_k4_scales_reference(const float* x, const float* weights, int nmax, float rmin, float rdelta, int nstep,
+                                float* scales, float* mins, std::uint8_t* L);
+// ggml's Q4_K / Q5_K reference quantizers with `search` in place of the reference search.
+void quantize_q4_k_with(const float* x, void* y, std::int64_t n, K4SearchFn search);
+void quantize_q5_k_with(const float* x, void* y, std::int64_t n, K4SearchFn search);
+
 // 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K/Q5_K.
 void get_scale_min_k4(int j, const std::uint8_t* q, std::uint8_t* d, std::uint8_t* m);
 

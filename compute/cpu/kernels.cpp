@@ -161,6 +161,19 @@ const KernelTable* kernels_for(CpuIsa isa) {
 
 const KernelTable& active_kernels() { return *kernels_for(active_isa()); }
 
+void quantize_row_weights(GgmlType type, const float* src, void* dst, std::int64_t n) {
+  const int slot = type_slot(type);
+  if (slot >= 0 && slot < kTypeSlots) {
+    if (QuantizeFn fast = active_kernels().quantize_weights[slot]) {
+      // The reference's checks (a weight type, whole blocks) before the kernel runs.
+      SLUICE_CPU_CHECK(is_weight_type(type));
+      SLUICE_CPU_CHECK(n % static_cast<std::int64_t>(block_elements(type)) == 0);
+      return fast(src, dst, n);
+    }
+  }
+  quantize_row_reference(type, src, dst, n);
+}
+
 bool has_native_vec_dot(CpuIsa isa, GgmlType type) {
   const Tables& t = tables();
   const int slot = type_slot(type);

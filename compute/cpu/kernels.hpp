@@ -52,6 +52,10 @@ struct KernelTable {
   VecDotMultiFn vec_dot_multi[kTypeSlots] = {};
   MatmulRowsFn matmul_rows[kTypeSlots] = {};
   QuantizeFn quantize_activation[kTypeSlots] = {};
+  // Float row -> weight row, the same bytes as quantize_row_reference, where the level has a
+  // faster kernel (Q4_K, Q5_K on AVX2); nullptr elsewhere (quantize_row_weights then uses the
+  // reference). Not filled in from the scalar level.
+  QuantizeFn quantize_weights[kTypeSlots] = {};
 };
 
 // Best level this CPU (and OS) supports, ignoring SLUICE_CPU_ISA.
@@ -73,6 +77,11 @@ bool has_native_vec_dot(CpuIsa isa, GgmlType type);
 // Registration hooks of the SIMD files (defined in quants_*_avx2.cpp / quants_*_avx512.cpp). Only
 // called after the CPU check: their code is compiled for the level.
 void register_avx2_kernels(KernelTable& table);
+void register_avx2_weight_quantizers(KernelTable& table);  // k_quant_search_avx2.cpp
 void register_avx512_kernels(KernelTable& table);
+
+// quantize_row_reference(type, src, dst, n), the same bytes, with the active level's weight
+// quantizer where it has one: for writing large models (`sluice synth`). Thread-safe.
+void quantize_row_weights(GgmlType type, const float* src, void* dst, std::int64_t n);
 
 }  // namespace sluice::cpu

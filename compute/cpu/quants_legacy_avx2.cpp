@@ -273,6 +273,7 @@ void register_avx2_kernels(KernelTable& t) {
   t.quantize_activation[type_slot(GgmlType::Q8_0)] = quantize_q8_0;
   t.quantize_activation[type_slot(GgmlType::Q8_1)] = quantize_q8_1;
   register_avx2_k_kernels(t);
+  register_avx2_weight_quantizers(t);
 }
 
 }  // namespace sluice::cpu

@@ -35,25 +35,39 @@ void pack_scale_min_k4(const std::uint8_t* ls, const std::uint8_t* lm, std::uint
 
 // ---- Q4_K / Q5_K (shared 6-bit scale+min layout) -------------------------------------------------
 
+namespace detail {
+
+void search_k4_scales_reference(const float* x, const float* weights, int nmax, float rmin, float rdelta, int nstep,
+                                float* scales, float* mins, std::uint8_t* L) {
+  std::uint8_t Laux[32];
+  for (int j = 0; j < kQK_K / 32; ++j) {
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights + 32 * j, L + 32 * j, &mins[j], Laux, rmin, rdelta,
+                                 nstep, false);
+  }
+}
+
+}  // namespace detail
+
 namespace {
 
 // The reference scale/min search of Q4_K (nmax 15) and Q5_K (nmax 31), then the requantization
-// with the 6-bit-rounded scales. L receives 0..nmax per element.
-void quantize_k4_scales(const float* x, int nmax, float rmin, float rdelta, int nstep, Half* d_out,
-                        Half* dmin_out, std::uint8_t* scales_out, std::uint8_t* L) {
-  std::uint8_t Laux[32];
-  float weights[32];
+// with the 6-bit-rounded scales. L receives 0..nmax per element. `search` is the reference's
+// per-sub-block make_qkx2_quants, or a kernel that gives the same results.
+void quantize_k4_scales(const float* x, int nmax, float rmin, float rdelta, int nstep, detail::K4SearchFn search,
+                        Half* d_out, Half* dmin_out, std::uint8_t* scales_out, std::uint8_t* L) {
+  float weights[kQK_K];
   float mins[kQK_K / 32];
   float scales[kQK_K / 32];
-  float max_scale = 0;
-  float max_min = 0;
   for (int j = 0; j < kQK_K / 32; ++j) {
     float sum_x2 = 0;
     for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
     const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin,
-                                 rdelta, nstep, false);
+    for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+  }
+  search(x, weights, nmax, rmin, rdelta, nstep, scales, mins, L);
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < kQK_K / 32; ++j) {
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -87,11 +101,15 @@ void quantize_k4_scales(const float* x, int nmax, float rmin, float rdelta, int 
 }  // namespace
 
 void quantize_q4_k(const float* x, void* vy, std::int64_t n) {
+  detail::quantize_q4_k_with(x, vy, n, detail::search_k4_scales_reference);
+}
+
+void detail::quantize_q4_k_with(const float* x, void* vy, std::int64_t n, K4SearchFn search) {
   BlockQ4_K* y = static_cast<BlockQ4_K*>(vy);
   const std::int64_t nb = n / kQK_K;
   std::uint8_t L[kQK_K];
   for (std::int64_t i = 0; i < nb; ++i, x += kQK_K) {
-    quantize_k4_scales(x, 15, -1.f, 0.1f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
+    quantize_k4_scales(x, 15, -1.f, 0.1f, 20, search, &y[i].d, &y[i].dmin, y[i].scales, L);
     std::uint8_t* q = y[i].qs;
     for (int j = 0; j < kQK_K; j += 64, q += 32) {
       for (int l = 0; l < 32; ++l) q[l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 4));
@@ -190,11 +208,15 @@ float vec_dot_q4_k(std::int64_t n, const void* w, const void* a) {
 }
 
 void quantize_q5_k(const float* x, void* vy, std::int64_t n) {
+  detail::quantize_q5_k_with(x, vy, n, detail::search_k4_scales_reference);
+}
+
+void detail::quantize_q5_k_with(const float* x, void* vy, std::int64_t n, K4SearchFn search) {
   BlockQ5_K* y = static_cast<BlockQ5_K*>(vy);
   const std::int64_t nb = n / kQK_K;
   std::uint8_t L[kQK_K];
   for (std::int64_t i = 0; i < nb; ++i, x += kQK_K) {
-    quantize_k4_scales(x, 31, -0.5f, 0.1f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
+    quantize_k4_scales(x, 31, -0.5f, 0.1f, 15, search, &y[i].d, &y[i].dmin, y[i].scales, L);
     std::uint8_t* qh = y[i].qh;
     std::uint8_t* ql = y[i].qs;
     std::memset(qh, 0, kQK_K / 8);

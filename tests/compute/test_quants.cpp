@@ -176,6 +176,72 @@ TEST(Quants, ActivationQuantizerIsLlamaCppsX86) {
   EXPECT_EQ(w.qs[1], 3);
 }
 
+// Rows that reach every branch of the Q4_K/Q5_K scale search, one 32-element sub-block at a
+// time: random rows at several magnitudes, then constant (positive, negative, zero), a single
+// spike, all-positive ramps, subnormals and near-overflow values mixed into super-blocks.
+std::vector<float> k4_search_rows(std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<float> x;
+  for (float scale : {1e-3f, 0.02f, 1.0f, 3e4f}) {
+    const auto r = random_row(rng, 4096, scale);
+    x.insert(x.end(), r.begin(), r.end());
+  }
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int pattern = 0; pattern < 64; ++pattern) {
+    for (int sub = 0; sub < 8; ++sub) {
+      const int kind = (pattern + sub * 3) % 9;
+      for (int i = 0; i < 32; ++i) {
+        float v = u(rng);
+        switch (kind) {
+          case 0: v = 0.75f; break;                        // constant positive
+          case 1: v = -2.5f; break;                        // constant negative: max == min
+          case 2: v = 0.0f; break;                         // all zero
+          case 3: v = i == 7 ? 5.0f : 0.0f; break;         // one spike
+          case 4: v = 1.0f + 0.01f * float(i); break;      // all positive
+          case 5: v *= 1e-40f; break;                      // subnormal
+          case 6: v *= 1e30f; break;                       // huge
+          case 7: v = float(i % 4) - 1.5f; break;          // few levels
+          default: break;                                  // uniform, as synth makes
+        }
+        x.push_back(v);
+      }
+    }
+  }
+  return x;
+}
+
+class WeightQuantizer : public ::testing::TestWithParam<CpuIsa> {};
+
+TEST_P(WeightQuantizer, SameBytesAsTheReference) {
+  const KernelTable* k = kernels_for(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
+  for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q5_K}) {
+    const QuantizeFn fast = k->quantize_weights[type_slot(t)];
+    ASSERT_NE(fast, nullptr) << type_name(t) << " has no " << to_string(GetParam()) << " weight quantizer";
+    for (std::uint64_t seed : {1, 2}) {
+      const std::vector<float> x = k4_search_rows(seed);
+      const auto n = static_cast<std::int64_t>(x.size());
+      const auto want = quantize(t, x);
+      std::vector<std::uint8_t> got(want.size());
+      fast(x.data(), got.data(), n);
+      const std::size_t block_bytes = row_bytes(t, kQK_K);
+      for (std::size_t b = 0; b < want.size() / block_bytes; ++b) {
+        ASSERT_EQ(0, std::memcmp(want.data() + b * block_bytes, got.data() + b * block_bytes, block_bytes))
+            << type_name(t) << " seed " << seed << ": super-block " << b << " (elements " << b * kQK_K << "..)";
+      }
+    }
+  }
+  // The public entry point gives the reference's bytes whatever level is active.
+  const std::vector<float> x = k4_search_rows(3);
+  const auto want = quantize(GgmlType::Q4_K, x);
+  std::vector<std::uint8_t> got(want.size());
+  quantize_row_weights(GgmlType::Q4_K, x.data(), got.data(), static_cast<std::int64_t>(x.size()));
+  EXPECT_EQ(want, got);
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, WeightQuantizer, ::testing::Values(CpuIsa::avx2, CpuIsa::avx512),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
 TEST(Quants, ActivationRoundTrip) {
   // Q8_0/Q8_1: half a step of amax/127 plus the fp16 scale; Q8_K: half a step, fp32 scale.
   constexpr double kQ8BlockBound = 0.5 / 127 + 1.0 / 1024;
