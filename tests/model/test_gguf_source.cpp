@@ -41,6 +41,24 @@ std::string write_model(const TempDir& dir, const std::string& name) {
   return path;
 }
 
+// `read` must throw the index's checksum error for the rotten byte at `bad` of `path`, naming the
+// file and the chunk (a 1 MiB chunk of these small models holds many tensors: the message names
+// the span) and mentioning `tensor_text`.
+template <typename Read>
+void expect_rotten_chunk_error(Read read, const std::string& path, std::uint64_t bad, const std::string& tensor_text) {
+  try {
+    read();
+    FAIL() << "a rotten byte was read without an error";
+  } catch (const Exception& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::checksum);
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find("damaged data in"), std::string::npos) << what;
+    EXPECT_NE(what.find(tensor_text), std::string::npos) << what;
+    EXPECT_NE(what.find(fmt::format("[{}, +", bad / gguf::kIndexChunkBytes * gguf::kIndexChunkBytes)), std::string::npos) << what;
+  }
+}
+
 void expect_units_hold_tensors(const GgufSource& source, const std::string& path) {
   const gguf::File mapped = gguf::File::open(path);
   ASSERT_EQ(source.tensors().size(), mapped.tensors().size());
@@ -114,18 +132,7 @@ TEST(GgufSource, WithAnIndexFramesAreTheChunksWithTheirChecksums) {
   rot_byte(path, bad, std::byte{0x04});
   const auto reopened = GgufSource::open(path);  // size, mtime and header unchanged: accepted
   std::vector<std::byte> out(t->bytes);
-  try {
-    read_unit_range(*reopened, t->extent, t->offset, out);
-    FAIL() << "a rotten byte was read without an error";
-  } catch (const Exception& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::checksum);
-    const std::string what = e.what();
-    EXPECT_NE(what.find(path), std::string::npos) << what;
-    // A 1 MiB chunk of this small model holds many tensors: the message names the span.
-    EXPECT_NE(what.find("damaged data in"), std::string::npos) << what;
-    EXPECT_NE(what.find("'blk.1."), std::string::npos) << what;
-    EXPECT_NE(what.find(fmt::format("[{}, +", bad / gguf::kIndexChunkBytes * gguf::kIndexChunkBytes)), std::string::npos) << what;
-  }
+  expect_rotten_chunk_error([&] { read_unit_range(*reopened, t->extent, t->offset, out); }, path, bad, "'blk.1.");
 }
 
 TEST(GgufSource, AFileTruncatedUnderTheSourceIsANamedReadError) {
@@ -231,16 +238,7 @@ TEST(GgufSource, ReadWholeUnitVerifiesAndNamesATruncatedFile) {
   const std::uint64_t bad = before->units()[t->extent].offset + t->offset + 7;
   rot_byte(path, bad, std::byte{0x40});
   const auto source = GgufSource::open(path);
-  try {
-    (void)source->read_whole_unit(t->extent);
-    FAIL() << "a rotten byte was read without an error";
-  } catch (const Exception& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::checksum);
-    const std::string what = e.what();
-    EXPECT_NE(what.find(path), std::string::npos) << what;
-    EXPECT_NE(what.find("damaged data in"), std::string::npos) << what;
-    EXPECT_NE(what.find(fmt::format("[{}, +", bad / gguf::kIndexChunkBytes * gguf::kIndexChunkBytes)), std::string::npos) << what;
-  }
+  expect_rotten_chunk_error([&] { (void)source->read_whole_unit(t->extent); }, path, bad, "'blk.");
   rot_byte(path, bad, std::byte{0x40});  // back as it was
   const auto whole = GgufSource::open(path);
   const std::uint32_t last = static_cast<std::uint32_t>(whole->units().size() - 1);
