@@ -240,7 +240,7 @@ void add_bench_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "bench",
       "Throughput table in llama-bench's style (pp = prompt batch, tg = generation), in RAM or streamed from a\n"
-      "pack under --mem-budget; -b 1,16 compares batch sizes (sequences sharing each pass).");
+      "GGUF or pack under --mem-budget; -b 1,16 compares batch sizes (sequences sharing each pass).");
   // No -c: the context is what the test needs (-p + -n).
   add_session_flags(cmd, o->flags, kOmitCtx);
   cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens per sequence (pp test)")->capture_default_str()->check(CLI::Range(1, 65536));

@@ -141,7 +141,7 @@ void add_perplexity_command(CLI::App& app) {
       "perplexity",
       "Perplexity of a model on a text, as llama.cpp's perplexity tool computes it: chunks of -c tokens from a\n"
       "fresh KV state, BOS first, the second half of each chunk scored; prints the running estimate per chunk\n"
-      "and the final value with its standard error. A pack runs within --mem-budget (streamed as `run` does).");
+      "and the final value with its standard error. The model (GGUF or pack) runs within --mem-budget (streamed as `run` does).");
   // -c (the chunk) and --pass-tokens (0: a chunk) mean what llama.cpp's perplexity means by them.
   add_session_flags(cmd, o->flags, kOmitCtx | kOmitPassTokens);
   cmd->add_option("-f,--file", o->text_file, "The text")->required()->check(CLI::ExistingFile);

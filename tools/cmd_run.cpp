@@ -189,9 +189,9 @@ void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand(
       "run",
-      "Generate text from a GGUF or .sluice model, streaming tokens to stdout. A pack runs within --mem-budget:\n"
-      "the planner keeps what fits in RAM (KV cache, ring, a fixed set of blocks) and streams the rest from\n"
-      "disk every pass; its plan is printed first and a streaming table at the end. Several prompts\n"
+      "Generate text from a GGUF (single or split) or .sluice model, streaming tokens to stdout. It runs\n"
+      "within --mem-budget: the planner keeps what fits in RAM (KV cache, ring, a fixed set of blocks) and\n"
+      "streams the rest from disk every pass; its plan is printed first and a streaming table at the end. Several prompts\n"
       "(--prompts) share every pass: one read of each block serves the whole batch.");
   add_session_flags(cmd, o->flags);
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");

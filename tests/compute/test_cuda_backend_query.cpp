@@ -65,7 +65,9 @@ TEST(CudaBackendQuery, MatmulPathFollowsTheBatchAndTheSupportedTypes) {
     }
     // The device kernels are tested against compute/cpu: a type without a CPU reference cannot
     // be one the device claims.
-    if (supports_weight_type(t)) EXPECT_TRUE(cpu::is_weight_type(t));
+    if (supports_weight_type(t)) {
+      EXPECT_TRUE(cpu::is_weight_type(t));
+    }
   }
   // With the toolkit, the kernels this binary has cover every type we run models in.
   if (query_backend().built_with_cuda) {
