@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -313,12 +312,6 @@ std::uint64_t spilled_kv_file_bytes(const KvShape& shape) {
   // SpilledKvCache's layout: plane_bytes_ x 2 x n_seq per layer (layer_span_), n_layer layers.
   return align_up(std::uint64_t(shape.n_ctx) * std::uint64_t(shape.row_bytes()), kDirectAlign) * 2 * std::uint64_t(shape.n_seq) *
          std::uint64_t(shape.n_layer);
-}
-
-std::optional<std::uint64_t> free_disk_bytes(const std::string& dir) {
-  struct statvfs fs {};
-  if (::statvfs(dir.c_str(), &fs) != 0) return std::nullopt;
-  return std::uint64_t(fs.f_bavail) * std::uint64_t(fs.f_frsize);
 }
 
 }  // namespace sluice::cache

@@ -97,8 +97,5 @@ std::uint64_t spilled_kv_memory_bytes(const KvShape& shape);
 // back, so a run takes this much of the directory's disk only when every sequence fills its
 // context; until then it holds what was written (4 KiB-rounded per layer, sequence and plane).
 std::uint64_t spilled_kv_file_bytes(const KvShape& shape);
-// Free bytes for an unprivileged writer in `dir` (statvfs f_bavail x f_frsize); nullopt when
-// statvfs fails (the directory's error is reported when the file is created).
-std::optional<std::uint64_t> free_disk_bytes(const std::string& dir);
 
 }  // namespace sluice::cache

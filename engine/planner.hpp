@@ -46,7 +46,7 @@ struct PlanRequest {
   double disk_gbps = 0;                // measured or given; 0 when unknown
   int compute_threads = 0;             // the session's compute::Executor::concurrency(); 0: one per core
   std::string kv_spill_dir;            // where a spilled cache's scratch file goes (the plan names it)
-  std::optional<std::uint64_t> kv_spill_free_bytes;  // free disk there (cache::free_disk_bytes); nullopt: unknown
+  std::optional<std::uint64_t> kv_spill_free_bytes;  // free disk there (free_disk_bytes, common/disk_space.hpp); nullopt: unknown
 };
 
 // What one forward pass holds besides weights, ring and KV cache. Everything here that grows with

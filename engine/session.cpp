@@ -15,6 +15,7 @@
 #include "model/pack_source.hpp"
 #include "model/vocab_metadata.hpp"
 #include "cache/kv_cache.hpp"
+#include "common/disk_space.hpp"
 #include "common/error.hpp"
 
 namespace sluice {
@@ -131,7 +132,7 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
   request.disk_gbps = o.disk_gbps;
   request.compute_threads = compute_threads;
   request.kv_spill_dir = o.kv_spill_dir;
-  request.kv_spill_free_bytes = cache::free_disk_bytes(o.kv_spill_dir);
+  request.kv_spill_free_bytes = free_disk_bytes(o.kv_spill_dir);
   r.plan = plan_memory(*r.source, r.config, request);
   return r;
 }

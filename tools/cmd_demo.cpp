@@ -1,7 +1,6 @@
 // `sluice demo`: the main job until a model runs. Writes a synthetic pack of a few GiB, drops it
 // from the page cache, measures the raw O_DIRECT bandwidth of the file, then streams it through
 // the prefetcher with a synthetic compute stage and prints how well I/O and compute overlapped.
-#include <sys/statvfs.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "common/disk_space.hpp"
 #include "common/memory.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
@@ -54,13 +54,9 @@ std::string prepare_pack(const DemoOptions& o, std::uint64_t size, std::uint64_t
       std::cerr << fmt::format("rewriting demo pack: {}\n", e.what());
     }
   }
-  struct statvfs fs {};
-  if (::statvfs(o.dir.c_str(), &fs) == 0) {
-    std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
-    if (free_bytes < size + 256 * MiB) {
-      throw std::runtime_error(fmt::format("sluice demo: {} has {} free, the demo pack needs {} (use --dir or --size)",
-                                           o.dir, format_bytes(free_bytes), format_bytes(size)));
-    }
+  if (const auto free_bytes = free_disk_bytes(o.dir); free_bytes && *free_bytes < size + 256 * MiB) {
+    throw std::runtime_error(fmt::format("sluice demo: {} has {} free, the demo pack needs {} (use --dir or --size)",
+                                         o.dir, format_bytes(*free_bytes), format_bytes(size)));
   }
   std::cerr << fmt::format("writing demo pack {} ({} in {} extents; once)...\n", path, format_bytes(size),
                            (size + extent - 1) / extent);

@@ -1,7 +1,6 @@
 #include "tools/synth.hpp"
 #include "tools/synth_vocab.hpp"
 
-#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,6 +18,7 @@
 #include "common/error.hpp"
 #include "common/units.hpp"
 #include "compute/cpu/kernels.hpp"
+#include "common/disk_space.hpp"
 #include "compute/cpu/quants.hpp"
 #include "model/ggml_types.hpp"
 #include "model/gguf.hpp"
@@ -377,10 +377,10 @@ SynthLayout layout_of(const std::string& path, const SynthModel& model, std::uin
 void check_free_space(const SynthLayout& layout) {
   const std::filesystem::path parent = std::filesystem::path(layout.files.front().path).parent_path();
   const std::string directory = parent.empty() ? std::string(".") : parent.string();
-  struct statvfs fs {};
   // A directory that cannot be asked is left to the write, which names the file and the errno.
-  if (::statvfs(directory.c_str(), &fs) != 0) return;
-  const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
+  const std::optional<std::uint64_t> free = free_disk_bytes(directory);
+  if (!free) return;
+  const std::uint64_t free_bytes = *free;
   if (free_bytes < layout.file_bytes) {
     const std::string output = layout.files.size() == 1 ? layout.files.front().path
                                                         : fmt::format("{} ... {}", layout.files.front().path,
