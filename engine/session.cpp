@@ -109,14 +109,8 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
   const std::uint64_t budget = o.budget > 0 ? o.budget : default_memory_budget();
   // One source serves the planner and then the streamed model: the manifest (tens of MB with a
   // large vocabulary) or the GGUF's headers are parsed once.
-  r.pack = detect_model_format(o.model) == ModelFormat::pack;
-  if (r.pack) {
-    r.source = PackSource::open(o.model, pack::PackOptions{o.fault});
-  } else {
-    io::FileOptions file_options;
-    file_options.fault = o.fault;
-    r.source = GgufSource::open(o.model, file_options);
-  }
+  r.source = open_model_source(o.model, o.fault);
+  r.pack = dynamic_cast<const PackSource*>(r.source.get()) != nullptr;
   for (const auto& t : r.source->tensors()) r.weight_bytes += t.bytes;
   r.config = r.source->checked_config();  // tensors checked before the planner sizes anything from them
   PlanRequest request;

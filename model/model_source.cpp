@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <fmt/format.h>
 
+#include "model/gguf_source.hpp"
+#include "model/model_format.hpp"
+#include "model/pack_source.hpp"
+
 namespace sluice {
 
 void read_unit_range(const ModelSource& source, std::uint32_t unit, std::uint64_t from, std::span<std::byte> out,
@@ -66,6 +70,13 @@ std::vector<std::byte> read_unit(const ModelSource& source, std::uint32_t unit) 
   std::vector<std::byte> raw(source.units().at(unit).raw_bytes);
   read_unit_range(source, unit, 0, raw);
   return raw;
+}
+
+std::unique_ptr<ModelSource> open_model_source(const std::string& path, const io::FaultPlan* fault) {
+  if (detect_model_format(path) == ModelFormat::pack) return PackSource::open(path, pack::PackOptions{fault});
+  io::FileOptions file_options;
+  file_options.fault = fault;
+  return GgufSource::open(path, file_options);
 }
 
 }  // namespace sluice

@@ -34,6 +34,9 @@
 #include "model/pack_format.hpp"
 
 namespace sluice {
+namespace io {
+struct FaultPlan;
+}  // namespace io
 
 using ReadUnit = pack::ExtentInfo;
 using SourceTensor = pack::TensorInfo;
@@ -100,5 +103,9 @@ void read_unit_range(const ModelSource& source, std::uint32_t unit, std::uint64_
                      FrameCache* cache = nullptr);
 // The whole unit, raw.
 std::vector<std::byte> read_unit(const ModelSource& source, std::uint32_t unit);
+
+// The source for a model file, by its magic (detect_model_format): a PackSource or a GgufSource
+// (any shard of a split model). `fault` (tests) numbers every read of it. Throws as their open does.
+std::unique_ptr<ModelSource> open_model_source(const std::string& path, const io::FaultPlan* fault = nullptr);
 
 }  // namespace sluice

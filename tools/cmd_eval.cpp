@@ -15,9 +15,7 @@
 
 #include "engine/engine.hpp"
 #include "engine/session.hpp"
-#include "model/gguf_source.hpp"
-#include "model/model_format.hpp"
-#include "model/pack_source.hpp"
+#include "model/model_source.hpp"
 #include "model/tokenizer.hpp"
 #include "model/vocab_metadata.hpp"
 #include "tools/cli_util.hpp"
@@ -67,12 +65,7 @@ std::vector<std::int32_t> input_ids(const EvalOptions& o, const tok::Tokenizer& 
 // is planned or loaded.
 void tokenize_only(const EvalOptions& o) {
   const std::string& path = o.flags.session.model;
-  std::unique_ptr<ModelSource> source;
-  if (detect_model_format(path) == ModelFormat::pack) {
-    source = PackSource::open(path);
-  } else {
-    source = GgufSource::open(path);
-  }
+  const std::unique_ptr<ModelSource> source = open_model_source(path);
   const tok::Tokenizer tokenizer(vocab_from_metadata(*source->metadata()));
   const std::int64_t n_vocab = source->checked_config().n_vocab;
   nlohmann::json out;
