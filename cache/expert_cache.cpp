@@ -1,0 +1,155 @@
+#include "cache/expert_cache.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "common/assert.hpp"
+
+namespace sluice::cache {
+
+namespace {
+constexpr std::size_t kSlotAlign = AlignedBuffer::kAlign;  // O_DIRECT reads land in slots
+
+std::size_t pool_size(std::int32_t n_layers, std::int32_t slots_per_layer, std::size_t slot_bytes) {
+  const std::size_t slots = std::size_t(n_layers) * std::size_t(slots_per_layer);
+  SLUICE_ASSERT_MSG(slots == 0 || slot_bytes <= std::numeric_limits<std::size_t>::max() / slots, "expert pool size overflows");
+  return slots * slot_bytes;
+}
+}  // namespace
+
+ExpertCache::ExpertCache(std::int32_t n_layers, std::int32_t n_experts, std::int32_t slots_per_layer,
+                         std::size_t slot_bytes, std::uint32_t aging_accesses)
+    : n_layers_(n_layers),
+      n_experts_(n_experts),
+      slots_per_layer_(std::min(slots_per_layer, n_experts)),
+      slot_bytes_((slot_bytes + kSlotAlign - 1) / kSlotAlign * kSlotAlign),
+      // 16 accesses per expert between halvings: long enough that a router's preference shows,
+      // short enough that a change of topic (a new batch of prompts) is followed within a few tokens.
+      aging_accesses_(aging_accesses != 0 ? aging_accesses : 16u * std::uint32_t(std::max(n_experts, 1))),
+      pool_(pool_size(n_layers, std::max(slots_per_layer_, 0), slot_bytes_)),  // members above are set
+      slots_(std::size_t(n_layers) * std::size_t(std::max(slots_per_layer_, 0))),
+      slot_of_(std::size_t(n_layers) * std::size_t(n_experts), -1),
+      frequency_(std::size_t(n_layers) * std::size_t(n_experts), 0),
+      layer_accesses_(std::size_t(n_layers), 0) {
+  SLUICE_ASSERT_MSG(n_layers > 0 && n_experts > 0 && slots_per_layer >= 0, "expert cache shape");
+}
+
+std::size_t ExpertCache::index(ExpertKey key) const {
+  SLUICE_ASSERT_MSG(key.layer >= 0 && key.layer < n_layers_ && key.expert >= 0 && key.expert < n_experts_,
+                    "expert key out of range");
+  return std::size_t(key.layer) * std::size_t(n_experts_) + std::size_t(key.expert);
+}
+
+ExpertState ExpertCache::state(ExpertKey key) const {
+  const std::int32_t s = slot_of_[index(key)];
+  return s < 0 ? ExpertState::absent : slots_[std::size_t(s)].state;
+}
+
+void ExpertCache::record_access(ExpertKey key) {
+  const std::size_t i = index(key);
+  switch (state(key)) {
+    case ExpertState::ready: ++stats_.hits; break;
+    case ExpertState::filling: ++stats_.late; break;
+    case ExpertState::absent: ++stats_.misses; break;
+  }
+  if (frequency_[i] < std::numeric_limits<std::uint32_t>::max()) ++frequency_[i];
+  if (const std::int32_t s = slot_of_[i]; s >= 0) slots_[std::size_t(s)].last_use = ++clock_;
+  if (++layer_accesses_[std::size_t(key.layer)] >= aging_accesses_) {
+    layer_accesses_[std::size_t(key.layer)] = 0;
+    const auto first = frequency_.begin() + std::ptrdiff_t(std::size_t(key.layer) * std::size_t(n_experts_));
+    std::for_each(first, first + n_experts_, [](std::uint32_t& f) { f /= 2; });
+  }
+}
+
+std::optional<ExpertCache::Pin> ExpertCache::pin(ExpertKey key) {
+  const std::int32_t s = slot_of_[index(key)];
+  if (s < 0 || slots_[std::size_t(s)].state != ExpertState::ready) return std::nullopt;
+  ++slots_[std::size_t(s)].pins;
+  return Pin(this, s);
+}
+
+std::optional<ExpertCache::Fill> ExpertCache::reserve(ExpertKey key, FillReason reason) {
+  const std::size_t i = index(key);
+  SLUICE_ASSERT_MSG(slot_of_[i] < 0, "reserve: the expert already has a slot");
+  const std::int32_t first = key.layer * slots_per_layer_;
+  std::int32_t victim = -1;
+  for (std::int32_t s = first; s < first + slots_per_layer_; ++s) {
+    const Slot& slot = slots_[std::size_t(s)];
+    if (slot.state == ExpertState::absent) {  // a free slot beats any eviction
+      victim = s;
+      break;
+    }
+    if (slot.state != ExpertState::ready || slot.pins > 0) continue;
+    if (victim < 0) {
+      victim = s;
+      continue;
+    }
+    const Slot& best = slots_[std::size_t(victim)];
+    const std::uint32_t f = frequency_[index(slot.key)], fb = frequency_[index(best.key)];
+    if (f < fb || (f == fb && slot.last_use < best.last_use)) victim = s;
+  }
+  if (victim < 0) return std::nullopt;
+  Slot& slot = slots_[std::size_t(victim)];
+  if (slot.state == ExpertState::ready) {
+    if (reason == FillReason::guess && frequency_[index(slot.key)] > frequency_[i]) {
+      ++stats_.refused;
+      return std::nullopt;
+    }
+    slot_of_[index(slot.key)] = -1;
+    ++stats_.evictions;
+  }
+  slot.key = key;
+  slot.state = ExpertState::filling;
+  slot.pins = 0;
+  slot.last_use = ++clock_;
+  slot_of_[i] = victim;
+  return Fill(this, victim);
+}
+
+void ExpertCache::unpin(std::int32_t s) {
+  Slot& slot = slots_[std::size_t(s)];
+  SLUICE_ASSERT_MSG(slot.pins > 0, "expert unpinned twice");
+  --slot.pins;
+}
+
+void ExpertCache::abandon(std::int32_t s) {
+  Slot& slot = slots_[std::size_t(s)];
+  slot_of_[index(slot.key)] = -1;
+  slot.state = ExpertState::absent;
+  slot.pins = 0;
+}
+
+ExpertCache::Pin::~Pin() {
+  if (cache_ != nullptr) cache_->unpin(slot_);
+}
+
+std::span<const std::byte> ExpertCache::Pin::bytes() const {
+  return {cache_->pool_.data() + std::size_t(slot_) * cache_->slot_bytes_, cache_->slot_bytes_};
+}
+
+ExpertCache::Fill::~Fill() {
+  if (cache_ != nullptr) cache_->abandon(slot_);
+}
+
+std::span<std::byte> ExpertCache::Fill::bytes() const {
+  return {cache_->pool_.data() + std::size_t(slot_) * cache_->slot_bytes_, cache_->slot_bytes_};
+}
+
+ExpertKey ExpertCache::Fill::key() const { return cache_->slots_[std::size_t(slot_)].key; }
+
+ExpertCache::Pin ExpertCache::Fill::commit() && {
+  ExpertCache* cache = std::exchange(cache_, nullptr);
+  Slot& slot = cache->slots_[std::size_t(slot_)];
+  slot.state = ExpertState::ready;
+  slot.pins = 1;
+  ++cache->stats_.fills;
+  return Pin(cache, slot_);
+}
+
+double uniform_expert_hit_rate(std::int32_t slots_per_layer, std::int32_t n_experts) {
+  if (n_experts <= 0) return 0.0;
+  return double(std::clamp(slots_per_layer, 0, n_experts)) / double(n_experts);
+}
+
+}  // namespace sluice::cache
