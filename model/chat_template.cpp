@@ -114,6 +114,18 @@ void render_chatml(std::span<const ChatMessage> messages, Builder& out) {
   out.markup("<|im_start|>assistant\n");
 }
 
+// llama.cpp's OPENAI_MOE ("gpt-oss"): harmony turns; an assistant's past turn ends with <|return|>.
+void render_gpt_oss(std::span<const ChatMessage> messages, Builder& out) {
+  for (const ChatMessage& m : messages) {
+    out.markup("<|start|>");
+    out.content(m.role);
+    out.markup("<|message|>");
+    out.content(m.content);
+    out.markup(m.role == "assistant" ? "<|return|>" : "<|end|>");
+  }
+  out.markup("<|start|>assistant");
+}
+
 void render_llama3(std::span<const ChatMessage> messages, Builder& out) {
   for (const ChatMessage& m : messages) {
     out.markup("<|start_header_id|>");
@@ -205,7 +217,7 @@ struct Name {
   ChatTemplateKind kind;
 };
 
-constexpr std::array<Name, 8> kNames = {{
+constexpr std::array<Name, 9> kNames = {{
     {"llama2", ChatTemplateKind::llama2},
     {"llama3", ChatTemplateKind::llama3},
     {"chatml", ChatTemplateKind::chatml},
@@ -214,6 +226,7 @@ constexpr std::array<Name, 8> kNames = {{
     {"qwen", ChatTemplateKind::chatml},
     {"llama2-sys-strip", ChatTemplateKind::llama2},
     {"mistral-v7", ChatTemplateKind::mistral},
+    {"gpt-oss", ChatTemplateKind::gpt_oss},
 }};
 
 }  // namespace
@@ -225,6 +238,7 @@ const char* to_string(ChatTemplateKind kind) {
     case ChatTemplateKind::chatml: return "chatml";
     case ChatTemplateKind::mistral: return "mistral";
     case ChatTemplateKind::gemma: return "gemma";
+    case ChatTemplateKind::gpt_oss: return "gpt-oss";
   }
   return "unknown";
 }
@@ -237,13 +251,14 @@ std::optional<ChatTemplateKind> chat_template_from_name(std::string_view name) {
 }
 
 // llm_chat_detect_template, branch for branch, up to the last branch that yields one of our
-// kinds (llama3); every branch before it that picks another llama.cpp renderer answers nullopt,
+// kinds (gpt-oss); every branch before it that picks another llama.cpp renderer answers nullopt,
 // so a template holding several families' markers resolves as in llama.cpp.
 std::optional<ChatTemplateKind> detect_chat_template(std::string_view tmpl) {
   using K = ChatTemplateKind;
   // llama.cpp first takes the text as a template name (its map holds these five for our kinds).
   for (const auto& [name, kind] : {std::pair{"chatml", K::chatml}, std::pair{"llama3", K::llama3}, std::pair{"gemma", K::gemma},
-                                   std::pair{"llama2-sys-strip", K::llama2}, std::pair{"mistral-v7", K::mistral}}) {
+                                   std::pair{"llama2-sys-strip", K::llama2}, std::pair{"mistral-v7", K::mistral},
+                                   std::pair{"gpt-oss", K::gpt_oss}}) {
     if (tmpl == name) return kind;
   }
   auto has = [tmpl](std::string_view marker) { return tmpl.find(marker) != std::string_view::npos; };
@@ -271,6 +286,26 @@ std::optional<ChatTemplateKind> detect_chat_template(std::string_view tmpl) {
   if (has("### Instruction:") && has("<|EOT|>")) return other;                      // deepseek
   if (has("<|START_OF_TURN_TOKEN|>") && has("<|USER_TOKEN|>")) return other;        // command-r
   if (has("<|start_header_id|>") && has("<|end_header_id|>")) return K::llama3;
+  if (has("[gMASK]sop")) return other;                                              // chatglm3
+  if (has("<\u7528\u6237>")) return other;                                             // minicpm ("<用户>")
+  if (has("'Assistant: ' + message['content'] + eos_token")) return other;          // deepseek2
+  if (has("<\uff5cAssistant\uff5c>") && has("<\uff5cUser\uff5c>") &&
+      has("<\uff5cend\u2581of\u2581sentence\uff5c>")) {
+    return other;                                                                   // deepseek3
+  }
+  if (has("[|system|]") && has("[|assistant|]") && has("[|endofturn|]")) return other;  // exaone3, exaone4
+  if (has("rwkv-world") || has("{{- 'User: ' + message['content']|trim + '\\n\\n' -}}")) return other;  // rwkv
+  if (has("<|start_of_role|>")) return other;                                       // granite
+  if (has("message['role'] + additional_special_tokens[0] + message['content'] + additional_special_tokens[1]")) {
+    return other;                                                                   // gigachat
+  }
+  if (has("<|role_start|>")) return other;                                          // megrez
+  if (has(" \u0410\u0441\u0441\u0438\u0441\u0442\u0435\u043d\u0442:")) return other;  // yandex (" Ассистент:")
+  if (has("<role>ASSISTANT</role>") && has("'HUMAN'")) return other;                // bailing
+  if (has("<|header_start|>") && has("<|header_end|>")) return other;               // llama4
+  if (has("<|endofuserprompt|>")) return other;                                     // dots1
+  if (has("<|extra_0|>") && has("<|extra_4|>")) return other;                       // hunyuan-moe
+  if (has("<|start|>") && has("<|channel|>")) return K::gpt_oss;
   return other;
 }
 
@@ -290,6 +325,7 @@ RenderedChat render_chat_marked(ChatTemplateKind kind, std::span<const ChatMessa
     case ChatTemplateKind::chatml: render_chatml(messages, out); break;
     case ChatTemplateKind::mistral: render_mistral(messages, out); break;
     case ChatTemplateKind::gemma: render_gemma(messages, out); break;
+    case ChatTemplateKind::gpt_oss: render_gpt_oss(messages, out); break;
   }
   return std::move(out.chat);
 }

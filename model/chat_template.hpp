@@ -11,9 +11,12 @@
 //   mistral   mistral-v7         [SYSTEM_PROMPT] S[/SYSTEM_PROMPT]|[INST] U[/INST]| A</s>
 //   gemma     gemma              <start_of_turn>user\nS\n\nU<end_of_turn>\n|<start_of_turn>model\nA<end_of_turn>\n
 //                                ... + <start_of_turn>model\n
+//   gpt-oss   gpt-oss            <|start|>ROLE<|message|>TEXT<|end|> (an assistant's: <|return|>) ... +
+//                                <|start|>assistant  (OpenAI's harmony format; the model writes its
+//                                channel, <|channel|>final<|message|>..., itself)
 //
 // Whitespace: llama2, llama3 and gemma trim each content (space, \t, \n, \v, \f, \r at both ends,
-// as the real templates' strip()/trim do); chatml and mistral keep it. llama2 and mistral add
+// as the real templates' strip()/trim do); chatml, mistral and gpt-oss keep it. llama2 and mistral add
 // nothing after the last user turn (their "[/INST]" already opens the assistant's reply).
 //
 // Llama 2 is llama.cpp's "llama2-sys-strip": the renderer llama.cpp picks for Meta's
@@ -43,14 +46,14 @@
 
 namespace sluice {
 
-enum class ChatTemplateKind { llama2, llama3, chatml, mistral, gemma };
+enum class ChatTemplateKind { llama2, llama3, chatml, mistral, gemma, gpt_oss };
 
 struct ChatMessage {
   std::string role;  // "system" | "user" | "assistant" (exactly, lower case)
   std::string content;
 };
 
-// "llama2", "llama3", "chatml", "mistral", "gemma".
+// "llama2", "llama3", "chatml", "mistral", "gemma", "gpt-oss".
 const char* to_string(ChatTemplateKind kind);
 
 // The kind for a name: to_string's names, "qwen" (chatml), and llama.cpp's names for the same
@@ -71,7 +74,7 @@ std::optional<ChatTemplateKind> detect_chat_template(std::string_view jinja);
 //   - llama2, mistral, gemma: anything but an optional system message first and then user,
 //     assistant, user, ..., ending with a user message (the reply is the assistant's turn);
 //     gemma has no system role, so the system message is merged into the first user turn.
-// chatml and llama3 take the three roles in any order. Contents may hold any bytes. Thread-safe.
+// chatml, llama3 and gpt-oss take the three roles in any order. Contents may hold any bytes. Thread-safe.
 std::string render_chat(ChatTemplateKind kind, std::span<const ChatMessage> messages);
 
 // render_chat's text, and the (offset, length) byte ranges of it that the template wrote itself

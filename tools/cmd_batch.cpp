@@ -88,7 +88,7 @@ int run_job(BatchCliOptions o) {
   if (!o.chat_template.empty()) {
     o.job.chat_template = chat_template_from_name(o.chat_template);
     if (!o.job.chat_template) {
-      throw std::invalid_argument(fmt::format("--chat-template {}: unknown (llama2, llama3, chatml, mistral, gemma)", o.chat_template));
+      throw std::invalid_argument(fmt::format("--chat-template {}: unknown (llama2, llama3, chatml, mistral, gemma, gpt-oss)", o.chat_template));
     }
   }
   if (o.flags.plan_only) {  // the plan for these flags: no input read, no output touched, no request run
@@ -165,7 +165,7 @@ void add_batch_command(CLI::App& app) {
   cmd->add_option("--max-errors", o->job.max_errors, "Stop (exit 3) after more error lines than this (-1: never)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t(-1), std::numeric_limits<std::int64_t>::max()));
-  cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma (default: the model's)");
+  cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma | gpt-oss (default: the model's)");
   cmd->add_option("--shard", o->shard, "INDEX/COUNT: answer only this shard's requests (default: SLURM_ARRAY_TASK_ID/COUNT)");
   cmd->add_option("--shard-count", o->shard_count, "COUNT for a Kubernetes Indexed Job (the index is JOB_COMPLETION_INDEX)");
   cmd->add_option("--report", o->job.report, "Write the summary as JSON to this file");

@@ -41,6 +41,7 @@ LLAMA_CPP_NAME = {
     "chatml": "chatml",
     "mistral": "mistral-v7",
     "gemma": "gemma",
+    "gpt-oss": "gpt-oss",
 }
 ALTERNATING = ("llama2", "mistral", "gemma")  # [system] user assistant ... user, as their templates demand
 
@@ -92,6 +93,12 @@ MARKER_CASES = [
     "<|start_header_id|><|end_header_id|>",
     "<|start_header_id|> alone",
     "<|header_start|><|header_end|>",
+    "<|start|>{{ role }}<|message|><|channel|>",
+    "<|start|><|channel|><|start_header_id|><|end_header_id|>",
+    "<|start|><|channel|><|extra_0|><|extra_4|>",
+    "<|start|><|channel|><|header_start|><|header_end|>",
+    "<|start|>alone<|message|>",
+    "gpt-oss",
     "chatml", "llama3", "gemma", "mistral-v7", "llama2-sys-strip",
     "llama2", "mistral-v3", "phi3", "qwen", "mistral",
     "{{ messages }}",

@@ -129,6 +129,9 @@ TEST(ChatRenderDetail, ChatmlAndLlama3TakeAnyOrder) {
             "<|im_start|>user\nv<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_NO_THROW(render_chat(K::llama3, m));
   EXPECT_NO_THROW(render_chat(K::chatml, Messages{{"system", "only"}}));
+  EXPECT_EQ(render_chat(K::gpt_oss, m),
+            "<|start|>assistant<|message|>a<|return|><|start|>system<|message|>s<|end|><|start|>user<|message|>u<|end|>"
+            "<|start|>user<|message|>v<|end|><|start|>assistant");
 }
 
 // render_chat_marked: the same text, and its markup ranges hold the template's markers only,
@@ -157,7 +160,7 @@ TEST(ChatRenderMarked, MarkupIsTheTemplatesOwnText) {
 }
 
 TEST(ChatTemplateNames, RoundTripAndAliases) {
-  for (K k : {K::llama2, K::llama3, K::chatml, K::mistral, K::gemma}) {
+  for (K k : {K::llama2, K::llama3, K::chatml, K::mistral, K::gemma, K::gpt_oss}) {
     EXPECT_EQ(chat_template_from_name(to_string(k)), k) << to_string(k);
   }
   EXPECT_EQ(chat_template_from_name("qwen"), K::chatml);
@@ -210,6 +213,10 @@ TEST(ChatDetect, MarkerPrecedenceFollowsLlamaCpp) {
   EXPECT_EQ(detect_chat_template("USER: ASSISTANT: <|start_header_id|><|end_header_id|>"), std::nullopt);  // vicuna
   EXPECT_EQ(detect_chat_template("<|start_header_id|><|end_header_id|>"), K::llama3);
   EXPECT_EQ(detect_chat_template("<|start_header_id|>"), std::nullopt);
+  EXPECT_EQ(detect_chat_template("<|start|>{{ role }}<|message|>{{ content }}<|end|><|channel|>"), K::gpt_oss);
+  EXPECT_EQ(detect_chat_template("<|start|><|channel|><|start_header_id|><|end_header_id|>"), K::llama3);
+  EXPECT_EQ(detect_chat_template("<|start|><|channel|><|header_start|><|header_end|>"), std::nullopt);  // llama4 first
+  EXPECT_EQ(detect_chat_template("<|start|><|message|>"), std::nullopt);
   EXPECT_EQ(detect_chat_template(""), std::nullopt);
   EXPECT_EQ(detect_chat_template("{{ messages }}"), std::nullopt);
 }
@@ -220,6 +227,7 @@ TEST(ChatDetect, LlamaCppTemplateNames) {
   EXPECT_EQ(detect_chat_template("llama3"), K::llama3);
   EXPECT_EQ(detect_chat_template("mistral-v7"), K::mistral);
   EXPECT_EQ(detect_chat_template("llama2-sys-strip"), K::llama2);
+  EXPECT_EQ(detect_chat_template("gpt-oss"), K::gpt_oss);
   EXPECT_EQ(detect_chat_template("llama2"), std::nullopt);  // llama.cpp's plain llama2: no <<SYS>>
   EXPECT_EQ(detect_chat_template("mistral-v3"), std::nullopt);
 }
