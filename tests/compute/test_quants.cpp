@@ -136,6 +136,15 @@ TEST(Quants, KnownBlocks) {
     EXPECT_EQ(y[26], 8.0f);
     EXPECT_EQ(y[31], 16.0f);
   }
+  {
+    // amax below 2^-125: floor(log2 amax) - 2 + 127 is negative, and ggml's float -> uint8_t
+    // cast keeps the low byte on x86 (gguf-py's numpy cast too): 1e-40 gives -8 -> 248. The
+    // block then decodes to zeros; pinned so that the convention cannot drift from theirs.
+    const auto q = quantize(GgmlType::MXFP4, std::vector<float>(32, 1e-40f));
+    EXPECT_EQ(q[0], 248);
+    const auto zero = quantize(GgmlType::MXFP4, std::vector<float>(32, 0.0f));
+    EXPECT_EQ(zero[0], 0);
+  }
 }
 
 class ActivationQuantizer : public ::testing::TestWithParam<CpuIsa> {};
