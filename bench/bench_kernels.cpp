@@ -39,7 +39,7 @@ constexpr TypeName kTypes[] = {
     {GgmlType::Q4_0, "Q4_0"}, {GgmlType::Q8_0, "Q8_0"}, {GgmlType::Q4_K, "Q4_K"}, {GgmlType::Q6_K, "Q6_K"},
     {GgmlType::Q5_0, "Q5_0"}, {GgmlType::Q4_1, "Q4_1"}, {GgmlType::Q5_1, "Q5_1"}, {GgmlType::Q2_K, "Q2_K"},
     {GgmlType::Q3_K, "Q3_K"}, {GgmlType::Q5_K, "Q5_K"}, {GgmlType::F16, "F16"},   {GgmlType::BF16, "BF16"},
-    {GgmlType::F32, "F32"},
+    {GgmlType::F32, "F32"},   {GgmlType::MXFP4, "MXFP4"},
 };
 
 // Weights are quantized once per type (the reference quantizers take seconds for 16M values).

@@ -6,7 +6,7 @@ namespace sluice {
 namespace {
 // Bytes per block follow ggml's block structs (ggml-common.h); compute/cpu static_asserts the
 // same numbers against its own struct definitions.
-constexpr std::array<GgmlTypeTraits, 15> kTraits = {{
+constexpr std::array<GgmlTypeTraits, 16> kTraits = {{
     {GgmlType::F32, "F32", 1, 4},
     {GgmlType::F16, "F16", 1, 2},
     {GgmlType::Q4_0, "Q4_0", 32, 2 + 16},
@@ -22,6 +22,7 @@ constexpr std::array<GgmlTypeTraits, 15> kTraits = {{
     {GgmlType::Q6_K, "Q6_K", 256, 256 / 2 + 256 / 4 + 256 / 16 + 2},
     {GgmlType::Q8_K, "Q8_K", 256, 4 + 256 + 256 / 16 * 2},
     {GgmlType::BF16, "BF16", 1, 2},
+    {GgmlType::MXFP4, "MXFP4", 32, 1 + 16},
 }};
 }  // namespace
 

@@ -26,6 +26,7 @@ enum class GgmlType : std::uint32_t {
   Q6_K = 14,
   Q8_K = 15,
   BF16 = 30,
+  MXFP4 = 39,  // OCP microscaling FP4 (gpt-oss experts): E8M0 scale + 32 E2M1 codes
 };
 
 struct GgmlTypeTraits {

@@ -29,7 +29,7 @@ enum class Role { matrix, vector };
 constexpr GgmlType kMatrixTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0,
                                      GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
                                      GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
-                                     GgmlType::Q6_K};
+                                     GgmlType::Q6_K, GgmlType::MXFP4};
 constexpr GgmlType kVectorTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16};
 
 std::span<const GgmlType> types_for(Role role) {

@@ -33,7 +33,7 @@ GgmlType parse_type(const std::string& flag, const std::string& name) {
   auto t = ggml_type_from_name(name);
   if (!t || *t == GgmlType::Q8_1 || *t == GgmlType::Q8_K) {
     throw CLI::ValidationError(flag, "unknown or unsupported type '" + name +
-                                         "' (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)");
+                                         "' (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K MXFP4)");
   }
   return *t;
 }

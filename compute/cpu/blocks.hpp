@@ -18,6 +18,7 @@
 //   Q5_K 256: d, dmin, scales[12], qh[32], qs[128]
 //   Q6_K 256: ql[128], qh[64], scales[16] int8, d
 //   Q8_K 256: d (fp32), qs[256] int8, bsums[16] int16 (activation type for all K-quants)
+//   MXFP4 32: e (E8M0 exponent byte), qs[16]  x = kvalues_mxfp4[nibble] * 2^(e - 128)
 #pragma once
 
 #include <cstddef>
@@ -35,6 +36,7 @@ inline constexpr int kQK5_0 = 32;
 inline constexpr int kQK5_1 = 32;
 inline constexpr int kQK8_0 = 32;
 inline constexpr int kQK8_1 = 32;
+inline constexpr int kQK_MXFP4 = 32;
 inline constexpr int kQK_K = static_cast<int>(sluice::kQK_K);  // 256
 // Bytes of the packed 6-bit scales/mins of Q3_K/Q4_K/Q5_K (K_SCALE_SIZE in ggml).
 inline constexpr int kKScaleBytes = 12;
@@ -131,6 +133,20 @@ struct BlockQ8_K {
 };
 static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block layout");
 
+// MXFP4 (OCP microscaling, as gpt-oss stores its experts): one shared power-of-two scale per 32
+// weights and a 4-bit E2M1 code per weight; low nibbles are elements 0..15, high nibbles 16..31,
+// as in Q4_0. Its dot products take Q8_0 activations.
+struct BlockMXFP4 {
+  std::uint8_t e;  // E8M0: the scale is 2^(e - 127); no sign, no mantissa
+  std::uint8_t qs[kQK_MXFP4 / 2];
+};
+static_assert(sizeof(BlockMXFP4) == 17, "MXFP4 block layout");
+
+// The 16 E2M1 values {0, 0.5, 1, 1.5, 2, 3, 4, 6} and their negatives, doubled so that they are
+// integers (kvalues_mxfp4 in ggml-common.h); the scale is halved to match (e8m0_to_fp32_half).
+// Code 8 is -0, which doubles to 0.
+inline constexpr std::int8_t kValuesMXFP4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
 // Block geometry of every type sluice computes with. The traits in model/ggml_types.cpp live in
 // another library (sluice_model), which compute/ must not link; this table is checked against
 // the structs above at compile time.
@@ -156,6 +172,7 @@ inline constexpr BlockGeometry kBlockGeometry[] = {
     {GgmlType::Q5_K, kQK_K, sizeof(BlockQ5_K)},
     {GgmlType::Q6_K, kQK_K, sizeof(BlockQ6_K)},
     {GgmlType::Q8_K, kQK_K, sizeof(BlockQ8_K)},
+    {GgmlType::MXFP4, kQK_MXFP4, sizeof(BlockMXFP4)},
 };
 
 // Nullptr for a type not in the table.
@@ -179,6 +196,7 @@ static_assert(block_geometry(GgmlType::Q4_K)->block_bytes == 4 + 12 + 256 / 2);
 static_assert(block_geometry(GgmlType::Q5_K)->block_bytes == 4 + 12 + 256 / 8 + 256 / 2);
 static_assert(block_geometry(GgmlType::Q6_K)->block_bytes == 256 / 2 + 256 / 4 + 16 + 2);
 static_assert(block_geometry(GgmlType::Q8_K)->block_bytes == 4 + 256 + 16 * 2);
+static_assert(block_geometry(GgmlType::MXFP4)->block_bytes == 1 + 32 / 2);
 
 // Bytes of a row of n elements; n must be a multiple of the block size (checked by callers).
 constexpr std::size_t row_bytes(const BlockGeometry& g, std::int64_t n) {
@@ -267,6 +285,16 @@ constexpr std::size_t row_bytes(const BlockGeometry& g, std::int64_t n) {
   const std::uint32_t u = float_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<BHalf>((u >> 16) | 64u);
   return static_cast<BHalf>((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
+}
+
+// Half the scale of an E8M0 exponent byte, 2^(e - 128), as ggml_e8m0_to_fp32_half (ggml-impl.h):
+// exact for every byte. e = 0 and 1 give the subnormals 2^-128 and 2^-127; e = 255, which the
+// OCP spec reserves for NaN, gives 2^127 here, as in ggml and gguf-py (no NaN is ever produced).
+[[gnu::always_inline]] inline float e8m0_to_fp32_half(std::uint8_t e) {
+  // The fp32 with biased exponent e - 1 is 2^(e - 128); below that the value is a subnormal,
+  // whose single mantissa bit 21 + e (2^-149 * 2^(21 + e)) is again 2^(e - 128).
+  const std::uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<std::uint32_t>(e - 1) << 23;
+  return bits_float(bits);
 }
 
 }  // namespace sluice::cpu

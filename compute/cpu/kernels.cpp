@@ -51,6 +51,7 @@ void fill_scalar(KernelTable& t) {
   t.vec_dot[type_slot(GgmlType::Q4_K)] = scalar::vec_dot_q4_k;
   t.vec_dot[type_slot(GgmlType::Q5_K)] = scalar::vec_dot_q5_k;
   t.vec_dot[type_slot(GgmlType::Q6_K)] = scalar::vec_dot_q6_k;
+  t.vec_dot[type_slot(GgmlType::MXFP4)] = scalar::vec_dot_mxfp4;
   t.quantize_activation[type_slot(GgmlType::F16)] = scalar::quantize_f16;
   t.quantize_activation[type_slot(GgmlType::BF16)] = scalar::quantize_bf16;
   t.quantize_activation[type_slot(GgmlType::Q8_0)] = scalar::quantize_q8_0_act;

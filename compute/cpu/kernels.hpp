@@ -42,9 +42,10 @@ inline constexpr std::int64_t kMatmulRowsStrip = 16;
 // same bytes as the scalar reference.
 using QuantizeFn = void (*)(const float* src, void* dst, std::int64_t n);
 
-// Index by the GgmlType id (BF16 = 30 is the largest id sluice uses).
-inline constexpr int kTypeSlots = 31;
+// Index by the GgmlType id (MXFP4 = 39 is the largest id sluice uses).
+inline constexpr int kTypeSlots = 40;
 constexpr int type_slot(GgmlType t) { return static_cast<int>(t); }
+static_assert(type_slot(GgmlType::MXFP4) < kTypeSlots && type_slot(GgmlType::BF16) < kTypeSlots);
 
 struct KernelTable {
   CpuIsa isa = CpuIsa::scalar;

@@ -52,6 +52,7 @@ constexpr TypeKernels kTypes[] = {
     {GgmlType::Q5_K, true, GgmlType::Q8_K, scalar::dequantize_q5_k, scalar::quantize_q5_k, scalar::vec_dot_q5_k},
     {GgmlType::Q6_K, true, GgmlType::Q8_K, scalar::dequantize_q6_k, scalar::quantize_q6_k, scalar::vec_dot_q6_k},
     {GgmlType::Q8_K, false, GgmlType::Q8_K, scalar::dequantize_q8_k, scalar::quantize_q8_k, nullptr},
+    {GgmlType::MXFP4, true, GgmlType::Q8_0, scalar::dequantize_mxfp4, scalar::quantize_mxfp4, scalar::vec_dot_mxfp4},
 };
 
 const TypeKernels* find(GgmlType type) {

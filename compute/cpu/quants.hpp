@@ -18,7 +18,8 @@
 
 namespace sluice::cpu {
 
-// The weight types sluice computes with: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K.
+// The weight types sluice computes with: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K,
+// MXFP4.
 bool is_weight_type(GgmlType type);
 
 // Elements per block and bytes per block of any type in kBlockGeometry (aborts for others).
@@ -26,7 +27,7 @@ std::uint32_t block_elements(GgmlType type);
 std::size_t row_bytes(GgmlType type, std::int64_t n);
 
 // The activation type a weight type's dot product consumes (ggml's vec_dot_type): F32 -> F32,
-// F16 -> F16, BF16 -> BF16, Q4_0/Q5_0/Q8_0 -> Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K.
+// F16 -> F16, BF16 -> BF16, Q4_0/Q5_0/Q8_0/MXFP4 -> Q8_0, Q4_1/Q5_1 -> Q8_1, K-quants -> Q8_K.
 GgmlType vec_dot_type(GgmlType weight_type);
 
 // dst[0..n) = values of the row src (any weight type, or Q8_0/Q8_1/Q8_K).
@@ -62,6 +63,7 @@ float vec_dot_q3_k(std::int64_t n, const void* w, const void* a);
 float vec_dot_q4_k(std::int64_t n, const void* w, const void* a);
 float vec_dot_q5_k(std::int64_t n, const void* w, const void* a);
 float vec_dot_q6_k(std::int64_t n, const void* w, const void* a);
+float vec_dot_mxfp4(std::int64_t n, const void* w, const void* a);
 
 void quantize_f16(const float* x, void* y, std::int64_t n);
 void quantize_bf16(const float* x, void* y, std::int64_t n);
@@ -82,6 +84,7 @@ void quantize_q3_k(const float* x, void* y, std::int64_t n);
 void quantize_q4_k(const float* x, void* y, std::int64_t n);
 void quantize_q5_k(const float* x, void* y, std::int64_t n);
 void quantize_q6_k(const float* x, void* y, std::int64_t n);
+void quantize_mxfp4(const float* x, void* y, std::int64_t n);
 
 void dequantize_q4_0(const void* x, float* y, std::int64_t n);
 void dequantize_q4_1(const void* x, float* y, std::int64_t n);
@@ -95,6 +98,7 @@ void dequantize_q4_k(const void* x, float* y, std::int64_t n);
 void dequantize_q5_k(const void* x, float* y, std::int64_t n);
 void dequantize_q6_k(const void* x, float* y, std::int64_t n);
 void dequantize_q8_k(const void* x, float* y, std::int64_t n);
+void dequantize_mxfp4(const void* x, float* y, std::int64_t n);
 }  // namespace scalar
 
 }  // namespace sluice::cpu

@@ -1,4 +1,5 @@
-// AVX2 (+FMA, F16C) kernels of the float types and the 32-element block types, and the AVX2
+// AVX2 (+FMA, F16C) kernels of the float types and the 32-element block types (MXFP4 among them),
+// and the AVX2
 // activation quantizers (F16, BF16, Q8_0, Q8_1). Compiled with -mavx2 -mfma -mf16c; only reached
 // through the kernel table after the CPU check (kernels.cpp).
 //
@@ -79,6 +80,7 @@ inline __m256i q5_0_quants(const BlockQ5_0& b) {
   return _mm256_or_si256(nibbles_32(b.qs), high_clear);
 }
 inline __m256i q8_0_quants(const BlockQ8_0& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
+inline __m256i mxfp4_quants(const BlockMXFP4& b) { return mxfp4_values_32(b.qs); }
 
 template <typename Block, __m256i (*Quants)(const Block&), int NA>
 void signed_x_q8_0_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes,
@@ -91,7 +93,7 @@ void signed_x_q8_0_tile(std::int64_t n, const void* w, const void* acts, std::si
   const std::int64_t nb = n / kQK8_0;
   for (std::int64_t ib = 0; ib < nb; ++ib) {
     const __m256i qx = Quants(x[ib]);
-    const float dx = h2f(x[ib].d);
+    const float dx = block_scale(x[ib]);
     for (int a = 0; a < NA; ++a) {
       const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[a][ib].qs));
       const __m256 d = _mm256_set1_ps(dx * h2f(y[a][ib].d));
@@ -112,6 +114,10 @@ void q5_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, floa
 template <int NA>
 void q8_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
   signed_x_q8_0_tile<BlockQ8_0, q8_0_quants, NA>(n, w, a, s, o, os);
+}
+template <int NA>
+void mxfp4_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
+  signed_x_q8_0_tile<BlockMXFP4, mxfp4_quants, NA>(n, w, a, s, o, os);
 }
 
 // ---- Q4_1, Q5_1 (x Q8_1) ------------------------------------------------------------------------
@@ -164,6 +170,7 @@ SLUICE_DEFINE_TILE_ENTRY_POINTS(bf16, bf16_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q4_0, q4_0_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_0, q5_0_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q8_0, q8_0_tile)
+SLUICE_DEFINE_TILE_ENTRY_POINTS(mxfp4, mxfp4_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q4_1, q4_1_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_1, q5_1_tile)
 
@@ -268,6 +275,8 @@ void register_avx2_kernels(KernelTable& t) {
   t.vec_dot_multi[type_slot(GgmlType::Q4_1)] = q4_1_multi;
   t.vec_dot[type_slot(GgmlType::Q5_1)] = q5_1_vec_dot;
   t.vec_dot_multi[type_slot(GgmlType::Q5_1)] = q5_1_multi;
+  t.vec_dot[type_slot(GgmlType::MXFP4)] = mxfp4_vec_dot;
+  t.vec_dot_multi[type_slot(GgmlType::MXFP4)] = mxfp4_multi;
   t.quantize_activation[type_slot(GgmlType::F16)] = quantize_f16;
   t.quantize_activation[type_slot(GgmlType::BF16)] = quantize_bf16;
   t.quantize_activation[type_slot(GgmlType::Q8_0)] = quantize_q8_0;

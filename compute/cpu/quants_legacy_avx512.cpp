@@ -1,4 +1,5 @@
-// AVX-512 (F, BW, VL, DQ, VNNI) kernels of the float types and the 32-element block types.
+// AVX-512 (F, BW, VL, DQ, VNNI) kernels of the float types and the 32-element block types
+// (MXFP4 among them).
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c; only
 // reached after the CPU check. The activation quantizers are the AVX2 ones (every AVX-512 CPU
 // runs them; they are bound by the float->int conversion, not the vector width).
@@ -97,6 +98,11 @@ struct Q8_0Quants {
   static __m256i one(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
 };
 
+struct MXFP4Quants {
+  using Block = BlockMXFP4;
+  static __m256i one(const Block& b) { return mxfp4_values_32(b.qs); }
+};
+
 struct Q4_1Quants {
   using Block = BlockQ4_1;
   static __m256i one(const Block& b) { return nibbles_32(b.qs); }
@@ -123,7 +129,7 @@ void signed_x_q8_0_tile(std::int64_t n, const void* w, const void* acts, std::si
   const std::int64_t nb = n / kQK8_0;
   for (std::int64_t ib = 0; ib < nb; ++ib) {
     const __m256i qx = Q::one(x[ib]);
-    const float dx = h2f(x[ib].d);
+    const float dx = block_scale(x[ib]);
     for (int a = 0; a < NA; ++a) {
       const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[a][ib].qs));
       const __m256 d = _mm256_set1_ps(dx * h2f(y[a][ib].d));
@@ -172,6 +178,10 @@ template <int NA>
 void q8_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
   signed_x_q8_0_chain_tile<Q8_0Quants, NA>(n, w, a, s, o, os);
 }
+template <int NA>
+void mxfp4_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
+  signed_x_q8_0_tile<MXFP4Quants, NA>(n, w, a, s, o, os);
+}
 
 // ---- unsigned weights with min x Q8_1 -----------------------------------------------------------
 
@@ -219,6 +229,7 @@ SLUICE_DEFINE_TILE_ENTRY_POINTS(bf16, bf16_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q4_0, q4_0_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_0, q5_0_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q8_0, q8_0_tile)
+SLUICE_DEFINE_TILE_ENTRY_POINTS(mxfp4, mxfp4_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q4_1, q4_1_tile)
 SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_1, q5_1_tile)
 
@@ -247,6 +258,8 @@ void register_avx512_kernels(KernelTable& t) {
   t.vec_dot_multi[type_slot(GgmlType::Q4_1)] = q4_1_multi;
   t.vec_dot[type_slot(GgmlType::Q5_1)] = q5_1_vec_dot;
   t.vec_dot_multi[type_slot(GgmlType::Q5_1)] = q5_1_multi;
+  t.vec_dot[type_slot(GgmlType::MXFP4)] = mxfp4_vec_dot;
+  t.vec_dot_multi[type_slot(GgmlType::MXFP4)] = mxfp4_multi;
   register_avx512_k_kernels(t);
   register_avx512_matmul_kernels(t);
 }

@@ -116,6 +116,19 @@ inline __m128i q3_k_scales(const std::uint8_t* packed) {
   return _mm_sub_epi8(biased, _mm_set1_epi8(32));
 }
 
+// The float scale of a 32-element weight block: its fp16 d, or for MXFP4 the E8M0 exponent's
+// (halved) power of two. One name, so the Q8_0 dot-product templates serve every such type.
+template <typename Block>
+inline float block_scale(const Block& b) { return h2f(b.d); }
+inline float block_scale(const BlockMXFP4& b) { return e8m0_to_fp32_half(b.e); }
+
+// MXFP4: the 32 codes of a block as their doubled E2M1 values, int8 in [-12, 12] (elements 0..15
+// in the low 128-bit lane, 16..31 in the high one), looked up with a byte shuffle per lane.
+inline __m256i mxfp4_values_32(const std::uint8_t* qs) {
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesMXFP4)));
+  return _mm256_shuffle_epi8(table, nibbles_32(qs));
+}
+
 // Activation row c of a tile.
 template <typename Block>
 inline const Block* act_row(const void* acts, std::size_t act_row_bytes, int c) {

@@ -8,13 +8,16 @@ sluice's quantize_row_reference and sluice's dequantization of those bytes. Then
   1. dequantization: gguf.quants.dequantize(bytes) must equal sluice's floats bit for bit (both
      follow ggml's operation order in fp32, so no rounding slack is allowed);
   2. quantization: where gguf.quants.quantize implements the type (F32, F16, BF16, Q4_0, Q4_1,
-     Q5_0, Q5_1, Q8_0 in gguf 0.19; K-quants are dequantize-only there), its bytes must equal
-     sluice's bytes exactly.
+     Q5_0, Q5_1, Q8_0, MXFP4 in gguf 0.19; K-quants are dequantize-only there), its bytes must
+     equal sluice's bytes exactly;
+  2b. raw blocks (raw_manifest.tsv: MXFP4, whose every byte pattern is a block): bytes no quantizer
+     writes, every exponent byte 0..255 among them, dequantized bit for bit as gguf does.
 
 With --ggml-lib DIR (a directory holding libggml-base.so and libggml-cpu.so, e.g. the lib/ of a
 llama-cpp-python install), it also checks against ggml's C code itself, through ctypes:
 
-  3. quantize_row_<type>_ref: identical bytes for every quantized type, the K-quants included;
+  3. quantize_row_<type>_ref: identical bytes for every quantized type, the K-quants included
+     (and for the raw blocks, dequantize_row_<type>: identical floats);
   4. the activation quantizers llama.cpp's CPU backend runs on x86, quantize_row_q8_0 / q8_1
      (libggml-cpu: id = 127/amax, round to nearest even; the _ref ones use 1/d and roundf) and
      quantize_row_q8_K_ref: identical bytes;
@@ -111,6 +114,7 @@ GGML_NAMES = {
     "Q4_K": ("quantize_row_q4_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q4_K_q8_K"),
     "Q5_K": ("quantize_row_q5_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q5_K_q8_K"),
     "Q6_K": ("quantize_row_q6_K_ref", "quantize_row_q8_K_ref", "ggml_vec_dot_q6_K_q8_K"),
+    "MXFP4": ("quantize_row_mxfp4_ref", "quantize_row_q8_0", "ggml_vec_dot_mxfp4_q8_0"),
 }
 ACT_TYPES = {"quantize_row_q8_0": "Q8_0", "quantize_row_q8_1": "Q8_1", "quantize_row_q8_K_ref": "Q8_K"}
 FLT_EPSILON = float(np.finfo(np.float32).eps)
@@ -146,6 +150,15 @@ class Ggml:
         f.restype = None
         row = np.ascontiguousarray(row, dtype=np.float32)
         f(row.ctypes.data, out.ctypes.data, row.size)
+        return out
+
+    def dequantize(self, fn: str, row: np.ndarray, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.float32)
+        f = getattr(self.base, fn)
+        f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        f.restype = None
+        row = np.ascontiguousarray(row)
+        f(row.ctypes.data, out.ctypes.data, n)
         return out
 
     def vec_dot(self, fn: str, n: int, w: np.ndarray, a: np.ndarray) -> np.float32:
@@ -210,6 +223,36 @@ def check_against_ggml(ggml: Ggml, workdir: pathlib.Path, name: str, rows: int, 
     return True, note
 
 
+def compare_floats(ours: np.ndarray, theirs: np.ndarray) -> tuple[bool, str]:
+    """Bit-for-bit comparison of two fp32 arrays of the same shape (rows x cols)."""
+    same = ours.view(np.uint32) == theirs.view(np.uint32)
+    if same.all():
+        return True, "bit-exact"
+    where = np.argwhere(~same)[:MAX_REPORTED_MISMATCHES]
+    detail = ", ".join(f"[{r},{c}] ours={ours[r, c]!r} theirs={theirs[r, c]!r}" for r, c in where)
+    return False, f"{int((~same).sum())} differ: {detail}"
+
+
+def check_raw(workdir: pathlib.Path, name: str, type_id: int, rows: int, cols: int,
+              ggml: "Ggml | None") -> tuple[bool, str]:
+    """Blocks sluice's quantizer never writes (raw_manifest.tsv), dequantized by gguf (and ggml)."""
+    qtype = GGMLQuantizationType(type_id)
+    if qtype.name != name:
+        return False, f"type id {type_id} is {qtype.name} in gguf, {name} in sluice"
+    raw = np.fromfile(workdir / f"{name}.raw.bin", dtype=np.uint8).reshape(rows, -1)
+    ours = np.fromfile(workdir / f"{name}.raw.dequant.f32", dtype=np.float32).reshape(rows, cols)
+    with np.errstate(over="ignore"):  # the top exponents overflow to inf, as in ggml
+        theirs = np.asarray(gguf_quants.dequantize(raw, qtype), dtype=np.float32).reshape(rows, cols)
+    ok, note = compare_floats(ours, theirs)
+    note = f"gguf {note}"
+    if ggml is not None:
+        c_rows = np.stack([ggml.dequantize(f"dequantize_row_{name.lower()}", raw[r], cols) for r in range(rows)])
+        c_ok, c_note = compare_floats(ours, c_rows)
+        ok &= c_ok
+        note += f"; ggml dequantize_row_{name.lower()} {c_note}"
+    return ok, note
+
+
 def dequantize_activation(act_type: str, row: np.ndarray) -> np.ndarray:
     """Values of an activation row; gguf dequantizes Q8_0 but not Q8_1 or Q8_K."""
     if act_type == "Q8_0":
@@ -250,6 +293,12 @@ def main() -> int:
             ggml_note = "; " + ggml_note
         all_ok &= ok
         print(f"{'ok  ' if ok else 'FAIL'} {name:5} {rows}x{cols}: dequantize {deq_note}; quantize {quant_note}{ggml_note}")
+    raw_manifest = workdir / "raw_manifest.tsv"
+    for line in raw_manifest.read_text().splitlines() if raw_manifest.exists() else []:
+        name, type_id, rows, cols = line.split("\t")
+        ok, note = check_raw(workdir, name, int(type_id), int(rows), int(cols), ggml)
+        all_ok &= ok
+        print(f"{'ok  ' if ok else 'FAIL'} {name:5} {rows}x{cols} raw blocks: dequantize {note}")
     print("all checks passed" if all_ok else "MISMATCH against gguf")
     return 0 if all_ok else 1
 

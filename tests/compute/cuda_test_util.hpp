@@ -71,6 +71,10 @@ inline std::vector<std::uint8_t> random_blocks(GgmlType type, std::int64_t n, st
     case GgmlType::Q4_K: fix(static_cast<cpu::BlockQ4_K*>(p), [&](auto& b) { b.d = random_half(rng, kScale); b.dmin = random_half(rng, kScale); }); break;
     case GgmlType::Q5_K: fix(static_cast<cpu::BlockQ5_K*>(p), [&](auto& b) { b.d = random_half(rng, kScale); b.dmin = random_half(rng, kScale); }); break;
     case GgmlType::Q6_K: fix(static_cast<cpu::BlockQ6_K*>(p), [&](auto& b) { b.d = random_half(rng, kScale); }); break;
+    case GgmlType::MXFP4:
+      // Half-scales 2^-11..2^-6, so weights up to 12 x 2^-6 ~ 0.19: of kScale's order.
+      fix(static_cast<cpu::BlockMXFP4*>(p), [&](auto& b) { b.e = static_cast<std::uint8_t>(std::uniform_int_distribution<int>(117, 122)(rng)); });
+      break;
     case GgmlType::Q8_K:
       // Activation blocks: quants in [-127, 127] as every quantizer writes, bsums consistent.
       fix(static_cast<cpu::BlockQ8_K*>(p), [&](auto& b) {

@@ -10,6 +10,9 @@
 //   NAME.act.f32         rows x cols fp32: one seeded activation row per weight row
 //   NAME.act.bin         rows x row_bytes(vec_dot_type(NAME), cols): quantize_activation_row
 //   NAME.dot.f32         rows fp32: scalar vec_dot(weight row r, activation row r)
+//   raw_manifest.tsv     types whose every byte pattern is a valid block (MXFP4), same columns
+//   NAME.raw.bin         rows x row_bytes(NAME, cols): bytes not made by our quantizer (below)
+//   NAME.raw.dequant.f32 rows x cols fp32: dequantize_row of NAME.raw.bin
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -51,6 +54,34 @@ std::vector<std::vector<float>> make_rows(std::int64_t cols) {
   const float scales[kRandomRows] = {1.0f, 0.02f, 1e-3f, 7.5f, 0.1f, 300.0f};
   for (float s : scales) rows.push_back(cpu::test::random_row(rng, cols, s));
   return rows;
+}
+
+// MXFP4 blocks that no quantizer writes: row 0 has one block per exponent byte 0..255 (the
+// subnormal scales of 0 and 1, 127, and 254/255 at the top, where 12 x 2^127 overflows to inf)
+// with its codes cycling through all 256 byte values; the other rows are seeded random bytes.
+constexpr int kRawRows = 4;
+constexpr std::int64_t kRawCols = 256 * cpu::kQK_MXFP4;
+
+std::vector<std::uint8_t> raw_mxfp4_rows() {
+  std::vector<std::uint8_t> bytes(kRawRows * cpu::row_bytes(GgmlType::MXFP4, kRawCols));
+  auto* blocks = reinterpret_cast<cpu::BlockMXFP4*>(bytes.data());
+  for (int b = 0; b < 256; ++b) {
+    blocks[b].e = static_cast<std::uint8_t>(b);
+    for (int j = 0; j < cpu::kQK_MXFP4 / 2; ++j) blocks[b].qs[j] = static_cast<std::uint8_t>(b * 16 + j);
+  }
+  std::mt19937_64 rng(kSeed);
+  const std::size_t first_random = cpu::row_bytes(GgmlType::MXFP4, kRawCols);
+  for (std::size_t i = first_random; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(rng());
+  return bytes;
+}
+
+bool dump_raw(const std::filesystem::path& dir) {
+  const std::vector<std::uint8_t> bytes = raw_mxfp4_rows();
+  const auto y = cpu::test::dequantize(GgmlType::MXFP4, bytes.data(), kRawRows * kRawCols);
+  std::ofstream manifest(dir / "raw_manifest.tsv", std::ios::trunc);
+  manifest << "MXFP4\t" << static_cast<std::uint32_t>(GgmlType::MXFP4) << '\t' << kRawRows << '\t' << kRawCols << '\n';
+  return write_file(dir / "MXFP4.raw.bin", bytes.data(), bytes.size()) &&
+         write_file(dir / "MXFP4.raw.dequant.f32", y.data(), y.size() * sizeof(float)) && static_cast<bool>(manifest);
 }
 
 std::int64_t dump_cols(GgmlType t) {
@@ -106,6 +137,10 @@ int main(int argc, char** argv) {
   }
   if (!manifest) {
     std::fprintf(stderr, "dequant_dump: cannot write %s\n", (dir / "manifest.tsv").c_str());
+    return 1;
+  }
+  if (!dump_raw(dir)) {
+    std::fprintf(stderr, "dequant_dump: cannot write the raw MXFP4 files in %s\n", dir.c_str());
     return 1;
   }
   std::printf("dequant_dump: wrote %zu types to %s (seed %llu)\n", std::size(cpu::test::kWeightTypes), dir.c_str(),

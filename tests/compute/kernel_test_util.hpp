@@ -26,7 +26,7 @@ namespace sluice::cpu::test {
 inline constexpr GgmlType kWeightTypes[] = {
     GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
     GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K,
-    GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+    GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::MXFP4,
 };
 
 inline const char* type_name(GgmlType t) {
@@ -46,6 +46,7 @@ inline const char* type_name(GgmlType t) {
     case GgmlType::Q5_K: return "Q5_K";
     case GgmlType::Q6_K: return "Q6_K";
     case GgmlType::Q8_K: return "Q8_K";
+    case GgmlType::MXFP4: return "MXFP4";
   }
   return "?";
 }
@@ -156,6 +157,9 @@ inline constexpr RoundTripBound kRoundTripBounds[] = {
     {GgmlType::Q4_K, 0.105, 0.14},                  // measured 0.085, 0.114
     {GgmlType::Q5_K, 0.055, 0.062},                 // measured 0.045, 0.051
     {GgmlType::Q6_K, 0.02, 0.042},                  // measured 0.016, 0.035
+    // amax in [8, 16) half-scales d: the top level 12d clamps up to 4d below 16d (a quarter of
+    // amax), and the widest gap (8d..12d) errs 2d <= amax / 5. No fp16 rounding: d is exact.
+    {GgmlType::MXFP4, 0.25, 0.27},                  // measured 0.2498, 0.224
 };
 
 inline const RoundTripBound& round_trip_bound(GgmlType t) {

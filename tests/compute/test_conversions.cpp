@@ -30,6 +30,7 @@ TEST(Blocks, SizesMatchGgml) {
   EXPECT_EQ(sizeof(BlockQ5_K), 176u);
   EXPECT_EQ(sizeof(BlockQ6_K), 210u);
   EXPECT_EQ(sizeof(BlockQ8_K), 292u);
+  EXPECT_EQ(sizeof(BlockMXFP4), 17u);
   // Offsets that readers of raw bytes depend on.
   EXPECT_EQ(offsetof(BlockQ2_K, d), 80u);
   EXPECT_EQ(offsetof(BlockQ3_K, d), 108u);
@@ -37,6 +38,7 @@ TEST(Blocks, SizesMatchGgml) {
   EXPECT_EQ(offsetof(BlockQ5_K, qs), 48u);
   EXPECT_EQ(offsetof(BlockQ6_K, d), 208u);
   EXPECT_EQ(offsetof(BlockQ8_K, bsums), 260u);
+  EXPECT_EQ(offsetof(BlockMXFP4, qs), 1u);
 }
 
 TEST(Blocks, RowBytesAndVecDotTypes) {
@@ -44,6 +46,7 @@ TEST(Blocks, RowBytesAndVecDotTypes) {
   EXPECT_EQ(row_bytes(GgmlType::Q6_K, 4096), 4096u / 256 * 210);
   EXPECT_EQ(row_bytes(GgmlType::F16, 7), 14u);
   EXPECT_EQ(row_bytes(GgmlType::BF16, 7), 14u);
+  EXPECT_EQ(row_bytes(GgmlType::MXFP4, 2880), 2880u / 32 * 17);  // a gpt-oss expert row
   EXPECT_EQ(vec_dot_type(GgmlType::F32), GgmlType::F32);
   EXPECT_EQ(vec_dot_type(GgmlType::F16), GgmlType::F16);
   EXPECT_EQ(vec_dot_type(GgmlType::BF16), GgmlType::BF16);
@@ -52,12 +55,27 @@ TEST(Blocks, RowBytesAndVecDotTypes) {
   EXPECT_EQ(vec_dot_type(GgmlType::Q8_0), GgmlType::Q8_0);
   EXPECT_EQ(vec_dot_type(GgmlType::Q4_1), GgmlType::Q8_1);
   EXPECT_EQ(vec_dot_type(GgmlType::Q5_1), GgmlType::Q8_1);
+  EXPECT_EQ(vec_dot_type(GgmlType::MXFP4), GgmlType::Q8_0);  // as ggml's type_traits_cpu
   for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     EXPECT_EQ(vec_dot_type(t), GgmlType::Q8_K);
   }
   EXPECT_FALSE(is_weight_type(GgmlType::Q8_K));
   EXPECT_FALSE(is_weight_type(GgmlType::Q8_1));
   EXPECT_TRUE(is_weight_type(GgmlType::Q6_K));
+  EXPECT_TRUE(is_weight_type(GgmlType::MXFP4));
+}
+
+// Every E8M0 byte against 2^(e - 128) computed with ldexp, the subnormal (e = 0, 1) and top
+// (e = 254, 255) bytes among them; ggml and gguf-py read 255 as 2^127, not as the spec's NaN.
+TEST(Blocks, E8M0HalfScaleIsExactForEveryByte) {
+  for (int e = 0; e < 256; ++e) {
+    const float want = std::ldexp(1.0f, e - 128);
+    ASSERT_EQ(e8m0_to_fp32_half(static_cast<std::uint8_t>(e)), want) << "e = " << e;
+  }
+  EXPECT_EQ(e8m0_to_fp32_half(0), 0x1p-128f);
+  EXPECT_EQ(e8m0_to_fp32_half(127), 0.5f);
+  EXPECT_EQ(e8m0_to_fp32_half(128), 1.0f);
+  EXPECT_EQ(e8m0_to_fp32_half(255), 0x1p127f);
 }
 
 // The value of a finite half computed independently of the converter under test.

@@ -118,6 +118,33 @@ TEST(Quants, KnownBlocks) {
     EXPECT_EQ(b.qs[0] >> 4, 8);          // element 16: 0 -> 8
     EXPECT_EQ(b.qs[15] >> 4, 15);        // element 31: 15 / 2 + 8.5 = 16 -> clamped 15
   }
+  {
+    // amax 16: e = floor(log2 16) - 2 + 127 = 129, d = 2^(129 - 128) = 2, so the levels are
+    // 2 x {0, 1, 2, 3, 4, 6, 8, 12}: 0, 2, 4, 6, 8, 12, 16, 24 and their negatives.
+    const auto q = quantize(GgmlType::MXFP4, x);
+    BlockMXFP4 b;
+    std::memcpy(&b, q.data(), sizeof b);
+    EXPECT_EQ(b.e, 129);
+    EXPECT_EQ(b.qs[0] & 0x0f, 14);  // element 0: -16 = 2 * -8 (code 14)
+    EXPECT_EQ(b.qs[0] >> 4, 0);     // element 16: 0 is code 0, not code 8 (-0): first on ties
+    EXPECT_EQ(b.qs[2] & 0x0f, 13);  // element 2: -14 ties -12 (code 13) and -16 (code 14): first
+    EXPECT_EQ(b.qs[10] >> 4, 4);    // element 26: 10 ties 8 (code 4) and 12 (code 5): first
+    EXPECT_EQ(b.qs[15] >> 4, 6);    // element 31: 15 -> 16 (code 6); 24 is further
+    const auto y = dequantize(GgmlType::MXFP4, q.data(), 32);
+    EXPECT_EQ(y[0], -16.0f);
+    EXPECT_EQ(y[2], -12.0f);
+    EXPECT_EQ(y[26], 8.0f);
+    EXPECT_EQ(y[31], 16.0f);
+  }
+  {
+    // amax below 2^-125: floor(log2 amax) - 2 + 127 is negative, and ggml's float -> uint8_t
+    // cast keeps the low byte on x86 (gguf-py's numpy cast too): 1e-40 gives -8 -> 248. The
+    // block then decodes to zeros; pinned so that the convention cannot drift from theirs.
+    const auto q = quantize(GgmlType::MXFP4, std::vector<float>(32, 1e-40f));
+    EXPECT_EQ(q[0], 248);
+    const auto zero = quantize(GgmlType::MXFP4, std::vector<float>(32, 0.0f));
+    EXPECT_EQ(zero[0], 0);
+  }
 }
 
 class ActivationQuantizer : public ::testing::TestWithParam<CpuIsa> {};

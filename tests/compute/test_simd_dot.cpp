@@ -91,6 +91,36 @@ TEST_P(SimdDot, TileEqualsSingleRowExactly) {
   }
 }
 
+// MXFP4 blocks as no quantizer writes them: every code in every position (code 8, -0, which the
+// quantizer never picks, among them) and exponents over a wide range, against the scalar kernel.
+TEST_P(SimdDot, MXFP4RawBlocksMatchScalar) {
+  const CpuIsa isa = GetParam();
+  const KernelTable* k = kernels_for(isa);
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(isa);
+  constexpr std::int64_t n = 32 * 37;
+  // 2^(e - 128) from 2^-28 to 2^12: products with the activations stay far from overflow.
+  constexpr int kMinExponent = 100, kMaxExponent = 140;
+  for (std::uint64_t seed : kSeeds) {
+    SCOPED_TRACE(case_label(GgmlType::MXFP4, n, seed) + " isa=" + to_string(isa));
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<int> exponent(kMinExponent, kMaxExponent);
+    for (int r = 0; r < kRows; ++r) {
+      std::vector<BlockMXFP4> w(n / kQK_MXFP4);
+      for (BlockMXFP4& b : w) {
+        b.e = static_cast<std::uint8_t>(exponent(rng));
+        for (auto& q : b.qs) q = static_cast<std::uint8_t>(rng());
+      }
+      const auto x = test::random_row(rng, n, 1.5f);
+      const auto act = test::quantize_act(GgmlType::Q8_0, x);
+      const float want = vec_dot(GgmlType::MXFP4, n, w.data(), act.data());
+      const float got = k->vec_dot[type_slot(GgmlType::MXFP4)](n, w.data(), act.data());
+      const double bound = test::dot_rounding_bound(
+          n, test::dot_magnitude(test::dequantize(GgmlType::MXFP4, w.data(), n), test::dequantize(GgmlType::Q8_0, act.data(), n)));
+      ASSERT_LE(std::fabs(static_cast<double>(got) - want), bound) << "row " << r << " want " << want << " got " << got;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, SimdDot, ::testing::Values(CpuIsa::avx2, CpuIsa::avx512),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 

@@ -156,9 +156,9 @@ TEST_P(GgufSplitStreamParity, LogitsBitIdenticalToUnsplitAndInRam) {
   }
 }
 
-// The 13 weight types sluice computes, on single files and on 3-shard splits.
+// The 14 weight types sluice computes, on single files and on 3-shard splits.
 const auto kAllTypes = ::testing::Values("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
-                                         "Q5_K", "Q6_K");
+                                         "Q5_K", "Q6_K", "MXFP4");
 INSTANTIATE_TEST_SUITE_P(AllTypes, GgufSplitStreamParity, kAllTypes);
 INSTANTIATE_TEST_SUITE_P(AllTypes, GgufStreamParity, kAllTypes);
 

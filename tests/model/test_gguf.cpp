@@ -143,7 +143,7 @@ TEST_P(GgufTensorRoundTrip, AllTypesLandAlignedWithTheirBytes) {
     added.push_back({"t." + std::string(traits->name), type, dims, random_bytes(bytes, type)});
     w.add_tensor(added.back().name, type, dims, added.back().bytes);
   }
-  ASSERT_EQ(added.size(), 15u) << "every type in ggml_types.hpp";
+  ASSERT_EQ(added.size(), 16u) << "every type in ggml_types.hpp";
   w.write(dir.file("m.gguf"), alignment);
 
   const File f = File::open(dir.file("m.gguf"));

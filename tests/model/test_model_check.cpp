@@ -108,6 +108,14 @@ TEST(ModelCheck, TensorBytes) {
   EXPECT_NE(tensor_bytes_error(99, q8, 1)->find("unknown ggml type 99"), std::string::npos);
   EXPECT_NE(tensor_bytes_error(std::uint32_t(GgmlType::Q4_K), q8, 1)->find("row length 64 is not a multiple of the block size 256"),
             std::string::npos);
+  // MXFP4 (gpt-oss experts): 17 bytes per 32 weights; a 2880-wide row is 90 blocks.
+  const std::vector<std::uint64_t> mxfp4{2880, 4};
+  EXPECT_FALSE(tensor_bytes_error(std::uint32_t(GgmlType::MXFP4), mxfp4, 4 * 90 * 17));
+  EXPECT_NE(tensor_bytes_error(std::uint32_t(GgmlType::MXFP4), mxfp4, 4 * 90 * 18)->find("takes 6120 bytes, but the file gives it 6480"),
+            std::string::npos);
+  EXPECT_NE(tensor_bytes_error(std::uint32_t(GgmlType::MXFP4), std::vector<std::uint64_t>{48, 2}, 51)
+                ->find("row length 48 is not a multiple of the block size 32"),
+            std::string::npos);
   EXPECT_TRUE(tensor_bytes_error(0, std::vector<std::uint64_t>{}, 0));
   EXPECT_TRUE(tensor_bytes_error(0, std::vector<std::uint64_t>{4, 0}, 0));
   EXPECT_NE(tensor_bytes_error(0, std::vector<std::uint64_t>{1ull << 40, 1ull << 40}, 0)->find("64 bits"), std::string::npos);

@@ -9,6 +9,9 @@
 #             `sluice split --max-size` with the same size, and no unsplit file
 #   progress  a ~300 MB synth prints progress lines with MB/s on stderr, and the predicted size
 #             equals the written one
+#   mxfp4     synth --type MXFP4 --embedding-type MXFP4 writes 17-byte blocks per 32 weights; the
+#             model runs with `sluice run` (greedy), all resident, every block streamed, and
+#             converted to a pack, with the same text, and with the scalar kernels forced
 # Usage: test_synth_cli.sh SLUICE PART. Exit 77: skipped, with a message.
 set -uo pipefail
 sluice="$1"; part="$2"
@@ -62,6 +65,27 @@ progress)
   with_commas=$(echo "$size" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
   grep -q "parameters, $with_commas bytes" "$work/out" || fail "printed size is not the file's $with_commas: $(cat "$work/out")"
   echo "progress ok: $lines lines, $size bytes as predicted"
+  ;;
+mxfp4)
+  "$sluice" synth "$work/m.gguf" --vocab-size 1000 --layers 2 --type MXFP4 --embedding-type MXFP4 > "$work/out" \
+    2> "$work/err" || fail "synth --type MXFP4: $(cat "$work/err")"
+  plain=$("$sluice" synth "$work/f32.gguf" --vocab-size 1000 --layers 2 --type F32 --embedding-type F32 --no-data) ||
+    fail "synth F32 --no-data"
+  # The same model at 32 bits per weight and at 17 bytes per 32 (4.25 bits): the matrices shrink 7.5x.
+  bytes=$(stat -c %s "$work/m.gguf")
+  f32_bytes=$(echo "$plain" | grep -Eo "[0-9,]+ bytes" | head -1 | tr -d ', bytes')
+  (( bytes * 6 < f32_bytes )) || fail "the MXFP4 model is $bytes bytes, the F32 one $f32_bytes: not MXFP4-sized"
+  common=(-n 16 --temp 0 -p "Once upon a time")
+  resident=$("$sluice" run -m "$work/m.gguf" "${common[@]}" --stream off 2> "$work/err") || fail "run (resident): $(cat "$work/err")"
+  (( ${#resident} > 16 )) || fail "no text generated: '$resident'"
+  streamed=$("$sluice" run -m "$work/m.gguf" "${common[@]}" --stream on 2> "$work/err") || fail "run (streamed): $(cat "$work/err")"
+  [[ "$streamed" == "$resident" ]] || fail "streamed text differs: '$streamed' vs '$resident'"
+  "$sluice" convert "$work/m.gguf" "$work/m.sluice" > /dev/null 2> "$work/err" || fail "convert: $(cat "$work/err")"
+  packed=$("$sluice" run -m "$work/m.sluice" "${common[@]}" 2> "$work/err") || fail "run (pack): $(cat "$work/err")"
+  [[ "$packed" == "$resident" ]] || fail "the pack's text differs: '$packed' vs '$resident'"
+  SLUICE_CPU_ISA=scalar "$sluice" run -m "$work/m.gguf" "${common[@]}" > /dev/null 2> "$work/err" ||
+    fail "run (scalar kernels): $(cat "$work/err")"
+  echo "mxfp4 ok: $bytes bytes (F32: $f32_bytes); '$resident'"
   ;;
 *) fail "unknown part $part" ;;
 esac
