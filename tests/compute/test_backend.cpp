@@ -306,6 +306,20 @@ class CountingBackend final : public compute::ComputeBackend {
     ++calls["softcap"];
     inner_.softcap(x, n, cap);
   }
+  void moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
+                 std::int32_t* ids, float* weights) override {
+    ++calls["moe_route"];
+    inner_.moe_route(logits, rows, n_expert, k, normalize, ids, weights);
+  }
+  void gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) override {
+    ++calls["gather_rows"];
+    inner_.gather_rows(x, n, rows, out);
+  }
+  void scatter_add_rows(float* y, std::int64_t n, std::span<const std::int32_t> rows, const float* weights,
+                        const float* src) override {
+    ++calls["scatter_add_rows"];
+    inner_.scatter_add_rows(y, n, rows, weights, src);
+  }
   void kv_store(const compute::KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats, const float* k,
                 const float* v) override {
     ++calls["kv_store"];
@@ -433,6 +447,9 @@ class NarrowBackend final : public compute::ComputeBackend {
   void add_rows(float*, const float*, std::int64_t, std::int64_t) override { FAIL(); }
   void scale(float*, std::int64_t, float) override { FAIL(); }
   void softcap(float*, std::int64_t, float) override { FAIL(); }
+  void moe_route(const float*, std::int64_t, std::int64_t, std::int32_t, bool, std::int32_t*, float*) override { FAIL(); }
+  void gather_rows(const float*, std::int64_t, std::span<const std::int32_t>, float*) override { FAIL(); }
+  void scatter_add_rows(float*, std::int64_t, std::span<const std::int32_t>, const float*, const float*) override { FAIL(); }
   void kv_store(const compute::KvLayerView&, std::int64_t, std::int64_t, std::int64_t, const float*, const float*) override {
     FAIL();
   }
