@@ -1,5 +1,6 @@
 // Mixture-of-experts models (qwen3moe, llama with experts = Mixtral), written by synth:
-//  - expert_slice cuts expert e's rows out of a stacked expert tensor;
+//  - expert_slice cuts expert e's rows out of a stacked expert tensor, and a pass's scratch (what
+//    the planner counts per row) holds the expert buffers;
 //  - a GGUF streamed block by block (every block read whole, all its experts) gives the in-RAM
 //    logits bit for bit, prefill and decode, with a ring that turns over every pass;
 //  - a sequence's logits do not depend on the other sequences of its pass (experts run on the
@@ -64,6 +65,30 @@ TEST(Moe, ExpertSliceIsTheExpertsRows) {
     EXPECT_EQ(v.bytes, 5u * 64 * 4);
     EXPECT_EQ(v.data, bytes.data() + e * 5 * 64 * 4);
   }
+}
+
+// The planner counts a pass's rows with Transformer::scratch_bytes: with experts a row holds one
+// expert's activations (n_ff_exp, not the dense feed_forward_length a qwen3moe file also
+// carries), the gathered input and the expert's output, the router logits and its routes.
+TEST(Moe, ScratchBytesCountTheExpertBuffers) {
+  ModelConfig c;
+  c.n_embd = 128;
+  c.n_head = 4;
+  c.n_head_kv = 2;
+  c.head_dim = 32;
+  c.n_ff = 6144;  // unused by a MoE layer
+  c.n_expert = 128;
+  c.n_expert_used = 8;
+  c.n_ff_exp = 64;
+  const std::uint64_t row = 2 * 128      // xn, proj
+                            + 2 * 128    // q, att
+                            + 2 * 64     // k, v
+                            + 2 * 64     // gate, up: one expert's width
+                            + 2 * 128    // moe_x, moe_out
+                            + 128        // router logits
+                            + 4 * 8;     // route ids and weights, by row and by expert
+  EXPECT_EQ(Transformer::scratch_bytes(c, 1), row * sizeof(float));
+  EXPECT_EQ(Transformer::scratch_bytes(c, 512), 512 * row * sizeof(float));
 }
 
 class MoeStreamParity : public ::testing::TestWithParam<std::string> {};
