@@ -221,10 +221,12 @@ void Transformer::moe_ffn(const BlockWeights& w, std::int64_t n) {
   backend_->moe_route(router_logits_.data(), n, n_expert, k, /*normalize=*/true, route_ids_.data(), route_weights_.data());
   // Group the routes by expert (a counting sort, rows ascending within an expert):
   // expert_rows_/expert_weights_[first[e] .. first[e + 1]) are the rows routed to e and their weights.
-  std::vector<std::int64_t> first(std::size_t(n_expert) + 1, 0);
+  std::vector<std::int64_t>& first = expert_first_;
+  first.assign(std::size_t(n_expert) + 1, 0);
   for (std::int64_t i = 0; i < n * k; ++i) ++first[std::size_t(route_ids_[std::size_t(i)]) + 1];
   for (std::int64_t e = 0; e < n_expert; ++e) first[std::size_t(e) + 1] += first[std::size_t(e)];
-  std::vector<std::int64_t> next(first.begin(), first.end() - 1);
+  std::vector<std::int64_t>& next = expert_next_;
+  next.assign(first.begin(), first.end() - 1);
   for (std::int64_t r = 0; r < n; ++r) {
     for (std::int32_t j = 0; j < k; ++j) {
       const std::size_t route = std::size_t(r * k + j);

@@ -123,6 +123,7 @@ class Transformer {
   // expert_rows_, expert_weights_ (n * k) the same routes grouped by expert.
   std::vector<float> moe_x_, moe_out_, router_logits_, route_weights_, expert_weights_;
   std::vector<std::int32_t> route_ids_, expert_rows_;
+  std::vector<std::int64_t> expert_first_, expert_next_;  // (n_expert + 1), (n_expert): the grouping's offsets
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;

@@ -5,6 +5,7 @@
 #     in passes of 3 tokens, and converted to a pack: the float32 logits and the JSON identical;
 #   - the named real shapes qwen3-30b-a3b and mixtral-8x7b with --no-data: the parameter counts of
 #     the real models, and a plan whose ring slots hold a whole block of experts;
+#   - mixtral-8x7b into a /dev/shm too small for it is refused, after the size is printed;
 #   - synth refuses experts on an architecture without them, qwen3moe without --experts, and a
 #     named shape written as another architecture, naming the flag.
 # Usage: test_moe_cli.sh SLUICE
@@ -66,6 +67,19 @@ grep -q "slots x 778.7 MiB" "$work/mx.plan" || fail "mixtral-8x7b ring slots are
 "$sluice" run -m "$work/q30.gguf" --plan-only --stream on --mem-budget 4GiB -c 512 > "$work/q30.plan" 2>&1 \
   || fail "qwen3-30b-a3b --plan-only: $(cat "$work/q30.plan")"
 grep -q "slots x 335.1 MiB" "$work/q30.plan" || fail "qwen3-30b-a3b ring slots are not a whole block: $(cat "$work/q30.plan")"
+
+# Without --no-data the free-space check sees the experts: mixtral-8x7b (26.3 GB in Q4_0) into
+# /dev/shm, when that tmpfs is smaller, is refused before anything is written.
+if [[ -d /dev/shm ]] && (( $(df -Pk /dev/shm | awk 'NR == 2 { print $4 }') < 25 * 1000 * 1000 )); then
+  out="/dev/shm/sluice-moe-no-room-$$.gguf"
+  rc=0; "$sluice" synth "$out" --shape mixtral-8x7b --type Q4_0 > "$work/room.out" 2> "$work/room.err" || rc=$?
+  [[ $rc != 0 ]] || { rm -f "$out"; fail "mixtral-8x7b into /dev/shm exited 0"; }
+  grep -qF "26,341,096,672 bytes" "$work/room.out" || fail "no size before the refusal: $(cat "$work/room.out")"
+  grep -q "not enough free space in /dev/shm" "$work/room.err" || fail "no refusal naming /dev/shm: $(cat "$work/room.err")"
+  ls /dev/shm/sluice-moe-no-room-$$* > /dev/null 2>&1 && { rm -f /dev/shm/sluice-moe-no-room-$$*; fail "a file was left in /dev/shm"; }
+else
+  echo "note: /dev/shm missing or larger than mixtral-8x7b: the no-room refusal is not checked here"
+fi
 
 # Refusals, naming the flag; nothing written.
 refused() {  # WORDS ARGS...
