@@ -149,8 +149,13 @@ ModelConfig config_from_metadata(const Metadata& md) {
     c.n_expert = key.count("expert_count", 1, kMaxExperts, std::nullopt);
     c.n_expert_used = key.count("expert_used_count", 1, std::uint64_t(c.n_expert), std::nullopt);
     c.n_ff_exp = c.n_ff;
+    c.n_ff_exp_key = a + "feed_forward_length";
     if (c.arch == Arch::qwen3moe) {
       const std::uint64_t fallback = std::max<std::uint64_t>(std::uint64_t(c.n_ff / c.n_expert_used), 1);
+      c.n_ff_exp_key = key.has("expert_feed_forward_length")
+                           ? a + "expert_feed_forward_length"
+                           : fmt::format("{}feed_forward_length / {}expert_used_count ({}expert_feed_forward_length absent)",
+                                         a, a, a);
       c.n_ff_exp = key.count("expert_feed_forward_length", 1, kMaxFeedForward, fallback);
     }
   } else if (md.get_uint(a + "expert_used_count").value_or(0) != 0) {

@@ -66,6 +66,7 @@ struct ModelConfig {
   std::int64_t n_expert = 0;
   std::int64_t n_expert_used = 0;
   std::int64_t n_ff_exp = 0;         // one expert's feed-forward length
+  std::string n_ff_exp_key;          // where n_ff_exp came from (for messages)
 
   bool is_moe() const { return n_expert > 0; }
 

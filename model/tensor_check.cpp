@@ -94,10 +94,7 @@ std::vector<Expected> expected_tensors(const ModelConfig& c) {
     if (c.is_moe()) {
       // The keys by name: a shape that disagrees says which key gave the expected size.
       const std::string count = fmt::format("{}.expert_count = {}", c.arch_name, c.n_expert);
-      const std::string width =
-          fmt::format("{} = {}",
-                      c.arch == Arch::qwen3moe ? c.arch_name + ".expert_feed_forward_length" : c.arch_name + ".feed_forward_length",
-                      c.n_ff_exp);
+      const std::string width = fmt::format("{} = {}", c.n_ff_exp_key, c.n_ff_exp);
       block(kFfnGateInp, {E, X}, fmt::format("n_embd x {}", count), Role::matrix, true);
       block(kFfnGateExps, {E, FX, X}, fmt::format("n_embd x {} x {}", width, count), Role::matrix, true);
       block(kFfnUpExps, {E, FX, X}, fmt::format("n_embd x {} x {}", width, count), Role::matrix, true);

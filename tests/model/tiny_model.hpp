@@ -281,6 +281,10 @@ inline std::vector<BadModelCase> bad_metadata_cases() {
   u32("qwen3moe", "expert_used_count", 0, {"at least 1"});
   u32("qwen3moe", "expert_used_count", 5, {"limit of 4"});
   u32("qwen3moe", "expert_feed_forward_length", 64, {"ffn_gate_exps.weight", "[64, 32, 4]", "[64, 64, 4]"});
+  cases.push_back({"qwen3moe_expert_width_from_the_dense_width", "qwen3moe",
+                   [](TinyModel& m) { std::erase_if(m.metadata, [](auto& kv) { return kv.first == "qwen3moe.expert_feed_forward_length"; }); },
+                   {"blk.0.ffn_gate_exps.weight", "[64, 48, 4]",
+                    "qwen3moe.feed_forward_length / qwen3moe.expert_used_count (qwen3moe.expert_feed_forward_length absent) = 48"}});
   cases.push_back({"mixtral_wrong_expert_count", "mixtral", [](TinyModel& m) { m.set_u32("llama.expert_count", 8); },
                    {"blk.0.ffn_gate_inp.weight", "[64, 4]", "[64, 8]", "llama.expert_count = 8"}});
   cases.push_back({"mixtral_expert_used_past_count", "mixtral", [](TinyModel& m) { m.set_u32("llama.expert_used_count", 5); },
