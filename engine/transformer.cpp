@@ -194,7 +194,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   add_branch(proj_.data(), w.post_attn_norm);
 
   // Feed-forward: x += [post_norm] W_down (act(W_gate xn) * W_up xn), xn = rmsnorm(x);
-  // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3)
+  // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3); with experts, moe_ffn
   norm_rows(x, w.ffn_norm, xn_.data(), n, d, tmp_a_);
   if (c.is_moe()) {
     moe_ffn(w, n);
@@ -223,7 +223,11 @@ void Transformer::moe_ffn(const BlockWeights& w, std::int64_t n) {
   // expert_rows_/expert_weights_[first[e] .. first[e + 1]) are the rows routed to e and their weights.
   std::vector<std::int64_t>& first = expert_first_;
   first.assign(std::size_t(n_expert) + 1, 0);
-  for (std::int64_t i = 0; i < n * k; ++i) ++first[std::size_t(route_ids_[std::size_t(i)]) + 1];
+  for (std::int64_t i = 0; i < n * k; ++i) {
+    const std::int32_t e = route_ids_[std::size_t(i)];
+    SLUICE_ASSERT(e >= 0 && e < n_expert);  // moe_route's contract
+    ++first[std::size_t(e) + 1];
+  }
   for (std::int64_t e = 0; e < n_expert; ++e) first[std::size_t(e) + 1] += first[std::size_t(e)];
   std::vector<std::int64_t>& next = expert_next_;
   next.assign(first.begin(), first.end() - 1);
