@@ -79,6 +79,21 @@ class ComputeBackend {
   // x = cap * tanh(x * (1 / cap)) (n floats), in llama.cpp's order of roundings.
   virtual void softcap(float* x, std::int64_t n, float cap) = 0;
 
+  // ---- mixture of experts ----
+  // Routing of `rows` tokens over n_expert experts (llama.cpp's build_moe_ffn with softmax gating):
+  // p = softmax(logits row); ids (rows, k) = the k most probable experts, most probable first
+  // (equal probabilities: the lower id first); weights (rows, k) = their p, divided by their sum
+  // (summed in double, clamped below at 2^-14 as llama.cpp does) when `normalize`.
+  // 1 <= k <= n_expert.
+  virtual void moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
+                         std::int32_t* ids, float* weights) = 0;
+  // out (rows.size(), n) = rows rows[i] of x (n floats each): the tokens routed to one expert.
+  virtual void gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) = 0;
+  // y row rows[i] += weights[i] * src row i (n floats each; the product rounded, then added), for
+  // i in order: an expert's output joining each token's sum. src must not alias y.
+  virtual void scatter_add_rows(float* y, std::int64_t n, std::span<const std::int32_t> rows, const float* weights,
+                                const float* src) = 0;
+
   // ---- attention ----
   // Writes `rows` consecutive K and V rows (row_floats floats each) at positions pos0.. of kv.
   virtual void kv_store(const KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats,

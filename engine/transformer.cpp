@@ -10,6 +10,9 @@
 namespace sluice {
 
 namespace {
+// The width of the FFN activations (gate, up): a dense FFN's n_ff, or one expert's.
+std::int64_t ffn_width(const ModelConfig& c) { return c.is_moe() ? c.n_ff_exp : c.n_ff; }
+
 cache::KvShape single_sequence(const ModelConfig& c, std::int64_t n_ctx) {
   cache::KvShape shape;
   shape.n_layer = c.n_layer;
@@ -58,8 +61,11 @@ void Transformer::set_max_pass_tokens(std::int64_t n) {
 
 std::uint64_t Transformer::scratch_bytes(const ModelConfig& c, std::int64_t n_tokens) {
   // One row of each buffer of ensure_scratch(): xn, proj (d); q, att (n_head * hd); k, v (kv
-  // width); gate, up (n_ff).
-  const std::int64_t row = 2 * c.n_embd + 2 * c.n_head * c.head_dim + 2 * c.n_head_kv * c.head_dim + 2 * c.n_ff;
+  // width); gate, up (n_ff, or one expert's n_ff_exp); with experts also moe_x, moe_out (d),
+  // router logits (n_expert) and the routes (4 x n_expert_used: ids and weights by row and by
+  // expert; int32 and float are both 4 bytes).
+  std::int64_t row = 2 * c.n_embd + 2 * c.n_head * c.head_dim + 2 * c.n_head_kv * c.head_dim + 2 * ffn_width(c);
+  if (c.is_moe()) row += 2 * c.n_embd + c.n_expert + 4 * c.n_expert_used;
   return std::uint64_t(n_tokens) * std::uint64_t(row) * sizeof(float);
 }
 
@@ -75,8 +81,18 @@ void Transformer::ensure_scratch(std::int64_t n) {
   v_.resize(rows * kv_dim_);
   att_.resize(rows * c.n_head * c.head_dim);
   proj_.resize(rows * c.n_embd);
-  gate_.resize(rows * c.n_ff);
-  up_.resize(rows * c.n_ff);
+  gate_.resize(rows * ffn_width(c));
+  up_.resize(rows * ffn_width(c));
+  if (c.is_moe()) {
+    const std::size_t routes = rows * std::size_t(c.n_expert_used);
+    moe_x_.resize(rows * c.n_embd);
+    moe_out_.resize(rows * c.n_embd);
+    router_logits_.resize(rows * c.n_expert);
+    route_ids_.resize(routes);
+    route_weights_.resize(routes);
+    expert_rows_.resize(routes);
+    expert_weights_.resize(routes);
+  }
   scratch_tokens_ = n;
 }
 
@@ -137,7 +153,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   add_bias(w.bq, q_.data(), q_dim);
   add_bias(w.bk, k_.data(), kv_dim_);
   add_bias(w.bv, v_.data(), kv_dim_);
-  if (c.qk_norm) {  // gemma3: RMSNorm over each head of q and k (rows of head_dim), before RoPE
+  if (c.qk_norm) {  // gemma3, qwen3moe: RMSNorm over each head of q and k (rows of head_dim), before RoPE
     norm_rows(q_.data(), w.q_norm, q_.data(), n * c.n_head, hd, tmp_a_);
     norm_rows(k_.data(), w.k_norm, k_.data(), n * c.n_head_kv, hd, tmp_b_);
   }
@@ -178,8 +194,13 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   add_branch(proj_.data(), w.post_attn_norm);
 
   // Feed-forward: x += [post_norm] W_down (act(W_gate xn) * W_up xn), xn = rmsnorm(x);
-  // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3)
+  // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3); with experts, moe_ffn
   norm_rows(x, w.ffn_norm, xn_.data(), n, d, tmp_a_);
+  if (c.is_moe()) {
+    moe_ffn(w, n);
+    add_branch(proj_.data(), w.post_ffn_norm);
+    return;
+  }
   linear(w.w_gate, xn_.data(), n, gate_.data());
   linear(w.w_up, xn_.data(), n, up_.data());
   if (c.ffn_gelu) {
@@ -189,6 +210,50 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   }
   linear(w.w_down, gate_.data(), n, proj_.data());
   add_branch(proj_.data(), w.post_ffn_norm);
+}
+
+void Transformer::moe_ffn(const BlockWeights& w, std::int64_t n) {
+  const ModelConfig& c = config_;
+  const std::int64_t d = c.n_embd, ff = c.n_ff_exp, n_expert = c.n_expert;
+  const auto k = static_cast<std::int32_t>(c.n_expert_used);
+  // Route: router_logits (n, n_expert) = W_router xn; route_ids, route_weights (n, k).
+  linear(w.router, xn_.data(), n, router_logits_.data());
+  backend_->moe_route(router_logits_.data(), n, n_expert, k, /*normalize=*/true, route_ids_.data(), route_weights_.data());
+  // Group the routes by expert (a counting sort, rows ascending within an expert):
+  // expert_rows_/expert_weights_[first[e] .. first[e + 1]) are the rows routed to e and their weights.
+  std::vector<std::int64_t>& first = expert_first_;
+  first.assign(std::size_t(n_expert) + 1, 0);
+  for (std::int64_t i = 0; i < n * k; ++i) {
+    const std::int32_t e = route_ids_[std::size_t(i)];
+    SLUICE_ASSERT(e >= 0 && e < n_expert);  // moe_route's contract
+    ++first[std::size_t(e) + 1];
+  }
+  for (std::int64_t e = 0; e < n_expert; ++e) first[std::size_t(e) + 1] += first[std::size_t(e)];
+  std::vector<std::int64_t>& next = expert_next_;
+  next.assign(first.begin(), first.end() - 1);
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int32_t j = 0; j < k; ++j) {
+      const std::size_t route = std::size_t(r * k + j);
+      const std::size_t at = std::size_t(next[std::size_t(route_ids_[route])]++);
+      expert_rows_[at] = static_cast<std::int32_t>(r);
+      expert_weights_[at] = route_weights_[route];
+    }
+  }
+  // proj (n, d) = sum over the routes of weight * down_e(silu(gate_e x) * up_e x), added expert
+  // by expert in id order: a row's sum does not depend on the other rows of the pass.
+  std::fill_n(proj_.begin(), std::size_t(n * d), 0.0f);
+  for (std::int64_t e = 0; e < n_expert; ++e) {
+    const std::int64_t begin = first[std::size_t(e)], m = first[std::size_t(e) + 1] - begin;
+    if (m == 0) continue;  // no row of this pass chose expert e: its weights are not touched
+    const std::span<const std::int32_t> rows(expert_rows_.data() + begin, std::size_t(m));
+    // moe_x (m, d): the rows routed to e; gate, up (m, ff); moe_out (m, d).
+    backend_->gather_rows(xn_.data(), d, rows, moe_x_.data());
+    linear(expert_slice(w.gate_exps, e), moe_x_.data(), m, gate_.data());
+    linear(expert_slice(w.up_exps, e), moe_x_.data(), m, up_.data());
+    backend_->swiglu(gate_.data(), up_.data(), gate_.data(), m * ff);
+    linear(expert_slice(w.down_exps, e), gate_.data(), m, moe_out_.data());
+    backend_->scatter_add_rows(proj_.data(), d, rows, expert_weights_.data() + begin, moe_out_.data());
+  }
 }
 
 void Transformer::check_spans(std::span<const SeqSpan> spans) const {

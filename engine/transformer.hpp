@@ -6,7 +6,7 @@
 // decides what to compute, the backend how.
 //
 // Architectures (model/model_config.hpp): llama and qwen2 (pre-norm, SwiGLU; qwen2 adds q/k/v
-// biases), and gemma3 as llama.cpp's graph has it: embedding scaled by sqrt(n_embd), per-head
+// biases), qwen3moe (per-head RMSNorm of q and k, experts), llama with experts (Mixtral), and gemma3 as llama.cpp's graph has it: embedding scaled by sqrt(n_embd), per-head
 // RMSNorm of q and k before RoPE, q scaled before attention, RMSNorm of the attention and FFN
 // outputs before they join the residual, GeGLU, and sliding-window (local) layers with their
 // own RoPE base interleaved with global ones.
@@ -16,7 +16,12 @@
 //   xn    (n, d)             normalised input of attention / FFN
 //   q     (n, n_head * hd)   queries;  k, v (n, n_head_kv * hd)
 //   att   (n, n_head * hd)   attention output before the output projection
-//   gate, up (n, n_ff)       FFN activations
+//   gate, up (n, n_ff)       FFN activations (n_ff_exp wide with experts: one expert's rows)
+//
+// Mixture of experts (qwen3moe, Mixtral): the FFN is n_expert SwiGLU experts; each row's router
+// logits (W_router xn) pick n_expert_used of them (backend moe_route: softmax, top-k, weights
+// renormalised), and each expert runs once per pass on the rows routed to it (gathered), its
+// weighted output added to those rows (scattered). An expert no row chose is not computed.
 //   kv cache (cache/kv_cache.hpp): per layer, per sequence, ctx positions of K and V
 //
 // A batch may hold several sequences (layer-major batching): x's rows are grouped in SeqSpans,
@@ -101,6 +106,8 @@ class Transformer {
   void ensure_scratch(std::int64_t n);
   const float* f32(const TensorView& t, std::vector<float>& tmp) const;
   void linear(const TensorView& w, const float* x, std::int64_t n, float* y) const;
+  // proj_ (n, d) <- the mixture-of-experts FFN of xn_'s n rows (see block()).
+  void moe_ffn(const BlockWeights& w, std::int64_t n);
 
   ModelConfig config_;
   std::int64_t n_ctx_;
@@ -111,6 +118,12 @@ class Transformer {
   std::vector<cache::KvWrite> writes_;
   std::vector<float> xn_, q_, k_, v_, att_, proj_, gate_, up_;
   std::vector<float> tmp_a_, tmp_b_;
+  // Mixture of experts (k = n_expert_used): moe_x_, moe_out_ (n, d) one expert's input and output
+  // rows; router_logits_ (n, n_expert); route_ids_, route_weights_ (n, k) each row's experts;
+  // expert_rows_, expert_weights_ (n * k) the same routes grouped by expert.
+  std::vector<float> moe_x_, moe_out_, router_logits_, route_weights_, expert_weights_;
+  std::vector<std::int32_t> route_ids_, expert_rows_;
+  std::vector<std::int64_t> expert_first_, expert_next_;  // (n_expert + 1), (n_expert): the grouping's offsets
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <stdexcept>
 
+#include "common/assert.hpp"
 #include "common/error.hpp"
 #include "model/tensor_names.hpp"
 
@@ -29,20 +30,43 @@ BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, s
   w.bk = lookup(p(kAttnKBias));
   w.bv = lookup(p(kAttnVBias));
   w.ffn_norm = require(lookup, p(kFfnNorm), source);
-  w.w_gate = require(lookup, p(kFfnGate), source);
-  w.w_up = require(lookup, p(kFfnUp), source);
-  w.w_down = require(lookup, p(kFfnDown), source);
+  if (config.is_moe()) {
+    w.router = require(lookup, p(kFfnGateInp), source);
+    w.gate_exps = require(lookup, p(kFfnGateExps), source);
+    w.up_exps = require(lookup, p(kFfnUpExps), source);
+    w.down_exps = require(lookup, p(kFfnDownExps), source);
+  } else {
+    w.w_gate = require(lookup, p(kFfnGate), source);
+    w.w_up = require(lookup, p(kFfnUp), source);
+    w.w_down = require(lookup, p(kFfnDown), source);
+  }
   if (config.arch == Arch::qwen2 && !(w.bq && w.bk && w.bv)) {
     throw Exception(ErrorContext{ErrorKind::corrupt, source, fmt::format("blk.{}", il)},
                     fmt::format("{}: qwen2 block {} lacks its q/k/v biases", source, il));
   }
-  if (config.arch == Arch::gemma3) {
+  if (config.qk_norm) {
     w.q_norm = require(lookup, p(kAttnQNorm), source);
     w.k_norm = require(lookup, p(kAttnKNorm), source);
+  }
+  if (config.arch == Arch::gemma3) {
     w.post_attn_norm = require(lookup, p(kPostAttnNorm), source);
     w.post_ffn_norm = require(lookup, p(kPostFfnNorm), source);
   }
   return w;
+}
+
+TensorView expert_slice(const TensorView& stacked, std::int64_t e) {
+  SLUICE_ASSERT(stacked.dims.size() >= 3 && e >= 0 && e < stacked.dims[2]);
+  const std::int64_t n_expert = stacked.dims[2];
+  // checked_config made bytes = type x shape, so each expert's share is whole rows.
+  SLUICE_ASSERT(stacked.bytes % std::uint64_t(n_expert) == 0);
+  const std::uint64_t expert_bytes = stacked.bytes / std::uint64_t(n_expert);
+  TensorView v;
+  v.type = stacked.type;
+  v.dims = {stacked.dims[0], stacked.dims[1]};
+  v.data = stacked.data + expert_bytes * std::uint64_t(e);
+  v.bytes = expert_bytes;
+  return v;
 }
 
 GlobalWeights bind_globals(const TensorLookup& lookup, const ModelConfig&, const std::string& source) {

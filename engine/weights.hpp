@@ -28,7 +28,14 @@ struct BlockWeights {
   TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv;
   TensorView q_norm, k_norm, post_attn_norm;            // gemma3
   TensorView ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
+  // Mixture of experts (instead of w_gate/w_up/w_down): the router (n_expert rows of n_embd) and
+  // the experts' matrices stacked along the slowest dimension (expert_slice() cuts one out).
+  TensorView router, gate_exps, up_exps, down_exps;
 };
+
+// Expert e's matrix of a stacked expert tensor [cols, rows, n_expert]: a 2-D view of its rows
+// (the bytes are contiguous: experts are the slowest dimension). e in [0, dims[2]).
+TensorView expert_slice(const TensorView& stacked, std::int64_t e);
 
 struct GlobalWeights {
   TensorView tok_embd, output_norm, output, rope_freqs;

@@ -1,5 +1,6 @@
 #include "model/model_config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 #include <limits>
@@ -13,6 +14,7 @@ const char* to_string(Arch arch) {
     case Arch::llama: return "llama";
     case Arch::qwen2: return "qwen2";
     case Arch::gemma3: return "gemma3";
+    case Arch::qwen3moe: return "qwen3moe";
   }
   return "?";
 }
@@ -76,8 +78,10 @@ ModelConfig config_from_metadata(const Metadata& md) {
   if (c.arch_name == "llama") c.arch = Arch::llama;
   else if (c.arch_name == "qwen2") c.arch = Arch::qwen2;
   else if (c.arch_name == "gemma3") c.arch = Arch::gemma3;
+  else if (c.arch_name == "qwen3moe") c.arch = Arch::qwen3moe;
   else {
-    throw std::runtime_error(fmt::format("{}: general.architecture = '{}': not supported (sluice runs llama, qwen2, gemma3)",
+    throw std::runtime_error(fmt::format("{}: general.architecture = '{}': not supported (sluice runs llama, qwen2, gemma3, "
+                                         "qwen3moe)",
                                          md.source(), c.arch_name));
   }
   const std::string a = c.arch_name + ".";
@@ -138,8 +142,30 @@ ModelConfig config_from_metadata(const Metadata& md) {
     c.n_vocab = std::int64_t(tokens->size());
     c.n_vocab_key = "tokenizer.ggml.tokens";
   }
+  // Experts, as llama.cpp's load_hparams reads them: qwen3moe always has them; llama (Mixtral)
+  // when expert_count > 0. An expert's width: qwen3moe's expert_feed_forward_length (absent:
+  // feed_forward_length / expert_used_count); llama's experts are feed_forward_length wide.
+  if (c.arch == Arch::qwen3moe || (c.arch == Arch::llama && md.get_uint(a + "expert_count").value_or(0) != 0)) {
+    c.n_expert = key.count("expert_count", 1, kMaxExperts, std::nullopt);
+    c.n_expert_used = key.count("expert_used_count", 1, std::uint64_t(c.n_expert), std::nullopt);
+    c.n_ff_exp = c.n_ff;
+    c.n_ff_exp_key = a + "feed_forward_length";
+    if (c.arch == Arch::qwen3moe) {
+      const std::uint64_t fallback = std::max<std::uint64_t>(std::uint64_t(c.n_ff / c.n_expert_used), 1);
+      c.n_ff_exp_key = key.has("expert_feed_forward_length")
+                           ? a + "expert_feed_forward_length"
+                           : fmt::format("{}feed_forward_length / {}expert_used_count ({}expert_feed_forward_length absent)",
+                                         a, a, a);
+      c.n_ff_exp = key.count("expert_feed_forward_length", 1, kMaxFeedForward, fallback);
+    }
+  } else if (md.get_uint(a + "expert_used_count").value_or(0) != 0) {
+    key.fail("expert_used_count", std::to_string(*md.get_uint(a + "expert_used_count")),
+             fmt::format("needs {}expert_count > 0 (a dense model routes to no experts)", a));
+  }
   // llama pairs adjacent dims (the converter permutes Q/K for it); qwen2 and gemma3 use NEOX.
   c.rope_neox = c.arch != Arch::llama;
+  // qwen3moe (llama.cpp's src/models/qwen3moe.cpp): RMSNorm of each head of q and k before RoPE.
+  if (c.arch == Arch::qwen3moe) c.qk_norm = true;
   if (c.arch == Arch::gemma3) {
     // As llama.cpp's llama_model_gemma3::load_arch_hparams and its graph (src/models/gemma3.cpp).
     c.embedding_scale = std::sqrt(float(c.n_embd));

@@ -10,7 +10,7 @@
 
 namespace sluice {
 
-enum class Arch { llama, qwen2, gemma3 };
+enum class Arch { llama, qwen2, gemma3, qwen3moe };
 const char* to_string(Arch arch);
 
 // Limits on hyper-parameters read from a file, each well above any released model (largest
@@ -24,6 +24,8 @@ inline constexpr std::uint64_t kMaxHeads = 1u << 14;
 inline constexpr std::uint64_t kMaxHeadDim = 1u << 14;
 inline constexpr std::uint64_t kMaxVocabulary = 1u << 24;
 inline constexpr std::uint64_t kMaxContext = 1u << 30;
+// Experts per MoE layer: llama.cpp's LLAMA_MAX_EXPERTS (the largest released models have 384).
+inline constexpr std::uint64_t kMaxExperts = 512;
 
 struct ModelConfig {
   Arch arch = Arch::llama;
@@ -57,6 +59,16 @@ struct ModelConfig {
   bool post_norms = false;
   bool ffn_gelu = false;             // GeGLU (tanh GELU) instead of SwiGLU
   float final_softcap = 0.0f;        // logits <- cap * tanh(logits / cap); 0: none
+  // Mixture of experts (qwen3moe; llama with {arch}.expert_count > 0, i.e. Mixtral): every
+  // layer's FFN is n_expert SwiGLU experts of width n_ff_exp, of which a router (softmax over
+  // ffn_gate_inp's logits) picks n_expert_used per token, weighted by their probabilities
+  // renormalised to sum 1 (llama.cpp's build_moe_ffn with norm_w). 0 experts: a dense FFN.
+  std::int64_t n_expert = 0;
+  std::int64_t n_expert_used = 0;
+  std::int64_t n_ff_exp = 0;         // one expert's feed-forward length
+  std::string n_ff_exp_key;          // where n_ff_exp came from (for messages)
+
+  bool is_moe() const { return n_expert > 0; }
 
   // Is layer `il` a sliding-window (local) layer?
   bool is_local_layer(std::int64_t il) const {

@@ -68,6 +68,7 @@ std::vector<Expected> expected_tensors(const ModelConfig& c) {
   const auto E = std::uint64_t(c.n_embd), V = std::uint64_t(c.n_vocab), F = std::uint64_t(c.n_ff);
   const auto Q = std::uint64_t(c.n_head * c.head_dim), K = std::uint64_t(c.n_head_kv * c.head_dim);
   const auto D = std::uint64_t(c.head_dim);
+  const auto X = std::uint64_t(c.n_expert), FX = std::uint64_t(c.n_ff_exp);
   std::vector<Expected> out;
   using namespace names;
   const std::string embd(kTokenEmbd), output(kOutput);
@@ -90,12 +91,24 @@ std::vector<Expected> expected_tensors(const ModelConfig& c) {
     block(kAttnKBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2);
     block(kAttnVBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2);
     block(kFfnNorm, {E}, "n_embd", Role::vector, true);
-    block(kFfnGate, {E, F}, "n_embd x n_ff", Role::matrix, true);
-    block(kFfnUp, {E, F}, "n_embd x n_ff", Role::matrix, true);
-    block(kFfnDown, {F, E}, "n_ff x n_embd", Role::matrix, true);
-    if (gemma3) {
+    if (c.is_moe()) {
+      // The keys by name: a shape that disagrees says which key gave the expected size.
+      const std::string count = fmt::format("{}.expert_count = {}", c.arch_name, c.n_expert);
+      const std::string width = fmt::format("{} = {}", c.n_ff_exp_key, c.n_ff_exp);
+      block(kFfnGateInp, {E, X}, fmt::format("n_embd x {}", count), Role::matrix, true);
+      block(kFfnGateExps, {E, FX, X}, fmt::format("n_embd x {} x {}", width, count), Role::matrix, true);
+      block(kFfnUpExps, {E, FX, X}, fmt::format("n_embd x {} x {}", width, count), Role::matrix, true);
+      block(kFfnDownExps, {FX, E, X}, fmt::format("{} x n_embd x {}", width, count), Role::matrix, true);
+    } else {
+      block(kFfnGate, {E, F}, "n_embd x n_ff", Role::matrix, true);
+      block(kFfnUp, {E, F}, "n_embd x n_ff", Role::matrix, true);
+      block(kFfnDown, {F, E}, "n_ff x n_embd", Role::matrix, true);
+    }
+    if (c.qk_norm) {
       block(kAttnQNorm, {D}, "head_dim", Role::vector, true);
       block(kAttnKNorm, {D}, "head_dim", Role::vector, true);
+    }
+    if (gemma3) {
       block(kPostAttnNorm, {E}, "n_embd", Role::vector, true);
       block(kPostFfnNorm, {E}, "n_embd", Role::vector, true);
     }
@@ -207,8 +220,9 @@ void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensor
     auto it = by_name.find(e.name);
     if (it == by_name.end()) {
       if (!e.required) continue;
-      throw std::runtime_error(fmt::format("{}: tensor {} is missing ({} {}, block_count {})", source, e.name,
-                                           config.arch_name, e.role == Role::matrix ? "weight" : "vector", config.n_layer));
+      throw std::runtime_error(fmt::format("{}: tensor {} is missing ({} {}, block_count {}{})", source, e.name,
+                                           config.arch_name, e.role == Role::matrix ? "weight" : "vector", config.n_layer,
+                                           config.is_moe() ? fmt::format(", expert_count {}", config.n_expert) : ""));
     }
     Expected named = e;
     if (e.name == names::kTokenEmbd || e.name == names::kOutput) {

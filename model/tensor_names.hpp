@@ -26,14 +26,20 @@ inline constexpr std::string_view kAttnOutput = "attn_output.weight";
 inline constexpr std::string_view kAttnQBias = "attn_q.bias";
 inline constexpr std::string_view kAttnKBias = "attn_k.bias";
 inline constexpr std::string_view kAttnVBias = "attn_v.bias";
-inline constexpr std::string_view kAttnQNorm = "attn_q_norm.weight";            // gemma3
-inline constexpr std::string_view kAttnKNorm = "attn_k_norm.weight";            // gemma3
+inline constexpr std::string_view kAttnQNorm = "attn_q_norm.weight";            // gemma3, qwen3moe
+inline constexpr std::string_view kAttnKNorm = "attn_k_norm.weight";            // gemma3, qwen3moe
 inline constexpr std::string_view kPostAttnNorm = "post_attention_norm.weight";  // gemma3
 inline constexpr std::string_view kFfnNorm = "ffn_norm.weight";
 inline constexpr std::string_view kFfnGate = "ffn_gate.weight";
 inline constexpr std::string_view kFfnUp = "ffn_up.weight";
 inline constexpr std::string_view kFfnDown = "ffn_down.weight";
 inline constexpr std::string_view kPostFfnNorm = "post_ffw_norm.weight";  // gemma3
+// Mixture of experts (instead of ffn_gate/up/down): the router and the experts stacked along the
+// slowest dimension, so expert e's matrix is a contiguous range of rows (bytes / n_expert each).
+inline constexpr std::string_view kFfnGateInp = "ffn_gate_inp.weight";    // [n_embd, n_expert] router
+inline constexpr std::string_view kFfnGateExps = "ffn_gate_exps.weight";  // [n_embd, n_ff_exp, n_expert]
+inline constexpr std::string_view kFfnUpExps = "ffn_up_exps.weight";      // [n_embd, n_ff_exp, n_expert]
+inline constexpr std::string_view kFfnDownExps = "ffn_down_exps.weight";  // [n_ff_exp, n_embd, n_expert]
 
 inline constexpr std::string_view kBlockPrefix = "blk.";
 

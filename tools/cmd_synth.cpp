@@ -21,6 +21,8 @@ struct SynthCli {
   std::string out, arch = "llama", shape = "tiny", type = "Q4_0", embedding_type = "Q8_0", vocab_from, split_max_size;
   std::int64_t vocab_size = 512;
   std::int64_t embd = 0, layers = 0, heads = 0, kv_heads = 0, ff = 0;
+  std::int64_t experts = 0, experts_used = 0, expert_ff = 0;
+  float router_skew = 0.0f;
   std::uint64_t seed = 1;
   bool tied = false;
   bool llama3_rope = false;
@@ -70,8 +72,13 @@ void add_synth_command(CLI::App& app) {
   if (std::filesystem::exists(default_vocab)) o->vocab_from = default_vocab;
   CLI::App* cmd = app.add_subcommand("synth", "Write a synthetic GGUF model (random well-scaled weights, a real vocabulary).");
   cmd->add_option("output", o->out, "Output GGUF")->required();
-  cmd->add_option("--arch", o->arch, "Architecture")->capture_default_str()->check(CLI::IsMember({"llama", "qwen2", "gemma3"}));
-  cmd->add_option("--shape", o->shape, "tiny, 1b, 7b, 13b, 70b, 100b (then --embd/--layers/... override)")->capture_default_str();
+  CLI::Option* arch = cmd->add_option("--arch", o->arch, "Architecture (llama with --experts: Mixtral)")
+                         ->capture_default_str()
+                         ->check(CLI::IsMember({"llama", "qwen2", "gemma3", "qwen3moe"}));
+  cmd->add_option("--shape", o->shape,
+                  "tiny, 1b, 7b, 13b, 70b, 100b, or the mixtures of experts qwen3-30b-a3b (qwen3moe) and mixtral-8x7b "
+                  "(llama), whose architecture and vocabulary size they set (then --embd/--layers/... override)")
+      ->capture_default_str();
   cmd->add_option("--type", o->type, "Quant type of the matrices")->capture_default_str();
   cmd->add_option("--embedding-type", o->embedding_type, "Quant type of token_embd")->capture_default_str();
   CLI::Option* vocab_from = cmd->add_option("--vocab-from", o->vocab_from,
@@ -89,10 +96,19 @@ void add_synth_command(CLI::App& app) {
   CLI::Option* heads = cmd->add_option("--heads", o->heads, "Override: attention heads");
   CLI::Option* kv_heads = cmd->add_option("--kv-heads", o->kv_heads, "Override: KV heads (GQA)");
   CLI::Option* ff = cmd->add_option("--ff", o->ff, "Override: feed-forward length");
+  CLI::Option* experts = cmd->add_option("--experts", o->experts,
+                                         "Mixture of experts (qwen3moe, llama): experts per layer (llama with experts is Mixtral)");
+  CLI::Option* experts_used = cmd->add_option("--experts-used", o->experts_used, "Mixture of experts: experts each token uses");
+  CLI::Option* expert_ff =
+      cmd->add_option("--expert-ff", o->expert_ff, "qwen3moe: one expert's feed-forward length (default: --ff)");
+  cmd->add_option("--router-skew", o->router_skew,
+                  "Mixture of experts: expert popularity follows a power law with this exponent, in a different order "
+                  "per layer (0: no preference)")
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Weights seed")->capture_default_str();
   cmd->add_flag("--tied", o->tied, "No output.weight: the head reuses token_embd");
   cmd->add_flag("--llama3-rope", o->llama3_rope, "Llama 3.1 rope scaling (rope_freqs.weight, base 500000)");
-  cmd->add_option("--head-dim", o->head_dim, "gemma3: key/value length per head (0: embd / heads)");
+  cmd->add_option("--head-dim", o->head_dim, "gemma3, qwen3moe: key/value length per head (0: the shape's, else embd / heads)");
   cmd->add_option("--sliding-window", o->sliding_window, "gemma3: sliding window of the local layers (0: none)");
   cmd->add_option("--swa-pattern", o->swa_pattern,
                   "gemma3: every Nth layer is global (-1: not written, Gemma 3's 6; 0: all local; 1: all global)");
@@ -103,10 +119,21 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--split-max-size", o->split_max_size,
                   "Write llama.cpp gguf-split shards OUT-00001-of-0000N.gguf ... (OUT less .gguf) of at most SIZE "
                   "(4GiB, 500MiB, bytes) each, as `sluice split --max-size` would cut the model, with no unsplit copy");
-  cmd->callback([o, embd, layers, heads, kv_heads, ff, vocab_size] {
+  cmd->callback([o, arch, embd, layers, heads, kv_heads, ff, experts, experts_used, expert_ff, vocab_size, vocab_from] {
     SynthOptions s;
     s.arch = o->arch;
-    s.shape = synth_shape(o->shape);
+    try {
+      s.shape = synth_shape(o->shape);
+    } catch (const std::invalid_argument& e) {
+      throw CLI::ValidationError("--shape", e.what());
+    }
+    // A named model's shape is that architecture unless --arch says otherwise (then validation
+    // refuses the mix).
+    if (!s.shape.arch.empty() && arch->count() == 0) s.arch = s.shape.arch;
+    if (experts->count() > 0) s.shape.n_expert = o->experts;
+    if (experts_used->count() > 0) s.shape.n_expert_used = o->experts_used;
+    if (expert_ff->count() > 0) s.shape.n_ff_exp = o->expert_ff;
+    s.router_skew = o->router_skew;
     if (embd->count() > 0) s.shape.n_embd = o->embd;
     if (layers->count() > 0) s.shape.n_layer = o->layers;
     if (heads->count() > 0) s.shape.n_head = o->heads;
@@ -116,6 +143,12 @@ void add_synth_command(CLI::App& app) {
     s.embedding_type = parse_type("--embedding-type", o->embedding_type);
     s.vocab_from = vocab_size->count() > 0 ? std::string() : o->vocab_from;
     s.vocab_size = o->vocab_size;
+    // A named model's vocabulary size: the built-in vocabulary of that many tokens, unless a
+    // vocabulary was asked for.
+    if (s.shape.n_vocab > 0 && vocab_size->count() == 0 && vocab_from->count() == 0) {
+      s.vocab_from.clear();
+      s.vocab_size = s.shape.n_vocab;
+    }
     s.seed = o->seed;
     s.tied_output = o->tied;
     s.llama3_rope = o->llama3_rope;
@@ -143,8 +176,12 @@ void add_synth_command(CLI::App& app) {
     write.progress = progress_printer("synth", kProgressMinBytes);
     const SynthLayout layout = write_synthetic_gguf(o->out, s, write);
     if (layout.files.size() > 1) o->out = fmt::format("{} ... {}", layout.files.front().path, layout.files.back().path);
-    std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {}{})\n", o->out, s.arch, o->type,
-                             s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff,
+    const std::string experts_text =
+        s.shape.n_expert > 0 ? fmt::format(", {} experts ({} per token) of ff {}", s.shape.n_expert, s.shape.n_expert_used,
+                                           s.arch == "qwen3moe" && s.shape.n_ff_exp > 0 ? s.shape.n_ff_exp : s.shape.n_ff)
+                             : "";
+    std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {}{}{})\n", o->out, s.arch, o->type,
+                             s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff, experts_text,
                              s.no_data ? ", no data: tensor bytes are a hole" : "");
   });
 }

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <span>
 #include <stdexcept>
 
@@ -32,7 +33,12 @@ SynthShape synth_shape(const std::string& name) {
   if (name == "13b") return {5120, 40, 40, 40, 13824, 4096};
   if (name == "70b") return {8192, 80, 64, 8, 28672, 4096};
   if (name == "100b") return {10240, 80, 80, 8, 32768, 4096};
-  throw std::invalid_argument(fmt::format("unknown shape '{}' (tiny, 1b, 7b, 13b, 70b, 100b)", name));
+  // Qwen3-30B-A3B's config.json (feed_forward_length: its dense intermediate_size, which the
+  // converter writes though no layer uses it).
+  if (name == "qwen3-30b-a3b") return {2048, 48, 32, 4, 6144, 4096, 128, 8, 768, "qwen3moe", 128, 151936};
+  if (name == "mixtral-8x7b") return {4096, 32, 32, 8, 14336, 4096, 8, 2, 14336, "llama", 0, 32000};
+  throw std::invalid_argument(
+      fmt::format("unknown shape '{}' (tiny, 1b, 7b, 13b, 70b, 100b, qwen3-30b-a3b, mixtral-8x7b)", name));
 }
 
 namespace {
@@ -57,8 +63,10 @@ constexpr std::int64_t kInterleavedRows = 8;
 // A matrix of rows x cols with entries ~ uniform(-a, a), a = sqrt(3) * scale / sqrt(cols), so
 // each output of W x has the variance of x times scale^2: activations neither vanish nor explode.
 // Rows are seeded one by one, so they are made in parallel and in chunks with the same bytes.
+// `first_column` (when set) gives column 0 of each row instead of a random entry: the router
+// skew's shared direction (see SynthOptions::router_skew).
 void random_matrix(GgmlType type, std::int64_t rows, std::int64_t cols, std::uint64_t seed, float scale,
-                   const gguf::Writer::ByteSink& sink) {
+                   const gguf::Writer::ByteSink& sink, const std::function<float(std::int64_t)>& first_column = {}) {
   const std::size_t row_bytes = cpu::row_bytes(type, cols);
   const auto chunk_rows = static_cast<std::int64_t>(std::max<std::uint64_t>(1, kGenerateChunkBytes / row_bytes));
   std::vector<std::byte> out(row_bytes * std::size_t(std::min(rows, chunk_rows)));
@@ -78,6 +86,9 @@ void random_matrix(GgmlType type, std::int64_t rows, std::int64_t cols, std::uin
           state[k] = mix(state[k]);
           block[std::size_t(k * cols + c)] = amplitude * (float(state[k] >> 40) / float(1ull << 24) * 2.0f - 1.0f);
         }
+      }
+      if (first_column) {
+        for (std::int64_t k = 0; k < count; ++k) block[std::size_t(k * cols)] = first_column(first + i0 + k);
       }
       for (std::int64_t k = 0; k < count; ++k) {
         cpu::quantize_row_weights(type, block.data() + k * cols, out.data() + row_bytes * std::size_t(i0 + k), cols);
@@ -113,8 +124,62 @@ std::vector<std::byte> bias(std::int64_t n, std::uint64_t seed) {
 
 }  // namespace
 
+namespace {
+// The key length per head: --head-dim, else the named shape's, else n_embd / n_head.
+std::int64_t synth_head_dim(const SynthOptions& o) {
+  if (o.head_dim > 0) return o.head_dim;
+  if (o.shape.head_dim > 0) return o.shape.head_dim;
+  return o.shape.n_embd / o.shape.n_head;
+}
+// One expert's feed-forward length: qwen3moe's own (default n_ff), llama's n_ff.
+std::int64_t synth_expert_ff(const SynthOptions& o) {
+  return o.arch == "qwen3moe" && o.shape.n_ff_exp > 0 ? o.shape.n_ff_exp : o.shape.n_ff;
+}
+// Column 0 of every embedding row when the router is skewed: the direction each token's residual
+// stream carries (3 standard deviations of the other entries), so a router bias along it is a
+// bias on every token's logits.
+constexpr float kSkewColumn = 3.0f;
+}  // namespace
+
 void validate_synth_options(const SynthOptions& o) {
   const SynthShape& s = o.shape;
+  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "gemma3" && o.arch != "qwen3moe") {
+    throw std::invalid_argument(fmt::format("synth: --arch {}: must be llama, qwen2, gemma3 or qwen3moe", o.arch));
+  }
+  if (!s.arch.empty() && s.arch != o.arch) {
+    throw std::invalid_argument(fmt::format("synth: the shape is a {} model; it cannot be written as --arch {}", s.arch, o.arch));
+  }
+  const bool moe_arch = o.arch == "llama" || o.arch == "qwen3moe";
+  if (s.n_expert > 0 && !moe_arch) {
+    throw std::invalid_argument(fmt::format("synth: --experts applies to --arch qwen3moe and llama (Mixtral), not {}", o.arch));
+  }
+  if (o.arch == "qwen3moe" && s.n_expert == 0) {
+    throw std::invalid_argument("synth: --arch qwen3moe needs --experts N and --experts-used K");
+  }
+  if (s.n_expert > 0) {
+    if (s.n_expert > kMaxSynthExperts) {
+      throw std::invalid_argument(fmt::format("synth: --experts {} is out of range: expected 1 to {}", s.n_expert, kMaxSynthExperts));
+    }
+    if (s.n_expert_used < 1 || s.n_expert_used > s.n_expert) {
+      throw std::invalid_argument(
+          fmt::format("synth: --experts-used {} is out of range: expected 1 to --experts {}", s.n_expert_used, s.n_expert));
+    }
+    if (o.arch == "llama" && s.n_ff_exp != 0 && s.n_ff_exp != s.n_ff) {
+      throw std::invalid_argument("synth: --expert-ff applies to --arch qwen3moe; llama's experts are --ff wide");
+    }
+    if (s.n_ff_exp < 0 || s.n_ff_exp > kMaxSynthFf) {
+      throw std::invalid_argument(fmt::format("synth: --expert-ff {} is out of range: expected 1 to {}", s.n_ff_exp, kMaxSynthFf));
+    }
+  } else if (s.n_expert_used != 0 || s.n_ff_exp != 0) {
+    throw std::invalid_argument("synth: --experts-used and --expert-ff need --experts N");
+  } else if (s.n_expert < 0) {
+    throw std::invalid_argument(fmt::format("synth: --experts {} is out of range: expected 1 to {}", s.n_expert, kMaxSynthExperts));
+  }
+  if (!(o.router_skew >= 0.0f && o.router_skew <= kMaxSynthRouterSkew)) {
+    throw std::invalid_argument(fmt::format("synth: --router-skew {} is out of range: expected 0 to {}", o.router_skew,
+                                            kMaxSynthRouterSkew));
+  }
+  if (o.router_skew > 0.0f && s.n_expert == 0) throw std::invalid_argument("synth: --router-skew needs --experts N");
   const auto check_range = [](const char* flag, std::int64_t v, std::int64_t lo, std::int64_t hi) {
     if (v < lo || v > hi) throw std::invalid_argument(fmt::format("synth: {} {} is out of range: expected {} to {}", flag, v, lo, hi));
   };
@@ -130,16 +195,16 @@ void validate_synth_options(const SynthOptions& o) {
   if (!(o.final_softcap >= 0.0f) || !std::isfinite(o.final_softcap)) {
     throw std::invalid_argument(fmt::format("synth: --final-softcap {} must be a finite number >= 0", o.final_softcap));
   }
-  if (o.head_dim > 0 && o.arch != "gemma3") {
-    throw std::invalid_argument("synth: --head-dim applies to --arch gemma3 only (llama and qwen2 use embd / heads)");
+  if (o.head_dim > 0 && o.arch != "gemma3" && o.arch != "qwen3moe") {
+    throw std::invalid_argument("synth: --head-dim applies to --arch gemma3 and qwen3moe (llama and qwen2 use embd / heads)");
   }
-  if (o.head_dim == 0 && s.n_embd % s.n_head != 0) {
+  if (synth_head_dim(o) == 0 || (o.head_dim == 0 && s.head_dim == 0 && s.n_embd % s.n_head != 0)) {
     throw std::invalid_argument(fmt::format("synth: --embd {} is not a multiple of --heads {}", s.n_embd, s.n_head));
   }
   if (s.n_head % s.n_head_kv != 0) {
     throw std::invalid_argument(fmt::format("synth: --heads {} is not a multiple of --kv-heads {}", s.n_head, s.n_head_kv));
   }
-  const std::int64_t head_dim = o.head_dim > 0 ? o.head_dim : s.n_embd / s.n_head;
+  const std::int64_t head_dim = synth_head_dim(o);
   if (head_dim % 2 != 0) {
     throw std::invalid_argument(fmt::format("synth: the head dimension {} is odd; rope rotates pairs", head_dim));
   }
@@ -157,6 +222,7 @@ void validate_synth_options(const SynthOptions& o) {
   check_rows("--embd", s.n_embd, o.embedding_type, "--embedding-type");
   check_rows("--heads x head dimension", s.n_head * head_dim, o.type, "--type");
   check_rows("--ff", s.n_ff, o.type, "--type");
+  if (s.n_expert > 0) check_rows("--expert-ff", synth_expert_ff(o), o.type, "--type");
 }
 
 namespace {
@@ -182,11 +248,10 @@ std::function<void(const gguf::Writer::ByteSink&)> whole(std::function<std::vect
 }
 
 SynthModel build_model(const SynthOptions& o) {
-  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "gemma3") {
-    throw std::invalid_argument("synth: --arch must be llama, qwen2 or gemma3");
-  }
-  const bool gemma = o.arch == "gemma3";
   validate_synth_options(o);
+  const bool gemma = o.arch == "gemma3";
+  const bool moe = o.shape.n_expert > 0;
+  const bool skew = moe && o.router_skew > 0.0f;
   // The tokenizer.* keys: copied from --vocab-from, or the built-in vocabulary of vocab_size.
   std::vector<std::pair<std::string, gguf::Value>> vocab_keys;
   if (o.vocab_from.empty()) {
@@ -209,8 +274,9 @@ SynthModel build_model(const SynthOptions& o) {
                                             o.vocab_from.empty() ? "the built-in vocabulary" : o.vocab_from, n_vocab, kMaxSynthVocab));
   }
   const SynthShape& s = o.shape;
-  const std::int64_t head_dim = o.head_dim > 0 ? o.head_dim : s.n_embd / s.n_head;
+  const std::int64_t head_dim = synth_head_dim(o);
   const std::int64_t q_dim = s.n_head * head_dim;
+  const std::int64_t ff_exp = synth_expert_ff(o);
 
   SynthModel model;
   // Keys in the order they are set; a key set twice keeps its first place (gguf::Writer::set).
@@ -239,6 +305,15 @@ SynthModel build_model(const SynthOptions& o) {
   const float rope_base = o.llama3_rope ? 500000.0f : (o.arch == "llama" ? 10000.0f : 1000000.0f);
   set_f32(a + "rope.freq_base", rope_base);
   set_f32(a + "attention.layer_norm_rms_epsilon", gemma ? 1e-6f : 1e-5f);
+  if (moe) {  // the keys llama.cpp reads for experts (qwen3moe: and each expert's width)
+    set_u32(a + "expert_count", std::uint32_t(s.n_expert));
+    set_u32(a + "expert_used_count", std::uint32_t(s.n_expert_used));
+    if (o.arch == "qwen3moe") set_u32(a + "expert_feed_forward_length", std::uint32_t(ff_exp));
+  }
+  if (o.arch == "qwen3moe") {
+    set_u32(a + "attention.key_length", std::uint32_t(head_dim));
+    set_u32(a + "attention.value_length", std::uint32_t(head_dim));
+  }
   if (gemma) {  // the keys Gemma 3's converter writes (and the optional ones llama.cpp reads)
     set_u32(a + "attention.key_length", std::uint32_t(head_dim));
     set_u32(a + "attention.value_length", std::uint32_t(head_dim));
@@ -259,15 +334,19 @@ SynthModel build_model(const SynthOptions& o) {
     model.tensors.push_back(SynthTensor{name, type, std::move(dims), bytes, std::move(generate)});
   };
   // A rows x cols matrix (dims {cols, rows}) generated in chunks of rows.
-  auto matrix = [&](GgmlType type, std::int64_t rows, std::int64_t cols, float scale) {
-    return [=, seed = next_seed()](const gguf::Writer::ByteSink& sink) { random_matrix(type, rows, cols, seed, scale, sink); };
+  auto matrix = [&](GgmlType type, std::int64_t rows, std::int64_t cols, float scale,
+                    std::function<float(std::int64_t)> first_column = {}) {
+    return [=, seed = next_seed()](const gguf::Writer::ByteSink& sink) {
+      random_matrix(type, rows, cols, seed, scale, sink, first_column);
+    };
   };
   auto norm = [&](std::int64_t n) { return whole([=, seed = next_seed()] { return norm_weights(n, seed); }); };
   // Entries ~1 (llama, qwen2); Gemma's forward multiplies them by sqrt(n_embd), and its head is
   // the embedding: entries ~1/sqrt(n_embd) keep both the stream and the logits O(1).
   const float embedding_scale = gemma ? 1.0f : std::sqrt(float(s.n_embd));
   add("token_embd.weight", o.embedding_type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)},
-      matrix(o.embedding_type, n_vocab, s.n_embd, embedding_scale));
+      matrix(o.embedding_type, n_vocab, s.n_embd, embedding_scale,
+             skew ? std::function<float(std::int64_t)>([](std::int64_t) { return kSkewColumn; }) : nullptr));
   for (std::int64_t il = 0; il < s.n_layer; ++il) {
     const std::string p = fmt::format("blk.{}.", il);
     const auto E = std::uint64_t(s.n_embd), Q = std::uint64_t(q_dim), K = std::uint64_t(kv_dim), F = std::uint64_t(s.n_ff);
@@ -281,7 +360,7 @@ SynthModel build_model(const SynthOptions& o) {
       add(p + "attn_k.bias", GgmlType::F32, {K}, whole([=, seed = next_seed()] { return bias(kv_dim, seed); }));
       add(p + "attn_v.bias", GgmlType::F32, {K}, whole([=, seed = next_seed()] { return bias(kv_dim, seed); }));
     }
-    if (gemma) {  // per-head RMSNorm weights of q and k
+    if (gemma || o.arch == "qwen3moe") {  // per-head RMSNorm weights of q and k
       add(p + "attn_q_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, norm(head_dim));
       add(p + "attn_k_norm.weight", GgmlType::F32, {std::uint64_t(head_dim)}, norm(head_dim));
     }
@@ -291,9 +370,30 @@ SynthModel build_model(const SynthOptions& o) {
     add(p + "attn_output.weight", o.type, {Q, E}, matrix(o.type, s.n_embd, q_dim, branch));
     if (gemma) add(p + "post_attention_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
     add(p + "ffn_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
-    add(p + "ffn_gate.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
-    add(p + "ffn_up.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
-    add(p + "ffn_down.weight", o.type, {F, E}, matrix(o.type, s.n_embd, s.n_ff, 2.0f * branch));
+    if (moe) {
+      // The router in F32 (as converters keep it); logits of unit spread. Skewed: column 0 (the
+      // direction every row of the stream carries, kSkewColumn after the norm) holds the bias
+      // -S ln(rank + 1) / kSkewColumn, the ranks a permutation of this layer's own.
+      const auto X = std::uint64_t(s.n_expert), FX = std::uint64_t(ff_exp);
+      std::function<float(std::int64_t)> router_bias;
+      if (skew) {
+        std::vector<std::int64_t> rank(static_cast<std::size_t>(s.n_expert));
+        std::iota(rank.begin(), rank.end(), 0);
+        std::uint64_t state = next_seed();
+        for (std::size_t i = rank.size(); i > 1; --i) std::swap(rank[i - 1], rank[(state = mix(state)) % i]);  // Fisher-Yates
+        router_bias = [rank, skew_s = o.router_skew](std::int64_t e) {
+          return -skew_s * std::log(float(rank[std::size_t(e)] + 1)) / kSkewColumn;
+        };
+      }
+      add(p + "ffn_gate_inp.weight", GgmlType::F32, {E, X}, matrix(GgmlType::F32, s.n_expert, s.n_embd, 1.0f, router_bias));
+      add(p + "ffn_gate_exps.weight", o.type, {E, FX, X}, matrix(o.type, ff_exp * s.n_expert, s.n_embd, 1.0f));
+      add(p + "ffn_up_exps.weight", o.type, {E, FX, X}, matrix(o.type, ff_exp * s.n_expert, s.n_embd, 1.0f));
+      add(p + "ffn_down_exps.weight", o.type, {FX, E, X}, matrix(o.type, s.n_embd * s.n_expert, ff_exp, 2.0f * branch));
+    } else {
+      add(p + "ffn_gate.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
+      add(p + "ffn_up.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
+      add(p + "ffn_down.weight", o.type, {F, E}, matrix(o.type, s.n_embd, s.n_ff, 2.0f * branch));
+    }
     if (gemma) add(p + "post_ffw_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
   }
   if (o.llama3_rope) {

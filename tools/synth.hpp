@@ -16,14 +16,24 @@ namespace sluice {
 
 struct SynthShape {
   std::int64_t n_embd = 256, n_layer = 4, n_head = 8, n_head_kv = 4, n_ff = 768, n_ctx = 2048;
+  // Mixture of experts (0 experts: a dense FFN): experts per layer, experts per token, and one
+  // expert's feed-forward length (qwen3moe; llama's experts are n_ff wide).
+  std::int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+  // Set by the named shapes of real models: the architecture they are (empty: any), the key
+  // length per head (0: n_embd / n_head) and the vocabulary size (0: from the vocabulary source).
+  std::string arch;
+  std::int64_t head_dim = 0;
+  std::int64_t n_vocab = 0;
 };
 
 // tiny, 1b, 7b, 13b, 70b (Llama 3 70B), 100b (80 x 10240, 80 heads of 128, 8 kv, ff 32768) (Llama-family
-// proportions). Throws std::invalid_argument.
+// proportions); the mixtures of experts qwen3-30b-a3b (qwen3moe: 48 x 2048, 32 heads of 128, 4 kv,
+// 128 experts of ff 768, 8 per token, vocabulary 151936) and mixtral-8x7b (llama: 32 x 4096, 32
+// heads, 8 kv, 8 experts of ff 14336, 2 per token, vocabulary 32000). Throws std::invalid_argument.
 SynthShape synth_shape(const std::string& name);
 
 struct SynthOptions {
-  std::string arch = "llama";  // llama | qwen2 | gemma3
+  std::string arch = "llama";  // llama | qwen2 | gemma3 | qwen3moe (llama with shape.n_expert > 0: Mixtral)
   SynthShape shape;
   GgmlType type = GgmlType::Q4_0;  // matrices; norms stay F32
   GgmlType embedding_type = GgmlType::Q8_0;
@@ -47,6 +57,11 @@ struct SynthOptions {
   // (gguf::Writer::write_without_data): the shape of a 100B model in a few MB of disk, for what
   // reads no weight (--plan-only, planner tests). Running it computes on zeros.
   bool no_data = false;
+  // Mixture of experts: how unevenly each layer's router favours its experts. 0: no preference
+  // (random router rows); S > 0: expert popularity follows a power law with exponent S (the
+  // expert of rank r, in a permutation of its own per layer, gets a router bias of -S ln(r + 1)
+  // over a direction every token's residual stream carries, so P(chosen) ~ (r + 1)^-S).
+  float router_skew = 0.0f;
 };
 
 // Limits on a synthetic shape: beyond the largest real models (Llama 3.1 405B: embd 16384, 126
@@ -57,6 +72,8 @@ inline constexpr std::int64_t kMaxSynthHeads = 1024;
 inline constexpr std::int64_t kMaxSynthFf = 262144;
 inline constexpr std::int64_t kMaxSynthHeadDim = 1024;
 inline constexpr std::int64_t kMaxSynthVocab = 1 << 24;
+inline constexpr std::int64_t kMaxSynthExperts = 512;  // llama.cpp's LLAMA_MAX_EXPERTS
+inline constexpr float kMaxSynthRouterSkew = 8.0f;     // beyond it every token picks the same experts
 
 // Throws std::invalid_argument naming the flag (--layers, --embd, ...) when the options cannot
 // make a valid model: a size out of range, heads that do not divide, rows that are not whole

@@ -1,6 +1,9 @@
 #include "compute/cpu/cpu_backend.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <vector>
 
 #include "compute/cpu/check.hpp"
 #include "compute/cpu/kernels.hpp"
@@ -82,6 +85,52 @@ void CpuBackend::softcap(float* x, std::int64_t n, float cap) {
   // llama.cpp's order: scale by 1/cap, tanh, scale by cap (x * (1/cap) rounds unlike x / cap).
   const float inv_cap = 1.0f / cap;
   for (std::int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv_cap);
+}
+
+void CpuBackend::moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
+                           std::int32_t* ids, float* weights) {
+  SLUICE_CPU_CHECK(n_expert >= 1 && k >= 1 && k <= n_expert);
+  // (n_expert): one row's probabilities; (n_expert): expert ids ordered by them.
+  std::vector<float> p(static_cast<std::size_t>(n_expert));
+  std::vector<std::int32_t> order(static_cast<std::size_t>(n_expert));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::copy_n(logits + r * n_expert, n_expert, p.begin());
+    cpu::softmax(p.data(), n_expert);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int32_t a, std::int32_t b) {
+      return p[std::size_t(a)] > p[std::size_t(b)] || (p[std::size_t(a)] == p[std::size_t(b)] && a < b);
+    });
+    std::int32_t* row_ids = ids + r * k;
+    float* row_w = weights + r * k;
+    double sum = 0;
+    for (std::int32_t j = 0; j < k; ++j) {
+      row_ids[j] = order[std::size_t(j)];
+      row_w[j] = p[std::size_t(order[std::size_t(j)])];
+      sum += row_w[j];
+    }
+    if (normalize) {
+      // llama.cpp clamps the sum at the smallest normal fp16 (6.103515625e-5 = 2^-14) before dividing.
+      const float total = std::max(float(sum), 6.103515625e-5f);
+      for (std::int32_t j = 0; j < k; ++j) row_w[j] /= total;
+    }
+  }
+}
+
+void CpuBackend::gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) {
+  for (std::size_t i = 0; i < rows.size(); ++i) std::copy_n(x + std::int64_t(rows[i]) * n, n, out + std::int64_t(i) * n);
+}
+
+void CpuBackend::scatter_add_rows(float* y, std::int64_t n, std::span<const std::int32_t> rows, const float* weights,
+                                  const float* src) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    float* out = y + std::int64_t(rows[i]) * n;
+    const float* in = src + std::int64_t(i) * n;
+    const float w = weights[i];
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float weighted = w * in[j];  // rounded on its own, as ggml_mul then ggml_add
+      out[j] += weighted;
+    }
+  }
 }
 
 void CpuBackend::kv_store(const compute::KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats,

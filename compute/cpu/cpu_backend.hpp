@@ -41,6 +41,12 @@ class CpuBackend final : public compute::ComputeBackend {
   void scale(float* x, std::int64_t n, float s) override;
   void softcap(float* x, std::int64_t n, float cap) override;
 
+  void moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
+                 std::int32_t* ids, float* weights) override;
+  void gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) override;
+  void scatter_add_rows(float* y, std::int64_t n, std::span<const std::int32_t> rows, const float* weights,
+                        const float* src) override;
+
   void kv_store(const compute::KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats,
                 const float* k, const float* v) override;
   void attend(const float* q, std::int64_t rows, const compute::KvLayerView& kv, std::int64_t pos0,

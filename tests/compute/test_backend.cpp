@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <oneapi/tbb/info.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -244,6 +245,110 @@ TEST(CpuBackend, KvStoreAndAttentionEqualTheKernels) {
   }
 }
 
+// Mixture-of-experts routing against a scalar reference written here: softmax in double, the k
+// largest probabilities (equal ones: lower id first), renormalised to sum 1 (clamped sum).
+struct Route {
+  std::vector<std::int32_t> ids;
+  std::vector<double> weights;
+};
+Route reference_route(const float* logits, std::int64_t n_expert, std::int32_t k, bool normalize) {
+  double max = logits[0];
+  for (std::int64_t e = 1; e < n_expert; ++e) max = std::max(max, double(logits[e]));
+  std::vector<double> p(static_cast<std::size_t>(n_expert));
+  double sum = 0;
+  for (std::int64_t e = 0; e < n_expert; ++e) sum += p[std::size_t(e)] = std::exp(double(logits[e]) - max);
+  for (double& v : p) v /= sum;
+  Route r;
+  std::vector<bool> taken(p.size(), false);
+  for (std::int32_t j = 0; j < k; ++j) {
+    std::int32_t best = -1;
+    for (std::int32_t e = 0; e < n_expert; ++e) {
+      if (!taken[std::size_t(e)] && (best < 0 || p[std::size_t(e)] > p[std::size_t(best)])) best = e;
+    }
+    taken[std::size_t(best)] = true;
+    r.ids.push_back(best);
+    r.weights.push_back(p[std::size_t(best)]);
+  }
+  if (normalize) {
+    double total = 0;
+    for (double w : r.weights) total += w;
+    total = std::max(total, 6.103515625e-5);
+    for (double& w : r.weights) w /= total;
+  }
+  return r;
+}
+
+TEST(CpuBackend, MoeRouteIsSoftmaxTopKRenormalised) {
+  cpu::CpuBackend backend;
+  std::mt19937_64 rng(kSeed);
+  // Expert counts at and around the real ones (8 of Mixtral, 128 of Qwen3-30B-A3B), k from 1 to all.
+  for (auto [n_expert, k] : {std::pair<std::int64_t, std::int32_t>{1, 1}, {4, 2}, {8, 2}, {8, 8}, {60, 4}, {128, 8}}) {
+    for (bool normalize : {true, false}) {
+      const std::int64_t rows = 7;
+      const std::vector<float> logits = seeded(rng, rows * n_expert, 3.0f);
+      std::vector<std::int32_t> ids(std::size_t(rows * k), -1);
+      std::vector<float> weights(std::size_t(rows * k), -1.0f);
+      backend.moe_route(logits.data(), rows, n_expert, k, normalize, ids.data(), weights.data());
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const Route want = reference_route(logits.data() + r * n_expert, n_expert, k, normalize);
+        double sum = 0;
+        for (std::int32_t j = 0; j < k; ++j) {
+          const std::size_t at = std::size_t(r * k + j);
+          EXPECT_EQ(ids[at], want.ids[std::size_t(j)]) << n_expert << " experts, k " << k << ", row " << r << ", slot " << j
+                                                       << " (seed " << kSeed << ")";
+          EXPECT_NEAR(weights[at], want.weights[std::size_t(j)], 2e-6 * want.weights[std::size_t(j)] + 1e-9)
+              << n_expert << " experts, k " << k << ", row " << r << ", slot " << j;
+          sum += weights[at];
+        }
+        if (normalize) EXPECT_NEAR(sum, 1.0, 1e-6);
+      }
+    }
+  }
+}
+
+TEST(CpuBackend, MoeRouteEdges) {
+  cpu::CpuBackend backend;
+  std::int32_t ids[2];
+  float weights[2];
+  // Equal probabilities: the lower id first; two equal winners share the weight evenly.
+  const float ties[4] = {0.0f, 2.0f, 1.0f, 2.0f};
+  backend.moe_route(ties, 1, 4, 2, true, ids, weights);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ(ids[1], 3);
+  EXPECT_EQ(weights[0], 0.5f);
+  EXPECT_EQ(weights[1], 0.5f);
+  // One dominant expert: its weight is ~1, the other's ~0, and nothing is NaN.
+  const float dominant[3] = {-100.0f, 100.0f, -100.0f};
+  backend.moe_route(dominant, 1, 3, 2, true, ids, weights);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ(ids[1], 0);
+  EXPECT_EQ(weights[0], 1.0f);
+  EXPECT_TRUE(weights[1] >= 0.0f && weights[1] < 1e-30f);
+}
+
+TEST(CpuBackend, GatherAndScatterAddRows) {
+  cpu::CpuBackend backend;
+  std::mt19937_64 rng(kSeed);
+  const std::int64_t n = 37, total = 9;  // a row length off every SIMD width
+  const std::vector<float> x = seeded(rng, total * n);
+  const std::vector<std::int32_t> rows = {7, 0, 3, 8};
+  std::vector<float> gathered(rows.size() * n);
+  backend.gather_rows(x.data(), n, rows, gathered.data());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(0, std::memcmp(gathered.data() + i * n, x.data() + rows[i] * n, n * sizeof(float))) << "row " << i;
+  }
+  std::vector<float> y = seeded(rng, total * n), want = y;
+  const std::vector<float> src = seeded(rng, std::int64_t(rows.size()) * n), w = {0.25f, 0.5f, 0.125f, 0.7f};
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float weighted = w[i] * src[i * n + j];
+      want[rows[i] * n + j] += weighted;
+    }
+  }
+  backend.scatter_add_rows(y.data(), n, rows, w.data(), src.data());
+  EXPECT_TRUE(same_bits(want, y));
+}
+
 // Counts every call, then hands it to the CPU backend. Every op of the interface is pure
 // virtual, so this decorator cannot miss one.
 class CountingBackend final : public compute::ComputeBackend {
@@ -305,6 +410,20 @@ class CountingBackend final : public compute::ComputeBackend {
   void softcap(float* x, std::int64_t n, float cap) override {
     ++calls["softcap"];
     inner_.softcap(x, n, cap);
+  }
+  void moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
+                 std::int32_t* ids, float* weights) override {
+    ++calls["moe_route"];
+    inner_.moe_route(logits, rows, n_expert, k, normalize, ids, weights);
+  }
+  void gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) override {
+    ++calls["gather_rows"];
+    inner_.gather_rows(x, n, rows, out);
+  }
+  void scatter_add_rows(float* y, std::int64_t n, std::span<const std::int32_t> rows, const float* weights,
+                        const float* src) override {
+    ++calls["scatter_add_rows"];
+    inner_.scatter_add_rows(y, n, rows, weights, src);
   }
   void kv_store(const compute::KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats, const float* k,
                 const float* v) override {
@@ -395,6 +514,53 @@ INSTANTIATE_TEST_SUITE_P(Archs, ForwardThroughBackend,
                          ::testing::Values(ArchCase{"llama", true}, ArchCase{"qwen2", false}, ArchCase{"gemma3", false}),
                          [](const auto& info) { return info.param.arch; });
 
+// A mixture of experts (qwen3moe: 8 experts, 2 per token) through the counting backend: one
+// routing per layer, each expert computed at most once per layer (a gather, three matmuls, a
+// SwiGLU and a scatter-add for each expert some row chose), and the default backend's logits.
+TEST(ForwardThroughBackendMoe, EachExpertRunsOncePerLayerOnItsRows) {
+  sluice::testing::TempDir dir;
+  SynthOptions o;
+  o.arch = "qwen3moe";
+  o.shape = synth_shape("tiny");
+  o.shape.n_layer = 3;
+  o.shape.n_expert = 8;
+  o.shape.n_expert_used = 2;
+  o.shape.n_ff_exp = 64;
+  o.head_dim = 32;
+  o.type = GgmlType::Q8_0;
+  o.vocab_from.clear();
+  write_synthetic_gguf(dir.file("m.gguf"), o);
+  auto model = Model::open(dir.file("m.gguf"));
+  const ModelConfig& c = model->config();
+  ASSERT_TRUE(c.is_moe() && c.qk_norm);
+  const std::int64_t L = c.n_layer;
+
+  Batch batch;
+  const std::vector<std::int32_t> a = {1, 40, 41, 42, 43, 44, 45}, b = {1, 50, 51};
+  batch.add(0, 0, a, true);
+  batch.add(1, 0, b, true);
+  cache::KvShape shape{L, c.n_head_kv * c.head_dim, 32, 2};
+  cpu::CpuBackend cpu_backend;
+  CountingBackend counting(cpu_backend);
+  Transformer through(c, cache::make_resident_kv_cache(shape), counting);
+  Transformer plain(c, cache::make_resident_kv_cache(shape), compute::Threading{});
+  InRamForward forward(*model);
+  std::vector<float> got, want;
+  forward.forward(through, batch, got);
+  forward.forward(plain, batch, want);
+  EXPECT_TRUE(same_bits(want, got));
+
+  EXPECT_EQ(counting.count("moe_route"), L);
+  const std::int64_t experts_run = counting.count("gather_rows");
+  EXPECT_EQ(counting.count("scatter_add_rows"), experts_run);
+  EXPECT_EQ(counting.count("swiglu"), experts_run);
+  EXPECT_GE(experts_run, 2 * L);  // at least k distinct experts per layer
+  EXPECT_LE(experts_run, 8 * L);  // never one expert twice in a layer
+  EXPECT_EQ(counting.count("matmul"), 5 * L + 3 * experts_run + 1);  // q k v o router; gate up down; head
+  EXPECT_EQ(counting.count("rms_norm"), 4 * L + 2);  // attn, q heads, k heads, ffn per layer; head rows
+  EXPECT_EQ(counting.count("add"), 2 * L);
+}
+
 TEST(SessionBackend, TheSessionMakesTheBackendItsTransformerComputesOn) {
   sluice::testing::TempDir dir;
   SynthOptions o;
@@ -433,6 +599,9 @@ class NarrowBackend final : public compute::ComputeBackend {
   void add_rows(float*, const float*, std::int64_t, std::int64_t) override { FAIL(); }
   void scale(float*, std::int64_t, float) override { FAIL(); }
   void softcap(float*, std::int64_t, float) override { FAIL(); }
+  void moe_route(const float*, std::int64_t, std::int64_t, std::int32_t, bool, std::int32_t*, float*) override { FAIL(); }
+  void gather_rows(const float*, std::int64_t, std::span<const std::int32_t>, float*) override { FAIL(); }
+  void scatter_add_rows(float*, std::int64_t, std::span<const std::int32_t>, const float*, const float*) override { FAIL(); }
   void kv_store(const compute::KvLayerView&, std::int64_t, std::int64_t, std::int64_t, const float*, const float*) override {
     FAIL();
   }

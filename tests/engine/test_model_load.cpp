@@ -63,7 +63,7 @@ INSTANTIATE_TEST_SUITE_P(Tensors, BadModelLoad, ::testing::ValuesIn(testing::bad
 // finite logits on each.
 TEST(ModelLoad, TinyModelsRunOnEveryPath) {
   TempDir dir;
-  for (std::string arch : {"llama", "qwen2", "gemma3"}) {
+  for (std::string arch : {"llama", "qwen2", "gemma3", "qwen3moe", "mixtral"}) {
     SCOPED_TRACE(arch);
     const std::string gguf_path = dir.file(arch + ".gguf"), pack_path = dir.file(arch + ".sluice");
     testing::write_gguf(testing::tiny_model(arch), gguf_path);

@@ -66,12 +66,18 @@ inline constexpr std::uint32_t kTinyVocab = 3 + 256 + 29;
 inline constexpr std::uint32_t kTinyEmbd = 64, kTinyLayers = 2, kTinyHeads = 4, kTinyHeadsKv = 2, kTinyFf = 96;
 inline constexpr std::uint32_t kTinyGemmaHeadDim = 32;  // gemma3: head length != n_embd / n_head
 
+// Mixtures of experts: "qwen3moe", and "mixtral" (a GGUF of architecture llama with experts).
+inline constexpr std::uint32_t kTinyExperts = 4, kTinyExpertsUsed = 2, kTinyQwenExpertFf = 32;
+inline constexpr std::uint32_t kTinyQwenHeadDim = 32;  // qwen3moe: head length != n_embd / n_head
+
 inline TinyModel tiny_model(const std::string& arch = "llama") {
   TinyModel m;
   m.arch = arch;
-  const bool gemma = arch == "gemma3";
-  const std::string a = arch + ".";
-  m.set("general.architecture", gguf::Value::string(arch));
+  const bool gemma = arch == "gemma3", qwen3moe = arch == "qwen3moe", mixtral = arch == "mixtral";
+  const bool moe = qwen3moe || mixtral;
+  const std::string gguf_arch = mixtral ? "llama" : arch;
+  const std::string a = gguf_arch + ".";
+  m.set("general.architecture", gguf::Value::string(gguf_arch));
   m.set_u32(a + "context_length", 128);
   m.set_u32(a + "embedding_length", kTinyEmbd);
   m.set_u32(a + "block_count", kTinyLayers);
@@ -80,12 +86,17 @@ inline TinyModel tiny_model(const std::string& arch = "llama") {
   m.set_u32(a + "attention.head_count_kv", kTinyHeadsKv);
   m.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   m.set_f32(a + "rope.freq_base", 10000.0f);
-  const std::uint32_t head_dim = gemma ? kTinyGemmaHeadDim : kTinyEmbd / kTinyHeads;
-  if (gemma) {
+  const std::uint32_t head_dim = gemma ? kTinyGemmaHeadDim : qwen3moe ? kTinyQwenHeadDim : kTinyEmbd / kTinyHeads;
+  if (gemma || qwen3moe) {
     m.set_u32(a + "attention.key_length", head_dim);
     m.set_u32(a + "attention.value_length", head_dim);
-    m.set_u32(a + "attention.sliding_window", 16);
   }
+  if (gemma) m.set_u32(a + "attention.sliding_window", 16);
+  if (moe) {
+    m.set_u32(a + "expert_count", kTinyExperts);
+    m.set_u32(a + "expert_used_count", kTinyExpertsUsed);
+  }
+  if (qwen3moe) m.set_u32(a + "expert_feed_forward_length", kTinyQwenExpertFf);
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   std::vector<std::int32_t> types = {2, 3, 3};  // unknown, control, control
   for (int b = 0; b < 256; ++b) {
@@ -121,16 +132,24 @@ inline TinyModel tiny_model(const std::string& arch = "llama") {
       m.tensors.push_back({p + "attn_k.bias", GgmlType::F32, {K}});
       m.tensors.push_back({p + "attn_v.bias", GgmlType::F32, {K}});
     }
-    if (gemma) {
+    if (gemma || qwen3moe) {
       m.tensors.push_back({p + "attn_q_norm.weight", GgmlType::F32, {head_dim}});
       m.tensors.push_back({p + "attn_k_norm.weight", GgmlType::F32, {head_dim}});
     }
     m.tensors.push_back({p + "attn_output.weight", mat, {Q, E}});
     if (gemma) m.tensors.push_back({p + "post_attention_norm.weight", GgmlType::F32, {E}});
     m.tensors.push_back({p + "ffn_norm.weight", GgmlType::F32, {E}});
-    m.tensors.push_back({p + "ffn_gate.weight", mat, {E, F}});
-    m.tensors.push_back({p + "ffn_up.weight", mat, {E, F}});
-    m.tensors.push_back({p + "ffn_down.weight", mat, {F, E}});
+    if (moe) {
+      const std::uint64_t X = kTinyExperts, FX = qwen3moe ? kTinyQwenExpertFf : kTinyFf;
+      m.tensors.push_back({p + "ffn_gate_inp.weight", GgmlType::F32, {E, X}});
+      m.tensors.push_back({p + "ffn_gate_exps.weight", mat, {E, FX, X}});
+      m.tensors.push_back({p + "ffn_up_exps.weight", mat, {E, FX, X}});
+      m.tensors.push_back({p + "ffn_down_exps.weight", mat, {FX, E, X}});
+    } else {
+      m.tensors.push_back({p + "ffn_gate.weight", mat, {E, F}});
+      m.tensors.push_back({p + "ffn_up.weight", mat, {E, F}});
+      m.tensors.push_back({p + "ffn_down.weight", mat, {F, E}});
+    }
     if (gemma) m.tensors.push_back({p + "post_ffw_norm.weight", GgmlType::F32, {E}});
   }
   m.tensors.push_back({"output_norm.weight", GgmlType::F32, {E}});
@@ -256,6 +275,23 @@ inline std::vector<BadModelCase> bad_metadata_cases() {
   }
   cases.push_back({"qwen2_rope_freq_base_negative", "qwen2", [](TinyModel& m) { m.set_f32("qwen2.rope.freq_base", -1.0f); },
                    {"qwen2.rope.freq_base = -1", "finite"}});
+  // Mixtures of experts: counts out of range, and counts the tensors disagree with (named by key).
+  u32("qwen3moe", "expert_count", 0, {"at least 1"});
+  u32("qwen3moe", "expert_count", 1000, {"limit of 512"});
+  u32("qwen3moe", "expert_used_count", 0, {"at least 1"});
+  u32("qwen3moe", "expert_used_count", 5, {"limit of 4"});
+  u32("qwen3moe", "expert_feed_forward_length", 64, {"ffn_gate_exps.weight", "[64, 32, 4]", "[64, 64, 4]"});
+  cases.push_back({"qwen3moe_expert_width_from_the_dense_width", "qwen3moe",
+                   [](TinyModel& m) { std::erase_if(m.metadata, [](auto& kv) { return kv.first == "qwen3moe.expert_feed_forward_length"; }); },
+                   {"blk.0.ffn_gate_exps.weight", "[64, 48, 4]",
+                    "qwen3moe.feed_forward_length / qwen3moe.expert_used_count (qwen3moe.expert_feed_forward_length absent) = 48"}});
+  cases.push_back({"mixtral_wrong_expert_count", "mixtral", [](TinyModel& m) { m.set_u32("llama.expert_count", 8); },
+                   {"blk.0.ffn_gate_inp.weight", "[64, 4]", "[64, 8]", "llama.expert_count = 8"}});
+  cases.push_back({"mixtral_expert_used_past_count", "mixtral", [](TinyModel& m) { m.set_u32("llama.expert_used_count", 5); },
+                   {"llama.expert_used_count = 5", "limit of 4"}});
+  cases.push_back({"llama_experts_used_without_experts", "llama",
+                   [](TinyModel& m) { m.set_u32("llama.expert_used_count", 2); },
+                   {"llama.expert_used_count = 2", "needs llama.expert_count"}});
   cases.push_back({"unknown_architecture", "llama",
                    [](TinyModel& m) { m.set("general.architecture", gguf::Value::string("mamba")); },
                    {"general.architecture = 'mamba'", "not supported"}});
@@ -266,7 +302,7 @@ inline std::vector<BadModelCase> bad_metadata_cases() {
 // halved, or its type changed to one the engine cannot use for it; plus blocks out of range.
 inline std::vector<BadModelCase> bad_tensor_cases() {
   std::vector<BadModelCase> cases;
-  for (std::string arch : {"llama", "qwen2", "gemma3"}) {
+  for (std::string arch : {"llama", "qwen2", "gemma3", "qwen3moe", "mixtral"}) {
     const TinyModel base = tiny_model(arch);
     for (const TinyTensor& t : base.tensors) {
       if (t.name.rfind("blk.0.", 0) == 0) continue;  // block 1 stands for every block
@@ -318,6 +354,17 @@ inline std::vector<BadModelCase> bad_tensor_cases() {
                    {"blk.1.attn_k.bias", "missing"}});
   cases.push_back({"gemma3_missing_q_norm", "gemma3", [](TinyModel& m) { m.erase_tensor("blk.0.attn_q_norm.weight"); },
                    {"blk.0.attn_q_norm.weight", "missing"}});
+  cases.push_back({"qwen3moe_missing_gate_exps", "qwen3moe", [](TinyModel& m) { m.erase_tensor("blk.1.ffn_gate_exps.weight"); },
+                   {"blk.1.ffn_gate_exps.weight", "missing", "qwen3moe weight", "expert_count 4"}});
+  cases.push_back({"qwen3moe_missing_router", "qwen3moe", [](TinyModel& m) { m.erase_tensor("blk.0.ffn_gate_inp.weight"); },
+                   {"blk.0.ffn_gate_inp.weight", "missing"}});
+  cases.push_back({"qwen3moe_missing_k_norm", "qwen3moe", [](TinyModel& m) { m.erase_tensor("blk.0.attn_k_norm.weight"); },
+                   {"blk.0.attn_k_norm.weight", "missing"}});
+  cases.push_back({"mixtral_missing_down_exps", "mixtral", [](TinyModel& m) { m.erase_tensor("blk.0.ffn_down_exps.weight"); },
+                   {"blk.0.ffn_down_exps.weight", "missing", "llama weight", "expert_count 4"}});
+  cases.push_back({"mixtral_experts_of_the_wrong_count", "mixtral",
+                   [](TinyModel& m) { m.tensor("blk.1.ffn_up_exps.weight").dims[2] = 3; },
+                   {"blk.1.ffn_up_exps.weight", "[64, 96, 3]", "[64, 96, 4]", "llama.expert_count = 4"}});
   cases.push_back({"llama_bias_wrong_length", "llama",
                    [](TinyModel& m) { m.tensors.push_back({"blk.0.attn_q.bias", GgmlType::F32, {32}}); },
                    {"blk.0.attn_q.bias", "[32]", "[64]"}});

@@ -49,3 +49,26 @@ foreach(variant local global mixed mixed-Q8_0 mixed-Q5_0 mixed-Q4_K mixed-Q6_K)
     message(FATAL_ERROR "sluice synth failed for gemma3 ${variant}")
   endif()
 endforeach()
+# Mixtures of experts (tiny shape): qwen3moe (8 heads of 64 over 4 KV heads, q width 512 != n_embd
+# 256, QK-norm; 8 experts of ff 256, 2 per token), Mixtral (llama, 4 experts of ff 768, 2 per
+# token), F32 for a tight bound and Q4_K as the real models ship; and a qwen3moe with a skewed
+# router (16 experts, 4 per token, skew 1.5) in Q8_0.
+foreach(variant qwen3moe-F32 qwen3moe-Q4_K mixtral-F32 mixtral-Q4_K qwen3moe-skew-Q8_0)
+  set(file "${OUT}/${variant}.gguf")
+  if(EXISTS "${file}")
+    continue()
+  endif()
+  string(REGEX MATCH "[^-]+$" type "${variant}")
+  if(variant MATCHES "^qwen3moe-skew")
+    set(args --arch qwen3moe --head-dim 64 --experts 16 --experts-used 4 --expert-ff 128 --router-skew 1.5)
+  elseif(variant MATCHES "^qwen3moe")
+    set(args --arch qwen3moe --head-dim 64 --experts 8 --experts-used 2 --expert-ff 256)
+  else()
+    set(args --arch llama --experts 4 --experts-used 2)
+  endif()
+  execute_process(COMMAND "${SLUICE}" synth "${file}" --shape tiny ${args} --type ${type} --embedding-type ${type}
+                          --vocab-from "${VOCAB}" RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "sluice synth failed for ${variant}")
+  endif()
+endforeach()

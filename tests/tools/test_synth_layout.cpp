@@ -70,6 +70,59 @@ TEST(SynthLayout, Shape100bHasTheExpectedParameterCount) {
   EXPECT_LT(layout.file_bytes, tensor_bytes + 8 * 1024 * 1024) << "the header holds 128256 tokens, not more";
 }
 
+// The mixtures of experts at real size, by hand: Qwen3-30B-A3B (30.5B parameters, 3.3B active)
+// and Mixtral 8x7B (46.7B), the counts their model cards give.
+TEST(SynthLayout, MoeShapesHaveTheRealModelsParameterCounts) {
+  {
+    SynthOptions o;
+    o.shape = synth_shape("qwen3-30b-a3b");
+    o.arch = o.shape.arch;
+    o.vocab_size = o.shape.n_vocab;
+    EXPECT_EQ(o.arch, "qwen3moe");
+    const std::uint64_t E = 2048, V = 151936, Q = 32 * 128, KV = 4 * 128, X = 128, FX = 768, D = 128;
+    const std::uint64_t per_layer = E * Q + 2 * E * KV + Q * E  // attn_q, attn_k, attn_v, attn_output
+                                    + 2 * D                     // attn_q_norm, attn_k_norm
+                                    + E * X                     // ffn_gate_inp (router)
+                                    + 3 * E * FX * X            // ffn_gate_exps, ffn_up_exps, ffn_down_exps
+                                    + 2 * E;                    // attn_norm, ffn_norm
+    const std::uint64_t expected = 48 * per_layer + 2 * V * E + E;
+    EXPECT_EQ(expected, 30'532'122'624u);
+    EXPECT_EQ(plan_synthetic_gguf("unused.gguf", o).parameters, expected);
+  }
+  {
+    SynthOptions o;
+    o.shape = synth_shape("mixtral-8x7b");
+    o.arch = o.shape.arch;
+    o.vocab_size = o.shape.n_vocab;
+    EXPECT_EQ(o.arch, "llama");
+    const std::uint64_t E = 4096, V = 32000, KV = 8 * 128, X = 8, F = 14336;
+    const std::uint64_t per_layer = 2 * E * E + 2 * E * KV + E * X + 3 * E * F * X + 2 * E;
+    const std::uint64_t expected = 32 * per_layer + 2 * V * E + E;
+    EXPECT_EQ(expected, 46'702'792'704u);
+    EXPECT_EQ(plan_synthetic_gguf("unused.gguf", o).parameters, expected);
+  }
+}
+
+// Experts and a skewed router: the planned size is the written one, and the same options write
+// the same bytes (the per-layer permutations are seeded).
+TEST(SynthLayout, MoeModelsAreSizedAsPlannedAndReproducible) {
+  sluice::testing::TempDir dir;
+  for (const char* arch : {"qwen3moe", "llama"}) {
+    SCOPED_TRACE(arch);
+    SynthOptions o = small_options(arch, GgmlType::Q8_0);
+    o.shape.n_expert = 4;
+    o.shape.n_expert_used = 2;
+    if (std::string(arch) == "qwen3moe") o.shape.n_ff_exp = 128;
+    o.router_skew = 1.0f;
+    const std::string a = dir.file(std::string(arch) + "-a.gguf"), b = dir.file(std::string(arch) + "-b.gguf");
+    const SynthLayout planned = plan_synthetic_gguf(a, o);
+    EXPECT_EQ(write_synthetic_gguf(a, o).file_bytes, planned.file_bytes);
+    EXPECT_EQ(file_size(a), planned.file_bytes);
+    write_synthetic_gguf(b, o);
+    EXPECT_TRUE(read_all(a) == read_all(b)) << "two writes of the same options differ";
+  }
+}
+
 TEST(SynthLayout, PredictedSizeIsTheWrittenSize) {
   sluice::testing::TempDir dir;
   for (const auto& [arch, type] : {std::pair{"llama", GgmlType::Q4_0}, std::pair{"qwen2", GgmlType::Q4_K},
