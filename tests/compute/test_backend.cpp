@@ -300,7 +300,9 @@ TEST(CpuBackend, MoeRouteIsSoftmaxTopKRenormalised) {
               << n_expert << " experts, k " << k << ", row " << r << ", slot " << j;
           sum += weights[at];
         }
-        if (normalize) EXPECT_NEAR(sum, 1.0, 1e-6);
+        if (normalize) {
+          EXPECT_NEAR(sum, 1.0, 1e-6);
+        }
       }
     }
   }
