@@ -297,6 +297,11 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   table.add_row({"resident blocks", format_bytes(p.resident_block_bytes),
                  fmt::format("{} of {} blocks{}", p.resident_blocks.size(), p.blocks, which.empty() ? "" : " (" + which + ")")});
   table.add_row({"ring", format_bytes(p.ring_bytes), p.slots ? fmt::format("{} slots x {}", p.slots, format_bytes(p.slot_bytes)) : "none: nothing streams"});
+  if (p.experts_apart) {
+    table.add_row({"expert cache", format_bytes(p.expert_cache_bytes),
+                   fmt::format("{} slots per layer of {} experts x {} (+1 transient); hit rate {:.0f}% if routing is uniform",
+                               p.expert_slots_per_layer, p.n_expert, format_bytes(p.expert_slot_bytes), 100.0 * p.expert_hit_rate)});
+  }
   table.add_row({fmt::format("KV cache ({})", compute::to_string(p.request.kv_type)), format_bytes(p.kv_bytes),
                  p.kv_spilled ? fmt::format("spilled: {} on disk, 2 layers in RAM", format_bytes(p.kv_full_bytes))
                               : fmt::format("{} seq x {} ctx", p.request.n_seq, p.request.n_ctx)});
