@@ -10,9 +10,13 @@
 //    reads it again and is right.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
+#include "common/trace.hpp"
 #include "engine/expert_provider.hpp"
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
@@ -193,6 +197,10 @@ TEST_P(ExpertStream, StreamedExpertsWithASmallCacheAreBitIdenticalAndReadLess) {
     const StreamStats s = streamed->stats();
     EXPECT_GT(s.expert_reads, 0u);
     EXPECT_GT(s.expert_hits, 0u) << "decode steps find experts of earlier passes";
+    std::printf("%s, %d expert slots per layer: %llu passes, dense %llu + experts %llu bytes (%llu expert reads, hit rate %.2f) vs whole blocks %llu\n",
+                GetParam().c_str(), slots, (unsigned long long)s.passes, (unsigned long long)s.bytes_streamed,
+                (unsigned long long)s.expert_bytes, (unsigned long long)s.expert_reads, double(s.expert_hits) / double(s.expert_accesses),
+                (unsigned long long)whole_bytes);
     EXPECT_LT(s.bytes_streamed + s.expert_bytes, whole_bytes)
         << "dense " << s.bytes_streamed << " + experts " << s.expert_bytes << " vs whole blocks " << whole_bytes;
   }
@@ -214,8 +222,29 @@ double hit_rate(float skew) {
 
 TEST(ExpertStreamCache, HitsMoreOnASkewedRouter) {
   const double uniform = hit_rate(0.0f), skewed = hit_rate(2.0f);
+  std::printf("expert cache hit rate, 2 slots of 8: uniform router %.3f, skew 2 %.3f\n", uniform, skewed);
   EXPECT_GT(skewed, uniform);
   EXPECT_GT(skewed, cache::uniform_expert_hit_rate(2, 8)) << "uniform routing would hit 2/8";
+}
+
+// Each expert read is a span on the trace's io lane, named by layer and expert.
+TEST(ExpertStreamTrace, ExpertReadsAreTraced) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("mixtral", GgmlType::Q8_0));
+  TraceRecorder trace(true);
+  StreamOptions o;
+  o.prefetch.verify = false;
+  o.prefetch.trace = &trace;
+  o.expert_slots_per_layer = 1;
+  StreamedModel streamed(GgufSource::open(path, {}, true), o);
+  std::vector<std::int32_t> tokens;
+  run_batch(streamed, streamed.config(), 1, &tokens);
+  trace.write(dir.file("t.json"));
+  std::ifstream in(dir.file("t.json"));
+  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"expert 0."), std::string::npos) << "no expert read span";
+  EXPECT_GT(streamed.stats().expert_reads, 0u);
 }
 
 // The blocks resident, so that every read through the fault plan is an expert's: fail the N-th,
