@@ -13,6 +13,9 @@
 #include "common/table.hpp"
 #include "common/units.hpp"
 #include "engine/transformer.hpp"
+#include "engine/expert_store.hpp"
+#include "cache/expert_cache.hpp"
+#include "model/gguf_source.hpp"
 #include "model/tensor_names.hpp"
 #include "prefetch/prefetcher.hpp"
 
@@ -79,8 +82,20 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     }
     if (i == head_extent) continue;
     if (i == embd_extent) continue;
+    if (e.name.ends_with(".exps")) {  // a block's experts, read one by one (GgufSource, experts apart)
+      p.experts_apart = true;
+      continue;
+    }
     p.small_bytes += e.raw_bytes;
   }
+  if (p.experts_apart) {
+    const auto* gguf = dynamic_cast<const GgufSource*>(&source);
+    if (!gguf || !config.is_moe()) throw std::invalid_argument(fmt::format("{}: expert units without a mixture-of-experts GGUF", source.path()));
+    p.n_expert = config.n_expert;
+    p.expert_slot_bytes = align_up(ExpertStore::slot_bytes_for(*gguf, config), kDirectAlign);
+  }
+  // Experts apart: the transient buffer (one slot) is always held; the rest of the cache is sized last.
+  const std::uint64_t expert_transient = p.expert_slot_bytes;
   p.head_bytes = extents[head_extent].raw_bytes;
   p.embedding_bytes = p.tied ? 0 : extents[embd_extent].raw_bytes;
 
@@ -116,7 +131,8 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     // x (the residual) + the block's buffers + a matmul input + the on-demand embedding row and
     // the ids that index it (3 x 4 B).
     m.per_token = std::uint64_t(config.n_embd) * sizeof(float) + Transformer::scratch_bytes(config, 1) + matmul_per_row +
-                  embd_row_bytes + 3 * sizeof(std::int32_t);
+                  embd_row_bytes + 3 * sizeof(std::int32_t) +
+                  (p.experts_apart ? Transformer::expert_provider_scratch_bytes(config, 1) : 0);
     m.token_bytes = std::uint64_t(m.tokens) * m.per_token;
     m.attention_threads = attention_threads(request);
     m.attention_bytes = std::uint64_t(m.attention_threads) * cpu::attention_scratch_bytes(request.n_ctx);
@@ -150,7 +166,7 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     for (bool head_resident : {true, false}) {
       Config c{spill, head_resident, head_resident ? block_slot : std::max(block_slot, head_piece_slot), 0, !(p.tied && head_resident)};
       c.base = p.small_bytes + p.overhead_bytes + (spill ? kv_spilled : p.kv_full_bytes) + (head_resident ? p.head_bytes : 0) +
-               kMinSlots * c.slot;
+               kMinSlots * c.slot + expert_transient;
       configs.push_back(c);
     }
   }
@@ -207,7 +223,8 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     }
   }
   p.embedding_resident = p.tied && p.head_resident;
-  const std::uint64_t used = p.small_bytes + p.overhead_bytes + p.activation_bytes + p.kv_bytes + (p.head_resident ? p.head_bytes : 0);
+  const std::uint64_t used = p.small_bytes + p.overhead_bytes + p.activation_bytes + p.kv_bytes + (p.head_resident ? p.head_bytes : 0) +
+                             expert_transient;
   std::uint64_t left = request.budget - used;
 
   // Ring slots first (up to what was asked), then resident blocks, then the embedding.
@@ -241,6 +258,18 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     if (!std::binary_search(p.resident_blocks.begin(), p.resident_blocks.end(), il)) p.streamed_per_pass += block_disk[std::size_t(il)];
   }
   if (!p.head_resident) p.streamed_per_pass += extents[head_extent].disk_bytes;
+  if (p.experts_apart) {
+    // Whole slots for every layer out of what is left; a layer never needs more than n_expert.
+    const std::uint64_t per_slot_row = p.expert_slot_bytes * std::uint64_t(config.n_layer);
+    p.expert_slots_per_layer = std::int32_t(std::min<std::uint64_t>(std::uint64_t(config.n_expert), left / std::max<std::uint64_t>(per_slot_row, 1)));
+    const std::uint64_t pool = per_slot_row * std::uint64_t(p.expert_slots_per_layer);
+    left -= pool;
+    p.expert_cache_bytes = pool + expert_transient;
+    p.expert_hit_rate = cache::uniform_expert_hit_rate(p.expert_slots_per_layer, std::int32_t(config.n_expert));
+    // A token picks n_expert_used experts per layer; each miss reads one slot's ranges.
+    p.expert_bytes_per_token = std::uint64_t(double(config.n_expert_used * config.n_layer) * (1.0 - p.expert_hit_rate) *
+                                             double(p.expert_slot_bytes));
+  }
   p.total = request.budget - left;
   return p;
 }
@@ -268,6 +297,11 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   table.add_row({"resident blocks", format_bytes(p.resident_block_bytes),
                  fmt::format("{} of {} blocks{}", p.resident_blocks.size(), p.blocks, which.empty() ? "" : " (" + which + ")")});
   table.add_row({"ring", format_bytes(p.ring_bytes), p.slots ? fmt::format("{} slots x {}", p.slots, format_bytes(p.slot_bytes)) : "none: nothing streams"});
+  if (p.experts_apart) {
+    table.add_row({"expert cache", format_bytes(p.expert_cache_bytes),
+                   fmt::format("{} slots per layer of {} experts x {} (+1 transient); hit rate {:.0f}% if routing is uniform",
+                               p.expert_slots_per_layer, p.n_expert, format_bytes(p.expert_slot_bytes), 100.0 * p.expert_hit_rate)});
+  }
   table.add_row({fmt::format("KV cache ({})", compute::to_string(p.request.kv_type)), format_bytes(p.kv_bytes),
                  p.kv_spilled ? fmt::format("spilled: {} on disk, 2 layers in RAM", format_bytes(p.kv_full_bytes))
                               : fmt::format("{} seq x {} ctx", p.request.n_seq, p.request.n_ctx)});
@@ -290,7 +324,11 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   table.add_row({"overhead allowance", format_bytes(p.overhead_bytes), ""});
   table.add_row({"total", format_bytes(p.total), fmt::format("budget {}, minimum {}", format_bytes(p.request.budget), format_bytes(p.minimum))});
   table.add_row({"streamed per pass", format_bytes(p.streamed_per_pass),
-                 fmt::format("{} of {} blocks{}", p.blocks - std::int64_t(p.resident_blocks.size()), p.blocks, p.head_resident ? "" : " + head")});
+                 fmt::format("{} of {} blocks{}{}", p.blocks - std::int64_t(p.resident_blocks.size()), p.blocks, p.head_resident ? "" : " + head",
+                             p.experts_apart ? " (their dense tensors)" : "")});
+  if (p.experts_apart) {
+    table.add_row({"expert reads per token", format_bytes(p.expert_bytes_per_token), "expected, at the hit rate above"});
+  }
   if (p.request.disk_gbps > 0) {
     table.add_row({"predicted s/pass", fmt::format("{:.3f}", p.predicted_seconds_per_pass()),
                    fmt::format("at {:.2f} GB/s", p.request.disk_gbps)});

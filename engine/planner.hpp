@@ -15,7 +15,8 @@
 //     pass as then fit (the plan says it reduced them). Only when 1 token per pass does not fit
 //     is the budget refused.
 //  3. What is left goes first to ring slots (up to the number asked for), then to a fixed set of
-//     resident blocks spread over the layers (cache/resident_set.hpp), then to the embedding.
+//     resident blocks spread over the layers (cache/resident_set.hpp), then to the embedding,
+//     then (experts read one by one) to expert cache slots, the same number for every layer.
 //     With room for everything, nothing streams and the ring is not allocated.
 #pragma once
 
@@ -99,7 +100,16 @@ struct MemoryPlan {
   std::vector<std::int64_t> resident_blocks;
   std::uint64_t resident_block_bytes = 0;
   std::int64_t blocks = 0;
-  std::uint64_t streamed_per_pass = 0;  // stored bytes read per forward pass
+  std::uint64_t streamed_per_pass = 0;  // stored bytes read per forward pass (experts read one by one apart)
+  // Experts read one by one (a GGUF source opened with experts apart, engine/expert_store.hpp):
+  // the expert cache gets what the dense decisions above leave, in whole slots per layer.
+  bool experts_apart = false;
+  std::uint64_t expert_slot_bytes = 0;      // one expert's three rounded slices (ExpertStore::slot_bytes_for)
+  std::int32_t expert_slots_per_layer = 0;  // of config.n_expert
+  std::int64_t n_expert = 0;
+  std::uint64_t expert_cache_bytes = 0;     // slots x layers x slot, plus the transient buffer (one slot)
+  double expert_hit_rate = 0;               // expected for uniform routing (cache::uniform_expert_hit_rate)
+  std::uint64_t expert_bytes_per_token = 0; // expected expert bytes read per token at that hit rate
   std::uint64_t total = 0;
   std::uint64_t minimum = 0;            // the smallest budget any configuration would accept
 

@@ -12,6 +12,7 @@
 #include "engine/generate.hpp"
 #include "io/fault_backend.hpp"
 #include "model/convert.hpp"
+#include "model/gguf_source.hpp"
 #include "model/pack_source.hpp"
 #include "model/tensor_names.hpp"
 
@@ -63,6 +64,10 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
   block_unit_.assign(std::size_t(config_.n_layer), UINT32_MAX);
   std::vector<std::int64_t> unit_block(units.size(), -1);  // unit -> block, -1: not a block's
   for (std::uint32_t i = 0; i < units.size(); ++i) {
+    if (units[i].name.ends_with(".exps")) {  // a block's experts (GgufSource, experts apart): read one by one
+      unit_block[i] = -2;
+      continue;
+    }
     const std::optional<std::int64_t> il = names::block_extent_index(units[i].name, config_.n_layer);
     if (!il) continue;
     block_unit_[std::size_t(*il)] = i;
@@ -105,6 +110,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
 
   resident_.resize(units.size());
   for (std::uint32_t i = 0; i < units.size(); ++i) {
+    if (unit_block[i] == -2) continue;
     if (unit_block[i] >= 0 && !block_resident_[std::size_t(unit_block[i])]) continue;
     if (options_.stream_head && i == head_unit_) continue;
     if (options_.embed_on_demand && i == embd_unit_ && !(i == head_unit_ && !options_.stream_head)) continue;
@@ -137,6 +143,21 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
     view->data = small_streamed_.back().data();
   }
 
+  const bool experts_apart = std::any_of(unit_block.begin(), unit_block.end(), [](std::int64_t b) { return b == -2; });
+  if (options_.expert_slots_per_layer >= 0) {
+    const auto* gguf = dynamic_cast<const GgufSource*>(source_.get());
+    if (!config_.is_moe() || gguf == nullptr || !experts_apart) {
+      throw std::invalid_argument(fmt::format("{}: experts read one by one need a mixture-of-experts GGUF opened with experts apart", path_));
+    }
+    ExpertStoreOptions eo;
+    eo.slots_per_layer = options_.expert_slots_per_layer;
+    eo.backend = options_.prefetch.io;
+    eo.fault = options_.fault;
+    eo.trace = options_.prefetch.trace;
+    expert_store_ = std::make_unique<ExpertStore>(*gguf, config_, eo);
+  } else if (experts_apart) {
+    throw std::invalid_argument(fmt::format("{}: the source holds the experts apart; set expert_slots_per_layer", path_));
+  }
   resident_blocks_.resize(std::size_t(config_.n_layer));
   for (std::int64_t il = 0; il < config_.n_layer; ++il) {
     if (block_resident_[std::size_t(il)]) {
@@ -184,7 +205,9 @@ BlockWeights StreamedModel::bind_block_at(std::int64_t il, std::span<const std::
     if (!t || t->extent != unit) return {};
     return view_of(*t, unit_bytes.data());
   };
-  return bind_block(lookup, config_, il, path_);
+  BlockWeights w = bind_block(lookup, config_, il, path_, expert_store_ != nullptr);
+  w.experts = expert_store_.get();
+  return w;
 }
 
 StreamStats StreamedModel::stats() const {
@@ -195,6 +218,13 @@ StreamStats StreamedModel::stats() const {
     s.io_busy += p.io_busy;
     s.decode_busy += p.decode_busy;
     s.wait += schedule_->wait();
+  }
+  if (expert_store_) {
+    const ExpertStoreStats e = expert_store_->stats();
+    s.expert_hits = e.cache.hits;
+    s.expert_accesses = e.cache.hits + e.cache.late + e.cache.misses;
+    s.expert_reads = e.expert_reads;
+    s.expert_bytes = e.bytes_read;
   }
   return s;
 }
@@ -255,6 +285,7 @@ void StreamedModel::forward_pass(Transformer& transformer, const Batch& batch, f
     // Whatever threw (a read, a compute step, a bad token), the pass's handles are gone by now:
     // drop what it scheduled and what it read ahead, so the next pass starts at its first block.
     if (schedule_) schedule_->reset();
+    if (expert_store_) expert_store_->reset();
     next_blocks_scheduled_ = false;
     throw;
   }

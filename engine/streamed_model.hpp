@@ -31,6 +31,7 @@
 #include "engine/transformer.hpp"
 #include "engine/weights.hpp"
 #include "engine/pass_schedule.hpp"
+#include "engine/expert_store.hpp"
 #include "model/metadata.hpp"
 #include "model/model_source.hpp"
 #include "prefetch/prefetcher.hpp"
@@ -50,6 +51,10 @@ struct StreamOptions {
   bool stream_head = false;
   std::uint64_t head_piece_slot_bytes = 0;  // 0: the head streams as one piece
   bool embed_on_demand = false;
+  // Mixture of experts from a GGUF (engine/expert_store.hpp): >= 0 reads experts one by one, the
+  // ones the router picks, into an expert cache of this many slots per layer; the source must
+  // be a GgufSource opened with experts apart. -1: experts stream with their block, whole.
+  std::int32_t expert_slots_per_layer = -1;
   // Tests: number every read of the model (the source's opened from a path, and the
   // prefetcher's) with this plan (io/fault_backend.hpp). Must outlive the model.
   const io::FaultPlan* fault = nullptr;
@@ -64,6 +69,12 @@ struct StreamStats {
   std::chrono::nanoseconds compute_busy{0};  // blocks and head computing
   std::chrono::nanoseconds io_busy{0};
   std::chrono::nanoseconds decode_busy{0};
+  // Experts read one by one (expert_slots_per_layer >= 0): cache accesses (one per layer and
+  // chosen expert per pass) that found the expert in RAM, experts read and the bytes read.
+  std::uint64_t expert_hits = 0;
+  std::uint64_t expert_accesses = 0;
+  std::uint64_t expert_reads = 0;
+  std::uint64_t expert_bytes = 0;
   // wall / max(io_busy, compute_busy): 1.0 is perfect overlap, 2.0 fully serialised.
   double overlap() const;
 };
@@ -82,7 +93,10 @@ class StreamedModel final : public Forward {
   const Metadata& metadata() const { return *metadata_; }
   const ModelSource& source() const { return *source_; }
   std::uint64_t resident_bytes() const { return resident_bytes_; }
+  // Stored bytes of the units read per pass (with experts read one by one: without them).
   std::uint64_t streamed_bytes_per_pass() const { return streamed_bytes_per_pass_; }
+  // The expert store when experts are read one by one, else null.
+  const ExpertStore* expert_store() const { return expert_store_.get(); }
   std::uint64_t ring_bytes() const { return schedule_ ? schedule_->ring_bytes() : 0; }
   std::int64_t resident_block_count() const;
   // Drops the tokenizer.ggml.* arrays (tokens, scores, types, merges) from the manifest's
@@ -130,7 +144,8 @@ class StreamedModel final : public Forward {
   std::uint64_t streamed_bytes_per_pass_ = 0;
   // The ring's table: the source's units, then the head's pieces. Null when nothing streams.
   std::unique_ptr<PassSchedule> schedule_;
-  bool next_blocks_scheduled_ = false;  // a read-ahead appended the next pass's blocks
+  bool next_blocks_scheduled_ = false;
+  std::unique_ptr<ExpertStore> expert_store_;  // expert_slots_per_layer >= 0  // a read-ahead appended the next pass's blocks
   StreamStats stats_;
 };
 

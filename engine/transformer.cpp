@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "common/assert.hpp"
+#include "engine/expert_provider.hpp"
 
 namespace sluice {
 
@@ -67,6 +68,11 @@ std::uint64_t Transformer::scratch_bytes(const ModelConfig& c, std::int64_t n_to
   std::int64_t row = 2 * c.n_embd + 2 * c.n_head * c.head_dim + 2 * c.n_head_kv * c.head_dim + 2 * ffn_width(c);
   if (c.is_moe()) row += 2 * c.n_embd + c.n_expert + 4 * c.n_expert_used;
   return std::uint64_t(n_tokens) * std::uint64_t(row) * sizeof(float);
+}
+
+std::uint64_t Transformer::expert_provider_scratch_bytes(const ModelConfig& c, std::int64_t n_tokens) {
+  if (!c.is_moe()) return 0;
+  return (std::uint64_t(n_tokens) * std::uint64_t(c.n_expert_used * c.n_embd) + 2 * std::uint64_t(c.n_expert)) * sizeof(float);
 }
 
 void Transformer::ensure_scratch(std::int64_t n) {
@@ -197,7 +203,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3); with experts, moe_ffn
   norm_rows(x, w.ffn_norm, xn_.data(), n, d, tmp_a_);
   if (c.is_moe()) {
-    moe_ffn(w, n);
+    moe_ffn(il, w, n);
     add_branch(proj_.data(), w.post_ffn_norm);
     return;
   }
@@ -212,7 +218,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   add_branch(proj_.data(), w.post_ffn_norm);
 }
 
-void Transformer::moe_ffn(const BlockWeights& w, std::int64_t n) {
+void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, std::int64_t n) {
   const ModelConfig& c = config_;
   const std::int64_t d = c.n_embd, ff = c.n_ff_exp, n_expert = c.n_expert;
   const auto k = static_cast<std::int32_t>(c.n_expert_used);
@@ -239,20 +245,56 @@ void Transformer::moe_ffn(const BlockWeights& w, std::int64_t n) {
       expert_weights_[at] = route_weights_[route];
     }
   }
-  // proj (n, d) = sum over the routes of weight * down_e(silu(gate_e x) * up_e x), added expert
-  // by expert in id order: a row's sum does not depend on the other rows of the pass.
-  std::fill_n(proj_.begin(), std::size_t(n * d), 0.0f);
-  for (std::int64_t e = 0; e < n_expert; ++e) {
-    const std::int64_t begin = first[std::size_t(e)], m = first[std::size_t(e) + 1] - begin;
-    if (m == 0) continue;  // no row of this pass chose expert e: its weights are not touched
-    const std::span<const std::int32_t> rows(expert_rows_.data() + begin, std::size_t(m));
-    // moe_x (m, d): the rows routed to e; gate, up (m, ff); moe_out (m, d).
+  // One expert on the m rows routed to it: out (m, d) = down_e(silu(gate_e x) * up_e x), with
+  // moe_x (m, d) the gathered rows and gate, up (m, ff).
+  auto run_expert = [&](const TensorView& gate, const TensorView& up, const TensorView& down,
+                        std::span<const std::int32_t> rows, float* out) {
+    const auto m = std::int64_t(rows.size());
     backend_->gather_rows(xn_.data(), d, rows, moe_x_.data());
-    linear(expert_slice(w.gate_exps, e), moe_x_.data(), m, gate_.data());
-    linear(expert_slice(w.up_exps, e), moe_x_.data(), m, up_.data());
+    linear(gate, moe_x_.data(), m, gate_.data());
+    linear(up, moe_x_.data(), m, up_.data());
     backend_->swiglu(gate_.data(), up_.data(), gate_.data(), m * ff);
-    linear(expert_slice(w.down_exps, e), gate_.data(), m, moe_out_.data());
-    backend_->scatter_add_rows(proj_.data(), d, rows, expert_weights_.data() + begin, moe_out_.data());
+    linear(down, gate_.data(), m, out);
+  };
+  auto rows_of = [&](std::int64_t e) {
+    const std::int64_t begin = first[std::size_t(e)];
+    return std::span<const std::int32_t>(expert_rows_.data() + begin, std::size_t(first[std::size_t(e) + 1] - begin));
+  };
+  // proj (n, d) = sum over the routes of weight * expert output, added expert by expert in id
+  // order: a row's sum does not depend on the other rows of the pass, nor on the order in which
+  // experts are computed. An expert no row chose is not computed (nor read).
+  std::fill_n(proj_.begin(), std::size_t(n * d), 0.0f);
+  if (w.experts == nullptr) {
+    for (std::int64_t e = 0; e < n_expert; ++e) {
+      const std::span<const std::int32_t> rows = rows_of(e);
+      if (rows.empty()) continue;
+      run_expert(expert_slice(w.gate_exps, e), expert_slice(w.up_exps, e), expert_slice(w.down_exps, e), rows, moe_out_.data());
+      backend_->scatter_add_rows(proj_.data(), d, rows, expert_weights_.data() + first[std::size_t(e)], moe_out_.data());
+    }
+    return;
+  }
+  // Streamed experts: ask for every chosen one (reads of the absent start), compute those in RAM
+  // first and the others as their reads land, each into its own rows of route_out (n * k, d), in
+  // the grouping's order; then add them to proj in id order, exactly as above.
+  moe_chosen_.clear();
+  for (std::int64_t e = 0; e < n_expert; ++e) {
+    if (!rows_of(e).empty()) moe_chosen_.push_back(static_cast<std::int32_t>(e));
+  }
+  w.experts->request(il, moe_chosen_);
+  moe_route_out_.resize(std::size_t(n * k * d));
+  std::vector<std::int32_t>& left = moe_left_;
+  left = moe_chosen_;
+  while (!left.empty()) {
+    auto next = std::find_if(left.begin(), left.end(), [&](std::int32_t e) { return w.experts->ready(il, e); });
+    if (next == left.end()) next = left.begin();  // none in RAM yet: wait for the lowest id
+    const std::int32_t e = *next;
+    left.erase(next);
+    const ExpertWeights ew = w.experts->acquire(il, e);
+    run_expert(ew.gate, ew.up, ew.down, rows_of(e), moe_route_out_.data() + first[std::size_t(e)] * d);
+  }
+  for (const std::int32_t e : moe_chosen_) {
+    const std::int64_t begin = first[std::size_t(e)];
+    backend_->scatter_add_rows(proj_.data(), d, rows_of(e), expert_weights_.data() + begin, moe_route_out_.data() + begin * d);
   }
 }
 

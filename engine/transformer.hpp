@@ -74,6 +74,9 @@ class Transformer {
   // Bytes of the buffers block() keeps for a pass of n_tokens rows (xn, q, k, v, att, proj,
   // gate, up: what it allocates and holds until the Transformer dies).
   static std::uint64_t scratch_bytes(const ModelConfig& config, std::int64_t n_tokens);
+  // What block() holds besides scratch_bytes when its experts come from an ExpertProvider: each
+  // route's expert output (n_tokens x n_expert_used rows of n_embd) and the chosen ids.
+  static std::uint64_t expert_provider_scratch_bytes(const ModelConfig& config, std::int64_t n_tokens);
   std::int32_t n_seq() const { return kv_->shape().n_seq; }
   cache::KvCache& kv_cache() { return *kv_; }
   compute::ComputeBackend& backend() { return *backend_; }
@@ -106,8 +109,9 @@ class Transformer {
   void ensure_scratch(std::int64_t n);
   const float* f32(const TensorView& t, std::vector<float>& tmp) const;
   void linear(const TensorView& w, const float* x, std::int64_t n, float* y) const;
-  // proj_ (n, d) <- the mixture-of-experts FFN of xn_'s n rows (see block()).
-  void moe_ffn(const BlockWeights& w, std::int64_t n);
+  // proj_ (n, d) <- the mixture-of-experts FFN of layer il over xn_'s n rows (see block()); the
+  // experts come from w.experts when it is set (engine/expert_provider.hpp).
+  void moe_ffn(std::int64_t il, const BlockWeights& w, std::int64_t n);
 
   ModelConfig config_;
   std::int64_t n_ctx_;
@@ -124,6 +128,11 @@ class Transformer {
   std::vector<float> moe_x_, moe_out_, router_logits_, route_weights_, expert_weights_;
   std::vector<std::int32_t> route_ids_, expert_rows_;
   std::vector<std::int64_t> expert_first_, expert_next_;  // (n_expert + 1), (n_expert): the grouping's offsets
+  // With an expert provider: moe_route_out_ (n * k, d) each route's expert output, in the
+  // grouping's order (not counted by scratch_bytes: expert_provider_scratch_bytes);
+  // moe_chosen_, moe_left_ (<= n_expert) the experts of the pass, those not yet computed.
+  std::vector<float> moe_route_out_;
+  std::vector<std::int32_t> moe_chosen_, moe_left_;
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;

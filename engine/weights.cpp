@@ -17,7 +17,8 @@ TensorView require(const TensorLookup& lookup, std::string_view name, const std:
 }
 }  // namespace
 
-BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, std::int64_t il, const std::string& source) {
+BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, std::int64_t il, const std::string& source,
+                        bool experts_apart) {
   using namespace names;
   auto p = [il](std::string_view tensor) { return block_tensor(il, tensor); };
   BlockWeights w;
@@ -32,9 +33,11 @@ BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, s
   w.ffn_norm = require(lookup, p(kFfnNorm), source);
   if (config.is_moe()) {
     w.router = require(lookup, p(kFfnGateInp), source);
-    w.gate_exps = require(lookup, p(kFfnGateExps), source);
-    w.up_exps = require(lookup, p(kFfnUpExps), source);
-    w.down_exps = require(lookup, p(kFfnDownExps), source);
+    if (!experts_apart) {
+      w.gate_exps = require(lookup, p(kFfnGateExps), source);
+      w.up_exps = require(lookup, p(kFfnUpExps), source);
+      w.down_exps = require(lookup, p(kFfnDownExps), source);
+    }
   } else {
     w.w_gate = require(lookup, p(kFfnGate), source);
     w.w_up = require(lookup, p(kFfnUp), source);

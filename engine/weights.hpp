@@ -17,6 +17,8 @@
 
 namespace sluice {
 
+class ExpertProvider;  // engine/expert_provider.hpp
+
 // A tensor's type, shape and bytes (compute/views.hpp): what a ComputeBackend reads.
 using TensorView = compute::WeightView;
 
@@ -31,6 +33,9 @@ struct BlockWeights {
   // Mixture of experts (instead of w_gate/w_up/w_down): the router (n_expert rows of n_embd) and
   // the experts' matrices stacked along the slowest dimension (expert_slice() cuts one out).
   TensorView router, gate_exps, up_exps, down_exps;
+  // When set, the experts come from here (streamed one by one) and the *_exps views may be
+  // empty; when null, moe_ffn slices the stacked tensors above. Not owned.
+  ExpertProvider* experts = nullptr;
 };
 
 // Expert e's matrix of a stacked expert tensor [cols, rows, n_expert]: a 2-D view of its rows
@@ -42,7 +47,10 @@ struct GlobalWeights {
 };
 
 // Binds block `il`'s tensors; throws std::runtime_error naming `source` and the missing tensor.
-BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, std::int64_t il, const std::string& source);
+// `experts_apart`: the stacked expert tensors are read elsewhere (an ExpertProvider) and are
+// neither required nor bound.
+BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, std::int64_t il, const std::string& source,
+                        bool experts_apart = false);
 // Binds the embedding, final norm and head (head = embedding when output.weight is absent: tied).
 GlobalWeights bind_globals(const TensorLookup& lookup, const ModelConfig& config, const std::string& source);
 

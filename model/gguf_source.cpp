@@ -16,12 +16,12 @@
 
 namespace sluice {
 
-std::unique_ptr<GgufSource> GgufSource::open(const std::string& path, const io::FileOptions& file_options) {
+std::unique_ptr<GgufSource> GgufSource::open(const std::string& path, const io::FileOptions& file_options, bool experts_apart) {
   gguf::ShardSet set = gguf::ShardSet::open(path);
   const ModelConfig config = sluice::checked_config(set);
   std::optional<gguf::GgufIndex> index = gguf::GgufIndex::load_if_present(set);
   std::unique_ptr<GgufSource> source(new GgufSource(std::move(set), std::move(index), file_options));
-  source->build_units(config.n_layer);
+  source->build_units(config.n_layer, experts_apart);
   for (const gguf::Shard& shard : source->set_.shards()) {
     try {
       source->files_.push_back(io::File::open(shard.path, file_options));
@@ -42,16 +42,17 @@ std::unique_ptr<GgufSource> GgufSource::open(const std::string& path, const io::
   return source;
 }
 
-void GgufSource::build_units(std::int64_t n_layer) {
+void GgufSource::build_units(std::int64_t n_layer, bool experts_apart) {
   const std::uint64_t granularity = index_ ? index_->chunk_bytes() : kDirectAlign;
   const std::uint64_t frame_bytes = index_ ? index_->chunk_bytes() : kUnverifiedFrameBytes;
-  const gguf::ModelRanges ranges = gguf::block_read_ranges(set_, n_layer, granularity);
+  const gguf::ModelRanges ranges = gguf::block_read_ranges(set_, n_layer, granularity, experts_apart);
   // Stream order, as convert writes a pack: the embedding, blocks by number, the head, the rest.
   std::vector<const gguf::ExtentRanges*> order;
   order.push_back(&ranges.token_embd);
   for (const gguf::ExtentRanges& b : ranges.blocks) order.push_back(&b);
   order.push_back(&ranges.output);
   order.push_back(&ranges.misc);
+  for (const gguf::ExtentRanges& e : ranges.block_experts) order.push_back(&e);
   for (const gguf::ExtentRanges* extent : order) {
     if (extent->tensors.empty()) continue;
     ReadUnit unit;

@@ -43,7 +43,11 @@ class GgufSource final : public ModelSource {
   // config against its tensors, loads its sidecar when there is one (a stale sidecar is an
   // error: re-run `sluice index`). `file_options` open the file read_frame reads (tests: a fault
   // plan). Throws gguf::GgufError / std::runtime_error naming the file and the fault.
-  static std::unique_ptr<GgufSource> open(const std::string& path, const io::FileOptions& file_options = {});
+  // `experts_apart` (a MoE model streamed expert by expert, engine/expert_store.hpp): each
+  // block's ffn_*_exps tensors leave the block's unit for a unit "blk.N.exps" of their own, which
+  // is never read whole.
+  static std::unique_ptr<GgufSource> open(const std::string& path, const io::FileOptions& file_options = {},
+                                          bool experts_apart = false);
 
   GgufSource(const GgufSource&) = delete;
   GgufSource& operator=(const GgufSource&) = delete;
@@ -52,6 +56,8 @@ class GgufSource final : public ModelSource {
   bool verified() const { return index_.has_value(); }
   const gguf::ShardSet& shards() const { return set_; }
   const std::optional<gguf::GgufIndex>& index() const { return index_; }
+  // The options read_frame's files were opened with (a fault plan in tests, the retry policy).
+  const io::FileOptions& file_options() const { return file_options_; }
 
   const std::string& path() const override { return set_.shards().front().path; }
   std::vector<std::string> files() const override;
@@ -79,7 +85,7 @@ class GgufSource final : public ModelSource {
  private:
   GgufSource(gguf::ShardSet set, std::optional<gguf::GgufIndex> index, io::FileOptions file_options)
       : set_(std::move(set)), index_(std::move(index)), file_options_(file_options) {}
-  void build_units(std::int64_t n_layer);
+  void build_units(std::int64_t n_layer, bool experts_apart);
 
   gguf::ShardSet set_;
   std::optional<gguf::GgufIndex> index_;

@@ -207,13 +207,20 @@ std::uint64_t ShardSet::tensor_bytes() const {
   return sum;
 }
 
-ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::uint64_t granularity) {
+ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::uint64_t granularity, bool experts_apart) {
   SLUICE_ASSERT_MSG(granularity >= kDirectAlign && (granularity & (granularity - 1)) == 0,
                     "block_read_ranges: granularity must be a power of two >= 4096");
   SLUICE_ASSERT_MSG(n_layer >= 0, "block_read_ranges: negative n_layer");
   const std::vector<ShardTensor>& tensors = set.tensors();
   const std::string& source = set.shards().front().path;
   std::vector<std::vector<std::size_t>> block_members(static_cast<std::size_t>(n_layer));
+  std::vector<std::vector<std::size_t>> expert_members(static_cast<std::size_t>(n_layer));
+  auto is_experts = [](std::string_view name) {
+    for (std::string_view t : {names::kFfnGateExps, names::kFfnUpExps, names::kFfnDownExps}) {
+      if (name.size() > t.size() && name.ends_with(t) && name[name.size() - t.size() - 1] == '.') return true;
+    }
+    return false;
+  };
   std::vector<std::size_t> embd, output, misc;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const ShardTensor& t = tensors[i];
@@ -224,7 +231,7 @@ ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::ui
           fail(set.shards()[t.shard].path,
                fmt::format("tensor '{}' names a block outside the model's {} blocks", t.name, n_layer));
         }
-        block_members[static_cast<std::size_t>(*n)].push_back(i);
+        (experts_apart && is_experts(t.name) ? expert_members : block_members)[static_cast<std::size_t>(*n)].push_back(i);
         break;
       }
       case ExtentKind::token_embd: embd.push_back(i); break;
@@ -238,6 +245,11 @@ ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::ui
     if (block_members[b].empty()) fail(source, fmt::format("block {} of {} has no tensors", b, n_layer));
     out.blocks[b].name = names::block_name(static_cast<std::int64_t>(b));
     place_extent(out.blocks[b], std::move(block_members[b]), tensors, granularity);
+  }
+  out.block_experts.resize(expert_members.size());
+  for (std::size_t b = 0; b < expert_members.size(); ++b) {
+    out.block_experts[b].name = names::block_name(static_cast<std::int64_t>(b)) + ".exps";
+    place_extent(out.block_experts[b], std::move(expert_members[b]), tensors, granularity);
   }
   out.token_embd.name = "token_embd";
   place_extent(out.token_embd, std::move(embd), tensors, granularity);

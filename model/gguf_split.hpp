@@ -121,6 +121,9 @@ struct ModelRanges {
   ExtentRanges token_embd;           // empty (no ranges) if absent
   ExtentRanges output;               // output_norm and output (absent when tied to the embedding)
   ExtentRanges misc;                 // any other tensor outside the blocks
+  // experts_apart: each block's stacked expert tensors (ffn_{gate,up,down}_exps), "blk.N.exps",
+  // out of the block's own extent (empty otherwise, and for a block without experts).
+  std::vector<ExtentRanges> block_experts;
 };
 
 // Groups `set`'s tensors into extents and gives each its reads. A block's tensors make one range
@@ -128,6 +131,9 @@ struct ModelRanges {
 // tensors lie between them or the block spans two shards. Tensors whose rounded ranges touch or
 // overlap are read as one range. `granularity` is a power of two, at least 4096. Throws
 // GgufError for a "blk.N" tensor with N >= n_layer or a block without tensors.
-ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::uint64_t granularity = 4096);
+// `experts_apart`: a block's ffn_*_exps tensors leave its extent for block_experts (streamed
+// models that read experts one by one, engine/expert_store.hpp).
+ModelRanges block_read_ranges(const ShardSet& set, std::int64_t n_layer, std::uint64_t granularity = 4096,
+                              bool experts_apart = false);
 
 }  // namespace sluice::gguf

@@ -1,0 +1,317 @@
+// ExpertStore: experts read slice by slice into the expert cache (see expert_store.hpp).
+#include "engine/expert_store.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <stdexcept>
+
+#include "common/assert.hpp"
+#include "common/error.hpp"
+#include "common/units.hpp"
+#include "io/fault_backend.hpp"
+#include "model/tensor_names.hpp"
+
+namespace sluice {
+
+namespace {
+constexpr std::array<std::string_view, 3> kPartTensors = {names::kFfnGateExps, names::kFfnUpExps, names::kFfnDownExps};
+
+// The granularity reads are rounded to: the sidecar's chunk, so every byte read is verified, or
+// the direct-I/O block. (Rounding costs at most one granule on each side of each slice: with the
+// default 1 MiB chunks and a qwen3-30b-a3b Q4_K expert slice of ~0.6-0.8 MiB that is up to 3-4x
+// the slice; `sluice index --chunk` smaller for MoE files keeps it near 1 + 2 x chunk / slice.)
+std::uint64_t granularity_of(const GgufSource& source) {
+  return source.index() ? std::max<std::uint64_t>(kDirectAlign, source.index()->chunk_bytes()) : kDirectAlign;
+}
+
+struct Located {
+  std::uint32_t file = 0;
+  std::uint64_t offset = 0;
+};
+
+// The file and offset of a tensor's first byte, from its unit's ranges (laid back to back in the
+// unit's raw bytes).
+Located locate(const ModelSource& source, const SourceTensor& t) {
+  const ReadUnit& u = source.units()[t.extent];
+  std::uint64_t raw = 0;
+  for (const pack::ExtentRange& r : u.ranges) {
+    if (t.offset >= raw && t.offset + t.bytes <= raw + r.bytes) return {r.file, r.offset + (t.offset - raw)};
+    raw += r.bytes;
+  }
+  throw Exception(ErrorContext{ErrorKind::corrupt, source.path(), t.name},
+                  fmt::format("{}: tensor '{}' does not lie in one range of its unit '{}'", source.path(), t.name, u.name));
+}
+}  // namespace
+
+std::uint64_t ExpertStore::slot_bytes_for(const GgufSource& source, const ModelConfig& config) {
+  const std::uint64_t g = granularity_of(source);
+  std::uint64_t slot = 0;
+  for (std::int64_t il = 0; il < config.n_layer; ++il) {
+    std::uint64_t layer = 0;
+    for (std::string_view name : kPartTensors) {
+      const SourceTensor* t = source.find_tensor(names::block_tensor(il, name));
+      if (!t) throw std::invalid_argument(fmt::format("{}: no tensor '{}'", source.path(), names::block_tensor(il, name)));
+      const std::uint64_t offset = locate(source, *t).offset, slice = t->bytes / std::uint64_t(config.n_expert);
+      std::uint64_t span = 0;
+      for (std::int64_t e = 0; e < config.n_expert; ++e) {
+        const std::uint64_t begin = offset + slice * std::uint64_t(e);
+        span = std::max(span, align_up(begin + slice, g) - align_down(begin, g));
+      }
+      layer += span;
+    }
+    slot = std::max(slot, layer);
+  }
+  return slot;
+}
+
+ExpertStore::ExpertStore(const GgufSource& source, const ModelConfig& config, ExpertStoreOptions options)
+    : source_(source), config_(config), options_(options), granularity_(granularity_of(source)),
+      slot_bytes_(config.is_moe() ? slot_bytes_for(source, config) : 0),
+      cache_(std::int32_t(std::max<std::int64_t>(config.n_layer, 1)), std::int32_t(std::max<std::int64_t>(config.n_expert, 1)),
+             std::max(options.slots_per_layer, 0), std::size_t(std::max<std::uint64_t>(slot_bytes_, 1))),
+      transient_(slot_bytes_) {
+  if (!config.is_moe()) throw std::invalid_argument(fmt::format("{}: not a mixture-of-experts model", source.path()));
+  for (std::int64_t il = 0; il < config.n_layer; ++il) {
+    std::array<Part, 3> parts;
+    std::uint64_t slot_offset = 0;
+    for (std::size_t p = 0; p < 3; ++p) {
+      const std::string name = names::block_tensor(il, kPartTensors[p]);
+      const SourceTensor& t = *source.find_tensor(name);  // slot_bytes_for checked it
+      if (names::block_extent_index(source.units()[t.extent].name)) {
+        throw std::invalid_argument(fmt::format("{}: '{}' lies in its block's unit; open the source with experts apart", source.path(), name));
+      }
+      const Located at = locate(source, t);
+      Part& part = parts[p];
+      part.tensor = name;
+      part.file = at.file;
+      part.file_offset = at.offset;
+      part.slice_bytes = t.bytes / std::uint64_t(config.n_expert);
+      part.slot_offset = slot_offset;
+      part.shape.type = static_cast<GgmlType>(t.type);
+      part.shape.dims = {std::int64_t(t.shape.at(0)), std::int64_t(t.shape.at(1))};
+      part.shape.bytes = part.slice_bytes;
+      std::uint64_t span = 0;
+      for (std::int32_t e = 0; e < config.n_expert; ++e) span = std::max(span, read_length(part, e));
+      if (span > UINT32_MAX) throw std::invalid_argument(fmt::format("{}: an expert slice of '{}' over 4 GiB", source.path(), name));
+      slot_offset += span;
+    }
+    layers_.push_back(std::move(parts));
+  }
+  const std::vector<std::string> files = source.files();
+  for (const std::string& file : files) {
+    io::ReaderOptions ro;
+    ro.backend = options_.backend;
+    ro.retry = source.file_options().retry;
+    readers_.push_back(io::Reader::open(file, ro, options_.fault ? io::fault_wrapper(*options_.fault) : io::BackendWrapper{}));
+  }
+}
+
+ExpertStore::~ExpertStore() { drain(); }
+
+std::uint64_t ExpertStore::read_begin(const Part& p, std::int32_t expert) const {
+  return align_down(p.file_offset + p.slice_bytes * std::uint64_t(expert), granularity_);
+}
+
+std::uint64_t ExpertStore::read_length(const Part& p, std::int32_t expert) const {
+  const std::uint64_t begin = p.file_offset + p.slice_bytes * std::uint64_t(expert);
+  return align_up(begin + p.slice_bytes, granularity_) - align_down(begin, granularity_);
+}
+
+std::uint64_t ExpertStore::start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest) {
+  const std::uint64_t id = next_id_++;
+  Read& r = reads_[id];
+  r.key = key;
+  if (fill) r.fill.emplace(std::move(*fill));
+  r.dest = dest;
+  r.started = std::chrono::steady_clock::now();
+  read_of_[{key.layer, key.expert}] = id;
+  const std::array<Part, 3>& parts = layers_[std::size_t(key.layer)];
+  for (std::size_t p = 0; p < 3; ++p) {
+    const std::uint64_t length = read_length(parts[p], key.expert);
+    queued_.push_back({parts[p].file, io::ReadRequest{dest + parts[p].slot_offset, read_begin(parts[p], key.expert),
+                                                      static_cast<std::uint32_t>(length), -1, id * 4 + p}});
+    stats_.bytes_read += length;
+  }
+  ++stats_.expert_reads;
+  return id;
+}
+
+void ExpertStore::pump() {
+  for (auto it = queued_.begin(); it != queued_.end();) {
+    io::Reader& reader = *readers_[it->file];
+    if (!reader.can_submit()) {
+      ++it;
+      continue;
+    }
+    reader.submit(it->request);
+    it = queued_.erase(it);
+  }
+  for (std::size_t f = 0; f < readers_.size(); ++f) {
+    if (Status st = readers_[f]->flush(); !st) {
+      drain();
+      const Error& e = st.error();
+      throw Exception(ErrorContext{e.kind, readers_[f]->path(), "experts", -1, -1, e.sys_errno},
+                      fmt::format("{}: cannot submit expert reads: {}", readers_[f]->path(), e.message));
+    }
+  }
+}
+
+void ExpertStore::complete(const io::ReadCompletion& c) {
+  const auto it = reads_.find(c.user_data / 4);
+  SLUICE_ASSERT(it != reads_.end());
+  Read& r = it->second;
+  const Part& part = layers_[std::size_t(r.key.layer)][c.user_data % 4];
+  const std::string& file = readers_[part.file]->path();
+  const std::uint64_t begin = read_begin(part, r.key.expert);
+  const std::uint64_t slice_at = part.file_offset + part.slice_bytes * std::uint64_t(r.key.expert);
+  auto note = [&](ErrorKind kind, int err, std::uint64_t offset, const std::string& why) {
+    if (r.failed) return;  // the first error of the expert is the one reported
+    r.failed = true;
+    r.error = ErrorContext{kind, file, part.tensor, r.key.expert, std::int64_t(offset), err};
+    r.message = fmt::format("{}: expert {} of layer {} ({} bytes [{}, {})) at offset {}: {}", file, r.key.expert, r.key.layer,
+                            part.tensor, slice_at, slice_at + part.slice_bytes, offset, why);
+  };
+  --r.parts_left;
+  if (!c.status) {
+    note(c.status.error().kind, c.status.error().sys_errno, begin, c.status.error().message);
+  } else if (c.bytes < slice_at + part.slice_bytes - begin) {
+    note(ErrorKind::io, 0, begin + c.bytes, fmt::format("the file ends at byte {} (truncated since it was opened?)", begin + c.bytes));
+  } else if (source_.index()) {
+    auto verified = source_.index()->verify(part.file, begin, std::span<const std::byte>(r.dest + part.slot_offset, c.bytes), part.tensor);
+    if (!verified) {
+      note(verified.error().kind, 0, begin, verified.error().message);
+    } else if (verified.value() != c.bytes) {
+      note(ErrorKind::corrupt, 0, begin, "the read is not whole index chunks");
+    }
+  }
+  if (r.parts_left == 0) {
+    if (options_.trace) {
+      options_.trace->complete("io", fmt::format("expert {}.{}", r.key.layer, r.key.expert), r.started, std::chrono::steady_clock::now(),
+                               {{"layer", std::int64_t(r.key.layer)}, {"expert", std::int64_t(r.key.expert)}, {"transient", std::int64_t(!r.fill)}});
+    }
+    if (!r.failed && r.fill) r.pin.emplace(std::move(*r.fill).commit());
+    if (r.fill) r.fill.reset();
+  }
+}
+
+void ExpertStore::reap(bool block) {
+  std::array<io::ReadCompletion, 16> done;
+  bool waited = false;
+  for (std::size_t f = 0; f < readers_.size(); ++f) {
+    io::Reader& reader = *readers_[f];
+    if (reader.in_flight() == 0) continue;
+    auto finished = reader.wait(done, block && !waited ? 1 : 0);
+    if (!finished) {
+      const Error e = finished.error();
+      drain();
+      throw Exception(ErrorContext{e.kind, reader.path(), "experts", -1, -1, e.sys_errno},
+                      fmt::format("{}: waiting for expert reads: {}", reader.path(), e.message));
+    }
+    if (finished.value() > 0) waited = true;
+    for (std::size_t i = 0; i < finished.value(); ++i) complete(done[i]);
+  }
+  pump();
+}
+
+void ExpertStore::drain() {
+  queued_.clear();
+  std::array<io::ReadCompletion, 16> done;
+  for (auto& reader : readers_) {
+    // The reads write into our slots: they must land before the slots are given back. A wait
+    // that fails leaves nothing more to wait for from that backend.
+    while (reader->in_flight() > 0) {
+      if (!reader->wait(done, 1)) break;
+    }
+  }
+  reads_.clear();  // unfinished Fills empty their slots; finished Pins unpin
+  read_of_.clear();
+  held_.clear();
+}
+
+void ExpertStore::fail(const Read& r) {
+  const ErrorContext context = r.error;
+  const std::string message = r.message;
+  drain();
+  throw Exception(context, message);
+}
+
+void ExpertStore::reset() { drain(); }
+
+void ExpertStore::request(std::int64_t layer, std::span<const std::int32_t> experts) {
+  SLUICE_ASSERT(layer >= 0 && layer < config_.n_layer);
+  // Pin the ready ones first, so that reserving slots for the absent ones cannot evict them.
+  for (const std::int32_t e : experts) {
+    const cache::ExpertKey key{std::int32_t(layer), e};
+    cache_.record_access(key);
+    if (std::optional<cache::ExpertCache::Pin> pin = cache_.pin(key)) held_.emplace(std::pair{layer, e}, std::move(*pin));
+  }
+  for (const std::int32_t e : experts) {
+    if (held_.count({layer, e})) continue;
+    // Absent (guesses are not made yet, so nothing else is filling): read it into a slot when one
+    // can be freed now; otherwise acquire() reads it once earlier experts have been released.
+    const cache::ExpertKey key{std::int32_t(layer), e};
+    if (std::optional<cache::ExpertCache::Fill> fill = cache_.reserve(key, cache::FillReason::demand)) {
+      std::byte* dest = fill->bytes().data();
+      start_read(key, std::move(fill), dest);
+    }
+  }
+  pump();
+}
+
+bool ExpertStore::ready(std::int64_t layer, std::int32_t expert) {
+  if (held_.count({layer, expert})) return true;
+  const auto it = read_of_.find({layer, expert});
+  if (it == read_of_.end()) return false;
+  reap(false);
+  return reads_.at(it->second).parts_left == 0;
+}
+
+ExpertWeights ExpertStore::acquire(std::int64_t layer, std::int32_t expert) {
+  const std::pair key{layer, expert};
+  std::shared_ptr<void> hold;
+  const std::byte* slot = nullptr;
+  if (auto h = held_.find(key); h != held_.end()) {
+    auto pin = std::make_shared<cache::ExpertCache::Pin>(std::move(h->second));
+    held_.erase(h);
+    slot = pin->bytes().data();
+    hold = std::move(pin);
+  } else {
+    auto it = read_of_.find(key);
+    if (it == read_of_.end()) {
+      // Not started at request(): every slot of the layer was held then. Try again now (the
+      // experts computed since have been released), else read into the transient buffer.
+      const cache::ExpertKey ck{std::int32_t(layer), expert};
+      std::optional<cache::ExpertCache::Fill> fill = cache_.reserve(ck, cache::FillReason::demand);
+      std::byte* dest = fill ? fill->bytes().data() : transient_.data();
+      if (!fill) ++stats_.transient_reads;
+      start_read(ck, std::move(fill), dest);
+      pump();
+      it = read_of_.find(key);
+    }
+    while (reads_.at(it->second).parts_left > 0) reap(true);
+    Read& r = reads_.at(it->second);
+    if (r.failed) fail(r);
+    slot = r.dest;
+    if (r.pin) hold = std::make_shared<cache::ExpertCache::Pin>(std::move(*r.pin));
+    reads_.erase(it->second);
+    read_of_.erase(it);
+  }
+  ExpertWeights w;
+  const std::array<Part, 3>& parts = layers_[std::size_t(layer)];
+  TensorView* out[3] = {&w.gate, &w.up, &w.down};
+  for (std::size_t p = 0; p < 3; ++p) {
+    *out[p] = parts[p].shape;
+    const std::uint64_t slice_at = parts[p].file_offset + parts[p].slice_bytes * std::uint64_t(expert);
+    out[p]->data = slot + parts[p].slot_offset + (slice_at - read_begin(parts[p], expert));
+  }
+  w.hold = std::move(hold);
+  return w;
+}
+
+ExpertStoreStats ExpertStore::stats() const {
+  ExpertStoreStats s = stats_;
+  s.cache = cache_.stats();
+  return s;
+}
+
+}  // namespace sluice

@@ -1,0 +1,136 @@
+// The streamed ExpertProvider (engine/expert_provider.hpp, issue 15): a MoE model's experts read
+// one by one from a GGUF and kept in the expert cache (cache/expert_cache.hpp) between passes.
+//
+// An expert of layer L is three slices, one of each of blk.L.ffn_{gate,up,down}_exps (experts
+// are the slowest dimension, so each slice is a contiguous range of the file). Each slice is read
+// O_DIRECT through an io::Reader (one per file, many reads in flight), rounded out to the
+// direct-I/O block, or to the sidecar index's chunks when the model has one, and then verified
+// against it. A slot holds the three rounded ranges back to back:
+//
+//   slot:  | gate range (rounded) | up range (rounded) | down range (rounded) |
+//            ^ the slice starts (offset mod granularity) into its range
+//
+// Reads go into an ExpertCache slot reserved for the expert; when every slot of the layer is
+// pinned or being filled, into one transient buffer (valid until the next acquire). A failed,
+// short or corrupt read throws sluice::Exception naming the file, tensor, expert and offset, after
+// every read in flight has landed: the reserved slots are released empty (ExpertCache::Fill), so
+// nothing half-read is ever served and the next pass reads those experts again.
+//
+// Not thread-safe: owned by the thread that runs the pass (the cache's contract).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cache/expert_cache.hpp"
+#include "common/aligned_buffer.hpp"
+#include "common/trace.hpp"
+#include "common/units.hpp"
+#include "engine/expert_provider.hpp"
+#include "io/backend.hpp"
+#include "io/reader.hpp"
+#include "model/gguf_source.hpp"
+
+namespace sluice::io {
+struct FaultPlan;
+}
+
+namespace sluice {
+
+struct ExpertStoreOptions {
+  std::int32_t slots_per_layer = 0;  // expert cache slots per layer (0: every expert read each pass)
+  io::BackendOptions backend;        // O_DIRECT, queue depth
+  const io::FaultPlan* fault = nullptr;  // tests: number every expert read with this plan
+  TraceRecorder* trace = nullptr;        // expert read spans on the "io" lane
+};
+
+struct ExpertStoreStats {
+  cache::ExpertCacheStats cache;      // hits, misses, evictions of the expert cache
+  std::uint64_t expert_reads = 0;     // experts read from the file (into a slot or the transient buffer)
+  std::uint64_t transient_reads = 0;  // of which into the transient buffer (every slot of the layer held)
+  std::uint64_t bytes_read = 0;       // bytes requested from the file (the rounded ranges)
+};
+
+class ExpertStore final : public ExpertProvider {
+ public:
+  // `source` must have been opened with experts_apart (its blk.N.exps units) and outlive the
+  // store. Throws std::invalid_argument when the model has no experts or the source lacks them,
+  // std::runtime_error naming the file when a reader cannot be opened.
+  ExpertStore(const GgufSource& source, const ModelConfig& config, ExpertStoreOptions options);
+  ~ExpertStore() override;  // waits for reads in flight (they write into our buffers)
+
+  // Bytes of one slot (the largest expert's three rounded ranges): what the planner multiplies.
+  static std::uint64_t slot_bytes_for(const GgufSource& source, const ModelConfig& config);
+
+  void request(std::int64_t layer, std::span<const std::int32_t> experts) override;
+  bool ready(std::int64_t layer, std::int32_t expert) override;
+  ExpertWeights acquire(std::int64_t layer, std::int32_t expert) override;
+  // After a pass that threw: waits for reads in flight, drops them and every pin the pass held.
+  void reset();
+
+  ExpertStoreStats stats() const;
+  std::uint64_t slot_bytes() const { return slot_bytes_; }
+  // RAM the store holds: the cache's slots and the transient buffer.
+  std::uint64_t memory_bytes() const { return cache_.pool_bytes() + transient_.size(); }
+  std::int32_t slots_per_layer() const { return cache_.slots_per_layer(); }
+
+ private:
+  // One of an expert's three slices (gate, up, down) in layer `layer`.
+  struct Part {
+    std::string tensor;            // blk.L.ffn_gate_exps.weight, ...
+    std::uint32_t file = 0;        // index into source.files()
+    std::uint64_t file_offset = 0; // of the stacked tensor's first byte
+    std::uint64_t slice_bytes = 0; // one expert's share
+    std::uint64_t slot_offset = 0; // where its rounded range starts in a slot
+    TensorView shape;              // the 2-D expert view, data null
+  };
+  struct Read {                    // an expert being read
+    cache::ExpertKey key;
+    std::optional<cache::ExpertCache::Fill> fill;  // empty: into the transient buffer
+    std::optional<cache::ExpertCache::Pin> pin;    // once committed
+    std::byte* dest = nullptr;
+    int parts_left = 3;
+    bool failed = false;
+    ErrorContext error;
+    std::string message;
+    std::chrono::steady_clock::time_point started;
+  };
+  struct Queued {
+    std::uint32_t file = 0;
+    io::ReadRequest request;
+  };
+
+  std::uint64_t read_begin(const Part& p, std::int32_t expert) const;  // rounded-down file offset
+  std::uint64_t read_length(const Part& p, std::int32_t expert) const; // rounded-out length
+  std::uint64_t start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest);
+  void pump();                      // submits queued reads while the readers have room
+  void reap(bool block);            // handles finished reads; with block, waits for at least one
+  void complete(const io::ReadCompletion& c);
+  void drain();                     // waits for every read in flight and forgets them
+  [[noreturn]] void fail(const Read& r);
+
+  const GgufSource& source_;
+  ModelConfig config_;
+  ExpertStoreOptions options_;
+  std::uint64_t granularity_ = kDirectAlign;
+  std::vector<std::array<Part, 3>> layers_;
+  std::uint64_t slot_bytes_ = 0;
+  cache::ExpertCache cache_;
+  AlignedBuffer transient_;
+  std::vector<std::unique_ptr<io::Reader>> readers_;  // by file
+  std::deque<Queued> queued_;
+  std::map<std::uint64_t, Read> reads_;  // by id (user_data / 4)
+  std::map<std::pair<std::int64_t, std::int32_t>, std::uint64_t> read_of_;  // (layer, expert) -> id
+  std::map<std::pair<std::int64_t, std::int32_t>, cache::ExpertCache::Pin> held_;  // hits pinned by request
+  std::uint64_t next_id_ = 1;
+  ExpertStoreStats stats_;
+};
+
+}  // namespace sluice

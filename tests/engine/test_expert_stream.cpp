@@ -1,0 +1,346 @@
+// Experts read one by one (issue 15): the ExpertProvider seam and the streamed ExpertStore.
+//  - moe_ffn with a provider that hands experts over out of id order (those "in RAM" first) gives
+//    the in-RAM logits bit for bit: route outputs are added in expert-id order whatever the order
+//    of computation;
+//  - a GGUF streamed with experts apart and a small expert cache gives the in-RAM logits bit for
+//    bit (qwen3moe, Mixtral; a batch of sequences, prefill then decode) and reads fewer bytes per
+//    token than streaming whole blocks;
+//  - on a skewed router the cache hits more than on a uniform one;
+//  - a failed expert read throws an Exception naming the file, tensor and expert; the next pass
+//    reads it again and is right.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "common/trace.hpp"
+#include "engine/expert_provider.hpp"
+#include "engine/forward.hpp"
+#include "engine/generate.hpp"
+#include "engine/model.hpp"
+#include "engine/planner.hpp"
+#include "engine/streamed_model.hpp"
+#include "io/fault_backend.hpp"
+#include "model/gguf_source.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tools/synth.hpp"
+
+namespace sluice {
+namespace {
+
+// The models of test_moe.cpp: qwen3moe (8 experts of ff 64) or Mixtral (4 of ff 128), 2 per token.
+SynthOptions moe_options(const std::string& arch, GgmlType type, float skew = 0.0f) {
+  SynthOptions o;
+  o.arch = arch == "mixtral" ? "llama" : arch;
+  o.shape = synth_shape("tiny");
+  o.shape.n_embd = 128;
+  o.shape.n_layer = 3;
+  o.shape.n_head = 4;
+  o.shape.n_head_kv = 2;
+  o.shape.n_ff = 128;
+  if (arch == "qwen3moe") {
+    o.head_dim = 32;
+    o.shape.n_expert = 8;
+    o.shape.n_ff_exp = 64;
+  } else {
+    o.shape.n_expert = 4;
+  }
+  o.shape.n_expert_used = 2;
+  o.type = type;
+  o.embedding_type = GgmlType::Q8_0;
+  o.vocab_from.clear();
+  o.router_skew = skew;
+  return o;
+}
+
+// In RAM, experts sliced from the mapped tensors, but handed over through the provider: odd ids
+// are "not in RAM" until acquired, so moe_ffn computes the even ones first.
+struct SlicingProvider final : ExpertProvider {
+  const Model* model = nullptr;
+  std::vector<std::int32_t> order;  // acquisitions, in order
+  std::int64_t requests = 0;
+  void request(std::int64_t, std::span<const std::int32_t> experts) override {
+    ++requests;
+    EXPECT_TRUE(std::is_sorted(experts.begin(), experts.end()));
+  }
+  bool ready(std::int64_t, std::int32_t e) override { return e % 2 == 0; }
+  ExpertWeights acquire(std::int64_t il, std::int32_t e) override {
+    order.push_back(e);
+    const BlockWeights& w = model->blocks()[std::size_t(il)];
+    return {expert_slice(w.gate_exps, e), expert_slice(w.up_exps, e), expert_slice(w.down_exps, e), nullptr};
+  }
+};
+
+class ProvidedForward final : public Forward {
+ public:
+  ProvidedForward(const Model& model, ExpertProvider& provider) : model_(model), provider_(provider) {}
+  const ModelConfig& config() const override { return model_.config(); }
+
+ protected:
+  void forward_pass(Transformer& t, const Batch& batch, float* logits) override {
+    std::vector<float> x(std::size_t(batch.n_tokens() * model_.config().n_embd));
+    t.embed(model_.globals().tok_embd, batch.tokens, x.data());
+    for (std::int64_t il = 0; il < model_.config().n_layer; ++il) {
+      BlockWeights w = model_.blocks()[std::size_t(il)];
+      w.gate_exps = w.up_exps = w.down_exps = {};  // only the provider may supply them
+      w.experts = &provider_;
+      t.block(il, w, model_.globals(), x.data(), batch.spans);
+    }
+    t.head_rows(model_.globals(), x.data(), batch.logit_rows, logits);
+  }
+
+ private:
+  const Model& model_;
+  ExpertProvider& provider_;
+};
+
+// Two sequences: a prompt each, then `steps` decode steps of both (greedy from the first run).
+struct PassLogits {
+  std::vector<std::vector<float>> logits;  // per pass
+};
+PassLogits run_batch(Forward& forward, const ModelConfig& c, int steps, std::vector<std::int32_t>* tokens_io) {
+  cache::KvShape shape{c.n_layer, c.n_head_kv * c.head_dim, 32, 2};
+  Transformer t(c, cache::make_resident_kv_cache(shape), compute::Threading{});
+  const std::vector<std::int32_t> a = {1, 403, 407, 261, 378, 300, 301, 302}, b = {1, 50, 51, 52, 300, 301};
+  PassLogits run;
+  Batch prefill;
+  prefill.add(0, 0, a, std::int64_t(a.size()));
+  prefill.add(1, 0, b, std::int64_t(b.size()));
+  forward.forward(t, prefill, run.logits.emplace_back());
+  std::vector<std::int32_t>& tokens = *tokens_io;
+  for (int s = 0; s < steps; ++s) {
+    const std::vector<float>& last = run.logits.back();
+    const std::size_t v = std::size_t(c.n_vocab);
+    if (tokens.size() < std::size_t(2 * (s + 1))) {  // first run: greedy; later runs replay it
+      const std::size_t rows = last.size() / v;
+      tokens.push_back(argmax(std::span(last).subspan((rows == 2 ? 0 : a.size() - 1) * v, v)));
+      tokens.push_back(argmax(std::span(last).subspan((rows == 2 ? 1 : a.size() + b.size() - 1) * v, v)));
+    }
+    Batch step;
+    step.add(0, std::int64_t(a.size()) + s, std::span(&tokens[std::size_t(2 * s)], 1), true);
+    step.add(1, std::int64_t(b.size()) + s, std::span(&tokens[std::size_t(2 * s + 1)], 1), true);
+    forward.forward(t, step, run.logits.emplace_back());
+  }
+  return run;
+}
+
+void expect_same(const PassLogits& want, const PassLogits& got) {
+  ASSERT_EQ(want.logits.size(), got.logits.size());
+  for (std::size_t p = 0; p < want.logits.size(); ++p) {
+    ASSERT_EQ(want.logits[p].size(), got.logits[p].size()) << "pass " << p;
+    EXPECT_EQ(std::memcmp(want.logits[p].data(), got.logits[p].data(), want.logits[p].size() * sizeof(float)), 0) << "pass " << p;
+  }
+}
+
+class ExpertStream : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ExpertStream, ProviderOutOfIdOrderIsBitIdenticalToSlicing) {
+  sluice::testing::TempDir dir;
+  write_synthetic_gguf(dir.file("m.gguf"), moe_options(GetParam(), GgmlType::Q4_0));
+  auto model = Model::open(dir.file("m.gguf"));
+  InRamForward in_ram(*model);
+  SlicingProvider provider;
+  provider.model = model.get();
+  ProvidedForward provided(*model, provider);
+  std::vector<std::int32_t> tokens;
+  const PassLogits want = run_batch(in_ram, model->config(), 3, &tokens);
+  const PassLogits got = run_batch(provided, model->config(), 3, &tokens);
+  expect_same(want, got);
+  EXPECT_EQ(provider.requests, 4 * model->config().n_layer);
+  // Some layer acquired an even (ready) expert before a lower odd one: not id order.
+  bool reordered = false;
+  for (std::size_t i = 1; i < provider.order.size(); ++i) reordered |= provider.order[i] < provider.order[i - 1];
+  EXPECT_TRUE(reordered);
+}
+
+std::unique_ptr<StreamedModel> open_streamed(const std::string& path, std::int32_t expert_slots, const io::FaultPlan* fault = nullptr,
+                                             bool all_resident = false) {
+  auto source = GgufSource::open(path, {}, /*experts_apart=*/expert_slots >= 0);
+  StreamOptions o;
+  o.prefetch.slots = 2;
+  o.prefetch.verify = source->verified();
+  o.read_ahead = false;  // count exactly what each pass reads
+  o.expert_slots_per_layer = expert_slots;
+  o.fault = fault;
+  if (all_resident) {
+    const std::int64_t n_layer = source->checked_config().n_layer;
+    for (std::int64_t il = 0; il < n_layer; ++il) o.resident_blocks.push_back(il);
+  }
+  return std::make_unique<StreamedModel>(std::move(source), o);
+}
+
+TEST_P(ExpertStream, StreamedExpertsWithASmallCacheAreBitIdenticalAndReadLess) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options(GetParam(), GgmlType::Q8_0));
+  auto model = Model::open(path);
+  InRamForward in_ram(*model);
+  std::vector<std::int32_t> tokens;
+  const int steps = 8;
+  const PassLogits want = run_batch(in_ram, model->config(), steps, &tokens);
+
+  auto whole = open_streamed(path, -1);
+  const PassLogits whole_run = run_batch(*whole, model->config(), steps, &tokens);
+  expect_same(want, whole_run);
+  const std::uint64_t whole_bytes = whole->stats().bytes_streamed;
+
+  for (std::int32_t slots : {1, 2}) {
+    SCOPED_TRACE(slots);
+    auto streamed = open_streamed(path, slots);
+    ASSERT_NE(streamed->expert_store(), nullptr);
+    EXPECT_LT(streamed->streamed_bytes_per_pass(), whole->streamed_bytes_per_pass()) << "the experts left the blocks' units";
+    const PassLogits got = run_batch(*streamed, model->config(), steps, &tokens);
+    expect_same(want, got);
+    const StreamStats s = streamed->stats();
+    EXPECT_GT(s.expert_reads, 0u);
+    EXPECT_GT(s.expert_hits, 0u) << "decode steps find experts of earlier passes";
+    std::printf("%s, %d expert slots per layer: %llu passes, dense %llu + experts %llu bytes (%llu expert reads, hit rate %.2f) vs whole blocks %llu\n",
+                GetParam().c_str(), slots, (unsigned long long)s.passes, (unsigned long long)s.bytes_streamed,
+                (unsigned long long)s.expert_bytes, (unsigned long long)s.expert_reads, double(s.expert_hits) / double(s.expert_accesses),
+                (unsigned long long)whole_bytes);
+    EXPECT_LT(s.bytes_streamed + s.expert_bytes, whole_bytes)
+        << "dense " << s.bytes_streamed << " + experts " << s.expert_bytes << " vs whole blocks " << whole_bytes;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, ExpertStream, ::testing::Values("qwen3moe", "mixtral"),
+                         [](const auto& info) { return info.param; });
+
+double hit_rate(float skew) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("qwen3moe", GgmlType::Q8_0, skew));
+  auto streamed = open_streamed(path, 2);
+  std::vector<std::int32_t> tokens;
+  run_batch(*streamed, streamed->config(), 16, &tokens);
+  const StreamStats s = streamed->stats();
+  return double(s.expert_hits) / double(s.expert_accesses);
+}
+
+TEST(ExpertStreamCache, HitsMoreOnASkewedRouter) {
+  const double uniform = hit_rate(0.0f), skewed = hit_rate(2.0f);
+  std::printf("expert cache hit rate, 2 slots of 8: uniform router %.3f, skew 2 %.3f\n", uniform, skewed);
+  EXPECT_GT(skewed, uniform);
+  EXPECT_GT(skewed, cache::uniform_expert_hit_rate(2, 8)) << "uniform routing would hit 2/8";
+}
+
+// Each expert read is a span on the trace's io lane, named by layer and expert.
+TEST(ExpertStreamTrace, ExpertReadsAreTraced) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("mixtral", GgmlType::Q8_0));
+  TraceRecorder trace(true);
+  StreamOptions o;
+  o.prefetch.verify = false;
+  o.prefetch.trace = &trace;
+  o.expert_slots_per_layer = 1;
+  StreamedModel streamed(GgufSource::open(path, {}, true), o);
+  std::vector<std::int32_t> tokens;
+  run_batch(streamed, streamed.config(), 1, &tokens);
+  trace.write(dir.file("t.json"));
+  std::ifstream in(dir.file("t.json"));
+  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"expert 0."), std::string::npos) << "no expert read span";
+  EXPECT_GT(streamed.stats().expert_reads, 0u);
+}
+
+// The blocks resident, so that every read through the fault plan is an expert's: fail the N-th,
+// for several N; each time the pass throws naming the expert, and the same pass run again on a
+// fresh store state gives the in-RAM logits.
+TEST(ExpertStreamFaults, AFailedExpertReadThrowsAndTheNextPassIsRight) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("qwen3moe", GgmlType::Q8_0));
+  auto model = Model::open(path);
+  InRamForward in_ram(*model);
+  const ModelConfig& c = model->config();
+  const std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378, 300, 301, 302};
+  std::vector<float> want, got;
+  {
+    Transformer t(c, 32, compute::Threading{});
+    evaluate(t, *model, prompt, 0, true, want);
+  }
+  for (std::uint64_t fail_op : {1, 2, 5, 13}) {
+    SCOPED_TRACE(fail_op);
+    io::FaultPlan plan;
+    plan.fail_op = fail_op;
+    auto streamed = open_streamed(path, 2, &plan, /*all_resident=*/true);
+    Transformer t(c, 32, compute::Threading{});
+    try {
+      streamed->evaluate(t, prompt, 0, true, got);
+      FAIL() << "no error";
+    } catch (const Exception& e) {
+      EXPECT_EQ(e.context().kind, ErrorKind::io) << e.what();
+      EXPECT_EQ(e.context().file, path);
+      EXPECT_NE(e.context().extent.find("_exps.weight"), std::string::npos) << e.what();
+      EXPECT_GE(e.context().frame, 0) << "the expert";
+      EXPECT_GE(e.context().offset, 0);
+      EXPECT_NE(std::string(e.what()).find("expert"), std::string::npos) << e.what();
+    }
+    streamed->evaluate(t, prompt, 0, true, got);
+    ASSERT_EQ(want.size(), got.size());
+    EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
+  }
+}
+
+// The planner sizes the expert cache from what the dense decisions leave: few slots at the
+// minimum budget, more as the budget grows, all n_expert at a budget with room for everything; the plan never exceeds the budget, the store
+// holds what the plan counted, and every plan runs bit-identical to RAM.
+TEST(ExpertStreamPlan, TheExpertCacheFitsTheBudgetAtSeveralBudgets) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("qwen3moe", GgmlType::Q8_0));
+  auto model = Model::open(path);
+  const ModelConfig& c = model->config();
+  InRamForward in_ram(*model);
+  std::vector<std::int32_t> tokens;
+  const PassLogits want = run_batch(in_ram, c, 2, &tokens);
+
+  auto planning = GgufSource::open(path, {}, /*experts_apart=*/true);
+  PlanRequest request;
+  request.n_ctx = 32;
+  request.n_seq = 2;
+  request.pass_tokens = 16;
+  request.compute_threads = 1;
+  request.budget = std::uint64_t(1) << 40;
+  const MemoryPlan roomy = plan_memory(*planning, c, request);
+  ASSERT_TRUE(roomy.experts_apart);
+  EXPECT_EQ(roomy.expert_slots_per_layer, c.n_expert);
+  const std::uint64_t slot_row = roomy.expert_slot_bytes * std::uint64_t(c.n_layer);
+  std::int32_t last_slots = -1;
+  for (const std::uint64_t budget : {roomy.minimum, roomy.minimum + slot_row, roomy.minimum + 3 * slot_row + 4096, roomy.total}) {
+    SCOPED_TRACE(budget);
+    request.budget = budget;
+    const MemoryPlan plan = plan_memory(*planning, c, request);
+    EXPECT_LE(plan.total, budget);
+    EXPECT_GE(plan.expert_slots_per_layer, last_slots);
+    last_slots = plan.expert_slots_per_layer;
+    std::ostringstream table;
+    print_plan(plan, table);
+    EXPECT_NE(table.str().find("expert cache"), std::string::npos) << table.str();
+    EXPECT_NE(table.str().find("expert reads per token"), std::string::npos) << table.str();
+
+    StreamOptions o;
+    o.prefetch.slots = std::max(plan.slots, 2u);
+    o.prefetch.verify = false;
+    o.read_ahead = false;
+    o.resident_blocks = plan.resident_blocks;
+    o.stream_head = !plan.head_resident;
+    o.head_piece_slot_bytes = plan.head_piece_slot_bytes;
+    o.embed_on_demand = !plan.embedding_resident;
+    o.expert_slots_per_layer = plan.expert_slots_per_layer;
+    StreamedModel streamed(GgufSource::open(path, {}, true), o);
+    EXPECT_EQ(streamed.expert_store()->memory_bytes(), plan.expert_cache_bytes);
+    EXPECT_EQ(streamed.expert_store()->slot_bytes(), plan.expert_slot_bytes);
+    expect_same(want, run_batch(streamed, c, 2, &tokens));
+  }
+  EXPECT_EQ(last_slots, c.n_expert);
+  request.budget = roomy.minimum;
+  EXPECT_LT(plan_memory(*planning, c, request).expert_slots_per_layer, c.n_expert);
+}
+
+}  // namespace
+}  // namespace sluice
