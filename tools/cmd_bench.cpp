@@ -261,7 +261,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--raw-read", o->raw_read,
                 "Read the whole file with O_DIRECT before and after the tests (the disk's speed in this run) and print the "
                 "disk-bound s/pass");
-  cmd->add_option("--json", o->json_out, "Also write the results (per test: tokens/s, passes, bytes read, io and compute busy, "
+  cmd->add_option("--json", o->json_out, "Also write the results (per test: tokens/s, passes, bytes read, io and compute busy, expert uses/hits/reads/bytes, "
                                          "time to first token; the raw read speeds) to this JSON file");
   cmd->callback([o] { bench(*o); });
 }
