@@ -127,8 +127,8 @@ bool runs_in_ram(const SessionOptions& o, const OpenedPlan& r);
 
 // Opens `o.model` (header and tensor table only) and plans it. A mixture-of-experts GGUF that
 // streams is opened again with its experts apart (blk.N.exps units, read one by one as routed)
-// and planned with an expert cache, unless --experts whole. Whether it streams is the whole-block
-// plan's answer (runs_in_ram); a whole-block plan the budget cannot hold may still be possible
+// and planned with an expert cache, unless --experts whole or --stream off. Whether it streams is
+// the whole-block plan's answer (not in RAM and some bytes read per pass); a whole-block plan the budget cannot hold may still be possible
 // with experts apart (their cache is what is left), so that refusal falls through to it.
 OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
   OpenedPlan r;
@@ -149,10 +149,15 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
     r.plan = plan_memory(*r.source, r.config, request);
     return r;
   }
+  if (o.stream == StreamMode::never) {  // every block resident, experts with it: nothing to read one by one
+    r.plan = plan_memory(*r.source, r.config, request);
+    return r;
+  }
   if (o.experts == ExpertsMode::automatic && o.stream != StreamMode::always) {
     try {
       r.plan = plan_memory(*r.source, r.config, request);
-      if (runs_in_ram(o, r)) return r;  // memory-mapped whole: nothing streams
+      // Memory-mapped, or every weight resident after loading: nothing streams, experts or not.
+      if (runs_in_ram(o, r) || !r.plan.streams()) return r;
     } catch (const std::exception&) {
       // Refused with whole blocks: planned again below with the experts apart.
     }
@@ -167,7 +172,7 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
 // A split GGUF always goes through GgufSource (resident or streamed as the plan says): the
 // in-RAM model maps one file.
 bool runs_in_ram(const SessionOptions& o, const OpenedPlan& r) {
-  if (o.experts == ExpertsMode::apart && r.config.is_moe()) return false;  // --experts apart streams
+  if (o.experts == ExpertsMode::apart && o.stream != StreamMode::never && r.config.is_moe()) return false;  // --experts apart streams
   return !r.pack && o.stream != StreamMode::always && r.source->files().size() == 1 && fits_in_ram(r.plan);
 }
 

@@ -28,7 +28,7 @@ enum class StreamMode { automatic, always, never };
 // How a mixture-of-experts GGUF's experts stream (engine/expert_store.hpp): automatic reads them
 // one by one, only the routed ones, whenever the model streams; apart does the same and streams
 // the model even when it would fit in RAM; whole reads each block with every expert in it (the
-// old way). A pack always streams whole blocks.
+// old way). A pack, and --stream off, always hold whole blocks.
 enum class ExpertsMode { automatic, apart, whole };
 
 struct SessionOptions {

@@ -53,7 +53,7 @@ inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kO
   cmd->add_option("--experts", f.experts,
                   "Mixture-of-experts GGUF: auto reads experts one by one (only those the router picks, into an "
                   "expert cache the planner sizes) whenever the model streams; apart does so even when it would fit "
-                  "in RAM; whole streams each block with all its experts. A pack always streams whole blocks")
+                  "in RAM; whole streams each block with all its experts (so does --stream off, and a pack)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "apart", "whole"}));
   cmd->add_option("--slots", s.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")

@@ -3,9 +3,10 @@
 #   - a qwen3moe and a Mixtral (llama with experts) model run in RAM, streamed with --stream on,
 #     streamed under a --mem-budget they do not fit, in passes of 3 tokens (experts read one by
 #     one: the plan's expert cache row and the run's experts line), under a budget only experts
-#     apart fit, with --experts apart (streams though it fits), with --experts whole (every block
-#     read whole, all its experts; no expert cache), and converted to a pack (whole blocks, a
-#     note): the float32 logits and the JSON identical; `sluice bench --json` has expert fields;
+#     apart fit, with --experts apart (streams though it fits), with --experts whole or --stream off
+#     (every block read whole, all its experts; no expert cache), and converted to a pack (whole blocks, a
+#     note): the float32 logits and the JSON identical; `sluice run` and `sluice bench --json`
+#     report expert reads;
 #   - the named real shapes qwen3-30b-a3b and mixtral-8x7b with --no-data: the parameter counts of
 #     the real models, and a plan whose ring slots hold a whole block of experts;
 #   - mixtral-8x7b into a /dev/shm too small for it is refused, after the size is printed;
@@ -75,6 +76,12 @@ for name in qwen mixtral; do
   eval_to "$m" "$name-whole" --stream on --experts whole
   same_as_ram "$name" whole
   experts_whole "$name-whole"
+  eval_to "$m" "$name-off" --stream off --experts apart
+  same_as_ram "$name" off
+  experts_whole "$name-off"
+  "$sluice" run -m "$m" --stream on -p "hello" -n 4 -t 1 --disk-gbps 2 > /dev/null 2> "$work/$name-run.err" \
+    || fail "$name: run --stream on: $(cat "$work/$name-run.err")"
+  experts_apart "$name-run"
   "$sluice" convert "$m" "$work/$name.sluice" > /dev/null 2>&1 || fail "$name: convert"
   eval_to "$work/$name.sluice" "$name-pack" --stream on
   same_as_ram "$name" pack
