@@ -94,6 +94,7 @@ struct OpenedPlan {
   MemoryPlan plan;
   bool pack = false;
   std::uint64_t weight_bytes = 0;
+  std::string experts_note;  // SessionPlan::experts_note
 };
 
 void check_options(const SessionOptions& o) {
@@ -104,18 +105,10 @@ void check_options(const SessionOptions& o) {
   if (o.budget > 0) check_explicit_budget(o.budget);
 }
 
-OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
-  OpenedPlan r;
-  const std::uint64_t budget = o.budget > 0 ? o.budget : default_memory_budget();
-  // One source serves the planner and then the streamed model: the manifest (tens of MB with a
-  // large vocabulary) or the GGUF's headers are parsed once.
-  r.source = open_model_source(o.model, o.fault);
-  r.pack = dynamic_cast<const PackSource*>(r.source.get()) != nullptr;
-  for (const auto& t : r.source->tensors()) r.weight_bytes += t.bytes;
-  r.config = r.source->checked_config();  // tensors checked before the planner sizes anything from them
+PlanRequest plan_request(const SessionOptions& o, const ModelConfig& config, int compute_threads) {
   PlanRequest request;
-  request.budget = budget;
-  request.n_ctx = context_of(o, r.config);
+  request.budget = o.budget > 0 ? o.budget : default_memory_budget();
+  request.n_ctx = context_of(o, config);
   request.n_seq = o.n_seq;
   request.pass_tokens = o.pass_tokens;
   request.logit_rows = o.logit_rows;
@@ -127,6 +120,51 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
   request.compute_threads = compute_threads;
   request.kv_spill_dir = o.kv_spill_dir;
   request.kv_spill_free_bytes = free_disk_bytes(o.kv_spill_dir);
+  return request;
+}
+
+bool runs_in_ram(const SessionOptions& o, const OpenedPlan& r);
+
+// Opens `o.model` (header and tensor table only) and plans it. A mixture-of-experts GGUF that
+// streams is opened again with its experts apart (blk.N.exps units, read one by one as routed)
+// and planned with an expert cache, unless --experts whole or --stream off. Whether it streams is
+// the whole-block plan's answer (not in RAM and some bytes read per pass); a whole-block plan the budget cannot hold may still be possible
+// with experts apart (their cache is what is left), so that refusal falls through to it.
+OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
+  OpenedPlan r;
+  // One source serves the planner and then the streamed model: the manifest (tens of MB with a
+  // large vocabulary) or the GGUF's headers are parsed once (twice for a streamed MoE GGUF).
+  r.source = open_model_source(o.model, o.fault);
+  r.pack = dynamic_cast<const PackSource*>(r.source.get()) != nullptr;
+  for (const auto& t : r.source->tensors()) r.weight_bytes += t.bytes;
+  r.config = r.source->checked_config();  // tensors checked before the planner sizes anything from them
+  const PlanRequest request = plan_request(o, r.config, compute_threads);
+  const bool moe = r.config.is_moe();
+  if (!moe || o.experts == ExpertsMode::whole) {
+    r.plan = plan_memory(*r.source, r.config, request);
+    return r;
+  }
+  if (r.pack) {
+    r.experts_note = "experts: a pack streams each block with all its experts (reading experts one by one needs the GGUF)";
+    r.plan = plan_memory(*r.source, r.config, request);
+    return r;
+  }
+  if (o.stream == StreamMode::never) {  // every block resident, experts with it: nothing to read one by one
+    r.plan = plan_memory(*r.source, r.config, request);
+    return r;
+  }
+  if (o.experts == ExpertsMode::automatic && o.stream != StreamMode::always) {
+    try {
+      r.plan = plan_memory(*r.source, r.config, request);
+      // Memory-mapped, or every weight resident after loading: nothing streams, experts or not.
+      if (runs_in_ram(o, r) || !r.plan.streams()) return r;
+    } catch (const std::exception&) {
+      // Refused with whole blocks: planned again below with the experts apart.
+    }
+  }
+  io::FileOptions file_options;
+  file_options.fault = o.fault;
+  r.source = GgufSource::open(o.model, file_options, /*experts_apart=*/true);
   r.plan = plan_memory(*r.source, r.config, request);
   return r;
 }
@@ -134,6 +172,7 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
 // A split GGUF always goes through GgufSource (resident or streamed as the plan says): the
 // in-RAM model maps one file.
 bool runs_in_ram(const SessionOptions& o, const OpenedPlan& r) {
+  if (o.experts == ExpertsMode::apart && o.stream != StreamMode::never && r.config.is_moe()) return false;  // --experts apart streams
   return !r.pack && o.stream != StreamMode::always && r.source->files().size() == 1 && fits_in_ram(r.plan);
 }
 
@@ -156,6 +195,7 @@ SessionPlan plan_session(const SessionOptions& options) {
   out.in_ram = runs_in_ram(options, r);
   if (!out.in_ram) check_stream_off(options, r.plan, r.weight_bytes);
   out.weight_bytes = r.weight_bytes;
+  out.experts_note = std::move(r.experts_note);
   out.plan = std::move(r.plan);
   return out;
 }
@@ -185,7 +225,10 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     pass_tokens_ = plan_->pass_tokens;
     check_stream_off(options_, *plan_, weight_bytes_);
     if (plan_->streams() && plan_->request.disk_gbps == 0) plan_->request.disk_gbps = measure_disk_gbps(options_.model);
-    if (options_.log) print_plan(*plan_, *options_.log);
+    if (options_.log) {
+      print_plan(*plan_, *options_.log);
+      if (!opened.experts_note.empty()) *options_.log << opened.experts_note << "\n";
+    }
     StreamOptions so;
     so.prefetch.slots = std::max(plan_->slots, 2u);
     so.prefetch.trace = options_.trace;
@@ -196,6 +239,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     so.stream_head = !plan_->head_resident;
     so.head_piece_slot_bytes = plan_->head_piece_slot_bytes;
     so.embed_on_demand = !plan_->embedding_resident;
+    so.expert_slots_per_layer = plan_->experts_apart ? plan_->expert_slots_per_layer : -1;
     streamed_ = std::make_unique<StreamedModel>(std::move(source), so);
     forward_ = streamed_.get();
   }

@@ -25,6 +25,12 @@ namespace sluice {
 // resident, refused when they do not fit).
 enum class StreamMode { automatic, always, never };
 
+// How a mixture-of-experts GGUF's experts stream (engine/expert_store.hpp): automatic reads them
+// one by one, only the routed ones, whenever the model streams; apart does the same and streams
+// the model even when it would fit in RAM; whole reads each block with every expert in it (the
+// old way). A pack, and --stream off, always hold whole blocks.
+enum class ExpertsMode { automatic, apart, whole };
+
 struct SessionOptions {
   std::string model;
   std::uint64_t budget = 0;           // 0: 80% of available memory (cgroup-aware)
@@ -36,6 +42,7 @@ struct SessionOptions {
   SpillMode kv_spill = SpillMode::automatic;
   std::string kv_spill_dir = "/var/tmp";
   StreamMode stream = StreamMode::automatic;
+  ExpertsMode experts = ExpertsMode::automatic;
   unsigned slots = 4;
   int threads = 0;
   double disk_gbps = 0;               // 0: measured on the pack at start (a short O_DIRECT read)
@@ -103,6 +110,7 @@ struct SessionPlan {
   MemoryPlan plan;
   bool in_ram = false;            // a GGUF Session would memory-map whole instead (the plan holds it with room)
   std::uint64_t weight_bytes = 0;  // every tensor's bytes
+  std::string experts_note;        // why a MoE model's experts stream whole, when they do ("" otherwise)
 };
 // Opens the model's header and tensor table only (reads no weight, does not measure the disk:
 // the plan predicts s/pass only with --disk-gbps), checks the options and budget as Session

@@ -28,9 +28,13 @@ namespace {
 // Bytes per read while hashing: eight chunks, large enough that O_DIRECT reads run near the
 // disk's sequential speed with one read in flight, small enough to hold beside anything.
 constexpr std::uint32_t kIndexReadBytes = 8 * kIndexChunkBytes;
-constexpr std::uint32_t kMinChunkBytes = 4096;
+constexpr std::uint32_t kMinChunkBytes = kMinIndexChunkBytes;
 // verify_gguf_files reads kIndexReadBytes at a time and checks whole chunks in each read.
-constexpr std::uint32_t kMaxChunkBytes = kIndexReadBytes;
+constexpr std::uint32_t kMaxChunkBytes = kMaxIndexChunkBytes;
+static_assert(kMaxChunkBytes == kIndexReadBytes);
+// A sidecar holds 8 bytes per chunk: 64 MiB covers an 8 TB model in 1 MiB chunks, 512 GB in
+// 64 KiB ones. Loading refuses a larger one, so writing does too (before hashing anything).
+constexpr std::uint64_t kMaxSidecarBytes = 64ull << 20;
 constexpr std::size_t kFixedHeaderBytes = 8 + 4 + 4 + 4 + 4;
 constexpr std::size_t kShardFixedBytes = 8 * 5;  // size, mtime, header bytes, header hash, chunk count
 // Tensors named in one mismatch message; a 1 MiB chunk of small tensors could hold hundreds.
@@ -252,12 +256,25 @@ SidecarContents decode_sidecar(std::span<const std::byte> bytes, const std::stri
 }
 
 IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path,
-                            const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+                            const std::function<void(std::uint64_t, std::uint64_t)>& progress, std::uint32_t chunk_bytes) {
+  if (chunk_bytes < kMinChunkBytes || chunk_bytes > kMaxChunkBytes || (chunk_bytes & (chunk_bytes - 1)) != 0) {
+    throw std::invalid_argument(fmt::format("index chunk size {} is not a power of two from {} to {}", chunk_bytes,
+                                            format_bytes(kMinChunkBytes), format_bytes(kMaxChunkBytes)));
+  }
+  std::uint64_t hash_bytes = 0;
+  for (const Shard& s : set.shards()) hash_bytes += 8 * chunk_count_for(s.file_size, chunk_bytes);
+  if (hash_bytes > kMaxSidecarBytes) {
+    throw std::invalid_argument(fmt::format("{}: {} chunks of {} need a sidecar of over {}, more than the {} a sidecar may "
+                                            "hold; use a larger chunk size",
+                                            set.shards().front().path, hash_bytes / 8, format_bytes(chunk_bytes),
+                                            format_bytes(hash_bytes), format_bytes(kMaxSidecarBytes)));
+  }
   // Before anything is hashed: a sidecar written over a shard (`-o MODEL.gguf`) would destroy it.
   for (const Shard& s : set.shards()) refuse_output_that_is_input("index", s.path, sidecar_path);
   std::uint64_t total = 0;
   for (const Shard& s : set.shards()) total += s.file_size;
   SidecarContents contents;
+  contents.chunk_bytes = chunk_bytes;
   IndexStats stats;
   std::uint64_t done = 0;
   for (const Shard& shard : set.shards()) {
@@ -275,10 +292,11 @@ IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path
     if (header_state == nullptr) throw std::bad_alloc();
     std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> header_owner(header_state, &XXH3_freeState);
     XXH3_64bits_reset_withSeed(header_state, kIndexHeaderSeed);
-    out.chunk_hashes.reserve(chunk_count_for(before.size, kIndexChunkBytes));
+    out.chunk_hashes.reserve(chunk_count_for(before.size, chunk_bytes));
+    // Pieces are whole multiples of any chunk size (kIndexReadBytes is the largest).
     read_whole_file(shard.path, before.size, [&](std::uint64_t at, std::span<const std::byte> piece) {
-      for (std::uint64_t c = 0; c < piece.size(); c += kIndexChunkBytes) {
-        const std::uint64_t n = std::min<std::uint64_t>(kIndexChunkBytes, piece.size() - c);
+      for (std::uint64_t c = 0; c < piece.size(); c += chunk_bytes) {
+        const std::uint64_t n = std::min<std::uint64_t>(chunk_bytes, piece.size() - c);
         out.chunk_hashes.push_back(XXH3_64bits_withSeed(piece.data() + c, n, at + c));
       }
       if (at < out.header_bytes) {
@@ -316,8 +334,6 @@ GgufIndex GgufIndex::load(const std::string& sidecar_path, const ShardSet& set) 
     } catch (const std::exception& e) {
       throw GgufError(fmt::format("gguf index {}: cannot open: {}", sidecar_path, e.what()), ErrorKind::io);
     }
-    // A sidecar holds 8 bytes per MiB of model: 64 MiB covers an 8 TB model.
-    constexpr std::uint64_t kMaxSidecarBytes = 64ull << 20;
     if (file->size() > kMaxSidecarBytes) {
       throw GgufError(fmt::format("gguf index {}: {} bytes, more than the {} a sidecar can need", sidecar_path,
                                   file->size(), kMaxSidecarBytes));

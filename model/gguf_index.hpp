@@ -43,6 +43,15 @@ inline constexpr std::uint32_t kIndexVersion = 1;
 // any block's read (blocks are tens of MiB and up), so rounding reads out to whole chunks costs
 // a few percent at most.
 inline constexpr std::uint32_t kIndexChunkBytes = 1u << 20;
+// A mixture-of-experts model's experts are read one by one (engine/expert_store.hpp), each
+// slice rounded out to whole chunks so that every byte read is verified: 1 MiB chunks around a
+// slice of a few hundred KiB read several times the slice. 64 KiB keeps that near the slice
+// (64 bytes of index per MiB: 6.4 MB for a 100 GB model).
+inline constexpr std::uint32_t kMoeIndexChunkBytes = 64u << 10;
+// The chunk sizes a sidecar may have: powers of two from the direct-I/O block to the hashing
+// read (verify_gguf_files checks whole chunks in each 8 MiB read).
+inline constexpr std::uint32_t kMinIndexChunkBytes = 4096;
+inline constexpr std::uint32_t kMaxIndexChunkBytes = 8 * kIndexChunkBytes;
 inline constexpr std::uint64_t kIndexHeaderSeed = 0x534c554947484452ull;   // "SLUIGHDR"
 inline constexpr std::uint64_t kIndexTrailerSeed = 0x534c55494754524cull;  // "SLUIGTRL"
 inline constexpr std::string_view kIndexSuffix = ".sluice-index";
@@ -87,9 +96,11 @@ struct IndexStats {
 // rename: output_file.hpp). `progress(done_bytes, total_bytes)` is called after each read.
 // Throws GgufError naming the shard and offset on a read error, or a shard that changed size or
 // mtime while it was hashed; std::runtime_error naming the sidecar when it cannot be written or
-// would replace a shard (the same file, a link to it).
+// would replace a shard (the same file, a link to it); std::invalid_argument when `chunk_bytes`
+// is not a power of two from kMinIndexChunkBytes to kMaxIndexChunkBytes (before anything is read).
 IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path,
-                            const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
+                            const std::function<void(std::uint64_t, std::uint64_t)>& progress = {},
+                            std::uint32_t chunk_bytes = kIndexChunkBytes);
 
 class GgufIndex;
 

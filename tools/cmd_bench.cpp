@@ -68,6 +68,8 @@ struct PassCounters {
   StreamStats before;
   double wall = 0, io = 0, compute = 0;
   std::uint64_t passes = 0, bytes = 0;
+  // Experts read one by one (a streamed MoE GGUF): uses, hits, reads and their bytes.
+  std::uint64_t expert_uses = 0, expert_hits = 0, expert_reads = 0, expert_bytes = 0;
   void start(Session& s) {
     if (s.streamed()) before = s.streamed()->stats();
   }
@@ -79,6 +81,10 @@ struct PassCounters {
     compute += std::chrono::duration<double>(now.compute_busy - before.compute_busy).count();
     passes += now.passes - before.passes;
     bytes += now.bytes_streamed - before.bytes_streamed;
+    expert_uses += now.expert_accesses - before.expert_accesses;
+    expert_hits += now.expert_hits - before.expert_hits;
+    expert_reads += now.expert_reads - before.expert_reads;
+    expert_bytes += now.expert_bytes - before.expert_bytes;
   }
   // s/pass, read GB/s (bytes / forward wall), overlap.
   std::array<std::string, 3> columns(Session& s) const {
@@ -208,6 +214,11 @@ void bench(BenchOptions o) {
                             {"io_busy_s", k.io},
                             {"compute_busy_s", k.compute},
                             {"wall_s", k.wall},
+                            {"expert_uses", k.expert_uses},
+                            {"expert_hits", k.expert_hits},
+                            {"expert_hit_rate", k.expert_uses ? double(k.expert_hits) / double(k.expert_uses) : 0.0},
+                            {"expert_reads", k.expert_reads},
+                            {"expert_bytes", k.expert_bytes},
                             {"streamed_bytes_per_pass", bytes_per_pass},
                             {"resident_blocks", session.streamed() ? session.streamed()->resident_block_count() : c.n_layer},
                             {"blocks", c.n_layer},
@@ -250,7 +261,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--raw-read", o->raw_read,
                 "Read the whole file with O_DIRECT before and after the tests (the disk's speed in this run) and print the "
                 "disk-bound s/pass");
-  cmd->add_option("--json", o->json_out, "Also write the results (per test: tokens/s, passes, bytes read, io and compute busy, "
+  cmd->add_option("--json", o->json_out, "Also write the results (per test: tokens/s, passes, bytes read, io and compute busy, expert uses/hits/reads/bytes, "
                                          "time to first token; the raw read speeds) to this JSON file");
   cmd->callback([o] { bench(*o); });
 }

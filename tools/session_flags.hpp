@@ -19,7 +19,7 @@ namespace sluice {
 
 struct SessionFlags {
   SessionOptions session;
-  std::string mem_budget, kv_type = "f16", kv_spill = "auto", stream = "auto";
+  std::string mem_budget, kv_type = "f16", kv_spill = "auto", stream = "auto", experts = "auto";
   bool plan_only = false;  // --plan-only: print the plan and exit (print_plan_only)
 };
 
@@ -31,7 +31,7 @@ enum SessionFlagOmit : unsigned {
   kOmitKv = 1u << 2,          // --kv-type, --kv-spill, --kv-spill-dir
 };
 
-// Registers -m, -c, -t, --mem-budget, --stream, --slots, --kv-type, --kv-spill, --kv-spill-dir,
+// Registers -m, -c, -t, --mem-budget, --stream, --experts, --slots, --kv-type, --kv-spill, --kv-spill-dir,
 // --disk-gbps and --pass-tokens on `cmd`, writing into `f`. The model is required unless
 // `model_required` is false (batch checks it itself, beside its subcommand).
 inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kOmitNone, bool model_required = true) {
@@ -50,6 +50,12 @@ inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kO
                   "all blocks resident (refused if they do not fit)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--experts", f.experts,
+                  "Mixture-of-experts GGUF: auto reads experts one by one (only those the router picks, into an "
+                  "expert cache the planner sizes) whenever the model streams; apart does so even when it would fit "
+                  "in RAM; whole streams each block with all its experts (so does --stream off, and a pack)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "apart", "whole"}));
   cmd->add_option("--slots", s.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
       ->capture_default_str()
       ->check(CLI::Range(2, 64));
@@ -88,6 +94,7 @@ inline void print_plan_only(const SessionOptions& options, std::ostream& out) {
                      format_bytes(s.weight_bytes), p.request.n_seq, p.request.n_ctx, p.pass_tokens,
                      format_bytes(p.request.budget));
   print_plan(p, out);
+  if (!s.experts_note.empty()) out << s.experts_note << "\n";
   if (s.in_ram) out << "in RAM: the plan holds every weight with room to spare, so the GGUF would be memory-mapped whole\n";
   if (p.streams() && p.request.disk_gbps == 0) {
     out << "predicted s/pass: give --disk-gbps (--plan-only reads no weight, so the disk is not measured)\n";
@@ -101,6 +108,7 @@ inline SessionOptions session_options(const SessionFlags& f) {
   s.kv_type = f.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
   s.kv_spill = f.kv_spill == "on" ? SpillMode::always : f.kv_spill == "off" ? SpillMode::never : SpillMode::automatic;
   s.stream = f.stream == "on" ? StreamMode::always : f.stream == "off" ? StreamMode::never : StreamMode::automatic;
+  s.experts = f.experts == "apart" ? ExpertsMode::apart : f.experts == "whole" ? ExpertsMode::whole : ExpertsMode::automatic;
   return s;
 }
 

@@ -82,6 +82,42 @@ TEST(GgufIndex, IndexThenVerifyClean) {
   }
 }
 
+// `sluice index --chunk-size` (64 KiB by default for MoE models): any power of two from 4 KiB to
+// 8 MiB is written, loaded and verified; a flipped byte is named in a chunk of that size.
+TEST(GgufIndex, SmallerChunksAreWrittenAndVerified) {
+  TempDir dir;
+  const std::string path = dir.file("model.gguf"), sidecar = sidecar_path_for(path);
+  testing::write_single(path, multi_chunk_model());
+  for (std::uint32_t chunk : {kMinIndexChunkBytes, kMoeIndexChunkBytes, kMaxIndexChunkBytes}) {
+    const ShardSet set = ShardSet::open(path);
+    const IndexStats stats = write_gguf_index(set, sidecar, {}, chunk);
+    const std::uint64_t size = set.shards()[0].file_size;
+    EXPECT_EQ(stats.chunks, (size + chunk - 1) / chunk) << chunk;
+    const GgufIndex index = GgufIndex::load(sidecar, set);
+    EXPECT_EQ(index.chunk_bytes(), chunk);
+    const std::vector<std::byte> whole = testing::read_file(path);
+    auto v = index.verify(0, 0, whole);
+    ASSERT_TRUE(v.ok()) << v.error().message;
+    EXPECT_EQ(v.value(), size);
+    EXPECT_TRUE(verify_gguf_files(index, set).empty()) << chunk;
+  }
+  const ShardSet set = ShardSet::open(path);
+  (void)write_gguf_index(set, sidecar, {}, kMoeIndexChunkBytes);
+  const GgufIndex index = GgufIndex::load(sidecar, set);
+  const ShardTensor* t = set.find_tensor("blk.1.ffn_up.weight");
+  std::vector<std::byte> whole = testing::read_file(path);
+  whole[t->offset + 70000] ^= std::byte{0x40};
+  const std::uint64_t chunk_at = (t->offset + 70000) / kMoeIndexChunkBytes * kMoeIndexChunkBytes;
+  const auto v = index.verify(0, chunk_at, std::span(whole).subspan(chunk_at, kMoeIndexChunkBytes), "blk.1.ffn_up.weight");
+  ASSERT_FALSE(v.ok());
+  expect_words(v.error().message, {path, "blk.1.ffn_up.weight", fmt::format("{}", chunk_at)});
+  for (std::uint32_t bad : {0u, 2048u, 3u * 4096u, 16u << 20}) {
+    expect_words(error_of<std::invalid_argument>([&] { (void)write_gguf_index(set, dir.file("bad.idx"), {}, bad); }),
+                 {"chunk size", "power of two"});
+    EXPECT_FALSE(std::filesystem::exists(dir.file("bad.idx")));
+  }
+}
+
 TEST(GgufIndex, LoadIfPresentFindsTheModelsOwnSidecar) {
   Indexed m;
   EXPECT_TRUE(GgufIndex::load_if_present(ShardSet::open(m.path)).has_value());

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Mixtures of experts end to end (`sluice synth` then `sluice eval`):
 #   - a qwen3moe and a Mixtral (llama with experts) model run in RAM, streamed with --stream on,
-#     streamed under a --mem-budget they do not fit (every block read whole, all its experts),
-#     in passes of 3 tokens, and converted to a pack: the float32 logits and the JSON identical;
+#     streamed under a --mem-budget they do not fit, in passes of 3 tokens (experts read one by
+#     one: the plan's expert cache row and the run's experts line), under a budget only experts
+#     apart fit, with --experts apart (streams though it fits), with --experts whole or --stream off
+#     (every block read whole, all its experts; no expert cache), and converted to a pack (whole blocks, a
+#     note): the float32 logits and the JSON identical; `sluice run` and `sluice bench --json`
+#     report expert reads;
 #   - the named real shapes qwen3-30b-a3b and mixtral-8x7b with --no-data: the parameter counts of
 #     the real models, and a plan whose ring slots hold a whole block of experts;
 #   - mixtral-8x7b into a /dev/shm too small for it is refused, after the size is printed;
@@ -20,6 +24,13 @@ eval_to() {  # MODEL NAME ARGS...: JSON to $work/NAME.json, logits to $work/NAME
   local model="$1" name="$2"; shift 2
   "$sluice" eval -m "$model" "${common[@]}" --logits-out "$work/$name.f32" "$@" > "$work/$name.json" 2> "$work/$name.err" \
     || fail "eval $name: $(cat "$work/$name.err")"
+}
+experts_apart() {  # NAME: the plan has an expert cache, the run read experts one by one
+  grep -q "^expert cache .* slots per layer of" "$work/$1.err" || fail "$1: no expert cache row in the plan: $(cat "$work/$1.err")"
+  grep -q "^experts: hit rate .* uses, [1-9][0-9]* read (" "$work/$1.err" || fail "$1: no expert reads reported: $(cat "$work/$1.err")"
+}
+experts_whole() {  # NAME: whole blocks, no expert cache
+  ! grep -q "^expert cache\|^experts: hit rate" "$work/$1.err" || fail "$1: experts read apart: $(cat "$work/$1.err")"
 }
 same_as_ram() {  # PREFIX NAME
   cmp -s "$work/$1-ram.f32" "$work/$1-$2.f32" || fail "$1: logits of $2 differ from the in-RAM ones"
@@ -42,14 +53,50 @@ for name in qwen mixtral; do
   eval_to "$m" "$name-on" --stream on
   grep -qF "0 of 6 blocks resident" "$work/$name-on.err" || fail "$name: --stream on kept blocks: $(cat "$work/$name-on.err")"
   same_as_ram "$name" on
+  experts_apart "$name-on"
   eval_to "$m" "$name-budget" --mem-budget 90MiB
   grep -qF "streamed per pass" "$work/$name-budget.err" || fail "$name: not streamed under 90MiB: $(cat "$work/$name-budget.err")"
   same_as_ram "$name" budget
+  experts_apart "$name-budget"
   eval_to "$m" "$name-small" --stream on --pass-tokens 3
   same_as_ram "$name" small
+  experts_apart "$name-small"
+  # Below what whole blocks need (two ring slots of a block with all its experts): refused whole,
+  # run with experts apart, whose ring slots hold the dense tensors only.
+  rc=0; "$sluice" eval -m "$m" "${common[@]}" --stream on --mem-budget 75MiB --experts whole > /dev/null 2> "$work/$name-tight-whole.err" || rc=$?
+  [[ $rc != 0 ]] || fail "$name: --experts whole ran under 75MiB (the test's budget no longer separates the modes)"
+  grep -qF "too small" "$work/$name-tight-whole.err" || fail "$name: whole refusal: $(cat "$work/$name-tight-whole.err")"
+  eval_to "$m" "$name-tight" --stream on --mem-budget 75MiB
+  same_as_ram "$name" tight
+  experts_apart "$name-tight"
+  eval_to "$m" "$name-apart" --experts apart
+  grep -qF "streamed per pass" "$work/$name-apart.err" || fail "$name: --experts apart ran in RAM: $(cat "$work/$name-apart.err")"
+  same_as_ram "$name" apart
+  experts_apart "$name-apart"
+  eval_to "$m" "$name-whole" --stream on --experts whole
+  same_as_ram "$name" whole
+  experts_whole "$name-whole"
+  eval_to "$m" "$name-off" --stream off --experts apart
+  same_as_ram "$name" off
+  experts_whole "$name-off"
+  "$sluice" run -m "$m" --stream on -p "hello" -n 4 -t 1 --disk-gbps 2 > /dev/null 2> "$work/$name-run.err" \
+    || fail "$name: run --stream on: $(cat "$work/$name-run.err")"
+  experts_apart "$name-run"
   "$sluice" convert "$m" "$work/$name.sluice" > /dev/null 2>&1 || fail "$name: convert"
   eval_to "$work/$name.sluice" "$name-pack" --stream on
   same_as_ram "$name" pack
+  experts_whole "$name-pack"
+  grep -qF "experts: a pack streams each block with all its experts" "$work/$name-pack.err" \
+    || fail "$name: no note that the pack reads whole blocks: $(cat "$work/$name-pack.err")"
+  "$sluice" bench -m "$m" --stream on -p 4 -n 2 -r 1 -t 1 --disk-gbps 2 --json "$work/$name-bench.json" > /dev/null 2> "$work/$name-bench.err" \
+    || fail "$name: bench: $(cat "$work/$name-bench.err")"
+  python3 - "$work/$name-bench.json" <<'PY' || fail "$name: bench --json expert fields: $(cat "$work/$name-bench.json")"
+import json, sys
+tests = json.load(open(sys.argv[1]))["tests"]
+for t in tests:
+    assert t["expert_uses"] > 0 and t["expert_reads"] > 0 and t["expert_bytes"] > 0, t
+    assert t["expert_hits"] <= t["expert_uses"] and 0 <= t["expert_hit_rate"] <= 1, t
+PY
   rm -f "$work/$name.sluice"
 done
 
@@ -60,11 +107,16 @@ grep -qF "qwen3moe Q4_K, embd 2048, 48 layers, 32 heads / 4 kv, ff 6144, 128 exp
   "$work/q30.out" || fail "qwen3-30b-a3b shape: $(cat "$work/q30.out")"
 "$sluice" synth "$work/mx.gguf" --shape mixtral-8x7b --type Q4_0 --no-data > "$work/mx.out" || fail "synth mixtral-8x7b"
 grep -qF "46,702,792,704 parameters" "$work/mx.out" || fail "mixtral-8x7b: $(cat "$work/mx.out")"
-# A Mixtral block is 8 experts x 3 x 4096 x 14336 Q4_0 weights plus attention: 778.7 MiB, what a slot holds.
-"$sluice" run -m "$work/mx.gguf" --plan-only --stream on --mem-budget 4GiB -c 512 > "$work/mx.plan" 2>&1 \
+# A Mixtral block is 8 experts x 3 x 4096 x 14336 Q4_0 weights plus attention: 778.7 MiB, what a slot holds
+# with --experts whole. By default (experts apart) the slots hold the dense tensors and the experts get a cache.
+"$sluice" run -m "$work/mx.gguf" --plan-only --stream on --mem-budget 4GiB -c 512 > "$work/mx-apart.plan" 2>&1 \
+  || fail "mixtral-8x7b --plan-only (experts apart): $(cat "$work/mx-apart.plan")"
+grep -q "^expert cache .* slots per layer of 8 experts" "$work/mx-apart.plan" || fail "mixtral-8x7b: no expert cache: $(cat "$work/mx-apart.plan")"
+! grep -q "slots x 778.7 MiB" "$work/mx-apart.plan" || fail "mixtral-8x7b: experts apart but whole-block slots: $(cat "$work/mx-apart.plan")"
+"$sluice" run -m "$work/mx.gguf" --plan-only --stream on --experts whole --mem-budget 4GiB -c 512 > "$work/mx.plan" 2>&1 \
   || fail "mixtral-8x7b --plan-only: $(cat "$work/mx.plan")"
 grep -q "slots x 778.7 MiB" "$work/mx.plan" || fail "mixtral-8x7b ring slots are not a whole block: $(cat "$work/mx.plan")"
-"$sluice" run -m "$work/q30.gguf" --plan-only --stream on --mem-budget 4GiB -c 512 > "$work/q30.plan" 2>&1 \
+"$sluice" run -m "$work/q30.gguf" --plan-only --stream on --experts whole --mem-budget 4GiB -c 512 > "$work/q30.plan" 2>&1 \
   || fail "qwen3-30b-a3b --plan-only: $(cat "$work/q30.plan")"
 grep -q "slots x 335.1 MiB" "$work/q30.plan" || fail "qwen3-30b-a3b ring slots are not a whole block: $(cat "$work/q30.plan")"
 
