@@ -25,36 +25,12 @@
 #include "engine/streamed_model.hpp"
 #include "io/fault_backend.hpp"
 #include "model/gguf_source.hpp"
+#include "tests/engine/moe_models.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
 namespace sluice {
 namespace {
-
-// The models of test_moe.cpp: qwen3moe (8 experts of ff 64) or Mixtral (4 of ff 128), 2 per token.
-SynthOptions moe_options(const std::string& arch, GgmlType type, float skew = 0.0f) {
-  SynthOptions o;
-  o.arch = arch == "mixtral" ? "llama" : arch;
-  o.shape = synth_shape("tiny");
-  o.shape.n_embd = 128;
-  o.shape.n_layer = 3;
-  o.shape.n_head = 4;
-  o.shape.n_head_kv = 2;
-  o.shape.n_ff = 128;
-  if (arch == "qwen3moe") {
-    o.head_dim = 32;
-    o.shape.n_expert = 8;
-    o.shape.n_ff_exp = 64;
-  } else {
-    o.shape.n_expert = 4;
-  }
-  o.shape.n_expert_used = 2;
-  o.type = type;
-  o.embedding_type = GgmlType::Q8_0;
-  o.vocab_from.clear();
-  o.router_skew = skew;
-  return o;
-}
 
 // In RAM, experts sliced from the mapped tensors, but handed over through the provider: odd ids
 // are "not in RAM" until acquired, so moe_ffn computes the even ones first.
