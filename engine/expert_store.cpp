@@ -124,6 +124,7 @@ std::uint64_t ExpertStore::start_read(cache::ExpertKey key, std::optional<cache:
   if (fill) r.fill.emplace(std::move(*fill));
   r.dest = dest;
   r.started = std::chrono::steady_clock::now();
+  if (reads_landing_++ == 0) busy_since_ = r.started;
   read_of_[{key.layer, key.expert}] = id;
   const std::array<Part, 3>& parts = layers_[std::size_t(key.layer)];
   for (std::size_t p = 0; p < 3; ++p) {
@@ -177,7 +178,9 @@ void ExpertStore::complete(const io::ReadCompletion& c) {
   } else if (c.bytes < slice_at + part.slice_bytes - begin) {
     note(ErrorKind::io, 0, begin + c.bytes, fmt::format("the file ends at byte {} (truncated since it was opened?)", begin + c.bytes));
   } else if (source_.index()) {
+    const auto verifying = std::chrono::steady_clock::now();
     auto verified = source_.index()->verify(part.file, begin, std::span<const std::byte>(r.dest + part.slot_offset, c.bytes), part.tensor);
+    stats_.verify += std::chrono::steady_clock::now() - verifying;
     if (!verified) {
       note(verified.error().kind, 0, begin, verified.error().message);
     } else if (verified.value() != c.bytes) {
@@ -185,8 +188,10 @@ void ExpertStore::complete(const io::ReadCompletion& c) {
     }
   }
   if (r.parts_left == 0) {
+    const auto landed = std::chrono::steady_clock::now();
+    if (--reads_landing_ == 0) stats_.io_busy += landed - busy_since_;
     if (options_.trace) {
-      options_.trace->complete("io", fmt::format("expert {}.{}", r.key.layer, r.key.expert), r.started, std::chrono::steady_clock::now(),
+      options_.trace->complete("io", fmt::format("expert {}.{}", r.key.layer, r.key.expert), r.started, landed,
                                {{"layer", std::int64_t(r.key.layer)}, {"expert", std::int64_t(r.key.expert)}, {"transient", std::int64_t(!r.fill)}});
     }
     if (!r.failed && r.fill) r.pin.emplace(std::move(*r.fill).commit());
@@ -200,7 +205,10 @@ void ExpertStore::reap(bool block) {
   for (std::size_t f = 0; f < readers_.size(); ++f) {
     io::Reader& reader = *readers_[f];
     if (reader.in_flight() == 0) continue;
-    auto finished = reader.wait(done, block && !waited ? 1 : 0);
+    const bool blocking = block && !waited;
+    const auto waiting = std::chrono::steady_clock::now();
+    auto finished = reader.wait(done, blocking ? 1 : 0);
+    if (blocking) stats_.wait += std::chrono::steady_clock::now() - waiting;
     if (!finished) {
       const Error e = finished.error();
       drain();
@@ -223,6 +231,8 @@ void ExpertStore::drain() {
       if (!reader->wait(done, 1)) break;
     }
   }
+  if (reads_landing_ > 0) stats_.io_busy += std::chrono::steady_clock::now() - busy_since_;
+  reads_landing_ = 0;
   reads_.clear();  // unfinished Fills empty their slots; finished Pins unpin
   read_of_.clear();
   held_.clear();

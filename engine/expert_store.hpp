@@ -56,6 +56,12 @@ struct ExpertStoreStats {
   std::uint64_t expert_reads = 0;     // experts read from the file (into a slot or the transient buffer)
   std::uint64_t transient_reads = 0;  // of which into the transient buffer (every slot of the layer held)
   std::uint64_t bytes_read = 0;       // bytes requested from the file (the rounded ranges)
+  // Where a pass's time went (the pass thread's clock): blocked in acquire() waiting for reads to
+  // land, verifying landed bytes against the sidecar index, and the time at least one expert read
+  // was in flight (the expert "io busy" that overlap is measured against).
+  std::chrono::nanoseconds wait{0};
+  std::chrono::nanoseconds verify{0};
+  std::chrono::nanoseconds io_busy{0};
 };
 
 class ExpertStore final : public ExpertProvider {
@@ -131,6 +137,8 @@ class ExpertStore final : public ExpertProvider {
   std::map<std::pair<std::int64_t, std::int32_t>, cache::ExpertCache::Pin> held_;  // hits pinned by request
   std::uint64_t next_id_ = 1;
   ExpertStoreStats stats_;
+  std::size_t reads_landing_ = 0;  // reads started whose parts have not all landed
+  std::chrono::steady_clock::time_point busy_since_;  // when reads_landing_ last left 0
 };
 
 }  // namespace sluice

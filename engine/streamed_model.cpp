@@ -225,6 +225,11 @@ StreamStats StreamedModel::stats() const {
     s.expert_accesses = e.cache.hits + e.cache.late + e.cache.misses;
     s.expert_reads = e.expert_reads;
     s.expert_bytes = e.bytes_read;
+    s.expert_wait = e.wait;
+    s.expert_verify = e.verify;
+    s.wait += e.wait;
+    s.compute_busy -= std::min(e.wait, s.compute_busy);
+    s.io_busy += e.io_busy;
   }
   return s;
 }

@@ -75,6 +75,12 @@ struct StreamStats {
   std::uint64_t expert_accesses = 0;
   std::uint64_t expert_reads = 0;
   std::uint64_t expert_bytes = 0;
+  // Of `wait`, the time blocked on expert reads (the expert store's clock; it is taken out of
+  // compute_busy, inside which the pass waited), and the time spent verifying expert bytes (part
+  // of compute_busy: the pass thread hashes what lands). io_busy includes the time expert reads
+  // were in flight: with both block and expert reads the sum can exceed the disk's busy time.
+  std::chrono::nanoseconds expert_wait{0};
+  std::chrono::nanoseconds expert_verify{0};
   // wall / max(io_busy, compute_busy): 1.0 is perfect overlap, 2.0 fully serialised.
   double overlap() const;
 };

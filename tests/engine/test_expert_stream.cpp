@@ -173,6 +173,13 @@ TEST_P(ExpertStream, StreamedExpertsWithASmallCacheAreBitIdenticalAndReadLess) {
     const StreamStats s = streamed->stats();
     EXPECT_GT(s.expert_reads, 0u);
     EXPECT_GT(s.expert_hits, 0u) << "decode steps find experts of earlier passes";
+    // Time blocked on expert reads is waiting, not compute: nested in the pass's wall clock,
+    // compute and the two waits never add up to more than it.
+    const ExpertStoreStats es = streamed->expert_store()->stats();
+    EXPECT_GT(es.io_busy.count(), 0) << "expert reads were in flight";
+    EXPECT_EQ(s.expert_wait, es.wait);
+    EXPECT_LE(s.expert_wait, s.wait);
+    EXPECT_LE((s.compute_busy + s.wait).count(), s.wall.count());
     std::printf("%s, %d expert slots per layer: %llu passes, dense %llu + experts %llu bytes (%llu expert reads, hit rate %.2f) vs whole blocks %llu\n",
                 GetParam().c_str(), slots, (unsigned long long)s.passes, (unsigned long long)s.bytes_streamed,
                 (unsigned long long)s.expert_bytes, (unsigned long long)s.expert_reads, double(s.expert_hits) / double(s.expert_accesses),
