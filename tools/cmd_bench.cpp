@@ -70,7 +70,8 @@ struct PassCounters {
   std::uint64_t passes = 0, bytes = 0;
   // Experts read one by one (a streamed MoE GGUF): uses, hits, reads and their bytes.
   std::uint64_t expert_uses = 0, expert_hits = 0, expert_reads = 0, expert_bytes = 0;
-  double expert_wait = 0, expert_verify = 0;  // of the pass's time: blocked on expert reads, verifying them
+  double expert_wait = 0, expert_verify = 0;
+  std::uint64_t guess_reads = 0, guess_used = 0;  // experts read ahead on the next layer's early router, and used  // of the pass's time: blocked on expert reads, verifying them
   void start(Session& s) {
     if (s.streamed()) before = s.streamed()->stats();
   }
@@ -88,6 +89,8 @@ struct PassCounters {
     expert_bytes += now.expert_bytes - before.expert_bytes;
     expert_wait += std::chrono::duration<double>(now.expert_wait - before.expert_wait).count();
     expert_verify += std::chrono::duration<double>(now.expert_verify - before.expert_verify).count();
+    guess_reads += now.expert_guess_reads - before.expert_guess_reads;
+    guess_used += now.expert_guess_used - before.expert_guess_used;
   }
   // Everything read from the disk: blocks streamed and experts read one by one.
   std::uint64_t bytes_read() const { return bytes + expert_bytes; }
@@ -226,6 +229,8 @@ void bench(BenchOptions o) {
                             {"expert_bytes", k.expert_bytes},
                             {"expert_wait_s", k.expert_wait},
                             {"expert_verify_s", k.expert_verify},
+                            {"expert_guess_reads", k.guess_reads},
+                            {"expert_guess_used", k.guess_used},
                             {"streamed_bytes_per_pass", bytes_per_pass},
                             {"resident_blocks", session.streamed() ? session.streamed()->resident_block_count() : c.n_layer},
                             {"blocks", c.n_layer},
