@@ -253,6 +253,7 @@ void ExpertStore::drain() {
   queued_.clear();
   queued_guesses_.clear();
   guessed_.clear();
+  pending_.clear();
   std::array<io::ReadCompletion, 16> done;
   for (auto& reader : readers_) {
     // The reads write into our slots: they must land before the slots are given back. A wait
@@ -297,12 +298,16 @@ void ExpertStore::request(std::int64_t layer, std::span<const std::int32_t> expe
       promote(guessed->second);
       continue;
     }
-    // Absent: read it into a slot when one can be freed now; otherwise acquire() reads it once
-    // earlier experts have been released.
+    // Absent: read it into a slot when one can be freed now; otherwise once earlier experts have
+    // been computed and released (start_pending), or at its acquire() at the latest.
     const cache::ExpertKey key{std::int32_t(layer), e};
-    if (std::optional<cache::ExpertCache::Fill> fill = cache_.reserve(key, cache::FillReason::demand)) {
+    if (!pending_.empty()) {
+      pending_.push_back(key);
+    } else if (std::optional<cache::ExpertCache::Fill> fill = cache_.reserve(key, cache::FillReason::demand)) {
       std::byte* dest = fill->bytes().data();
       start_read(key, std::move(fill), dest);
+    } else {
+      pending_.push_back(key);
     }
   }
   pump();
@@ -316,13 +321,31 @@ bool ExpertStore::ready(std::int64_t layer, std::int32_t expert) {
   return reads_.at(it->second).parts_left == 0;
 }
 
+void ExpertStore::start_pending() {
+  while (!pending_.empty()) {
+    std::optional<cache::ExpertCache::Fill> fill = cache_.reserve(pending_.front(), cache::FillReason::demand);
+    if (!fill) break;
+    std::byte* dest = fill->bytes().data();
+    start_read(pending_.front(), std::move(fill), dest);
+    pending_.pop_front();
+  }
+}
+
 ExpertWeights ExpertStore::acquire(std::int64_t layer, std::int32_t expert) {
   const std::pair key{layer, expert};
+  // Not read yet: read below, first in line for a slot.
+  if (auto p = std::find_if(pending_.begin(), pending_.end(), [&](const cache::ExpertKey& k) { return k.layer == layer && k.expert == expert; });
+      p != pending_.end()) {
+    pending_.erase(p);
+  }
   std::shared_ptr<void> hold;
   const std::byte* slot = nullptr;
   if (auto h = held_.find(key); h != held_.end()) {
     auto pin = std::make_shared<cache::ExpertCache::Pin>(std::move(h->second));
     held_.erase(h);
+    // The expert computed before this call has been released: its slot can take a pending read.
+    start_pending();
+    pump();
     slot = pin->bytes().data();
     hold = std::move(pin);
   } else {
@@ -335,9 +358,10 @@ ExpertWeights ExpertStore::acquire(std::int64_t layer, std::int32_t expert) {
       std::byte* dest = fill ? fill->bytes().data() : transient_.data();
       if (!fill) ++stats_.transient_reads;
       start_read(ck, std::move(fill), dest);
-      pump();
       it = read_of_.find(key);
     }
+    start_pending();
+    pump();
     while (reads_.at(it->second).parts_left > 0) reap(true);
     Read& r = reads_.at(it->second);
     if (r.failed) fail(r);

@@ -129,6 +129,10 @@ class ExpertStore final : public ExpertProvider {
   std::uint64_t start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest, bool guess = false);
   void pump();                      // submits queued reads while the readers have room, demanded ones first
   void promote(std::uint64_t id);   // a guess was requested: its queued parts go with the demanded
+  // Starts reads of requested experts that had no slot at request() time, in request order, into
+  // slots freed since (each acquire() releases the expert computed before): the next experts'
+  // reads overlap the current one's compute instead of waiting for their own acquire().
+  void start_pending();
   void reap(bool block);            // handles finished reads; with block, waits for at least one
   void complete(const io::ReadCompletion& c);
   void drain();                     // waits for every read in flight and forgets them
@@ -148,7 +152,8 @@ class ExpertStore final : public ExpertProvider {
   std::map<std::uint64_t, Read> reads_;  // by id (user_data / 4)
   std::map<std::pair<std::int64_t, std::int32_t>, std::uint64_t> read_of_;  // (layer, expert) -> id
   std::map<std::pair<std::int64_t, std::int32_t>, cache::ExpertCache::Pin> held_;  // hits pinned by request
-  std::set<std::pair<std::int64_t, std::int32_t>> guessed_;  // read as guesses, not yet judged by their layer's request
+  std::set<std::pair<std::int64_t, std::int32_t>> guessed_;
+  std::deque<cache::ExpertKey> pending_;  // requested, absent, no slot yet (request order)  // read as guesses, not yet judged by their layer's request
   std::uint64_t next_id_ = 1;
   ExpertStoreStats stats_;
   std::size_t reads_landing_ = 0;  // reads started whose parts have not all landed

@@ -18,6 +18,7 @@
 
 #include "common/trace.hpp"
 #include "engine/expert_provider.hpp"
+#include "engine/expert_store.hpp"
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
 #include "engine/model.hpp"
@@ -242,6 +243,31 @@ TEST(ExpertStreamCache, HitsMoreOnASkewedRouter) {
   std::printf("expert cache hit rate, 2 slots of 8: uniform router %.3f, skew 2 %.3f\n", uniform, skewed);
   EXPECT_GT(skewed, uniform);
   EXPECT_GT(skewed, cache::uniform_expert_hit_rate(2, 8)) << "uniform routing would hit 2/8";
+}
+
+// Requested experts that found no free slot start reading as soon as one frees (each acquire
+// releases the expert computed before it), not at their own acquire: the next reads overlap the
+// current expert's compute, and none goes through the transient buffer.
+TEST(ExpertStorePipeline, ReadsWithoutASlotStartAsSlotsFree) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("qwen3moe", GgmlType::Q8_0));
+  auto source = GgufSource::open(path, {}, /*experts_apart=*/true);
+  ExpertStoreOptions o;
+  o.slots_per_layer = 2;
+  ExpertStore store(*source, source->checked_config(), o);
+  const std::vector<std::int32_t> ids{0, 1, 2, 3};
+  store.request(0, ids);
+  EXPECT_EQ(store.stats().expert_reads, 2u) << "two slots: experts 0 and 1 read at once";
+  { const ExpertWeights w = store.acquire(0, 0); }
+  {
+    const ExpertWeights w = store.acquire(0, 1);
+    EXPECT_EQ(store.stats().expert_reads, 3u) << "expert 2 reads into expert 0's freed slot while expert 1 computes";
+  }
+  { const ExpertWeights w = store.acquire(0, 2); }
+  { const ExpertWeights w = store.acquire(0, 3); }
+  EXPECT_EQ(store.stats().expert_reads, 4u);
+  EXPECT_EQ(store.stats().transient_reads, 0u);
 }
 
 // Each expert read is a span on the trace's io lane, named by layer and expert.
