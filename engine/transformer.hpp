@@ -32,6 +32,7 @@
 // are bit-identical whether it runs alone or with others.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -39,6 +40,7 @@
 
 #include "cache/kv_cache.hpp"
 #include "compute/backend.hpp"
+#include "engine/expert_provider.hpp"
 #include "engine/weights.hpp"
 #include "model/model_config.hpp"
 
@@ -112,6 +114,17 @@ class Transformer {
   // proj_ (n, d) <- the mixture-of-experts FFN of layer il over xn_'s n rows (see block()); the
   // experts come from w.experts when it is set (engine/expert_provider.hpp).
   void moe_ffn(std::int64_t il, const BlockWeights& w, std::int64_t n);
+  // Row 0 of each expert bias tensor as floats (row e at + e * width), or null: gpt-oss.
+  struct ExpertBiases {
+    const float* gate = nullptr;
+    const float* up = nullptr;
+    const float* down = nullptr;
+  };
+  // out (rows.size(), d) = expert e (its matrices `ew`) on the rows of xn_ listed in `rows`.
+  void run_expert(const ExpertWeights& ew, const ExpertBiases& biases, std::int64_t e, std::span<const std::int32_t> rows,
+                  float* out);
+  // RoPE of layer il: base and scaling (local or global), rope_freqs, YaRN.
+  compute::RopeParams rope_params(std::int64_t il, const GlobalWeights& g);
 
   ModelConfig config_;
   std::int64_t n_ctx_;
@@ -122,6 +135,8 @@ class Transformer {
   std::vector<cache::KvWrite> writes_;
   std::vector<float> xn_, q_, k_, v_, att_, proj_, gate_, up_;
   std::vector<float> tmp_a_, tmp_b_;
+  std::vector<float> tmp_rope_, tmp_sinks_;               // rope_freqs, attention sinks as floats
+  std::array<std::vector<float>, 4> moe_bias_tmp_;        // router, gate, up, down biases as floats
   // Mixture of experts (k = n_expert_used): moe_x_, moe_out_ (n, d) one expert's input and output
   // rows; router_logits_ (n, n_expert); route_ids_, route_weights_ (n, k) each row's experts;
   // expert_rows_, expert_weights_ (n * k) the same routes grouped by expert.
