@@ -9,7 +9,10 @@
 // biases), qwen3moe (per-head RMSNorm of q and k, experts), llama with experts (Mixtral), and gemma3 as llama.cpp's graph has it: embedding scaled by sqrt(n_embd), per-head
 // RMSNorm of q and k before RoPE, q scaled before attention, RMSNorm of the attention and FFN
 // outputs before they join the residual, GeGLU, and sliding-window (local) layers with their
-// own RoPE base interleaved with global ones.
+// own RoPE base interleaved with global ones; and gpt-oss (llama.cpp's openai-moe graph): q/k/v/o
+// biases, attention sinks, sliding-window even layers, YaRN RoPE, experts with biases routed by
+// "select, then softmax" and activated by SwiGLU-OAI (run_expert), the FFN norm named
+// post_attention_norm.
 //
 // Buffers (n = tokens in the batch, d = n_embd, hd = head_dim):
 //   x     (n, d)             residual stream, updated in place by block()
