@@ -171,7 +171,7 @@ void validate_synth_options(const SynthOptions& o) {
   const bool moe_arch = o.arch == "llama" || o.arch == "qwen3moe" || o.arch == "gpt-oss";
   if (s.n_expert > 0 && !moe_arch) {
     throw std::invalid_argument(
-        fmt::format("synth: --experts applies to --arch qwen3moe, gpt-oss and llama (Mixtral), not {}", o.arch));
+        fmt::format("synth: --experts applies to --arch qwen3moe and llama (Mixtral), and gpt-oss, not {}", o.arch));
   }
   if ((o.arch == "qwen3moe" || o.arch == "gpt-oss") && s.n_expert == 0) {
     throw std::invalid_argument(fmt::format("synth: --arch {} needs --experts N and --experts-used K", o.arch));
