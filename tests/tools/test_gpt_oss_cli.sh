@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpt-oss end to end (`sluice synth --arch gpt-oss`, then eval and run):
 #   - a small gpt-oss with MXFP4 experts, a skewed router and a sliding window shorter than the
-#     prompt runs in RAM, streamed with its experts read one by one (--stream on, and under a
-#     budget it does not fit), and with --experts whole: the float32 logits and the JSON identical;
+#     prompt runs in RAM, streamed with its experts read one by one (--stream on, and in passes
+#     of 3 tokens), and with --experts whole: the float32 logits and the JSON identical; the
+#     same weights with a window longer than the prompt give other logits;
 #     `sluice run` generates text and reports expert reads;
 #   - the named real shapes gpt-oss-120b and gpt-oss-20b with --no-data (a few MB on disk): the
 #     parameter counts and sizes of the released models' layout, and a plan under 16 GiB;
@@ -41,6 +42,13 @@ eval_to small --stream on --pass-tokens 3
 same_as_ram small
 eval_to whole --stream on --experts whole
 same_as_ram whole
+
+# The window matters: the same weights with a window longer than the prompt give other logits.
+"$sluice" synth "$work/wide.gguf" --arch gpt-oss --vocab-size 4000 --embd 256 --layers 4 --heads 4 --kv-heads 2 \
+  --head-dim 64 --experts 16 --experts-used 4 --expert-ff 256 --router-skew 1 --sliding-window 1000 --type MXFP4 \
+  > /dev/null || fail "synth gpt-oss, wide window"
+"$sluice" eval -m "$work/wide.gguf" "${common[@]}" --logits-out "$work/wide.f32" > /dev/null 2>&1 || fail "eval wide window"
+! cmp -s "$work/ram.f32" "$work/wide.f32" || fail "a window of 8 and of 1000 give the same logits over a longer prompt"
 
 "$sluice" run -m "$work/g.gguf" -p "hello" -n 12 -t 1 --disk-gbps 2 > "$work/run.out" 2> "$work/run.err" \
   || fail "run: $(cat "$work/run.err")"
