@@ -10,6 +10,9 @@
 //   ready(layer, e)       whether acquire(e) would not wait (the pass computes those first)
 //   acquire(layer, e)     once per requested expert: its three matrices, valid while the returned
 //                         ExpertWeights lives, waiting for its read when needed
+//   guess(layer + 1, ids) optionally, after request(layer): the experts the next layer will
+//                         probably want (its router run early on this layer's input); reads of
+//                         the absent ones may start, after every demanded read
 // A pass that throws between request and the last acquire leaves the provider to its owner's
 // reset (engine/expert_store.hpp): nothing half-read stays behind.
 #pragma once
@@ -40,6 +43,12 @@ class ExpertProvider {
   // Blocks until the expert's bytes are in RAM. Throws sluice::Exception naming the file,
   // tensor, expert and offset when its read fails or its bytes do not verify.
   virtual ExpertWeights acquire(std::int64_t layer, std::int32_t expert) = 0;
+  // A hint: `experts` (distinct, ascending) are likely to be requested for `layer` next. Never
+  // changes what acquire() returns; a provider that keeps nothing between calls ignores it.
+  virtual void guess(std::int64_t layer, std::span<const std::int32_t> experts) {
+    (void)layer;
+    (void)experts;
+  }
 };
 
 }  // namespace sluice

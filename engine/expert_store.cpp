@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fmt/format.h>
+#include <limits>
 #include <stdexcept>
 
 #include "common/assert.hpp"
@@ -117,19 +118,27 @@ std::uint64_t ExpertStore::read_length(const Part& p, std::int32_t expert) const
   return align_up(begin + p.slice_bytes, granularity_) - align_down(begin, granularity_);
 }
 
-std::uint64_t ExpertStore::start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest) {
+std::uint64_t ExpertStore::start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest, bool guess) {
   const std::uint64_t id = next_id_++;
   Read& r = reads_[id];
   r.key = key;
+  r.guess = guess;
+  r.wanted = !guess;
+  if (guess) {
+    ++stats_.guess_reads;
+    guessed_.insert({key.layer, key.expert});
+  }
   if (fill) r.fill.emplace(std::move(*fill));
   r.dest = dest;
   r.started = std::chrono::steady_clock::now();
+  if (reads_landing_++ == 0) busy_since_ = r.started;
   read_of_[{key.layer, key.expert}] = id;
   const std::array<Part, 3>& parts = layers_[std::size_t(key.layer)];
   for (std::size_t p = 0; p < 3; ++p) {
     const std::uint64_t length = read_length(parts[p], key.expert);
-    queued_.push_back({parts[p].file, io::ReadRequest{dest + parts[p].slot_offset, read_begin(parts[p], key.expert),
-                                                      static_cast<std::uint32_t>(length), -1, id * 4 + p}});
+    (guess ? queued_guesses_ : queued_)
+        .push_back({parts[p].file, io::ReadRequest{dest + parts[p].slot_offset, read_begin(parts[p], key.expert),
+                                                   static_cast<std::uint32_t>(length), -1, id * 4 + p}});
     stats_.bytes_read += length;
   }
   ++stats_.expert_reads;
@@ -137,14 +146,16 @@ std::uint64_t ExpertStore::start_read(cache::ExpertKey key, std::optional<cache:
 }
 
 void ExpertStore::pump() {
-  for (auto it = queued_.begin(); it != queued_.end();) {
-    io::Reader& reader = *readers_[it->file];
-    if (!reader.can_submit()) {
-      ++it;
-      continue;
+  for (std::deque<Queued>* queue : {&queued_, &queued_guesses_}) {
+    for (auto it = queue->begin(); it != queue->end();) {
+      io::Reader& reader = *readers_[it->file];
+      if (!reader.can_submit()) {
+        ++it;
+        continue;
+      }
+      reader.submit(it->request);
+      it = queue->erase(it);
     }
-    reader.submit(it->request);
-    it = queued_.erase(it);
   }
   for (std::size_t f = 0; f < readers_.size(); ++f) {
     if (Status st = readers_[f]->flush(); !st) {
@@ -152,6 +163,17 @@ void ExpertStore::pump() {
       const Error& e = st.error();
       throw Exception(ErrorContext{e.kind, readers_[f]->path(), "experts", -1, -1, e.sys_errno},
                       fmt::format("{}: cannot submit expert reads: {}", readers_[f]->path(), e.message));
+    }
+  }
+}
+
+void ExpertStore::promote(std::uint64_t id) {
+  for (auto it = queued_guesses_.begin(); it != queued_guesses_.end();) {
+    if (it->request.user_data / 4 == id) {
+      queued_.push_back(*it);
+      it = queued_guesses_.erase(it);
+    } else {
+      ++it;
     }
   }
 }
@@ -177,7 +199,9 @@ void ExpertStore::complete(const io::ReadCompletion& c) {
   } else if (c.bytes < slice_at + part.slice_bytes - begin) {
     note(ErrorKind::io, 0, begin + c.bytes, fmt::format("the file ends at byte {} (truncated since it was opened?)", begin + c.bytes));
   } else if (source_.index()) {
+    const auto verifying = std::chrono::steady_clock::now();
     auto verified = source_.index()->verify(part.file, begin, std::span<const std::byte>(r.dest + part.slot_offset, c.bytes), part.tensor);
+    stats_.verify += std::chrono::steady_clock::now() - verifying;
     if (!verified) {
       note(verified.error().kind, 0, begin, verified.error().message);
     } else if (verified.value() != c.bytes) {
@@ -185,12 +209,21 @@ void ExpertStore::complete(const io::ReadCompletion& c) {
     }
   }
   if (r.parts_left == 0) {
+    const auto landed = std::chrono::steady_clock::now();
+    if (--reads_landing_ == 0) stats_.io_busy += landed - busy_since_;
     if (options_.trace) {
-      options_.trace->complete("io", fmt::format("expert {}.{}", r.key.layer, r.key.expert), r.started, std::chrono::steady_clock::now(),
-                               {{"layer", std::int64_t(r.key.layer)}, {"expert", std::int64_t(r.key.expert)}, {"transient", std::int64_t(!r.fill)}});
+      options_.trace->complete("io", fmt::format("expert {}.{}", r.key.layer, r.key.expert), r.started, landed,
+                               {{"layer", std::int64_t(r.key.layer)}, {"expert", std::int64_t(r.key.expert)}, {"transient", std::int64_t(!r.fill)},
+                                {"guess", std::int64_t(r.guess)}});
     }
     if (!r.failed && r.fill) r.pin.emplace(std::move(*r.fill).commit());
-    if (r.fill) r.fill.reset();
+    if (r.fill) r.fill.reset();  // failed: the slot is emptied
+    if (!r.wanted) {
+      // A guess nobody has asked for: it stays in the cache unpinned (a failed one is simply
+      // dropped; the demand read that may follow reports the error).
+      read_of_.erase({r.key.layer, r.key.expert});
+      reads_.erase(it);
+    }
   }
 }
 
@@ -200,7 +233,10 @@ void ExpertStore::reap(bool block) {
   for (std::size_t f = 0; f < readers_.size(); ++f) {
     io::Reader& reader = *readers_[f];
     if (reader.in_flight() == 0) continue;
-    auto finished = reader.wait(done, block && !waited ? 1 : 0);
+    const bool blocking = block && !waited;
+    const auto waiting = std::chrono::steady_clock::now();
+    auto finished = reader.wait(done, blocking ? 1 : 0);
+    if (blocking) stats_.wait += std::chrono::steady_clock::now() - waiting;
     if (!finished) {
       const Error e = finished.error();
       drain();
@@ -215,6 +251,8 @@ void ExpertStore::reap(bool block) {
 
 void ExpertStore::drain() {
   queued_.clear();
+  queued_guesses_.clear();
+  guessed_.clear();
   std::array<io::ReadCompletion, 16> done;
   for (auto& reader : readers_) {
     // The reads write into our slots: they must land before the slots are given back. A wait
@@ -223,6 +261,8 @@ void ExpertStore::drain() {
       if (!reader->wait(done, 1)) break;
     }
   }
+  if (reads_landing_ > 0) stats_.io_busy += std::chrono::steady_clock::now() - busy_since_;
+  reads_landing_ = 0;
   reads_.clear();  // unfinished Fills empty their slots; finished Pins unpin
   read_of_.clear();
   held_.clear();
@@ -239,6 +279,10 @@ void ExpertStore::reset() { drain(); }
 
 void ExpertStore::request(std::int64_t layer, std::span<const std::int32_t> experts) {
   SLUICE_ASSERT(layer >= 0 && layer < config_.n_layer);
+  // Judge this layer's guesses: those requested now were worth their read.
+  for (const std::int32_t e : experts) stats_.guess_used += guessed_.count({layer, e});
+  guessed_.erase(guessed_.lower_bound({layer, std::numeric_limits<std::int32_t>::min()}),
+                 guessed_.lower_bound({layer + 1, std::numeric_limits<std::int32_t>::min()}));
   // Pin the ready ones first, so that reserving slots for the absent ones cannot evict them.
   for (const std::int32_t e : experts) {
     const cache::ExpertKey key{std::int32_t(layer), e};
@@ -247,8 +291,14 @@ void ExpertStore::request(std::int64_t layer, std::span<const std::int32_t> expe
   }
   for (const std::int32_t e : experts) {
     if (held_.count({layer, e})) continue;
-    // Absent (guesses are not made yet, so nothing else is filling): read it into a slot when one
-    // can be freed now; otherwise acquire() reads it once earlier experts have been released.
+    if (const auto guessed = read_of_.find({layer, e}); guessed != read_of_.end()) {
+      // A guess still being read: now demanded, kept pinned for acquire() when it lands.
+      reads_.at(guessed->second).wanted = true;
+      promote(guessed->second);
+      continue;
+    }
+    // Absent: read it into a slot when one can be freed now; otherwise acquire() reads it once
+    // earlier experts have been released.
     const cache::ExpertKey key{std::int32_t(layer), e};
     if (std::optional<cache::ExpertCache::Fill> fill = cache_.reserve(key, cache::FillReason::demand)) {
       std::byte* dest = fill->bytes().data();
@@ -306,6 +356,21 @@ ExpertWeights ExpertStore::acquire(std::int64_t layer, std::int32_t expert) {
   }
   w.hold = std::move(hold);
   return w;
+}
+
+void ExpertStore::guess(std::int64_t layer, std::span<const std::int32_t> experts) {
+  SLUICE_ASSERT(layer >= 0 && layer < config_.n_layer);
+  if (!options_.guesses) return;
+  for (const std::int32_t e : experts) {
+    const cache::ExpertKey key{std::int32_t(layer), e};
+    if (read_of_.count({layer, e}) || cache_.state(key) != cache::ExpertState::absent) continue;
+    // The cache refuses a guess that would evict an expert used more often.
+    if (std::optional<cache::ExpertCache::Fill> fill = cache_.reserve(key, cache::FillReason::guess)) {
+      std::byte* dest = fill->bytes().data();
+      start_read(key, std::move(fill), dest, /*guess=*/true);
+    }
+  }
+  pump();
 }
 
 ExpertStoreStats ExpertStore::stats() const {

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,7 @@ struct ExpertStoreOptions {
   io::BackendOptions backend;        // O_DIRECT, queue depth
   const io::FaultPlan* fault = nullptr;  // tests: number every expert read with this plan
   TraceRecorder* trace = nullptr;        // expert read spans on the "io" lane
+  bool guesses = true;                   // read guessed experts ahead (guess()); false: ignore them
 };
 
 struct ExpertStoreStats {
@@ -56,6 +58,16 @@ struct ExpertStoreStats {
   std::uint64_t expert_reads = 0;     // experts read from the file (into a slot or the transient buffer)
   std::uint64_t transient_reads = 0;  // of which into the transient buffer (every slot of the layer held)
   std::uint64_t bytes_read = 0;       // bytes requested from the file (the rounded ranges)
+  // Where a pass's time went (the pass thread's clock): blocked in acquire() waiting for reads to
+  // land, verifying landed bytes against the sidecar index, and the time at least one expert read
+  // was in flight (the expert "io busy" that overlap is measured against).
+  std::chrono::nanoseconds wait{0};
+  std::chrono::nanoseconds verify{0};
+  std::chrono::nanoseconds io_busy{0};
+  // Guesses (guess()): experts read ahead because the next layer's router, run early, chose them;
+  // of those, the ones that layer then requested (the rest were wasted reads).
+  std::uint64_t guess_reads = 0;
+  std::uint64_t guess_used = 0;
 };
 
 class ExpertStore final : public ExpertProvider {
@@ -72,6 +84,9 @@ class ExpertStore final : public ExpertProvider {
   void request(std::int64_t layer, std::span<const std::int32_t> experts) override;
   bool ready(std::int64_t layer, std::int32_t expert) override;
   ExpertWeights acquire(std::int64_t layer, std::int32_t expert) override;
+  // Starts reads of the absent guessed experts into slots the cache admits them to (never the
+  // transient buffer), queued behind every demanded read; they land in the cache unpinned.
+  void guess(std::int64_t layer, std::span<const std::int32_t> experts) override;
   // After a pass that threw: waits for reads in flight, drops them and every pin the pass held.
   void reset();
 
@@ -98,6 +113,8 @@ class ExpertStore final : public ExpertProvider {
     std::byte* dest = nullptr;
     int parts_left = 3;
     bool failed = false;
+    bool guess = false;            // started by guess()
+    bool wanted = true;            // false: a guess no request() has asked for (yet)
     ErrorContext error;
     std::string message;
     std::chrono::steady_clock::time_point started;
@@ -109,8 +126,9 @@ class ExpertStore final : public ExpertProvider {
 
   std::uint64_t read_begin(const Part& p, std::int32_t expert) const;  // rounded-down file offset
   std::uint64_t read_length(const Part& p, std::int32_t expert) const; // rounded-out length
-  std::uint64_t start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest);
-  void pump();                      // submits queued reads while the readers have room
+  std::uint64_t start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest, bool guess = false);
+  void pump();                      // submits queued reads while the readers have room, demanded ones first
+  void promote(std::uint64_t id);   // a guess was requested: its queued parts go with the demanded
   void reap(bool block);            // handles finished reads; with block, waits for at least one
   void complete(const io::ReadCompletion& c);
   void drain();                     // waits for every read in flight and forgets them
@@ -125,12 +143,16 @@ class ExpertStore final : public ExpertProvider {
   cache::ExpertCache cache_;
   AlignedBuffer transient_;
   std::vector<std::unique_ptr<io::Reader>> readers_;  // by file
-  std::deque<Queued> queued_;
+  std::deque<Queued> queued_;        // demanded reads not yet submitted
+  std::deque<Queued> queued_guesses_;  // guessed ones, submitted when no demanded read waits
   std::map<std::uint64_t, Read> reads_;  // by id (user_data / 4)
   std::map<std::pair<std::int64_t, std::int32_t>, std::uint64_t> read_of_;  // (layer, expert) -> id
   std::map<std::pair<std::int64_t, std::int32_t>, cache::ExpertCache::Pin> held_;  // hits pinned by request
+  std::set<std::pair<std::int64_t, std::int32_t>> guessed_;  // read as guesses, not yet judged by their layer's request
   std::uint64_t next_id_ = 1;
   ExpertStoreStats stats_;
+  std::size_t reads_landing_ = 0;  // reads started whose parts have not all landed
+  std::chrono::steady_clock::time_point busy_since_;  // when reads_landing_ last left 0
 };
 
 }  // namespace sluice

@@ -240,6 +240,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     so.head_piece_slot_bytes = plan_->head_piece_slot_bytes;
     so.embed_on_demand = !plan_->embedding_resident;
     so.expert_slots_per_layer = plan_->experts_apart ? plan_->expert_slots_per_layer : -1;
+    so.expert_guesses = options_.expert_guesses;
     streamed_ = std::make_unique<StreamedModel>(std::move(source), so);
     forward_ = streamed_.get();
   }
@@ -295,15 +296,16 @@ void Session::print_stream_table(std::ostream& out, std::int64_t tokens) const {
   auto pct = [&](double part) { return wall > 0 ? fmt::format("{:.0f}%", 100.0 * part / wall) : std::string("-"); };
   Table table({"passes", "bytes read", "read GB/s", "io busy", "compute busy", "overlap", "s/pass", "tokens/s", "peak RSS"});
   table.add_row({fmt::format("{}", s.passes), format_bytes(s.bytes_streamed + s.embedding_bytes + s.expert_bytes),
-                 wall > 0 ? fmt::format("{:.2f}", double(s.bytes_streamed) / wall / 1e9) : "-", pct(io), pct(compute),
+                 wall > 0 ? fmt::format("{:.2f}", double(s.bytes_streamed + s.expert_bytes) / wall / 1e9) : "-", pct(io), pct(compute),
                  s.overlap() > 0 ? fmt::format("{:.3f}", s.overlap()) : "-",
                  s.passes ? fmt::format("{:.3f}", wall / double(s.passes)) : "-",
                  wall > 0 ? fmt::format("{:.2f}", double(tokens) / wall) : "-", format_bytes(peak_rss_bytes())});
   table.print(out);
   if (s.expert_accesses > 0) {  // experts read one by one (engine/expert_store.hpp)
-    out << fmt::format("experts: hit rate {:.1f}% of {} uses, {} read ({}), {} per token\n",
+    out << fmt::format("experts: hit rate {:.1f}% of {} uses, {} read ({}), {} per token; {:.2f} s waiting for them, {:.2f} s verifying; {} guessed ahead, {} of them used\n",
                        100.0 * double(s.expert_hits) / double(s.expert_accesses), s.expert_accesses, s.expert_reads,
-                       format_bytes(s.expert_bytes), tokens > 0 ? format_bytes(s.expert_bytes / std::uint64_t(tokens)) : std::string("-"));
+                       format_bytes(s.expert_bytes), tokens > 0 ? format_bytes(s.expert_bytes / std::uint64_t(tokens)) : std::string("-"),
+                       std::chrono::duration<double>(s.expert_wait).count(), std::chrono::duration<double>(s.expert_verify).count(), s.expert_guess_reads, s.expert_guess_used);
   }
   const cache::KvStats kv = transformer_->kv_cache().stats();
   if (transformer_->kv_cache().spilled()) {

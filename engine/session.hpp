@@ -43,6 +43,7 @@ struct SessionOptions {
   std::string kv_spill_dir = "/var/tmp";
   StreamMode stream = StreamMode::automatic;
   ExpertsMode experts = ExpertsMode::automatic;
+  bool expert_guesses = true;  // experts read one by one: read the next layer's likely ones ahead
   unsigned slots = 4;
   int threads = 0;
   double disk_gbps = 0;               // 0: measured on the pack at start (a short O_DIRECT read)

@@ -154,6 +154,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
     eo.backend = options_.prefetch.io;
     eo.fault = options_.fault;
     eo.trace = options_.prefetch.trace;
+    eo.guesses = options_.expert_guesses;
     expert_store_ = std::make_unique<ExpertStore>(*gguf, config_, eo);
   } else if (experts_apart) {
     throw std::invalid_argument(fmt::format("{}: the source holds the experts apart; set expert_slots_per_layer", path_));
@@ -225,6 +226,13 @@ StreamStats StreamedModel::stats() const {
     s.expert_accesses = e.cache.hits + e.cache.late + e.cache.misses;
     s.expert_reads = e.expert_reads;
     s.expert_bytes = e.bytes_read;
+    s.expert_wait = e.wait;
+    s.expert_verify = e.verify;
+    s.expert_guess_reads = e.guess_reads;
+    s.expert_guess_used = e.guess_used;
+    s.wait += e.wait;
+    s.compute_busy -= std::min(e.wait, s.compute_busy);
+    s.io_busy += e.io_busy;
   }
   return s;
 }
@@ -310,6 +318,15 @@ void StreamedModel::run_pass(Transformer& transformer, const Batch& batch, float
       handle = take(block_unit_[std::size_t(il)]);
       streamed = bind_block_at(il, handle.bytes());
       w = &streamed;
+    }
+    // Experts guessed for the next layer need its router in RAM: a resident block's. (A streamed
+    // next block may still be in flight; waiting for it here would stall this layer.)
+    if (expert_store_ && options_.expert_guesses && il + 1 < config_.n_layer && block_resident_[std::size_t(il + 1)]) {
+      if (w != &streamed) {
+        streamed = *w;
+        w = &streamed;
+      }
+      streamed.next = &resident_blocks_[std::size_t(il + 1)];
     }
     const auto started = Clock::now();
     TraceScope compute(trace, "compute", names::block_name(il),

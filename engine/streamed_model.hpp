@@ -55,6 +55,9 @@ struct StreamOptions {
   // ones the router picks, into an expert cache of this many slots per layer; the source must
   // be a GgufSource opened with experts apart. -1: experts stream with their block, whole.
   std::int32_t expert_slots_per_layer = -1;
+  // With experts read one by one: run the next layer's router early and read the experts it
+  // picks while this layer computes (ExpertProvider::guess); needs the next block in RAM.
+  bool expert_guesses = true;
   // Tests: number every read of the model (the source's opened from a path, and the
   // prefetcher's) with this plan (io/fault_backend.hpp). Must outlive the model.
   const io::FaultPlan* fault = nullptr;
@@ -75,6 +78,14 @@ struct StreamStats {
   std::uint64_t expert_accesses = 0;
   std::uint64_t expert_reads = 0;
   std::uint64_t expert_bytes = 0;
+  // Of `wait`, the time blocked on expert reads (the expert store's clock; it is taken out of
+  // compute_busy, inside which the pass waited), and the time spent verifying expert bytes (part
+  // of compute_busy: the pass thread hashes what lands). io_busy includes the time expert reads
+  // were in flight: with both block and expert reads the sum can exceed the disk's busy time.
+  std::chrono::nanoseconds expert_wait{0};
+  std::chrono::nanoseconds expert_verify{0};
+  std::uint64_t expert_guess_reads = 0;  // experts read ahead on the next layer's early router
+  std::uint64_t expert_guess_used = 0;   // of those, the ones the layer then used
   // wall / max(io_busy, compute_busy): 1.0 is perfect overlap, 2.0 fully serialised.
   double overlap() const;
 };

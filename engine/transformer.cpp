@@ -72,7 +72,10 @@ std::uint64_t Transformer::scratch_bytes(const ModelConfig& c, std::int64_t n_to
 
 std::uint64_t Transformer::expert_provider_scratch_bytes(const ModelConfig& c, std::int64_t n_tokens) {
   if (!c.is_moe()) return 0;
-  return (std::uint64_t(n_tokens) * std::uint64_t(c.n_expert_used * c.n_embd) + 2 * std::uint64_t(c.n_expert)) * sizeof(float);
+  // Route outputs and chosen ids, plus the guess of the next layer's experts: its normalised
+  // input (n, d), router logits (n, n_expert), routes (n, k) ids and weights, the union.
+  const auto n = std::uint64_t(n_tokens), k = std::uint64_t(c.n_expert_used), e = std::uint64_t(c.n_expert), d = std::uint64_t(c.n_embd);
+  return (n * k * d + 2 * e) * sizeof(float) + (n * d + n * e + 2 * n * k + e) * sizeof(float);
 }
 
 void Transformer::ensure_scratch(std::int64_t n) {
@@ -197,7 +200,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   // act = silu (SwiGLU) or tanh GELU (GeGLU, gemma3); with experts, moe_ffn
   norm_rows(x, w.ffn_norm, xn_.data(), n, d, tmp_a_);
   if (c.is_moe()) {
-    moe_ffn(il, w, n);
+    moe_ffn(il, w, x, n);
     add_branch(proj_.data(), w.post_ffn_norm);
     return;
   }
@@ -230,7 +233,30 @@ compute::RopeParams Transformer::rope_params(std::int64_t il, const GlobalWeight
   return rope;
 }
 
-void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, std::int64_t n) {
+void Transformer::guess_experts(std::int64_t il, const BlockWeights& next, const float* x, std::int64_t n, ExpertProvider& provider) {
+  const ModelConfig& c = config_;
+  const std::int64_t d = c.n_embd, n_expert = c.n_expert;
+  const auto k = static_cast<std::int32_t>(c.n_expert_used);
+  guess_xn_.resize(std::size_t(n * d));
+  guess_logits_.resize(std::size_t(n * n_expert));
+  guess_ids_.resize(std::size_t(n * k));
+  guess_weights_.resize(std::size_t(n * k));
+  backend_->rms_norm(x, f32(next.ffn_norm, tmp_b_), guess_xn_.data(), n, d, c.rms_eps);
+  linear(next.router, guess_xn_.data(), n, guess_logits_.data());
+  if (next.router_bias) backend_->add_rows(guess_logits_.data(), f32(next.router_bias, guess_bias_tmp_), n, n_expert);  // gpt-oss
+  // Only the choice matters: top-k of the logits is the same whatever the gating function
+  // (softmax is monotonic: gpt-oss's top-k-then-softmax picks the same experts).
+  backend_->moe_route(guess_logits_.data(), n, n_expert, k, /*normalize=*/true, guess_ids_.data(), guess_weights_.data());
+  guess_chosen_.assign(std::size_t(n_expert), 0);
+  for (const std::int32_t e : guess_ids_) guess_chosen_[std::size_t(e)] = 1;
+  guess_union_.clear();
+  for (std::int64_t e = 0; e < n_expert; ++e) {
+    if (guess_chosen_[std::size_t(e)]) guess_union_.push_back(static_cast<std::int32_t>(e));
+  }
+  provider.guess(il, guess_union_);
+}
+
+void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, const float* x, std::int64_t n) {
   const ModelConfig& c = config_;
   const std::int64_t d = c.n_embd, n_expert = c.n_expert;
   const auto k = static_cast<std::int32_t>(c.n_expert_used);
@@ -292,6 +318,8 @@ void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, std::int64_t n
     if (!rows_of(e).empty()) moe_chosen_.push_back(static_cast<std::int32_t>(e));
   }
   w.experts->request(il, moe_chosen_);
+  // The next layer's likely experts, read while this layer computes (after its own reads).
+  if (w.next != nullptr && w.next->router) guess_experts(il + 1, *w.next, x, n, *w.experts);
   moe_route_out_.resize(std::size_t(n * k * d));
   std::vector<std::int32_t>& left = moe_left_;
   left = moe_chosen_;

@@ -116,7 +116,11 @@ class Transformer {
   void linear(const TensorView& w, const float* x, std::int64_t n, float* y) const;
   // proj_ (n, d) <- the mixture-of-experts FFN of layer il over xn_'s n rows (see block()); the
   // experts come from w.experts when it is set (engine/expert_provider.hpp).
-  void moe_ffn(std::int64_t il, const BlockWeights& w, std::int64_t n);
+  // x: the residual stream the FFN reads (the next layer's guess starts from it).
+  void moe_ffn(std::int64_t il, const BlockWeights& w, const float* x, std::int64_t n);
+  // Runs layer il's FFN norm and router (from `next`) on x's n rows and tells the provider the
+  // union of their top-k experts (ExpertProvider::guess): the next layer's likely experts.
+  void guess_experts(std::int64_t il, const BlockWeights& next, const float* x, std::int64_t n, ExpertProvider& provider);
   // Row 0 of each expert bias tensor as floats (row e at + e * width), or null: gpt-oss.
   struct ExpertBiases {
     const float* gate = nullptr;
@@ -151,6 +155,12 @@ class Transformer {
   // moe_chosen_, moe_left_ (<= n_expert) the experts of the pass, those not yet computed.
   std::vector<float> moe_route_out_;
   std::vector<std::int32_t> moe_chosen_, moe_left_;
+  // The next layer's guess (counted in expert_provider_scratch_bytes): its input (n, d), router
+  // logits (n, n_expert), routes (n, k), which experts any row chose, their ascending union.
+  std::vector<float> guess_xn_, guess_logits_, guess_weights_;
+  std::vector<std::int32_t> guess_ids_, guess_union_;
+  std::vector<std::uint8_t> guess_chosen_;
+  std::vector<float> guess_bias_tmp_;  // the next layer's router bias as floats (gpt-oss)
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;

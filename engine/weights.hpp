@@ -40,6 +40,10 @@ struct BlockWeights {
   // When set, the experts come from here (streamed one by one) and the *_exps views may be
   // empty; when null, moe_ffn slices the stacked tensors above. Not owned.
   ExpertProvider* experts = nullptr;
+  // With `experts`: the next block's weights when they are in RAM, whose FFN norm and router run
+  // early on this block's FFN input to guess the experts the next layer will want (the guesses'
+  // reads overlap this layer's compute). Null: no guesses. Not owned.
+  const BlockWeights* next = nullptr;
 };
 
 // Expert e's matrix of a stacked expert tensor [cols, rows, n_expert]: a 2-D view of its rows

@@ -19,7 +19,7 @@ namespace sluice {
 
 struct SessionFlags {
   SessionOptions session;
-  std::string mem_budget, kv_type = "f16", kv_spill = "auto", stream = "auto", experts = "auto";
+  std::string mem_budget, kv_type = "f16", kv_spill = "auto", stream = "auto", experts = "auto", expert_guess = "on";
   bool plan_only = false;  // --plan-only: print the plan and exit (print_plan_only)
 };
 
@@ -31,7 +31,7 @@ enum SessionFlagOmit : unsigned {
   kOmitKv = 1u << 2,          // --kv-type, --kv-spill, --kv-spill-dir
 };
 
-// Registers -m, -c, -t, --mem-budget, --stream, --experts, --slots, --kv-type, --kv-spill, --kv-spill-dir,
+// Registers -m, -c, -t, --mem-budget, --stream, --experts, --expert-guess, --slots, --kv-type, --kv-spill, --kv-spill-dir,
 // --disk-gbps and --pass-tokens on `cmd`, writing into `f`. The model is required unless
 // `model_required` is false (batch checks it itself, beside its subcommand).
 inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kOmitNone, bool model_required = true) {
@@ -56,6 +56,11 @@ inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kO
                   "in RAM; whole streams each block with all its experts (so does --stream off, and a pack)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "apart", "whole"}));
+  cmd->add_option("--expert-guess", f.expert_guess,
+                  "Experts read one by one: run the next layer's router early on this layer's input and read the "
+                  "experts it picks while this layer computes (on), or read each layer's experts only when it asks (off)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--slots", s.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
       ->capture_default_str()
       ->check(CLI::Range(2, 64));
@@ -109,6 +114,7 @@ inline SessionOptions session_options(const SessionFlags& f) {
   s.kv_spill = f.kv_spill == "on" ? SpillMode::always : f.kv_spill == "off" ? SpillMode::never : SpillMode::automatic;
   s.stream = f.stream == "on" ? StreamMode::always : f.stream == "off" ? StreamMode::never : StreamMode::automatic;
   s.experts = f.experts == "apart" ? ExpertsMode::apart : f.experts == "whole" ? ExpertsMode::whole : ExpertsMode::automatic;
+  s.expert_guesses = f.expert_guess == "on";
   return s;
 }
 

@@ -133,13 +133,14 @@ TEST_P(ExpertStream, ProviderOutOfIdOrderIsBitIdenticalToSlicing) {
 }
 
 std::unique_ptr<StreamedModel> open_streamed(const std::string& path, std::int32_t expert_slots, const io::FaultPlan* fault = nullptr,
-                                             bool all_resident = false) {
+                                             bool all_resident = false, bool guesses = true) {
   auto source = GgufSource::open(path, {}, /*experts_apart=*/expert_slots >= 0);
   StreamOptions o;
   o.prefetch.slots = 2;
   o.prefetch.verify = source->verified();
   o.read_ahead = false;  // count exactly what each pass reads
   o.expert_slots_per_layer = expert_slots;
+  o.expert_guesses = guesses;
   o.fault = fault;
   if (all_resident) {
     const std::int64_t n_layer = source->checked_config().n_layer;
@@ -173,12 +174,52 @@ TEST_P(ExpertStream, StreamedExpertsWithASmallCacheAreBitIdenticalAndReadLess) {
     const StreamStats s = streamed->stats();
     EXPECT_GT(s.expert_reads, 0u);
     EXPECT_GT(s.expert_hits, 0u) << "decode steps find experts of earlier passes";
+    // Time blocked on expert reads is waiting, not compute: nested in the pass's wall clock,
+    // compute and the two waits never add up to more than it.
+    const ExpertStoreStats es = streamed->expert_store()->stats();
+    EXPECT_GT(es.io_busy.count(), 0) << "expert reads were in flight";
+    EXPECT_EQ(s.expert_wait, es.wait);
+    EXPECT_LE(s.expert_wait, s.wait);
+    EXPECT_LE((s.compute_busy + s.wait).count(), s.wall.count());
     std::printf("%s, %d expert slots per layer: %llu passes, dense %llu + experts %llu bytes (%llu expert reads, hit rate %.2f) vs whole blocks %llu\n",
                 GetParam().c_str(), slots, (unsigned long long)s.passes, (unsigned long long)s.bytes_streamed,
                 (unsigned long long)s.expert_bytes, (unsigned long long)s.expert_reads, double(s.expert_hits) / double(s.expert_accesses),
                 (unsigned long long)whole_bytes);
     EXPECT_LT(s.bytes_streamed + s.expert_bytes, whole_bytes)
         << "dense " << s.bytes_streamed << " + experts " << s.expert_bytes << " vs whole blocks " << whole_bytes;
+  }
+}
+
+// Guesses (the next layer's router run early; its experts read while this layer computes) never
+// change a result; with the blocks resident every layer but the first is guessed, and some of the
+// guesses are the experts the layer then uses (the skewed router makes that near certain).
+TEST_P(ExpertStream, GuessedExpertsChangeNothingAndSomeAreUsed) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options(GetParam(), GgmlType::Q8_0, 1.0f));
+  auto model = Model::open(path);
+  InRamForward in_ram(*model);
+  std::vector<std::int32_t> tokens;
+  const int steps = 8;
+  const PassLogits want = run_batch(in_ram, model->config(), steps, &tokens);
+  for (const bool guesses : {false, true}) {
+    for (std::int32_t slots : {1, 3}) {
+      SCOPED_TRACE(::testing::Message() << "guesses " << guesses << ", slots " << slots);
+      auto streamed = open_streamed(path, slots, nullptr, /*all_resident=*/true, guesses);
+      expect_same(want, run_batch(*streamed, model->config(), steps, &tokens));
+      const ExpertStoreStats s = streamed->expert_store()->stats();
+      std::printf("%s, %d slots, guesses %s: %llu experts read, %llu guessed, %llu of them used, hit rate %.2f\n", GetParam().c_str(),
+                  slots, guesses ? "on" : "off", (unsigned long long)s.expert_reads, (unsigned long long)s.guess_reads,
+                  (unsigned long long)s.guess_used, s.cache.hit_rate());
+      if (!guesses) {
+        EXPECT_EQ(s.guess_reads, 0u);
+        continue;
+      }
+      EXPECT_GT(s.guess_reads, 0u);
+      EXPECT_GT(s.guess_used, 0u);
+      EXPECT_LE(s.guess_used, s.guess_reads);
+      EXPECT_EQ(streamed->stats().expert_guess_reads, s.guess_reads);
+    }
   }
 }
 

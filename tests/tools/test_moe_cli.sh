@@ -88,7 +88,7 @@ for name in qwen mixtral; do
   experts_whole "$name-pack"
   grep -qF "experts: a pack streams each block with all its experts" "$work/$name-pack.err" \
     || fail "$name: no note that the pack reads whole blocks: $(cat "$work/$name-pack.err")"
-  "$sluice" bench -m "$m" --stream on -p 4 -n 2 -r 1 -t 1 --disk-gbps 2 --json "$work/$name-bench.json" > /dev/null 2> "$work/$name-bench.err" \
+  "$sluice" bench -m "$m" --stream on -p 4 -n 2 -r 1 -t 1 --raw-read --json "$work/$name-bench.json" > /dev/null 2> "$work/$name-bench.err" \
     || fail "$name: bench: $(cat "$work/$name-bench.err")"
   python3 - "$work/$name-bench.json" <<'PY' || fail "$name: bench --json expert fields: $(cat "$work/$name-bench.json")"
 import json, sys
@@ -96,7 +96,13 @@ tests = json.load(open(sys.argv[1]))["tests"]
 for t in tests:
     assert t["expert_uses"] > 0 and t["expert_reads"] > 0 and t["expert_bytes"] > 0, t
     assert t["expert_hits"] <= t["expert_uses"] and 0 <= t["expert_hit_rate"] <= 1, t
+    # bytes read count the experts too; time blocked on them is not compute
+    assert t["bytes_read"] >= t["expert_bytes"], t
+    assert 0 <= t["expert_wait_s"] and 0 <= t["expert_verify_s"] and t["compute_busy_s"] + t["expert_wait_s"] <= t["wall_s"] + 1e-6, t
 PY
+  # The yardstick of streamed experts: each test's read per pass over the raw speed, plus compute.
+  grep -q "^batch 1 tg: .* read per pass / raw .* compute .* measured .* s/pass = .* x read + compute" "$work/$name-bench.err" \
+    || fail "$name: bench printed no read + compute bound: $(cat "$work/$name-bench.err")"
   rm -f "$work/$name.sluice"
 done
 
