@@ -70,6 +70,8 @@ class ComputeBackend {
   // out = gelu_tanh(gate) * up as ggml's CPU backend rounds it (GeGLU; compute/cpu/ops.hpp);
   // out may alias gate.
   virtual void geglu(const float* gate, const float* up, float* out, std::int64_t n) = 0;
+  // SwiGLU-OAI (op_params.hpp), as ggml's CPU backend rounds it; out may alias gate.
+  virtual void swiglu_oai(const float* gate, const float* up, float* out, std::int64_t n, const SwigluOaiParams& params) = 0;
   // x += y (n floats).
   virtual void add(float* x, const float* y, std::int64_t n) = 0;
   // Each of `rows` rows of n floats: x += bias (n floats).
@@ -87,6 +89,12 @@ class ComputeBackend {
   // 1 <= k <= n_expert.
   virtual void moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
                          std::int32_t* ids, float* weights) = 0;
+  // Routing with "select, then softmax" gating (llama.cpp's SOFTMAX_WEIGHT, gpt-oss): ids (rows,
+  // k) = the k largest logits of the row, largest first (equal: the lower id first); weights
+  // (rows, k) = softmax over those k logits alone (max subtracted, summed in double, as ggml's
+  // soft_max). 1 <= k <= n_expert.
+  virtual void moe_route_topk_softmax(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k,
+                                      std::int32_t* ids, float* weights) = 0;
   // out (rows.size(), n) = rows rows[i] of x (n floats each): the tokens routed to one expert.
   virtual void gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) = 0;
   // y row rows[i] += weights[i] * src row i (n floats each; the product rounded, then added), for
@@ -100,7 +108,8 @@ class ComputeBackend {
                         const float* k, const float* v) = 0;
   // Causal attention of `rows` consecutive query rows (n_head * head_dim floats each) of one
   // sequence, query r at position pos0 + r, over kv positions [0, pos0 + r] (within the window):
-  // out row r = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head h / (n_head / n_head_kv).
+  // out row r = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head h / (n_head / n_head_kv);
+  // with shape.sinks, head h's softmax denominator also counts exp(sinks[h]).
   virtual void attend(const float* q, std::int64_t rows, const KvLayerView& kv, std::int64_t pos0,
                       const AttentionShape& shape, float* out) = 0;
 };

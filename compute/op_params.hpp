@@ -23,6 +23,16 @@ struct RopeParams {
   float freq_base = 10000.0f;
   float freq_scale = 1.0f;      // linear position scaling (1 = none)
   const float* freq_factors = nullptr;  // llama 3 "rope_freqs.weight": theta_i /= factors[i]
+  // YaRN (gpt-oss), as ggml's rope_yarn: with ext_factor != 0 each pair's angle blends the
+  // interpolated (freq_scale * theta) and extrapolated (theta) angles by a ramp over the pairs
+  // between the correction dims of beta_fast and beta_slow rotations in n_ctx_orig positions, and
+  // cos/sin are multiplied by attn_factor * (1 + 0.1 ln(1 / freq_scale)). ext_factor 0 and
+  // attn_factor 1: plain RoPE, computed as before.
+  float ext_factor = 0.0f;
+  float attn_factor = 1.0f;
+  float beta_fast = 32.0f;
+  float beta_slow = 1.0f;
+  std::int32_t n_ctx_orig = 0;
 };
 
 struct AttentionShape {
@@ -32,6 +42,16 @@ struct AttentionShape {
   float scale = 0.0f;           // usually 1/sqrt(head_dim)
   std::int32_t window = 0;      // sliding window (0: none): key j visible iff pos - j < window
   float softcap = 0.0f;         // attention logit soft-capping (0: none)
+  // Attention sinks (gpt-oss): n_head learned logits, head h's joining each row's softmax
+  // denominator (exp(sinks[h] - max) added to the sum, no value row); null: none.
+  const float* sinks = nullptr;
+};
+
+// SwiGLU-OAI (gpt-oss): out = g * sigmoid(alpha * g) * (u + 1), g = min(gate, limit),
+// u = clamp(up, -limit, limit) (ggml_swiglu_oai; the real model: alpha 1.702, limit 7).
+struct SwigluOaiParams {
+  float alpha = 1.702f;
+  float limit = 7.0f;
 };
 
 }  // namespace sluice::compute

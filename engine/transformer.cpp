@@ -167,22 +167,15 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
     norm_rows(k_.data(), w.k_norm, k_.data(), n * c.n_head_kv, hd, tmp_b_);
   }
 
-  // Sliding-window (local) layers rotate with their own base and no position scaling.
-  const bool local = c.is_local_layer(il);
-  compute::RopeParams rope;
-  rope.kind = c.rope_neox ? compute::RopeKind::neox : compute::RopeKind::adjacent;
-  rope.n_rot = static_cast<std::int32_t>(c.n_rot);
-  rope.freq_base = local ? c.rope_base_local : c.rope_base;
-  rope.freq_scale = local ? c.rope_freq_scale_local : c.rope_freq_scale;
-  std::vector<float> freq_tmp;
-  if (g.rope_freqs) rope.freq_factors = f32(g.rope_freqs, freq_tmp);
+  const compute::RopeParams rope = rope_params(il, g);
 
   // With an explicit attention scale (gemma3) q is multiplied by it after RoPE and attention
   // scales by 1, in llama.cpp's order: the same products, rounded the same way.
   const bool prescale_q = c.attention_scale > 0.0f;
-  const compute::AttentionShape shape{n_head, n_head_kv, static_cast<std::int32_t>(hd),
-                                  prescale_q ? 1.0f : 1.0f / std::sqrt(float(hd)),
-                                  local ? static_cast<std::int32_t>(c.sliding_window) : 0, 0.0f};
+  compute::AttentionShape shape{n_head, n_head_kv, static_cast<std::int32_t>(hd),
+                                prescale_q ? 1.0f : 1.0f / std::sqrt(float(hd)),
+                                c.is_local_layer(il) ? static_cast<std::int32_t>(c.sliding_window) : 0, 0.0f};
+  if (w.attn_sinks) shape.sinks = f32(w.attn_sinks, tmp_sinks_);  // gpt-oss
   kv_->begin_layer(il);
   writes_.clear();
   std::int64_t row = 0;
@@ -200,6 +193,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   }
   kv_->end_layer(il, writes_);
   linear(w.wo, att_.data(), n, proj_.data());
+  add_bias(w.bo, proj_.data(), d);
   add_branch(proj_.data(), w.post_attn_norm);
 
   // Feed-forward: x += [post_norm] W_down (act(W_gate xn) * W_up xn), xn = rmsnorm(x);
@@ -221,6 +215,24 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   add_branch(proj_.data(), w.post_ffn_norm);
 }
 
+compute::RopeParams Transformer::rope_params(std::int64_t il, const GlobalWeights& g) {
+  const ModelConfig& c = config_;
+  // Sliding-window (local) layers rotate with their own base and scaling (gemma3: none).
+  const bool local = c.is_local_layer(il);
+  compute::RopeParams rope;
+  rope.kind = c.rope_neox ? compute::RopeKind::neox : compute::RopeKind::adjacent;
+  rope.n_rot = static_cast<std::int32_t>(c.n_rot);
+  rope.freq_base = local ? c.rope_base_local : c.rope_base;
+  rope.freq_scale = local ? c.rope_freq_scale_local : c.rope_freq_scale;
+  if (g.rope_freqs) rope.freq_factors = f32(g.rope_freqs, tmp_rope_);
+  rope.ext_factor = c.yarn_ext_factor;  // YaRN (gpt-oss); 0 and 1: plain RoPE
+  rope.attn_factor = c.yarn_attn_factor;
+  rope.beta_fast = c.yarn_beta_fast;
+  rope.beta_slow = c.yarn_beta_slow;
+  rope.n_ctx_orig = static_cast<std::int32_t>(std::min<std::int64_t>(c.n_ctx_orig_yarn, INT32_MAX));
+  return rope;
+}
+
 void Transformer::guess_experts(std::int64_t il, const BlockWeights& next, const float* x, std::int64_t n, ExpertProvider& provider) {
   const ModelConfig& c = config_;
   const std::int64_t d = c.n_embd, n_expert = c.n_expert;
@@ -231,7 +243,9 @@ void Transformer::guess_experts(std::int64_t il, const BlockWeights& next, const
   guess_weights_.resize(std::size_t(n * k));
   backend_->rms_norm(x, f32(next.ffn_norm, tmp_b_), guess_xn_.data(), n, d, c.rms_eps);
   linear(next.router, guess_xn_.data(), n, guess_logits_.data());
-  // Only the choice matters: top-k of the logits is the same whatever the gating function.
+  if (next.router_bias) backend_->add_rows(guess_logits_.data(), f32(next.router_bias, guess_bias_tmp_), n, n_expert);  // gpt-oss
+  // Only the choice matters: top-k of the logits is the same whatever the gating function
+  // (softmax is monotonic: gpt-oss's top-k-then-softmax picks the same experts).
   backend_->moe_route(guess_logits_.data(), n, n_expert, k, /*normalize=*/true, guess_ids_.data(), guess_weights_.data());
   guess_chosen_.assign(std::size_t(n_expert), 0);
   for (const std::int32_t e : guess_ids_) guess_chosen_[std::size_t(e)] = 1;
@@ -244,11 +258,16 @@ void Transformer::guess_experts(std::int64_t il, const BlockWeights& next, const
 
 void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, const float* x, std::int64_t n) {
   const ModelConfig& c = config_;
-  const std::int64_t d = c.n_embd, ff = c.n_ff_exp, n_expert = c.n_expert;
+  const std::int64_t d = c.n_embd, n_expert = c.n_expert;
   const auto k = static_cast<std::int32_t>(c.n_expert_used);
   // Route: router_logits (n, n_expert) = W_router xn; route_ids, route_weights (n, k).
   linear(w.router, xn_.data(), n, router_logits_.data());
-  backend_->moe_route(router_logits_.data(), n, n_expert, k, /*normalize=*/true, route_ids_.data(), route_weights_.data());
+  if (w.router_bias) backend_->add_rows(router_logits_.data(), f32(w.router_bias, moe_bias_tmp_[0]), n, n_expert);
+  if (c.moe_select_then_softmax) {  // gpt-oss: the top-k logits, softmax over those k
+    backend_->moe_route_topk_softmax(router_logits_.data(), n, n_expert, k, route_ids_.data(), route_weights_.data());
+  } else {
+    backend_->moe_route(router_logits_.data(), n, n_expert, k, /*normalize=*/true, route_ids_.data(), route_weights_.data());
+  }
   // Group the routes by expert (a counting sort, rows ascending within an expert):
   // expert_rows_/expert_weights_[first[e] .. first[e + 1]) are the rows routed to e and their weights.
   std::vector<std::int64_t>& first = expert_first_;
@@ -269,17 +288,10 @@ void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, const float* x
       expert_weights_[at] = route_weights_[route];
     }
   }
-  // One expert on the m rows routed to it: out (m, d) = down_e(silu(gate_e x) * up_e x), with
-  // moe_x (m, d) the gathered rows and gate, up (m, ff).
-  auto run_expert = [&](const TensorView& gate, const TensorView& up, const TensorView& down,
-                        std::span<const std::int32_t> rows, float* out) {
-    const auto m = std::int64_t(rows.size());
-    backend_->gather_rows(xn_.data(), d, rows, moe_x_.data());
-    linear(gate, moe_x_.data(), m, gate_.data());
-    linear(up, moe_x_.data(), m, up_.data());
-    backend_->swiglu(gate_.data(), up_.data(), gate_.data(), m * ff);
-    linear(down, gate_.data(), m, out);
-  };
+  // The experts' biases (gpt-oss), row e of each, or null.
+  const ExpertBiases biases{w.gate_exps_bias ? f32(w.gate_exps_bias, moe_bias_tmp_[1]) : nullptr,
+                            w.up_exps_bias ? f32(w.up_exps_bias, moe_bias_tmp_[2]) : nullptr,
+                            w.down_exps_bias ? f32(w.down_exps_bias, moe_bias_tmp_[3]) : nullptr};
   auto rows_of = [&](std::int64_t e) {
     const std::int64_t begin = first[std::size_t(e)];
     return std::span<const std::int32_t>(expert_rows_.data() + begin, std::size_t(first[std::size_t(e) + 1] - begin));
@@ -292,7 +304,8 @@ void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, const float* x
     for (std::int64_t e = 0; e < n_expert; ++e) {
       const std::span<const std::int32_t> rows = rows_of(e);
       if (rows.empty()) continue;
-      run_expert(expert_slice(w.gate_exps, e), expert_slice(w.up_exps, e), expert_slice(w.down_exps, e), rows, moe_out_.data());
+      run_expert({expert_slice(w.gate_exps, e), expert_slice(w.up_exps, e), expert_slice(w.down_exps, e), {}}, biases, e, rows,
+                 moe_out_.data());
       backend_->scatter_add_rows(proj_.data(), d, rows, expert_weights_.data() + first[std::size_t(e)], moe_out_.data());
     }
     return;
@@ -316,12 +329,33 @@ void Transformer::moe_ffn(std::int64_t il, const BlockWeights& w, const float* x
     const std::int32_t e = *next;
     left.erase(next);
     const ExpertWeights ew = w.experts->acquire(il, e);
-    run_expert(ew.gate, ew.up, ew.down, rows_of(e), moe_route_out_.data() + first[std::size_t(e)] * d);
+    run_expert(ew, biases, e, rows_of(e), moe_route_out_.data() + first[std::size_t(e)] * d);
   }
   for (const std::int32_t e : moe_chosen_) {
     const std::int64_t begin = first[std::size_t(e)];
     backend_->scatter_add_rows(proj_.data(), d, rows_of(e), expert_weights_.data() + begin, moe_route_out_.data() + begin * d);
   }
+}
+
+void Transformer::run_expert(const ExpertWeights& ew, const ExpertBiases& biases, std::int64_t e,
+                             std::span<const std::int32_t> rows, float* out) {
+  // out (m, d) = down_e(act(gate_e x [+ b_gate]) * (up_e x [+ b_up])) [+ b_down], with moe_x
+  // (m, d) the gathered rows and gate, up (m, ff); act = silu, or SwiGLU-OAI (gpt-oss).
+  const ModelConfig& c = config_;
+  const std::int64_t d = c.n_embd, ff = c.n_ff_exp;
+  const auto m = std::int64_t(rows.size());
+  backend_->gather_rows(xn_.data(), d, rows, moe_x_.data());
+  linear(ew.gate, moe_x_.data(), m, gate_.data());
+  linear(ew.up, moe_x_.data(), m, up_.data());
+  if (biases.gate) backend_->add_rows(gate_.data(), biases.gate + e * ff, m, ff);
+  if (biases.up) backend_->add_rows(up_.data(), biases.up + e * ff, m, ff);
+  if (c.ffn_swiglu_oai) {
+    backend_->swiglu_oai(gate_.data(), up_.data(), gate_.data(), m * ff, {c.swiglu_oai_alpha, c.swiglu_oai_limit});
+  } else {
+    backend_->swiglu(gate_.data(), up_.data(), gate_.data(), m * ff);
+  }
+  linear(ew.down, gate_.data(), m, out);
+  if (biases.down) backend_->add_rows(out, biases.down + e * d, m, d);
 }
 
 void Transformer::check_spans(std::span<const SeqSpan> spans) const {

@@ -9,7 +9,10 @@
 // biases), qwen3moe (per-head RMSNorm of q and k, experts), llama with experts (Mixtral), and gemma3 as llama.cpp's graph has it: embedding scaled by sqrt(n_embd), per-head
 // RMSNorm of q and k before RoPE, q scaled before attention, RMSNorm of the attention and FFN
 // outputs before they join the residual, GeGLU, and sliding-window (local) layers with their
-// own RoPE base interleaved with global ones.
+// own RoPE base interleaved with global ones; and gpt-oss (llama.cpp's openai-moe graph): q/k/v/o
+// biases, attention sinks, sliding-window even layers, YaRN RoPE, experts with biases routed by
+// "select, then softmax" and activated by SwiGLU-OAI (run_expert), the FFN norm named
+// post_attention_norm.
 //
 // Buffers (n = tokens in the batch, d = n_embd, hd = head_dim):
 //   x     (n, d)             residual stream, updated in place by block()
@@ -32,6 +35,7 @@
 // are bit-identical whether it runs alone or with others.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -39,6 +43,7 @@
 
 #include "cache/kv_cache.hpp"
 #include "compute/backend.hpp"
+#include "engine/expert_provider.hpp"
 #include "engine/weights.hpp"
 #include "model/model_config.hpp"
 
@@ -116,6 +121,17 @@ class Transformer {
   // Runs layer il's FFN norm and router (from `next`) on x's n rows and tells the provider the
   // union of their top-k experts (ExpertProvider::guess): the next layer's likely experts.
   void guess_experts(std::int64_t il, const BlockWeights& next, const float* x, std::int64_t n, ExpertProvider& provider);
+  // Row 0 of each expert bias tensor as floats (row e at + e * width), or null: gpt-oss.
+  struct ExpertBiases {
+    const float* gate = nullptr;
+    const float* up = nullptr;
+    const float* down = nullptr;
+  };
+  // out (rows.size(), d) = expert e (its matrices `ew`) on the rows of xn_ listed in `rows`.
+  void run_expert(const ExpertWeights& ew, const ExpertBiases& biases, std::int64_t e, std::span<const std::int32_t> rows,
+                  float* out);
+  // RoPE of layer il: base and scaling (local or global), rope_freqs, YaRN.
+  compute::RopeParams rope_params(std::int64_t il, const GlobalWeights& g);
 
   ModelConfig config_;
   std::int64_t n_ctx_;
@@ -126,6 +142,8 @@ class Transformer {
   std::vector<cache::KvWrite> writes_;
   std::vector<float> xn_, q_, k_, v_, att_, proj_, gate_, up_;
   std::vector<float> tmp_a_, tmp_b_;
+  std::vector<float> tmp_rope_, tmp_sinks_;               // rope_freqs, attention sinks as floats
+  std::array<std::vector<float>, 4> moe_bias_tmp_;        // router, gate, up, down biases as floats
   // Mixture of experts (k = n_expert_used): moe_x_, moe_out_ (n, d) one expert's input and output
   // rows; router_logits_ (n, n_expert); route_ids_, route_weights_ (n, k) each row's experts;
   // expert_rows_, expert_weights_ (n * k) the same routes grouped by expert.
@@ -142,6 +160,7 @@ class Transformer {
   std::vector<float> guess_xn_, guess_logits_, guess_weights_;
   std::vector<std::int32_t> guess_ids_, guess_union_;
   std::vector<std::uint8_t> guess_chosen_;
+  std::vector<float> guess_bias_tmp_;  // the next layer's router bias as floats (gpt-oss)
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;

@@ -30,9 +30,17 @@ BlockWeights bind_block(const TensorLookup& lookup, const ModelConfig& config, s
   w.bq = lookup(p(kAttnQBias));
   w.bk = lookup(p(kAttnKBias));
   w.bv = lookup(p(kAttnVBias));
-  w.ffn_norm = require(lookup, p(kFfnNorm), source);
+  w.bo = lookup(p(kAttnOutputBias));
+  w.ffn_norm = require(lookup, p(config.ffn_norm_is_post_attn ? kPostAttnNorm : kFfnNorm), source);
+  if (config.attn_sinks) w.attn_sinks = require(lookup, p(kAttnSinks), source);
   if (config.is_moe()) {
     w.router = require(lookup, p(kFfnGateInp), source);
+    if (config.moe_biases) {
+      w.router_bias = require(lookup, p(kFfnGateInpBias), source);
+      w.gate_exps_bias = require(lookup, p(kFfnGateExpsBias), source);
+      w.up_exps_bias = require(lookup, p(kFfnUpExpsBias), source);
+      w.down_exps_bias = require(lookup, p(kFfnDownExpsBias), source);
+    }
     if (!experts_apart) {
       w.gate_exps = require(lookup, p(kFfnGateExps), source);
       w.up_exps = require(lookup, p(kFfnUpExps), source);

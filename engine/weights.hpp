@@ -29,10 +29,14 @@ using TensorLookup = std::function<TensorView(std::string_view name)>;
 struct BlockWeights {
   TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv;
   TensorView q_norm, k_norm, post_attn_norm;            // gemma3
+  TensorView bo, attn_sinks;                            // gpt-oss: output bias, (n_head) sink logits
   TensorView ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
   // Mixture of experts (instead of w_gate/w_up/w_down): the router (n_expert rows of n_embd) and
   // the experts' matrices stacked along the slowest dimension (expert_slice() cuts one out).
   TensorView router, gate_exps, up_exps, down_exps;
+  // gpt-oss: the router's bias (n_expert) and the experts' biases, one row per expert ([n_ff_exp,
+  // n_expert], [n_embd, n_expert]); they stay here when the experts come from a provider.
+  TensorView router_bias, gate_exps_bias, up_exps_bias, down_exps_bias;
   // When set, the experts come from here (streamed one by one) and the *_exps views may be
   // empty; when null, moe_ffn slices the stacked tensors above. Not owned.
   ExpertProvider* experts = nullptr;

@@ -10,7 +10,7 @@
 
 namespace sluice {
 
-enum class Arch { llama, qwen2, gemma3, qwen3moe };
+enum class Arch { llama, qwen2, gemma3, qwen3moe, gpt_oss };
 const char* to_string(Arch arch);
 
 // Limits on hyper-parameters read from a file, each well above any released model (largest
@@ -44,6 +44,14 @@ struct ModelConfig {
   float rope_freq_scale = 1.0f;      // 1 / linear scaling factor
   std::int64_t n_rot = 0;
   bool rope_neox = false;            // pairing: neox (i, i+n/2) vs adjacent (2i, 2i+1)
+  // YaRN (rope.scaling.type "yarn"; gpt-oss): rope_freq_scale = 1 / factor, and ggml's blend of
+  // interpolated and extrapolated angles (compute::RopeParams), with the magnitude factor
+  // llama.cpp's context computes (its own mscale, cancelled, times ggml's 1 + 0.1 ln factor).
+  float yarn_ext_factor = 0.0f;      // 0: no YaRN
+  float yarn_attn_factor = 1.0f;
+  float yarn_beta_fast = 32.0f;
+  float yarn_beta_slow = 1.0f;
+  std::int64_t n_ctx_orig_yarn = 0;  // rope.scaling.original_context_length (else context_length)
   // Sliding-window (local) attention, gemma3: local layers see the last `sliding_window`
   // positions and rotate with their own base and no scaling; the others are global.
   std::int64_t sliding_window = 0;   // 0: every layer is global
@@ -67,6 +75,17 @@ struct ModelConfig {
   std::int64_t n_expert_used = 0;
   std::int64_t n_ff_exp = 0;         // one expert's feed-forward length
   std::string n_ff_exp_key;          // where n_ff_exp came from (for messages)
+  // gpt-oss (llama.cpp's LLM_ARCH_OPENAI_MOE graph): learned attention sinks per head, biases on
+  // the attention output, the router and every expert's three matrices, the FFN's norm named
+  // post_attention_norm, routing by "select, then softmax" (the top-k logits, softmax over those
+  // k; no renormalisation), and SwiGLU-OAI experts (compute/op_params.hpp).
+  bool attn_sinks = false;
+  bool moe_biases = false;
+  bool ffn_norm_is_post_attn = false;
+  bool moe_select_then_softmax = false;
+  bool ffn_swiglu_oai = false;
+  float swiglu_oai_alpha = 1.702f;  // gpt-oss's constants (llama.cpp's build_moe_ffn)
+  float swiglu_oai_limit = 7.0f;
 
   bool is_moe() const { return n_expert > 0; }
 

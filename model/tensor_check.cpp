@@ -76,7 +76,7 @@ std::vector<Expected> expected_tensors(const ModelConfig& c) {
   out.push_back({std::string(kOutputNorm), {E}, "n_embd", Role::vector, true});
   out.push_back({output, {E, V}, "n_embd x n_vocab; absent: tied to token_embd", Role::matrix, false});
   out.push_back({std::string(kRopeFreqs), {std::uint64_t(c.n_rot / 2)}, "n_rot/2", Role::vector, false});
-  const bool qwen2 = c.arch == Arch::qwen2, gemma3 = c.arch == Arch::gemma3;
+  const bool qwen2 = c.arch == Arch::qwen2, gemma3 = c.arch == Arch::gemma3, gpt_oss = c.arch == Arch::gpt_oss;
   for (std::int64_t il = 0; il < c.n_layer; ++il) {
     auto block = [&](std::string_view tensor, std::vector<std::uint64_t> dims, std::string formula, Role role, bool required) {
       out.push_back({block_tensor(il, tensor), std::move(dims), std::move(formula), role, required});
@@ -86,11 +86,14 @@ std::vector<Expected> expected_tensors(const ModelConfig& c) {
     block(kAttnK, {E, K}, "n_embd x n_head_kv*head_dim", Role::matrix, true);
     block(kAttnV, {E, K}, "n_embd x n_head_kv*head_dim", Role::matrix, true);
     block(kAttnOutput, {Q, E}, "n_head*head_dim x n_embd", Role::matrix, true);
-    // Biases: qwen2 has them; the engine adds them for any architecture when present.
-    block(kAttnQBias, {Q}, "n_head*head_dim", Role::vector, qwen2);
-    block(kAttnKBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2);
-    block(kAttnVBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2);
-    block(kFfnNorm, {E}, "n_embd", Role::vector, true);
+    // Biases: qwen2 and gpt-oss have them; the engine adds them for any architecture when present.
+    block(kAttnQBias, {Q}, "n_head*head_dim", Role::vector, qwen2 || gpt_oss);
+    block(kAttnKBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2 || gpt_oss);
+    block(kAttnVBias, {K}, "n_head_kv*head_dim", Role::vector, qwen2 || gpt_oss);
+    block(kAttnOutputBias, {E}, "n_embd", Role::vector, gpt_oss);
+    if (c.attn_sinks) block(kAttnSinks, {std::uint64_t(c.n_head)}, "n_head", Role::vector, true);
+    // gpt-oss's FFN norm is named post_attention_norm (llama.cpp's attn_post_norm).
+    block(c.ffn_norm_is_post_attn ? kPostAttnNorm : kFfnNorm, {E}, "n_embd", Role::vector, true);
     if (c.is_moe()) {
       // The keys by name: a shape that disagrees says which key gave the expected size.
       const std::string count = fmt::format("{}.expert_count = {}", c.arch_name, c.n_expert);
@@ -99,6 +102,12 @@ std::vector<Expected> expected_tensors(const ModelConfig& c) {
       block(kFfnGateExps, {E, FX, X}, fmt::format("n_embd x {} x {}", width, count), Role::matrix, true);
       block(kFfnUpExps, {E, FX, X}, fmt::format("n_embd x {} x {}", width, count), Role::matrix, true);
       block(kFfnDownExps, {FX, E, X}, fmt::format("{} x n_embd x {}", width, count), Role::matrix, true);
+      if (c.moe_biases) {
+        block(kFfnGateInpBias, {X}, count, Role::vector, true);
+        block(kFfnGateExpsBias, {FX, X}, fmt::format("{} x {}", width, count), Role::vector, true);
+        block(kFfnUpExpsBias, {FX, X}, fmt::format("{} x {}", width, count), Role::vector, true);
+        block(kFfnDownExpsBias, {E, X}, fmt::format("n_embd x {}", count), Role::vector, true);
+      }
     } else {
       block(kFfnGate, {E, F}, "n_embd x n_ff", Role::matrix, true);
       block(kFfnUp, {E, F}, "n_embd x n_ff", Role::matrix, true);

@@ -26,9 +26,11 @@ inline constexpr std::string_view kAttnOutput = "attn_output.weight";
 inline constexpr std::string_view kAttnQBias = "attn_q.bias";
 inline constexpr std::string_view kAttnKBias = "attn_k.bias";
 inline constexpr std::string_view kAttnVBias = "attn_v.bias";
+inline constexpr std::string_view kAttnOutputBias = "attn_output.bias";         // gpt-oss
+inline constexpr std::string_view kAttnSinks = "attn_sinks.weight";             // gpt-oss: (n_head) sink logits
 inline constexpr std::string_view kAttnQNorm = "attn_q_norm.weight";            // gemma3, qwen3moe
 inline constexpr std::string_view kAttnKNorm = "attn_k_norm.weight";            // gemma3, qwen3moe
-inline constexpr std::string_view kPostAttnNorm = "post_attention_norm.weight";  // gemma3
+inline constexpr std::string_view kPostAttnNorm = "post_attention_norm.weight";  // gemma3; gpt-oss: the FFN's norm
 inline constexpr std::string_view kFfnNorm = "ffn_norm.weight";
 inline constexpr std::string_view kFfnGate = "ffn_gate.weight";
 inline constexpr std::string_view kFfnUp = "ffn_up.weight";
@@ -40,6 +42,12 @@ inline constexpr std::string_view kFfnGateInp = "ffn_gate_inp.weight";    // [n_
 inline constexpr std::string_view kFfnGateExps = "ffn_gate_exps.weight";  // [n_embd, n_ff_exp, n_expert]
 inline constexpr std::string_view kFfnUpExps = "ffn_up_exps.weight";      // [n_embd, n_ff_exp, n_expert]
 inline constexpr std::string_view kFfnDownExps = "ffn_down_exps.weight";  // [n_ff_exp, n_embd, n_expert]
+// gpt-oss: the router's bias and each expert's biases, one row per expert (they stay in the block's
+// unit when the experts stream: only the *_exps.weight tensors move to blk.N.exps).
+inline constexpr std::string_view kFfnGateInpBias = "ffn_gate_inp.bias";    // [n_expert]
+inline constexpr std::string_view kFfnGateExpsBias = "ffn_gate_exps.bias";  // [n_ff_exp, n_expert]
+inline constexpr std::string_view kFfnUpExpsBias = "ffn_up_exps.bias";      // [n_ff_exp, n_expert]
+inline constexpr std::string_view kFfnDownExpsBias = "ffn_down_exps.bias";  // [n_embd, n_expert]
 
 inline constexpr std::string_view kBlockPrefix = "blk.";
 

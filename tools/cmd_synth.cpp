@@ -74,10 +74,10 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("output", o->out, "Output GGUF")->required();
   CLI::Option* arch = cmd->add_option("--arch", o->arch, "Architecture (llama with --experts: Mixtral)")
                          ->capture_default_str()
-                         ->check(CLI::IsMember({"llama", "qwen2", "gemma3", "qwen3moe"}));
+                         ->check(CLI::IsMember({"llama", "qwen2", "gemma3", "qwen3moe", "gpt-oss"}));
   cmd->add_option("--shape", o->shape,
-                  "tiny, 1b, 7b, 13b, 70b, 100b, or the mixtures of experts qwen3-30b-a3b (qwen3moe) and mixtral-8x7b "
-                  "(llama), whose architecture and vocabulary size they set (then --embd/--layers/... override)")
+                  "tiny, 1b, 7b, 13b, 70b, 100b, or the mixtures of experts qwen3-30b-a3b (qwen3moe), mixtral-8x7b "
+                  "(llama), gpt-oss-120b and gpt-oss-20b (gpt-oss), whose architecture and vocabulary size they set (then --embd/--layers/... override)")
       ->capture_default_str();
   cmd->add_option("--type", o->type, "Quant type of the matrices")->capture_default_str();
   cmd->add_option("--embedding-type", o->embedding_type, "Quant type of token_embd")->capture_default_str();
@@ -97,10 +97,10 @@ void add_synth_command(CLI::App& app) {
   CLI::Option* kv_heads = cmd->add_option("--kv-heads", o->kv_heads, "Override: KV heads (GQA)");
   CLI::Option* ff = cmd->add_option("--ff", o->ff, "Override: feed-forward length");
   CLI::Option* experts = cmd->add_option("--experts", o->experts,
-                                         "Mixture of experts (qwen3moe, llama): experts per layer (llama with experts is Mixtral)");
+                                         "Mixture of experts (qwen3moe, gpt-oss, llama): experts per layer (llama with experts is Mixtral)");
   CLI::Option* experts_used = cmd->add_option("--experts-used", o->experts_used, "Mixture of experts: experts each token uses");
   CLI::Option* expert_ff =
-      cmd->add_option("--expert-ff", o->expert_ff, "qwen3moe: one expert's feed-forward length (default: --ff)");
+      cmd->add_option("--expert-ff", o->expert_ff, "qwen3moe, gpt-oss: one expert's feed-forward length (default: --ff)");
   cmd->add_option("--router-skew", o->router_skew,
                   "Mixture of experts: expert popularity follows a power law with this exponent, in a different order "
                   "per layer (0: no preference)")
@@ -108,10 +108,11 @@ void add_synth_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Weights seed")->capture_default_str();
   cmd->add_flag("--tied", o->tied, "No output.weight: the head reuses token_embd");
   cmd->add_flag("--llama3-rope", o->llama3_rope, "Llama 3.1 rope scaling (rope_freqs.weight, base 500000)");
-  cmd->add_option("--head-dim", o->head_dim, "gemma3, qwen3moe: key/value length per head (0: the shape's, else embd / heads)");
-  cmd->add_option("--sliding-window", o->sliding_window, "gemma3: sliding window of the local layers (0: none)");
+  cmd->add_option("--head-dim", o->head_dim, "gemma3, qwen3moe, gpt-oss: key/value length per head (0: the shape's, else embd / heads; gpt-oss 64)");
+  cmd->add_option("--sliding-window", o->sliding_window, "gemma3: sliding window of the local layers (0: none); gpt-oss: of its even layers (0: 128)");
   cmd->add_option("--swa-pattern", o->swa_pattern,
-                  "gemma3: every Nth layer is global (-1: not written, Gemma 3's 6; 0: all local; 1: all global)");
+                  "gemma3, gpt-oss: every Nth layer is global (-1: not written, Gemma 3's 6, gpt-oss's 2; 0: all local; 1: all "
+                  "global)");
   cmd->add_option("--final-softcap", o->final_softcap, "gemma3: final logit soft-cap (0: none)");
   cmd->add_flag("--no-data", o->no_data,
                 "Header and tensor table only: the tensor data is a hole (a sparse file of the full size; reads as "
@@ -178,7 +179,7 @@ void add_synth_command(CLI::App& app) {
     if (layout.files.size() > 1) o->out = fmt::format("{} ... {}", layout.files.front().path, layout.files.back().path);
     const std::string experts_text =
         s.shape.n_expert > 0 ? fmt::format(", {} experts ({} per token) of ff {}", s.shape.n_expert, s.shape.n_expert_used,
-                                           s.arch == "qwen3moe" && s.shape.n_ff_exp > 0 ? s.shape.n_ff_exp : s.shape.n_ff)
+                                           (s.arch == "qwen3moe" || s.arch == "gpt-oss") && s.shape.n_ff_exp > 0 ? s.shape.n_ff_exp : s.shape.n_ff)
                              : "";
     std::cout << fmt::format("wrote {} ({} {}, embd {}, {} layers, {} heads / {} kv, ff {}{}{})\n", o->out, s.arch, o->type,
                              s.shape.n_embd, s.shape.n_layer, s.shape.n_head, s.shape.n_head_kv, s.shape.n_ff, experts_text,

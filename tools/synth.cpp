@@ -37,8 +37,12 @@ SynthShape synth_shape(const std::string& name) {
   // converter writes though no layer uses it).
   if (name == "qwen3-30b-a3b") return {2048, 48, 32, 4, 6144, 4096, 128, 8, 768, "qwen3moe", 128, 151936};
   if (name == "mixtral-8x7b") return {4096, 32, 32, 8, 14336, 4096, 8, 2, 14336, "llama", 0, 32000};
-  throw std::invalid_argument(
-      fmt::format("unknown shape '{}' (tiny, 1b, 7b, 13b, 70b, 100b, qwen3-30b-a3b, mixtral-8x7b)", name));
+  // gpt-oss's config.json (openai/gpt-oss-120b, -20b): 2880 wide, 64 heads of 64 over 8 KV heads,
+  // experts of 2880, 4 per token, vocabulary 201088, context 131072 (YaRN 32 over 4096).
+  if (name == "gpt-oss-120b") return {2880, 36, 64, 8, 2880, 131072, 128, 4, 2880, "gpt-oss", 64, 201088};
+  if (name == "gpt-oss-20b") return {2880, 24, 64, 8, 2880, 131072, 32, 4, 2880, "gpt-oss", 64, 201088};
+  throw std::invalid_argument(fmt::format(
+      "unknown shape '{}' (tiny, 1b, 7b, 13b, 70b, 100b, qwen3-30b-a3b, mixtral-8x7b, gpt-oss-120b, gpt-oss-20b)", name));
 }
 
 namespace {
@@ -110,12 +114,13 @@ std::vector<std::byte> norm_weights(std::int64_t n, std::uint64_t seed) {
   return out;
 }
 
-std::vector<std::byte> bias(std::int64_t n, std::uint64_t seed) {
+// Entries ~ uniform(-amplitude / 2, amplitude / 2).
+std::vector<std::byte> bias(std::int64_t n, std::uint64_t seed, float amplitude = 0.2f) {
   std::vector<float> w(static_cast<std::size_t>(n));
   std::uint64_t state = seed;
   for (auto& v : w) {
     state = mix(state);
-    v = 0.2f * (float(state >> 40) / float(1ull << 24) - 0.5f);
+    v = amplitude * (float(state >> 40) / float(1ull << 24) - 0.5f);
   }
   std::vector<std::byte> out(w.size() * sizeof(float));
   std::memcpy(out.data(), w.data(), out.size());
@@ -127,34 +132,49 @@ std::vector<std::byte> bias(std::int64_t n, std::uint64_t seed) {
 namespace {
 // The key length per head: --head-dim, else the named shape's, else n_embd / n_head.
 std::int64_t synth_head_dim(const SynthOptions& o) {
+  if (o.arch == "gpt-oss" && o.head_dim == 0 && o.shape.head_dim == 0) return 64;  // gpt-oss's heads are 64 long
   if (o.head_dim > 0) return o.head_dim;
   if (o.shape.head_dim > 0) return o.shape.head_dim;
   return o.shape.n_embd / o.shape.n_head;
 }
-// One expert's feed-forward length: qwen3moe's own (default n_ff), llama's n_ff.
+// One expert's feed-forward length: qwen3moe's and gpt-oss's own (default n_ff), llama's n_ff.
 std::int64_t synth_expert_ff(const SynthOptions& o) {
-  return o.arch == "qwen3moe" && o.shape.n_ff_exp > 0 ? o.shape.n_ff_exp : o.shape.n_ff;
+  return (o.arch == "qwen3moe" || o.arch == "gpt-oss") && o.shape.n_ff_exp > 0 ? o.shape.n_ff_exp : o.shape.n_ff;
+}
+// gpt-oss's experts take --type (MXFP4 as the real model ships); its other matrices the same
+// type, or Q8_0 when that is MXFP4 (which llama.cpp keeps to experts).
+GgmlType synth_dense_type(const SynthOptions& o) {
+  return o.arch == "gpt-oss" && o.type == GgmlType::MXFP4 ? GgmlType::Q8_0 : o.type;
+}
+// gpt-oss's sliding window: --sliding-window, else the real model's 128.
+constexpr std::int64_t kGptOssWindow = 128;
+std::int64_t synth_window(const SynthOptions& o) {
+  return o.arch == "gpt-oss" && o.sliding_window == 0 ? kGptOssWindow : o.sliding_window;
 }
 // Column 0 of every embedding row when the router is skewed: the direction each token's residual
 // stream carries (3 standard deviations of the other entries), so a router bias along it is a
 // bias on every token's logits.
 constexpr float kSkewColumn = 3.0f;
+// gpt-oss's rope_scaling: factor 32 over an original context of 4096.
+constexpr float kGptOssYarnFactor = 32.0f;
+constexpr std::uint32_t kGptOssYarnContext = 4096;
 }  // namespace
 
 void validate_synth_options(const SynthOptions& o) {
   const SynthShape& s = o.shape;
-  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "gemma3" && o.arch != "qwen3moe") {
-    throw std::invalid_argument(fmt::format("synth: --arch {}: must be llama, qwen2, gemma3 or qwen3moe", o.arch));
+  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "gemma3" && o.arch != "qwen3moe" && o.arch != "gpt-oss") {
+    throw std::invalid_argument(fmt::format("synth: --arch {}: must be llama, qwen2, gemma3, qwen3moe or gpt-oss", o.arch));
   }
   if (!s.arch.empty() && s.arch != o.arch) {
     throw std::invalid_argument(fmt::format("synth: the shape is a {} model; it cannot be written as --arch {}", s.arch, o.arch));
   }
-  const bool moe_arch = o.arch == "llama" || o.arch == "qwen3moe";
+  const bool moe_arch = o.arch == "llama" || o.arch == "qwen3moe" || o.arch == "gpt-oss";
   if (s.n_expert > 0 && !moe_arch) {
-    throw std::invalid_argument(fmt::format("synth: --experts applies to --arch qwen3moe and llama (Mixtral), not {}", o.arch));
+    throw std::invalid_argument(
+        fmt::format("synth: --experts applies to --arch qwen3moe and llama (Mixtral), and gpt-oss, not {}", o.arch));
   }
-  if (o.arch == "qwen3moe" && s.n_expert == 0) {
-    throw std::invalid_argument("synth: --arch qwen3moe needs --experts N and --experts-used K");
+  if ((o.arch == "qwen3moe" || o.arch == "gpt-oss") && s.n_expert == 0) {
+    throw std::invalid_argument(fmt::format("synth: --arch {} needs --experts N and --experts-used K", o.arch));
   }
   if (s.n_expert > 0) {
     if (s.n_expert > kMaxSynthExperts) {
@@ -195,8 +215,12 @@ void validate_synth_options(const SynthOptions& o) {
   if (!(o.final_softcap >= 0.0f) || !std::isfinite(o.final_softcap)) {
     throw std::invalid_argument(fmt::format("synth: --final-softcap {} must be a finite number >= 0", o.final_softcap));
   }
-  if (o.head_dim > 0 && o.arch != "gemma3" && o.arch != "qwen3moe") {
-    throw std::invalid_argument("synth: --head-dim applies to --arch gemma3 and qwen3moe (llama and qwen2 use embd / heads)");
+  if (o.head_dim > 0 && o.arch != "gemma3" && o.arch != "qwen3moe" && o.arch != "gpt-oss") {
+    throw std::invalid_argument(
+        "synth: --head-dim applies to --arch gemma3, qwen3moe and gpt-oss (llama and qwen2 use embd / heads)");
+  }
+  if (o.arch == "gpt-oss" && o.tied_output) {
+    throw std::invalid_argument("synth: --tied: gpt-oss has its own output.weight (llama.cpp requires it)");
   }
   if (synth_head_dim(o) == 0 || (o.head_dim == 0 && s.head_dim == 0 && s.n_embd % s.n_head != 0)) {
     throw std::invalid_argument(fmt::format("synth: --embd {} is not a multiple of --heads {}", s.n_embd, s.n_head));
@@ -219,9 +243,10 @@ void validate_synth_options(const SynthOptions& o) {
     }
   };
   check_rows("--embd", s.n_embd, o.type, "--type");
+  check_rows("--embd", s.n_embd, synth_dense_type(o), "--type");
   check_rows("--embd", s.n_embd, o.embedding_type, "--embedding-type");
-  check_rows("--heads x head dimension", s.n_head * head_dim, o.type, "--type");
-  check_rows("--ff", s.n_ff, o.type, "--type");
+  check_rows("--heads x head dimension", s.n_head * head_dim, synth_dense_type(o), "--type");
+  if (o.arch != "gpt-oss") check_rows("--ff", s.n_ff, o.type, "--type");  // gpt-oss has no dense FFN
   if (s.n_expert > 0) check_rows("--expert-ff", synth_expert_ff(o), o.type, "--type");
 }
 
@@ -302,15 +327,25 @@ SynthModel build_model(const SynthOptions& o) {
   set_u32(a + "attention.head_count", std::uint32_t(s.n_head));
   set_u32(a + "attention.head_count_kv", std::uint32_t(s.n_head_kv));
   set_u32(a + "rope.dimension_count", std::uint32_t(head_dim));
-  const float rope_base = o.llama3_rope ? 500000.0f : (o.arch == "llama" ? 10000.0f : 1000000.0f);
+  const bool gpt_oss = o.arch == "gpt-oss";
+  // gpt-oss: rope_theta 150000.
+  const float rope_base =
+      o.llama3_rope ? 500000.0f : (o.arch == "llama" ? 10000.0f : (gpt_oss ? 150000.0f : 1000000.0f));
   set_f32(a + "rope.freq_base", rope_base);
   set_f32(a + "attention.layer_norm_rms_epsilon", gemma ? 1e-6f : 1e-5f);
   if (moe) {  // the keys llama.cpp reads for experts (qwen3moe: and each expert's width)
     set_u32(a + "expert_count", std::uint32_t(s.n_expert));
     set_u32(a + "expert_used_count", std::uint32_t(s.n_expert_used));
-    if (o.arch == "qwen3moe") set_u32(a + "expert_feed_forward_length", std::uint32_t(ff_exp));
+    if (o.arch == "qwen3moe" || gpt_oss) set_u32(a + "expert_feed_forward_length", std::uint32_t(ff_exp));
   }
-  if (o.arch == "qwen3moe") {
+  if (gpt_oss) {  // the keys convert_hf_to_gguf writes for gpt-oss: the window, YaRN 32 over 4096
+    set_u32(a + "attention.sliding_window", std::uint32_t(synth_window(o)));
+    set(a + "rope.scaling.type", gguf::Value::string("yarn"));
+    set_f32(a + "rope.scaling.factor", kGptOssYarnFactor);
+    set_u32(a + "rope.scaling.original_context_length", kGptOssYarnContext);
+    if (o.swa_pattern >= 0) set_u32(a + "attention.sliding_window_pattern", std::uint32_t(o.swa_pattern));
+  }
+  if (o.arch == "qwen3moe" || gpt_oss) {
     set_u32(a + "attention.key_length", std::uint32_t(head_dim));
     set_u32(a + "attention.value_length", std::uint32_t(head_dim));
   }
@@ -352,9 +387,21 @@ SynthModel build_model(const SynthOptions& o) {
     const auto E = std::uint64_t(s.n_embd), Q = std::uint64_t(q_dim), K = std::uint64_t(kv_dim), F = std::uint64_t(s.n_ff);
     add(p + "attn_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
     // Q and K get a larger scale so attention is not uniform: softmax then has something to pick.
-    add(p + "attn_q.weight", o.type, {E, Q}, matrix(o.type, q_dim, s.n_embd, 2.0f));
-    add(p + "attn_k.weight", o.type, {E, K}, matrix(o.type, kv_dim, s.n_embd, 2.0f));
-    add(p + "attn_v.weight", o.type, {E, K}, matrix(o.type, kv_dim, s.n_embd, 1.0f));
+    const GgmlType dense = synth_dense_type(o);
+    add(p + "attn_q.weight", dense, {E, Q}, matrix(dense, q_dim, s.n_embd, 2.0f));
+    add(p + "attn_k.weight", dense, {E, K}, matrix(dense, kv_dim, s.n_embd, 2.0f));
+    add(p + "attn_v.weight", dense, {E, K}, matrix(dense, kv_dim, s.n_embd, 1.0f));
+    auto bias_of = [&](std::int64_t n, float amplitude) {
+      return whole([=, seed = next_seed()] { return bias(n, seed, amplitude); });
+    };
+    if (gpt_oss) {
+      add(p + "attn_q.bias", GgmlType::F32, {Q}, bias_of(q_dim, 0.2f));
+      add(p + "attn_k.bias", GgmlType::F32, {K}, bias_of(kv_dim, 0.2f));
+      add(p + "attn_v.bias", GgmlType::F32, {K}, bias_of(kv_dim, 0.2f));
+      add(p + "attn_output.bias", GgmlType::F32, {E}, bias_of(s.n_embd, 0.2f));
+      // Sink logits in [-2, 2]: as large as the scores, so the sink takes a real share.
+      add(p + "attn_sinks.weight", GgmlType::F32, {std::uint64_t(s.n_head)}, bias_of(s.n_head, 4.0f));
+    }
     if (o.arch == "qwen2") {
       add(p + "attn_q.bias", GgmlType::F32, {E}, whole([=, seed = next_seed()] { return bias(s.n_embd, seed); }));
       add(p + "attn_k.bias", GgmlType::F32, {K}, whole([=, seed = next_seed()] { return bias(kv_dim, seed); }));
@@ -367,9 +414,10 @@ SynthModel build_model(const SynthOptions& o) {
     // Residual branches scaled down (1/sqrt(2 * layers)) so the stream stays O(1) through depth.
     // (Gemma normalises each branch after it, so there the scale only sets the norm's input.)
     const float branch = 1.0f / std::sqrt(2.0f * float(s.n_layer));
-    add(p + "attn_output.weight", o.type, {Q, E}, matrix(o.type, s.n_embd, q_dim, branch));
+    add(p + "attn_output.weight", dense, {Q, E}, matrix(dense, s.n_embd, q_dim, branch));
     if (gemma) add(p + "post_attention_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
-    add(p + "ffn_norm.weight", GgmlType::F32, {E}, norm(s.n_embd));
+    // gpt-oss names its FFN norm post_attention_norm.
+    add(p + (gpt_oss ? "post_attention_norm.weight" : "ffn_norm.weight"), GgmlType::F32, {E}, norm(s.n_embd));
     if (moe) {
       // The router in F32 (as converters keep it); logits of unit spread. Skewed: column 0 (the
       // direction every row of the stream carries, kSkewColumn after the norm) holds the bias
@@ -389,6 +437,12 @@ SynthModel build_model(const SynthOptions& o) {
       add(p + "ffn_gate_exps.weight", o.type, {E, FX, X}, matrix(o.type, ff_exp * s.n_expert, s.n_embd, 1.0f));
       add(p + "ffn_up_exps.weight", o.type, {E, FX, X}, matrix(o.type, ff_exp * s.n_expert, s.n_embd, 1.0f));
       add(p + "ffn_down_exps.weight", o.type, {FX, E, X}, matrix(o.type, s.n_embd * s.n_expert, ff_exp, 2.0f * branch));
+      if (gpt_oss) {  // the router's bias and each expert's biases (a row per expert)
+        add(p + "ffn_gate_inp.bias", GgmlType::F32, {X}, bias_of(s.n_expert, 0.5f));
+        add(p + "ffn_gate_exps.bias", GgmlType::F32, {FX, X}, bias_of(ff_exp * s.n_expert, 0.5f));
+        add(p + "ffn_up_exps.bias", GgmlType::F32, {FX, X}, bias_of(ff_exp * s.n_expert, 0.5f));
+        add(p + "ffn_down_exps.bias", GgmlType::F32, {E, X}, bias_of(s.n_embd * s.n_expert, 0.1f));
+      }
     } else {
       add(p + "ffn_gate.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
       add(p + "ffn_up.weight", o.type, {E, F}, matrix(o.type, s.n_ff, s.n_embd, 1.0f));
@@ -420,7 +474,8 @@ SynthModel build_model(const SynthOptions& o) {
   add("output_norm.weight", GgmlType::F32, {std::uint64_t(s.n_embd)}, norm(s.n_embd));
   if (!o.tied_output && !gemma) {
     // Scale 4: logits spread over a few units, so top-1 is decisive but not one-hot.
-    add("output.weight", o.type, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)}, matrix(o.type, n_vocab, s.n_embd, 4.0f));
+    const GgmlType head = synth_dense_type(o);
+    add("output.weight", head, {std::uint64_t(s.n_embd), std::uint64_t(n_vocab)}, matrix(head, n_vocab, s.n_embd, 4.0f));
   }
   return model;
 }

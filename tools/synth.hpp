@@ -29,11 +29,16 @@ struct SynthShape {
 // tiny, 1b, 7b, 13b, 70b (Llama 3 70B), 100b (80 x 10240, 80 heads of 128, 8 kv, ff 32768) (Llama-family
 // proportions); the mixtures of experts qwen3-30b-a3b (qwen3moe: 48 x 2048, 32 heads of 128, 4 kv,
 // 128 experts of ff 768, 8 per token, vocabulary 151936) and mixtral-8x7b (llama: 32 x 4096, 32
-// heads, 8 kv, 8 experts of ff 14336, 2 per token, vocabulary 32000). Throws std::invalid_argument.
+// heads, 8 kv, 8 experts of ff 14336, 2 per token, vocabulary 32000), gpt-oss-120b (36 x 2880, 64 heads
+// of 64, 8 kv, 128 experts of ff 2880, 4 per token, vocabulary 201088, context 131072) and gpt-oss-20b
+// (the same with 24 layers and 32 experts). Throws std::invalid_argument.
 SynthShape synth_shape(const std::string& name);
 
 struct SynthOptions {
-  std::string arch = "llama";  // llama | qwen2 | gemma3 | qwen3moe (llama with shape.n_expert > 0: Mixtral)
+  // llama | qwen2 | gemma3 | qwen3moe | gpt-oss (llama with shape.n_expert > 0: Mixtral). gpt-oss:
+  // experts of --type (MXFP4 as shipped; then the other matrices Q8_0), biases, attention sinks,
+  // sliding_window (default 128) on even layers, YaRN 32 over 4096, rope base 150000.
+  std::string arch = "llama";
   SynthShape shape;
   GgmlType type = GgmlType::Q4_0;  // matrices; norms stay F32
   GgmlType embedding_type = GgmlType::Q8_0;

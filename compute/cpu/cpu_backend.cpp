@@ -68,6 +68,11 @@ void CpuBackend::swiglu(const float* gate, const float* up, float* out, std::int
 
 void CpuBackend::geglu(const float* gate, const float* up, float* out, std::int64_t n) { cpu::geglu(gate, up, out, n); }
 
+void CpuBackend::swiglu_oai(const float* gate, const float* up, float* out, std::int64_t n,
+                            const compute::SwigluOaiParams& params) {
+  cpu::swiglu_oai(gate, up, out, n, params);
+}
+
 void CpuBackend::add(float* x, const float* y, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
@@ -113,6 +118,26 @@ void CpuBackend::moe_route(const float* logits, std::int64_t rows, std::int64_t 
       const float total = std::max(float(sum), 6.103515625e-5f);
       for (std::int32_t j = 0; j < k; ++j) row_w[j] /= total;
     }
+  }
+}
+
+void CpuBackend::moe_route_topk_softmax(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k,
+                                        std::int32_t* ids, float* weights) {
+  SLUICE_CPU_CHECK(n_expert >= 1 && k >= 1 && k <= n_expert);
+  std::vector<std::int32_t> order(static_cast<std::size_t>(n_expert));  // expert ids by logit
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = logits + r * n_expert;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int32_t a, std::int32_t b) {
+      return row[a] > row[b] || (row[a] == row[b] && a < b);
+    });
+    std::int32_t* row_ids = ids + r * k;
+    float* row_w = weights + r * k;
+    for (std::int32_t j = 0; j < k; ++j) {
+      row_ids[j] = order[std::size_t(j)];
+      row_w[j] = row[order[std::size_t(j)]];
+    }
+    cpu::softmax(row_w, k);
   }
 }
 

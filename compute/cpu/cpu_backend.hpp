@@ -36,6 +36,8 @@ class CpuBackend final : public compute::ComputeBackend {
   void softmax(float* x, std::int64_t rows, std::int64_t n) override;
   void swiglu(const float* gate, const float* up, float* out, std::int64_t n) override;
   void geglu(const float* gate, const float* up, float* out, std::int64_t n) override;
+  void swiglu_oai(const float* gate, const float* up, float* out, std::int64_t n,
+                  const compute::SwigluOaiParams& params) override;
   void add(float* x, const float* y, std::int64_t n) override;
   void add_rows(float* x, const float* bias, std::int64_t rows, std::int64_t n) override;
   void scale(float* x, std::int64_t n, float s) override;
@@ -43,6 +45,8 @@ class CpuBackend final : public compute::ComputeBackend {
 
   void moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
                  std::int32_t* ids, float* weights) override;
+  void moe_route_topk_softmax(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k,
+                              std::int32_t* ids, float* weights) override;
   void gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) override;
   void scatter_add_rows(float* y, std::int64_t n, std::span<const std::int32_t> rows, const float* weights,
                         const float* src) override;

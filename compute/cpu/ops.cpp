@@ -30,7 +30,63 @@ void rms_norm(const float* x, const float* weight, float* out, std::int64_t n, f
   for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * (weight ? weight[i] : 1.0f);
 }
 
+namespace {
+// ggml_rope_yarn_corr_dim: the pair index at which a pair makes n_rot_turns turns in n_ctx_orig
+// positions. Written in ggml's operand order and types, so the floors and ceilings agree.
+float yarn_corr_dim(std::int32_t n_dims, std::int32_t n_ctx_orig, float n_rot_turns, float base) {
+  return float(n_dims) * std::log(float(n_ctx_orig) / (n_rot_turns * 2.0f * float(M_PI))) / (2.0f * std::log(base));
+}
+
+// ggml_rope_yarn_ramp: 1 below the low correction dim, 0 above the high one, linear between.
+float yarn_ramp(float low, float high, std::int64_t i0) {
+  const float y = (float(i0 / 2) - low) / std::max(0.001f, high - low);
+  return 1.0f - std::min(1.0f, std::max(0.0f, y));
+}
+
+// YaRN RoPE as ggml_rope_cache_init + rope_f32 compute it: theta_extrap = pos * theta_scale^i
+// (accumulated by multiplication), blended with freq_scale * theta_extrap by the ramp.
+void rope_yarn(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos, const RopeParams& p) {
+  const std::int32_t n_dims = p.n_rot, half = n_dims / 2;
+  const float theta_scale = std::pow(p.freq_base, -2.0f / float(n_dims));
+  const float start = std::floor(yarn_corr_dim(n_dims, p.n_ctx_orig, p.beta_fast, p.freq_base));
+  const float end = std::ceil(yarn_corr_dim(n_dims, p.n_ctx_orig, p.beta_slow, p.freq_base));
+  const float corr_low = std::max(0.0f, start), corr_high = std::min(float(n_dims - 1), end);
+  float cos_sin[2 * 512];  // (half, 2): each pair's cos and sin
+  SLUICE_CPU_CHECK(half <= 512);
+  float theta = float(pos);
+  for (std::int32_t i = 0; i < half; ++i) {
+    const float theta_extrap = p.freq_factors ? theta / p.freq_factors[i] : theta;
+    const float theta_interp = p.freq_scale * theta_extrap;
+    float angle = theta_interp;
+    float mscale = p.attn_factor;
+    if (p.ext_factor != 0.0f) {
+      const float ramp_mix = yarn_ramp(corr_low, corr_high, 2 * std::int64_t(i)) * p.ext_factor;
+      angle = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
+      mscale *= 1.0f + 0.1f * std::log(1.0f / p.freq_scale);
+    }
+    cos_sin[2 * i] = std::cos(angle) * mscale;
+    cos_sin[2 * i + 1] = std::sin(angle) * mscale;
+    theta *= theta_scale;
+  }
+  for (std::int32_t h = 0; h < n_heads; ++h) {
+    float* head = x + std::int64_t(h) * head_dim;
+    for (std::int32_t i = 0; i < half; ++i) {
+      const float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
+      const std::int32_t a = p.kind == RopeKind::adjacent ? 2 * i : i;
+      const std::int32_t b = p.kind == RopeKind::adjacent ? 2 * i + 1 : i + half;
+      const float x0 = head[a], x1 = head[b];
+      head[a] = x0 * c - x1 * s;
+      head[b] = x0 * s + x1 * c;
+    }
+  }
+}
+}  // namespace
+
 void rope(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos, const RopeParams& p) {
+  if (p.ext_factor != 0.0f || p.attn_factor != 1.0f) {
+    rope_yarn(x, n_heads, head_dim, pos, p);
+    return;
+  }
   const std::int32_t half = p.n_rot / 2;
   const float theta_scale = std::pow(p.freq_base, -2.0f / float(p.n_rot));
   for (std::int32_t h = 0; h < n_heads; ++h) {
@@ -59,6 +115,28 @@ void softmax(float* x, std::int64_t n) {
   }
   const float inv = float(1.0 / sum);
   for (std::int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void softmax_with_sink(float* x, std::int64_t n, float sink) {
+  float max = sink;
+  for (std::int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  double sum = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    x[i] = x[i] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(x[i] - max);
+    sum += x[i];
+  }
+  sum += double(std::exp(sink - max));
+  const float inv = float(1.0 / sum);
+  for (std::int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu_oai(const float* gate, const float* up, float* out, std::int64_t n, const compute::SwigluOaiParams& p) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float g = std::min(gate[i], p.limit);
+    const float u = std::clamp(up[i], -p.limit, p.limit);
+    const float glu = g / (1.0f + std::exp(p.alpha * (-g)));
+    out[i] = glu * (u + 1.0f);
+  }
 }
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
@@ -141,6 +219,16 @@ inline void load_q8_0(const std::byte* row, std::int64_t first, std::int32_t n, 
   }
 }
 
+// One head's scores -> attention weights: softmax, with the head's sink in the denominator when
+// the shape has sinks.
+inline void normalize_scores(float* scores, std::int64_t n, const AttentionShape& s, std::int32_t h) {
+  if (s.sinks != nullptr) {
+    softmax_with_sink(scores, n, s.sinks[h]);
+  } else {
+    softmax(scores, n);
+  }
+}
+
 void attend_head_f16(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,
                      float* out, std::vector<float>& scratch) {
   const float* half = half_table();
@@ -169,7 +257,7 @@ void attend_head_f16(const float* q, const KvLayerView& kv, std::int64_t pos, co
     if (s.softcap > 0.0f) logit = s.softcap * std::tanh(logit / s.softcap);
     scratch[std::size_t(j)] = logit;
   }
-  softmax(scratch.data(), pos + 1);
+  normalize_scores(scratch.data(), pos + 1, s, h);
   float* oh = out + std::int64_t(h) * s.head_dim;
   std::fill(oh, oh + s.head_dim, 0.0f);
   for (std::int64_t j = first; j <= pos; ++j) {
@@ -200,7 +288,7 @@ void attend_head_q8_0(const float* q, const KvLayerView& kv, std::int64_t pos, c
     if (s.softcap > 0.0f) logit = s.softcap * std::tanh(logit / s.softcap);
     scratch[std::size_t(j)] = logit;
   }
-  softmax(scratch.data(), pos + 1);
+  normalize_scores(scratch.data(), pos + 1, s, h);
   float* oh = out + std::int64_t(h) * s.head_dim;
   std::fill(oh, oh + s.head_dim, 0.0f);
   for (std::int64_t j = first; j <= pos; ++j) {

@@ -17,10 +17,17 @@ namespace sluice::cpu {
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]   (weight may be null: no scaling)
 void rms_norm(const float* x, const float* weight, float* out, std::int64_t n, float eps);
 
-// Rotates `n_heads` heads of `head_dim` floats at position `pos`, in place.
+// Rotates `n_heads` heads of `head_dim` floats at position `pos`, in place. With YaRN
+// (p.ext_factor != 0 or p.attn_factor != 1) the angles and magnitudes are ggml's rope_yarn's,
+// computed in its order (ggml_rope_cache_init).
 void rope(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos, const RopeParams& p);
 
 void softmax(float* x, std::int64_t n);
+// softmax with one more logit, `sink`, in the denominator only (ggml's soft_max with sinks):
+// x[i] = exp(x[i] - m) / (sum_j exp(x[j] - m) + exp(sink - m)), m = max(max x, sink).
+void softmax_with_sink(float* x, std::int64_t n, float sink);
+// SwiGLU-OAI (compute/op_params.hpp) as ggml_compute_forward_swiglu_oai_f32; out may alias gate.
+void swiglu_oai(const float* gate, const float* up, float* out, std::int64_t n, const compute::SwigluOaiParams& p);
 float silu(float x);
 float gelu_tanh(float x);  // GELU, tanh approximation (Gemma's GeGLU)
 // out[i] = gelu_tanh(gate[i]) * up[i] the way ggml's CPU backend computes it (GGML_GELU_FP16):
@@ -35,7 +42,7 @@ void geglu(const float* gate, const float* up, float* out, std::int64_t n);
 
 // Causal attention of one query row at position `pos` against cache positions [0, pos]:
 // out (n_head * head_dim) = sum_j softmax_j(q . k_j * scale) v_j, head h using KV head
-// h / (n_head / n_head_kv). q and the softmax weights are rounded to fp16 before they meet the
+// h / (n_head / n_head_kv) (and, with shape.sinks, head h's sink in its softmax's denominator). q and the softmax weights are rounded to fp16 before they meet the
 // fp16 cache, as llama.cpp does. With a q8_0 cache, q and the weights stay fp32 and each key
 // and value is dequantized as it is read. Heads run in parallel (TBB, in the caller's task arena:
 // CpuBackend calls it inside its compute::Executor) when the context is long enough to pay for

@@ -397,6 +397,11 @@ class CountingBackend final : public compute::ComputeBackend {
     ++calls["geglu"];
     inner_.geglu(gate, up, out, n);
   }
+  void swiglu_oai(const float* gate, const float* up, float* out, std::int64_t n,
+                  const compute::SwigluOaiParams& params) override {
+    ++calls["swiglu_oai"];
+    inner_.swiglu_oai(gate, up, out, n, params);
+  }
   void add(float* x, const float* y, std::int64_t n) override {
     ++calls["add"];
     inner_.add(x, y, n);
@@ -417,6 +422,11 @@ class CountingBackend final : public compute::ComputeBackend {
                  std::int32_t* ids, float* weights) override {
     ++calls["moe_route"];
     inner_.moe_route(logits, rows, n_expert, k, normalize, ids, weights);
+  }
+  void moe_route_topk_softmax(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k,
+                              std::int32_t* ids, float* weights) override {
+    ++calls["moe_route_topk_softmax"];
+    inner_.moe_route_topk_softmax(logits, rows, n_expert, k, ids, weights);
   }
   void gather_rows(const float* x, std::int64_t n, std::span<const std::int32_t> rows, float* out) override {
     ++calls["gather_rows"];
@@ -597,11 +607,15 @@ class NarrowBackend final : public compute::ComputeBackend {
   void softmax(float*, std::int64_t, std::int64_t) override { FAIL(); }
   void swiglu(const float*, const float*, float*, std::int64_t) override { FAIL(); }
   void geglu(const float*, const float*, float*, std::int64_t) override { FAIL(); }
+  void swiglu_oai(const float*, const float*, float*, std::int64_t, const compute::SwigluOaiParams&) override { FAIL(); }
   void add(float*, const float*, std::int64_t) override { FAIL(); }
   void add_rows(float*, const float*, std::int64_t, std::int64_t) override { FAIL(); }
   void scale(float*, std::int64_t, float) override { FAIL(); }
   void softcap(float*, std::int64_t, float) override { FAIL(); }
   void moe_route(const float*, std::int64_t, std::int64_t, std::int32_t, bool, std::int32_t*, float*) override { FAIL(); }
+  void moe_route_topk_softmax(const float*, std::int64_t, std::int64_t, std::int32_t, std::int32_t*, float*) override {
+    FAIL();
+  }
   void gather_rows(const float*, std::int64_t, std::span<const std::int32_t>, float*) override { FAIL(); }
   void scatter_add_rows(float*, std::int64_t, std::span<const std::int32_t>, const float*, const float*) override { FAIL(); }
   void kv_store(const compute::KvLayerView&, std::int64_t, std::int64_t, std::int64_t, const float*, const float*) override {

@@ -224,8 +224,8 @@ TEST_P(ExpertStream, GuessedExpertsChangeNothingAndSomeAreUsed) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, ExpertStream, ::testing::Values("qwen3moe", "mixtral"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Archs, ExpertStream, ::testing::Values("qwen3moe", "mixtral", "gpt-oss"),
+                         [](const auto& info) { return moe_test_name(info.param); });
 
 double hit_rate(float skew) {
   sluice::testing::TempDir dir;

@@ -122,15 +122,15 @@ TEST_P(MoeStreamParity, ASequencesLogitsDoNotDependOnItsBatch) {
   EXPECT_EQ(std::memcmp(want.data(), got.data() + b.size() * std::size_t(c.n_vocab), n * sizeof(float)), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, MoeStreamParity, ::testing::Values("qwen3moe", "mixtral"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Archs, MoeStreamParity, ::testing::Values("qwen3moe", "mixtral", "gpt-oss"),
+                         [](const auto& info) { return moe_test_name(info.param); });
 
 // Routing through a recording backend: how often each expert of layer 0 is chosen over a
 // 64-token prompt. Uniform routers spread the 128 choices; skew 2 gives the most popular expert
 // far more than its share, and two skewed layers favour different experts.
-std::vector<std::map<std::int32_t, int>> expert_counts(float skew) {
+std::vector<std::map<std::int32_t, int>> expert_counts(float skew, const std::string& arch = "qwen3moe") {
   sluice::testing::TempDir dir;
-  write_synthetic_gguf(dir.file("m.gguf"), moe_options("qwen3moe", GgmlType::F32, skew));
+  write_synthetic_gguf(dir.file("m.gguf"), moe_options(arch, GgmlType::F32, skew));
   auto model = Model::open(dir.file("m.gguf"));
   const ModelConfig& c = model->config();
 
@@ -153,6 +153,9 @@ std::vector<std::map<std::int32_t, int>> expert_counts(float skew) {
     void softmax(float* x, std::int64_t r, std::int64_t n) override { inner.softmax(x, r, n); }
     void swiglu(const float* g, const float* u, float* o, std::int64_t n) override { inner.swiglu(g, u, o, n); }
     void geglu(const float* g, const float* u, float* o, std::int64_t n) override { inner.geglu(g, u, o, n); }
+    void swiglu_oai(const float* g, const float* u, float* o, std::int64_t n, const compute::SwigluOaiParams& p) override {
+      inner.swiglu_oai(g, u, o, n, p);
+    }
     void add(float* x, const float* y, std::int64_t n) override { inner.add(x, y, n); }
     void add_rows(float* x, const float* b, std::int64_t r, std::int64_t n) override { inner.add_rows(x, b, r, n); }
     void scale(float* x, std::int64_t n, float s) override { inner.scale(x, n, s); }
@@ -160,6 +163,12 @@ std::vector<std::map<std::int32_t, int>> expert_counts(float skew) {
     void moe_route(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k, bool normalize,
                    std::int32_t* ids, float* weights) override {
       inner.moe_route(logits, rows, n_expert, k, normalize, ids, weights);
+      auto& counts = layers.emplace_back();
+      for (std::int64_t i = 0; i < rows * k; ++i) ++counts[ids[i]];
+    }
+    void moe_route_topk_softmax(const float* logits, std::int64_t rows, std::int64_t n_expert, std::int32_t k,
+                                std::int32_t* ids, float* weights) override {
+      inner.moe_route_topk_softmax(logits, rows, n_expert, k, ids, weights);
       auto& counts = layers.emplace_back();
       for (std::int64_t i = 0; i < rows * k; ++i) ++counts[ids[i]];
     }
@@ -191,8 +200,11 @@ int most_chosen(const std::map<std::int32_t, int>& counts) {
   return std::max_element(counts.begin(), counts.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
 }
 
-TEST(Moe, RouterSkewMakesAFewExpertsPopular) {
-  const auto uniform = expert_counts(0.0f), skewed = expert_counts(2.0f);
+class MoeRouterSkew : public ::testing::TestWithParam<std::string> {};
+
+// gpt-oss routes on the raw logits (top-k, then softmax over those k): the skew's bias orders them alike.
+TEST_P(MoeRouterSkew, MakesAFewExpertsPopular) {
+  const auto uniform = expert_counts(0.0f, GetParam()), skewed = expert_counts(2.0f, GetParam());
   ASSERT_EQ(uniform.size(), 3u);
   ASSERT_EQ(skewed.size(), 3u);
   // 64 tokens x 2 choices over 8 experts: 16 each on average.
@@ -210,6 +222,9 @@ TEST(Moe, RouterSkewMakesAFewExpertsPopular) {
   const int f0 = most_chosen(skewed[0]), f1 = most_chosen(skewed[1]), f2 = most_chosen(skewed[2]);
   EXPECT_FALSE(f0 == f1 && f1 == f2) << "every layer favours expert " << f0;
 }
+
+INSTANTIATE_TEST_SUITE_P(Archs, MoeRouterSkew, ::testing::Values("qwen3moe", "gpt-oss"),
+                         [](const auto& info) { return moe_test_name(info.param); });
 
 }  // namespace
 }  // namespace sluice

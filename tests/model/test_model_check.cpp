@@ -29,7 +29,7 @@ void expect_words(const std::string& message, const BadModelCase& c) {
 
 TEST(ModelCheck, TinyModelsOfEveryArchitecturePass) {
   TempDir dir;
-  for (std::string arch : {"llama", "qwen2", "gemma3", "qwen3moe", "mixtral"}) {
+  for (std::string arch : {"llama", "qwen2", "gemma3", "qwen3moe", "mixtral", "gpt-oss"}) {
     SCOPED_TRACE(arch);
     const std::string gguf_path = dir.file(arch + ".gguf"), pack_path = dir.file(arch + ".sluice");
     testing::write_gguf(tiny_model(arch), gguf_path);

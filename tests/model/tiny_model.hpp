@@ -69,12 +69,13 @@ inline constexpr std::uint32_t kTinyGemmaHeadDim = 32;  // gemma3: head length !
 // Mixtures of experts: "qwen3moe", and "mixtral" (a GGUF of architecture llama with experts).
 inline constexpr std::uint32_t kTinyExperts = 4, kTinyExpertsUsed = 2, kTinyQwenExpertFf = 32;
 inline constexpr std::uint32_t kTinyQwenHeadDim = 32;  // qwen3moe: head length != n_embd / n_head
+// "gpt-oss": heads of 32 (as qwen3moe), experts of 32, a window of 16, YaRN 32 over 64 positions.
 
 inline TinyModel tiny_model(const std::string& arch = "llama") {
   TinyModel m;
   m.arch = arch;
-  const bool gemma = arch == "gemma3", qwen3moe = arch == "qwen3moe", mixtral = arch == "mixtral";
-  const bool moe = qwen3moe || mixtral;
+  const bool gemma = arch == "gemma3", qwen3moe = arch == "qwen3moe", mixtral = arch == "mixtral", gpt_oss = arch == "gpt-oss";
+  const bool moe = qwen3moe || mixtral || gpt_oss;
   const std::string gguf_arch = mixtral ? "llama" : arch;
   const std::string a = gguf_arch + ".";
   m.set("general.architecture", gguf::Value::string(gguf_arch));
@@ -86,8 +87,8 @@ inline TinyModel tiny_model(const std::string& arch = "llama") {
   m.set_u32(a + "attention.head_count_kv", kTinyHeadsKv);
   m.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   m.set_f32(a + "rope.freq_base", 10000.0f);
-  const std::uint32_t head_dim = gemma ? kTinyGemmaHeadDim : qwen3moe ? kTinyQwenHeadDim : kTinyEmbd / kTinyHeads;
-  if (gemma || qwen3moe) {
+  const std::uint32_t head_dim = gemma ? kTinyGemmaHeadDim : (qwen3moe || gpt_oss) ? kTinyQwenHeadDim : kTinyEmbd / kTinyHeads;
+  if (gemma || qwen3moe || gpt_oss) {
     m.set_u32(a + "attention.key_length", head_dim);
     m.set_u32(a + "attention.value_length", head_dim);
   }
@@ -96,7 +97,13 @@ inline TinyModel tiny_model(const std::string& arch = "llama") {
     m.set_u32(a + "expert_count", kTinyExperts);
     m.set_u32(a + "expert_used_count", kTinyExpertsUsed);
   }
-  if (qwen3moe) m.set_u32(a + "expert_feed_forward_length", kTinyQwenExpertFf);
+  if (qwen3moe || gpt_oss) m.set_u32(a + "expert_feed_forward_length", kTinyQwenExpertFf);
+  if (gpt_oss) {
+    m.set_u32(a + "attention.sliding_window", 16);
+    m.set(a + "rope.scaling.type", gguf::Value::string("yarn"));
+    m.set_f32(a + "rope.scaling.factor", 32.0f);
+    m.set_u32(a + "rope.scaling.original_context_length", 64);
+  }
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   std::vector<std::int32_t> types = {2, 3, 3};  // unknown, control, control
   for (int b = 0; b < 256; ++b) {
@@ -127,10 +134,14 @@ inline TinyModel tiny_model(const std::string& arch = "llama") {
     m.tensors.push_back({p + "attn_q.weight", mat, {E, Q}});
     m.tensors.push_back({p + "attn_k.weight", mat, {E, K}});
     m.tensors.push_back({p + "attn_v.weight", mat, {E, K}});
-    if (arch == "qwen2") {
+    if (arch == "qwen2" || gpt_oss) {
       m.tensors.push_back({p + "attn_q.bias", GgmlType::F32, {Q}});
       m.tensors.push_back({p + "attn_k.bias", GgmlType::F32, {K}});
       m.tensors.push_back({p + "attn_v.bias", GgmlType::F32, {K}});
+    }
+    if (gpt_oss) {
+      m.tensors.push_back({p + "attn_output.bias", GgmlType::F32, {E}});
+      m.tensors.push_back({p + "attn_sinks.weight", GgmlType::F32, {kTinyHeads}});
     }
     if (gemma || qwen3moe) {
       m.tensors.push_back({p + "attn_q_norm.weight", GgmlType::F32, {head_dim}});
@@ -138,9 +149,15 @@ inline TinyModel tiny_model(const std::string& arch = "llama") {
     }
     m.tensors.push_back({p + "attn_output.weight", mat, {Q, E}});
     if (gemma) m.tensors.push_back({p + "post_attention_norm.weight", GgmlType::F32, {E}});
-    m.tensors.push_back({p + "ffn_norm.weight", GgmlType::F32, {E}});
+    m.tensors.push_back({p + (gpt_oss ? "post_attention_norm.weight" : "ffn_norm.weight"), GgmlType::F32, {E}});
     if (moe) {
-      const std::uint64_t X = kTinyExperts, FX = qwen3moe ? kTinyQwenExpertFf : kTinyFf;
+      const std::uint64_t X = kTinyExperts, FX = (qwen3moe || gpt_oss) ? kTinyQwenExpertFf : kTinyFf;
+      if (gpt_oss) {
+        m.tensors.push_back({p + "ffn_gate_inp.bias", GgmlType::F32, {X}});
+        m.tensors.push_back({p + "ffn_gate_exps.bias", GgmlType::F32, {FX, X}});
+        m.tensors.push_back({p + "ffn_up_exps.bias", GgmlType::F32, {FX, X}});
+        m.tensors.push_back({p + "ffn_down_exps.bias", GgmlType::F32, {E, X}});
+      }
       m.tensors.push_back({p + "ffn_gate_inp.weight", GgmlType::F32, {E, X}});
       m.tensors.push_back({p + "ffn_gate_exps.weight", mat, {E, FX, X}});
       m.tensors.push_back({p + "ffn_up_exps.weight", mat, {E, FX, X}});
@@ -285,6 +302,24 @@ inline std::vector<BadModelCase> bad_metadata_cases() {
                    [](TinyModel& m) { std::erase_if(m.metadata, [](auto& kv) { return kv.first == "qwen3moe.expert_feed_forward_length"; }); },
                    {"blk.0.ffn_gate_exps.weight", "[64, 48, 4]",
                     "qwen3moe.feed_forward_length / qwen3moe.expert_used_count (qwen3moe.expert_feed_forward_length absent) = 48"}});
+  // gpt-oss: the keys llama.cpp requires for it, its window, and YaRN's factor.
+  auto erase = [&](std::string arch, std::string key, std::vector<std::string> words) {
+    cases.push_back({param_name(arch + "_no_" + key), arch,
+                     [full = arch + "." + key](TinyModel& m) { std::erase_if(m.metadata, [&](auto& kv) { return kv.first == full; }); },
+                     words});
+  };
+  erase("gpt-oss", "expert_feed_forward_length", {"gpt-oss.expert_feed_forward_length", "missing"});
+  erase("gpt-oss", "attention.sliding_window", {"gpt-oss.attention.sliding_window", "missing"});
+  erase("gpt-oss", "attention.layer_norm_rms_epsilon", {"gpt-oss.attention.layer_norm_rms_epsilon", "missing"});
+  erase("gpt-oss", "rope.scaling.factor", {"gpt-oss.rope.scaling.factor", "missing", "yarn"});
+  erase("gpt-oss", "expert_count", {"gpt-oss.expert_count", "missing"});
+  u32("gpt-oss", "attention.sliding_window", 0, {"at least 1"});
+  u32("gpt-oss", "expert_used_count", 5, {"limit of 4"});
+  cases.push_back({"gpt_oss_yarn_factor_below_1", "gpt-oss", [](TinyModel& m) { m.set_f32("gpt-oss.rope.scaling.factor", 0.5f); },
+                   {"gpt-oss.rope.scaling.factor = 0.5", "at least 1"}});
+  cases.push_back({"gpt_oss_yarn_log_multiplier", "gpt-oss",
+                   [](TinyModel& m) { m.set_f32("gpt-oss.rope.scaling.yarn_log_multiplier", 0.1f); },
+                   {"gpt-oss.rope.scaling.yarn_log_multiplier", "not supported"}});
   cases.push_back({"mixtral_wrong_expert_count", "mixtral", [](TinyModel& m) { m.set_u32("llama.expert_count", 8); },
                    {"blk.0.ffn_gate_inp.weight", "[64, 4]", "[64, 8]", "llama.expert_count = 8"}});
   cases.push_back({"mixtral_expert_used_past_count", "mixtral", [](TinyModel& m) { m.set_u32("llama.expert_used_count", 5); },
@@ -302,7 +337,7 @@ inline std::vector<BadModelCase> bad_metadata_cases() {
 // halved, or its type changed to one the engine cannot use for it; plus blocks out of range.
 inline std::vector<BadModelCase> bad_tensor_cases() {
   std::vector<BadModelCase> cases;
-  for (std::string arch : {"llama", "qwen2", "gemma3", "qwen3moe", "mixtral"}) {
+  for (std::string arch : {"llama", "qwen2", "gemma3", "qwen3moe", "mixtral", "gpt-oss"}) {
     const TinyModel base = tiny_model(arch);
     for (const TinyTensor& t : base.tensors) {
       if (t.name.rfind("blk.0.", 0) == 0) continue;  // block 1 stands for every block
@@ -350,6 +385,15 @@ inline std::vector<BadModelCase> bad_tensor_cases() {
     cases.push_back({param_name(arch + "_missing_output_norm"), arch, [](TinyModel& m) { m.erase_tensor("output_norm.weight"); },
                      {"output_norm.weight", "missing"}});
   }
+  cases.push_back({"gpt_oss_missing_sinks", "gpt-oss", [](TinyModel& m) { m.erase_tensor("blk.1.attn_sinks.weight"); },
+                   {"blk.1.attn_sinks.weight", "missing", "gpt-oss vector"}});
+  cases.push_back({"gpt_oss_missing_expert_bias", "gpt-oss", [](TinyModel& m) { m.erase_tensor("blk.0.ffn_down_exps.bias"); },
+                   {"blk.0.ffn_down_exps.bias", "missing", "expert_count 4"}});
+  cases.push_back({"gpt_oss_missing_output_bias", "gpt-oss", [](TinyModel& m) { m.erase_tensor("blk.0.attn_output.bias"); },
+                   {"blk.0.attn_output.bias", "missing"}});
+  cases.push_back({"gpt_oss_ffn_norm_under_the_llama_name", "gpt-oss",
+                   [](TinyModel& m) { m.tensor("blk.1.post_attention_norm.weight").name = "blk.1.ffn_norm.weight"; },
+                   {"blk.1.post_attention_norm.weight", "missing"}});
   cases.push_back({"qwen2_missing_bias", "qwen2", [](TinyModel& m) { m.erase_tensor("blk.1.attn_k.bias"); },
                    {"blk.1.attn_k.bias", "missing"}});
   cases.push_back({"gemma3_missing_q_norm", "gemma3", [](TinyModel& m) { m.erase_tensor("blk.0.attn_q_norm.weight"); },

@@ -72,3 +72,34 @@ foreach(variant qwen3moe-F32 qwen3moe-Q4_K mixtral-F32 mixtral-Q4_K qwen3moe-ske
     message(FATAL_ERROR "sluice synth failed for ${variant}")
   endif()
 endforeach()
+# gpt-oss (tiny shape, 3 layers, 8 heads of 64 over 2 KV heads, a sliding window of 8 on layers 0
+# and 2 so the 18-token prompt crosses it; biases, attention sinks, YaRN, SwiGLU-OAI experts): 8
+# experts of ff 256, 2 per token, and a skewed router (16 experts, 4 per token, skew 1.5); F32 for a
+# tight bound, MXFP4 experts (Q8_0 elsewhere) as the real model ships.
+foreach(variant gpt-oss-F32 gpt-oss-skew-F32 gpt-oss-MXFP4 gpt-oss-skew-MXFP4)
+  set(file "${OUT}/${variant}.gguf")
+  if(EXISTS "${file}")
+    continue()
+  endif()
+  string(REGEX MATCH "[^-]+$" type "${variant}")
+  set(args --arch gpt-oss --layers 3 --heads 8 --kv-heads 2 --sliding-window 8)
+  if(variant MATCHES "skew")
+    list(APPEND args --experts 16 --experts-used 4 --expert-ff 128 --router-skew 1.5)
+  else()
+    list(APPEND args --experts 8 --experts-used 2 --expert-ff 256)
+  endif()
+  set(embedding_type ${type})
+  if(type STREQUAL "MXFP4")
+    set(embedding_type Q8_0)
+  endif()
+  # Seed 2 for the unskewed MXFP4 model: with seed 1, one row of the shared prompt has two experts
+  # within float noise of each other at the top-k boundary (see CMakeLists.txt).
+  if(variant STREQUAL "gpt-oss-MXFP4")
+    list(APPEND args --seed 2)
+  endif()
+  execute_process(COMMAND "${SLUICE}" synth "${file}" --shape tiny ${args} --type ${type} --embedding-type ${embedding_type}
+                          --vocab-from "${VOCAB}" RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "sluice synth failed for ${variant}")
+  endif()
+endforeach()
