@@ -57,7 +57,7 @@ struct StreamOptions {
   std::int32_t expert_slots_per_layer = -1;
   // With experts read one by one: run the next layer's router early and read the experts it
   // picks while this layer computes (ExpertProvider::guess); needs the next block in RAM.
-  bool expert_guesses = true;
+  bool expert_guesses = false;
   // Tests: number every read of the model (the source's opened from a path, and the
   // prefetcher's) with this plan (io/fault_backend.hpp). Must outlive the model.
   const io::FaultPlan* fault = nullptr;

@@ -212,6 +212,10 @@ TEST_P(ExpertStream, GuessedExpertsChangeNothingAndSomeAreUsed) {
       std::printf("%s, %d slots, guesses %s: %llu experts read, %llu guessed, %llu of them used, hit rate %.2f\n", GetParam().c_str(),
                   slots, guesses ? "on" : "off", (unsigned long long)s.expert_reads, (unsigned long long)s.guess_reads,
                   (unsigned long long)s.guess_used, s.cache.hit_rate());
+      std::printf("  cache: hits %llu late %llu misses %llu evictions %llu fills %llu refused %llu transient %llu\n",
+                  (unsigned long long)s.cache.hits, (unsigned long long)s.cache.late, (unsigned long long)s.cache.misses,
+                  (unsigned long long)s.cache.evictions, (unsigned long long)s.cache.fills, (unsigned long long)s.cache.refused,
+                  (unsigned long long)s.transient_reads);
       if (!guesses) {
         EXPECT_EQ(s.guess_reads, 0u);
         continue;

@@ -58,6 +58,12 @@ for name in qwen mixtral; do
   grep -qF "streamed per pass" "$work/$name-budget.err" || fail "$name: not streamed under 90MiB: $(cat "$work/$name-budget.err")"
   same_as_ram "$name" budget
   experts_apart "$name-budget"
+  # Guessed experts (the next layer's router run early) change nothing and are reported.
+  eval_to "$m" "$name-guess" --experts apart --expert-guess on  # blocks resident: every layer guesses the next
+  same_as_ram "$name" guess
+  grep -q "^experts: .* [1-9][0-9]* guessed ahead, [0-9]* of them used" "$work/$name-guess.err" \
+    || fail "$name: no guesses reported: $(cat "$work/$name-guess.err")"
+  grep -q "^experts: .* 0 guessed ahead" "$work/$name-on.err" || fail "$name: guesses made by default: $(cat "$work/$name-on.err")"
   eval_to "$m" "$name-small" --stream on --pass-tokens 3
   same_as_ram "$name" small
   experts_apart "$name-small"
