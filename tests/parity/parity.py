@@ -2,10 +2,10 @@
 """Parity of sluice with llama.cpp (PyPI llama-cpp-python, built from source) on the same GGUF.
 
 Modes (each exits 0 on agreement, 1 on disagreement, 77 = skipped when the reference is missing):
-  logits   logits of the first ROWS positions of a prompt: max |diff| within --atol and the
-           same top-1 token at every position.
+  logits   logits of the first ROWS positions of a prompt (or --prompt-file): max |diff| within
+           --atol and the same top-1 token at every position.
   greedy   greedy continuation of N tokens after a prompt: identical token ids.
-  tokenize token ids of each line of a strings file (JSON list): identical.
+  tokenize token ids of each string of a strings file (JSON list), and of each whole --text: identical.
   perplexity
            `sluice perplexity` on a text against llama.cpp's method computed here in Python over
            llama.cpp's logits (tokenize with BOS, chunks of --ctx from a fresh KV state with BOS
@@ -319,7 +319,7 @@ def main():
         print(f"FAILED: prompt file {a.prompt_file} not found", flush=True)
         return 1
     if a.mode == "perplexity" and not (a.text and os.path.exists(a.text[0])):
-        print(f"SKIPPED: text {a.text} not found", flush=True)
+        print(f"SKIPPED: text {a.text[0] if a.text else '(none given)'} not found", flush=True)
         return SKIP
     if a.mode == "perplexity":
         a.text = a.text[0]
