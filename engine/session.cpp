@@ -79,7 +79,8 @@ std::int64_t context_of(const SessionOptions& o, const ModelConfig& config) {
 // limit. A model that only just fits is streamed instead, where every byte held is one the plan
 // counted and the budget holds by construction. The spare room is an eighth of the budget.
 bool fits_in_ram(const MemoryPlan& plan) {
-  if (plan.streams() || !plan.embedding_resident) return false;
+  // A plan with the experts apart holds only the cache's share of them, however much is spare.
+  if (plan.streams() || plan.experts_apart || !plan.embedding_resident) return false;
   const std::uint64_t spare = plan.request.budget / 8;
   return plan.total + spare <= plan.request.budget;
 }

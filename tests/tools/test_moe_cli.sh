@@ -112,6 +112,19 @@ PY
   rm -f "$work/$name.sluice"
 done
 
+# Experts apart under a budget whose expert cache leaves more than the planner's "room to spare"
+# (slots of 32 MiB, two layers: a slot per layer is a 64 MiB step) must stream: the plan holds only
+# the cache's share of the experts. It once said "in RAM" and memory-mapped the whole file (Mixtral
+# under an 8 GiB cap). Header only: a 525 MiB model in a few KB.
+"$sluice" synth "$work/bigexp.gguf" --arch llama --vocab-size 4000 --embd 1024 --layers 2 --heads 8 --kv-heads 4 \
+  --experts 8 --experts-used 2 --ff 10240 --type Q8_0 --no-data > /dev/null || fail "synth bigexp"
+for b in 220 240 300; do
+  "$sluice" run -m "$work/bigexp.gguf" --plan-only --mem-budget ${b}MiB > "$work/bigexp.plan" 2>&1 || fail "bigexp plan ${b}MiB: $(cat "$work/bigexp.plan")"
+  grep -q "^expert cache" "$work/bigexp.plan" || fail "bigexp ${b}MiB: experts not apart: $(cat "$work/bigexp.plan")"
+  ! grep -q "^in RAM" "$work/bigexp.plan" || fail "bigexp ${b}MiB: a 525 MiB model planned in RAM: $(cat "$work/bigexp.plan")"
+done
+rm -f "$work/bigexp.gguf"
+
 # The real shapes, header only (a few MB on disk): the released models' parameter counts.
 "$sluice" synth "$work/q30.gguf" --shape qwen3-30b-a3b --type Q4_K --no-data > "$work/q30.out" || fail "synth qwen3-30b-a3b"
 grep -qF "30,532,122,624 parameters" "$work/q30.out" || fail "qwen3-30b-a3b: $(cat "$work/q30.out")"
