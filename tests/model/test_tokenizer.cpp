@@ -272,6 +272,35 @@ TEST(PreTokenizer, Gpt2AndDefault) {
   EXPECT_EQ(words("", PreTokenizer::kDefault), Words{});
 }
 
+// gpt-4o (o200k): words split at ASCII case changes, contractions of either case stay on their
+// word, digits in threes, '/' and newlines stick to punctuation. Expected words are llama.cpp's
+// (unicode_regex_split with the regex llama.cpp uses for gpt-4o, from the venv's libllama.so).
+TEST(PreTokenizer, Gpt4oMixedCaseAndContractions) {
+  EXPECT_EQ(words("HelloWorld CamelCaseXML XMLHttpRequest", PreTokenizer::kGpt4o),
+            (Words{"Hello", "World", " Camel", "Case", "XML", " XMLHttp", "Request"}));
+  EXPECT_EQ(words("I'M don't DON'T they'RE We'Ve it'S 'tis", PreTokenizer::kGpt4o),
+            (Words{"I'M", " don't", " DON'T", " they'RE", " We'Ve", " it'S", " '", "tis"}));
+  EXPECT_EQ(words("1 12 1234567", PreTokenizer::kGpt4o), (Words{"1", " ", "12", " ", "123", "456", "7"}));
+  EXPECT_EQ(words("a\\b\n/x !!\n\n/ ok\n\n  \r\n x  ", PreTokenizer::kGpt4o),
+            (Words{"a", "\\b", "\n", "/x", " !!\n\n/", " ok", "\n\n  \r\n", " x", "  "}));
+}
+
+TEST(PreTokenizer, Gpt4oBeyondAscii) {
+  // Every non-ASCII letter counts as both upper and lower case: CJK glues to ASCII letters, "ÀÉB"
+  // splits after its last non-ASCII letter, "ÀBcd" stays whole.
+  EXPECT_EQ(words("\xE6\x88\x91\xE6\x83\xB3\xE5\x9C\xA8" "apple\xE5\xB7\xA5\xE4\xBD\x9C \xC3\x80\xC3\x89" "B \xC3\x80" "Bcd na\xC3\xAFve",
+                  PreTokenizer::kGpt4o),
+            (Words{"\xE6\x88\x91\xE6\x83\xB3\xE5\x9C\xA8" "apple\xE5\xB7\xA5\xE4\xBD\x9C", " \xC3\x80\xC3\x89", "B",
+                   " \xC3\x80" "Bcd", " na\xC3\xAFve"}));
+  // Combining marks are not letters (llama.cpp; o200k's regex would keep "e\u0301t" whole): a
+  // mark starts a word like punctuation does. Emoji runs, ZWJ included, take a leading space.
+  EXPECT_EQ(words("e\xCC\x81t \xF0\x9F\xA6\x99\xF0\x9F\xA6\x99!! \xE2\x9C\x85x", PreTokenizer::kGpt4o),
+            (Words{"e", "\xCC\x81t", " \xF0\x9F\xA6\x99\xF0\x9F\xA6\x99!!", " \xE2\x9C\x85", "x"}));
+  // Superscripts and Arabic-Indic digits are \p{N}; titlecase and modifier letters are letters.
+  EXPECT_EQ(words("x\xC2\xB2\xC2\xB3 \xD9\xA1\xD9\xA2\xD9\xA3\xD9\xA4 \xC7\x85ungla \xCA\xB0hi", PreTokenizer::kGpt4o),
+            (Words{"x", "\xC2\xB2\xC2\xB3", " ", "\xD9\xA1\xD9\xA2\xD9\xA3", "\xD9\xA4", " \xC7\x85ungla", " \xCA\xB0hi"}));
+}
+
 TEST(PreTokenizer, UnicodeClasses) {
   // Letters beyond ASCII, a non-ASCII digit and a non-ASCII space (U+3000 is White_Space).
   EXPECT_EQ(words("caf\xC3\xA9 \xD9\xA3\xE3\x80\x80x", PreTokenizer::kLlama3),
