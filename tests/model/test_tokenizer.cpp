@@ -68,6 +68,9 @@ std::vector<RealVocab> real_vocabs() {
       {"qwen2", vocabs + "/ggml-vocab-qwen2.gguf", fetch},
       {"gpt-2", vocabs + "/ggml-vocab-gpt-2.gguf", fetch},
       {"gpt-2-default", vocabs + "/ggml-vocab-gpt-2.gguf", fetch, "default"},
+      {"llama-bpe-gpt4o", vocabs + "/ggml-vocab-llama-bpe.gguf", fetch, "gpt-4o"},
+      {"o200k", vocabs + "/ggml-vocab-o200k.gguf",
+       "run tools/fetch_tokenizer_vocabs.sh --o200k or set SLUICE_TOKENIZER_VOCAB_DIR"},
   };
 }
 
