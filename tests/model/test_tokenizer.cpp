@@ -457,7 +457,9 @@ std::uint64_t smoke_seed() {
 const std::vector<std::string> kFragments = {
     "hello", " world", "the", " ", "  ", "\t", "\n", "\r\n", "12", "345", "'s", "'LL", ",", "!?",
     "<s>", "</s>", "<tool>", "<start_of_turn>", "<|endoftext|>", "<|im_start|>", "<|endo", "\xC3\xA9",
-    "\xF0\x9F\xA6\x99", "\xE2\x96\x81", "\xE3\x80\x80", "\xD9\xA3", "\xFF", "\x80", "\xC3", "\xED\xA0\x80", "\xC0\xAF"};
+    "\xF0\x9F\xA6\x99", "\xE2\x96\x81", "\xE3\x80\x80", "\xD9\xA3", "\xFF", "\x80", "\xC3", "\xED\xA0\x80", "\xC0\xAF",
+    // mixed case and marks for the gpt-4o splitter
+    "HelloWorld", "XML", "Http", "'M", "/", "\xC3\x80", "\xCC\x81"};
 
 TEST(TokenizerFuzzSmoke, RandomInputsKeepInvariants) {
   const std::uint64_t seed = smoke_seed();
