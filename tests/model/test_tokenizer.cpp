@@ -258,6 +258,15 @@ std::vector<std::string> words(std::string_view text, PreTokenizer kind) {
 
 using Words = std::vector<std::string>;
 
+// A JSON field's bytes: `key` as a string, or `key`_hex as hex (for invalid UTF-8).
+std::string field_bytes(const nlohmann::json& j, const std::string& key) {
+  if (j.contains(key)) return j.at(key).get<std::string>();
+  const std::string hex = j.at(key + "_hex").get<std::string>();
+  std::string out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
 TEST(PreTokenizer, Llama3AndQwen2) {
   const std::string text = "Hello world's 12345 ok\n\n  x";
   EXPECT_EQ(words(text, PreTokenizer::kLlama3),
@@ -302,6 +311,32 @@ TEST(PreTokenizer, Gpt4oBeyondAscii) {
   // Superscripts and Arabic-Indic digits are \p{N}; titlecase and modifier letters are letters.
   EXPECT_EQ(words("x\xC2\xB2\xC2\xB3 \xD9\xA1\xD9\xA2\xD9\xA3\xD9\xA4 \xC7\x85ungla \xCA\xB0hi", PreTokenizer::kGpt4o),
             (Words{"x", "\xC2\xB2\xC2\xB3", " ", "\xD9\xA1\xD9\xA2\xD9\xA3", "\xD9\xA4", " \xC7\x85ungla", " \xCA\xB0hi"}));
+}
+
+// llama.cpp's own words (unicode_regex_split with its gpt-4o regex) for hard strings, mixed case,
+// and seeded random strings over the characters the splitter treats differently; written by
+// tools/gen_pretokenize_expected.py.
+TEST(PreTokenizer, Gpt4oSameWordsAsLlamaCpp) {
+  const std::string json_path = repo_dir() + "/tests/model/data/pretokenize_expected_gpt4o.json";
+  std::ifstream in(json_path);
+  ASSERT_TRUE(in) << "missing " << json_path << " (tools/gen_pretokenize_expected.py writes it)";
+  const nlohmann::json doc = nlohmann::json::parse(in);
+  int failures = 0;
+  constexpr int kMaxReported = 8;
+  for (const auto& c : doc.at("cases")) {
+    const std::string text = field_bytes(c, "text");
+    Words expected;
+    if (c.contains("words")) {
+      expected = c.at("words").get<Words>();
+    } else {
+      for (const auto& hex : c.at("words_hex")) expected.push_back(field_bytes(nlohmann::json{{"w_hex", hex}}, "w"));
+    }
+    const Words got = words(text, PreTokenizer::kGpt4o);
+    if (got != expected && ++failures <= kMaxReported) {
+      ADD_FAILURE() << c.dump() << "\n  got " << nlohmann::json(got).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+  }
+  EXPECT_EQ(failures, 0) << "of " << doc.at("cases").size() << " cases";
 }
 
 TEST(PreTokenizer, UnicodeClasses) {
@@ -377,14 +412,6 @@ TEST(Detokenizer, HoldsPartialCharactersAcrossTokens) {
 }
 
 // ---------------------------------------------------------------- llama.cpp reference ids
-
-std::string field_bytes(const nlohmann::json& j, const std::string& key) {
-  if (j.contains(key)) return j.at(key).get<std::string>();
-  const std::string hex = j.at(key + "_hex").get<std::string>();
-  std::string out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-  return out;
-}
 
 class LlamaCppReference : public ::testing::TestWithParam<RealVocab> {};
 
