@@ -192,7 +192,7 @@ void split_llama3_segment(Segment& seg, std::size_t pos, std::size_t max_digits)
 //   \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
 // So an "upper" letter is A-Z or any non-ASCII letter, a "lower" one a-z or any non-ASCII letter,
 // and marks are not letters (o200k's own regex puts \p{M} in both letter sets and uses Lu/Ll:
-// "e\u0301t" is one word there, three here). What ECMAScript backtracking makes of the two
+// "e\u0301t" is one word there, "e" "\u0301t" here). What ECMAScript backtracking makes of the two
 // letter alternatives is written out in gpt4o_letter_word_end.
 
 bool is_ascii_upper(std::uint32_t c) { return c >= 'A' && c <= 'Z'; }
