@@ -115,11 +115,14 @@ def main():
     for key, field in reader.fields.items():
         if key.startswith("GGUF.") or key.startswith("tokenizer.") or key in ("general.architecture", "general.name"):
             continue
+        if key.endswith(".vocab_size"):  # the template's; ours is written below
+            continue
         if field.types[0] == gguf.GGUFValueType.ARRAY:
             writer.add_array(key, field.contents())
         else:
             writer.add_key_value(key, field.contents(), field.types[0])
     writer.add_string("general.name", "o200k_base vocabulary (tests)")
+    writer.add_uint32(f"{reader.get_field('general.architecture').contents()}.vocab_size", n_total)
     writer.add_string("tokenizer.ggml.model", "gpt2")
     writer.add_string("tokenizer.ggml.pre", "gpt-4o")
     writer.add_array("tokenizer.ggml.tokens", tokens)
