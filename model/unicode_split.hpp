@@ -24,7 +24,7 @@ enum class PreTokenizer {
   kLlama3,
   // "qwen2", "deepseek-r1-qwen": as kLlama3 but \p{N} (one digit per word).
   kQwen2,
-  // "gpt-4o", "llama4" (o200k, gpt-oss): the regex llama.cpp runs in place of o200k's
+  // "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2" (o200k, gpt-oss): the regex llama.cpp runs in place of o200k's
   //   [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|...)?|
   //   [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|...)?|
   //   \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+

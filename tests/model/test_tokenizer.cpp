@@ -313,6 +313,25 @@ TEST(PreTokenizer, Gpt4oBeyondAscii) {
             (Words{"x", "\xC2\xB2\xC2\xB3", " ", "\xD9\xA1\xD9\xA2\xD9\xA3", "\xD9\xA4", " \xC7\x85ungla", " \xCA\xB0hi"}));
 }
 
+TEST(PreTokenizer, Gpt4oNames) {
+  // gpt-oss files say "gpt-4o"; llama.cpp tokenizes these other names the same way. The merge
+  // "he W" crosses a gpt-4o word boundary (a case change) but not a llama3 one.
+  const auto vocab = [](const char* pre) {
+    Vocab v = tiny_bpe_vocab(pre);
+    v.merges.push_back("he W");
+    v.tokens.push_back("heW");
+    v.types.push_back(static_cast<std::int32_t>(TokenType::kNormal));
+    return v;
+  };
+  const Tokenizer gpt4o(vocab("gpt-4o"));
+  const std::string text = "heW";
+  EXPECT_EQ(gpt4o.encode(text, false, false), (Ids{id_of(gpt4o, "he"), id_of(gpt4o, "W")}));
+  EXPECT_EQ(Tokenizer(vocab("llama3")).encode(text, false, false), (Ids{id_of(gpt4o, "heW")}));
+  for (const char* name : {"llama4", "kanana2", "talkie", "minimax-m2"}) {
+    EXPECT_EQ(Tokenizer(vocab(name)).encode(text, true, true), gpt4o.encode(text, true, true)) << name;
+  }
+}
+
 // llama.cpp's own words (unicode_regex_split with its gpt-4o regex) for hard strings, mixed case,
 // and seeded random strings over the characters the splitter treats differently; written by
 // tools/gen_pretokenize_expected.py.
