@@ -4,7 +4,7 @@
 //     to <0xXX> tokens, a space is prepended (tokenizer.ggml.add_space_prefix, default true) and
 //     spaces are written as U+2581.
 //   - "gpt2": byte-level BPE; a pre-tokenizer (tokenizer.ggml.pre: default, gpt-2, llama3 /
-//     llama-bpe, qwen2) splits the text into words, whose bytes are mapped to printable code
+//     llama-bpe, qwen2, gpt-4o / llama4) splits the text into words, whose bytes are mapped to printable code
 //     points and merged by merge rank.
 // Control and user-defined tokens written in the text can be recognised as such (parse_special).
 // Filling a Vocab from a GGUF file is the caller's job (tools/dump_vocab.py and

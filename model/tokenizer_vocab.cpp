@@ -53,6 +53,14 @@ constexpr PreInfo kPreTokenizers[] = {
     {"llama-bpe", PreTokenizer::kLlama3, true},
     {"qwen2", PreTokenizer::kQwen2, false},
     {"deepseek-r1-qwen", PreTokenizer::kQwen2, false},
+    {"gpt-4o", PreTokenizer::kGpt4o, false},  // gpt-oss
+    // Names llama.cpp (llama-cpp-python 0.3.36) tokenizes exactly as gpt-4o: checked on ids and
+    // decoded text of the llama-bpe vocabulary with each name (tools/gen_tokenizer_expected.py's
+    // gpt-4o strings).
+    {"llama4", PreTokenizer::kGpt4o, false},
+    {"kanana2", PreTokenizer::kGpt4o, false},
+    {"talkie", PreTokenizer::kGpt4o, false},
+    {"minimax-m2", PreTokenizer::kGpt4o, false},
 };
 
 void replace_all(std::string& s, std::string_view from, std::string_view to) {
@@ -145,7 +153,7 @@ Tokenizer::Tokenizer(Vocab vocab) {
     if (it == std::end(kPreTokenizers)) {
       throw std::invalid_argument(fmt::format(
           "tokenizer.ggml.pre '{}' is not supported (supported: default, gpt-2, llama3, llama-v3, llama-bpe, "
-          "qwen2, deepseek-r1-qwen)", vocab.pre));
+          "qwen2, deepseek-r1-qwen, gpt-4o, llama4, kanana2, talkie, minimax-m2)", vocab.pre));
     }
     pre_ = it->kind;
     clean_spaces_ = it->clean_spaces;

@@ -20,7 +20,7 @@ using Segments = std::vector<std::size_t>;  // consecutive segment lengths in co
 // class test matches there (this is how the regexes' "end of input" behaves per segment).
 constexpr std::uint32_t kNoCpt = 0xFFFFFFFF;
 
-// Longest run of digits the llama3 regex takes as one word (\p{N}{1,3}).
+// Longest run of digits the llama3 and gpt-4o regexes take as one word (\p{N}{1,3}).
 constexpr std::size_t kLlama3DigitRun = 3;
 // The default pre-tokenizer's last regex isolates runs of exactly this many ASCII digits.
 constexpr std::size_t kDefaultDigitGroup = 3;
@@ -184,6 +184,78 @@ void split_llama3_segment(Segment& seg, std::size_t pos, std::size_t max_digits)
   }
 }
 
+// gpt-4o (o200k). llama.cpp has no hand-written splitter for it: it runs this std::regex over
+// the text with every code point >= 0x80 collapsed to one byte per class (letter, number,
+// punctuation, mark, symbol, other; 0x0B for any whitespace):
+//   [^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|
+//   [^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|...|'[dD])?|
+//   \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+// So an "upper" letter is A-Z or any non-ASCII letter, a "lower" one a-z or any non-ASCII letter,
+// and marks are not letters (o200k's own regex puts \p{M} in both letter sets and uses Lu/Ll:
+// "e\u0301t" is one word there, "e" "\u0301t" here). What ECMAScript backtracking makes of the two
+// letter alternatives is written out in gpt4o_letter_word_end.
+
+bool is_ascii_upper(std::uint32_t c) { return c >= 'A' && c <= 'Z'; }
+bool is_ascii_lower(std::uint32_t c) { return c >= 'a' && c <= 'z'; }
+
+// Where the letter word starting at `begin` (a letter) ends, contraction not included. The first
+// alternative, upper* lower+, backtracks upper* (greedy) to the longest run after which a lower
+// letter follows: the whole upper run if an a-z letter follows it, else up to its last non-ASCII
+// letter (both upper and lower); failing both (an A-Z run before a non-letter), the second
+// alternative, upper+ lower*, takes the A-Z run.
+std::size_t gpt4o_letter_word_end(const Segment& seg, std::size_t begin) {
+  const auto is_letter = [&](std::size_t p) { return has(seg.flags(p), unicode::kLetter); };
+  std::size_t end = begin;
+  std::size_t last_non_ascii = begin;  // one past the last non-ASCII letter of the upper run
+  while (is_letter(end) && !is_ascii_lower(seg.cpt(end))) {
+    if (!is_ascii_upper(seg.cpt(end))) last_non_ascii = end + 1;
+    ++end;
+  }
+  if (is_ascii_lower(seg.cpt(end))) {  // lower+ from there: a-z and non-ASCII letters
+    while (is_letter(end) && !is_ascii_upper(seg.cpt(end))) ++end;
+    return end;
+  }
+  return last_non_ascii > begin ? last_non_ascii : end;
+}
+
+void split_gpt4o_segment(Segment& seg, std::size_t pos) {
+  constexpr std::uint16_t kWordClasses = unicode::kWhitespace | unicode::kLetter | unicode::kNumber;
+  const auto is_other = [&](std::size_t p) {  // [^\s\p{L}\p{N}] inside the segment
+    const std::uint16_t f = seg.flags(p);
+    return f != 0 && !has(f, kWordClasses);
+  };
+  while (pos < seg.end()) {
+    const std::uint32_t c = seg.cpt(pos);
+    const std::uint16_t flags = seg.flags(pos);
+    // [^\r\n\p{L}\p{N}]? then the letter word and an optional contraction
+    const bool lead = !(c == '\r' || c == '\n' || has(flags, unicode::kLetter | unicode::kNumber)) &&
+                      has(seg.flags(pos + 1), unicode::kLetter);
+    if (has(flags, unicode::kLetter) || lead) {
+      std::size_t end = gpt4o_letter_word_end(seg, pos + (lead ? 1 : 0));
+      end += contraction_len(seg, end, /*fold=*/true);
+      pos += seg.emit(end);
+      continue;
+    }
+    // \p{N}{1,3}
+    if (has(flags, unicode::kNumber)) {
+      std::size_t end = pos;
+      while (end - pos < kLlama3DigitRun && has(seg.flags(end), unicode::kNumber)) ++end;
+      pos += seg.emit(end);
+      continue;
+    }
+    // ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
+    const std::size_t run = c == ' ' ? pos + 1 : pos;
+    if (is_other(run)) {
+      std::size_t end = run;
+      while (is_other(end)) ++end;
+      while (seg.cpt(end) == '\r' || seg.cpt(end) == '\n' || seg.cpt(end) == '/') ++end;
+      pos += seg.emit(end);
+      continue;
+    }
+    pos = split_whitespace(seg, pos, /*newline_rule=*/true);
+  }
+}
+
 // Splits every segment into maximal runs of characters for which `in_set` holds and runs for
 // which it does not: what a regex "[set]+" does when its matches and the gaps between them are
 // both kept as words.
@@ -252,6 +324,9 @@ std::vector<std::string> pre_tokenize(std::string_view text, PreTokenizer kind) 
       segs = split_each(cpts, segs, [&](Segment& seg, std::size_t pos) { split_llama3_segment(seg, pos, max_digits); });
       break;
     }
+    case PreTokenizer::kGpt4o:
+      segs = split_each(cpts, segs, [](Segment& seg, std::size_t pos) { split_gpt4o_segment(seg, pos); });
+      break;
   }
 
   // Byte-level encoding: every UTF-8 byte of the word becomes its printable stand-in.

@@ -2,7 +2,8 @@
 // split text into words (BPE merges never cross a word boundary) the way the vocabulary's
 // original regex does, written by hand over code point classes instead of with a regex engine,
 // following llama.cpp's src/unicode.cpp (unicode_regex_split and its custom gpt2/llama3/qwen2
-// splitters) so that the words, and hence the tokens, match llama.cpp's.
+// splitters, and for gpt-4o the std::regex it runs over category-collapsed text) so that the
+// words, and hence the tokens, match llama.cpp's.
 #pragma once
 
 #include <string>
@@ -23,6 +24,14 @@ enum class PreTokenizer {
   kLlama3,
   // "qwen2", "deepseek-r1-qwen": as kLlama3 but \p{N} (one digit per word).
   kQwen2,
+  // "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2" (o200k, gpt-oss): the regex llama.cpp runs in place of o200k's
+  //   [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|...)?|
+  //   [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|...)?|
+  //   \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+  // with "upper" = (?=\p{L})[^a-z] and "lower" = (?=\p{L})[^A-Z]: only ASCII letters have a
+  // case (every other letter is both upper and lower) and marks are not letters. sluice follows
+  // llama.cpp, not the ideal regex, so ids match llama.cpp's (details in unicode_split.cpp).
+  kGpt4o,
 };
 
 // Splits `text` into words and returns each word byte-level encoded (every UTF-8 byte replaced

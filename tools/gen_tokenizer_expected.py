@@ -18,6 +18,13 @@ Vocabularies (a missing one is skipped with a message):
                the gpt-2 vocabulary with tokenizer.ggml.pre rewritten to "default" (a temporary
                copy), to cover llama.cpp's default pre-tokenizer; the C++ test overrides
                Vocab::pre the same way.
+  llama-bpe-gpt4o
+               the llama-bpe vocabulary with tokenizer.ggml.pre rewritten to "gpt-4o" (gpt-oss's
+               pre-tokenizer; BPE merges never cross its words, so the ids check the split).
+  o200k        the real o200k_base vocabulary (gpt-4o, gpt-oss) as a vocab-only GGUF file,
+               ggml-vocab-o200k.gguf, that tools/fetch_tokenizer_vocabs.sh --o200k builds.
+  The two gpt-4o vocabularies also get GPT4O_STRINGS (mixed case, contractions) and
+  RANDOM_GPT4O_CASES seeded random strings over the characters the splitter treats differently.
 
 Usage: python3 tools/gen_tokenizer_expected.py [--out tests/model/data] [NAME ...]
 Needs: pip install llama-cpp-python==0.3.36 (built from source) gguf numpy
@@ -116,9 +123,38 @@ VOCABS = {
     "qwen2": lambda: vocab_dir() / "ggml-vocab-qwen2.gguf",
     "gpt-2": lambda: vocab_dir() / "ggml-vocab-gpt-2.gguf",
     "gpt-2-default": lambda: vocab_dir() / "ggml-vocab-gpt-2.gguf",
+    "llama-bpe-gpt4o": lambda: vocab_dir() / "ggml-vocab-llama-bpe.gguf",
+    "o200k": lambda: vocab_dir() / "ggml-vocab-o200k.gguf",
 }
 # Vocabularies tested with another tokenizer.ggml.pre than their file has.
-PRE_OVERRIDES = {"gpt-2-default": "default"}
+PRE_OVERRIDES = {"gpt-2-default": "default", "llama-bpe-gpt4o": "gpt-4o"}
+GPT4O_VOCABS = {"llama-bpe-gpt4o", "o200k"}
+
+# Case changes inside words, contractions of either case, '/' after punctuation, digit runs.
+GPT4O_STRINGS = [
+    "HelloWorld CamelCaseXML XMLHttpRequest iPhone McDonald's getHTTPResponseCode",
+    "I'M don't DON'T they'RE We'Ve it'S 'tis O'Neil rock'n'roll I'd've",
+    "ÀÉB ÀBcd naïve ÉCOLE École Straße ΣΊΣΥΦΟΣ ǅungla ʰhi",
+    "e\u0301t cafe\u0301 \u0301abc n\u0303o",
+    "path/to/file.txt http://x.org/a//b ../..\n/etc 1/2/3",
+    "x²³ ١٢٣٤ 12345678901 3.14159 Ⅻ",
+    "  \n\n  \r\n x  \t\ty\u00a0z\u3000w\u0085v ",
+    "我想在apple工作1314151天～ 日本語のテキスト 한국어ABC",
+]
+RANDOM_GPT4O_CASES = 200
+RANDOM_SEED = 20261206
+RANDOM_PIECES = (list("aAzZsStTmMdDrReEvVlL") + ["'", "'s", "'S", "'re", "'LL", "'ve", "'D", "'t", "'M"]
+                 + list("0123456789") + [" ", "  ", "\t", "\n", "\r", "\r\n", "/", "//", "!", ".", ",", "(", "$",
+                 "_", "-", "\x00", "\x0b", "\x7f"] + ["À", "é", "ß", "Σ", "σ", "ǅ", "ʰ", "中", "ا", "\u0301",
+                 "\u0903", "٣", "²", "Ⅻ", "\u00a0", "\u3000", "\u0085", "\u2028", "🦙", "\u200d", "\ufe0f",
+                 "\u200b", "\ue000", "\u0378", "€", "«", "¿"])
+
+
+def random_gpt4o_strings():
+    import random
+
+    rng = random.Random(RANDOM_SEED)
+    return ["".join(rng.choice(RANDOM_PIECES) for _ in range(rng.randrange(1, 25))) for _ in range(RANDOM_GPT4O_CASES)]
 
 
 def with_pre(path: pathlib.Path, pre: str, out_path: pathlib.Path):
@@ -209,6 +245,9 @@ def generate(name: str, path: pathlib.Path, out_dir: pathlib.Path):
     inputs += [(b, (False, False)) for b in INVALID_UTF8]
     if name not in PRE_OVERRIDES:  # the .out files belong to the file's own pre-tokenizer
         inputs += [(s.encode(), (False, False)) for s in read_inp(pathlib.Path(str(path) + ".inp"))]
+    if name in GPT4O_VOCABS:
+        inputs += [(s.encode(), flags) for s in GPT4O_STRINGS for flags in FLAG_SETS]
+        inputs += [(s.encode(), (False, False)) for s in random_gpt4o_strings()]
     for raw, (add_special, parse_special) in inputs:
         ids = ref.tokenize(raw, add_special, parse_special)
         case = text_field("text", raw)

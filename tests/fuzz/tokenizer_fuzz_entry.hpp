@@ -3,14 +3,17 @@
 // unit tests in tests/model/test_tokenizer.cpp).
 //
 // Input: byte 0 picks the tokenizer (bits 0-2: SentencePiece, or byte-level BPE with the
-// default / gpt-2 / llama3 / qwen2 pre-tokenizer) and the flags (bit 3: add_special, bit 4:
-// parse_special); the rest is the text. Checked on every input (a violation aborts):
+// default / gpt-2 / llama3 / qwen2 / gpt-4o pre-tokenizer) and the flags (bit 3: add_special,
+// bit 4: parse_special); the rest is the text. Checked on every input (a violation aborts):
 //   - ids are inside the vocabulary, decode and the streaming Detokenizer do not throw;
 //   - the Detokenizer's pushes + flush concatenate to the concatenated pieces, and after each
 //     push at most the start of one UTF-8 character is held back;
 //   - text round-trips exactly where it should: strictly valid UTF-8, through SentencePiece when
-//     no special token was cut out and the text has no U+2581, and through qwen2 BPE. (Invalid
-//     UTF-8 need not: a bad lead byte can swallow the escaped space after it, in llama.cpp too.)
+//     no special token was cut out and the text has no U+2581, and through qwen2 and gpt-4o BPE.
+//     (Invalid UTF-8 need not: a bad lead byte can swallow the escaped space after it, in
+//     llama.cpp too.)
+//   - every pre-tokenizer's words are non-empty and, decoded, concatenate to the text (for
+//     strictly valid UTF-8).
 #pragma once
 
 #include <cstdint>
@@ -120,7 +123,7 @@ inline bool is_strict_utf8(std::string_view s) {
   return true;
 }
 
-inline constexpr int kTokenizerKinds = 5;  // spm, bpe default, gpt-2, llama3, qwen2
+inline constexpr int kTokenizerKinds = 6;  // spm, bpe default, gpt-2, llama3, qwen2, gpt-4o
 
 inline const Tokenizer& fuzz_tokenizer(int kind) {
   static const Tokenizer spm(tiny_spm_vocab());
@@ -128,12 +131,25 @@ inline const Tokenizer& fuzz_tokenizer(int kind) {
   static const Tokenizer bpe_gpt2(tiny_bpe_vocab("gpt-2"));
   static const Tokenizer bpe_llama3(tiny_bpe_vocab("llama3"));
   static const Tokenizer bpe_qwen2(tiny_bpe_vocab("qwen2"));
+  static const Tokenizer bpe_gpt4o(tiny_bpe_vocab("gpt-4o"));
   switch (kind) {
     case 0: return spm;
     case 1: return bpe_default;
     case 2: return bpe_gpt2;
     case 3: return bpe_llama3;
-    default: return bpe_qwen2;
+    case 4: return bpe_qwen2;
+    default: return bpe_gpt4o;
+  }
+}
+
+// The pre-tokenizer of each BPE kind of fuzz_tokenizer (kind 0, SentencePiece, has none).
+inline PreTokenizer fuzz_pre_tokenizer(int kind) {
+  switch (kind) {
+    case 1: return PreTokenizer::kDefault;
+    case 2: return PreTokenizer::kGpt2;
+    case 3: return PreTokenizer::kLlama3;
+    case 4: return PreTokenizer::kQwen2;
+    default: return PreTokenizer::kGpt4o;
   }
 }
 
@@ -179,13 +195,29 @@ inline void run_tokenizer_input(const std::uint8_t* data, std::size_t size) {
   streamed += stream.flush();
   if (streamed != pieces) violation("streamed text differs from the pieces", data, size);
 
+  if (kind != 0 && is_strict_utf8(text)) {
+    std::string joined;
+    for (const std::string& word : pre_tokenize(text, fuzz_pre_tokenizer(kind))) {
+      if (word.empty()) violation("empty pre-tokenizer word", data, size);
+      std::size_t off = 0;
+      while (off < word.size()) {
+        const auto byte = unicode::unicode_to_byte(unicode::decode_utf8(word, off));
+        if (!byte) violation("pre-tokenizer word is not byte-level encoded", data, size);
+        joined.push_back(static_cast<char>(*byte));
+      }
+    }
+    if (joined != text) violation("pre-tokenizer words do not concatenate to the text", data, size);
+  }
+
   const std::string decoded = tok.decode(ids, /*render_special=*/true);
   if (add_special) return;  // BOS/EOS text would be part of the decode
   if (kind == 0 && !any_special && is_strict_utf8(text) && text.find("\xE2\x96\x81") == std::string_view::npos &&
       decoded != text) {
     violation("SentencePiece text did not round-trip", data, size);
   }
-  if (kind == 4 && is_strict_utf8(text) && decoded != text) violation("qwen2 BPE text did not round-trip", data, size);
+  if ((kind == 4 || kind == 5) && is_strict_utf8(text) && decoded != text) {
+    violation("qwen2 / gpt-4o BPE text did not round-trip", data, size);
+  }
 }
 
 }  // namespace sluice::tok::fuzz

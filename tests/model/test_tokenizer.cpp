@@ -68,6 +68,9 @@ std::vector<RealVocab> real_vocabs() {
       {"qwen2", vocabs + "/ggml-vocab-qwen2.gguf", fetch},
       {"gpt-2", vocabs + "/ggml-vocab-gpt-2.gguf", fetch},
       {"gpt-2-default", vocabs + "/ggml-vocab-gpt-2.gguf", fetch, "default"},
+      {"llama-bpe-gpt4o", vocabs + "/ggml-vocab-llama-bpe.gguf", fetch, "gpt-4o"},
+      {"o200k", vocabs + "/ggml-vocab-o200k.gguf",
+       "run tools/fetch_tokenizer_vocabs.sh --o200k or set SLUICE_TOKENIZER_VOCAB_DIR"},
   };
 }
 
@@ -255,6 +258,15 @@ std::vector<std::string> words(std::string_view text, PreTokenizer kind) {
 
 using Words = std::vector<std::string>;
 
+// A JSON field's bytes: `key` as a string, or `key`_hex as hex (for invalid UTF-8).
+std::string field_bytes(const nlohmann::json& j, const std::string& key) {
+  if (j.contains(key)) return j.at(key).get<std::string>();
+  const std::string hex = j.at(key + "_hex").get<std::string>();
+  std::string out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
 TEST(PreTokenizer, Llama3AndQwen2) {
   const std::string text = "Hello world's 12345 ok\n\n  x";
   EXPECT_EQ(words(text, PreTokenizer::kLlama3),
@@ -270,6 +282,80 @@ TEST(PreTokenizer, Gpt2AndDefault) {
   // default: punctuation runs first, then GPT-2, then digit runs, then ASCII digit triples.
   EXPECT_EQ(words("a1234567,b", PreTokenizer::kDefault), (Words{"a", "123", "456", "7", ",", "b"}));
   EXPECT_EQ(words("", PreTokenizer::kDefault), Words{});
+}
+
+// gpt-4o (o200k): words split at ASCII case changes, contractions of either case stay on their
+// word, digits in threes, '/' and newlines stick to punctuation. Expected words are llama.cpp's
+// (unicode_regex_split with the regex llama.cpp uses for gpt-4o, from the venv's libllama.so).
+TEST(PreTokenizer, Gpt4oMixedCaseAndContractions) {
+  EXPECT_EQ(words("HelloWorld CamelCaseXML XMLHttpRequest", PreTokenizer::kGpt4o),
+            (Words{"Hello", "World", " Camel", "Case", "XML", " XMLHttp", "Request"}));
+  EXPECT_EQ(words("I'M don't DON'T they'RE We'Ve it'S 'tis", PreTokenizer::kGpt4o),
+            (Words{"I'M", " don't", " DON'T", " they'RE", " We'Ve", " it'S", " '", "tis"}));
+  EXPECT_EQ(words("1 12 1234567", PreTokenizer::kGpt4o), (Words{"1", " ", "12", " ", "123", "456", "7"}));
+  EXPECT_EQ(words("a\\b\n/x !!\n\n/ ok\n\n  \r\n x  ", PreTokenizer::kGpt4o),
+            (Words{"a", "\\b", "\n", "/x", " !!\n\n/", " ok", "\n\n  \r\n", " x", "  "}));
+}
+
+TEST(PreTokenizer, Gpt4oBeyondAscii) {
+  // Every non-ASCII letter counts as both upper and lower case: CJK glues to ASCII letters, "ÀÉB"
+  // splits after its last non-ASCII letter, "ÀBcd" stays whole.
+  EXPECT_EQ(words("\xE6\x88\x91\xE6\x83\xB3\xE5\x9C\xA8" "apple\xE5\xB7\xA5\xE4\xBD\x9C \xC3\x80\xC3\x89" "B \xC3\x80" "Bcd na\xC3\xAFve",
+                  PreTokenizer::kGpt4o),
+            (Words{"\xE6\x88\x91\xE6\x83\xB3\xE5\x9C\xA8" "apple\xE5\xB7\xA5\xE4\xBD\x9C", " \xC3\x80\xC3\x89", "B",
+                   " \xC3\x80" "Bcd", " na\xC3\xAFve"}));
+  // Combining marks are not letters (llama.cpp; o200k's regex would keep "e\u0301t" whole): a
+  // mark starts a word like punctuation does. Emoji runs, ZWJ included, take a leading space.
+  EXPECT_EQ(words("e\xCC\x81t \xF0\x9F\xA6\x99\xF0\x9F\xA6\x99!! \xE2\x9C\x85x", PreTokenizer::kGpt4o),
+            (Words{"e", "\xCC\x81t", " \xF0\x9F\xA6\x99\xF0\x9F\xA6\x99!!", " \xE2\x9C\x85", "x"}));
+  // Superscripts and Arabic-Indic digits are \p{N}; titlecase and modifier letters are letters.
+  EXPECT_EQ(words("x\xC2\xB2\xC2\xB3 \xD9\xA1\xD9\xA2\xD9\xA3\xD9\xA4 \xC7\x85ungla \xCA\xB0hi", PreTokenizer::kGpt4o),
+            (Words{"x", "\xC2\xB2\xC2\xB3", " ", "\xD9\xA1\xD9\xA2\xD9\xA3", "\xD9\xA4", " \xC7\x85ungla", " \xCA\xB0hi"}));
+}
+
+TEST(PreTokenizer, Gpt4oNames) {
+  // gpt-oss files say "gpt-4o"; llama.cpp tokenizes these other names the same way. The merge
+  // "he W" crosses a gpt-4o word boundary (a case change) but not a llama3 one.
+  const auto vocab = [](const char* pre) {
+    Vocab v = tiny_bpe_vocab(pre);
+    v.merges.push_back("he W");
+    v.tokens.push_back("heW");
+    v.types.push_back(static_cast<std::int32_t>(TokenType::kNormal));
+    return v;
+  };
+  const Tokenizer gpt4o(vocab("gpt-4o"));
+  const std::string text = "heW";
+  EXPECT_EQ(gpt4o.encode(text, false, false), (Ids{id_of(gpt4o, "he"), id_of(gpt4o, "W")}));
+  EXPECT_EQ(Tokenizer(vocab("llama3")).encode(text, false, false), (Ids{id_of(gpt4o, "heW")}));
+  for (const char* name : {"llama4", "kanana2", "talkie", "minimax-m2"}) {
+    EXPECT_EQ(Tokenizer(vocab(name)).encode(text, true, true), gpt4o.encode(text, true, true)) << name;
+  }
+}
+
+// llama.cpp's own words (unicode_regex_split with its gpt-4o regex) for hard strings, mixed case,
+// and seeded random strings over the characters the splitter treats differently; written by
+// tools/gen_pretokenize_expected.py.
+TEST(PreTokenizer, Gpt4oSameWordsAsLlamaCpp) {
+  const std::string json_path = repo_dir() + "/tests/model/data/pretokenize_expected_gpt4o.json";
+  std::ifstream in(json_path);
+  ASSERT_TRUE(in) << "missing " << json_path << " (tools/gen_pretokenize_expected.py writes it)";
+  const nlohmann::json doc = nlohmann::json::parse(in);
+  int failures = 0;
+  constexpr int kMaxReported = 8;
+  for (const auto& c : doc.at("cases")) {
+    const std::string text = field_bytes(c, "text");
+    Words expected;
+    if (c.contains("words")) {
+      expected = c.at("words").get<Words>();
+    } else {
+      for (const auto& hex : c.at("words_hex")) expected.push_back(field_bytes(nlohmann::json{{"w_hex", hex}}, "w"));
+    }
+    const Words got = words(text, PreTokenizer::kGpt4o);
+    if (got != expected && ++failures <= kMaxReported) {
+      ADD_FAILURE() << c.dump() << "\n  got " << nlohmann::json(got).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+  }
+  EXPECT_EQ(failures, 0) << "of " << doc.at("cases").size() << " cases";
 }
 
 TEST(PreTokenizer, UnicodeClasses) {
@@ -346,14 +432,6 @@ TEST(Detokenizer, HoldsPartialCharactersAcrossTokens) {
 
 // ---------------------------------------------------------------- llama.cpp reference ids
 
-std::string field_bytes(const nlohmann::json& j, const std::string& key) {
-  if (j.contains(key)) return j.at(key).get<std::string>();
-  const std::string hex = j.at(key + "_hex").get<std::string>();
-  std::string out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-  return out;
-}
-
 class LlamaCppReference : public ::testing::TestWithParam<RealVocab> {};
 
 TEST_P(LlamaCppReference, SameIdsAndTextAsLlamaCpp) {
@@ -425,7 +503,9 @@ std::uint64_t smoke_seed() {
 const std::vector<std::string> kFragments = {
     "hello", " world", "the", " ", "  ", "\t", "\n", "\r\n", "12", "345", "'s", "'LL", ",", "!?",
     "<s>", "</s>", "<tool>", "<start_of_turn>", "<|endoftext|>", "<|im_start|>", "<|endo", "\xC3\xA9",
-    "\xF0\x9F\xA6\x99", "\xE2\x96\x81", "\xE3\x80\x80", "\xD9\xA3", "\xFF", "\x80", "\xC3", "\xED\xA0\x80", "\xC0\xAF"};
+    "\xF0\x9F\xA6\x99", "\xE2\x96\x81", "\xE3\x80\x80", "\xD9\xA3", "\xFF", "\x80", "\xC3", "\xED\xA0\x80", "\xC0\xAF",
+    // mixed case and marks for the gpt-4o splitter
+    "HelloWorld", "XML", "Http", "'M", "/", "\xC3\x80", "\xCC\x81"};
 
 TEST(TokenizerFuzzSmoke, RandomInputsKeepInvariants) {
   const std::uint64_t seed = smoke_seed();
