@@ -288,7 +288,7 @@ std::vector<std::int32_t> expert_slots_by_layer(std::int64_t total, std::int64_t
   // Spread rather than the first `remainder` layers: a pass waits on each layer's misses in turn,
   // so spreading keeps the reads it waits for (and the read-ahead that overlaps a layer's compute
   // with the next layer's experts) level along the pass instead of slow layers bunched together.
-  std::vector<std::int32_t> slots(std::size_t(n_layer));
+  std::vector<std::int32_t> slots(static_cast<std::size_t>(n_layer));
   for (std::int64_t l = 0; l < n_layer; ++l) {
     const bool extra = (l + 1) * remainder / n_layer > l * remainder / n_layer;
     slots[std::size_t(l)] = std::int32_t(base + (extra ? 1 : 0));
