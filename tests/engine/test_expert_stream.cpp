@@ -27,6 +27,7 @@
 #include "engine/generate.hpp"
 #include "engine/model.hpp"
 #include "engine/planner.hpp"
+#include "engine/session.hpp"
 #include "engine/streamed_model.hpp"
 #include "io/fault_backend.hpp"
 #include "model/gguf_source.hpp"
@@ -522,6 +523,53 @@ TEST(ExpertSlotsByLayer, SpreadsTheRemainderEvenly) {
   EXPECT_EQ(std::count(mixtral.begin(), mixtral.end(), 2), 24);
   EXPECT_EQ(std::count(mixtral.begin(), mixtral.end(), 1), 8);
   for (std::size_t l = 1; l < mixtral.size(); ++l) EXPECT_FALSE(mixtral[l] == 1 && mixtral[l - 1] == 1) << l;
+}
+
+// Session (engine/session.cpp) hands the plan's per-layer counts to the store: at a budget that
+// leaves a remainder, each layer of the streamed model's store has the slots the plan gave it.
+TEST(ExpertStreamPlan, ASessionCarriesThePlansCountPerLayerToTheStore) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("mixtral", GgmlType::Q8_0));
+  SessionOptions o;
+  o.model = path;
+  o.n_ctx = 32;
+  o.pass_tokens = 16;
+  o.slots = 2;
+  o.disk_gbps = 2.0;  // no disk probe
+  o.threads = 1;
+  o.stream = StreamMode::always;
+  o.experts = ExpertsMode::apart;
+  o.budget = 256 * MiB;
+  std::uint64_t minimum = 0, slot = 0;
+  std::int64_t n_layer = 0;
+  {
+    const Session roomy(o);
+    ASSERT_NE(roomy.plan(), nullptr);
+    minimum = roomy.plan()->minimum;
+    slot = roomy.plan()->expert_slot_bytes;
+    n_layer = std::int64_t(roomy.plan()->expert_layer_slots.size());
+  }
+  ASSERT_GT(slot, 0u);
+  // From the minimum, one slot at a time, until a plan leaves a remainder.
+  bool checked = false;
+  for (std::int64_t k = 0; k < 3 * n_layer && !checked; ++k) {
+    const std::uint64_t budget = minimum + std::uint64_t(k) * slot;
+    o.budget = budget;
+    auto session = std::make_unique<Session>(o);
+    const MemoryPlan& plan = *session->plan();
+    ASSERT_TRUE(plan.experts_apart);
+    if (plan.expert_slots_total % n_layer == 0) continue;
+    SCOPED_TRACE(budget);
+    const ExpertStore& store = *session->streamed()->expert_store();
+    for (std::size_t l = 0; l < plan.expert_layer_slots.size(); ++l) {
+      EXPECT_EQ(store.slots(std::int32_t(l)), plan.expert_layer_slots[l]) << "layer " << l;
+    }
+    EXPECT_EQ(store.total_slots(), plan.expert_slots_total);
+    EXPECT_EQ(store.memory_bytes(), plan.expert_cache_bytes);
+    checked = true;
+  }
+  EXPECT_TRUE(checked) << "no budget left a remainder";
 }
 
 }  // namespace
