@@ -11,28 +11,51 @@ namespace sluice::cache {
 namespace {
 constexpr std::size_t kSlotAlign = AlignedBuffer::kAlign;  // O_DIRECT reads land in slots
 
-std::size_t pool_size(std::int32_t n_layers, std::int32_t slots_per_layer, std::size_t slot_bytes) {
-  const std::size_t slots = std::size_t(n_layers) * std::size_t(slots_per_layer);
-  SLUICE_ASSERT_MSG(slots == 0 || slot_bytes <= std::numeric_limits<std::size_t>::max() / slots, "expert pool size overflows");
-  return slots * slot_bytes;
+// Layer L owns slots [first[L], first[L + 1]); each count is cut to n_experts (a layer never needs more).
+std::vector<std::int32_t> first_slots(std::span<const std::int32_t> layer_slots, std::int32_t n_experts) {
+  std::vector<std::int32_t> first(layer_slots.size() + 1, 0);
+  for (std::size_t l = 0; l < layer_slots.size(); ++l) {
+    SLUICE_ASSERT_MSG(layer_slots[l] >= 0, "expert cache: a layer's slot count is negative");
+    const std::int32_t n = std::min(layer_slots[l], n_experts);
+    SLUICE_ASSERT_MSG(first[l] <= std::numeric_limits<std::int32_t>::max() - n, "expert cache: too many slots");
+    first[l + 1] = first[l] + n;
+  }
+  return first;
+}
+
+std::size_t pool_size(std::int32_t slots, std::size_t slot_bytes) {
+  SLUICE_ASSERT_MSG(slots == 0 || slot_bytes <= std::numeric_limits<std::size_t>::max() / std::size_t(slots), "expert pool size overflows");
+  return std::size_t(slots) * slot_bytes;
 }
 }  // namespace
 
 ExpertCache::ExpertCache(std::int32_t n_layers, std::int32_t n_experts, std::int32_t slots_per_layer,
                          std::size_t slot_bytes, std::uint32_t aging_accesses)
-    : n_layers_(n_layers),
+    : ExpertCache(n_experts, std::vector<std::int32_t>(std::size_t(std::max(n_layers, 0)), std::max(slots_per_layer, 0)),
+                  slot_bytes, aging_accesses) {
+  SLUICE_ASSERT_MSG(slots_per_layer >= 0, "expert cache shape");
+}
+
+ExpertCache::ExpertCache(std::int32_t n_experts, std::span<const std::int32_t> layer_slots, std::size_t slot_bytes,
+                         std::uint32_t aging_accesses)
+    : n_layers_(std::int32_t(layer_slots.size())),
       n_experts_(n_experts),
-      slots_per_layer_(std::min(slots_per_layer, n_experts)),
       slot_bytes_((slot_bytes + kSlotAlign - 1) / kSlotAlign * kSlotAlign),
       // 16 accesses per expert between halvings: long enough that a router's preference shows,
       // short enough that a change of topic (a new batch of prompts) is followed within a few tokens.
       aging_accesses_(aging_accesses != 0 ? aging_accesses : 16u * std::uint32_t(std::max(n_experts, 1))),
-      pool_(pool_size(n_layers, std::max(slots_per_layer_, 0), slot_bytes_)),  // members above are set
-      slots_(std::size_t(n_layers) * std::size_t(std::max(slots_per_layer_, 0))),
-      slot_of_(std::size_t(n_layers) * std::size_t(n_experts), -1),
-      frequency_(std::size_t(n_layers) * std::size_t(n_experts), 0),
-      layer_accesses_(std::size_t(n_layers), 0) {
-  SLUICE_ASSERT_MSG(n_layers > 0 && n_experts > 0 && slots_per_layer >= 0, "expert cache shape");
+      first_slot_(first_slots(layer_slots, std::max(n_experts, 0))),
+      pool_(pool_size(first_slot_.back(), slot_bytes_)),  // members above are set
+      slots_(std::size_t(first_slot_.back())),
+      slot_of_(layer_slots.size() * std::size_t(std::max(n_experts, 0)), -1),
+      frequency_(layer_slots.size() * std::size_t(std::max(n_experts, 0)), 0),
+      layer_accesses_(layer_slots.size(), 0) {
+  SLUICE_ASSERT_MSG(n_layers_ > 0 && n_experts > 0, "expert cache shape");
+}
+
+std::int32_t ExpertCache::slots(std::int32_t layer) const {
+  SLUICE_ASSERT_MSG(layer >= 0 && layer < n_layers_, "expert cache layer out of range");
+  return first_slot_[std::size_t(layer) + 1] - first_slot_[std::size_t(layer)];
 }
 
 std::size_t ExpertCache::index(ExpertKey key) const {
@@ -72,9 +95,8 @@ std::optional<ExpertCache::Pin> ExpertCache::pin(ExpertKey key) {
 std::optional<ExpertCache::Fill> ExpertCache::reserve(ExpertKey key, FillReason reason) {
   const std::size_t i = index(key);
   SLUICE_ASSERT_MSG(slot_of_[i] < 0, "reserve: the expert already has a slot");
-  const std::int32_t first = key.layer * slots_per_layer_;
   std::int32_t victim = -1;
-  for (std::int32_t s = first; s < first + slots_per_layer_; ++s) {
+  for (std::int32_t s = first_slot_[std::size_t(key.layer)]; s < first_slot_[std::size_t(key.layer) + 1]; ++s) {
     const Slot& slot = slots_[std::size_t(s)];
     if (slot.state == ExpertState::absent) {  // a free slot beats any eviction
       victim = s;
@@ -150,6 +172,13 @@ ExpertCache::Pin ExpertCache::Fill::commit() && {
 double uniform_expert_hit_rate(std::int32_t slots_per_layer, std::int32_t n_experts) {
   if (n_experts <= 0) return 0.0;
   return double(std::clamp(slots_per_layer, 0, n_experts)) / double(n_experts);
+}
+
+double uniform_expert_hit_rate(std::span<const std::int32_t> layer_slots, std::int32_t n_experts) {
+  if (layer_slots.empty()) return 0.0;
+  double sum = 0;
+  for (const std::int32_t s : layer_slots) sum += uniform_expert_hit_rate(s, n_experts);
+  return sum / double(layer_slots.size());
 }
 
 }  // namespace sluice::cache

@@ -4,9 +4,11 @@
 // optimal) the access pattern repeats unevenly: routers prefer some experts, and a cache that keeps
 // the frequent ones saves their reads every token.
 //
-// Per layer: each layer owns `slots_per_layer` slots. Every layer is visited once per pass, so a
-// cache shared by all layers would let one busy layer evict another's experts just before they are
-// needed again (the cyclic-scan failure of LRU); a fixed share per layer cannot.
+// Per layer: each layer owns a fixed count of slots (the same for every layer, or one count per
+// layer: the planner hands out the budget's whole slots, so some layers get one more than others).
+// Every layer is visited once per pass, so a cache shared by all layers would let one busy layer
+// evict another's experts just before they are needed again (the cyclic-scan failure of LRU); a
+// fixed share per layer cannot.
 //
 // Policy: least frequently used, recency breaking ties. Frequencies are kept for every expert,
 // cached or not (so an expert that keeps coming back wins its slot), and halve each time the layer
@@ -52,8 +54,12 @@ enum class FillReason { demand, guess };
 
 class ExpertCache {
  public:
-  // `slot_bytes` is rounded up to 4 KiB. Throws std::bad_alloc when the pool cannot be allocated.
+  // `slot_bytes` is rounded up to 4 KiB; a layer's count above n_experts is cut to n_experts.
+  // Throws std::bad_alloc when the pool cannot be allocated.
   ExpertCache(std::int32_t n_layers, std::int32_t n_experts, std::int32_t slots_per_layer, std::size_t slot_bytes,
+              std::uint32_t aging_accesses = 0 /* 0: 16 x n_experts */);
+  // One count per layer (`layer_slots.size()` layers), each >= 0.
+  ExpertCache(std::int32_t n_experts, std::span<const std::int32_t> layer_slots, std::size_t slot_bytes,
               std::uint32_t aging_accesses = 0 /* 0: 16 x n_experts */);
   ExpertCache(const ExpertCache&) = delete;
   ExpertCache& operator=(const ExpertCache&) = delete;
@@ -103,7 +109,8 @@ class ExpertCache {
   std::optional<Fill> reserve(ExpertKey key, FillReason reason);
 
   const ExpertCacheStats& stats() const { return stats_; }
-  std::int32_t slots_per_layer() const { return slots_per_layer_; }
+  std::int32_t slots(std::int32_t layer) const;  // the slots layer `layer` owns
+  std::int32_t total_slots() const { return std::int32_t(slots_.size()); }
   std::size_t slot_bytes() const { return slot_bytes_; }
   std::uint64_t pool_bytes() const { return pool_.capacity(); }
   std::uint32_t frequency(ExpertKey key) const { return frequency_[index(key)]; }
@@ -119,11 +126,12 @@ class ExpertCache {
   void unpin(std::int32_t slot);
   void abandon(std::int32_t slot);
 
-  std::int32_t n_layers_, n_experts_, slots_per_layer_;
+  std::int32_t n_layers_, n_experts_;
   std::size_t slot_bytes_;
   std::uint32_t aging_accesses_;
+  std::vector<std::int32_t> first_slot_;    // n_layers + 1: layer L owns slots [first_slot_[L], first_slot_[L + 1])
   AlignedBuffer pool_;
-  std::vector<Slot> slots_;                 // n_layers x slots_per_layer
+  std::vector<Slot> slots_;                 // every layer's slots, layer by layer
   std::vector<std::int32_t> slot_of_;       // n_layers x n_experts: slot index or -1
   std::vector<std::uint32_t> frequency_;    // n_layers x n_experts, halved by aging
   std::vector<std::uint32_t> layer_accesses_;  // since the layer's last aging
@@ -134,5 +142,7 @@ class ExpertCache {
 // The hit rate a cache of `slots_per_layer` slots per layer can expect when the router picks among
 // `n_experts` experts uniformly: every expert equally likely, so the cached fraction.
 double uniform_expert_hit_rate(std::int32_t slots_per_layer, std::int32_t n_experts);
+// With one count per layer: every layer is visited once per token, so the mean of the layers' rates.
+double uniform_expert_hit_rate(std::span<const std::int32_t> layer_slots, std::int32_t n_experts);
 
 }  // namespace sluice::cache

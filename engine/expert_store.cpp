@@ -65,11 +65,27 @@ std::uint64_t ExpertStore::slot_bytes_for(const GgufSource& source, const ModelC
   return slot;
 }
 
+namespace {
+// The cache's slot count for each layer: options.layer_slots when given (one per layer), else
+// options.slots_per_layer for every layer.
+std::vector<std::int32_t> layer_slots_of(const GgufSource& source, const ModelConfig& config, const ExpertStoreOptions& options) {
+  const std::size_t n_layer = std::size_t(std::max<std::int64_t>(config.n_layer, 1));
+  if (options.layer_slots.empty()) return std::vector<std::int32_t>(n_layer, std::max(options.slots_per_layer, 0));
+  if (options.layer_slots.size() != n_layer) {
+    throw std::invalid_argument(fmt::format("{}: expert cache slots given for {} layers, the model has {}", source.path(),
+                                            options.layer_slots.size(), n_layer));
+  }
+  std::vector<std::int32_t> slots = options.layer_slots;
+  for (auto& s : slots) s = std::max(s, 0);
+  return slots;
+}
+}  // namespace
+
 ExpertStore::ExpertStore(const GgufSource& source, const ModelConfig& config, ExpertStoreOptions options)
     : source_(source), config_(config), options_(options), granularity_(granularity_of(source)),
       slot_bytes_(config.is_moe() ? slot_bytes_for(source, config) : 0),
-      cache_(std::int32_t(std::max<std::int64_t>(config.n_layer, 1)), std::int32_t(std::max<std::int64_t>(config.n_expert, 1)),
-             std::max(options.slots_per_layer, 0), std::size_t(std::max<std::uint64_t>(slot_bytes_, 1))),
+      cache_(std::int32_t(std::max<std::int64_t>(config.n_expert, 1)), layer_slots_of(source, config, options),
+             std::size_t(std::max<std::uint64_t>(slot_bytes_, 1))),
       transient_(slot_bytes_) {
   if (!config.is_moe()) throw std::invalid_argument(fmt::format("{}: not a mixture-of-experts model", source.path()));
   for (std::int64_t il = 0; il < config.n_layer; ++il) {

@@ -47,6 +47,9 @@ namespace sluice {
 
 struct ExpertStoreOptions {
   std::int32_t slots_per_layer = 0;  // expert cache slots per layer (0: every expert read each pass)
+  // One count per layer (n_layer of them), overriding slots_per_layer when not empty: the planner
+  // gives the slots that do not divide evenly one more each to some layers.
+  std::vector<std::int32_t> layer_slots;
   io::BackendOptions backend;        // O_DIRECT, queue depth
   const io::FaultPlan* fault = nullptr;  // tests: number every expert read with this plan
   TraceRecorder* trace = nullptr;        // expert read spans on the "io" lane
@@ -94,7 +97,8 @@ class ExpertStore final : public ExpertProvider {
   std::uint64_t slot_bytes() const { return slot_bytes_; }
   // RAM the store holds: the cache's slots and the transient buffer.
   std::uint64_t memory_bytes() const { return cache_.pool_bytes() + transient_.size(); }
-  std::int32_t slots_per_layer() const { return cache_.slots_per_layer(); }
+  std::int32_t slots(std::int32_t layer) const { return cache_.slots(layer); }  // expert cache slots of `layer`
+  std::int32_t total_slots() const { return cache_.total_slots(); }
 
  private:
   // One of an expert's three slices (gate, up, down) in layer `layer`.

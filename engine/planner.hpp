@@ -102,10 +102,13 @@ struct MemoryPlan {
   std::int64_t blocks = 0;
   std::uint64_t streamed_per_pass = 0;  // stored bytes read per forward pass (experts read one by one apart)
   // Experts read one by one (a GGUF source opened with experts apart, engine/expert_store.hpp):
-  // the expert cache gets what the dense decisions above leave, in whole slots per layer.
+  // the expert cache gets what the dense decisions above leave, as whole slots: every layer the
+  // same count, and the slots left over one more each to some layers (expert_slots_by_layer).
   bool experts_apart = false;
   std::uint64_t expert_slot_bytes = 0;      // one expert's three rounded slices (ExpertStore::slot_bytes_for)
-  std::int32_t expert_slots_per_layer = 0;  // of config.n_expert
+  std::int32_t expert_slots_per_layer = 0;  // of config.n_expert: the fewest any layer has
+  std::int64_t expert_slots_total = 0;      // every layer's together
+  std::vector<std::int32_t> expert_layer_slots;  // by layer (n_layer of them; empty unless experts_apart)
   std::int64_t n_expert = 0;
   std::uint64_t expert_cache_bytes = 0;     // slots x layers x slot, plus the transient buffer (one slot)
   double expert_hit_rate = 0;               // expected for uniform routing (cache::uniform_expert_hit_rate)
@@ -118,6 +121,11 @@ struct MemoryPlan {
   }
   bool streams() const { return streamed_per_pass > 0; }
 };
+
+// `total` expert cache slots shared among `n_layer` layers of `n_expert` experts (total is cut to
+// n_layer x n_expert): each layer gets total / n_layer, and the remainder one more each, spread
+// evenly along the layers (layer l gets one more when floor((l + 1) r / n) > floor(l r / n)).
+std::vector<std::int32_t> expert_slots_by_layer(std::int64_t total, std::int64_t n_layer, std::int64_t n_expert);
 
 // Throws std::runtime_error saying the minimum (at 1 token per pass) when the budget cannot hold
 // even that, and std::invalid_argument for a KV type the model cannot use.

@@ -241,6 +241,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     so.head_piece_slot_bytes = plan_->head_piece_slot_bytes;
     so.embed_on_demand = !plan_->embedding_resident;
     so.expert_slots_per_layer = plan_->experts_apart ? plan_->expert_slots_per_layer : -1;
+    if (plan_->experts_apart) so.expert_layer_slots = plan_->expert_layer_slots;
     so.expert_guesses = options_.expert_guesses;
     streamed_ = std::make_unique<StreamedModel>(std::move(source), so);
     forward_ = streamed_.get();

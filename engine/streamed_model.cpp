@@ -151,6 +151,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
     }
     ExpertStoreOptions eo;
     eo.slots_per_layer = options_.expert_slots_per_layer;
+    eo.layer_slots = options_.expert_layer_slots;
     eo.backend = options_.prefetch.io;
     eo.fault = options_.fault;
     eo.trace = options_.prefetch.trace;

@@ -55,6 +55,9 @@ struct StreamOptions {
   // ones the router picks, into an expert cache of this many slots per layer; the source must
   // be a GgufSource opened with experts apart. -1: experts stream with their block, whole.
   std::int32_t expert_slots_per_layer = -1;
+  // With expert_slots_per_layer >= 0: one count per layer (n_layer of them) instead, when not
+  // empty (the planner's MemoryPlan::expert_layer_slots: some layers get one slot more).
+  std::vector<std::int32_t> expert_layer_slots;
   // With experts read one by one: run the next layer's router early and read the experts it
   // picks while this layer computes (ExpertProvider::guess); needs the next block in RAM.
   bool expert_guesses = false;

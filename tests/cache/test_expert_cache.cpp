@@ -45,6 +45,57 @@ TEST(ExpertCache, SlotsAreAlignedAndSeparatePerLayer) {
   EXPECT_EQ(pin.bytes()[8191], std::byte{0x5a});
 }
 
+// The planner gives some layers one slot more than others: each layer keeps exactly its own count,
+// the pool holds their sum, and filling one layer never takes a neighbour's slot.
+TEST(ExpertCache, UnevenLayersEachEvictWithinTheirOwnCount) {
+  const std::vector<std::int32_t> layer_slots = {1, 2, 0, 3, 9};  // 9 is cut to the 8 experts
+  ExpertCache cache(8, layer_slots, 4096);
+  EXPECT_EQ(cache.total_slots(), 1 + 2 + 0 + 3 + 8);
+  EXPECT_EQ(cache.pool_bytes(), 14u * 4096u);
+  for (std::int32_t l = 0; l < 5; ++l) EXPECT_EQ(cache.slots(l), std::min(layer_slots[std::size_t(l)], 8)) << "layer " << l;
+  // Every layer touches every expert twice over; each then holds exactly its own count ready.
+  for (int round = 0; round < 2; ++round) {
+    for (std::int32_t l = 0; l < 5; ++l) {
+      for (int e = 0; e < 8; ++e) touch(cache, {l, e});
+    }
+  }
+  for (std::int32_t l = 0; l < 5; ++l) {
+    int ready = 0;
+    for (int e = 0; e < 8; ++e) ready += cache.state({l, e}) == ExpertState::ready;
+    EXPECT_EQ(ready, cache.slots(l)) << "layer " << l;
+  }
+  // Layer 2 has no slot: a demanded expert there gets none (the store reads it into its transient
+  // buffer) instead of taking one of layer 1's or layer 3's.
+  EXPECT_FALSE(cache.reserve({2, 0}, FillReason::demand).has_value());
+  // Layer 0 (one slot) evicts its own expert, not layer 1's: layer 1's two stay ready.
+  const int ready1_before = int(cache.state({1, 6}) == ExpertState::ready) + int(cache.state({1, 7}) == ExpertState::ready);
+  EXPECT_EQ(ready1_before, 2);
+  touch(cache, {0, 0});
+  EXPECT_EQ(cache.state({0, 0}), ExpertState::ready);
+  EXPECT_EQ(cache.state({0, 7}), ExpertState::absent);
+  EXPECT_EQ(cache.state({1, 6}), ExpertState::ready);
+  EXPECT_EQ(cache.state({1, 7}), ExpertState::ready);
+  // Layer 3 with its three slots pinned refuses a fourth rather than borrowing from layer 4.
+  std::vector<ExpertCache::Pin> pins;
+  for (int e = 0; e < 8; ++e) {
+    if (auto pin = cache.pin({3, e})) pins.push_back(std::move(*pin));
+  }
+  ASSERT_EQ(pins.size(), 3u);
+  const int absent3 = [&] { for (int e = 0; e < 8; ++e) if (cache.state({3, e}) == ExpertState::absent) return e; return -1; }();
+  ASSERT_GE(absent3, 0);
+  EXPECT_FALSE(cache.reserve({3, absent3}, FillReason::demand).has_value());
+  // Every fill took one of the layers' own free slots once, or evicted: no slot beyond their counts.
+  EXPECT_EQ(cache.stats().fills, cache.stats().evictions + std::uint64_t(cache.total_slots()));
+}
+
+TEST(ExpertCache, UniformHitRateOfUnevenLayersIsTheirMean) {
+  const std::vector<std::int32_t> layer_slots = {1, 2, 2, 1};
+  EXPECT_DOUBLE_EQ(uniform_expert_hit_rate(layer_slots, 8), (1.0 + 2.0 + 2.0 + 1.0) / 4.0 / 8.0);
+  const std::vector<std::int32_t> even = {3, 3, 3};
+  EXPECT_DOUBLE_EQ(uniform_expert_hit_rate(even, 8), uniform_expert_hit_rate(3, 8));
+  EXPECT_DOUBLE_EQ(uniform_expert_hit_rate(std::vector<std::int32_t>{}, 8), 0.0);
+}
+
 TEST(ExpertCache, EvictsTheLeastFrequentThenTheLeastRecent) {
   ExpertCache cache(1, 8, 2, 4096, 1000);
   for (int i = 0; i < 5; ++i) touch(cache, {0, 0});  // expert 0: frequency 5

@@ -7,8 +7,14 @@
 //    token than streaming whole blocks;
 //  - on a skewed router the cache hits more than on a uniform one;
 //  - a failed expert read throws an Exception naming the file, tensor and expert; the next pass
-//    reads it again and is right.
+//    reads it again and is right;
+//  - the planner's expert cache uses the whole budget in whole slots, some layers one more than
+//    others; the store (and a Session) keep each layer to its count, bit-identical to RAM.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <optional>
 
 #include <cstdio>
 #include <cstring>
@@ -23,6 +29,7 @@
 #include "engine/generate.hpp"
 #include "engine/model.hpp"
 #include "engine/planner.hpp"
+#include "engine/session.hpp"
 #include "engine/streamed_model.hpp"
 #include "io/fault_backend.hpp"
 #include "model/gguf_source.hpp"
@@ -228,6 +235,55 @@ TEST_P(ExpertStream, GuessedExpertsChangeNothingAndSomeAreUsed) {
   }
 }
 
+// The planner gives some layers one slot more than others: a store with a different count per
+// layer (none in one of them, which then reads through the transient buffer) keeps each layer to
+// its own count and gives the in-RAM logits.
+TEST_P(ExpertStream, UnevenSlotsPerLayerAreBitIdentical) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options(GetParam(), GgmlType::Q8_0));
+  auto model = Model::open(path);
+  const ModelConfig& c = model->config();
+  ASSERT_EQ(c.n_layer, 3);
+  InRamForward in_ram(*model);
+  std::vector<std::int32_t> tokens;
+  const int steps = 8;
+  const PassLogits want = run_batch(in_ram, c, steps, &tokens);
+  const std::vector<std::int32_t> layer_slots = {1, 0, 2};
+  auto source = GgufSource::open(path, {}, /*experts_apart=*/true);
+  StreamOptions o;
+  o.prefetch.slots = 2;
+  o.prefetch.verify = source->verified();
+  o.read_ahead = false;
+  o.expert_slots_per_layer = 0;
+  o.expert_layer_slots = layer_slots;
+  StreamedModel streamed(std::move(source), o);
+  const ExpertStore& store = *streamed.expert_store();
+  for (std::int32_t l = 0; l < 3; ++l) EXPECT_EQ(store.slots(l), layer_slots[std::size_t(l)]) << "layer " << l;
+  EXPECT_EQ(store.total_slots(), 3);
+  expect_same(want, run_batch(streamed, c, steps, &tokens));
+  const ExpertStoreStats s = store.stats();
+  EXPECT_GT(s.cache.hits, 0u) << "decode steps find experts of earlier passes in layers 0 and 2";
+  EXPECT_GT(s.transient_reads, 0u) << "layer 1 has no slot";
+}
+
+// A store given a count per layer for another number of layers refuses, naming the file.
+TEST(ExpertStoreSlots, ACountPerLayerMustMatchTheLayers) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("qwen3moe", GgmlType::Q8_0));
+  auto source = GgufSource::open(path, {}, /*experts_apart=*/true);
+  ExpertStoreOptions o;
+  o.layer_slots = {1, 2};
+  try {
+    ExpertStore store(*source, source->checked_config(), o);
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("2 layers"), std::string::npos) << e.what();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, ExpertStream, ::testing::Values("qwen3moe", "mixtral", "gpt-oss"),
                          [](const auto& info) { return moe_test_name(info.param); });
 
@@ -379,6 +435,7 @@ TEST(ExpertStreamPlan, TheExpertCacheFitsTheBudgetAtSeveralBudgets) {
     o.head_piece_slot_bytes = plan.head_piece_slot_bytes;
     o.embed_on_demand = !plan.embedding_resident;
     o.expert_slots_per_layer = plan.expert_slots_per_layer;
+    o.expert_layer_slots = plan.expert_layer_slots;
     StreamedModel streamed(GgufSource::open(path, {}, true), o);
     EXPECT_EQ(streamed.expert_store()->memory_bytes(), plan.expert_cache_bytes);
     EXPECT_EQ(streamed.expert_store()->slot_bytes(), plan.expert_slot_bytes);
@@ -387,6 +444,138 @@ TEST(ExpertStreamPlan, TheExpertCacheFitsTheBudgetAtSeveralBudgets) {
   EXPECT_EQ(last_slots, c.n_expert);
   request.budget = roomy.minimum;
   EXPECT_LT(plan_memory(*planning, c, request).expert_slots_per_layer, c.n_expert);
+}
+
+// A budget whose expert share is not a multiple of n_layer slots: the plan gives the whole
+// slots that fit, floor(total / n_layer) to every layer and one more to `total % n_layer` of
+// them, so less than one slot of the budget is left unused (a uniform count left up to n_layer - 1
+// slots); the store built from the plan holds what it counted, and runs bit-identical to RAM.
+TEST(ExpertStreamPlan, ARemainderGivesSomeLayersOneMoreSlot) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("mixtral", GgmlType::Q8_0));
+  auto model = Model::open(path);
+  const ModelConfig& c = model->config();
+  InRamForward in_ram(*model);
+  std::vector<std::int32_t> tokens;
+  const PassLogits want = run_batch(in_ram, c, 2, &tokens);
+
+  auto planning = GgufSource::open(path, {}, /*experts_apart=*/true);
+  PlanRequest request;
+  request.n_ctx = 32;
+  request.n_seq = 2;
+  request.pass_tokens = 16;
+  request.compute_threads = 1;
+  request.budget = std::uint64_t(1) << 40;
+  const MemoryPlan roomy = plan_memory(*planning, c, request);
+  ASSERT_TRUE(roomy.experts_apart);
+  // Step the budget up one slot at a time from a row above the minimum until a plan has a remainder.
+  std::optional<MemoryPlan> uneven;
+  for (std::int64_t extra = 0; extra < 2 * c.n_layer && !uneven; ++extra) {
+    request.budget = roomy.minimum + roomy.expert_slot_bytes * std::uint64_t(c.n_layer + extra);
+    MemoryPlan plan = plan_memory(*planning, c, request);
+    if (plan.expert_slots_total % c.n_layer != 0) uneven = std::move(plan);
+  }
+  ASSERT_TRUE(uneven.has_value()) << "no budget left a remainder";
+  const MemoryPlan& plan = *uneven;
+  SCOPED_TRACE(request.budget);
+  ASSERT_EQ(plan.expert_layer_slots.size(), std::size_t(c.n_layer));
+  const std::int64_t base = plan.expert_slots_total / c.n_layer, remainder = plan.expert_slots_total % c.n_layer;
+  std::int64_t sum = 0, more = 0;
+  for (const std::int32_t s : plan.expert_layer_slots) {
+    sum += s;
+    EXPECT_TRUE(s == base || s == base + 1) << s;
+    more += s == base + 1;
+  }
+  EXPECT_EQ(sum, plan.expert_slots_total);
+  EXPECT_EQ(more, remainder);
+  EXPECT_EQ(plan.expert_slots_per_layer, base);
+  // Within the budget, less than a slot of it unused, and more of it than `base` slots in every layer.
+  EXPECT_LE(plan.total, request.budget);
+  EXPECT_LT(request.budget - plan.total, plan.expert_slot_bytes);
+  EXPECT_EQ(plan.expert_cache_bytes, plan.expert_slot_bytes * std::uint64_t(plan.expert_slots_total + 1));
+  EXPECT_GT(plan.expert_cache_bytes, plan.expert_slot_bytes * std::uint64_t(base * c.n_layer + 1));
+  EXPECT_NEAR(plan.expert_hit_rate, double(plan.expert_slots_total) / double(c.n_layer * c.n_expert), 1e-12) << "the layers' mean";
+  std::ostringstream table;
+  print_plan(plan, table);
+  EXPECT_NE(table.str().find(fmt::format("{}-{} slots per layer ({} in all)", base, base + 1, plan.expert_slots_total)), std::string::npos)
+      << table.str();
+
+  StreamOptions o;
+  o.prefetch.slots = std::max(plan.slots, 2u);
+  o.prefetch.verify = false;
+  o.read_ahead = false;
+  o.resident_blocks = plan.resident_blocks;
+  o.stream_head = !plan.head_resident;
+  o.head_piece_slot_bytes = plan.head_piece_slot_bytes;
+  o.embed_on_demand = !plan.embedding_resident;
+  o.expert_slots_per_layer = plan.expert_slots_per_layer;
+  o.expert_layer_slots = plan.expert_layer_slots;
+  StreamedModel streamed(GgufSource::open(path, {}, true), o);
+  EXPECT_EQ(streamed.expert_store()->memory_bytes(), plan.expert_cache_bytes);
+  for (std::int32_t l = 0; l < std::int32_t(c.n_layer); ++l) EXPECT_EQ(streamed.expert_store()->slots(l), plan.expert_layer_slots[std::size_t(l)]);
+  expect_same(want, run_batch(streamed, c, 2, &tokens));
+}
+
+// The split itself: floor to every layer, the remainder spread along the layers, nothing over n_expert.
+TEST(ExpertSlotsByLayer, SpreadsTheRemainderEvenly) {
+  EXPECT_EQ(expert_slots_by_layer(7, 3, 8), (std::vector<std::int32_t>{2, 2, 3}));
+  EXPECT_EQ(expert_slots_by_layer(6, 3, 8), (std::vector<std::int32_t>{2, 2, 2}));
+  EXPECT_EQ(expert_slots_by_layer(100, 3, 8), (std::vector<std::int32_t>{8, 8, 8}));
+  EXPECT_EQ(expert_slots_by_layer(0, 2, 8), (std::vector<std::int32_t>{0, 0}));
+  // Mixtral-8x7B under 8 GiB: 57 slots over 32 layers, 25 layers with two, no two one-slot layers adjacent.
+  const std::vector<std::int32_t> mixtral = expert_slots_by_layer(57, 32, 8);
+  ASSERT_EQ(mixtral.size(), 32u);
+  EXPECT_EQ(std::count(mixtral.begin(), mixtral.end(), 2), 25);
+  EXPECT_EQ(std::count(mixtral.begin(), mixtral.end(), 1), 7);
+  for (std::size_t l = 1; l < mixtral.size(); ++l) EXPECT_FALSE(mixtral[l] == 1 && mixtral[l - 1] == 1) << l;
+}
+
+// Session (engine/session.cpp) hands the plan's per-layer counts to the store: at a budget that
+// leaves a remainder, each layer of the streamed model's store has the slots the plan gave it.
+TEST(ExpertStreamPlan, ASessionCarriesThePlansCountPerLayerToTheStore) {
+  sluice::testing::TempDir dir;
+  const std::string path = dir.file("m.gguf");
+  write_synthetic_gguf(path, moe_options("mixtral", GgmlType::Q8_0));
+  SessionOptions o;
+  o.model = path;
+  o.n_ctx = 32;
+  o.pass_tokens = 16;
+  o.slots = 2;
+  o.disk_gbps = 2.0;  // no disk probe
+  o.threads = 1;
+  o.stream = StreamMode::always;
+  o.experts = ExpertsMode::apart;
+  o.budget = 256 * MiB;
+  std::uint64_t minimum = 0, slot = 0;
+  std::int64_t n_layer = 0;
+  {
+    const Session roomy(o);
+    ASSERT_NE(roomy.plan(), nullptr);
+    minimum = roomy.plan()->minimum;
+    slot = roomy.plan()->expert_slot_bytes;
+    n_layer = std::int64_t(roomy.plan()->expert_layer_slots.size());
+  }
+  ASSERT_GT(slot, 0u);
+  // From the minimum, one slot at a time, until a plan leaves a remainder.
+  bool checked = false;
+  for (std::int64_t k = 0; k < 3 * n_layer && !checked; ++k) {
+    const std::uint64_t budget = minimum + std::uint64_t(k) * slot;
+    o.budget = budget;
+    auto session = std::make_unique<Session>(o);
+    const MemoryPlan& plan = *session->plan();
+    ASSERT_TRUE(plan.experts_apart);
+    if (plan.expert_slots_total % n_layer == 0) continue;
+    SCOPED_TRACE(budget);
+    const ExpertStore& store = *session->streamed()->expert_store();
+    for (std::size_t l = 0; l < plan.expert_layer_slots.size(); ++l) {
+      EXPECT_EQ(store.slots(std::int32_t(l)), plan.expert_layer_slots[l]) << "layer " << l;
+    }
+    EXPECT_EQ(store.total_slots(), plan.expert_slots_total);
+    EXPECT_EQ(store.memory_bytes(), plan.expert_cache_bytes);
+    checked = true;
+  }
+  EXPECT_TRUE(checked) << "no budget left a remainder";
 }
 
 }  // namespace
