@@ -123,6 +123,7 @@ class ExpertCache {
     std::uint64_t last_use = 0;
   };
   std::size_t index(ExpertKey key) const;
+  void touch_pool();  // faults the pool's pages in once, off the pass's path
   void unpin(std::int32_t slot);
   void abandon(std::int32_t slot);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <iostream>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -47,6 +48,22 @@ TEST(ExpertCache, SlotsAreAlignedAndSeparatePerLayer) {
 
 // The planner gives some layers one slot more than others: each layer keeps exactly its own count,
 // the pool holds their sum, and filling one layer never takes a neighbour's slot.
+// The pool is faulted in when the cache is made, not by the first O_DIRECT read into each slot
+// (which would zero the pages on the thread that submits the read: the one computing the pass).
+std::uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * 4096;
+}
+
+TEST(ExpertCache, ThePoolIsResidentOnceMade) {
+  const std::uint64_t before = resident_bytes();
+  ExpertCache cache(4, 8, 4, 4 << 20);  // 64 MiB
+  const std::uint64_t after = resident_bytes();
+  EXPECT_GE(after - before, cache.pool_bytes() * 9 / 10) << "before " << before << ", after " << after;
+}
+
 TEST(ExpertCache, UnevenLayersEachEvictWithinTheirOwnCount) {
   const std::vector<std::int32_t> layer_slots = {1, 2, 0, 3, 9};  // 9 is cut to the 8 experts
   ExpertCache cache(8, layer_slots, 4096);

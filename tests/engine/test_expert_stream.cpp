@@ -389,6 +389,32 @@ TEST(ExpertStreamFaults, AFailedExpertReadThrowsAndTheNextPassIsRight) {
   }
 }
 
+// A small pass (2 sequences of 32 positions, 16 tokens per pass, 1 thread) with all the room it wants.
+PlanRequest small_plan_request() {
+  PlanRequest request;
+  request.n_ctx = 32;
+  request.n_seq = 2;
+  request.pass_tokens = 16;
+  request.compute_threads = 1;
+  request.budget = std::uint64_t(1) << 40;
+  return request;
+}
+
+// What Session gives the streamed model for `plan` (unverified, no read-ahead: exact counts).
+StreamOptions stream_options_of(const MemoryPlan& plan) {
+  StreamOptions o;
+  o.prefetch.slots = std::max(plan.slots, 2u);
+  o.prefetch.verify = false;
+  o.read_ahead = false;
+  o.resident_blocks = plan.resident_blocks;
+  o.stream_head = !plan.head_resident;
+  o.head_piece_slot_bytes = plan.head_piece_slot_bytes;
+  o.embed_on_demand = !plan.embedding_resident;
+  o.expert_slots_per_layer = plan.expert_slots_per_layer;
+  o.expert_layer_slots = plan.expert_layer_slots;
+  return o;
+}
+
 // The planner sizes the expert cache from what the dense decisions leave: few slots at the
 // minimum budget, more as the budget grows, all n_expert at a budget with room for everything; the plan never exceeds the budget, the store
 // holds what the plan counted, and every plan runs bit-identical to RAM.
@@ -403,12 +429,7 @@ TEST(ExpertStreamPlan, TheExpertCacheFitsTheBudgetAtSeveralBudgets) {
   const PassLogits want = run_batch(in_ram, c, 2, &tokens);
 
   auto planning = GgufSource::open(path, {}, /*experts_apart=*/true);
-  PlanRequest request;
-  request.n_ctx = 32;
-  request.n_seq = 2;
-  request.pass_tokens = 16;
-  request.compute_threads = 1;
-  request.budget = std::uint64_t(1) << 40;
+  PlanRequest request = small_plan_request();
   const MemoryPlan roomy = plan_memory(*planning, c, request);
   ASSERT_TRUE(roomy.experts_apart);
   EXPECT_EQ(roomy.expert_slots_per_layer, c.n_expert);
@@ -426,17 +447,7 @@ TEST(ExpertStreamPlan, TheExpertCacheFitsTheBudgetAtSeveralBudgets) {
     EXPECT_NE(table.str().find("expert cache"), std::string::npos) << table.str();
     EXPECT_NE(table.str().find("expert reads per token"), std::string::npos) << table.str();
 
-    StreamOptions o;
-    o.prefetch.slots = std::max(plan.slots, 2u);
-    o.prefetch.verify = false;
-    o.read_ahead = false;
-    o.resident_blocks = plan.resident_blocks;
-    o.stream_head = !plan.head_resident;
-    o.head_piece_slot_bytes = plan.head_piece_slot_bytes;
-    o.embed_on_demand = !plan.embedding_resident;
-    o.expert_slots_per_layer = plan.expert_slots_per_layer;
-    o.expert_layer_slots = plan.expert_layer_slots;
-    StreamedModel streamed(GgufSource::open(path, {}, true), o);
+    StreamedModel streamed(GgufSource::open(path, {}, true), stream_options_of(plan));
     EXPECT_EQ(streamed.expert_store()->memory_bytes(), plan.expert_cache_bytes);
     EXPECT_EQ(streamed.expert_store()->slot_bytes(), plan.expert_slot_bytes);
     expect_same(want, run_batch(streamed, c, 2, &tokens));
@@ -461,12 +472,7 @@ TEST(ExpertStreamPlan, ARemainderGivesSomeLayersOneMoreSlot) {
   const PassLogits want = run_batch(in_ram, c, 2, &tokens);
 
   auto planning = GgufSource::open(path, {}, /*experts_apart=*/true);
-  PlanRequest request;
-  request.n_ctx = 32;
-  request.n_seq = 2;
-  request.pass_tokens = 16;
-  request.compute_threads = 1;
-  request.budget = std::uint64_t(1) << 40;
+  PlanRequest request = small_plan_request();
   const MemoryPlan roomy = plan_memory(*planning, c, request);
   ASSERT_TRUE(roomy.experts_apart);
   // Step the budget up one slot at a time from a row above the minimum until a plan has a remainder.
@@ -501,17 +507,7 @@ TEST(ExpertStreamPlan, ARemainderGivesSomeLayersOneMoreSlot) {
   EXPECT_NE(table.str().find(fmt::format("{}-{} slots per layer ({} in all)", base, base + 1, plan.expert_slots_total)), std::string::npos)
       << table.str();
 
-  StreamOptions o;
-  o.prefetch.slots = std::max(plan.slots, 2u);
-  o.prefetch.verify = false;
-  o.read_ahead = false;
-  o.resident_blocks = plan.resident_blocks;
-  o.stream_head = !plan.head_resident;
-  o.head_piece_slot_bytes = plan.head_piece_slot_bytes;
-  o.embed_on_demand = !plan.embedding_resident;
-  o.expert_slots_per_layer = plan.expert_slots_per_layer;
-  o.expert_layer_slots = plan.expert_layer_slots;
-  StreamedModel streamed(GgufSource::open(path, {}, true), o);
+  StreamedModel streamed(GgufSource::open(path, {}, true), stream_options_of(plan));
   EXPECT_EQ(streamed.expert_store()->memory_bytes(), plan.expert_cache_bytes);
   for (std::int32_t l = 0; l < std::int32_t(c.n_layer); ++l) EXPECT_EQ(streamed.expert_store()->slots(l), plan.expert_layer_slots[std::size_t(l)]);
   expect_same(want, run_batch(streamed, c, 2, &tokens));
