@@ -297,7 +297,9 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
     check_stop();
     // The engine asks `source` until it says no more, so every line (error lines after the last
     // request included) is answered when run() returns.
-    stats = Engine(forward, session.transformer(), session.tokenizer(), o.batch).run(source, sink, on_pass);
+    BatchOptions batch_options = o.batch;
+    if (o.prepare_engine) o.prepare_engine(session, batch_options);
+    stats = Engine(forward, session.transformer(), session.tokenizer(), batch_options).run(source, sink, on_pass);
     out.finish();
   } catch (const Stopped& stop) {
     summary.stopped_by_signal = stop.signal;
@@ -321,6 +323,9 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
   }
   if (o.live_progress && !summary.stopped_by_signal) log << "\n";
   summary.passes = std::max(summary.passes, stats.passes);
+  summary.drafted_tokens = stats.drafted_tokens;
+  summary.accepted_tokens = stats.accepted_tokens;
+  summary.engine = stats;
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   if (StreamedModel* sm = session.streamed()) {
     const StreamStats ss = sm->stats();
@@ -348,6 +353,9 @@ void write_job_report(const JobSummary& s, const JobOptions& o, const std::strin
             {"seconds", s.seconds},
             {"tokens_per_second", s.tokens_per_second()},
             {"passes", s.passes},
+            {"drafted_tokens", s.drafted_tokens},
+            {"accepted_tokens", s.accepted_tokens},
+            {"tokens_per_sequence_step", s.engine.tokens_per_step()},
             {"bytes_read", s.bytes_read},
             {"overlap", s.overlap},
             {"stopped_by_max_errors", s.stopped_by_max_errors},

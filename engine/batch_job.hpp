@@ -28,6 +28,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -57,6 +58,9 @@ struct JobOptions {
   std::uint64_t seed = 0;                // mixed into the seed of requests that give none
   std::string model_name;
   BatchOptions batch;
+  // Optional: called with the session and `batch` before the engine is made (speculative
+  // decoding sets its drafter there, once the target is loaded).
+  std::function<void(Session&, BatchOptions&)> prepare_engine;
   // Set (to the signal's number) by a SIGINT/SIGTERM handler: the job stops after the current
   // pass. Null: never stopped.
   const std::atomic<int>* stop_signal = nullptr;
@@ -95,6 +99,8 @@ struct JobSummary {
   std::int64_t prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
   std::uint64_t passes = 0;
+  std::int64_t drafted_tokens = 0, accepted_tokens = 0;  // speculative decoding
+  BatchRunStats engine;                  // the engine's own statistics of this run
   std::uint64_t bytes_read = 0;
   double overlap = 0;
   bool stopped_by_max_errors = false;

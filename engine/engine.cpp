@@ -8,6 +8,7 @@
 #include "common/assert.hpp"
 #include "common/error.hpp"
 #include "engine/session.hpp"
+#include "engine/speculative.hpp"
 #include "model/tokenizer.hpp"
 
 namespace sluice {
@@ -27,6 +28,15 @@ double BatchRunStats::tokens_per_second() const {
   const double s = std::chrono::duration<double>(wall).count();
   return s > 0 ? double(prompt_tokens + generated_tokens) / s : 0.0;
 }
+
+double BatchRunStats::tokens_per_step() const {
+  // A step that generated nothing (a prompt chunk) is not a decode step: count the sequence steps
+  // that sampled, i.e. generated minus accepted drafts.
+  const std::int64_t steps = generated_tokens - accepted_tokens;
+  return steps > 0 ? double(generated_tokens) / double(steps) : 0.0;
+}
+
+double BatchRunStats::acceptance() const { return drafted_tokens > 0 ? double(accepted_tokens) / double(drafted_tokens) : 0.0; }
 
 double BatchRunStats::generated_per_second() const {
   const double s = std::chrono::duration<double>(wall).count();
@@ -252,48 +262,89 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
     batch.clear();
     std::int64_t budget = options_.max_pass_tokens;
     std::int32_t chosen = 0;
+    std::chrono::nanoseconds draft_time{0};
     for (Sequence& seq : slots) {
       seq.in_pass = false;
       seq.first_row = -1;
     }
+    // Which sequences run and what of their pending tokens (prompt chunk or last token) they feed.
+    struct Pick {
+      std::size_t slot;
+      std::int64_t take;
+      bool completes;
+    };
+    std::vector<Pick> picks;
     for (std::size_t k = 0; k < slots.size() && chosen < options_.batch && budget > 0; ++k) {
       const std::size_t s = (round_robin + k) % slots.size();
       Sequence& seq = slots[s];
       if (!seq.busy) continue;
       const std::int64_t pending = std::int64_t(seq.tokens.size()) - seq.evaluated;
       const std::int64_t take = std::min(pending, budget);
-      const bool completes = take == pending;
-      std::span<const std::int32_t> fed = std::span(seq.tokens).subspan(std::size_t(seq.evaluated), std::size_t(take));
-      std::vector<std::int32_t> with_draft;
-      if (completes && options_.drafter && options_.max_draft > 0) {
+      picks.push_back({s, take, take == pending});
+      budget -= take;
+      ++chosen;
+    }
+    // Drafts for the sequences whose pending tokens all fit, in the room the pass has left: one
+    // call for all of them (a draft model drafts every sequence through the same passes).
+    const std::int32_t k_draft = options_.draft_length ? std::min(options_.draft_length->next(), options_.max_draft) : options_.max_draft;
+    std::vector<DraftRequest> draft_requests;
+    if (options_.drafter && k_draft > 0) {
+      for (const Pick& p : picks) {
+        Sequence& seq = slots[p.slot];
+        if (!p.completes) continue;
         // Every accepted draft is one token fewer to generate, and the step samples one more
         // after the drafts: more than remaining() - 1 could never all be used.
-        const std::int64_t most = std::min<std::int64_t>({options_.max_draft, seq.remaining() - 1, budget - take});
-        if (most > 0) {
-          seq.draft = options_.drafter(seq.result.index, seq.tokens, std::int32_t(most));
-          if (std::int64_t(seq.draft.size()) > most) seq.draft.resize(std::size_t(most));
-          for (std::int32_t id : seq.draft) {
-            SLUICE_ASSERT_MSG(id >= 0 && id < n_vocab, "a drafted token is outside the vocabulary");
-          }
-        }
-        if (!seq.draft.empty()) {
-          with_draft.assign(fed.begin(), fed.end());
-          with_draft.insert(with_draft.end(), seq.draft.begin(), seq.draft.end());
-          fed = with_draft;
-        }
+        const std::int64_t most = std::min<std::int64_t>({k_draft, seq.remaining() - 1, budget});
+        if (most <= 0) continue;
+        budget -= most;
+        DraftRequest r;
+        r.slot = std::int32_t(p.slot);
+        r.index = seq.result.index;
+        r.tokens = seq.tokens;
+        r.max = std::int32_t(most);
+        draft_requests.push_back(std::move(r));
       }
-      const std::int64_t wanted = completes ? std::int64_t(1 + seq.draft.size()) : 0;  // the last fed token's row, drafts'
-      seq.first_row = batch.add(std::int32_t(s), seq.evaluated, fed, wanted);
+    }
+    std::int64_t pass_drafted = 0;
+    if (!draft_requests.empty()) {
+      const auto t0 = Clock::now();
+      options_.drafter(draft_requests);
+      const auto t1 = Clock::now();
+      draft_time = t1 - t0;
+      stats.draft_time += draft_time;
+      if (options_.trace) options_.trace->complete("speculative", "draft", t0, t1, {{"sequences", draft_requests.size()}, {"k", k_draft}});
+      for (DraftRequest& r : draft_requests) {
+        Sequence& seq = slots[std::size_t(r.slot)];
+        seq.draft = std::move(r.draft);
+        if (std::int64_t(seq.draft.size()) > r.max) seq.draft.resize(std::size_t(r.max));
+        for (std::int32_t id : seq.draft) {
+          SLUICE_ASSERT_MSG(id >= 0 && id < n_vocab, "a drafted token is outside the vocabulary");
+        }
+        pass_drafted += std::int64_t(seq.draft.size());
+      }
+    }
+    std::int32_t drafting = 0;
+    for (const Pick& p : picks) {
+      Sequence& seq = slots[p.slot];
+      std::span<const std::int32_t> fed = std::span(seq.tokens).subspan(std::size_t(seq.evaluated), std::size_t(p.take));
+      std::vector<std::int32_t> with_draft;
+      if (!seq.draft.empty()) {
+        with_draft.assign(fed.begin(), fed.end());
+        with_draft.insert(with_draft.end(), seq.draft.begin(), seq.draft.end());
+        fed = with_draft;
+        ++drafting;
+      }
+      const std::int64_t wanted = p.completes ? std::int64_t(1 + seq.draft.size()) : 0;  // the last fed token's row, drafts'
+      seq.first_row = batch.add(std::int32_t(p.slot), seq.evaluated, fed, wanted);
       seq.in_pass = true;
-      seq.evaluated += take;
-      budget -= std::int64_t(fed.size());
-      ++chosen;
+      seq.evaluated += p.take;
     }
     if (chosen == 0) break;  // nothing in flight and nothing left to take
     round_robin = (round_robin + std::size_t(chosen)) % slots.size();
     ++stats.passes;
     stats.sequence_steps += std::uint64_t(chosen);
     std::int32_t failed = 0;
+    const auto pass_start = Clock::now();
     try {
       model_.forward(transformer_, batch, logits);
     } catch (const Exception& e) {
@@ -310,11 +361,20 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
       }
     }
 
+    const auto pass_end = Clock::now();
+    stats.forward_time += pass_end - pass_start;
+    if (options_.trace && pass_drafted > 0) {
+      options_.trace->complete("speculative", "verify", pass_start, pass_end, {{"rows", batch.n_tokens()}, {"drafted", pass_drafted}});
+    }
+    std::int64_t pass_accepted = 0, rejections = 0;
     for (std::size_t s = 0; s < slots.size() && failed == 0; ++s) {
       Sequence& seq = slots[s];
       if (!seq.busy || seq.first_row < 0) continue;
       const std::size_t drafted = seq.draft.size();
+      const std::int64_t accepted_before = seq.result.accepted;
       const std::optional<FinishReason> done = seq.accept(logits, n_vocab, tokenizer_);
+      pass_accepted += seq.result.accepted - accepted_before;
+      if (!done && seq.result.accepted - accepted_before < std::int64_t(drafted)) ++rejections;
       if (done) {
         finish(seq, *done);
         continue;
@@ -323,13 +383,28 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
       if (drafted > 0) transformer_.kv_cache().truncate(std::int32_t(s), seq.evaluated);
       seq.stream(false);
     }
+    if (pass_drafted > 0) ++stats.draft_passes;
+    if (options_.draft_length && failed == 0) {
+      DraftPassCost cost;
+      cost.k = draft_requests.empty() ? 0 : k_draft;
+      cost.sequences = drafting;
+      cost.rows = batch.n_tokens();
+      cost.drafted = pass_drafted;
+      cost.accepted = pass_accepted;
+      cost.rejections = rejections;
+      cost.pass_seconds = std::chrono::duration<double>(pass_end - pass_start).count();
+      cost.draft_seconds = std::chrono::duration<double>(draft_time).count();
+      options_.draft_length->record(cost);
+    }
     if (on_pass) {
       std::int32_t live = 0;
       for (const Sequence& seq : slots) live += seq.busy ? 1 : 0;
-      on_pass({stats.passes, chosen, batch.n_tokens(), stats.requests - std::uint64_t(live), failed});
+      PassInfo info{stats.passes, chosen, batch.n_tokens(), pass_drafted, pass_accepted, stats.requests - std::uint64_t(live), failed};
+      on_pass(info);
     }
   }
   stats.wall = Clock::now() - started;
+  last_run_ = stats;
   return stats;
 }
 

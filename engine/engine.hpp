@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/trace.hpp"
 #include "engine/forward.hpp"
 #include "engine/sampling.hpp"
 
@@ -77,12 +78,24 @@ struct SeqResult {
   std::int64_t drafted = 0, accepted = 0;       // drafted tokens fed / accepted (speculative)
 };
 
-// Proposes up to `max` tokens to follow `tokens` (the request's prompt and accepted tokens so far)
-// for the next pass to verify: speculative decoding's draft model; tests feed a known
-// continuation. Fewer or none: a plain step. `index` is the request's SeqResult::index. Token
-// ids must be below n_vocab.
-using Drafter =
-    std::function<std::vector<std::int32_t>(std::size_t index, std::span<const std::int32_t> tokens, std::int32_t max)>;
+// One sequence's request for drafted tokens this pass (speculative decoding): propose up to `max`
+// tokens to follow `tokens` (the request's prompt and accepted tokens so far) into `draft`.
+// Fewer or none: a plain step for it. Token ids must be below n_vocab.
+struct DraftRequest {
+  std::int32_t slot = 0;   // the sequence's KV slot (0 .. n_parallel-1): a drafter's per-sequence state
+  std::size_t index = 0;   // the request's SeqResult::index
+  std::span<const std::int32_t> tokens;
+  std::int32_t max = 0;
+  std::vector<std::int32_t> draft;  // out
+};
+
+// Drafts for every sequence of a pass at once (engine/speculative.hpp: a draft model batches
+// them through one pass of its own; prompt lookup; tests feed a known continuation).
+using Drafter = std::function<void(std::span<DraftRequest> requests)>;
+
+// How many tokens to draft per sequence and pass (engine/speculative.hpp DraftLength): fixed,
+// or chosen from the measured acceptance rate and pass costs.
+class DraftLength;
 
 struct BatchOptions {
   std::int32_t n_parallel = 4;         // KV slots: sequences in flight (the Transformer's n_seq)
@@ -90,6 +103,10 @@ struct BatchOptions {
   std::int64_t max_pass_tokens = 512;  // prompt chunks (and drafts) are cut so a pass holds at most this many tokens
   Drafter drafter;                     // optional
   std::int32_t max_draft = 0;          // most drafted tokens per sequence per pass
+  // Optional (with a drafter): picks the draft length each pass, at most max_draft, and is told
+  // what each pass cost and how many drafts were accepted. Null: always max_draft. Not owned.
+  DraftLength* draft_length = nullptr;
+  TraceRecorder* trace = nullptr;      // optional: draft and verify spans on the "speculative" lane
 };
 
 struct BatchRunStats {
@@ -100,16 +117,23 @@ struct BatchRunStats {
   std::int64_t prompt_tokens = 0;
   std::int64_t generated_tokens = 0;
   std::int64_t drafted_tokens = 0, accepted_tokens = 0;
+  std::uint64_t draft_passes = 0;             // passes that verified at least one drafted token
+  std::chrono::nanoseconds draft_time{0};     // in the drafter
+  std::chrono::nanoseconds forward_time{0};   // in the model's passes (verification included)
   std::uint64_t sequence_steps = 0;  // summed sequences per pass (/ passes = mean batch)
   std::chrono::nanoseconds wall{0};
   double tokens_per_second() const;  // prompt + generated tokens / wall
   double generated_per_second() const;
+  // Generated tokens per sequence step (1 without speculation) and accepted / drafted.
+  double tokens_per_step() const;
+  double acceptance() const;
 };
 
 struct PassInfo {
   std::uint64_t pass = 0;
   std::int32_t sequences = 0;
   std::int64_t tokens = 0;
+  std::int64_t drafted = 0, accepted = 0;  // this pass's drafted tokens and how many were accepted
   std::uint64_t finished = 0;  // requests finished so far
   std::int32_t failed = 0;     // sequences of this pass that failed with it (0: the pass ran)
 };
@@ -131,12 +155,15 @@ class Engine {
   // One request alone through the same loop (request.on_text streams it). Throws sluice::Exception
   // (ErrorKind::invalid) when the request is refused, and rethrows what a failed pass threw.
   SeqResult generate(SeqRequest request);
+  // The statistics of the last run() (or generate()).
+  const BatchRunStats& last_run() const { return last_run_; }
 
  private:
   Forward& model_;
   Transformer& transformer_;
   const tok::Tokenizer& tokenizer_;
   BatchOptions options_;
+  BatchRunStats last_run_;
 };
 
 // The name the batch front-ends know the engine by.

@@ -165,7 +165,7 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     if (spill ? request.kv_spill == SpillMode::never : request.kv_spill == SpillMode::always) continue;
     for (bool head_resident : {true, false}) {
       Config c{spill, head_resident, head_resident ? block_slot : std::max(block_slot, head_piece_slot), 0, !(p.tied && head_resident)};
-      c.base = p.small_bytes + p.overhead_bytes + (spill ? kv_spilled : p.kv_full_bytes) + (head_resident ? p.head_bytes : 0) +
+      c.base = request.reserved_bytes + p.small_bytes + p.overhead_bytes + (spill ? kv_spilled : p.kv_full_bytes) + (head_resident ? p.head_bytes : 0) +
                kMinSlots * c.slot + expert_transient;
       configs.push_back(c);
     }
@@ -197,9 +197,13 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   if (!chosen) {
     const PassMemory one = pass_memory(1, least.head_resident, least.embed_on_demand);
     throw std::runtime_error(fmt::format(
-        "memory budget {} is too small for {}: the minimum is {} (small tensors {} + KV cache {} + per-pass memory {} at "
+        "memory budget {} is too small for {}: the minimum is {} ({}small tensors {} + KV cache {} + per-pass memory {} at "
         "1 token per pass + 2 ring slots of {} + {} overhead{}); raise --mem-budget, or lower -c / -np{}",
-        format_bytes(request.budget), source.path(), format_bytes(smallest), format_bytes(p.small_bytes),
+        format_bytes(request.budget), source.path(), format_bytes(smallest),
+        request.reserved_bytes > 0 ? fmt::format("{} {} + ", request.reserved_for.empty() ? "set aside" : request.reserved_for,
+                                                 format_bytes(request.reserved_bytes))
+                                   : std::string(),
+        format_bytes(p.small_bytes),
         format_bytes(least.spill ? kv_spilled : p.kv_full_bytes), format_bytes(one.total()), format_bytes(least.slot),
         format_bytes(p.overhead_bytes), least.spill ? ", KV spilled to disk" : "",
         request.kv_spill == SpillMode::never ? ", or allow --kv-spill" : ""));
@@ -223,7 +227,7 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     }
   }
   p.embedding_resident = p.tied && p.head_resident;
-  const std::uint64_t used = p.small_bytes + p.overhead_bytes + p.activation_bytes + p.kv_bytes + (p.head_resident ? p.head_bytes : 0) +
+  const std::uint64_t used = request.reserved_bytes + p.small_bytes + p.overhead_bytes + p.activation_bytes + p.kv_bytes + (p.head_resident ? p.head_bytes : 0) +
                              expert_transient;
   std::uint64_t left = request.budget - used;
 
@@ -299,6 +303,10 @@ std::vector<std::int32_t> expert_slots_by_layer(std::int64_t total, std::int64_t
 void print_plan(const MemoryPlan& p, std::ostream& out) {
   Table table({"memory plan", "bytes", "note"});
   if (!p.source.empty()) table.add_row({"model source", format_bytes(p.source_bytes), p.source});
+  if (p.request.reserved_bytes > 0) {
+    table.add_row({p.request.reserved_for.empty() ? std::string("set aside") : p.request.reserved_for, format_bytes(p.request.reserved_bytes),
+                   "resident, outside this model"});
+  }
   table.add_row({"small tensors (norms)", format_bytes(p.small_bytes), "resident"});
   table.add_row({p.tied ? "output head = embedding" : "output head", format_bytes(p.head_bytes),
                  p.head_resident ? "resident" : "streams every pass"});

@@ -48,6 +48,10 @@ struct PlanRequest {
   int compute_threads = 0;             // the session's compute::Executor::concurrency(); 0: one per core
   std::string kv_spill_dir;            // where a spilled cache's scratch file goes (the plan names it)
   std::optional<std::uint64_t> kv_spill_free_bytes;  // free disk there (free_disk_bytes, common/disk_space.hpp); nullopt: unknown
+  // Memory the budget also holds for something beside this model (a resident draft model,
+  // engine/speculative.hpp): set aside first, named in the plan's table by `reserved_for`.
+  std::uint64_t reserved_bytes = 0;
+  std::string reserved_for;
 };
 
 // What one forward pass holds besides weights, ring and KV cache. Everything here that grows with

@@ -121,6 +121,8 @@ PlanRequest plan_request(const SessionOptions& o, const ModelConfig& config, int
   request.compute_threads = compute_threads;
   request.kv_spill_dir = o.kv_spill_dir;
   request.kv_spill_free_bytes = free_disk_bytes(o.kv_spill_dir);
+  request.reserved_bytes = o.reserved_bytes;
+  request.reserved_for = o.reserved_for;
   return request;
 }
 

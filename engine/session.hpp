@@ -50,6 +50,10 @@ struct SessionOptions {
   int threads = 0;
   double disk_gbps = 0;               // 0: measured on the pack at start (a short O_DIRECT read)
   TraceRecorder* trace = nullptr;
+  // Memory the budget also holds for something else (a resident draft model): the planner sets
+  // it aside first and names it `reserved_for` in its table.
+  std::uint64_t reserved_bytes = 0;
+  std::string reserved_for;
   std::ostream* log = nullptr;        // where the plan is printed (null: nowhere)
   // Tests: inject faults into every read and write of the run (the pack's own reads, the
   // prefetcher's, the KV spill's) with this plan; set its shared_operations to number them all

@@ -18,6 +18,7 @@
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/session_flags.hpp"
+#include "tools/speculative_flags.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -26,6 +27,7 @@ namespace {
 struct BatchCliOptions {
   JobOptions job;
   SessionFlags flags;
+  SpeculativeFlags speculative;
   SessionOptions session;  // from flags, in run_job
   std::string chat_template, shard;
   std::uint32_t shard_count = 0;
@@ -91,6 +93,8 @@ int run_job(BatchCliOptions o) {
       throw std::invalid_argument(fmt::format("--chat-template {}: unknown (llama2, llama3, chatml, mistral, gemma, gpt-oss)", o.chat_template));
     }
   }
+  // Before the target is planned: a draft model's bytes come out of its budget.
+  std::shared_ptr<Speculation> speculation = Speculation::prepare(o.speculative, o.session);
   if (o.flags.plan_only) {  // the plan for these flags: no input read, no output touched, no request run
     print_plan_only(o.session, std::cout);
     return 0;
@@ -102,6 +106,11 @@ int run_job(BatchCliOptions o) {
   o.job.progress_seconds = o.progress_seconds;
   o.job.model_path = o.session.model;
   o.job.stop_signal = &g_stop_signal;
+  if (speculation) {
+    o.job.prepare_engine = [speculation, model = o.session.model](Session& session, BatchOptions& options) {
+      speculation->attach(session, model, options, nullptr);
+    };
+  }
   install_stop_handlers();
   // Input read, output locked and proven this job's before the model is loaded: a refusal is at once.
   BatchJob job(o.job, std::cerr);
@@ -116,6 +125,7 @@ int run_job(BatchCliOptions o) {
       s.requests, s.ok, s.failed, s.resumed, s.prompt_tokens, s.generated_tokens, s.seconds, s.tokens_per_second(), s.passes,
       format_bytes(s.bytes_read), s.overlap, s.stopped_by_max_errors ? " | STOPPED: more errors than --max-errors" : "");
   session.print_stream_table(std::cerr, s.prompt_tokens + s.generated_tokens);
+  if (speculation) speculation->print_summary(std::cerr, s.engine);
   if (!o.job.report.empty()) write_job_report(s, o.job, o.job.report);
   if (s.stopped_by_signal != 0) return 128 + s.stopped_by_signal;
   if (s.stopped_by_max_errors) return 3;
@@ -178,6 +188,7 @@ void add_batch_command(CLI::App& app) {
       ->capture_default_str();
   // Crash tests only (hidden): SIGSTOP itself after N answers, so a test kills or signals it at a known point.
   cmd->add_option("--test-stop-after", o->job.test_stop_after)->group("");
+  add_speculative_flags(cmd, o->speculative);
   cmd->add_option("--seed", o->job.seed, "Mixed into the seed of requests that give none")->capture_default_str();
   cmd->callback([o, cmd] {
     if (!cmd->get_subcommands().empty()) return;

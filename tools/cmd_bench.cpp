@@ -21,6 +21,8 @@
 #include "io/sequential.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/session_flags.hpp"
+#include "tools/speculative_flags.hpp"
+#include "engine/engine.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -31,7 +33,36 @@ struct BenchOptions {
   bool raw_read = false;
   std::string batches = "1", json_out;
   SessionFlags flags;
+  SpeculativeFlags speculative;
+  // With --draft / --lookup: the text every sequence continues in the gen / spec tests.
+  std::string spec_prompt = "# Python: sort a list of numbers, then find one in it\ndef binary_search(items, target):\n";
 };
+
+// One generation through the engine (gen / spec tests): B sequences continue the same prompt,
+// greedily, n tokens each.
+struct GenResult {
+  double tokens_per_s = 0;
+  BatchRunStats stats;
+};
+
+GenResult generate_all(Session& session, const BatchOptions& options, const std::vector<std::int32_t>& prompt, std::int32_t b, int n) {
+  std::int32_t next = 0;
+  Engine engine(session, options);
+  const BatchRunStats stats = engine.run(
+      [&]() -> std::optional<SeqRequest> {
+        if (next == b) return std::nullopt;
+        ++next;
+        SeqRequest r;
+        r.prompt = prompt;
+        r.options.n_predict = n;
+        r.options.stop_at_eog = false;
+        r.options.sampling.temperature = 0;
+        return r;
+      },
+      [](SeqResult&&) {});
+  const double seconds = std::chrono::duration<double>(stats.wall).count();
+  return {seconds > 0 ? double(stats.generated_tokens) / seconds : 0.0, stats};
+}
 
 struct Sample {
   double mean = 0, stdev = 0;
@@ -124,6 +155,7 @@ void bench(BenchOptions o) {
     // planner gives what is left to resident blocks.
     so.pass_tokens = std::min<std::int64_t>(session_opts.pass_tokens, std::int64_t(o.n_prompt) * b);
     so.log = b == batches.front() ? &std::cerr : nullptr;
+    if (o.speculative.any()) so.n_ctx += 512 + o.speculative.draft_max;  // the gen / spec tests' prompt and drafts
     return so;
   };
   if (o.flags.plan_only) {  // each batch size's plan; no weight read, no pass
@@ -136,9 +168,19 @@ void bench(BenchOptions o) {
   }
   nlohmann::json report = {{"model", session_opts.model}, {"raw_gbps_before", raw_gbps}, {"tests", nlohmann::json::array()}};
   std::uint64_t first_bytes_per_pass = 0;
-  Table table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
+  const bool spec = o.speculative.any();
+  Table table = spec ? Table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap", "tok/step", "accept"})
+                     : Table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
+  auto add_row = [&](std::vector<std::string> row, const std::string& per_step = "-", const std::string& accept = "-") {
+    if (spec) {
+      row.push_back(per_step);
+      row.push_back(accept);
+    }
+    table.add_row(row);
+  };
   for (std::int32_t b : batches) {
     SessionOptions so = options_for(b);
+    std::unique_ptr<Speculation> speculation = Speculation::prepare(o.speculative, so);
     const auto opening = std::chrono::steady_clock::now();
     Session session(so);
     const double open_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count();
@@ -202,11 +244,11 @@ void bench(BenchOptions o) {
                                                 : "in RAM";
     Sample p = summarize(pp), g = summarize(tg);
     auto pc = pp_counters.columns(session);
-    table.add_row({name, size, mode, std::to_string(b), fmt::format("pp{}", o.n_prompt), fmt::format("{:.2f} ± {:.2f}", p.mean, p.stdev),
-                   pc[0], pc[1], pc[2]});
+    add_row({name, size, mode, std::to_string(b), fmt::format("pp{}", o.n_prompt), fmt::format("{:.2f} ± {:.2f}", p.mean, p.stdev),
+             pc[0], pc[1], pc[2]});
     auto tc = tg_counters.columns(session);
-    table.add_row({name, size, mode, std::to_string(b), fmt::format("tg{}", o.n_gen), fmt::format("{:.2f} ± {:.2f}", g.mean, g.stdev),
-                   tc[0], tc[1], tc[2]});
+    add_row({name, size, mode, std::to_string(b), fmt::format("tg{}", o.n_gen), fmt::format("{:.2f} ± {:.2f}", g.mean, g.stdev),
+             tc[0], tc[1], tc[2]});
     // The first token of a cold start: opening the model (plan, resident blocks, head) and the
     // first repetition's prompt, whose last pass gives the first token's logits.
     std::cerr << fmt::format("batch {}: time to first token {:.2f} s (open {:.2f} s + prompt {:.2f} s)\n", b,
@@ -239,6 +281,41 @@ void bench(BenchOptions o) {
     };
     report["tests"].push_back(test_json("pp", p, pp_counters));
     report["tests"].push_back(test_json("tg", g, tg_counters));
+    if (speculation) {
+      // gen: the engine's greedy generation on --spec-prompt; spec: the same with drafts. The same
+      // tokens come out of both (speculation never changes the output), so t/s compare directly.
+      const std::vector<std::int32_t> prompt = session.tokenizer().encode(o.spec_prompt, true, false);
+      BatchOptions plain;
+      plain.n_parallel = b;
+      plain.max_pass_tokens = so.pass_tokens;
+      BatchOptions drafted = plain;
+      speculation->attach(session, so.model, drafted, nullptr);
+      for (bool with_drafts : {false, true}) {
+        PassCounters counters;
+        std::vector<double> rates;
+        BatchRunStats last;
+        counters.start(session);
+        for (int r = 0; r < o.repetitions; ++r) {
+          const GenResult got = generate_all(session, with_drafts ? drafted : plain, prompt, b, o.n_gen);
+          rates.push_back(got.tokens_per_s);
+          last = got.stats;
+        }
+        counters.stop(session);
+        const Sample rate = summarize(rates);
+        const char* test = with_drafts ? "spec" : "gen";
+        auto cols = counters.columns(session);
+        add_row({name, size, mode, std::to_string(b), fmt::format("{}{}", test, o.n_gen), fmt::format("{:.2f} ± {:.2f}", rate.mean, rate.stdev),
+                 cols[0], cols[1], cols[2]},
+                fmt::format("{:.2f}", last.tokens_per_step()), with_drafts ? fmt::format("{:.1f}%", 100.0 * last.acceptance()) : "-");
+        nlohmann::json j = test_json(test, rate, counters);
+        j["tokens_per_step"] = last.tokens_per_step();
+        j["drafted"] = last.drafted_tokens;
+        j["accepted"] = last.accepted_tokens;
+        j["acceptance"] = last.acceptance();
+        report["tests"].push_back(j);
+      }
+      if (b == batches.front()) std::cerr << "speculative: " << speculation->describe() << ", draft length now " << speculation->length().next() << "\n";
+    }
   }
   table.print(std::cout);
   if (o.raw_read) {
@@ -289,6 +366,11 @@ void add_bench_command(CLI::App& app) {
                 "disk-bound s/pass");
   cmd->add_option("--json", o->json_out, "Also write the results (per test: tokens/s, passes, bytes read, io and compute busy, expert uses/hits/reads/bytes, "
                                          "time to first token; the raw read speeds) to this JSON file");
+  add_speculative_flags(cmd, o->speculative);
+  cmd->add_option("--spec-prompt", o->spec_prompt,
+                  "With --draft / --lookup: the text each sequence continues in the gen<N> (plain) and spec<N> (speculative) "
+                  "tests, which add the columns tok/step (generated tokens per sequence step) and accept (drafts accepted)")
+      ->capture_default_str();
   cmd->callback([o] { bench(*o); });
 }
 

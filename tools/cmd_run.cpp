@@ -18,6 +18,7 @@
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/session_flags.hpp"
+#include "tools/speculative_flags.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -35,6 +36,7 @@ struct RunOptions {
   bool no_special = false;
   std::string trace;
   SessionFlags flags;
+  SpeculativeFlags speculative;
 };
 
 std::vector<std::string> read_prompt_lines(const std::string& path) {
@@ -65,6 +67,8 @@ void run(RunOptions o) {
   TraceRecorder trace(!o.trace.empty());
   session_opts.trace = o.trace.empty() ? nullptr : &trace;
   session_opts.log = &std::cerr;
+  // Before the target is planned: a draft model's bytes come out of its budget.
+  std::unique_ptr<Speculation> speculation = Speculation::prepare(o.speculative, session_opts);
   if (o.flags.plan_only) {  // the plan for these flags, and no token
     print_plan_only(session_opts, std::cout);
     return;
@@ -81,6 +85,7 @@ void run(RunOptions o) {
   // Prompts whose pass failed (a read error): the rest still run; the command then exits 1.
   std::uint64_t failed_in_pass = 0;
   std::exception_ptr first_failure;
+  BatchRunStats spec_stats;  // for the speculative summary
   if (prompts.size() == 1 && n_parallel == 1) {
     std::vector<std::int32_t> ids = session.tokenizer().encode(prompts[0], true, !o.no_special);
     // Checked before the prompt is echoed, so a refused prompt is not printed in full first.
@@ -101,7 +106,10 @@ void run(RunOptions o) {
     BatchOptions bo;
     bo.n_parallel = 1;
     bo.max_pass_tokens = session_opts.pass_tokens;
-    const SeqResult result = Engine(session, bo).generate(std::move(request));
+    if (speculation) speculation->attach(session, session_opts.model, bo, session_opts.trace);
+    Engine engine(session, bo);
+    const SeqResult result = engine.generate(std::move(request));
+    spec_stats = engine.last_run();
     const GenerateStats stats = generate_stats(result);
     std::cout << std::endl;
     prompt_tokens = stats.prompt_tokens;
@@ -115,6 +123,7 @@ void run(RunOptions o) {
     bo.n_parallel = n_parallel;
     bo.batch = o.batch;
     bo.max_pass_tokens = session_opts.pass_tokens;
+    if (speculation) speculation->attach(session, session_opts.model, bo, session_opts.trace);
     std::size_t next = 0, printed = 0;
     std::map<std::size_t, SeqResult> done;
     auto source = [&]() -> std::optional<SeqRequest> {
@@ -146,6 +155,7 @@ void run(RunOptions o) {
       }
     };
     BatchRunStats stats = Engine(session, bo).run(source, sink);
+    spec_stats = stats;
     prompt_tokens = stats.prompt_tokens;
     generated_tokens = stats.generated_tokens;
     seconds = std::chrono::duration<double>(stats.wall).count();
@@ -157,6 +167,7 @@ void run(RunOptions o) {
         stats.failed ? fmt::format(" | {} failed", stats.failed) : "", session.n_ctx());
   }
   session.print_stream_table(std::cerr, prompt_tokens + generated_tokens);
+  if (speculation) speculation->print_summary(std::cerr, spec_stats);
   if (!o.trace.empty()) {
     nlohmann::json summary = {{"prompt_tokens", prompt_tokens}, {"generated_tokens", generated_tokens}, {"seconds", seconds},
                               {"mode", session.describe()}};
@@ -211,6 +222,7 @@ void add_run_command(CLI::App& app) {
       ->allow_extra_args(false)
       ->check([](const std::string& s) { return s.empty() ? std::string("--stop needs a non-empty string") : std::string(); });
   cmd->add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
+  add_speculative_flags(cmd, o->speculative);
   cmd->add_option("--trace", o->trace, "Write a Chrome/Perfetto trace (lanes io, decompress, compute) to this file");
   cmd->callback([o] { run(*o); });
 }

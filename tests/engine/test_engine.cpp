@@ -140,6 +140,9 @@ struct ContinuationDrafter {
     }
     return draft;
   }
+  void operator()(std::span<DraftRequest> requests) const {
+    for (DraftRequest& r : requests) r.draft = (*this)(r.index, r.tokens, r.max);
+  }
 };
 
 std::vector<SeqResult> run_all(Engine& engine, const std::vector<SeqRequest>& requests, BatchRunStats* stats = nullptr) {
