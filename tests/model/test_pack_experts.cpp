@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <sstream>
 
+#include "model/pack_inspect.hpp"
 #include "model/pack_reader.hpp"
 #include "model/pack_writer.hpp"
 #include "tests/model/pack_test_util.hpp"
@@ -76,6 +78,10 @@ TEST(PackExperts, WrittenExpertMajorAlignedAndRawAndReadBack) {
     EXPECT_EQ(std::memcmp(bytes.value().data() + x * 4096 + 64, down.data() + x * 2800, 2800), 0) << x;
   }
   EXPECT_TRUE(pack.verify_all().empty());
+  std::ostringstream out;
+  EXPECT_EQ(inspect_pack(path, false, out), 0);
+  EXPECT_NE(out.str().find("5 experts of 4096 bytes, each one read"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("expert stride 4096"), std::string::npos) << out.str();
 }
 
 TEST(PackExperts, TensorsThatAreNotWholeExpertsAreRefused) {
