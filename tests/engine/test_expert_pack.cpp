@@ -18,6 +18,7 @@
 #include "common/units.hpp"
 #include "engine/expert_store.hpp"
 #include "engine/forward.hpp"
+#include "engine/generate.hpp"
 #include "engine/model.hpp"
 #include "engine/session.hpp"
 #include "engine/streamed_model.hpp"
@@ -211,6 +212,49 @@ TEST(ExpertPackCorrupt, AFlippedByteInOneExpertNamesTheFileTheExpertAndTheOffset
   const std::int32_t good[] = {bad - 1, bad + 1};
   store.request(layer, good);
   for (std::int32_t e : good) EXPECT_NE(store.acquire(layer, e).up.data, nullptr);
+}
+
+// An I/O error on an expert's one read: an Exception naming the pack, the expert extent and the
+// expert; nothing half-read stays cached, and the next pass reads it again and is right.
+TEST(ExpertPackFaults, AFailedExpertReadThrowsAndTheNextPassIsRight) {
+  const Converted m("qwen3moe");
+  auto model = Model::open(m.gguf);
+  InRamForward in_ram(*model);
+  const ModelConfig& c = model->config();
+  const std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378, 300, 301, 302};
+  std::vector<float> want, got;
+  {
+    Transformer t(c, 32, compute::Threading{});
+    evaluate(t, *model, prompt, 0, true, want);
+  }
+  for (std::uint64_t fail_op : {1, 2, 7}) {
+    SCOPED_TRACE(fail_op);
+    io::FaultPlan plan;
+    plan.fail_op = fail_op;
+    auto source = PackSource::open(m.pack);
+    StreamOptions o;
+    o.prefetch.slots = 2;
+    o.read_ahead = false;
+    o.expert_slots_per_layer = 2;
+    o.fault = &plan;  // numbers the expert reads only: every block is resident (read before, without it)
+    for (std::int64_t il = 0; il < c.n_layer; ++il) o.resident_blocks.push_back(il);
+    StreamedModel streamed(std::move(source), o);
+    Transformer t(c, 32, compute::Threading{});
+    try {
+      streamed.evaluate(t, prompt, 0, true, got);
+      FAIL() << "no error";
+    } catch (const Exception& e) {
+      EXPECT_EQ(e.context().kind, ErrorKind::io) << e.what();
+      EXPECT_EQ(e.context().file, m.pack);
+      EXPECT_TRUE(names::experts_extent_index(e.context().extent)) << e.what();
+      EXPECT_GE(e.context().frame, 0) << "the expert";
+      EXPECT_GT(e.context().offset, 0);
+      EXPECT_EQ(std::uint64_t(e.context().offset) % 4096, 0u) << "the expert's aligned start";
+    }
+    streamed.evaluate(t, prompt, 0, true, got);
+    ASSERT_EQ(want.size(), got.size());
+    EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
+  }
 }
 
 SessionOptions session_options(const std::string& model) {
