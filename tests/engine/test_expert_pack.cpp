@@ -20,6 +20,7 @@
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
 #include "engine/model.hpp"
+#include "engine/sampling.hpp"
 #include "engine/session.hpp"
 #include "engine/streamed_model.hpp"
 #include "io/fault_backend.hpp"
@@ -31,6 +32,7 @@
 #include "model/tensor_names.hpp"
 #include "tests/engine/moe_models.hpp"
 #include "tests/engine/moe_run.hpp"
+#include "tests/support/fault_sweep.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -255,6 +257,60 @@ TEST(ExpertPackFaults, AFailedExpertReadThrowsAndTheNextPassIsRight) {
     ASSERT_EQ(want.size(), got.size());
     EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
   }
+}
+
+// The N-th-fault sweep (tests/support/fault_sweep.hpp) over a short greedy run streaming a MoE
+// pack's blocks and its experts apart: one plan numbers the pack's own reads, the ring's and the
+// expert store's. A transient fault changes nothing; a persistent one fails cleanly, naming the
+// pack and an offset, and the sweep reaches the expert reads.
+std::vector<float> sweep_run(const std::string& pack, io::FaultPlan& plan) {
+  StreamOptions o;
+  o.prefetch.slots = 2;
+  o.prefetch.retry.eagain_backoff = std::chrono::microseconds(1);
+  o.read_ahead = false;
+  o.expert_slots_per_layer = 1;
+  o.fault = &plan;
+  StreamedModel model(pack, o);
+  const ModelConfig& c = model.config();
+  Transformer t(c, 16, compute::Threading{});
+  std::vector<std::int32_t> tokens = {1, 403, 407, 261, 378};
+  std::vector<float> all, logits;
+  std::int64_t pos = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    model.evaluate(t, tokens, pos, false, logits);
+    all.insert(all.end(), logits.begin(), logits.end());
+    pos += std::int64_t(tokens.size());
+    tokens = {argmax(std::span(logits).last(std::size_t(c.n_vocab)))};
+  }
+  EXPECT_GT(model.stats().expert_reads, 0u);
+  return all;
+}
+
+TEST(ExpertPackFaults, EveryNthIoFaultIsRetriedOrFailsCleanly) {
+  const Converted m("qwen3moe");
+  std::atomic<std::uint64_t> operations{0};
+  io::FaultPlan clean;
+  clean.shared_operations = &operations;
+  const std::vector<float> want = sweep_run(m.pack, clean);
+  const std::uint64_t total = operations.load();
+  std::uint64_t by_experts = 0;
+  sluice::testing::sweep_nth_fault(total, operations, [&](io::FaultPlan& plan, bool persistent) {
+    try {
+      const std::vector<float> got = sweep_run(m.pack, plan);
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0);
+      EXPECT_FALSE(persistent) << "a persistent fault went unnoticed";
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      EXPECT_TRUE(persistent) << "a transient fault was not retried: " << what;
+      EXPECT_NE(what.find(m.pack), std::string::npos) << what;
+      EXPECT_NE(what.find("offset"), std::string::npos) << what;
+      by_experts += what.find(".exps bytes [") != std::string::npos;
+    }
+  });
+  EXPECT_GT(by_experts, 0u) << "no persistent fault hit an expert read first";
+  std::printf("fault sweep over a MoE pack: %llu I/Os per run, %llu persistent faults reported by the expert store\n",
+              (unsigned long long)total, (unsigned long long)by_experts);
 }
 
 SessionOptions session_options(const std::string& model) {
