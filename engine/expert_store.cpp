@@ -10,6 +10,7 @@
 #include "common/error.hpp"
 #include "common/units.hpp"
 #include "io/fault_backend.hpp"
+#include "model/gguf_source.hpp"
 #include "model/tensor_names.hpp"
 
 namespace sluice {
@@ -21,8 +22,14 @@ constexpr std::array<std::string_view, 3> kPartTensors = {names::kFfnGateExps, n
 // the direct-I/O block. (Rounding costs at most one granule on each side of each slice: with the
 // default 1 MiB chunks and a qwen3-30b-a3b Q4_K expert slice of ~0.6-0.8 MiB that is up to 3-4x
 // the slice; `sluice index --chunk` smaller for MoE files keeps it near 1 + 2 x chunk / slice.)
-std::uint64_t granularity_of(const GgufSource& source) {
-  return source.index() ? std::max<std::uint64_t>(kDirectAlign, source.index()->chunk_bytes()) : kDirectAlign;
+const gguf::GgufIndex* index_of(const ModelSource& source) {
+  const auto* gguf = dynamic_cast<const GgufSource*>(&source);
+  return gguf && gguf->index() ? &*gguf->index() : nullptr;
+}
+
+std::uint64_t granularity_of(const ModelSource& source) {
+  const gguf::GgufIndex* index = index_of(source);
+  return index ? std::max<std::uint64_t>(kDirectAlign, index->chunk_bytes()) : kDirectAlign;
 }
 
 struct Located {
@@ -34,6 +41,7 @@ struct Located {
 // unit's raw bytes).
 Located locate(const ModelSource& source, const SourceTensor& t) {
   const ReadUnit& u = source.units()[t.extent];
+  if (u.ranges.empty()) return {0, u.offset + t.offset};  // a pack's expert extent: raw frames, raw offset = file offset - u.offset
   std::uint64_t raw = 0;
   for (const pack::ExtentRange& r : u.ranges) {
     if (t.offset >= raw && t.offset + t.bytes <= raw + r.bytes) return {r.file, r.offset + (t.offset - raw)};
@@ -44,7 +52,7 @@ Located locate(const ModelSource& source, const SourceTensor& t) {
 }
 }  // namespace
 
-std::uint64_t ExpertStore::slot_bytes_for(const GgufSource& source, const ModelConfig& config) {
+std::uint64_t ExpertStore::slot_bytes_for(const ModelSource& source, const ModelConfig& config) {
   const std::uint64_t g = granularity_of(source);
   std::uint64_t slot = 0;
   for (std::int64_t il = 0; il < config.n_layer; ++il) {
@@ -52,6 +60,10 @@ std::uint64_t ExpertStore::slot_bytes_for(const GgufSource& source, const ModelC
     for (std::string_view name : kPartTensors) {
       const SourceTensor* t = source.find_tensor(names::block_tensor(il, name));
       if (!t) throw std::invalid_argument(fmt::format("{}: no tensor '{}'", source.path(), names::block_tensor(il, name)));
+      if (t->expert_stride != 0) {  // a pack's expert extent: the expert's bytes, read whole
+        layer = t->expert_stride;
+        break;
+      }
       const std::uint64_t offset = locate(source, *t).offset, slice = t->bytes / std::uint64_t(config.n_expert);
       std::uint64_t span = 0;
       for (std::int64_t e = 0; e < config.n_expert; ++e) {
@@ -68,7 +80,7 @@ std::uint64_t ExpertStore::slot_bytes_for(const GgufSource& source, const ModelC
 namespace {
 // The cache's slot count for each layer: options.layer_slots when given (one per layer), else
 // options.slots_per_layer for every layer.
-std::vector<std::int32_t> layer_slots_of(const GgufSource& source, const ModelConfig& config, const ExpertStoreOptions& options) {
+std::vector<std::int32_t> layer_slots_of(const ModelSource& source, const ModelConfig& config, const ExpertStoreOptions& options) {
   const std::size_t n_layer = std::size_t(std::max<std::int64_t>(config.n_layer, 1));
   if (options.layer_slots.empty()) return std::vector<std::int32_t>(n_layer, std::max(options.slots_per_layer, 0));
   if (options.layer_slots.size() != n_layer) {
@@ -81,44 +93,75 @@ std::vector<std::int32_t> layer_slots_of(const GgufSource& source, const ModelCo
 }
 }  // namespace
 
-ExpertStore::ExpertStore(const GgufSource& source, const ModelConfig& config, ExpertStoreOptions options)
-    : source_(source), config_(config), options_(options), granularity_(granularity_of(source)),
+ExpertStore::ExpertStore(const ModelSource& source, const ModelConfig& config, ExpertStoreOptions options)
+    : source_(source), index_(index_of(source)), config_(config), options_(options), granularity_(granularity_of(source)),
       slot_bytes_(config.is_moe() ? slot_bytes_for(source, config) : 0),
       cache_(std::int32_t(std::max<std::int64_t>(config.n_expert, 1)), layer_slots_of(source, config, options),
              std::size_t(std::max<std::uint64_t>(slot_bytes_, 1))),
       transient_(slot_bytes_) {
   if (!config.is_moe()) throw std::invalid_argument(fmt::format("{}: not a mixture-of-experts model", source.path()));
   for (std::int64_t il = 0; il < config.n_layer; ++il) {
-    std::array<Part, 3> parts;
+    Layer layer;
     std::uint64_t slot_offset = 0;
     for (std::size_t p = 0; p < 3; ++p) {
       const std::string name = names::block_tensor(il, kPartTensors[p]);
       const SourceTensor& t = *source.find_tensor(name);  // slot_bytes_for checked it
-      if (names::block_extent_index(source.units()[t.extent].name)) {
+      const ReadUnit& unit = source.units()[t.extent];
+      if (names::block_extent_index(unit.name)) {
         throw std::invalid_argument(fmt::format("{}: '{}' lies in its block's unit; open the source with experts apart", source.path(), name));
       }
+      if (p > 0 && ((t.expert_stride != 0) != layer.packed || (layer.packed && t.extent != layer.unit))) {
+        throw std::invalid_argument(fmt::format("{}: '{}' is not laid out like '{}'", source.path(), name, layer.parts[0].tensor));
+      }
       const Located at = locate(source, t);
-      Part& part = parts[p];
+      Part& part = layer.parts[p];
       part.tensor = name;
       part.file = at.file;
       part.file_offset = at.offset;
       part.slice_bytes = t.bytes / std::uint64_t(config.n_expert);
-      part.slot_offset = slot_offset;
       part.shape.type = static_cast<GgmlType>(t.type);
       part.shape.dims = {std::int64_t(t.shape.at(0)), std::int64_t(t.shape.at(1))};
       part.shape.bytes = part.slice_bytes;
+      if (t.expert_stride != 0) {
+        // A pack's expert extent (checked by Pack::open: raw frames, none straddling two experts).
+        layer.packed = true;
+        layer.unit = t.extent;
+        layer.extent_offset = unit.offset;
+        layer.expert_bytes = t.expert_stride;
+        part.expert_stride = t.expert_stride;
+        part.slot_offset = t.offset;
+        continue;
+      }
+      part.expert_stride = part.slice_bytes;
+      part.slot_offset = slot_offset;
       std::uint64_t span = 0;
       for (std::int32_t e = 0; e < config.n_expert; ++e) span = std::max(span, read_length(part, e));
       if (span > UINT32_MAX) throw std::invalid_argument(fmt::format("{}: an expert slice of '{}' over 4 GiB", source.path(), name));
       slot_offset += span;
     }
-    layers_.push_back(std::move(parts));
+    if (layer.packed) {
+      if (layer.expert_bytes > UINT32_MAX) throw std::invalid_argument(fmt::format("{}: an expert of layer {} over 4 GiB", source.path(), il));
+      // Each expert's first frame: frames never straddle experts, so they split at multiples of expert_bytes.
+      const ReadUnit& unit = source.units()[layer.unit];
+      std::uint64_t raw = 0;
+      for (std::size_t f = 0; f < unit.frames.size(); ++f) {
+        if (raw % layer.expert_bytes == 0) layer.first_frame.push_back(f);
+        raw += unit.frames[f].raw_bytes;
+      }
+      layer.first_frame.push_back(unit.frames.size());
+      if (layer.first_frame.size() != std::size_t(config.n_expert) + 1) {
+        throw std::invalid_argument(fmt::format("{}: extent '{}' holds {} experts, the model has {}", source.path(), unit.name,
+                                                layer.first_frame.size() - 1, config.n_expert));
+      }
+    }
+    layers_.push_back(std::move(layer));
   }
   const std::vector<std::string> files = source.files();
+  const auto* gguf = dynamic_cast<const GgufSource*>(&source);
   for (const std::string& file : files) {
     io::ReaderOptions ro;
     ro.backend = options_.backend;
-    ro.retry = source.file_options().retry;
+    if (gguf) ro.retry = gguf->file_options().retry;
     readers_.push_back(io::Reader::open(file, ro, options_.fault ? io::fault_wrapper(*options_.fault) : io::BackendWrapper{}));
   }
 }
@@ -126,11 +169,11 @@ ExpertStore::ExpertStore(const GgufSource& source, const ModelConfig& config, Ex
 ExpertStore::~ExpertStore() { drain(); }
 
 std::uint64_t ExpertStore::read_begin(const Part& p, std::int32_t expert) const {
-  return align_down(p.file_offset + p.slice_bytes * std::uint64_t(expert), granularity_);
+  return align_down(p.file_offset + p.expert_stride * std::uint64_t(expert), granularity_);
 }
 
 std::uint64_t ExpertStore::read_length(const Part& p, std::int32_t expert) const {
-  const std::uint64_t begin = p.file_offset + p.slice_bytes * std::uint64_t(expert);
+  const std::uint64_t begin = p.file_offset + p.expert_stride * std::uint64_t(expert);
   return align_up(begin + p.slice_bytes, granularity_) - align_down(begin, granularity_);
 }
 
@@ -149,7 +192,17 @@ std::uint64_t ExpertStore::start_read(cache::ExpertKey key, std::optional<cache:
   r.started = std::chrono::steady_clock::now();
   if (reads_landing_++ == 0) busy_since_ = r.started;
   read_of_[{key.layer, key.expert}] = id;
-  const std::array<Part, 3>& parts = layers_[std::size_t(key.layer)];
+  const Layer& layer = layers_[std::size_t(key.layer)];
+  if (layer.packed) {  // the expert's three slices together: one read
+    r.parts_left = 1;
+    const std::uint64_t begin = layer.extent_offset + layer.expert_bytes * std::uint64_t(key.expert);
+    (guess ? queued_guesses_ : queued_)
+        .push_back({0, io::ReadRequest{dest, begin, static_cast<std::uint32_t>(layer.expert_bytes), -1, id * 4}});
+    stats_.bytes_read += layer.expert_bytes;
+    ++stats_.expert_reads;
+    return id;
+  }
+  const std::array<Part, 3>& parts = layer.parts;
   for (std::size_t p = 0; p < 3; ++p) {
     const std::uint64_t length = read_length(parts[p], key.expert);
     (guess ? queued_guesses_ : queued_)
@@ -198,31 +251,10 @@ void ExpertStore::complete(const io::ReadCompletion& c) {
   const auto it = reads_.find(c.user_data / 4);
   SLUICE_ASSERT(it != reads_.end());
   Read& r = it->second;
-  const Part& part = layers_[std::size_t(r.key.layer)][c.user_data % 4];
-  const std::string& file = readers_[part.file]->path();
-  const std::uint64_t begin = read_begin(part, r.key.expert);
-  const std::uint64_t slice_at = part.file_offset + part.slice_bytes * std::uint64_t(r.key.expert);
-  auto note = [&](ErrorKind kind, int err, std::uint64_t offset, const std::string& why) {
-    if (r.failed) return;  // the first error of the expert is the one reported
-    r.failed = true;
-    r.error = ErrorContext{kind, file, part.tensor, r.key.expert, std::int64_t(offset), err};
-    r.message = fmt::format("{}: expert {} of layer {} ({} bytes [{}, {})) at offset {}: {}", file, r.key.expert, r.key.layer,
-                            part.tensor, slice_at, slice_at + part.slice_bytes, offset, why);
-  };
-  --r.parts_left;
-  if (!c.status) {
-    note(c.status.error().kind, c.status.error().sys_errno, begin, c.status.error().message);
-  } else if (c.bytes < slice_at + part.slice_bytes - begin) {
-    note(ErrorKind::io, 0, begin + c.bytes, fmt::format("the file ends at byte {} (truncated since it was opened?)", begin + c.bytes));
-  } else if (source_.index()) {
-    const auto verifying = std::chrono::steady_clock::now();
-    auto verified = source_.index()->verify(part.file, begin, std::span<const std::byte>(r.dest + part.slot_offset, c.bytes), part.tensor);
-    stats_.verify += std::chrono::steady_clock::now() - verifying;
-    if (!verified) {
-      note(verified.error().kind, 0, begin, verified.error().message);
-    } else if (verified.value() != c.bytes) {
-      note(ErrorKind::corrupt, 0, begin, "the read is not whole index chunks");
-    }
+  if (layers_[std::size_t(r.key.layer)].packed) {
+    complete_packed(r, c);
+  } else {
+    complete_slice(r, c);
   }
   if (r.parts_left == 0) {
     const auto landed = std::chrono::steady_clock::now();
@@ -239,6 +271,68 @@ void ExpertStore::complete(const io::ReadCompletion& c) {
       // dropped; the demand read that may follow reports the error).
       read_of_.erase({r.key.layer, r.key.expert});
       reads_.erase(it);
+    }
+  }
+}
+
+void ExpertStore::complete_packed(Read& r, const io::ReadCompletion& c) {
+  const Layer& layer = layers_[std::size_t(r.key.layer)];
+  const ReadUnit& unit = source_.units()[layer.unit];
+  const std::string& file = readers_[0]->path();
+  const std::uint64_t begin = layer.extent_offset + layer.expert_bytes * std::uint64_t(r.key.expert);
+  auto note = [&](ErrorKind kind, int err, std::uint64_t offset, const std::string& why) {
+    r.failed = true;
+    r.error = ErrorContext{kind, file, unit.name, r.key.expert, std::int64_t(offset), err};
+    r.message = fmt::format("{}: expert {} of layer {} ({} bytes [{}, {})) at offset {}: {}", file, r.key.expert, r.key.layer, unit.name,
+                            begin, begin + layer.expert_bytes, offset, why);
+  };
+  --r.parts_left;
+  if (!c.status) {
+    note(c.status.error().kind, c.status.error().sys_errno, begin, c.status.error().message);
+    return;
+  }
+  if (c.bytes < layer.expert_bytes) {
+    note(ErrorKind::io, 0, begin + c.bytes, fmt::format("the file ends at byte {} (truncated since it was opened?)", begin + c.bytes));
+    return;
+  }
+  // Every frame of the expert against its own checksum: the pack's integrity, one expert at a time.
+  const auto verifying = std::chrono::steady_clock::now();
+  for (std::size_t f = layer.first_frame[std::size_t(r.key.expert)]; f < layer.first_frame[std::size_t(r.key.expert) + 1]; ++f) {
+    const pack::FrameInfo& frame = unit.frames[f];
+    if (!pack::frame_checksum_ok(frame, std::span<const std::byte>(r.dest + (frame.offset - begin), frame.disk_bytes))) {
+      note(ErrorKind::corrupt, 0, frame.offset,
+           fmt::format("checksum mismatch in frame {} ({} bytes at offset {})", f, frame.disk_bytes, frame.offset));
+      break;
+    }
+  }
+  stats_.verify += std::chrono::steady_clock::now() - verifying;
+}
+
+void ExpertStore::complete_slice(Read& r, const io::ReadCompletion& c) {
+  const Part& part = layers_[std::size_t(r.key.layer)].parts[c.user_data % 4];
+  const std::string& file = readers_[part.file]->path();
+  const std::uint64_t begin = read_begin(part, r.key.expert);
+  const std::uint64_t slice_at = part.file_offset + part.expert_stride * std::uint64_t(r.key.expert);
+  auto note = [&](ErrorKind kind, int err, std::uint64_t offset, const std::string& why) {
+    if (r.failed) return;  // the first error of the expert is the one reported
+    r.failed = true;
+    r.error = ErrorContext{kind, file, part.tensor, r.key.expert, std::int64_t(offset), err};
+    r.message = fmt::format("{}: expert {} of layer {} ({} bytes [{}, {})) at offset {}: {}", file, r.key.expert, r.key.layer,
+                            part.tensor, slice_at, slice_at + part.slice_bytes, offset, why);
+  };
+  --r.parts_left;
+  if (!c.status) {
+    note(c.status.error().kind, c.status.error().sys_errno, begin, c.status.error().message);
+  } else if (c.bytes < slice_at + part.slice_bytes - begin) {
+    note(ErrorKind::io, 0, begin + c.bytes, fmt::format("the file ends at byte {} (truncated since it was opened?)", begin + c.bytes));
+  } else if (index_) {
+    const auto verifying = std::chrono::steady_clock::now();
+    auto verified = index_->verify(part.file, begin, std::span<const std::byte>(r.dest + part.slot_offset, c.bytes), part.tensor);
+    stats_.verify += std::chrono::steady_clock::now() - verifying;
+    if (!verified) {
+      note(verified.error().kind, 0, begin, verified.error().message);
+    } else if (verified.value() != c.bytes) {
+      note(ErrorKind::corrupt, 0, begin, "the read is not whole index chunks");
     }
   }
 }
@@ -387,12 +481,14 @@ ExpertWeights ExpertStore::acquire(std::int64_t layer, std::int32_t expert) {
     read_of_.erase(it);
   }
   ExpertWeights w;
-  const std::array<Part, 3>& parts = layers_[std::size_t(layer)];
+  const Layer& l = layers_[std::size_t(layer)];
   TensorView* out[3] = {&w.gate, &w.up, &w.down};
   for (std::size_t p = 0; p < 3; ++p) {
-    *out[p] = parts[p].shape;
-    const std::uint64_t slice_at = parts[p].file_offset + parts[p].slice_bytes * std::uint64_t(expert);
-    out[p]->data = slot + parts[p].slot_offset + (slice_at - read_begin(parts[p], expert));
+    const Part& part = l.parts[p];
+    *out[p] = part.shape;
+    const std::uint64_t slice_at = part.file_offset + part.expert_stride * std::uint64_t(expert);
+    // A pack's expert is read whole from its first byte: each slice sits at its offset in the expert.
+    out[p]->data = slot + part.slot_offset + (l.packed ? 0 : slice_at - read_begin(part, expert));
   }
   w.hold = std::move(hold);
   return w;

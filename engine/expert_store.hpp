@@ -1,14 +1,23 @@
 // The streamed ExpertProvider (engine/expert_provider.hpp, issue 15): a MoE model's experts read
-// one by one from a GGUF and kept in the expert cache (cache/expert_cache.hpp) between passes.
+// one by one from a GGUF or a pack and kept in the expert cache (cache/expert_cache.hpp) between
+// passes.
 //
-// An expert of layer L is three slices, one of each of blk.L.ffn_{gate,up,down}_exps (experts
-// are the slowest dimension, so each slice is a contiguous range of the file). Each slice is read
-// O_DIRECT through an io::Reader (one per file, many reads in flight), rounded out to the
-// direct-I/O block, or to the sidecar index's chunks when the model has one, and then verified
-// against it. A slot holds the three rounded ranges back to back:
+// An expert of layer L is three slices, one of each of blk.L.ffn_{gate,up,down}_exps.
+//  - GGUF: experts are the slowest dimension, so each slice is a contiguous range of the file.
+//    Each slice is read O_DIRECT through an io::Reader (one per file, many reads in flight),
+//    rounded out to the direct-I/O block, or to the sidecar index's chunks when the model has
+//    one, and then verified against it. A slot holds the three rounded ranges back to back:
 //
-//   slot:  | gate range (rounded) | up range (rounded) | down range (rounded) |
-//            ^ the slice starts (offset mod granularity) into its range
+//      slot:  | gate range (rounded) | up range (rounded) | down range (rounded) |
+//               ^ the slice starts (offset mod granularity) into its range
+//
+//  - Pack with expert extents (model/pack_format.hpp item 5): the expert's three slices lie
+//    together in one 4096-aligned range of the extent "blk.L.exps", read with ONE O_DIRECT read
+//    straight into the slot and verified against the checksums of that expert's own frames:
+//
+//      slot:  | gate slice | up slice | down slice | pad |   (the expert's bytes, as stored)
+//
+// Either way acquire() hands out 2-D views of the three slices inside the slot.
 //
 // Reads go into an ExpertCache slot reserved for the expert; when every slot of the layer is
 // pinned or being filled, into one transient buffer (valid until the next acquire). A failed,
@@ -37,10 +46,13 @@
 #include "engine/expert_provider.hpp"
 #include "io/backend.hpp"
 #include "io/reader.hpp"
-#include "model/gguf_source.hpp"
+#include "model/model_source.hpp"
 
 namespace sluice::io {
 struct FaultPlan;
+}
+namespace sluice::gguf {
+class GgufIndex;
 }
 
 namespace sluice {
@@ -75,14 +87,16 @@ struct ExpertStoreStats {
 
 class ExpertStore final : public ExpertProvider {
  public:
-  // `source` must have been opened with experts_apart (its blk.N.exps units) and outlive the
-  // store. Throws std::invalid_argument when the model has no experts or the source lacks them,
+  // `source` must hold the experts apart (its blk.N.exps units: a GgufSource opened with
+  // experts_apart, or a pack with expert extents) and outlive the store. Throws
+  // std::invalid_argument when the model has no experts or the source lacks them,
   // std::runtime_error naming the file when a reader cannot be opened.
-  ExpertStore(const GgufSource& source, const ModelConfig& config, ExpertStoreOptions options);
+  ExpertStore(const ModelSource& source, const ModelConfig& config, ExpertStoreOptions options);
   ~ExpertStore() override;  // waits for reads in flight (they write into our buffers)
 
-  // Bytes of one slot (the largest expert's three rounded ranges): what the planner multiplies.
-  static std::uint64_t slot_bytes_for(const GgufSource& source, const ModelConfig& config);
+  // Bytes of one slot (the largest expert's three rounded ranges, or a pack's expert bytes): what
+  // the planner multiplies.
+  static std::uint64_t slot_bytes_for(const ModelSource& source, const ModelConfig& config);
 
   void request(std::int64_t layer, std::span<const std::int32_t> experts) override;
   bool ready(std::int64_t layer, std::int32_t expert) override;
@@ -105,17 +119,28 @@ class ExpertStore final : public ExpertProvider {
   struct Part {
     std::string tensor;            // blk.L.ffn_gate_exps.weight, ...
     std::uint32_t file = 0;        // index into source.files()
-    std::uint64_t file_offset = 0; // of the stacked tensor's first byte
+    std::uint64_t file_offset = 0; // of expert 0's slice
     std::uint64_t slice_bytes = 0; // one expert's share
-    std::uint64_t slot_offset = 0; // where its rounded range starts in a slot
+    std::uint64_t expert_stride = 0;  // from one expert's slice to the next's (GGUF: slice_bytes)
+    std::uint64_t slot_offset = 0; // GGUF: where its rounded range starts in a slot; pack: where its slice does
     TensorView shape;              // the 2-D expert view, data null
+  };
+  struct Layer {
+    std::array<Part, 3> parts;
+    // A pack's expert extent: expert e is ONE read of expert_bytes at extent_offset + e x
+    // expert_bytes (file 0), verified against frames [first_frame[e], first_frame[e + 1]) of unit
+    // `unit`. Else (GGUF) one read per part.
+    bool packed = false;
+    std::uint32_t unit = 0;
+    std::uint64_t extent_offset = 0, expert_bytes = 0;
+    std::vector<std::size_t> first_frame;
   };
   struct Read {                    // an expert being read
     cache::ExpertKey key;
     std::optional<cache::ExpertCache::Fill> fill;  // empty: into the transient buffer
     std::optional<cache::ExpertCache::Pin> pin;    // once committed
     std::byte* dest = nullptr;
-    int parts_left = 3;
+    int parts_left = 3;            // reads still to land (3 slices, or 1 for a pack's expert)
     bool failed = false;
     bool guess = false;            // started by guess()
     bool wanted = true;            // false: a guess no request() has asked for (yet)
@@ -130,6 +155,8 @@ class ExpertStore final : public ExpertProvider {
 
   std::uint64_t read_begin(const Part& p, std::int32_t expert) const;  // rounded-down file offset
   std::uint64_t read_length(const Part& p, std::int32_t expert) const; // rounded-out length
+  void complete_packed(Read& r, const io::ReadCompletion& c);  // one landed read of a pack's expert
+  void complete_slice(Read& r, const io::ReadCompletion& c);   // one landed slice of a GGUF's expert
   std::uint64_t start_read(cache::ExpertKey key, std::optional<cache::ExpertCache::Fill> fill, std::byte* dest, bool guess = false);
   void pump();                      // submits queued reads while the readers have room, demanded ones first
   void promote(std::uint64_t id);   // a guess was requested: its queued parts go with the demanded
@@ -142,11 +169,12 @@ class ExpertStore final : public ExpertProvider {
   void drain();                     // waits for every read in flight and forgets them
   [[noreturn]] void fail(const Read& r);
 
-  const GgufSource& source_;
+  const ModelSource& source_;
+  const gguf::GgufIndex* index_ = nullptr;  // a GGUF's sidecar: reads rounded to its chunks and verified
   ModelConfig config_;
   ExpertStoreOptions options_;
   std::uint64_t granularity_ = kDirectAlign;
-  std::vector<std::array<Part, 3>> layers_;
+  std::vector<Layer> layers_;
   std::uint64_t slot_bytes_ = 0;
   cache::ExpertCache cache_;
   AlignedBuffer transient_;

@@ -50,6 +50,20 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
       if (!bytes) throw Exception(bytes.error(), path);
       m->extents_.push_back(std::move(bytes).value());
     }
+    // Expert tensors laid expert-major (pack_format.hpp item 5) are strided in their extent: in
+    // RAM the kernels want them stacked, as in the GGUF.
+    for (const pack::TensorInfo& t : m->pack_->tensors()) {
+      if (t.expert_stride == 0) continue;
+      const std::uint64_t n_expert = t.shape.back(), slice = t.bytes / n_expert;
+      std::vector<std::byte>& out = m->gathered_[t.name];
+      out.resize(t.bytes);
+      for (std::uint64_t e = 0; e < n_expert; ++e) {
+        std::memcpy(out.data() + e * slice, m->extents_[t.extent].data() + t.offset + e * t.expert_stride, slice);
+      }
+    }
+    for (std::size_t i = 0; i < m->pack_->extents().size(); ++i) {
+      if (m->pack_->extents()[i].expert_bytes != 0) std::vector<std::byte>().swap(m->extents_[i]);  // gathered above
+    }
     m->metadata_ = metadata_of(m->pack_->metadata(), path);
   }
   m->bind();
@@ -65,6 +79,7 @@ TensorView Model::tensor(std::string_view name) const {
   }
   const pack::TensorInfo* t = pack_->find_tensor(name);
   if (!t) return {};
+  if (t->expert_stride != 0) return make_view(t->type, t->shape, gathered_.find(t->name)->second.data(), t->bytes, path_, t->name);
   return make_view(t->type, t->shape, extents_[t->extent].data() + t->offset, t->bytes, path_, t->name);
 }
 

@@ -4,6 +4,7 @@
 // with the prefetcher; the config/metadata/tensor-table parts stay the same.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,8 @@ class Model {
   std::unique_ptr<gguf::File> gguf_;
   std::unique_ptr<pack::Pack> pack_;
   std::vector<std::vector<std::byte>> extents_;  // pack: decoded extents
+  // pack: the expert tensors of expert extents (expert_stride != 0), gathered contiguous by name
+  std::map<std::string, std::vector<std::byte>, std::less<>> gathered_;
   std::unique_ptr<Metadata> metadata_;
   ModelConfig config_;
   GlobalWeights globals_;

@@ -82,17 +82,16 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
     }
     if (i == head_extent) continue;
     if (i == embd_extent) continue;
-    if (e.name.ends_with(".exps")) {  // a block's experts, read one by one (GgufSource, experts apart)
+    if (e.name.ends_with(names::kExpertsSuffix)) {  // a block's experts, read one by one (a GGUF opened experts apart, a pack's expert extent)
       p.experts_apart = true;
       continue;
     }
     p.small_bytes += e.raw_bytes;
   }
   if (p.experts_apart) {
-    const auto* gguf = dynamic_cast<const GgufSource*>(&source);
-    if (!gguf || !config.is_moe()) throw std::invalid_argument(fmt::format("{}: expert units without a mixture-of-experts GGUF", source.path()));
+    if (!config.is_moe()) throw std::invalid_argument(fmt::format("{}: expert units without a mixture-of-experts model", source.path()));
     p.n_expert = config.n_expert;
-    p.expert_slot_bytes = align_up(ExpertStore::slot_bytes_for(*gguf, config), kDirectAlign);
+    p.expert_slot_bytes = align_up(ExpertStore::slot_bytes_for(source, config), kDirectAlign);
   }
   // Experts apart: the transient buffer (one slot) is always held; the rest of the cache is sized last.
   const std::uint64_t expert_transient = p.expert_slot_bytes;

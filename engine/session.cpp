@@ -1,6 +1,7 @@
 #include "engine/session.hpp"
 #include "model/tensor_check.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <fstream>
 #include <stdexcept>
@@ -143,12 +144,23 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
   r.config = r.source->checked_config();  // tensors checked before the planner sizes anything from them
   const PlanRequest request = plan_request(o, r.config, compute_threads);
   const bool moe = r.config.is_moe();
+  if (r.pack && moe && o.experts == ExpertsMode::whole &&
+      std::any_of(r.source->units().begin(), r.source->units().end(), [](const ReadUnit& u) { return u.expert_bytes != 0; })) {
+    throw Exception(ErrorContext{ErrorKind::invalid, o.model},
+                    fmt::format("--experts whole: {} lays its experts apart (expert extents); use --experts auto or apart, or convert the "
+                                "GGUF again with --experts whole",
+                                o.model));
+  }
   if (!moe || o.experts == ExpertsMode::whole) {
     r.plan = plan_memory(*r.source, r.config, request);
     return r;
   }
   if (r.pack) {
-    r.experts_note = "experts: a pack streams each block with all its experts (reading experts one by one needs the GGUF)";
+    // A pack holds its experts one way, chosen at convert time: apart (expert extents, read one by
+    // one, as a GGUF opened with experts apart is) or with their blocks.
+    const auto& units = r.source->units();
+    const bool apart = std::any_of(units.begin(), units.end(), [](const ReadUnit& u) { return u.expert_bytes != 0; });
+    if (!apart) r.experts_note = "experts: this pack streams each block with all its experts (convert it again with --experts apart to read them one by one)";
     r.plan = plan_memory(*r.source, r.config, request);
     return r;
   }

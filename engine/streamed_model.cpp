@@ -64,7 +64,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
   block_unit_.assign(std::size_t(config_.n_layer), UINT32_MAX);
   std::vector<std::int64_t> unit_block(units.size(), -1);  // unit -> block, -1: not a block's
   for (std::uint32_t i = 0; i < units.size(); ++i) {
-    if (units[i].name.ends_with(".exps")) {  // a block's experts (GgufSource, experts apart): read one by one
+    if (units[i].name.ends_with(names::kExpertsSuffix)) {  // a block's experts (a GGUF opened experts apart, a pack's expert extent): read one by one
       unit_block[i] = -2;
       continue;
     }
@@ -145,9 +145,9 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
 
   const bool experts_apart = std::any_of(unit_block.begin(), unit_block.end(), [](std::int64_t b) { return b == -2; });
   if (options_.expert_slots_per_layer >= 0) {
-    const auto* gguf = dynamic_cast<const GgufSource*>(source_.get());
-    if (!config_.is_moe() || gguf == nullptr || !experts_apart) {
-      throw std::invalid_argument(fmt::format("{}: experts read one by one need a mixture-of-experts GGUF opened with experts apart", path_));
+    if (!config_.is_moe() || !experts_apart) {
+      throw std::invalid_argument(fmt::format("{}: experts read one by one need a mixture-of-experts model with its experts apart (a GGUF "
+                                              "opened so, or a pack converted with expert extents)", path_));
     }
     ExpertStoreOptions eo;
     eo.slots_per_layer = options_.expert_slots_per_layer;
@@ -156,7 +156,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
     eo.fault = options_.fault;
     eo.trace = options_.prefetch.trace;
     eo.guesses = options_.expert_guesses;
-    expert_store_ = std::make_unique<ExpertStore>(*gguf, config_, eo);
+    expert_store_ = std::make_unique<ExpertStore>(*source_, config_, eo);
   } else if (experts_apart) {
     throw std::invalid_argument(fmt::format("{}: the source holds the experts apart; set expert_slots_per_layer", path_));
   }

@@ -51,9 +51,10 @@ struct StreamOptions {
   bool stream_head = false;
   std::uint64_t head_piece_slot_bytes = 0;  // 0: the head streams as one piece
   bool embed_on_demand = false;
-  // Mixture of experts from a GGUF (engine/expert_store.hpp): >= 0 reads experts one by one, the
-  // ones the router picks, into an expert cache of this many slots per layer; the source must
-  // be a GgufSource opened with experts apart. -1: experts stream with their block, whole.
+  // Mixture of experts (engine/expert_store.hpp): >= 0 reads experts one by one, the ones the
+  // router picks, into an expert cache of this many slots per layer; the source must hold the
+  // experts apart (a GgufSource opened so, or a pack with expert extents). -1: experts stream
+  // with their block, whole.
   std::int32_t expert_slots_per_layer = -1;
   // With expert_slots_per_layer >= 0: one count per layer (n_layer of them) instead, when not
   // empty (the planner's MemoryPlan::expert_layer_slots: some layers get one slot more).

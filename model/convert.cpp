@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 
 #include "common/units.hpp"
@@ -14,6 +15,7 @@
 #include "model/gguf_split.hpp"
 #include "model/metadata.hpp"
 #include "model/tensor_check.hpp"
+#include "model/tensor_names.hpp"
 #include "model/output_file.hpp"
 
 namespace sluice {
@@ -63,6 +65,39 @@ void copy_tensor(io::Reader& reader, std::byte* buffer, std::uint64_t start, std
     writer.add_bytes({buffer + (from - block), static_cast<std::size_t>(to - from)});
     block += length;
   }
+}
+
+// A block's stacked expert matrices, gate, up and down, when it has all three (a MoE block);
+// else none.
+std::vector<const gguf::ShardTensor*> expert_matrices(const std::string& extent, const std::vector<const gguf::ShardTensor*>& block) {
+  const std::optional<std::int64_t> il = names::block_extent_index(extent);
+  if (!il) return {};
+  std::vector<const gguf::ShardTensor*> out;
+  for (std::string_view part : {names::kFfnGateExps, names::kFfnUpExps, names::kFfnDownExps}) {
+    const std::string name = names::block_tensor(*il, part);
+    const auto it = std::find_if(block.begin(), block.end(), [&](const gguf::ShardTensor* t) { return t->name == name; });
+    if (it == block.end()) return {};
+    out.push_back(*it);
+  }
+  return out;
+}
+
+// The expert extent of one block (pack_format.hpp item 5): expert by expert, its gate, up and
+// down slices, each a contiguous range of the GGUF (the expert is the slowest dimension).
+// checked_config made every expert tensor's bytes a whole number of experts.
+void write_expert_extent(pack::PackWriter& writer, std::string name, const std::vector<const gguf::ShardTensor*>& experts,
+                         const std::vector<std::unique_ptr<io::Reader>>& readers, std::byte* buffer) {
+  std::vector<pack::PackWriter::ExpertTensor> tensors;
+  for (const gguf::ShardTensor* t : experts) tensors.push_back({t->name, t->type, t->dims, t->bytes});
+  writer.begin_expert_extent(std::move(name), std::move(tensors));
+  const std::uint64_t n_expert = experts.front()->dims.back();
+  for (std::uint64_t e = 0; e < n_expert; ++e) {
+    for (const gguf::ShardTensor* t : experts) {
+      const std::uint64_t slice = t->bytes / n_expert;
+      copy_tensor(*readers[t->shard], buffer, t->offset + e * slice, slice, t->name, writer);
+    }
+  }
+  writer.end_extent();
 }
 
 }  // namespace
@@ -115,13 +150,19 @@ ConvertStats convert_gguf_to_pack(const std::string& gguf_path, const std::strin
   pack::PackWriter writer(pack_path, options);
   writer.set_metadata(metadata);
   for (std::size_t i = 0; i < order.size(); ++i) {
+    std::vector<const gguf::ShardTensor*> experts = options.expert_extents ? expert_matrices(order[i], groups[order[i]]) : std::vector<const gguf::ShardTensor*>{};
     writer.begin_extent(order[i]);
     for (const gguf::ShardTensor* t : groups[order[i]]) {
+      if (std::find(experts.begin(), experts.end(), t) != experts.end()) continue;
       writer.begin_tensor(t->name, t->type, t->dims, t->bytes);
       copy_tensor(*readers[t->shard], buffer.get(), t->offset, t->bytes, t->name, writer);
       ++stats.tensors;
     }
     writer.end_extent();
+    if (!experts.empty()) {
+      write_expert_extent(writer, names::experts_extent_name(*names::block_extent_index(order[i])), experts, readers, buffer.get());
+      stats.tensors += experts.size();
+    }
     if (progress) progress(i + 1, order.size());
   }
   writer.finish();

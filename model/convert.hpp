@@ -1,6 +1,8 @@
 // GGUF -> pack conversion (`sluice convert`): one extent per transformer block ("blk.N"), one for
 // the token embedding ("token_embd"), one for the output norm and head ("output"), and one for
-// anything else ("misc", e.g. rope_freqs). The GGUF's metadata goes into the manifest as JSON;
+// anything else ("misc", e.g. rope_freqs); for a mixture-of-experts block, unless
+// WriterOptions::expert_extents is off, its ffn_{gate,up,down}_exps.weight in an expert extent
+// "blk.N.exps" right after "blk.N" (expert-major, each expert 4 KiB aligned, raw: pack v2). The GGUF's metadata goes into the manifest as JSON;
 // tensor bytes are copied unchanged (ggml block formats), framed and optionally compressed.
 #pragma once
 

@@ -1,9 +1,11 @@
-// The sluice pack format, version 1 (`.sluice`): a GGUF converted once into a layout built for
-// streaming (DESIGN.md §4).
+// The sluice pack format, versions 1 and 2 (`.sluice`): a GGUF converted once into a layout built
+// for streaming (DESIGN.md §4). Version 2 adds expert extents (item 5) and nothing else; a writer
+// stamps version 1 on a pack that has none, so packs without experts apart stay readable by
+// builds that read version 1 only, and a version-1 reader refuses a pack it would misread.
 //
 // File layout:
 //   1. Header, 4096 bytes at offset 0 (all integers little-endian):
-//        magic "SLUICEPK" (8 bytes) | version u32 (=1) | flags u32 (=0)
+//        magic "SLUICEPK" (8 bytes) | version u32 (1 or 2) | flags u32 (=0)
 //        manifest_offset u64 | manifest_bytes u64 | manifest_checksum u64 (XXH3-64 of the manifest
 //        bytes, seed kManifestSeed) | header_checksum u64 (XXH3-64 of the 40 bytes before it,
 //        seed kHeaderSeed) | zero padding to 4096.
@@ -15,14 +17,30 @@
 //      Each frame's stored bytes carry an XXH3-64 checksum seeded with the frame's absolute file
 //      offset, so a frame copied from elsewhere in the file fails verification too.
 //   4. Manifest: UTF-8 JSON at manifest_offset (after the last extent), 4096-aligned:
-//        {"format": "sluice-pack", "version": 1, "frame_bytes": N,
+//        {"format": "sluice-pack", "version": 1|2, "frame_bytes": N,
 //         "metadata": {...},                       // free-form: architecture, tokenizer, ...
-//         "extents": [{"name", "offset", "disk_bytes", "raw_bytes",
+//         "extents": [{"name", "offset", "disk_bytes", "raw_bytes", ["expert_bytes"],
 //                      "frames": [{"offset", "disk_bytes", "raw_bytes", "codec": "raw"|"zstd",
 //                                  "checksum"}]}],
-//         "tensors": [{"name", "type", "shape": [..], "extent", "offset", "bytes"}]}
+//         "tensors": [{"name", "type", "shape": [..], "extent", "offset", "bytes",
+//                      ["expert_stride"]}]}
 //      Tensor offsets are into the extent's raw bytes and 64-byte aligned, so kernels read ggml
 //      block formats in place.
+//   5. Expert extents (version 2; `sluice convert` of a mixture-of-experts model): block N's
+//      stacked expert tensors blk.N.ffn_{gate,up,down}_exps.weight (the expert the slowest
+//      dimension) leave extent "blk.N" for an extent "blk.N.exps" laid out expert-major, so that
+//      one expert is one contiguous, aligned read:
+//        | expert 0: gate slice | up slice | down slice | pad | expert 1: ... | ... |
+//        ^ 4096-aligned          ^ each slice 64-byte aligned   ^ to expert_bytes
+//      The extent records "expert_bytes" (bytes per expert, a multiple of 4096; raw_bytes =
+//      n_expert x expert_bytes). Its frames are all raw (never compressed: an expert is read
+//      O_DIRECT straight into its cache slot) and never straddle two experts: expert e's frames
+//      are those whose raw bytes lie in [e x expert_bytes, (e + 1) x expert_bytes), so one
+//      expert reads and verifies alone, against its own frames' checksums. Each of the three
+//      tensors records "expert_stride" = expert_bytes: expert e's slice is at
+//      offset + e x expert_stride in the extent's raw bytes, bytes / n_expert bytes long (so the
+//      tensor is not contiguous; whole-tensor readers gather it). A tensor without the key (or
+//      0) is contiguous.
 #pragma once
 
 #include <cstddef>
@@ -36,7 +54,9 @@
 namespace sluice::pack {
 
 inline constexpr char kMagic[8] = {'S', 'L', 'U', 'I', 'C', 'E', 'P', 'K'};
-inline constexpr std::uint32_t kVersion = 1;
+inline constexpr std::uint32_t kVersion = 2;     // the newest version this build reads and writes
+inline constexpr std::uint32_t kMinVersion = 1;  // the oldest it reads
+inline constexpr std::uint32_t kExpertsVersion = 2;  // expert extents need at least this
 inline constexpr std::uint64_t kHeaderBytes = 4096;
 inline constexpr std::uint64_t kExtentAlign = 4096;  // O_DIRECT alignment
 inline constexpr std::uint64_t kTensorAlign = 64;    // cache line / AVX-512 load width
@@ -77,6 +97,8 @@ struct ExtentInfo {
   // Else where they lie, in order; disk_bytes is then the sum of the ranges' bytes, and frame f
   // lies in ranges[frames[f].range] at its offset there.
   std::vector<ExtentRange> ranges;
+  // An expert extent's bytes per expert (item 5 above; a multiple of kExtentAlign); 0 otherwise.
+  std::uint64_t expert_bytes = 0;
   // Offset of each frame's raw bytes within the extent's decoded bytes = prefix sum of raw_bytes.
   bool all_raw() const;
 };
@@ -88,6 +110,9 @@ struct TensorInfo {
   std::uint32_t extent = 0;  // index into extents
   std::uint64_t offset = 0;  // within the extent's raw bytes, kTensorAlign-aligned
   std::uint64_t bytes = 0;
+  // 0: contiguous. Else an expert tensor of an expert extent (item 5 above): expert e's slice of
+  // bytes / shape.back() bytes starts at offset + e x expert_stride.
+  std::uint64_t expert_stride = 0;
 };
 
 // Header field offsets (bytes from the start of the file).
@@ -100,7 +125,7 @@ inline constexpr std::size_t kHeaderChecksumOffset = 40;  // checksum covers byt
 
 // The header's fields as decoded; header_checksum is computed by encode_header.
 struct Header {
-  std::uint32_t version = kVersion;
+  std::uint32_t version = kMinVersion;  // the writer stamps kExpertsVersion on a pack with expert extents
   std::uint32_t flags = 0;
   std::uint64_t manifest_offset = 0;
   std::uint64_t manifest_bytes = 0;

@@ -44,14 +44,18 @@ void print_summary(const Pack& pack, std::ostream& out) {
                                                            static_cast<double>(extent.disk_bytes));
     fmt::print(out, "  {:>5}  {:<{}}  {:>14}  {:>14}  {:>14}  {:>7}  {:>7}  {:>6}\n", i, extent.name, name_width,
                extent.offset, extent.disk_bytes, extent.raw_bytes, extent.frames.size(), zstd_frames, ratio);
+    if (extent.expert_bytes != 0) {  // an expert extent (format v2): one aligned read per expert
+      fmt::print(out, "  {:>5}  {} experts of {} bytes, each one read\n", "", extent.raw_bytes / extent.expert_bytes, extent.expert_bytes);
+    }
   }
 
   fmt::print(out, "tensors: {}\n", pack.tensors().size());
   const std::size_t shown = std::min(kTensorsShown, pack.tensors().size());
   for (std::size_t i = 0; i < shown; ++i) {
     const TensorInfo& tensor = pack.tensors()[i];
-    fmt::print(out, "  {}  type {}  shape {}  extent {}  offset {}  bytes {}\n", tensor.name, tensor.type,
-               shape_text(tensor.shape), tensor.extent, tensor.offset, tensor.bytes);
+    fmt::print(out, "  {}  type {}  shape {}  extent {}  offset {}  bytes {}{}\n", tensor.name, tensor.type,
+               shape_text(tensor.shape), tensor.extent, tensor.offset, tensor.bytes,
+               tensor.expert_stride ? fmt::format("  expert stride {}", tensor.expert_stride) : std::string());
   }
   if (pack.tensors().size() > shown) fmt::print(out, "  ... and {} more\n", pack.tensors().size() - shown);
 

@@ -16,6 +16,7 @@
 
 #include "io/file.hpp"
 #include "model/tensor_check.hpp"
+#include "model/tensor_names.hpp"
 
 namespace sluice::pack {
 namespace {
@@ -152,6 +153,52 @@ class ManifestParser {
   const std::string& path_;
 };
 
+// An expert extent (pack_format.hpp item 5): version 2, expert_bytes a non-zero multiple of
+// kExtentAlign dividing raw_bytes, frames raw with a boundary at every expert's end, so that each
+// expert reads O_DIRECT, whole and alone.
+void check_expert_extent(const ManifestParser& p, const json& item, const std::string& where, std::uint32_t version,
+                         ExtentInfo& extent) {
+  if (version < kExpertsVersion) {
+    p.fail(where + ".expert_bytes", fmt::format("expert extents need version {}, the pack is version {}", kExpertsVersion, version));
+  }
+  const std::uint64_t expert_bytes = p.u64(item, "expert_bytes", where);
+  if (expert_bytes == 0 || expert_bytes % kExtentAlign != 0 || extent.raw_bytes % expert_bytes != 0) {
+    p.fail(where + ".expert_bytes", fmt::format("{} is not a non-zero multiple of {} dividing the extent's {} raw bytes", expert_bytes,
+                                                kExtentAlign, extent.raw_bytes));
+  }
+  std::uint64_t raw = 0;
+  for (std::size_t i = 0; i < extent.frames.size(); ++i) {
+    const FrameInfo& frame = extent.frames[i];
+    if (frame.codec != Codec::raw) p.fail(fmt::format("{}.frames[{}].codec", where, i), "an expert extent's frames must be raw");
+    // A frame that starts in one expert must end in it.
+    if (raw / expert_bytes != (raw + frame.raw_bytes - 1) / expert_bytes) {
+      p.fail(fmt::format("{}.frames[{}]", where, i), fmt::format("frame of raw bytes [{}, {}) straddles two experts of {} bytes", raw,
+                                                                raw + frame.raw_bytes, expert_bytes));
+    }
+    raw += frame.raw_bytes;
+  }
+  extent.expert_bytes = expert_bytes;
+}
+
+// A tensor of an expert extent: its stride is the extent's expert_bytes, its last dimension the
+// extent's expert count, and each expert's slice lies inside that expert's bytes.
+void check_expert_tensor(const ManifestParser& p, const json& item, const std::string& where, const ExtentInfo& extent,
+                         TensorInfo& tensor) {
+  const std::uint64_t stride = p.u64(item, "expert_stride", where);
+  if (stride == 0) return;  // contiguous
+  if (stride != extent.expert_bytes) {
+    p.fail(where + ".expert_stride", fmt::format("{} differs from its extent's expert_bytes {} (an expert tensor lies in an expert "
+                                                 "extent)", stride, extent.expert_bytes));
+  }
+  const std::uint64_t n_expert = extent.raw_bytes / stride;
+  if (tensor.shape.empty() || tensor.shape.back() != n_expert || tensor.bytes % n_expert != 0 ||
+      tensor.offset + tensor.bytes / n_expert > stride) {
+    p.fail(where, fmt::format("expert tensor '{}' at offset {} of {} bytes is not {} slices each inside {} bytes", tensor.name,
+                              tensor.offset, tensor.bytes, n_expert, stride));
+  }
+  tensor.expert_stride = stride;
+}
+
 }  // namespace
 
 Pack::Pack(Pack&& other) noexcept { *this = std::move(other); }
@@ -232,9 +279,9 @@ void Pack::parse_header(const std::vector<std::byte>& header) {
   }
   // Version before the checksum: a future version may lay out (and checksum) its header differently.
   version_ = static_cast<std::uint32_t>(load_le(header, kHeaderVersionOffset, sizeof(std::uint32_t)));
-  if (version_ != kVersion) {
-    fail(fmt::format("unsupported version {} at offset {} (this build reads version {})", version_,
-                     kHeaderVersionOffset, kVersion));
+  if (version_ < kMinVersion || version_ > kVersion) {
+    fail(fmt::format("unsupported version {} at offset {} (this build reads versions {} to {})", version_,
+                     kHeaderVersionOffset, kMinVersion, kVersion));
   }
   const std::uint64_t stored = load_le(header, kHeaderChecksumOffset, sizeof(std::uint64_t));
   Header fields;
@@ -252,7 +299,7 @@ void Pack::parse_header(const std::vector<std::byte>& header) {
   }
   if (fields.flags != 0) {
     fail(fmt::format("unsupported flags {:#x} at offset {} (version {} defines none)", fields.flags,
-                     kHeaderFlagsOffset, kVersion));
+                     kHeaderFlagsOffset, version_));
   }
   manifest_offset_ = fields.manifest_offset;
   manifest_bytes_ = fields.manifest_bytes;
@@ -309,7 +356,7 @@ void Pack::parse_manifest(const std::vector<std::byte>& manifest) {
     extent.name = p.string(item, "name", where);
     // Streaming code indexes blocks by the N of "blk.N": it must parse (its range against the
     // model's block_count is check_model_tensors' part).
-    if (is_block_name(extent.name) && !block_extent_index(extent.name)) {
+    if (is_block_name(extent.name) && !block_extent_index(extent.name) && !names::experts_extent_index(extent.name)) {
       p.fail(where + ".name", fmt::format("\"{}\" starts with \"blk.\" but is not blk.N with N at most {} digits",
                                           extent.name, kMaxBlockIndexDigits));
     }
@@ -383,6 +430,7 @@ void Pack::parse_manifest(const std::vector<std::byte>& manifest) {
       p.fail(where + ".raw_bytes",
              fmt::format("{} differs from the sum of its frames' raw_bytes, {}", extent.raw_bytes, raw_sum));
     }
+    if (item.contains("expert_bytes")) check_expert_extent(p, item, where, version_, extent);
     extents_.push_back(std::move(extent));
   }
 
@@ -417,6 +465,11 @@ void Pack::parse_manifest(const std::vector<std::byte>& manifest) {
     if (!range_within(tensor.offset, tensor.bytes, raw_bytes)) {
       p.fail(where, fmt::format("tensor '{}' at offset {} of {} bytes lies beyond extent {}'s {} raw bytes",
                                 tensor.name, tensor.offset, tensor.bytes, extent, raw_bytes));
+    }
+    // After the range check: offset + bytes cannot overflow there.
+    if (item.contains("expert_stride")) check_expert_tensor(p, item, where, extents_[extent], tensor);
+    if (extents_[extent].expert_bytes != 0 && tensor.expert_stride == 0) {
+      p.fail(where, fmt::format("tensor '{}' lies in expert extent {} without an expert_stride", tensor.name, extent));
     }
     // Kernels read type x shape bytes from the offset, so the recorded size must be exactly that.
     if (auto why = tensor_bytes_error(tensor.type, tensor.shape, tensor.bytes)) {

@@ -123,10 +123,18 @@ void PackWriter::begin_tensor(std::string name, std::uint32_t ggml_type, std::ve
 
 void PackWriter::add_bytes(std::span<const std::byte> bytes) {
   SLUICE_ASSERT_MSG(in_extent_, "add_bytes outside an extent");
+  if (expert_extent_) {
+    add_expert_bytes(bytes);
+    return;
+  }
   if (tensor_bytes_left_ > 0) {
     SLUICE_ASSERT_MSG(bytes.size() <= tensor_bytes_left_, "add_bytes past the end of the open tensor");
     tensor_bytes_left_ -= bytes.size();
   }
+  stage(bytes);
+}
+
+void PackWriter::stage(std::span<const std::byte> bytes) {
   const std::size_t batch_bytes = frames_per_batch_ * options_.frame_bytes;
   while (!bytes.empty()) {
     const std::size_t n = std::min(bytes.size(), batch_bytes - raw_.size());
@@ -134,6 +142,76 @@ void PackWriter::add_bytes(std::span<const std::byte> bytes) {
     bytes = bytes.subspan(n);
     extent_raw_bytes_ += n;
     if (raw_.size() == batch_bytes) flush_frames(/*last=*/false);
+  }
+}
+
+void PackWriter::pad_to(std::uint64_t to) {
+  static constexpr std::array<std::byte, kExtentAlign> kZeros{};
+  while (extent_raw_bytes_ < to) stage(std::span(kZeros).first(std::min<std::uint64_t>(kExtentAlign, to - extent_raw_bytes_)));
+}
+
+void PackWriter::begin_expert_extent(std::string name, std::vector<ExpertTensor> tensors) {
+  if (tensors.empty()) throw std::invalid_argument(fmt::format("pack {}: expert extent '{}' without tensors", path_, name));
+  const std::uint64_t n_expert = tensors.front().shape.empty() ? 0 : tensors.front().shape.back();
+  std::uint64_t offset = 0;
+  slice_offset_.clear();
+  slice_bytes_.clear();
+  for (const ExpertTensor& t : tensors) {
+    if (t.shape.empty() || t.shape.back() != n_expert || n_expert == 0 || t.bytes == 0 || t.bytes % n_expert != 0) {
+      throw std::invalid_argument(fmt::format("pack {}: expert extent '{}': tensor '{}' of {} bytes is not {} whole experts (its last "
+                                              "dimension)", path_, name, t.name, t.bytes, n_expert));
+    }
+    offset = align_up(offset, kTensorAlign);
+    slice_offset_.push_back(offset);
+    slice_bytes_.push_back(t.bytes / n_expert);
+    offset += t.bytes / n_expert;
+  }
+  begin_extent(std::move(name));
+  expert_extent_ = any_expert_extent_ = true;
+  expert_bytes_ = align_up(offset, kExtentAlign);
+  extent_.expert_bytes = expert_bytes_;
+  n_expert_ = n_expert;
+  expert_ = 0;
+  slice_ = 0;
+  slice_left_ = slice_bytes_[0];
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    ExpertTensor& t = tensors[i];
+    if (!tensor_names_.insert(t.name).second) {
+      throw std::runtime_error(fmt::format("pack {}: duplicate tensor name '{}'", path_, t.name));
+    }
+    TensorInfo info;
+    info.name = std::move(t.name);
+    info.type = t.ggml_type;
+    info.shape = std::move(t.shape);
+    info.extent = static_cast<std::uint32_t>(extents_.size());
+    info.offset = slice_offset_[i];
+    info.bytes = t.bytes;
+    info.expert_stride = expert_bytes_;
+    tensors_.push_back(std::move(info));
+    ++stats_.tensors;
+  }
+}
+
+void PackWriter::add_expert_bytes(std::span<const std::byte> bytes) {
+  while (!bytes.empty()) {
+    SLUICE_ASSERT_MSG(expert_ < n_expert_, "add_bytes past an expert extent's last expert");
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), slice_left_));
+    stage(bytes.first(n));
+    bytes = bytes.subspan(n);
+    slice_left_ -= n;
+    if (slice_left_ > 0) continue;
+    const std::uint64_t expert_start = expert_ * expert_bytes_;
+    if (++slice_ < slice_bytes_.size()) {
+      pad_to(expert_start + slice_offset_[slice_]);
+    } else {
+      // The expert is whole: pad it to its aligned size and cut its frames here, so that no frame
+      // holds bytes of two experts and the next expert starts a frame.
+      pad_to(expert_start + expert_bytes_);
+      if (!raw_.empty()) flush_frames(/*last=*/true);
+      ++expert_;
+      slice_ = 0;
+    }
+    slice_left_ = slice_bytes_[slice_];
   }
 }
 
@@ -211,7 +289,8 @@ void PackWriter::flush_frames(bool last) {
 
   // With compression off the stored bytes are the raw bytes: write them in place, no copy.
   std::vector<std::byte>* stored = &raw_;
-  if (options_.compress == WriterOptions::Compress::none) {
+  // An expert extent's frames are raw: an expert is read O_DIRECT straight into its cache slot.
+  if (options_.compress == WriterOptions::Compress::none || expert_extent_) {
     std::uint64_t pos = 0;
     for (FrameInfo& frame : frames) {
       frame.offset = pos;
@@ -253,7 +332,9 @@ void PackWriter::flush_frames(bool last) {
 void PackWriter::end_extent() {
   SLUICE_ASSERT_MSG(in_extent_, "end_extent without begin_extent");
   SLUICE_ASSERT_MSG(tensor_bytes_left_ == 0, "end_extent before the open tensor's bytes were all added");
-  flush_frames(/*last=*/true);
+  SLUICE_ASSERT_MSG(!expert_extent_ || expert_ == n_expert_, "end_extent before every expert's bytes were added");
+  if (!expert_extent_) flush_frames(/*last=*/true);  // an expert extent flushed at its last expert's end
+  expert_extent_ = false;
   extent_.raw_bytes = extent_raw_bytes_;
   extents_.push_back(std::move(extent_));
   extent_ = ExtentInfo{};
@@ -265,7 +346,9 @@ void PackWriter::end_extent() {
 
 void PackWriter::finish() {
   SLUICE_ASSERT_MSG(!in_extent_ && !finished_, "finish inside an extent or twice");
-  nlohmann::json manifest = {{"format", "sluice-pack"}, {"version", kVersion}, {"frame_bytes", options_.frame_bytes}};
+  // Version 1 unless an expert extent needs 2: builds that read version 1 only still read it.
+  const std::uint32_t version = any_expert_extent_ ? kExpertsVersion : kMinVersion;
+  nlohmann::json manifest = {{"format", "sluice-pack"}, {"version", version}, {"frame_bytes", options_.frame_bytes}};
   manifest["metadata"] = std::move(metadata_);
   nlohmann::json extents = nlohmann::json::array();
   for (const ExtentInfo& extent : extents_) {
@@ -277,21 +360,25 @@ void PackWriter::finish() {
                         {"codec", codec_name(frame.codec)},
                         {"checksum", frame.checksum}});
     }
-    extents.push_back({{"name", extent.name},
-                       {"offset", extent.offset},
-                       {"disk_bytes", extent.disk_bytes},
-                       {"raw_bytes", extent.raw_bytes},
-                       {"frames", std::move(frames)}});
+    nlohmann::json item = {{"name", extent.name},
+                           {"offset", extent.offset},
+                           {"disk_bytes", extent.disk_bytes},
+                           {"raw_bytes", extent.raw_bytes},
+                           {"frames", std::move(frames)}};
+    if (extent.expert_bytes != 0) item["expert_bytes"] = extent.expert_bytes;
+    extents.push_back(std::move(item));
   }
   manifest["extents"] = std::move(extents);
   nlohmann::json tensors = nlohmann::json::array();
   for (const TensorInfo& tensor : tensors_) {
-    tensors.push_back({{"name", tensor.name},
-                       {"type", tensor.type},
-                       {"shape", tensor.shape},
-                       {"extent", tensor.extent},
-                       {"offset", tensor.offset},
-                       {"bytes", tensor.bytes}});
+    nlohmann::json item = {{"name", tensor.name},
+                           {"type", tensor.type},
+                           {"shape", tensor.shape},
+                           {"extent", tensor.extent},
+                           {"offset", tensor.offset},
+                           {"bytes", tensor.bytes}};
+    if (tensor.expert_stride != 0) item["expert_stride"] = tensor.expert_stride;
+    tensors.push_back(std::move(item));
   }
   manifest["tensors"] = std::move(tensors);
 
@@ -314,6 +401,7 @@ void PackWriter::finish() {
   out_->truncate(file_bytes);
 
   Header header;
+  header.version = version;
   header.manifest_offset = manifest_offset;
   header.manifest_bytes = text.size();
   header.manifest_checksum = manifest_checksum(manifest_bytes);

@@ -1,4 +1,4 @@
-// Writes pack files (format v1, pack_format.hpp): extents of tensors or plain bytes, framed and
+// Writes pack files (format v1, or v2 with expert extents: pack_format.hpp): extents of tensors or plain bytes, framed and
 // compressed in parallel, then the manifest and the header; atomically, in bounded memory. Used by `sluice convert`, tests and
 // the synthetic packs of benchmarks and demos.
 #pragma once
@@ -28,6 +28,10 @@ struct WriterOptions {
   int zstd_level = 3;  // zstd's default: ~300 MB/s per core, most of the ratio of higher levels
   // Below a 5% saving the decode cost outweighs the I/O saved at NVMe speeds.
   double min_saving = 0.05;
+  // convert_gguf_to_pack only: a mixture-of-experts block's ffn_{gate,up,down}_exps go to an
+  // expert extent "blk.N.exps" of their own (format v2), so each expert reads alone; false: they
+  // stay in the block's extent (v1; the pack then streams every expert with its block).
+  bool expert_extents = true;
 };
 
 struct WriterStats {
@@ -42,7 +46,7 @@ struct WriterStats {
 
 // Not thread-safe: one thread drives a writer (it uses TBB internally for compression). Calls
 // must follow: [set_metadata] (begin_extent (add_tensor | begin_tensor add_bytes* | add_bytes)*
-// end_extent)* finish. Calling out of order is a programmer error (assertion). I/O failures and
+// end_extent | begin_expert_extent add_bytes* end_extent)* finish. Calling out of order is a programmer error (assertion). I/O failures and
 // bad input throw std::runtime_error naming the file.
 //
 // The file is written under a temporary name (OutputFile) and renamed onto `path` by finish():
@@ -80,6 +84,22 @@ class PackWriter {
   // (unaligned; synthetic extents, padding) when no tensor is open.
   void add_bytes(std::span<const std::byte> bytes);
 
+  // One stacked expert tensor of an expert extent: shape [.., .., n_expert] (the expert the
+  // slowest dimension, as in GGUF), `bytes` for all experts together.
+  struct ExpertTensor {
+    std::string name;
+    std::uint32_t ggml_type = 0;
+    std::vector<std::uint64_t> shape;
+    std::uint64_t bytes = 0;
+  };
+  // Starts an expert extent (pack_format.hpp item 5): the tensors' slices laid expert-major,
+  // each expert 4096-aligned, frames raw and cut at every expert's end. Then add_bytes must
+  // deliver expert 0's slice of tensors[0], of tensors[1], ..., then expert 1's, ... (pieces of
+  // any size, no padding: the writer pads), and end_extent follows the last. Throws
+  // std::invalid_argument when the tensors disagree on n_expert or do not split into whole
+  // experts, std::runtime_error on a duplicate name. Marks the pack version 2.
+  void begin_expert_extent(std::string name, std::vector<ExpertTensor> tensors);
+
   // Writes the extent's last frames and pads the file to the next kExtentAlign boundary.
   void end_extent();
 
@@ -96,6 +116,12 @@ class PackWriter {
   // Frames, compresses (in parallel), checksums and writes the staged raw bytes: whole frames,
   // plus the short last frame and the extent's padding when `last` is true.
   void flush_frames(bool last);
+  // Stages raw bytes of the current extent, flushing whole batches of frames.
+  void stage(std::span<const std::byte> bytes);
+  // Stages zeros up to raw offset `to` of the current extent.
+  void pad_to(std::uint64_t to);
+  // An expert extent's bytes: routed to the open slice, padding between slices and experts.
+  void add_expert_bytes(std::span<const std::byte> bytes);
   // Chooses a codec per frame of `raw_` and fills `frames` (offsets relative to the batch) and
   // `encoded_`.
   void encode_frames(std::span<FrameInfo> frames);
@@ -119,6 +145,13 @@ class PackWriter {
   std::vector<std::byte> raw_;      // staged raw bytes: up to frames_per_batch frames
   std::vector<std::byte> encoded_;  // a batch's stored bytes when compressing
   WriterStats stats_;
+  // The open expert extent (begin_expert_extent): each slice's offset within an expert and its
+  // bytes, bytes per expert, the expert and slice being added and that slice's bytes still due.
+  bool expert_extent_ = false;
+  bool any_expert_extent_ = false;  // the pack is version 2
+  std::vector<std::uint64_t> slice_offset_, slice_bytes_;
+  std::uint64_t expert_bytes_ = 0, n_expert_ = 0, expert_ = 0, slice_left_ = 0;
+  std::size_t slice_ = 0;
 };
 
 // Writes a pack of ceil(total_bytes / extent_bytes) extents named "synthetic.N" (the last one

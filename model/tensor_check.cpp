@@ -185,9 +185,19 @@ void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensor
   // Block indices first: a name past block_count means metadata and tensors disagree, and is
   // reported as such rather than as whichever tensor of the last block happens to be missing.
   std::map<std::int64_t, std::size_t> block_extents;  // block -> extent index
+  std::map<std::int64_t, std::size_t> expert_extents;  // block -> its "blk.N.exps" extent (a pack's expert extent)
   for (std::size_t e = 0; e < extent_names.size(); ++e) {
     const std::string& name = extent_names[e];
     if (!is_block_name(name)) continue;
+    if (const auto il = names::experts_extent_index(name)) {
+      if (*il >= config.n_layer) {
+        throw std::runtime_error(fmt::format("{}: extent {} '{}' names block {}, but block_count is {}", source, e, name, *il,
+                                             config.n_layer));
+      }
+      auto [it, added] = expert_extents.emplace(*il, e);
+      if (!added) throw std::runtime_error(fmt::format("{}: extents {} and {} are both named '{}'", source, it->second, e, name));
+      continue;
+    }
     const auto il = block_extent_index(name);
     if (!il) {
       throw std::runtime_error(fmt::format("{}: extent {} '{}': a block extent is named blk.N, N a block number", source, e, name));
@@ -209,7 +219,10 @@ void check_model_tensors(ModelConfig& config, std::span<const TensorDesc> tensor
     }
     if (!extent_names.empty()) {
       auto it = block_extents.find(*il);
-      if (it == block_extents.end() || t.extent != std::int64_t(it->second)) {
+      auto experts = expert_extents.find(*il);
+      const bool in_experts = experts != expert_extents.end() && t.extent == std::int64_t(experts->second) &&
+                              names::is_expert_matrix(t.name);
+      if (!in_experts && (it == block_extents.end() || t.extent != std::int64_t(it->second))) {
         throw std::runtime_error(fmt::format("{}: tensor {} does not lie in extent 'blk.{}' (streaming reads a block's "
                                              "tensors from its extent)",
                                              source, t.name, *il));

@@ -36,4 +36,15 @@ std::optional<std::int64_t> block_extent_index(std::string_view name, std::int64
   return il;
 }
 
+std::string experts_extent_name(std::int64_t il) { return block_name(il) + std::string(kExpertsSuffix); }
+
+std::optional<std::int64_t> experts_extent_index(std::string_view name) {
+  if (!name.ends_with(kExpertsSuffix)) return std::nullopt;
+  return block_extent_index(name.substr(0, name.size() - kExpertsSuffix.size()));
+}
+
+bool is_expert_matrix(std::string_view tensor_name) {
+  return tensor_name.ends_with(kFfnGateExps) || tensor_name.ends_with(kFfnUpExps) || tensor_name.ends_with(kFfnDownExps);
+}
+
 }  // namespace sluice::names

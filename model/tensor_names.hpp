@@ -69,4 +69,13 @@ std::optional<std::int64_t> block_extent_index(std::string_view name);
 // block_extent_index, bounded: N only when 0 <= N < n_layer (an index callers may use at once).
 std::optional<std::int64_t> block_extent_index(std::string_view name, std::int64_t n_layer);
 
+// A block's experts read apart from it (a GGUF source's unit, a pack's expert extent): "blk.N.exps".
+inline constexpr std::string_view kExpertsSuffix = ".exps";
+std::string experts_extent_name(std::int64_t il);
+// N for a name that is exactly "blk.N.exps"; nullopt otherwise.
+std::optional<std::int64_t> experts_extent_index(std::string_view name);
+// Whether `tensor` (a name within a block, e.g. "ffn_gate_exps.weight") is one of the stacked
+// expert matrices that an experts extent holds.
+bool is_expert_matrix(std::string_view tensor_name);
+
 }  // namespace sluice::names

@@ -16,6 +16,7 @@ struct ConvertOptions {
   std::string input, output, compress = "auto";
   std::string frame = "1MiB";
   double min_saving = 0.05;
+  std::string experts = "apart";
 };
 
 pack::WriterOptions writer_options(const ConvertOptions& o) {
@@ -43,6 +44,8 @@ pack::WriterOptions writer_options(const ConvertOptions& o) {
   } else {
     throw CLI::ValidationError("--compress", "expected auto, none, zstd or zstd:LEVEL, got '" + o.compress + "'");
   }
+  if (o.experts != "apart" && o.experts != "whole") throw CLI::ValidationError("--experts", "expected apart or whole, got '" + o.experts + "'");
+  w.expert_extents = o.experts == "apart";
   return w;
 }
 
@@ -71,6 +74,9 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--min-saving", o->min_saving, "auto: least fraction a frame must shrink to stay compressed")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--experts", o->experts,
+                  "Mixture-of-experts layout: apart (each expert one aligned read, pack v2) or whole (with its block, v1)")
+      ->capture_default_str();
   cmd->add_option("--frame", o->frame, "Frame size (raw bytes per checksummed frame)")->capture_default_str();
   cmd->callback([o] { convert(*o); });
 }

@@ -39,6 +39,7 @@ inline constexpr std::uint64_t kMaxReadExtentBytes = 16ull << 20;
 struct SeedPack {
   std::vector<std::byte> body;
   std::string manifest;
+  std::uint32_t version = kMinVersion;  // the seed's header version (2: it has an expert extent)
 };
 
 // Scratch file for one process; fuzzing runs one input at a time per process.
@@ -51,7 +52,8 @@ inline const std::string& scratch_path() {
   return path;
 }
 
-// Writes the seed pack: two extents, tensors, raw and zstd frames of 4 KiB.
+// Writes the seed pack: two extents, tensors, raw and zstd frames of 4 KiB, and an expert extent
+// (version 2) of two experts, so mutations reach the expert-extent checks too.
 inline void write_seed_pack(const std::string& path) {
   WriterOptions options;
   options.frame_bytes = 4096;
@@ -63,6 +65,10 @@ inline void write_seed_pack(const std::string& path) {
   writer.end_extent();
   writer.begin_extent("blk.1");
   writer.add_tensor("c", 1, {3000}, testing::partly_zero_bytes(6000, 0.5, 3));
+  writer.end_extent();
+  writer.begin_expert_extent("blk.1.exps", {{"d", 0, {8, 4, 2}, 256}, {"e", 0, {16, 2}, 128}});  // F32, 2 experts
+  writer.add_bytes(testing::random_bytes(128 + 64, 4));  // expert 0's slice of d, then of e
+  writer.add_bytes(testing::random_bytes(128 + 64, 5));  // expert 1's
   writer.end_extent();
   writer.finish();
 }
@@ -77,6 +83,7 @@ inline const SeedPack& seed_pack() {
     s.body.assign(image.bytes.begin(), image.bytes.begin() + static_cast<std::ptrdiff_t>(image.header.manifest_offset));
     s.manifest.assign(reinterpret_cast<const char*>(image.bytes.data() + image.header.manifest_offset),
                       image.header.manifest_bytes);
+    s.version = image.header.version;
     return s;
   }();
   return seed;
@@ -93,6 +100,7 @@ inline std::vector<std::byte> build_file(const std::uint8_t* data, std::size_t s
   const SeedPack& seed = seed_pack();
   std::vector<std::byte> file = seed.body;
   Header header;
+  header.version = seed.version;
   header.manifest_offset = seed.body.size();
   if (mode == Mode::manifest) {
     file.insert(file.end(), rest, rest + rest_size);

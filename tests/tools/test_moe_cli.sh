@@ -4,8 +4,9 @@
 #     streamed under a --mem-budget they do not fit, in passes of 3 tokens (experts read one by
 #     one: the plan's expert cache row and the run's experts line), under a budget only experts
 #     apart fit, with --experts apart (streams though it fits), with --experts whole or --stream off
-#     (every block read whole, all its experts; no expert cache), and converted to a pack (whole blocks, a
-#     note): the float32 logits and the JSON identical; `sluice run` and `sluice bench --json`
+#     (every block read whole, all its experts; no expert cache), converted to a pack (expert
+#     extents: experts one by one; --experts whole at convert: whole blocks, a note): the float32
+#     logits and the JSON identical; `sluice run` and `sluice bench --json`
 #     report expert reads;
 #   - the named real shapes qwen3-30b-a3b and mixtral-8x7b with --no-data: the parameter counts of
 #     the real models, and a plan whose ring slots hold a whole block of experts;
@@ -88,12 +89,25 @@ for name in qwen mixtral; do
   "$sluice" run -m "$m" --stream on -p "hello" -n 4 -t 1 --disk-gbps 2 > /dev/null 2> "$work/$name-run.err" \
     || fail "$name: run --stream on: $(cat "$work/$name-run.err")"
   experts_apart "$name-run"
+  # Converted (expert extents by default): the pack reads its experts one by one as the GGUF does,
+  # and refuses --experts whole; converted with --experts whole it reads whole blocks and says so.
   "$sluice" convert "$m" "$work/$name.sluice" > /dev/null 2>&1 || fail "$name: convert"
   eval_to "$work/$name.sluice" "$name-pack" --stream on
   same_as_ram "$name" pack
-  experts_whole "$name-pack"
-  grep -qF "experts: a pack streams each block with all its experts" "$work/$name-pack.err" \
-    || fail "$name: no note that the pack reads whole blocks: $(cat "$work/$name-pack.err")"
+  experts_apart "$name-pack"
+  eval_to "$work/$name.sluice" "$name-pack-budget" --mem-budget 75MiB
+  same_as_ram "$name" pack-budget
+  experts_apart "$name-pack-budget"
+  rc=0; "$sluice" eval -m "$work/$name.sluice" "${common[@]}" --experts whole > /dev/null 2> "$work/$name-pack-whole-refused.err" || rc=$?
+  [[ $rc != 0 ]] && grep -qF -- "--experts whole" "$work/$name-pack-whole-refused.err" \
+    || fail "$name: --experts whole on a pack with expert extents: $(cat "$work/$name-pack-whole-refused.err")"
+  "$sluice" convert --experts whole "$m" "$work/$name-whole.sluice" > /dev/null 2>&1 || fail "$name: convert --experts whole"
+  eval_to "$work/$name-whole.sluice" "$name-pack-whole" --stream on
+  same_as_ram "$name" pack-whole
+  experts_whole "$name-pack-whole"
+  grep -qF "experts: this pack streams each block with all its experts" "$work/$name-pack-whole.err" \
+    || fail "$name: no note that the pack reads whole blocks: $(cat "$work/$name-pack-whole.err")"
+  rm -f "$work/$name.sluice" "$work/$name-whole.sluice"
   "$sluice" bench -m "$m" --stream on -p 4 -n 2 -r 1 -t 1 --raw-read --json "$work/$name-bench.json" > /dev/null 2> "$work/$name-bench.err" \
     || fail "$name: bench: $(cat "$work/$name-bench.err")"
   python3 - "$work/$name-bench.json" <<'PY' || fail "$name: bench --json expert fields: $(cat "$work/$name-bench.json")"
