@@ -5,6 +5,7 @@
 #     vocabulary (random weights: drafts mostly rejected); the end-of-run line reports drafts;
 #   - `sluice run --prompts` at --parallel 1 and 8 and `sluice batch` at -b 1 and -b 8: the same
 #     answers with and without --draft / --lookup (the batch report counts drafted tokens);
+#   - `sluice bench --draft`: gen and spec rows with tok/step and accept columns (and in --json);
 #   - --trace records draft and verify spans on a "speculative" lane;
 #   - --plan-only shows the draft model's row in the target's plan; a draft with another
 #     vocabulary is refused naming both files; --draft with --lookup is refused;
@@ -92,6 +93,25 @@ assert 0 <= r['accepted_tokens'] <= r['drafted_tokens'], r" "$work/batch-$b-draf
 done
 same batch-1-plain batch-8-plain
 echo "ok: batch -b 1 and 8: the same answers with --draft and --lookup"
+
+# sluice bench: gen (plain) and spec rows with tokens per step and acceptance, in the table and JSON.
+"$sluice" bench -m "$stories" -p 8 -n 24 -r 1 -b 1,4 -t 1 --draft "$stories" --json "$work/bench.json" > "$work/bench.out" 2> "$work/bench.err" \
+  || fail "bench --draft: $(cat "$work/bench.err")"
+grep -q "tok/step.*accept" "$work/bench.out" || fail "bench: no tok/step / accept columns: $(cat "$work/bench.out")"
+grep -q " spec24 " "$work/bench.out" || fail "bench: no spec24 row: $(cat "$work/bench.out")"
+python3 -c "
+import json, sys
+r = json.load(open(sys.argv[1]))
+spec = [t for t in r['tests'] if t['test'] == 'spec']
+gen = [t for t in r['tests'] if t['test'] == 'gen']
+assert len(spec) == 2 and len(gen) == 2, r['tests']
+for t in spec:
+    # The target drafting for itself: every draft accepted, several tokens per step.
+    assert t['drafted'] > 0 and t['accepted'] == t['drafted'], t
+    assert t['tokens_per_step'] > 1.5, t
+for t in gen:
+    assert t['tokens_per_step'] == 1.0, t" "$work/bench.json" || fail "bench JSON: $(cat "$work/bench.json")"
+echo "ok: bench gen/spec rows"
 
 # The trace: draft and verify spans on the "speculative" lane.
 run_to traced -p "$prompt" -n 24 --stream on --draft "$stories" --trace "$work/trace.json"
