@@ -12,9 +12,19 @@
 #include "cache/kv_cache.hpp"
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
+#include "engine/model.hpp"
 #include "engine/transformer.hpp"
 
 namespace sluice {
+
+// The fault tests' prompt (8 tokens) and its logits, every row, from the model in RAM.
+inline const std::vector<std::int32_t> kFaultPrompt = {1, 403, 407, 261, 378, 300, 301, 302};
+inline std::vector<float> in_ram_logits(const Model& model, std::span<const std::int32_t> prompt) {
+  std::vector<float> logits;
+  Transformer t(model.config(), 32, compute::Threading{});
+  evaluate(t, model, prompt, 0, true, logits);
+  return logits;
+}
 
 // Two sequences: a prompt each, then `steps` decode steps of both (greedy from the first run).
 struct PassLogits {
