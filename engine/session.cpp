@@ -64,7 +64,12 @@ void check_explicit_budget(std::uint64_t budget) {
 // The context asked for: 0 means the model's, capped; negative is an error; past the model's
 // trained length is allowed (RoPE extrapolates, badly) with a warning.
 std::int64_t context_of(const SessionOptions& o, const ModelConfig& config) {
-  if (o.n_ctx == 0) return config.n_ctx_train > 0 ? std::min(config.n_ctx_train, kDefaultCtxCap) : kDefaultCtxCap;
+  if (o.n_ctx == 0) {
+    const std::int64_t cap = config.n_ctx_train > 0 ? std::min(config.n_ctx_train, kDefaultCtxCap) : kDefaultCtxCap;
+    if (o.ctx_needed <= 0) return cap;
+    constexpr std::int64_t kStep = 256;
+    return std::min(cap, (o.ctx_needed + kStep - 1) / kStep * kStep);
+  }
   if (o.n_ctx > config.n_ctx_train && config.n_ctx_train > 0 && o.log) {
     *o.log << fmt::format("warning: -c {} is above {}'s trained context of {}; positions past it are untested\n", o.n_ctx,
                           o.model, config.n_ctx_train);

@@ -63,6 +63,7 @@ SessionOptions draft_session_options(const DraftModelOptions& o) {
   s.model = o.model;
   s.n_seq = std::max(o.n_seq, 1);
   s.n_ctx = o.n_ctx;
+  s.ctx_needed = o.ctx_needed;
   s.kv_type = o.kv_type;
   s.kv_spill = SpillMode::never;
   s.stream = StreamMode::never;  // a draft that streams would cost a read per step: the opposite of the point

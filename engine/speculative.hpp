@@ -59,6 +59,7 @@ struct DraftModelOptions {
   std::string model;                 // GGUF or pack
   std::int32_t n_seq = 1;            // the target's KV slots
   std::int64_t n_ctx = 0;            // the target's context
+  std::int64_t ctx_needed = 0;       // with n_ctx 0: as SessionOptions::ctx_needed
   compute::KvType kv_type = compute::KvType::f16;
   int threads = 0;
   std::uint64_t budget = 0;          // what the draft may take (0: the default budget)

@@ -64,6 +64,13 @@ void run(RunOptions o) {
   SessionOptions session_opts = session_options(o.flags);
   const std::int32_t n_parallel = o.n_parallel > 0 ? o.n_parallel : std::min<std::int32_t>(std::int32_t(prompts.size()), 16);
   session_opts.n_seq = n_parallel;
+  if (session_opts.n_ctx == 0) {
+    // No -c: the context this run can need (a prompt has at most one token per byte, plus BOS
+    // and a leading space), so the KV cache does not take a small budget's resident blocks.
+    std::size_t longest = 0;
+    for (const std::string& p : prompts) longest = std::max(longest, p.size());
+    session_opts.ctx_needed = std::int64_t(longest) + 2 + o.n_predict + (o.speculative.any() ? o.speculative.draft_max : 0);
+  }
   TraceRecorder trace(!o.trace.empty());
   session_opts.trace = o.trace.empty() ? nullptr : &trace;
   session_opts.log = &std::cerr;
@@ -202,7 +209,8 @@ void add_run_command(CLI::App& app) {
       "run",
       "Generate text from a GGUF (single or split) or .sluice model, streaming tokens to stdout. It runs\n"
       "within --mem-budget: the planner keeps what fits in RAM (KV cache, ring, a fixed set of blocks) and\n"
-      "streams the rest from disk every pass; its plan is printed first and a streaming table at the end. Several prompts\n"
+      "streams the rest from disk every pass; its plan is printed first and a streaming table at the end. Without -c the\n"
+      "context is what the prompts and -n need (rounded up to 256, at most the model's or 4096). Several prompts\n"
       "(--prompts) share every pass: one read of each block serves the whole batch.");
   add_session_flags(cmd, o->flags);
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");

@@ -39,7 +39,7 @@ inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kO
   auto* model = cmd->add_option("-m,--model", s.model, "Model file: GGUF or .sluice pack")->check(CLI::ExistingFile);
   if (model_required) model->required();
   if (!(omit & kOmitCtx)) {
-    cmd->add_option("-c,--ctx-size", s.n_ctx, "Context per sequence (0: the model's, capped at 4096)")
+    cmd->add_option("-c,--ctx-size", s.n_ctx, "Context per sequence (0: what the run needs where the command knows it, as run does from its prompts and -n; else the model's, capped at 4096)")
         ->capture_default_str()
         ->check(CLI::Range(0, 1 << 24));
   }

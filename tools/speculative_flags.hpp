@@ -62,7 +62,8 @@ class Speculation {
     if (!flags.draft.empty()) {
       s->draft_options_.model = flags.draft;
       s->draft_options_.n_seq = target.n_seq;
-      s->draft_options_.n_ctx = target.n_ctx;  // 0: its own trained context capped as the target's is
+      s->draft_options_.n_ctx = target.n_ctx;  // 0: sized as the target's is (ctx_needed, the cap)
+      s->draft_options_.ctx_needed = target.ctx_needed;
       s->draft_options_.kv_type = target.kv_type;
       s->draft_options_.threads = target.threads;
       s->draft_options_.p_min = flags.p_min;

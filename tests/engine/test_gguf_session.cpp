@@ -81,6 +81,48 @@ std::vector<float> logits_of(Session& s, std::span<const std::int32_t> tokens, s
 
 const std::vector<std::int32_t> kPrompt = {1, 403, 407, 261, 378};
 
+// Without -c the context is what the run says it needs, rounded up to 256, within the trained
+// context and the 4096 cap; -c wins; and the smaller KV cache leaves room for blocks.
+TEST(GgufSession, TheContextIsWhatTheRunNeedsUnlessGiven) {
+  sluice::testing::TempDir dir;
+  SynthOptions synth;
+  synth.shape = SynthShape{256, 8, 8, 4, 768, 8192};
+  synth.type = GgmlType::Q8_0;
+  synth.vocab_from.clear();
+  const std::string gguf = dir.file("long.gguf");
+  write_synthetic_gguf(gguf, synth);
+  SessionOptions o = options_for(gguf, 1ull << 30);
+  o.n_ctx = 0;
+  EXPECT_EQ(plan_session(o).plan.request.n_ctx, 4096);  // nothing known: the cap
+  o.ctx_needed = 100;
+  EXPECT_EQ(plan_session(o).plan.request.n_ctx, 256);
+  o.ctx_needed = 257;
+  EXPECT_EQ(plan_session(o).plan.request.n_ctx, 512);
+  o.ctx_needed = 100000;
+  EXPECT_EQ(plan_session(o).plan.request.n_ctx, 4096);
+  o.ctx_needed = 0;
+  const std::string short_gguf = write_model(dir);  // trained on 128
+  o.model = short_gguf;
+  EXPECT_EQ(plan_session(o).plan.request.n_ctx, 128);
+  o.ctx_needed = 100;
+  EXPECT_EQ(plan_session(o).plan.request.n_ctx, 128);
+  o.model = gguf;
+  o.n_ctx = 96;
+  o.ctx_needed = 100;
+  EXPECT_EQ(plan_session(o).plan.request.n_ctx, 96);
+  // Under a budget that streams: the sized context keeps more blocks resident than the default.
+  SessionOptions tight = options_for(gguf, 1ull << 30);
+  tight.n_ctx = 0;
+  tight.n_seq = 4;
+  tight.kv_spill = SpillMode::never;  // the KV cache in RAM: what it takes, blocks lose
+  tight.budget = plan_session(tight).plan.minimum + (2ull << 20);  // the full context's minimum, and a little
+  const MemoryPlan full = plan_session(tight).plan;
+  tight.ctx_needed = 40;
+  const MemoryPlan sized = plan_session(tight).plan;
+  EXPECT_LT(sized.kv_bytes, full.kv_bytes);
+  EXPECT_GT(sized.resident_blocks.size(), full.resident_blocks.size());
+}
+
 TEST(GgufSession, StreamsUnderABudgetItDoesNotFitWithLogitsBitIdenticalToInRam) {
   sluice::testing::TempDir dir;
   const std::string gguf = write_model(dir);
