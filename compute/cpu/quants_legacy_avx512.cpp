@@ -239,6 +239,9 @@ SLUICE_DEFINE_TILE_ENTRY_POINTS(q5_1, q5_1_tile)
 void register_avx512_k_kernels(KernelTable& table);
 // Defined in matmul_avx512.cpp.
 void register_avx512_matmul_kernels(KernelTable& table);
+// Defined in matmul_k_avx512.cpp: replaces the AVX2 level's K-quant GEMMs, which would not match
+// this level's vec_dots bit for bit.
+void register_avx512_matmul_k_kernels(KernelTable& table);
 
 void register_avx512_kernels(KernelTable& t) {
   register_avx2_kernels(t);  // quantizers and anything not overridden below
@@ -262,6 +265,7 @@ void register_avx512_kernels(KernelTable& t) {
   t.vec_dot_multi[type_slot(GgmlType::MXFP4)] = mxfp4_multi;
   register_avx512_k_kernels(t);
   register_avx512_matmul_kernels(t);
+  register_avx512_matmul_k_kernels(t);
 }
 
 }  // namespace sluice::cpu

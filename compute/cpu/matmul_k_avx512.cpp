@@ -1,0 +1,100 @@
+// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_K, Q5_K and Q6_K weights x
+// Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
+// AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check.
+//
+// Each output repeats the float steps of this level's vec_dot (quants_k_avx512.cpp) exactly: per
+// super-block the 16 int32 lanes of sum over chunks j of vpdpwssd(maddubs(q, a), scales), where
+// lane l holds elements 64j + 4l..4l+3 (exact integers: any decode gives the same lanes), then
+// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q4_K/Q5_K) in 8 lanes of their
+// own or the +32 offset (Q6_K) subtracted from the low 8 lanes, and the same horizontal sums.
+#include "compute/cpu/matmul_k_common.hpp"
+
+namespace sluice::cpu {
+namespace {
+
+// Activation rows per register tile: 8 x (16-lane acc + 8-lane min acc + 16-lane block sum) plus
+// the quants and scales of one chunk fit the 32 zmm registers.
+constexpr int kTileActs = 8;
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+
+enum class Epilogue { mins, offset32 };
+
+template <Epilogue kEpilogue, int NA>
+void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, float* out, std::size_t out_stride) {
+  __m512 acc[NA];
+  __m256 acc_min[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc[a] = _mm512_setzero_ps();
+    acc_min[a] = _mm256_setzero_ps();
+  }
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const PackedKBlock& p = row[i];
+    __m512i sumi[NA];
+    for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
+    for (int j = 0; j < kQK_K / 64; ++j) {
+      const __m512i q = load512(p.q + 64 * j);
+      const __m512i scale = load512(p.scale + 32 * j);
+      for (int a = 0; a < NA; ++a) {
+        sumi[a] = _mm512_dpwssd_epi32(sumi[a], _mm512_maddubs_epi16(q, load512(y[a][i].qs + 64 * j)), scale);
+      }
+    }
+    const __m256i coeff = loadu256(p.coeff);
+    for (int a = 0; a < NA; ++a) {
+      const float da = y[a][i].d;
+      const __m256i bsums = _mm256_madd_epi16(coeff, loadu256(y[a][i].bsums));
+      if constexpr (kEpilogue == Epilogue::mins) {
+        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(p.d * da), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
+        acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(p.dmin * da)), _mm256_cvtepi32_ps(bsums), acc_min[a]);
+      } else {
+        const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(_mm256_slli_epi32(bsums, 5)));
+        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(p.d * da), _mm512_cvtepi32_ps(total), acc[a]);
+      }
+    }
+  }
+  for (int a = 0; a < NA; ++a) {
+    if constexpr (kEpilogue == Epilogue::mins) {
+      out[a * out_stride] = _mm512_reduce_add_ps(acc[a]) + hsum_ps(acc_min[a]);
+    } else {
+      out[a * out_stride] = _mm512_reduce_add_ps(acc[a]);
+    }
+  }
+}
+
+template <Epilogue kEpilogue>
+void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, float* out,
+          std::size_t out_stride) {
+  switch (n_acts) {
+    case 1: k_tile<kEpilogue, 1>(row, nb, y, out, out_stride); break;
+    case 2: k_tile<kEpilogue, 2>(row, nb, y, out, out_stride); break;
+    case 3: k_tile<kEpilogue, 3>(row, nb, y, out, out_stride); break;
+    case 4: k_tile<kEpilogue, 4>(row, nb, y, out, out_stride); break;
+    case 5: k_tile<kEpilogue, 5>(row, nb, y, out, out_stride); break;
+    case 6: k_tile<kEpilogue, 6>(row, nb, y, out, out_stride); break;
+    case 7: k_tile<kEpilogue, 7>(row, nb, y, out, out_stride); break;
+    default: k_tile<kEpilogue, 8>(row, nb, y, out, out_stride); break;
+  }
+}
+static_assert(kTileActs == 8, "tile() instantiates 1..8 activation rows");
+
+template <GgmlType kType, PackKFn kPack, Epilogue kEpilogue, std::size_t kBlockBytes>
+void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
+                 std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
+                 std::size_t y_stride) {
+  const VecDotFn vec_dot = kernels_for(CpuIsa::avx512)->vec_dot[type_slot(kType)];
+  matmul_rows_k<kTileActs>(kPack, tile<kEpilogue>, kBlockBytes, vec_dot, cols, weights, weight_row_bytes, r0, r1,
+                           acts, act_row_bytes, batch, y, y_stride);
+}
+
+}  // namespace
+
+void register_avx512_matmul_k_kernels(KernelTable& t) {
+  t.matmul_rows[type_slot(GgmlType::Q4_K)] =
+      matmul_rows<GgmlType::Q4_K, pack_q4_k, Epilogue::mins, sizeof(BlockQ4_K)>;
+  t.matmul_rows[type_slot(GgmlType::Q5_K)] =
+      matmul_rows<GgmlType::Q5_K, pack_q5_k, Epilogue::mins, sizeof(BlockQ5_K)>;
+  t.matmul_rows[type_slot(GgmlType::Q6_K)] =
+      matmul_rows<GgmlType::Q6_K, pack_q6_k, Epilogue::offset32, sizeof(BlockQ6_K)>;
+}
+
+}  // namespace sluice::cpu
