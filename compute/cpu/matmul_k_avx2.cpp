@@ -18,10 +18,21 @@ constexpr int kTileActs = 4;
 
 enum class Epilogue { mins, offset32 };
 
+// int16 lane k of a chunk's scales multiplies the maddubs pair sum of the chunk's elements 2k,
+// 2k+1: over the super-block, lane k holds the scale of group k / 8 (the vec_dot's SubBlockScales).
+void store_scales(__m256i group_scales, std::int16_t* lanes) {
+  alignas(32) std::int16_t group[kQK_K / 16];
+  store256(group, group_scales);
+  for (int g = 0; g < kQK_K / 16; ++g) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes + 8 * g), _mm_set1_epi16(group[g]));
+  }
+}
+
 template <Epilogue kEpilogue, int NA>
-void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, float* out, std::size_t out_stride) {
+void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, KAccState* state, bool first,
+            bool last, float* out, std::size_t out_stride) {
   __m256 acc[NA];
-  for (int a = 0; a < NA; ++a) acc[a] = _mm256_setzero_ps();
+  for (int a = 0; a < NA; ++a) acc[a] = first ? _mm256_setzero_ps() : _mm256_load_ps(state[a].acc);
   for (std::int64_t i = 0; i < nb; ++i) {
     const PackedKBlock& p = row[i];
     __m256i sumi[NA];
@@ -47,17 +58,23 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
       }
     }
   }
-  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum_ps(acc[a]);
+  for (int a = 0; a < NA; ++a) {
+    if (last) {
+      out[a * out_stride] = hsum_ps(acc[a]);
+    } else {
+      _mm256_store_ps(state[a].acc, acc[a]);
+    }
+  }
 }
 
 template <Epilogue kEpilogue>
-void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, float* out,
-          std::size_t out_stride) {
+void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, KAccState* state,
+          bool first, bool last, float* out, std::size_t out_stride) {
   switch (n_acts) {
-    case 1: k_tile<kEpilogue, 1>(row, nb, y, out, out_stride); break;
-    case 2: k_tile<kEpilogue, 2>(row, nb, y, out, out_stride); break;
-    case 3: k_tile<kEpilogue, 3>(row, nb, y, out, out_stride); break;
-    default: k_tile<kEpilogue, 4>(row, nb, y, out, out_stride); break;
+    case 1: k_tile<kEpilogue, 1>(row, nb, y, state, first, last, out, out_stride); break;
+    case 2: k_tile<kEpilogue, 2>(row, nb, y, state, first, last, out, out_stride); break;
+    case 3: k_tile<kEpilogue, 3>(row, nb, y, state, first, last, out, out_stride); break;
+    default: k_tile<kEpilogue, 4>(row, nb, y, state, first, last, out, out_stride); break;
   }
 }
 static_assert(kTileActs == 4, "tile() instantiates 1..4 activation rows");
@@ -75,11 +92,11 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 
 void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      matmul_rows<GgmlType::Q4_K, pack_q4_k, Epilogue::mins, sizeof(BlockQ4_K)>;
+      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      matmul_rows<GgmlType::Q5_K, pack_q5_k, Epilogue::mins, sizeof(BlockQ5_K)>;
+      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
-      matmul_rows<GgmlType::Q6_K, pack_q6_k, Epilogue::offset32, sizeof(BlockQ6_K)>;
+      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
 }
 
 }  // namespace sluice::cpu

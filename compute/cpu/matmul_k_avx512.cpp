@@ -3,40 +3,70 @@
 // AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check.
 //
 // Each output repeats the float steps of this level's vec_dot (quants_k_avx512.cpp) exactly: per
-// super-block the 16 int32 lanes of sum over chunks j of vpdpwssd(maddubs(q, a), scales), where
-// lane l holds elements 64j + 4l..4l+3 (exact integers: any decode gives the same lanes), then
+// super-block the 16 int32 lanes of sum over 64-element chunks j of scale(j, l) * P(j, l), where
+// P(j, l) is the sum of the four products of elements 64j + 4l..4l+3 (one group, one scale), then
 // acc = fma(d * da, float(lanes), acc) in block order, the mins (Q4_K/Q5_K) in 8 lanes of their
 // own or the +32 offset (Q6_K) subtracted from the low 8 lanes, and the same horizontal sums.
+//
+// The vec_dot gets the lanes from vpmaddubsw + vpdpwssd per chunk: two multiplies per 64 products.
+// Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it fits int16), the P
+// of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (a shift and a blend, off
+// the multiply ports), and one vpdpwssd with the interleaved scales adds both chunks' scaled sums:
+// three multiplies per 128 products. The integer lanes are the same, so the floats are too.
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
 namespace {
 
 // Activation rows per register tile: 8 x (16-lane acc + 8-lane min acc + 16-lane block sum) plus
-// the quants and scales of one chunk fit the 32 zmm registers.
+// the quants and scales of two chunks fit the 32 zmm registers.
 constexpr int kTileActs = 8;
 
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
+// The high int16 half of every int32 lane.
+constexpr __mmask32 kOddHalves = 0xaaaaaaaau;
+
 enum class Epilogue { mins, offset32 };
 
+// Scale pairs for vpdpwssd over interleaved P: for m = 0, 1, int16 lanes 32m + 2l and 32m + 2l + 1
+// hold the scales of lane l in chunks 2m and 2m + 1: groups 8m + l / 4 and 8m + 4 + l / 4.
+void store_scales(__m256i group_scales, std::int16_t* lanes) {
+  alignas(64) std::int16_t index[2][32];
+  for (int m = 0; m < 2; ++m) {
+    for (int l = 0; l < 16; ++l) {
+      index[m][2 * l] = static_cast<std::int16_t>(8 * m + l / 4);
+      index[m][2 * l + 1] = static_cast<std::int16_t>(8 * m + 4 + l / 4);
+    }
+  }
+  const __m512i group = _mm512_zextsi256_si512(group_scales);
+  for (int m = 0; m < 2; ++m) {
+    _mm512_storeu_si512(lanes + 32 * m, _mm512_permutexvar_epi16(_mm512_load_si512(index[m]), group));
+  }
+}
+
 template <Epilogue kEpilogue, int NA>
-void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, float* out, std::size_t out_stride) {
+void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, KAccState* state, bool first,
+            bool last, float* out, std::size_t out_stride) {
   __m512 acc[NA];
   __m256 acc_min[NA];
   for (int a = 0; a < NA; ++a) {
-    acc[a] = _mm512_setzero_ps();
-    acc_min[a] = _mm256_setzero_ps();
+    acc[a] = first ? _mm512_setzero_ps() : _mm512_load_ps(state[a].acc);
+    acc_min[a] = first ? _mm256_setzero_ps() : _mm256_load_ps(state[a].acc_min);
   }
   for (std::int64_t i = 0; i < nb; ++i) {
     const PackedKBlock& p = row[i];
     __m512i sumi[NA];
     for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
-    for (int j = 0; j < kQK_K / 64; ++j) {
-      const __m512i q = load512(p.q + 64 * j);
-      const __m512i scale = load512(p.scale + 32 * j);
+    for (int m = 0; m < kQK_K / 128; ++m) {
+      const __m512i q0 = load512(p.q + 128 * m);
+      const __m512i q1 = load512(p.q + 128 * m + 64);
+      const __m512i scale = load512(p.scale + 32 * m);
       for (int a = 0; a < NA; ++a) {
-        sumi[a] = _mm512_dpwssd_epi32(sumi[a], _mm512_maddubs_epi16(q, load512(y[a][i].qs + 64 * j)), scale);
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, load512(y[a][i].qs + 128 * m));
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, load512(y[a][i].qs + 128 * m + 64));
+        const __m512i both = _mm512_mask_blend_epi16(kOddHalves, p0, _mm512_slli_epi32(p1, 16));
+        sumi[a] = _mm512_dpwssd_epi32(sumi[a], both, scale);
       }
     }
     const __m256i coeff = loadu256(p.coeff);
@@ -53,7 +83,10 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
     }
   }
   for (int a = 0; a < NA; ++a) {
-    if constexpr (kEpilogue == Epilogue::mins) {
+    if (!last) {
+      _mm512_store_ps(state[a].acc, acc[a]);
+      _mm256_store_ps(state[a].acc_min, acc_min[a]);
+    } else if constexpr (kEpilogue == Epilogue::mins) {
       out[a * out_stride] = _mm512_reduce_add_ps(acc[a]) + hsum_ps(acc_min[a]);
     } else {
       out[a * out_stride] = _mm512_reduce_add_ps(acc[a]);
@@ -62,17 +95,17 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
 }
 
 template <Epilogue kEpilogue>
-void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, float* out,
-          std::size_t out_stride) {
+void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, KAccState* state,
+          bool first, bool last, float* out, std::size_t out_stride) {
   switch (n_acts) {
-    case 1: k_tile<kEpilogue, 1>(row, nb, y, out, out_stride); break;
-    case 2: k_tile<kEpilogue, 2>(row, nb, y, out, out_stride); break;
-    case 3: k_tile<kEpilogue, 3>(row, nb, y, out, out_stride); break;
-    case 4: k_tile<kEpilogue, 4>(row, nb, y, out, out_stride); break;
-    case 5: k_tile<kEpilogue, 5>(row, nb, y, out, out_stride); break;
-    case 6: k_tile<kEpilogue, 6>(row, nb, y, out, out_stride); break;
-    case 7: k_tile<kEpilogue, 7>(row, nb, y, out, out_stride); break;
-    default: k_tile<kEpilogue, 8>(row, nb, y, out, out_stride); break;
+    case 1: k_tile<kEpilogue, 1>(row, nb, y, state, first, last, out, out_stride); break;
+    case 2: k_tile<kEpilogue, 2>(row, nb, y, state, first, last, out, out_stride); break;
+    case 3: k_tile<kEpilogue, 3>(row, nb, y, state, first, last, out, out_stride); break;
+    case 4: k_tile<kEpilogue, 4>(row, nb, y, state, first, last, out, out_stride); break;
+    case 5: k_tile<kEpilogue, 5>(row, nb, y, state, first, last, out, out_stride); break;
+    case 6: k_tile<kEpilogue, 6>(row, nb, y, state, first, last, out, out_stride); break;
+    case 7: k_tile<kEpilogue, 7>(row, nb, y, state, first, last, out, out_stride); break;
+    default: k_tile<kEpilogue, 8>(row, nb, y, state, first, last, out, out_stride); break;
   }
 }
 static_assert(kTileActs == 8, "tile() instantiates 1..8 activation rows");
@@ -90,11 +123,11 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 
 void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      matmul_rows<GgmlType::Q4_K, pack_q4_k, Epilogue::mins, sizeof(BlockQ4_K)>;
+      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      matmul_rows<GgmlType::Q5_K, pack_q5_k, Epilogue::mins, sizeof(BlockQ5_K)>;
+      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
-      matmul_rows<GgmlType::Q6_K, pack_q6_k, Epilogue::offset32, sizeof(BlockQ6_K)>;
+      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
 }
 
 }  // namespace sluice::cpu

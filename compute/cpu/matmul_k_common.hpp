@@ -24,8 +24,8 @@ namespace {  // NOLINT(google-build-namespaces): internal linkage per SIMD file,
 struct alignas(64) PackedKBlock {
   // Unsigned quants in element order: Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 (value + 32).
   std::uint8_t q[kQK_K];
-  // int16 lane k multiplies the maddubs pair sum of elements 2k, 2k+1: the scale of 16-element
-  // group k / 8 (the lanes the vec_dots build with their scale shuffles).
+  // The group scales as int16 lanes in the order the level's tile multiplies them (the level's
+  // StoreScalesFn writes them; AVX-512 uses the first 64).
   std::int16_t scale[kQK_K / 2];
   // Per 16-element group, the coefficient of Q8_K's bsums: Q4_K/Q5_K the sub-block mins, Q6_K the
   // group scales (for the +32 offset).
@@ -42,19 +42,13 @@ constexpr std::size_t kPackBytes = 256 * 1024;
 inline void store256(void* p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i*>(p), v); }
 inline __m256i loadu256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Scale lanes: 16 groups of 16 elements, 8 int16 lanes each.
-inline void store_group_scales(const std::int16_t* group, std::int16_t* lanes) {
-  for (int g = 0; g < kQK_K / 16; ++g) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes + 8 * g), _mm_set1_epi16(group[g]));
-  }
-}
+// Writes PackedKBlock::scale from the 16 group scales (int16, one per 16-element group).
+using StoreScalesFn = void (*)(__m256i group_scales, std::int16_t* lanes);
 
-template <bool kHasHighBit, typename Block>
+template <bool kHasHighBit, typename Block, StoreScalesFn kStoreScales>
 void pack_k4(const Block& x, PackedKBlock& p) {
   const __m128i scales_mins = k4_scales_mins(x.scales);
-  alignas(32) std::int16_t group[kQK_K / 16];
-  store256(group, per_group_of_pairs(scales_mins));
-  store_group_scales(group, p.scale);
+  kStoreScales(per_group_of_pairs(scales_mins), p.scale);
   store256(p.coeff, per_group_of_pairs(_mm_unpackhi_epi64(scales_mins, scales_mins)));
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i bit4 = _mm256_set1_epi8(0x10);
@@ -77,15 +71,20 @@ void pack_k4(const Block& x, PackedKBlock& p) {
   p.dmin = h2f(x.dmin);
 }
 
-void pack_q4_k(const void* x, PackedKBlock& p) { pack_k4<false>(*static_cast<const BlockQ4_K*>(x), p); }
-void pack_q5_k(const void* x, PackedKBlock& p) { pack_k4<true>(*static_cast<const BlockQ5_K*>(x), p); }
+template <StoreScalesFn kStoreScales>
+void pack_q4_k(const void* x, PackedKBlock& p) {
+  pack_k4<false, BlockQ4_K, kStoreScales>(*static_cast<const BlockQ4_K*>(x), p);
+}
+template <StoreScalesFn kStoreScales>
+void pack_q5_k(const void* x, PackedKBlock& p) {
+  pack_k4<true, BlockQ5_K, kStoreScales>(*static_cast<const BlockQ5_K*>(x), p);
+}
 
+template <StoreScalesFn kStoreScales>
 void pack_q6_k(const void* vx, PackedKBlock& p) {
   const BlockQ6_K& x = *static_cast<const BlockQ6_K*>(vx);
   const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
-  alignas(32) std::int16_t group[kQK_K / 16];
-  store256(group, scales16);
-  store_group_scales(group, p.scale);
+  kStoreScales(scales16, p.scale);
   store256(p.coeff, scales16);
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i m2 = _mm256_set1_epi8(3);
@@ -107,14 +106,28 @@ void pack_q6_k(const void* vx, PackedKBlock& p) {
   p.dmin = 0.0f;
 }
 
+// Float accumulators of one (weight row, activation row) between chunks of super-blocks: the
+// vec_dot's lanes, stored and reloaded exactly. AVX-512 uses all 24 floats, AVX2 the first 8.
+struct alignas(64) KAccState {
+  float acc[16];
+  float acc_min[8];
+};
+
+// Super-blocks per chunk: the chunk of a tile of 8 activation rows (8 x 8 x 292 bytes) stays in
+// L1 while the pass's rows run over it, and a decoded row's chunk is 4.6 KB.
+constexpr std::int64_t kChunkBlocks = 8;
+
 using PackKFn = void (*)(const void* block, PackedKBlock& out);
-// Rows of a tile of n_acts (<= the level's tile width) activation rows against one packed weight
-// row of nb super-blocks: out[a * out_stride] for a in [0, n_acts).
-using KTileFn = void (*)(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* acts,
-                         float* out, std::size_t out_stride);
+// One packed weight row's super-blocks [0, nblk) of a chunk against a tile of n_acts (<= the
+// level's tile width) activation rows, acts[a] pointing at the chunk's first block. Starts from
+// zero when first, else from state[a]; when last writes out[a * out_stride], else state[a].
+using KTileFn = void (*)(int n_acts, const PackedKBlock* row, std::int64_t nblk, const BlockQ8_K* const* acts,
+                         KAccState* state, bool first, bool last, float* out, std::size_t out_stride);
 
 // The MatmulRowsFn body (kernels.hpp contract). Batch 1 (decode) has nothing to reuse a decoded
-// block for: it calls the level's vec_dot row by row, as the matmul did before.
+// block for: it calls the level's vec_dot row by row, as the matmul did before. Otherwise a pass
+// of rows is decoded (up to kPackBytes), then per tile of activation rows, per chunk of
+// super-blocks, every row of the pass runs over the chunk.
 template <int kTileActs>
 void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn vec_dot, std::int64_t cols,
                    const void* weights, std::size_t weight_row_bytes, std::int64_t r0, std::int64_t r1,
@@ -126,11 +139,17 @@ void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn
     return;
   }
   const std::int64_t nb = cols / kQK_K;
-  const std::int64_t pass_rows = std::clamp<std::int64_t>(
-      static_cast<std::int64_t>(kPackBytes / (static_cast<std::size_t>(nb) * sizeof(PackedKBlock))), 1,
-      kMatmulRowsStrip);
+  // One tile of activation rows reads each decoded row once: decode and use one row at a time,
+  // while it is in L1.
+  const std::int64_t pass_rows =
+      batch <= kTileActs ? 1
+                         : std::clamp<std::int64_t>(static_cast<std::int64_t>(
+                                                        kPackBytes / (static_cast<std::size_t>(nb) * sizeof(PackedKBlock))),
+                                                    1, kMatmulRowsStrip);
   thread_local std::vector<PackedKBlock> packed;
+  thread_local std::vector<KAccState> state;
   if (packed.size() < static_cast<std::size_t>(pass_rows * nb)) packed.resize(static_cast<std::size_t>(pass_rows * nb));
+  if (state.size() < static_cast<std::size_t>(pass_rows * kTileActs)) state.resize(static_cast<std::size_t>(pass_rows * kTileActs));
   for (std::int64_t s = r0; s < r1; s += pass_rows) {
     const std::int64_t n_rows = std::min(pass_rows, r1 - s);
     for (std::int64_t r = 0; r < n_rows; ++r) {
@@ -139,10 +158,14 @@ void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn
     }
     for (std::int64_t b = 0; b < batch; b += kTileActs) {
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
-      const BlockQ8_K* act[kTileActs];
-      for (int a = 0; a < n_acts; ++a) act[a] = act_row<BlockQ8_K>(acts, act_row_bytes, static_cast<int>(b + a));
-      for (std::int64_t r = 0; r < n_rows; ++r) {
-        tile(n_acts, packed.data() + r * nb, nb, act, y + static_cast<std::size_t>(b) * y_stride + s + r, y_stride);
+      for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
+        const std::int64_t nblk = std::min(kChunkBlocks, nb - c0);
+        const BlockQ8_K* act[kTileActs];
+        for (int a = 0; a < n_acts; ++a) act[a] = act_row<BlockQ8_K>(acts, act_row_bytes, static_cast<int>(b + a)) + c0;
+        for (std::int64_t r = 0; r < n_rows; ++r) {
+          tile(n_acts, packed.data() + r * nb + c0, nblk, act, state.data() + r * kTileActs, c0 == 0,
+               c0 + nblk == nb, y + static_cast<std::size_t>(b) * y_stride + s + r, y_stride);
+        }
       }
     }
   }
