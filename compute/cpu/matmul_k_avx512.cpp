@@ -31,23 +31,29 @@ enum class Epilogue { mins, offset32 };
 
 // Scale pairs for vpdpwssd over interleaved P: for m = 0, 1, int16 lanes 32m + 2l and 32m + 2l + 1
 // hold the scales of lane l in chunks 2m and 2m + 1: groups 8m + l / 4 and 8m + 4 + l / 4.
-void store_scales(__m256i group_scales, std::int16_t* lanes) {
+struct ScalePairIndex {
   alignas(64) std::int16_t index[2][32];
-  for (int m = 0; m < 2; ++m) {
-    for (int l = 0; l < 16; ++l) {
-      index[m][2 * l] = static_cast<std::int16_t>(8 * m + l / 4);
-      index[m][2 * l + 1] = static_cast<std::int16_t>(8 * m + 4 + l / 4);
+  constexpr ScalePairIndex() : index{} {
+    for (int m = 0; m < 2; ++m) {
+      for (int l = 0; l < 16; ++l) {
+        index[m][2 * l] = static_cast<std::int16_t>(8 * m + l / 4);
+        index[m][2 * l + 1] = static_cast<std::int16_t>(8 * m + 4 + l / 4);
+      }
     }
   }
+};
+constexpr ScalePairIndex kScalePairIndex;
+
+void store_scales(__m256i group_scales, std::int16_t* lanes) {
   const __m512i group = _mm512_zextsi256_si512(group_scales);
   for (int m = 0; m < 2; ++m) {
-    _mm512_storeu_si512(lanes + 32 * m, _mm512_permutexvar_epi16(_mm512_load_si512(index[m]), group));
+    _mm512_storeu_si512(lanes + 32 * m, _mm512_permutexvar_epi16(_mm512_load_si512(kScalePairIndex.index[m]), group));
   }
 }
 
 template <Epilogue kEpilogue, int NA>
-void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, KAccState* state, bool first,
-            bool last, float* out, std::size_t out_stride) {
+void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da, KAccState* state,
+            bool first, bool last, float* out, std::size_t out_stride) {
   __m512 acc[NA];
   __m256 acc_min[NA];
   for (int a = 0; a < NA; ++a) {
@@ -70,15 +76,24 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
       }
     }
     const __m256i coeff = loadu256(p.coeff);
+    // The vec_dot's scalar d * da and -(dmin * da) for the tile's 8 activation rows at once (the
+    // same IEEE products), each then broadcast from memory into its fma.
+    const __m256 da8 = _mm256_loadu_ps(da + i * kTileActs);
+    alignas(32) float d_da[kTileActs];
+    alignas(32) float neg_dmin_da[kTileActs];
+    _mm256_store_ps(d_da, _mm256_mul_ps(_mm256_set1_ps(p.d), da8));
+    if constexpr (kEpilogue == Epilogue::mins) {
+      const __m256 sign = _mm256_set1_ps(-0.0f);
+      _mm256_store_ps(neg_dmin_da, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(p.dmin), da8), sign));
+    }
     for (int a = 0; a < NA; ++a) {
-      const float da = y[a][i].d;
       const __m256i bsums = _mm256_madd_epi16(coeff, loadu256(y[a][i].bsums));
       if constexpr (kEpilogue == Epilogue::mins) {
-        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(p.d * da), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
-        acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(p.dmin * da)), _mm256_cvtepi32_ps(bsums), acc_min[a]);
+        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
+        acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(neg_dmin_da[a]), _mm256_cvtepi32_ps(bsums), acc_min[a]);
       } else {
         const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(_mm256_slli_epi32(bsums, 5)));
-        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(p.d * da), _mm512_cvtepi32_ps(total), acc[a]);
+        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(total), acc[a]);
       }
     }
   }
@@ -95,17 +110,17 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
 }
 
 template <Epilogue kEpilogue>
-void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, KAccState* state,
-          bool first, bool last, float* out, std::size_t out_stride) {
+void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da,
+          KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
   switch (n_acts) {
-    case 1: k_tile<kEpilogue, 1>(row, nb, y, state, first, last, out, out_stride); break;
-    case 2: k_tile<kEpilogue, 2>(row, nb, y, state, first, last, out, out_stride); break;
-    case 3: k_tile<kEpilogue, 3>(row, nb, y, state, first, last, out, out_stride); break;
-    case 4: k_tile<kEpilogue, 4>(row, nb, y, state, first, last, out, out_stride); break;
-    case 5: k_tile<kEpilogue, 5>(row, nb, y, state, first, last, out, out_stride); break;
-    case 6: k_tile<kEpilogue, 6>(row, nb, y, state, first, last, out, out_stride); break;
-    case 7: k_tile<kEpilogue, 7>(row, nb, y, state, first, last, out, out_stride); break;
-    default: k_tile<kEpilogue, 8>(row, nb, y, state, first, last, out, out_stride); break;
+    case 1: k_tile<kEpilogue, 1>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 2: k_tile<kEpilogue, 2>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 3: k_tile<kEpilogue, 3>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 4: k_tile<kEpilogue, 4>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 5: k_tile<kEpilogue, 5>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 6: k_tile<kEpilogue, 6>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 7: k_tile<kEpilogue, 7>(row, nb, y, da, state, first, last, out, out_stride); break;
+    default: k_tile<kEpilogue, 8>(row, nb, y, da, state, first, last, out, out_stride); break;
   }
 }
 static_assert(kTileActs == 8, "tile() instantiates 1..8 activation rows");
@@ -121,13 +136,26 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 
 }  // namespace
 
+// Smallest batches that take these kernels (KernelTable::matmul_rows_min_batch), measured on Zen 4
+// (EPYC, one thread, Qwen2.5-1.5B shapes, best of 15 against the vec_dot_multi path): Q4_K
+// 8960 x 1536 at batch 8 1.86 ms either way (the decode-and-store of a row stalls on the weights'
+// memory reads, which the vec_dots overlap with arithmetic), batch 16 3.47 against 3.76 ms,
+// batch 128 25.8 against 30.7 ms. Q6_K decodes cheaply in the vec_dot: 1536 x 8960 at batch 16
+// 4.3 against 3.9 ms, batch 128 25.6-26.1 against 25.4 ms (8960 x 1536: 24 against 27 ms), so it
+// keeps the vec_dot path until batches where the two are level.
+constexpr std::int64_t kMinBatchK4 = 9;
+constexpr std::int64_t kMinBatchQ6_K = 256;
+
 void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
       matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchK4;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
       matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatchK4;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
       matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;
 }
 
 }  // namespace sluice::cpu

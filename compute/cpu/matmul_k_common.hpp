@@ -119,15 +119,15 @@ constexpr std::int64_t kChunkBlocks = 8;
 
 using PackKFn = void (*)(const void* block, PackedKBlock& out);
 // One packed weight row's super-blocks [0, nblk) of a chunk against a tile of n_acts (<= the
-// level's tile width) activation rows, acts[a] pointing at the chunk's first block. Starts from
-// zero when first, else from state[a]; when last writes out[a * out_stride], else state[a].
+// level's tile width, kTileActs) activation rows, acts[a] pointing at the chunk's first block and
+// da[ib * kTileActs + a] holding acts[a][ib].d. Starts from zero when first, else from state[a];
+// when last writes out[a * out_stride], else state[a].
 using KTileFn = void (*)(int n_acts, const PackedKBlock* row, std::int64_t nblk, const BlockQ8_K* const* acts,
-                         KAccState* state, bool first, bool last, float* out, std::size_t out_stride);
+                         const float* da, KAccState* state, bool first, bool last, float* out, std::size_t out_stride);
 
-// The MatmulRowsFn body (kernels.hpp contract). Batch 1 (decode) has nothing to reuse a decoded
-// block for: it calls the level's vec_dot row by row, as the matmul did before. Otherwise a pass
-// of rows is decoded (up to kPackBytes), then per tile of activation rows, per chunk of
-// super-blocks, every row of the pass runs over the chunk.
+// The MatmulRowsFn body (kernels.hpp contract). A pass of rows is decoded (up to kPackBytes), then
+// per tile of activation rows, per chunk of super-blocks, every row of the pass runs over the
+// chunk. Batch 1 has nothing to reuse a decoded block for: it calls the level's vec_dot.
 template <int kTileActs>
 void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn vec_dot, std::int64_t cols,
                    const void* weights, std::size_t weight_row_bytes, std::int64_t r0, std::int64_t r1,
@@ -142,12 +142,27 @@ void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn
   // One tile of activation rows reads each decoded row once: decode and use one row at a time,
   // while it is in L1.
   const std::int64_t pass_rows =
-      batch <= kTileActs ? 1
-                         : std::clamp<std::int64_t>(static_cast<std::int64_t>(
-                                                        kPackBytes / (static_cast<std::size_t>(nb) * sizeof(PackedKBlock))),
-                                                    1, kMatmulRowsStrip);
+      batch <= kTileActs
+          ? 1
+          : std::clamp<std::int64_t>(
+                static_cast<std::int64_t>(kPackBytes / (static_cast<std::size_t>(nb) * sizeof(PackedKBlock))), 1,
+                kMatmulRowsStrip);
+  // Rows ahead to prefetch: the next pass, and at least kPrefetchMinRows (a pass of one row
+  // computes for too short a time to hide a row's misses).
+  constexpr std::int64_t kPrefetchMinRows = 4;
+  const std::int64_t prefetch_rows = std::max(pass_rows, kPrefetchMinRows);
   thread_local std::vector<PackedKBlock> packed;
   thread_local std::vector<KAccState> state;
+  // da_all[(tile * nb + ib) * kTileActs + a]: the scale of activation row tile * kTileActs + a's
+  // block ib, laid out as the tiles read it (0 past the batch).
+  thread_local std::vector<float> da_all;
+  const std::int64_t n_tiles = (batch + kTileActs - 1) / kTileActs;
+  da_all.assign(static_cast<std::size_t>(n_tiles * nb * kTileActs), 0.0f);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const BlockQ8_K* row = act_row<BlockQ8_K>(acts, act_row_bytes, static_cast<int>(b));
+    float* out = da_all.data() + (b / kTileActs) * nb * kTileActs + b % kTileActs;
+    for (std::int64_t ib = 0; ib < nb; ++ib) out[ib * kTileActs] = row[ib].d;
+  }
   if (packed.size() < static_cast<std::size_t>(pass_rows * nb)) packed.resize(static_cast<std::size_t>(pass_rows * nb));
   if (state.size() < static_cast<std::size_t>(pass_rows * kTileActs)) state.resize(static_cast<std::size_t>(pass_rows * kTileActs));
   for (std::int64_t s = r0; s < r1; s += pass_rows) {
@@ -156,14 +171,24 @@ void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn
       const std::byte* row = w + static_cast<std::size_t>(s + r) * weight_row_bytes;
       for (std::int64_t ib = 0; ib < nb; ++ib) pack(row + static_cast<std::size_t>(ib) * block_bytes, packed[r * nb + ib]);
     }
+    // Later passes' rows are read from memory by their pack, in a tight loop that stalls on every
+    // miss: fetch the rows prefetch_rows ahead into L2 while this pass computes. A hint only.
+    const std::int64_t ahead = s + prefetch_rows;
+    const std::int64_t ahead_rows = std::min(n_rows, r1 - ahead);
+    if (ahead_rows > 0) {
+      const char* next = reinterpret_cast<const char*>(w + static_cast<std::size_t>(ahead) * weight_row_bytes);
+      const std::size_t next_bytes = static_cast<std::size_t>(ahead_rows) * weight_row_bytes;
+      for (std::size_t off = 0; off < next_bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
+    }
     for (std::int64_t b = 0; b < batch; b += kTileActs) {
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
       for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
         const std::int64_t nblk = std::min(kChunkBlocks, nb - c0);
         const BlockQ8_K* act[kTileActs];
         for (int a = 0; a < n_acts; ++a) act[a] = act_row<BlockQ8_K>(acts, act_row_bytes, static_cast<int>(b + a)) + c0;
+        const float* da = da_all.data() + ((b / kTileActs) * nb + c0) * kTileActs;
         for (std::int64_t r = 0; r < n_rows; ++r) {
-          tile(n_acts, packed.data() + r * nb + c0, nblk, act, state.data() + r * kTileActs, c0 == 0,
+          tile(n_acts, packed.data() + r * nb + c0, nblk, act, da, state.data() + r * kTileActs, c0 == 0,
                c0 + nblk == nb, y + static_cast<std::size_t>(b) * y_stride + s + r, y_stride);
         }
       }
