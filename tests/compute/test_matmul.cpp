@@ -185,14 +185,20 @@ TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
   }
 }
 
-// Q4_K_M models (Q4_K + Q6_K, some Q5_K) have GEMM kernels on both SIMD levels.
-TEST_P(Matmul, KQuantsHaveGemmKernels) {
+// Q4_K_M models (Q4_K + Q6_K, some Q5_K; Gemma's Q5_0 and Q8_0) have GEMM kernels: the K-quants
+// on both SIMD levels, the 32-element types with VNNI (AVX-512).
+TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
   const CpuIsa isa = GetParam();
   const KernelTable* k = kernels_for(isa);
   if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(isa);
   if (isa == CpuIsa::scalar) GTEST_SKIP() << "the scalar level has no GEMM kernels";
   for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
+  }
+  if (isa == CpuIsa::avx512) {
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0}) {
+      EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
+    }
   }
 }
 
