@@ -52,6 +52,10 @@ struct KernelTable {
   VecDotFn vec_dot[kTypeSlots] = {};
   VecDotMultiFn vec_dot_multi[kTypeSlots] = {};
   MatmulRowsFn matmul_rows[kTypeSlots] = {};
+  // Smallest batch for which the matmul calls matmul_rows (0: any); below it the matmul runs the
+  // vec_dot and vec_dot_multi row by row. Set per type from measurements where a GEMM kernel only
+  // pays at larger batches; the kernel itself is correct at every batch (the tests call it so).
+  std::int64_t matmul_rows_min_batch[kTypeSlots] = {};
   QuantizeFn quantize_activation[kTypeSlots] = {};
   // Float row -> weight row, the same bytes as quantize_row_reference, where the level has a
   // faster kernel (Q4_K, Q5_K on AVX2); nullptr elsewhere (quantize_row_weights then uses the

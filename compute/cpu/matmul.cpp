@@ -106,7 +106,8 @@ void matmul(GgmlType type, const void* weights, std::int64_t rows, std::int64_t 
   const Problem problem{kernels, type, static_cast<const std::byte*>(weights), row_bytes(type, cols),
                         rows, cols, acts, act_row_bytes, batch, y};
   std::byte* act_out = act_buffer.data();
-  const MatmulRowsFn rows_fn = kernels->matmul_rows[type_slot(type)];
+  const MatmulRowsFn rows_fn =
+      batch >= kernels->matmul_rows_min_batch[type_slot(type)] ? kernels->matmul_rows[type_slot(type)] : nullptr;
 
   const bool serial = single_threaded();
   if (quantize != nullptr) {

@@ -1,7 +1,8 @@
 // matmul against (1) the same level's vec_dot on the same quantized activations: exactly, for
 // every element, batch 1, 3 and 16 and an odd row count; (2) a naive reference, dequantized
 // weights times the fp32 activations in double, within matmul_bound (activation quantization
-// error plus accumulation rounding); (3) itself under different thread counts: bit-identical.
+// error plus accumulation rounding); (3) itself under different thread counts: bit-identical;
+// (4) the GEMM micro-kernels against vec_dot at their tile edges.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -110,11 +111,102 @@ TEST_P(Matmul, MatchesVecDotAndNaiveReference) {
   }
 }
 
+// The GEMM micro-kernels (matmul_rows), called directly (whatever batch the matmul would start
+// using them at), against the same level's vec_dot, exactly, at the shapes their tiling has edges
+// at: activation tiles of 4 (AVX2) and 8 (AVX-512) and their remainders, row ranges not starting
+// at 0 nor a multiple of a strip, and (10240 columns, 40 super-blocks) a pass of decoded rows
+// shorter than a strip and chunks of super-blocks with a remainder. Then the matmul itself at the
+// smallest batch that takes the kernel.
+TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
+  const CpuIsa isa = GetParam();
+  const KernelTable* k = kernels_for(isa);
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(isa);
+  constexpr std::int64_t kGemmBatches[] = {2, 5, 8, 9, 13, 17};
+  constexpr std::int64_t kFirstRows[] = {0, 5};
+  for (GgmlType t : kWeightTypes) {
+    const MatmulRowsFn rows_fn = k->matmul_rows[type_slot(t)];
+    if (rows_fn == nullptr) continue;
+    const VecDotFn vec_dot = k->vec_dot[type_slot(t)];
+    const GgmlType act_type = vec_dot_type(t);
+    std::vector<std::int64_t> lengths = {test::test_lengths(t)[2]};
+    if (block_elements(t) == 256) lengths.push_back(10240);
+    for (std::int64_t cols : lengths) {
+      std::mt19937_64 rng(kSeed + static_cast<std::uint64_t>(cols));
+      const Matrix w = make_weights(t, kRows, cols, rng);
+      const std::size_t w_row_bytes = row_bytes(t, cols);
+      const std::size_t act_row_bytes = row_bytes(act_type, cols);
+      for (std::int64_t batch : kGemmBatches) {
+        std::vector<std::uint8_t> acts;
+        for (std::int64_t b = 0; b < batch; ++b) {
+          const auto q = test::quantize_act(act_type, test::random_row(rng, cols, 1.5f));
+          acts.insert(acts.end(), q.begin(), q.end());
+        }
+        for (std::int64_t r0 : kFirstRows) {
+          SCOPED_TRACE(std::string(type_name(t)) + " rows=[" + std::to_string(r0) + "," + std::to_string(kRows) +
+                       ") cols=" + std::to_string(cols) + " batch=" + std::to_string(batch) +
+                       " seed=" + std::to_string(kSeed) + " isa=" + to_string(isa));
+          std::vector<float> y(static_cast<std::size_t>(batch * kRows), -1.0f);
+          rows_fn(cols, w.bytes.data(), w_row_bytes, r0, kRows, acts.data(), act_row_bytes, batch, y.data(),
+                  static_cast<std::size_t>(kRows));
+          for (std::int64_t b = 0; b < batch; ++b) {
+            const std::uint8_t* act = acts.data() + static_cast<std::size_t>(b) * act_row_bytes;
+            for (std::int64_t r = 0; r < kRows; ++r) {
+              const float got = y[static_cast<std::size_t>(b * kRows + r)];
+              if (r < r0) {
+                ASSERT_EQ(got, -1.0f) << "row " << r << " outside the range was written";
+                continue;
+              }
+              ASSERT_EQ(got, vec_dot(cols, w.bytes.data() + r * w_row_bytes, act))
+                  << "batch row " << b << " weight row " << r;
+            }
+          }
+        }
+      }
+      // Through matmul(): the smallest batch at which it calls the kernel.
+      const std::int64_t batch = std::max<std::int64_t>(2, k->matmul_rows_min_batch[type_slot(t)]);
+      SCOPED_TRACE(std::string(type_name(t)) + " matmul cols=" + std::to_string(cols) + " batch=" +
+                   std::to_string(batch) + " isa=" + to_string(isa));
+      std::vector<float> x;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const auto row = test::random_row(rng, cols, 1.5f);
+        x.insert(x.end(), row.begin(), row.end());
+      }
+      std::vector<float> y(static_cast<std::size_t>(batch * kRows));
+      matmul(t, w.bytes.data(), kRows, cols, x.data(), batch, y.data(), isa);
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const std::vector<float> xb(x.begin() + b * cols, x.begin() + (b + 1) * cols);
+        const auto act = test::quantize_act(act_type, xb);
+        for (std::int64_t r = 0; r < kRows; ++r) {
+          ASSERT_EQ(y[static_cast<std::size_t>(b * kRows + r)], vec_dot(cols, w.bytes.data() + r * w_row_bytes, act.data()))
+              << "batch row " << b << " weight row " << r;
+        }
+      }
+    }
+  }
+}
+
+// Q4_K_M models (Q4_K + Q6_K, some Q5_K; Gemma's Q5_0 and Q8_0) have GEMM kernels: the K-quants
+// on both SIMD levels, the 32-element types with VNNI (AVX-512).
+TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
+  const CpuIsa isa = GetParam();
+  const KernelTable* k = kernels_for(isa);
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(isa);
+  if (isa == CpuIsa::scalar) GTEST_SKIP() << "the scalar level has no GEMM kernels";
+  for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
+  }
+  if (isa == CpuIsa::avx512) {
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0}) {
+      EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, Matmul, ::testing::Values(CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
 TEST(MatmulThreads, ResultIndependentOfThreadCount) {
-  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::F16}) {
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16}) {
     SCOPED_TRACE(type_name(t));
     constexpr std::int64_t kBigRows = 301;  // many TBB tasks
     const std::int64_t cols = test::test_lengths(t)[1];

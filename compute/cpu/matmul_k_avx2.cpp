@@ -1,0 +1,111 @@
+// AVX2 (+FMA, F16C) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_K, Q5_K and Q6_K
+// weights x Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled
+// with -mavx2 -mfma -mf16c; only reached after the CPU check.
+//
+// Each output repeats the float steps of this level's vec_dot (quants_k_avx2.cpp) exactly: per
+// super-block the 8 int32 lanes of sum over 32-element chunks c of madd(maddubs(q, a), scales)
+// (exact integers: any decode gives the same lanes), then in block order
+// acc = fma(d * da, float(lanes), acc) and, for Q4_K/Q5_K, acc = fma(-dmin * da, float(mins), acc)
+// into the same 8 lanes, or for Q6_K the +32 offset subtracted first; then the same hsum_ps.
+#include "compute/cpu/matmul_k_common.hpp"
+
+namespace sluice::cpu {
+namespace {
+
+// Activation rows per register tile: 4 x (acc + block sum) plus one chunk's quants and scales
+// leave room in the 16 ymm registers for the loads and products.
+constexpr int kTileActs = 4;
+
+enum class Epilogue { mins, offset32 };
+
+// int16 lane k of a chunk's scales multiplies the maddubs pair sum of the chunk's elements 2k,
+// 2k+1: over the super-block, lane k holds the scale of group k / 8 (the vec_dot's SubBlockScales).
+void store_scales(__m256i group_scales, std::int16_t* lanes) {
+  alignas(32) std::int16_t group[kQK_K / 16];
+  store256(group, group_scales);
+  for (int g = 0; g < kQK_K / 16; ++g) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes + 8 * g), _mm_set1_epi16(group[g]));
+  }
+}
+
+template <Epilogue kEpilogue, int NA>
+void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da, KAccState* state,
+            bool first, bool last, float* out, std::size_t out_stride) {
+  __m256 acc[NA];
+  for (int a = 0; a < NA; ++a) acc[a] = first ? _mm256_setzero_ps() : _mm256_load_ps(state[a].acc);
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const PackedKBlock& p = row[i];
+    __m256i sumi[NA];
+    for (int a = 0; a < NA; ++a) sumi[a] = _mm256_setzero_si256();
+    for (int c = 0; c < kQK_K / 32; ++c) {
+      const __m256i q = loadu256(p.q + 32 * c);
+      const __m256i scale = loadu256(p.scale + 16 * c);
+      for (int a = 0; a < NA; ++a) {
+        const __m256i prod = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu256(y[a][i].qs + 32 * c)), scale);
+        sumi[a] = _mm256_add_epi32(sumi[a], prod);
+      }
+    }
+    const __m256i coeff = loadu256(p.coeff);
+    for (int a = 0; a < NA; ++a) {
+      const float da_a = da[i * kTileActs + a];
+      const __m256i bsums = _mm256_madd_epi16(coeff, loadu256(y[a][i].bsums));
+      if constexpr (kEpilogue == Epilogue::mins) {
+        acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(p.d * da_a), _mm256_cvtepi32_ps(sumi[a]), acc[a]);
+        acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(p.dmin * da_a)), _mm256_cvtepi32_ps(bsums), acc[a]);
+      } else {
+        const __m256i total = _mm256_sub_epi32(sumi[a], _mm256_slli_epi32(bsums, 5));
+        acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(p.d * da_a), _mm256_cvtepi32_ps(total), acc[a]);
+      }
+    }
+  }
+  for (int a = 0; a < NA; ++a) {
+    if (last) {
+      out[a * out_stride] = hsum_ps(acc[a]);
+    } else {
+      _mm256_store_ps(state[a].acc, acc[a]);
+    }
+  }
+}
+
+template <Epilogue kEpilogue>
+void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da,
+          KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
+  switch (n_acts) {
+    case 1: k_tile<kEpilogue, 1>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 2: k_tile<kEpilogue, 2>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 3: k_tile<kEpilogue, 3>(row, nb, y, da, state, first, last, out, out_stride); break;
+    default: k_tile<kEpilogue, 4>(row, nb, y, da, state, first, last, out, out_stride); break;
+  }
+}
+static_assert(kTileActs == 4, "tile() instantiates 1..4 activation rows");
+
+template <GgmlType kType, PackKFn kPack, Epilogue kEpilogue, std::size_t kBlockBytes>
+void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
+                 std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
+                 std::size_t y_stride) {
+  const VecDotFn vec_dot = kernels_for(CpuIsa::avx2)->vec_dot[type_slot(kType)];
+  matmul_rows_k<kTileActs>(kPack, tile<kEpilogue>, kBlockBytes, vec_dot, cols, weights, weight_row_bytes, r0, r1,
+                           acts, act_row_bytes, batch, y, y_stride);
+}
+
+}  // namespace
+
+// Smallest batch that takes these kernels (KernelTable::matmul_rows_min_batch). Measured on Zen 4
+// with SLUICE_CPU_ISA=avx2 (one thread, Qwen2.5-1.5B shapes, against the AVX2 vec_dot_multi):
+// batch 16 slower (Q4_K 8960 x 1536 4.8-4.9 against 4.3 ms), batch 128 level to 1.03x (Q4_K 32.9
+// against 32.9 ms, Q6_K 1536 x 8960 31.1-31.7 against 32.2-32.6 ms). Unmeasured on AVX2-only CPUs.
+constexpr std::int64_t kMinBatch = 128;
+
+void register_avx2_matmul_k_kernels(KernelTable& t) {
+  t.matmul_rows[type_slot(GgmlType::Q4_K)] =
+      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatch;
+  t.matmul_rows[type_slot(GgmlType::Q5_K)] =
+      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatch;
+  t.matmul_rows[type_slot(GgmlType::Q6_K)] =
+      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatch;
+}
+
+}  // namespace sluice::cpu

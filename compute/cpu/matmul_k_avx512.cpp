@@ -1,0 +1,161 @@
+// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_K, Q5_K and Q6_K weights x
+// Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
+// AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check.
+//
+// Each output repeats the float steps of this level's vec_dot (quants_k_avx512.cpp) exactly: per
+// super-block the 16 int32 lanes of sum over 64-element chunks j of scale(j, l) * P(j, l), where
+// P(j, l) is the sum of the four products of elements 64j + 4l..4l+3 (one group, one scale), then
+// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q4_K/Q5_K) in 8 lanes of their
+// own or the +32 offset (Q6_K) subtracted from the low 8 lanes, and the same horizontal sums.
+//
+// The vec_dot gets the lanes from vpmaddubsw + vpdpwssd per chunk: two multiplies per 64 products.
+// Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it fits int16), the P
+// of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (a shift and a blend, off
+// the multiply ports), and one vpdpwssd with the interleaved scales adds both chunks' scaled sums:
+// three multiplies per 128 products. The integer lanes are the same, so the floats are too.
+#include "compute/cpu/matmul_k_common.hpp"
+
+namespace sluice::cpu {
+namespace {
+
+// Activation rows per register tile: 8 x (16-lane acc + 8-lane min acc + 16-lane block sum) plus
+// the quants and scales of two chunks fit the 32 zmm registers.
+constexpr int kTileActs = 8;
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+
+// The high int16 half of every int32 lane.
+constexpr __mmask32 kOddHalves = 0xaaaaaaaau;
+
+enum class Epilogue { mins, offset32 };
+
+// Scale pairs for vpdpwssd over interleaved P: for m = 0, 1, int16 lanes 32m + 2l and 32m + 2l + 1
+// hold the scales of lane l in chunks 2m and 2m + 1: groups 8m + l / 4 and 8m + 4 + l / 4.
+struct ScalePairIndex {
+  alignas(64) std::int16_t index[2][32];
+  constexpr ScalePairIndex() : index{} {
+    for (int m = 0; m < 2; ++m) {
+      for (int l = 0; l < 16; ++l) {
+        index[m][2 * l] = static_cast<std::int16_t>(8 * m + l / 4);
+        index[m][2 * l + 1] = static_cast<std::int16_t>(8 * m + 4 + l / 4);
+      }
+    }
+  }
+};
+constexpr ScalePairIndex kScalePairIndex;
+
+void store_scales(__m256i group_scales, std::int16_t* lanes) {
+  const __m512i group = _mm512_zextsi256_si512(group_scales);
+  for (int m = 0; m < 2; ++m) {
+    _mm512_storeu_si512(lanes + 32 * m, _mm512_permutexvar_epi16(_mm512_load_si512(kScalePairIndex.index[m]), group));
+  }
+}
+
+template <Epilogue kEpilogue, int NA>
+void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da, KAccState* state,
+            bool first, bool last, float* out, std::size_t out_stride) {
+  __m512 acc[NA];
+  __m256 acc_min[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc[a] = first ? _mm512_setzero_ps() : _mm512_load_ps(state[a].acc);
+    acc_min[a] = first ? _mm256_setzero_ps() : _mm256_load_ps(state[a].acc_min);
+  }
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const PackedKBlock& p = row[i];
+    __m512i sumi[NA];
+    for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
+    for (int m = 0; m < kQK_K / 128; ++m) {
+      const __m512i q0 = load512(p.q + 128 * m);
+      const __m512i q1 = load512(p.q + 128 * m + 64);
+      const __m512i scale = load512(p.scale + 32 * m);
+      for (int a = 0; a < NA; ++a) {
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, load512(y[a][i].qs + 128 * m));
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, load512(y[a][i].qs + 128 * m + 64));
+        const __m512i both = _mm512_mask_blend_epi16(kOddHalves, p0, _mm512_slli_epi32(p1, 16));
+        sumi[a] = _mm512_dpwssd_epi32(sumi[a], both, scale);
+      }
+    }
+    const __m256i coeff = loadu256(p.coeff);
+    // The vec_dot's scalar d * da and -(dmin * da) for the tile's 8 activation rows at once (the
+    // same IEEE products), each then broadcast from memory into its fma.
+    const __m256 da8 = _mm256_loadu_ps(da + i * kTileActs);
+    alignas(32) float d_da[kTileActs];
+    alignas(32) float neg_dmin_da[kTileActs];
+    _mm256_store_ps(d_da, _mm256_mul_ps(_mm256_set1_ps(p.d), da8));
+    if constexpr (kEpilogue == Epilogue::mins) {
+      const __m256 sign = _mm256_set1_ps(-0.0f);
+      _mm256_store_ps(neg_dmin_da, _mm256_xor_ps(_mm256_mul_ps(_mm256_set1_ps(p.dmin), da8), sign));
+    }
+    for (int a = 0; a < NA; ++a) {
+      const __m256i bsums = _mm256_madd_epi16(coeff, loadu256(y[a][i].bsums));
+      if constexpr (kEpilogue == Epilogue::mins) {
+        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
+        acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(neg_dmin_da[a]), _mm256_cvtepi32_ps(bsums), acc_min[a]);
+      } else {
+        const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(_mm256_slli_epi32(bsums, 5)));
+        acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(total), acc[a]);
+      }
+    }
+  }
+  for (int a = 0; a < NA; ++a) {
+    if (!last) {
+      _mm512_store_ps(state[a].acc, acc[a]);
+      _mm256_store_ps(state[a].acc_min, acc_min[a]);
+    } else if constexpr (kEpilogue == Epilogue::mins) {
+      out[a * out_stride] = _mm512_reduce_add_ps(acc[a]) + hsum_ps(acc_min[a]);
+    } else {
+      out[a * out_stride] = _mm512_reduce_add_ps(acc[a]);
+    }
+  }
+}
+
+template <Epilogue kEpilogue>
+void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da,
+          KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
+  switch (n_acts) {
+    case 1: k_tile<kEpilogue, 1>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 2: k_tile<kEpilogue, 2>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 3: k_tile<kEpilogue, 3>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 4: k_tile<kEpilogue, 4>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 5: k_tile<kEpilogue, 5>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 6: k_tile<kEpilogue, 6>(row, nb, y, da, state, first, last, out, out_stride); break;
+    case 7: k_tile<kEpilogue, 7>(row, nb, y, da, state, first, last, out, out_stride); break;
+    default: k_tile<kEpilogue, 8>(row, nb, y, da, state, first, last, out, out_stride); break;
+  }
+}
+static_assert(kTileActs == 8, "tile() instantiates 1..8 activation rows");
+
+template <GgmlType kType, PackKFn kPack, Epilogue kEpilogue, std::size_t kBlockBytes>
+void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
+                 std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
+                 std::size_t y_stride) {
+  const VecDotFn vec_dot = kernels_for(CpuIsa::avx512)->vec_dot[type_slot(kType)];
+  matmul_rows_k<kTileActs>(kPack, tile<kEpilogue>, kBlockBytes, vec_dot, cols, weights, weight_row_bytes, r0, r1,
+                           acts, act_row_bytes, batch, y, y_stride);
+}
+
+}  // namespace
+
+// Smallest batches that take these kernels (KernelTable::matmul_rows_min_batch), measured on Zen 4
+// (EPYC, one thread, Qwen2.5-1.5B shapes, best of 15 against the vec_dot_multi path): Q4_K
+// 8960 x 1536 at batch 8 1.86 ms either way (the decode-and-store of a row stalls on the weights'
+// memory reads, which the vec_dots overlap with arithmetic), batch 16 3.47 against 3.76 ms,
+// batch 128 25.8 against 30.7 ms. Q6_K decodes cheaply in the vec_dot: 1536 x 8960 at batch 16
+// 4.3 against 3.9 ms, batch 128 25.6-26.1 against 25.4 ms (8960 x 1536: 24 against 27 ms), so it
+// keeps the vec_dot path until batches where the two are level.
+constexpr std::int64_t kMinBatchK4 = 9;
+constexpr std::int64_t kMinBatchQ6_K = 256;
+
+void register_avx512_matmul_k_kernels(KernelTable& t) {
+  t.matmul_rows[type_slot(GgmlType::Q4_K)] =
+      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchK4;
+  t.matmul_rows[type_slot(GgmlType::Q5_K)] =
+      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatchK4;
+  t.matmul_rows[type_slot(GgmlType::Q6_K)] =
+      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;
+}
+
+}  // namespace sluice::cpu
