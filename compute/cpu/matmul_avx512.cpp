@@ -1,18 +1,16 @@
-// AVX-512 VNNI GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_0, Q5_0 and Q8_0 weights x
-// Q8_0 activations. Compiled with the AVX-512 flags of quants_legacy_avx512.cpp; only reached after
+// AVX-512 VNNI GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_0 and Q8_0 weights x Q8_0
+// activations. Compiled with the AVX-512 flags of quants_legacy_avx512.cpp; only reached after
 // the CPU check.
 //
 // A strip of 16 weight rows is repacked, a chunk of blocks at a time, into a per-thread scratch:
 // per block, 8 registers whose int32 lane r holds four consecutive quants of row r (as unsigned
-// bytes w + offset: the Q4_0 nibble as stored, offset 8; the Q5_0 nibble with its fifth bit,
-// offset 16; the Q8_0 byte xor 0x80, offset 128),
+// bytes w + offset: the Q4_0 nibble as stored, offset 8; the Q8_0 byte xor 0x80, offset 128),
 // and the 16 row scales as fp32. Every activation row then streams over the chunk: per block,
 // eight vpdpbusd with the activation's four bytes broadcast give the 16 rows' block sums at once,
 // minus offset * (sum of the activation block), exact in int32. The fp32 accumulation is one lane
 // per row, sum = fma(dw * da, float(block sum), sum) in block order: the order of the AVX-512
 // vec_dot of these types (quants_legacy_avx512.cpp), so the results equal it bit for bit.
 #include <algorithm>
-#include <cstddef>
 #include <type_traits>
 #include <vector>
 
@@ -73,35 +71,6 @@ struct Q4_0Pack {
     for (int j = 0; j < 4; ++j) {
       out.q[j] = _mm512_and_si512(t[j], low);                            // elements 4j..4j+3
       out.q[j + 4] = _mm512_and_si512(_mm512_srli_epi16(t[j], 4), low);  // elements 16+4j..
-    }
-  }
-};
-
-// Bytes k = 0..3 of each lane: 0x10 where bit first + k of the lane's qh is set.
-inline __m512i fifth_bits(__m512i qh, int first) {
-  // Byte 0 of each dword into its four bytes (vpshufb indexes within 128-bit lanes).
-  const __m512i low_byte_x4 = _mm512_broadcast_i32x4(_mm_setr_epi32(0, 0x04040404, 0x08080808, 0x0c0c0c0c));
-  const __m512i spread = _mm512_shuffle_epi8(_mm512_srli_epi32(qh, static_cast<unsigned>(first)), low_byte_x4);
-  const __mmask64 set = _mm512_test_epi8_mask(spread, _mm512_set1_epi32(0x08040201));
-  return _mm512_maskz_mov_epi8(set, _mm512_set1_epi8(0x10));
-}
-
-struct Q5_0Pack {
-  using Block = BlockQ5_0;
-  static constexpr int kOffset = 16;
-  static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
-                   PackedBlock& out) {
-    const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
-    const __m512i at_v = _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)));
-    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, at_v));
-    const __m512i qh = load_i32x16_at(strip, _mm512_add_epi32(at_v, _mm512_set1_epi32(offsetof(Block, qh))));
-    const __m512i low = _mm512_set1_epi8(0x0f);
-    __m512i t[4];
-    transpose_16x4(rows, at + offsetof(Block, qs), t);
-    for (int j = 0; j < 4; ++j) {
-      out.q[j] = _mm512_or_si512(_mm512_and_si512(t[j], low), fifth_bits(qh, 4 * j));  // elements 4j..4j+3
-      out.q[j + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(t[j], 4), low),
-                                     fifth_bits(qh, 16 + 4 * j));  // elements 16+4j..
     }
   }
 };
@@ -306,7 +275,6 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 
 void register_avx512_matmul_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_0)] = matmul_rows<Q4_0Pack>;
-  t.matmul_rows[type_slot(GgmlType::Q5_0)] = matmul_rows<Q5_0Pack>;
   t.matmul_rows[type_slot(GgmlType::Q8_0)] = matmul_rows<Q8_0Pack>;
 }
 
