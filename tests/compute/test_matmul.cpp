@@ -185,8 +185,10 @@ TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
   }
 }
 
-// Q4_K_M models (Q4_K + Q6_K, some Q5_K; Gemma's Q5_0 and Q8_0) have GEMM kernels: the K-quants
-// on both SIMD levels, the 32-element types with VNNI (AVX-512).
+// Q4_K_M models (Q4_K + Q6_K, some Q5_K; Gemma's Q8_0) have GEMM kernels: the K-quants on both
+// SIMD levels, Q4_0 and Q8_0 with VNNI (AVX-512). Q5_0 has none: its AVX-512 vec_dot keeps its
+// two-lane accumulation, because the one-chain order a GEMM needs moved Gemma 3 270M's greedy
+// text off llama.cpp's at token 15 (a 0.31 logit gap, parity_greedy_gemma3_270m_2).
 TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
   const CpuIsa isa = GetParam();
   const KernelTable* k = kernels_for(isa);
@@ -196,7 +198,7 @@ TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
     EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
   }
   if (isa == CpuIsa::avx512) {
-    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0}) {
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
       EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
     }
   }

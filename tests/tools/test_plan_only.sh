@@ -16,10 +16,11 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 "$sluice" synth "$work/m.gguf" --layers 2 --vocab-size 512 > /dev/null
 
-# run: the table, nothing generated (the prompt is never echoed, no generation summary).
+# run: the table, nothing generated (the prompt is never echoed, no generation summary); without -c the
+# context is what the prompt and -n need, rounded up to 256.
 rc=0; "$sluice" run -m "$work/m.gguf" --plan-only -p "Once upon a time" -n 8 --stream on > "$work/run.out" 2> "$work/run.err" || rc=$?
 [[ $rc == 0 ]] || { cat "$work/run.err"; fail "run --plan-only exited $rc"; }
-grep -q "^plan for $work/m.gguf (.* of weights): 1 sequences x 2048 context, 512 tokens per pass" "$work/run.out" \
+grep -q "^plan for $work/m.gguf (.* of weights): 1 sequences x 256 context, 512 tokens per pass" "$work/run.out" \
   || { cat "$work/run.out"; fail "run: no plan header"; }
 grep -q "^memory plan" "$work/run.out" || { cat "$work/run.out"; fail "run: no plan table"; }
 grep -q "^ring .* slots x " "$work/run.out" || { cat "$work/run.out"; fail "run --stream on: no ring in the plan"; }
