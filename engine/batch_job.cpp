@@ -14,6 +14,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -146,6 +147,35 @@ BatchJob::BatchJob(const JobOptions& options, std::ostream& log) : state_(std::m
 
 BatchJob::~BatchJob() = default;
 
+std::int64_t BatchJob::context_needed() const {
+  const State& s = *state_;
+  constexpr ChatTemplateKind kAll[] = {ChatTemplateKind::llama2,  ChatTemplateKind::llama3, ChatTemplateKind::chatml,
+                                       ChatTemplateKind::mistral, ChatTemplateKind::gemma,  ChatTemplateKind::gpt_oss};
+  std::int64_t most = 1;
+  for (std::size_t pos = 0; pos < s.input.entries.size(); ++pos) {
+    const InputEntry& e = s.input.entries[pos];
+    if (e.is_error || s.output->answered(pos)) continue;
+    const ParsedLine parsed = read_input_line(s.input_fd, s.o.input, e, s.input.format);
+    const JobRequest* r = std::get_if<JobRequest>(&parsed);
+    if (!r) continue;
+    std::size_t bytes = 0;
+    bool fits_a_template = false;
+    // Before the model is loaded its template is unknown: the widest one that could render it.
+    for (const ChatTemplateKind kind : kAll) {
+      if (r->chat && s.o.chat_template && kind != *s.o.chat_template) continue;
+      try {
+        bytes = std::max(bytes, prompt_text(*r, kind).text.size());
+        fits_a_template = true;
+      } catch (const std::invalid_argument&) {
+      }
+      if (!r->chat) break;  // a completion's prompt is its text, whatever the template
+    }
+    if (!fits_a_template) continue;
+    most = std::max(most, std::int64_t(bytes) + 2 + r->max_tokens.value_or(s.o.default_max_tokens));
+  }
+  return most;
+}
+
 JobSummary BatchJob::run(Session& session) { return run(session, session.forward()); }
 
 JobSummary BatchJob::run(Session& session, Forward& forward) {
@@ -171,6 +201,10 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
 
   struct stat st {};
   const std::int64_t created = ::fstat(s.input_fd, &st) == 0 ? std::int64_t(st.st_mtime) : 0;
+  // The "model" of every answer: the one given, else the model's own name, else its file's stem.
+  const std::string model_name =
+      !o.model_name.empty() ? o.model_name
+                            : session.metadata().get_string("general.name").value_or(std::filesystem::path(o.model_path).stem().string());
   const std::int64_t n_ctx = session.n_ctx();
   const std::size_t token_bytes = max_token_bytes(session.tokenizer());
   const std::size_t n = entries.size();
@@ -261,7 +295,7 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
                    r.exception ? ErrorLine::server_error : ErrorLine::invalid_request);
       if (r.exception) ++summary.server_errors;
     } else {
-      record(pos, response_line(s.expected.ids[pos], entries[pos].custom_id, chat_of[pos], r, o.model_name, created));
+      record(pos, response_line(s.expected.ids[pos], entries[pos].custom_id, chat_of[pos], r, model_name, created));
       ++summary.ok;
       summary.prompt_tokens += r.prompt_tokens;
       summary.generated_tokens += std::int64_t(r.generated.size());

@@ -93,9 +93,8 @@ int run_job(BatchCliOptions o) {
       throw std::invalid_argument(fmt::format("--chat-template {}: unknown (llama2, llama3, chatml, mistral, gemma, gpt-oss)", o.chat_template));
     }
   }
-  // Before the target is planned: a draft model's bytes come out of its budget.
-  std::shared_ptr<Speculation> speculation = Speculation::prepare(o.speculative, o.session);
   if (o.flags.plan_only) {  // the plan for these flags: no input read, no output touched, no request run
+    Speculation::prepare(o.speculative, o.session);  // a draft model's bytes come out of the target's budget
     print_plan_only(o.session, std::cout);
     return 0;
   }
@@ -106,18 +105,23 @@ int run_job(BatchCliOptions o) {
   o.job.progress_seconds = o.progress_seconds;
   o.job.model_path = o.session.model;
   o.job.stop_signal = &g_stop_signal;
-  if (speculation) {
-    o.job.prepare_engine = [speculation, model = o.session.model](Session& session, BatchOptions& options) {
-      speculation->attach(session, model, options, nullptr);
-    };
-  }
+  std::shared_ptr<Speculation> speculation;  // set below, before the job runs
+  o.job.prepare_engine = [&speculation, model = o.session.model](Session& session, BatchOptions& options) {
+    if (speculation) speculation->attach(session, model, options, nullptr);
+  };
   install_stop_handlers();
   // Input read, output locked and proven this job's before the model is loaded: a refusal is at once.
   BatchJob job(o.job, std::cerr);
-  Session session(o.session);
-  if (o.job.model_name.empty()) {
-    o.job.model_name = session.metadata().get_string("general.name").value_or(std::filesystem::path(o.session.model).stem().string());
+  if (o.session.n_ctx == 0) {
+    // No -c: the context is what the requests still to answer need (KV for a 4096 context per
+    // sequence would take the budget's blocks for positions no request reaches).
+    o.session.ctx_needed = job.context_needed() + (o.speculative.any() ? o.speculative.draft_max : 0);
   }
+  // Before the target is planned: a draft model's bytes come out of its budget.
+  speculation = Speculation::prepare(o.speculative, o.session);
+  Session session(o.session);
+  std::cerr << fmt::format("sluice batch: context {} tokens per sequence x {} sequences ({})\n", session.n_ctx(), o.batch,
+                           o.session.n_ctx > 0 ? "-c" : fmt::format("the longest request needs at most {}; -c to set", o.session.ctx_needed));
   const JobSummary s = job.run(session);
   std::cerr << fmt::format(
       "sluice batch: {} requests: {} ok, {} failed, {} answered before | {} prompt + {} generated tokens in {:.1f} s: {:.2f} tok/s | "

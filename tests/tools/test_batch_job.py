@@ -192,6 +192,8 @@ r = subprocess.run([sluice, "batch", "-m", stories, "-i", plain, "-o", os.path.j
                    capture_output=True, text=True)
 got = [json.loads(l) for l in read(os.path.join(work, "plain.out")).decode().splitlines()]
 check([g["custom_id"] for g in got] == ["a", "7", "line-3"], f"plain JSONL ids {[g['custom_id'] for g in got]}")
+check("the longest request needs at most" in r.stderr, f"no -c: the context should be sized from the requests:\n{r.stderr}")
+check(got[0]["response"]["body"]["model"] != "", "an answer's model should be the model's name")
 check(got[1]["response"]["status_code"] == 400 and "--chat-template" in got[1]["response"]["body"]["error"]["message"],
       "messages without a chat template should name the flag")
 text_in = os.path.join(work, "prompts.txt")
