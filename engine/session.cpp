@@ -102,6 +102,7 @@ struct OpenedPlan {
   bool pack = false;
   std::uint64_t weight_bytes = 0;
   std::string experts_note;  // SessionPlan::experts_note
+  std::string context_note;  // SessionPlan::context_note
 };
 
 void check_options(const SessionOptions& o) {
@@ -139,7 +140,7 @@ bool runs_in_ram(const SessionOptions& o, const OpenedPlan& r);
 // and planned with an expert cache, unless --experts whole or --stream off. Whether it streams is
 // the whole-block plan's answer (not in RAM and some bytes read per pass); a whole-block plan the budget cannot hold may still be possible
 // with experts apart (their cache is what is left), so that refusal falls through to it.
-OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
+OpenedPlan open_and_plan_blocks(const SessionOptions& o, int compute_threads) {
   OpenedPlan r;
   // One source serves the planner and then the streamed model: the manifest (tens of MB with a
   // large vocabulary) or the GGUF's headers are parsed once (twice for a streamed MoE GGUF).
@@ -189,6 +190,34 @@ OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
   return r;
 }
 
+// When blocks stream, the smaller contexts (halving down to 256) whose KV would leave room for
+// more resident blocks: a context larger than the run needs costs blocks read every pass, which
+// is the plan's largest cost on a small budget. "" when nothing streams or no smaller context helps.
+std::string smaller_context_note(const ModelSource& source, const ModelConfig& config, const MemoryPlan& plan) {
+  if (!plan.streams() || plan.experts_apart || plan.blocks == 0) return "";
+  const std::size_t held = plan.resident_blocks.size();
+  std::string gains;
+  for (std::int64_t ctx = plan.request.n_ctx / 2; ctx >= 256; ctx /= 2) {
+    PlanRequest smaller = plan.request;
+    smaller.n_ctx = ctx;
+    try {
+      const std::size_t more = plan_memory(source, config, smaller).resident_blocks.size();
+      if (more > held) gains += fmt::format("{}-c {}: {}", gains.empty() ? "" : ", ", ctx, more);
+    } catch (const std::exception&) {
+      break;  // the planner refuses a smaller context only where it refuses the larger one
+    }
+  }
+  if (gains.empty()) return "";
+  return fmt::format("context: {} of {} blocks are resident at -c {}; a smaller context keeps more ({} of {})", held, plan.blocks,
+                     plan.request.n_ctx, gains, plan.blocks);
+}
+
+OpenedPlan open_and_plan(const SessionOptions& o, int compute_threads) {
+  OpenedPlan r = open_and_plan_blocks(o, compute_threads);
+  r.context_note = smaller_context_note(*r.source, r.config, r.plan);
+  return r;
+}
+
 // A split GGUF always goes through GgufSource (resident or streamed as the plan says): the
 // in-RAM model maps one file.
 bool runs_in_ram(const SessionOptions& o, const OpenedPlan& r) {
@@ -216,6 +245,7 @@ SessionPlan plan_session(const SessionOptions& options) {
   if (!out.in_ram) check_stream_off(options, r.plan, r.weight_bytes);
   out.weight_bytes = r.weight_bytes;
   out.experts_note = std::move(r.experts_note);
+  out.context_note = std::move(r.context_note);
   out.plan = std::move(r.plan);
   return out;
 }
@@ -248,6 +278,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     if (options_.log) {
       print_plan(*plan_, *options_.log);
       if (!opened.experts_note.empty()) *options_.log << opened.experts_note << "\n";
+      if (!opened.context_note.empty()) *options_.log << opened.context_note << "\n";
     }
     StreamOptions so;
     so.prefetch.slots = std::max(plan_->slots, 2u);

@@ -123,6 +123,7 @@ struct SessionPlan {
   bool in_ram = false;            // a GGUF Session would memory-map whole instead (the plan holds it with room)
   std::uint64_t weight_bytes = 0;  // every tensor's bytes
   std::string experts_note;        // why a MoE model's experts stream whole, when they do ("" otherwise)
+  std::string context_note;        // blocks stream and a smaller -c would keep more resident ("" otherwise)
 };
 // Opens the model's header and tensor table only (reads no weight, does not measure the disk:
 // the plan predicts s/pass only with --disk-gbps), checks the options and budget as Session

@@ -101,6 +101,7 @@ inline void print_plan_only(const SessionOptions& options, std::ostream& out) {
                      format_bytes(p.request.budget));
   print_plan(p, out);
   if (!s.experts_note.empty()) out << s.experts_note << "\n";
+  if (!s.context_note.empty()) out << s.context_note << "\n";
   if (s.in_ram) out << "in RAM: the plan holds every weight with room to spare, so the GGUF would be memory-mapped whole\n";
   if (p.streams() && p.request.disk_gbps == 0) {
     out << "predicted s/pass: give --disk-gbps (--plan-only reads no weight, so the disk is not measured)\n";

@@ -123,6 +123,35 @@ TEST(GgufSession, TheContextIsWhatTheRunNeedsUnlessGiven) {
   EXPECT_GT(sized.resident_blocks.size(), full.resident_blocks.size());
 }
 
+// The plan says when a smaller context would keep more blocks resident, and by how many.
+TEST(GgufSession, ThePlanSaysWhenASmallerContextKeepsMoreBlocks) {
+  sluice::testing::TempDir dir;
+  SynthOptions synth;
+  synth.shape = SynthShape{256, 8, 8, 4, 768, 8192};
+  synth.type = GgmlType::Q8_0;
+  synth.vocab_from.clear();
+  const std::string gguf = dir.file("long.gguf");
+  write_synthetic_gguf(gguf, synth);
+  SessionOptions tight = options_for(gguf, 1ull << 30);
+  tight.n_ctx = 4096;
+  tight.n_seq = 4;
+  tight.kv_spill = SpillMode::never;
+  tight.budget = plan_session(tight).plan.minimum + (2ull << 20);
+  const SessionPlan full = plan_session(tight);
+  ASSERT_TRUE(full.plan.streams());
+  EXPECT_NE(full.context_note.find(fmt::format("{} of 8 blocks are resident at -c 4096", full.plan.resident_blocks.size())),
+            std::string::npos)
+      << full.context_note;
+  tight.n_ctx = 256;
+  const std::size_t at_256 = plan_session(tight).plan.resident_blocks.size();
+  ASSERT_GT(at_256, full.plan.resident_blocks.size());
+  EXPECT_NE(full.context_note.find(fmt::format("-c 256: {}", at_256)), std::string::npos) << full.context_note;
+  // Everything resident: nothing to say.
+  tight.budget = 1ull << 30;
+  tight.n_ctx = 4096;
+  EXPECT_EQ(plan_session(tight).context_note, "");
+}
+
 TEST(GgufSession, StreamsUnderABudgetItDoesNotFitWithLogitsBitIdenticalToInRam) {
   sluice::testing::TempDir dir;
   const std::string gguf = write_model(dir);
