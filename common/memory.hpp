@@ -1,4 +1,5 @@
-// Process memory readings from /proc/self/status, for benchmarks and memory-bound tests.
+// Process memory readings from /proc/self/status, for benchmarks and memory-bound tests; and the
+// process's CPU time, for the streaming CPU breakdown.
 #pragma once
 
 #include <cstdint>
@@ -14,5 +15,7 @@ bool reset_peak_rss();
 std::uint64_t available_memory_bytes();
 // The memory limit of this process's cgroup (the smallest along v1/v2 entries); 0 when none.
 std::uint64_t cgroup_memory_limit_bytes();
+// User + system CPU seconds of every thread of this process so far (getrusage RUSAGE_SELF).
+double process_cpu_seconds();
 
 }  // namespace sluice

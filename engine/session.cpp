@@ -339,6 +339,15 @@ std::string Session::describe() const {
                      streamed_->resident_block_count(), config().n_layer, format_bytes(streamed_->streamed_bytes_per_pass()));
 }
 
+std::string stream_cpu_line(const StreamStats& s) {
+  const double passes = double(std::max<std::uint64_t>(s.passes, 1));
+  auto ms = [&](std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count() / passes; };
+  return fmt::format(
+      "CPU per pass: {:.1f} ms (process, all threads) over {:.1f} ms of wall | pass thread: compute {:.1f} ms, waiting {:.1f} ms | "
+      "prefetch workers: verify {:.1f} ms, decompress {:.1f} ms, copy {:.1f} ms",
+      1e3 * s.cpu_seconds / passes, ms(s.wall), ms(s.compute_busy), ms(s.wait), ms(s.verify_busy), ms(s.decode_busy), ms(s.copy_busy));
+}
+
 void Session::print_stream_table(std::ostream& out, std::int64_t tokens) const {
   if (!streamed_) return;
   const StreamStats s = streamed_->stats();
@@ -353,6 +362,7 @@ void Session::print_stream_table(std::ostream& out, std::int64_t tokens) const {
                  s.passes ? fmt::format("{:.3f}", wall / double(s.passes)) : "-",
                  wall > 0 ? fmt::format("{:.2f}", double(tokens) / wall) : "-", format_bytes(peak_rss_bytes())});
   table.print(out);
+  if (s.passes > 0) out << stream_cpu_line(s) << "\n";
   if (s.expert_accesses > 0) {  // experts read one by one (engine/expert_store.hpp)
     out << fmt::format("experts: hit rate {:.1f}% of {} uses, {} read ({}), {} per token; {:.2f} s waiting for them, {:.2f} s verifying; {} guessed ahead, {} of them used\n",
                        100.0 * double(s.expert_hits) / double(s.expert_accesses), s.expert_accesses, s.expert_reads,

@@ -118,6 +118,10 @@ class Session {
 std::uint64_t default_memory_budget();
 
 // What Session(options) would plan, without loading the model (`--plan-only`).
+// One line: a streamed run's CPU time per pass, by where it went (the process's CPU, the pass
+// thread's compute and waiting, the prefetch workers' checksums, zstd and copies).
+std::string stream_cpu_line(const StreamStats& stats);
+
 struct SessionPlan {
   MemoryPlan plan;
   bool in_ram = false;            // a GGUF Session would memory-map whole instead (the plan holds it with room)

@@ -8,6 +8,7 @@
 
 #include "common/assert.hpp"
 #include "common/error.hpp"
+#include "common/memory.hpp"
 #include "common/trace.hpp"
 #include "engine/generate.hpp"
 #include "io/fault_backend.hpp"
@@ -173,6 +174,7 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
                                                              options_.fault ? io::fault_wrapper(*options_.fault) : io::BackendWrapper{});
     schedule_ = std::make_unique<PassSchedule>(std::move(prefetcher));
   }
+  cpu_at_open_ = process_cpu_seconds();
 }
 
 StreamedModel::~StreamedModel() = default;
@@ -214,11 +216,14 @@ BlockWeights StreamedModel::bind_block_at(std::int64_t il, std::span<const std::
 
 StreamStats StreamedModel::stats() const {
   StreamStats s = stats_;
+  s.cpu_seconds = process_cpu_seconds() - cpu_at_open_;
   if (schedule_) {
     prefetch::PrefetchStats p = schedule_->stats();
     s.bytes_streamed += p.bytes_read;
     s.io_busy += p.io_busy;
     s.decode_busy += p.decode_busy;
+    s.verify_busy += p.verify_busy;
+    s.copy_busy += p.copy_busy;
     s.wait += schedule_->wait();
   }
   if (expert_store_) {

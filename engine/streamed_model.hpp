@@ -75,7 +75,13 @@ struct StreamStats {
   std::chrono::nanoseconds wait{0};          // forward pass blocked waiting for an extent
   std::chrono::nanoseconds compute_busy{0};  // blocks and head computing
   std::chrono::nanoseconds io_busy{0};
+  // Prefetch workers' CPU time (prefetch::PrefetchStats): zstd, checksums, raw frames copied.
   std::chrono::nanoseconds decode_busy{0};
+  std::chrono::nanoseconds verify_busy{0};
+  std::chrono::nanoseconds copy_busy{0};
+  // The process's CPU seconds since the model was opened (every thread: compute, prefetch,
+  // I/O): with the above, where a streamed pass's CPU goes (Session::print_stream_table).
+  double cpu_seconds = 0;
   // Experts read one by one (expert_slots_per_layer >= 0): cache accesses (one per layer and
   // chosen expert per pass) that found the expert in RAM, experts read and the bytes read.
   std::uint64_t expert_hits = 0;
@@ -162,6 +168,7 @@ class StreamedModel final : public Forward {
   bool next_blocks_scheduled_ = false;
   std::unique_ptr<ExpertStore> expert_store_;  // expert_slots_per_layer >= 0  // a read-ahead appended the next pass's blocks
   StreamStats stats_;
+  double cpu_at_open_ = 0;  // process_cpu_seconds() once the resident units were read
 };
 
 }  // namespace sluice

@@ -75,7 +75,12 @@ struct PrefetchStats {
   std::uint64_t waits = 0;               // times the I/O thread blocked for completions
   std::uint64_t in_flight_at_wait = 0;   // summed reads in flight at those times (/waits = mean depth)
   std::chrono::nanoseconds io_busy{0};       // wall time with at least one read in flight
-  std::chrono::nanoseconds decode_busy{0};   // summed worker time verifying and decoding
+  // Summed worker time (CPU time: the workers do not block) by kind: checksums of the stored
+  // bytes, zstd frames decompressed, raw frames copied out of the read buffer (an extent that
+  // cannot be used where it landed: pieces gathered, several ranges).
+  std::chrono::nanoseconds decode_busy{0};
+  std::chrono::nanoseconds verify_busy{0};
+  std::chrono::nanoseconds copy_busy{0};
   std::chrono::nanoseconds consumer_wait{0}; // time next() spent blocked
 };
 
@@ -253,7 +258,7 @@ class Prefetcher {
 
   PrefetchStats stats_;  // under mutex_, except the atomics below
   std::chrono::steady_clock::time_point io_busy_open_since_;  // under mutex_; epoch: no read in flight
-  std::atomic<std::int64_t> decode_busy_ns_{0};
+  std::atomic<std::int64_t> decode_busy_ns_{0}, verify_busy_ns_{0}, copy_busy_ns_{0};
   std::atomic<std::uint64_t> frames_verified_{0};
   // Decode workers: enqueued tasks, one per extent, parallel over frames. Not the session's
   // compute::Executor on purpose: decoding is the I/O side of the pipeline and must overlap the

@@ -28,7 +28,9 @@ Result<PassStats, PrefetchError> stream_pass(Prefetcher& prefetcher, const Compu
   pass.wall = Clock::now() - started;
   PrefetchStats after = prefetcher.stats();
   pass.io_busy = after.io_busy - before.io_busy;
-  pass.decode_busy = after.decode_busy - before.decode_busy;
+  pass.decode_busy = (after.decode_busy - before.decode_busy) + (after.verify_busy - before.verify_busy) +
+                     (after.copy_busy - before.copy_busy);
+  pass.verify_busy = after.verify_busy - before.verify_busy;
   pass.consumer_wait = after.consumer_wait - before.consumer_wait;
   pass.bytes_read = after.bytes_read - before.bytes_read;
   pass.bytes_decoded = after.bytes_decoded - before.bytes_decoded;

@@ -14,7 +14,8 @@ namespace sluice::prefetch {
 struct PassStats {
   std::chrono::nanoseconds wall{0};
   std::chrono::nanoseconds io_busy{0};       // at least one read in flight
-  std::chrono::nanoseconds decode_busy{0};   // summed over workers
+  std::chrono::nanoseconds decode_busy{0};   // summed over workers: verifying, decompressing, copying
+  std::chrono::nanoseconds verify_busy{0};   // of decode_busy: checksums
   std::chrono::nanoseconds compute_busy{0};  // consumer time inside the compute stage
   std::chrono::nanoseconds consumer_wait{0}; // consumer time blocked waiting for data
   std::uint64_t bytes_read = 0;

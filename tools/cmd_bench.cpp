@@ -98,6 +98,9 @@ std::vector<std::int32_t> parse_batches(const std::string& text) {
 struct PassCounters {
   StreamStats before;
   double wall = 0, io = 0, compute = 0;
+  // The CPU breakdown (engine/session.hpp stream_cpu_line): process CPU, the pass thread blocked,
+  // the prefetch workers' checksums, zstd and copies.
+  StreamStats cpu;
   std::uint64_t passes = 0, bytes = 0;
   // Experts read one by one (a streamed MoE GGUF): uses, hits, reads and their bytes.
   std::uint64_t expert_uses = 0, expert_hits = 0, expert_reads = 0, expert_bytes = 0;
@@ -112,6 +115,14 @@ struct PassCounters {
     wall += std::chrono::duration<double>(now.wall - before.wall).count();
     io += std::chrono::duration<double>(now.io_busy - before.io_busy).count();
     compute += std::chrono::duration<double>(now.compute_busy - before.compute_busy).count();
+    cpu.wall += now.wall - before.wall;
+    cpu.compute_busy += now.compute_busy - before.compute_busy;
+    cpu.wait += now.wait - before.wait;
+    cpu.verify_busy += now.verify_busy - before.verify_busy;
+    cpu.decode_busy += now.decode_busy - before.decode_busy;
+    cpu.copy_busy += now.copy_busy - before.copy_busy;
+    cpu.cpu_seconds += now.cpu_seconds - before.cpu_seconds;
+    cpu.passes += now.passes - before.passes;
     passes += now.passes - before.passes;
     bytes += now.bytes_streamed - before.bytes_streamed;
     expert_uses += now.expert_accesses - before.expert_accesses;
@@ -251,6 +262,10 @@ void bench(BenchOptions o) {
              tc[0], tc[1], tc[2]});
     // The first token of a cold start: opening the model (plan, resident blocks, head) and the
     // first repetition's prompt, whose last pass gives the first token's logits.
+    if (session.streamed()) {
+      if (pp_counters.passes) std::cerr << fmt::format("batch {} pp{}: {}\n", b, o.n_prompt, stream_cpu_line(pp_counters.cpu));
+      if (tg_counters.passes) std::cerr << fmt::format("batch {} tg{}: {}\n", b, o.n_gen, stream_cpu_line(tg_counters.cpu));
+    }
     std::cerr << fmt::format("batch {}: time to first token {:.2f} s (open {:.2f} s + prompt {:.2f} s)\n", b,
                              open_seconds + first_prompt_seconds, open_seconds, first_prompt_seconds);
     auto test_json = [&](const char* test, const Sample& sample, const PassCounters& k) {
@@ -264,6 +279,11 @@ void bench(BenchOptions o) {
                             {"io_busy_s", k.io},
                             {"compute_busy_s", k.compute},
                             {"wall_s", k.wall},
+                            {"cpu_s", k.cpu.cpu_seconds},
+                            {"wait_s", std::chrono::duration<double>(k.cpu.wait).count()},
+                            {"verify_s", std::chrono::duration<double>(k.cpu.verify_busy).count()},
+                            {"decompress_s", std::chrono::duration<double>(k.cpu.decode_busy).count()},
+                            {"copy_s", std::chrono::duration<double>(k.cpu.copy_busy).count()},
                             {"expert_uses", k.expert_uses},
                             {"expert_hits", k.expert_hits},
                             {"expert_hit_rate", k.expert_uses ? double(k.expert_hits) / double(k.expert_uses) : 0.0},

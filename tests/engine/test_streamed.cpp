@@ -102,3 +102,57 @@ TEST(StreamedTrace, TraceParsesWithIoDecompressAndComputeLanes) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// Where a streamed pass's CPU goes: checksums and zstd counted apart (a raw pack decompresses
+// nothing), the process's CPU time counted, and both named in the trace.
+TEST(StreamedStats, TheCpuBreakdownCountsChecksumsAndZstdApart) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = dir.file("m.gguf");
+  SynthOptions synth;
+  synth.shape = synth_shape("tiny");
+  synth.shape.n_layer = 3;
+  synth.type = GgmlType::F16;  // fp16 weights compress, so zstd keeps frames
+  synth.vocab_from.clear();
+  write_synthetic_gguf(gguf, synth);
+  for (const auto compress : {pack::WriterOptions::Compress::zstd, pack::WriterOptions::Compress::none}) {
+    const bool zstd = compress == pack::WriterOptions::Compress::zstd;
+    const std::string pack_path = dir.file(zstd ? "z.sluice" : "r.sluice");
+    pack::WriterOptions writer;
+    writer.compress = compress;
+    convert_gguf_to_pack(gguf, pack_path, writer);
+    TraceRecorder trace(true);
+    StreamOptions options;
+    options.prefetch.trace = &trace;
+    StreamStats stats;
+    {
+      StreamedModel streamed(pack_path, options);
+      Transformer t(streamed.config(), 16, cpu::Threading{});
+      std::vector<std::int32_t> prompt = {1, 403, 407};
+      std::vector<float> logits;
+      streamed.evaluate(t, prompt, 0, false, logits);
+      stats = streamed.stats();
+    }
+    EXPECT_GT(stats.verify_busy.count(), 0) << (zstd ? "zstd" : "raw");
+    EXPECT_EQ(stats.decode_busy.count() > 0, zstd);
+    EXPECT_EQ(stats.copy_busy.count(), 0);  // whole extents are used where they landed
+    EXPECT_GT(stats.cpu_seconds, 0.0);
+    std::set<std::string> kinds;
+    const std::string trace_path = dir.file("trace.json");
+    trace.write(trace_path);
+    std::ifstream in(trace_path);
+    nlohmann::json doc = nlohmann::json::parse(in);
+    for (const auto& e : doc["traceEvents"]) {
+      if (e["ph"] != "X") continue;
+      const std::string name = e["name"].get<std::string>();
+      kinds.insert(name.substr(0, name.find(' ')));
+    }
+    EXPECT_TRUE(kinds.count("verify"));
+    EXPECT_EQ(kinds.count("decompress") == 1, zstd);
+  }
+}
+
+}  // namespace
+}  // namespace sluice
