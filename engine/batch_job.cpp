@@ -94,6 +94,14 @@ void validate_job_options(const JobOptions& o) {
   }
 }
 
+double job_eta(std::uint64_t requests_left, std::uint64_t answered, std::int64_t answered_tokens, std::int64_t processed_tokens,
+               double tokens_per_second) {
+  if (answered == 0 || tokens_per_second <= 0) return -1.0;
+  const double per_request = double(answered_tokens) / double(answered);
+  const double in_flight = std::max(0.0, double(processed_tokens - answered_tokens));
+  return std::max(0.0, per_request * double(requests_left) - in_flight) / tokens_per_second;
+}
+
 std::uint32_t shard_of(const std::string& key, std::uint32_t count) {
   return count <= 1 ? 0 : static_cast<std::uint32_t>(XXH3_64bits(key.data(), key.size()) % count);
 }
@@ -176,6 +184,29 @@ std::int64_t BatchJob::context_needed() const {
   return most;
 }
 
+// Messages without a chat template are a problem of the whole job, said once before it starts:
+// refused when every request still to answer is a chat, else a warning (those lines get 400s).
+void BatchJob::check_chat_requests(bool model_has_template) const {
+  const State& s = *state_;
+  std::size_t pending = 0, chats = 0;
+  for (std::size_t pos = 0; pos < s.input.entries.size(); ++pos) {
+    const InputEntry& e = s.input.entries[pos];
+    if (e.is_error || s.output->answered(pos)) continue;
+    const ParsedLine parsed = read_input_line(s.input_fd, s.o.input, e, s.input.format);
+    const JobRequest* r = std::get_if<JobRequest>(&parsed);
+    if (!r) continue;
+    ++pending;
+    if (r->chat) ++chats;
+  }
+  if (chats == 0) return;
+  const std::string why = fmt::format(
+      "{} of the {} requests still to answer use messages, and this model's chat template is {}; pass --chat-template "
+      "(llama2, llama3, chatml, mistral, gemma or gpt-oss)",
+      chats, pending, model_has_template ? "not one sluice knows" : "missing");
+  if (chats == pending) throw std::invalid_argument(fmt::format("{}: nothing was run", why));
+  s.log << fmt::format("sluice batch: warning: {}; they are answered with status 400\n", why);
+}
+
 JobSummary BatchJob::run(Session& session) { return run(session, session.forward()); }
 
 JobSummary BatchJob::run(Session& session, Forward& forward) {
@@ -198,6 +229,7 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
   std::optional<ChatTemplateKind> chat_template = o.chat_template;
   const std::optional<std::string> model_template = session.metadata().get_string("tokenizer.chat_template");
   if (!chat_template && model_template) chat_template = detect_chat_template(*model_template);
+  if (!chat_template) check_chat_requests(model_template.has_value());
 
   struct stat st {};
   const std::int64_t created = ::fstat(s.input_fd, &st) == 0 ? std::int64_t(st.st_mtime) : 0;
@@ -308,9 +340,9 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
     summary.passes = pass.pass;  // kept when a stop signal ends run() early
     const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
     const std::uint64_t done = summary.resumed + out.recorded();
-    const std::uint64_t done_now = out.recorded();
-    const double eta = done_now > 0 ? elapsed / double(done_now) * double(n - std::min<std::uint64_t>(done, n)) : -1.0;
     const double tps = elapsed > 0 ? double(processed) / elapsed : 0.0;
+    const double eta = job_eta(n - std::min<std::uint64_t>(done, n), summary.ok, summary.prompt_tokens + summary.generated_tokens,
+                               processed, tps);
     if (o.live_progress) {
       constexpr int kWidth = 30;
       const int filled = n ? int(double(std::min<std::uint64_t>(done, n)) / double(n) * kWidth) : kWidth;

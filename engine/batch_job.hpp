@@ -109,6 +109,13 @@ struct JobSummary {
   double tokens_per_second() const { return seconds > 0 ? double(prompt_tokens + generated_tokens) / seconds : 0.0; }
 };
 
+// Seconds left in a job, from token throughput: requests_left x the tokens an answered request
+// took on average (answered_tokens / answered), less the tokens the requests in flight have been
+// through (processed_tokens - answered_tokens), at tokens_per_second. -1 (unknown) until one
+// request is answered.
+double job_eta(std::uint64_t requests_left, std::uint64_t answered, std::int64_t answered_tokens, std::int64_t processed_tokens,
+               double tokens_per_second);
+
 // The shard (0..count-1) of an input line: by its custom_id, or "line-N" when it has none.
 std::uint32_t shard_of(const std::string& key, std::uint32_t count);
 // "INDEX/COUNT" -> {index, count}; throws std::invalid_argument.
@@ -136,6 +143,7 @@ class BatchJob {
   JobSummary run(Session& session, Forward& forward);
 
  private:
+  void check_chat_requests(bool model_has_template) const;
   struct State;
   std::unique_ptr<State> state_;
 };

@@ -35,6 +35,7 @@ struct BatchCliOptions {
   double progress_seconds = 10;
   std::string progress = "auto";
   std::string input_format = "auto";
+  std::string fail_on_errors = "all";
   // merge
   std::vector<std::string> shard_outputs;
 };
@@ -123,11 +124,14 @@ int run_job(BatchCliOptions o) {
   std::cerr << fmt::format("sluice batch: context {} tokens per sequence x {} sequences ({})\n", session.n_ctx(), o.batch,
                            o.session.n_ctx > 0 ? "-c" : fmt::format("the longest request needs at most {}; -c to set", o.session.ctx_needed));
   const JobSummary s = job.run(session);
+  // Prompt and generated tokens share every pass, so the rates are per kind over the job's time:
+  // each named, and the model's throughput (both kinds) apart.
+  const double generated_rate = s.seconds > 0 ? double(s.generated_tokens) / s.seconds : 0.0;
   std::cerr << fmt::format(
-      "sluice batch: {} requests: {} ok, {} failed, {} answered before | {} prompt + {} generated tokens in {:.1f} s: {:.2f} tok/s | "
-      "{} passes, {} read, overlap {:.3f}{}\n",
-      s.requests, s.ok, s.failed, s.resumed, s.prompt_tokens, s.generated_tokens, s.seconds, s.tokens_per_second(), s.passes,
-      format_bytes(s.bytes_read), s.overlap, s.stopped_by_max_errors ? " | STOPPED: more errors than --max-errors" : "");
+      "sluice batch: {} requests: {} ok, {} failed, {} answered before | {} prompt + {} generated tokens in {:.1f} s: "
+      "{:.2f} generated tok/s, {:.2f} tok/s through the model (prompt + generated) | {} passes, {} read, overlap {:.3f}{}\n",
+      s.requests, s.ok, s.failed, s.resumed, s.prompt_tokens, s.generated_tokens, s.seconds, generated_rate, s.tokens_per_second(),
+      s.passes, format_bytes(s.bytes_read), s.overlap, s.stopped_by_max_errors ? " | STOPPED: more errors than --max-errors" : "");
   session.print_stream_table(std::cerr, s.prompt_tokens + s.generated_tokens);
   if (speculation) speculation->print_summary(std::cerr, s.engine);
   if (!o.job.report.empty()) write_job_report(s, o.job, o.job.report);
@@ -139,6 +143,15 @@ int run_job(BatchCliOptions o) {
     std::cerr << fmt::format("sluice batch: {} requests failed with the pass they were in (status_code 500 lines in {})\n",
                              s.server_errors, o.job.output);
     return 4;
+  }
+  // Error lines are answers, but a job whose answers are all errors did not do its work: cron,
+  // Slurm and CI see it in the exit status (--fail-on-errors).
+  const bool all_failed = s.failed > 0 && s.ok == 0;
+  if ((o.fail_on_errors == "all" && all_failed) || (o.fail_on_errors == "any" && s.failed > 0)) {
+    std::cerr << fmt::format("sluice batch: {} of the {} requests answered by this run failed (status_code 400 lines in {}; "
+                             "--fail-on-errors {})\n",
+                             s.failed, s.ok + s.failed, o.job.output, o.fail_on_errors);
+    return 5;
   }
   return 0;
 }
@@ -162,7 +175,7 @@ void add_batch_command(CLI::App& app) {
       "Bad lines get a status_code 400 line naming the input line; the job goes on. When a pass fails (an I/O\n"
       "error), only its requests fail, with a status_code 500 line each; the job goes on.\n"
       "Exit: 0 done, 1 error (nothing finished is lost), 3 --max-errors, 4 done but some passes failed (500 lines),\n"
-      "130/143 stopped by a signal.");
+      "5 done but every request failed (or any, with --fail-on-errors any), 130/143 stopped by a signal.");
   cmd->require_subcommand(0, 1);
   add_session_flags(cmd, o->flags, kOmitNone, /*model_required=*/false);  // `batch merge` needs no model
   cmd->add_option("-i,--input", o->job.input, "Requests file")->check(CLI::ExistingFile);
@@ -179,6 +192,10 @@ void add_batch_command(CLI::App& app) {
   cmd->add_option("--max-errors", o->job.max_errors, "Stop (exit 3) after more error lines than this (-1: never)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t(-1), std::numeric_limits<std::int64_t>::max()));
+  cmd->add_option("--fail-on-errors", o->fail_on_errors,
+                  "Exit 5 when the requests this run answered failed: all (every one failed) | any (at least one) | never")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"all", "any", "never"}));
   cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma | gpt-oss (default: the model's)");
   cmd->add_option("--shard", o->shard, "INDEX/COUNT: answer only this shard's requests (default: SLURM_ARRAY_TASK_ID/COUNT)");
   cmd->add_option("--shard-count", o->shard_count, "COUNT for a Kubernetes Indexed Job (the index is JOB_COMPLETION_INDEX)");

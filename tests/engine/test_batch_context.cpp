@@ -113,5 +113,15 @@ TEST(BatchContext, AnAnswerNamesTheModelWhenNoNameIsGiven) {
   EXPECT_EQ(answer["response"]["body"]["model"], session.metadata().get_string("general.name").value()) << line;
 }
 
+// The ETA counts tokens, not answers: requests in flight count by what they have been through.
+TEST(BatchEta, FromTokenThroughput) {
+  EXPECT_EQ(job_eta(10, 0, 0, 500, 100.0), -1.0);  // nothing answered yet: unknown
+  EXPECT_EQ(job_eta(10, 2, 0, 0, 0.0), -1.0);
+  // 2 answered at 100 tokens each, 10 left, 300 tokens into the ones in flight, 100 tok/s:
+  // (10 x 100 - (500 - 200)) / 100 = 7 s.
+  EXPECT_DOUBLE_EQ(job_eta(10, 2, 200, 500, 100.0), 7.0);
+  EXPECT_DOUBLE_EQ(job_eta(1, 2, 200, 900, 100.0), 0.0);  // in flight past the average: never negative
+}
+
 }  // namespace
 }  // namespace sluice

@@ -193,6 +193,13 @@ r = subprocess.run([sluice, "batch", "-m", stories, "-i", plain, "-o", os.path.j
 got = [json.loads(l) for l in read(os.path.join(work, "plain.out")).decode().splitlines()]
 check([g["custom_id"] for g in got] == ["a", "7", "line-3"], f"plain JSONL ids {[g['custom_id'] for g in got]}")
 check("the longest request needs at most" in r.stderr, f"no -c: the context should be sized from the requests:\n{r.stderr}")
+check(r.stderr.count("1 of the 3 requests still to answer use messages") == 1,
+      f"a missing chat template should be said once, before the job:\n{r.stderr}")
+check(r.returncode == 0, f"one failed request of three: exit 0 by default, got {r.returncode}")
+r2 = subprocess.run([sluice, "batch", "-m", stories, "-i", plain, "-o", os.path.join(work, "plain-any.out"), "--progress", "log",
+                     "--fail-on-errors", "any"], capture_output=True, text=True)
+check(r2.returncode == 5 and "--fail-on-errors any" in r2.stderr, f"--fail-on-errors any: rc {r2.returncode}\n{r2.stderr}")
+check("generated tok/s" in r.stderr and "through the model (prompt + generated)" in r.stderr, "the summary names each rate")
 check(got[0]["response"]["body"]["model"] != "", "an answer's model should be the model's name")
 check(got[1]["response"]["status_code"] == 400 and "--chat-template" in got[1]["response"]["body"]["error"]["message"],
       "messages without a chat template should name the flag")
@@ -210,6 +217,26 @@ with open(garbage, "w") as f:
 r = batch("-i", garbage, "-o", os.path.join(work, "garbage.out"), "--max-errors", "2", check_rc=False)
 check(r.returncode == 3 and "max-errors" in r.stderr, f"--max-errors: rc {r.returncode}")
 check(len(read(os.path.join(work, "garbage.out")).splitlines()) <= 5, "--max-errors kept going")
+
+# --- every request failed: exit 5 (unless --fail-on-errors never); every request a chat without a
+# template: refused before anything runs.
+broken = os.path.join(work, "broken.jsonl")
+with open(broken, "w") as f:
+    f.write("{broken\n{also broken\n")
+r = batch("-i", broken, "-o", os.path.join(work, "broken.out"), check_rc=False)
+check(r.returncode == 5 and "2 of the 2 requests answered by this run failed" in r.stderr, f"all failed: rc {r.returncode}\n{r.stderr}")
+r = batch("-i", broken, "-o", os.path.join(work, "broken-never.out"), "--fail-on-errors", "never", check_rc=False)
+check(r.returncode == 0, f"--fail-on-errors never: rc {r.returncode}")
+chats = os.path.join(work, "chats.jsonl")
+with open(chats, "w") as f:
+    for i in range(3):
+        f.write(json.dumps({"id": f"c{i}", "messages": [{"role": "user", "content": "hi"}]}) + "\n")
+r = subprocess.run([sluice, "batch", "-m", stories, "-i", chats, "-o", os.path.join(work, "chats.out"), "--progress", "log"],
+                   capture_output=True, text=True)
+check(r.returncode != 0 and "3 of the 3 requests still to answer use messages" in r.stderr and "nothing was run" in r.stderr,
+      f"all chats without a template should be refused at once: rc {r.returncode}\n{r.stderr}")
+check(not os.path.exists(os.path.join(work, "chats.out")) or os.path.getsize(os.path.join(work, "chats.out")) == 0,
+      "a refused job should answer nothing")
 
 if failures:
     print(f"{len(failures)} failures")
