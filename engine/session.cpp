@@ -355,7 +355,7 @@ void Session::print_stream_table(std::ostream& out, std::int64_t tokens) const {
   const double io = std::chrono::duration<double>(s.io_busy).count();
   const double compute = std::chrono::duration<double>(s.compute_busy).count();
   auto pct = [&](double part) { return wall > 0 ? fmt::format("{:.0f}%", 100.0 * part / wall) : std::string("-"); };
-  Table table({"passes", "bytes read", "read GB/s", "io busy", "compute busy", "overlap", "s/pass", "tokens/s", "peak RSS"});
+  Table table({"passes", "bytes read", "read GB/s", "io busy", "compute busy", "overlap", "s/pass", "prompt+gen tok/s", "peak RSS"});
   table.add_row({fmt::format("{}", s.passes), format_bytes(s.bytes_streamed + s.embedding_bytes + s.expert_bytes),
                  wall > 0 ? fmt::format("{:.2f}", double(s.bytes_streamed + s.expert_bytes) / wall / 1e9) : "-", pct(io), pct(compute),
                  s.overlap() > 0 ? fmt::format("{:.3f}", s.overlap()) : "-",
