@@ -81,6 +81,7 @@ struct Sequence {
   GenerateOptions options;
   std::vector<std::string> stop;
   std::function<void(std::string_view)> on_text;
+  std::function<bool()> cancelled;
   std::size_t streamed = 0;  // bytes of result.text handed to on_text
   std::vector<std::int32_t> tokens;
   std::int64_t evaluated = 0;
@@ -132,6 +133,10 @@ struct Sequence {
       }
       if (remaining() == 0) {
         done = FinishReason::length;
+        break;
+      }
+      if (cancelled && cancelled()) {
+        done = FinishReason::stop;
         break;
       }
       if (i == draft.size() || next != draft[i]) break;
@@ -210,6 +215,7 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
     seq.sampler.reset();
     seq.detok.reset();
     seq.on_text = nullptr;
+    seq.cancelled = nullptr;
     sink(std::move(seq.result));
   };
   // Takes requests into free slots; refused requests are answered at once and take no slot.
@@ -244,14 +250,18 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
         seq.options = request->options;
         seq.stop = std::move(request->stop);
         seq.on_text = std::move(request->on_text);
+        seq.cancelled = std::move(request->cancelled);
         seq.streamed = 0;
         seq.tokens = std::move(request->prompt);
-        seq.evaluated = 0;
+        // Positions from `cached` on are this request's; those below are the caller's earlier
+        // tokens, already in this slot's cache.
+        const std::int64_t cached = std::clamp<std::int64_t>(request->cached, 0, std::int64_t(seq.tokens.size()) - 1);
+        seq.evaluated = cached;
         seq.draft.clear();
         seq.sampler = std::make_unique<Sampler>(seq.options.sampling);
         seq.detok = std::make_unique<tok::Detokenizer>(tokenizer_);
-        transformer_.kv_cache().clear(std::int32_t(s));
-        stats.prompt_tokens += std::int64_t(seq.tokens.size());
+        transformer_.kv_cache().truncate(std::int32_t(s), cached);
+        stats.prompt_tokens += std::int64_t(seq.tokens.size()) - cached;
       }
     }
   };

@@ -58,6 +58,14 @@ struct SeqRequest {
   // the start of a stop string is held back until it cannot, so the pieces add up to the result's
   // text exactly. Called on the loop's thread.
   std::function<void(std::string_view)> on_text;
+  // The first `cached` tokens of `prompt` are already in the KV slot the request lands in (the
+  // caller's previous request there left them: a chat's earlier turns), so only the rest is run.
+  // At most prompt.size() - 1 is used (the last token's logits are needed). Only for a caller
+  // that knows the slot: Engine::generate's is slot 0.
+  std::int64_t cached = 0;
+  // Optional: asked after every token; true ends the request (FinishReason::stop) with what it
+  // has (a chat's Ctrl-C). Called on the loop's thread.
+  std::function<bool()> cancelled;
 };
 
 enum class FinishReason { length, stop, error };

@@ -109,6 +109,50 @@ TEST(Engine, GenerateIsThePlainLoopAndStreamsItsText) {
   }
 }
 
+// A chat's next turn: the tokens an earlier request left in the slot are not run again, and the
+// answer is the one a fresh run of the whole conversation gives (greedy and seeded).
+TEST(Engine, ACachedPrefixIsNotRunAgainAndChangesNothing) {
+  const SynthModel& m = synth();
+  InRamForward forward(*m.model);
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(::testing::Message() << "request " << i);
+    auto t = make_transformer(1);
+    Engine engine(forward, *t, *m.tokenizer, {1, 1, 512});
+    SeqRequest first;
+    first.prompt = prompt_of(i);
+    first.options = options_of(i, 8);
+    const SeqResult answer = engine.generate(first);
+    // The conversation so far, then the next turn's tokens.
+    std::vector<std::int32_t> conversation = first.prompt;
+    conversation.insert(conversation.end(), answer.generated.begin(), answer.generated.end());
+    const std::int64_t in_cache = std::int64_t(conversation.size()) - 1;  // the last sampled token was never fed
+    for (std::int32_t token : {55, 66, 77}) conversation.push_back(token);
+    SeqRequest next;
+    next.prompt = conversation;
+    next.options = options_of(i, 6);
+    next.cached = in_cache;
+    const SeqResult reused = engine.generate(next);
+    EXPECT_EQ(engine.last_run().prompt_tokens, std::int64_t(conversation.size()) - in_cache);
+    EXPECT_EQ(reused.generated, plain_decode(conversation, next.options));
+  }
+}
+
+TEST(Engine, ACancelledRequestEndsWithWhatItHas) {
+  const SynthModel& m = synth();
+  InRamForward forward(*m.model);
+  auto t = make_transformer(1);
+  SeqRequest r;
+  r.prompt = prompt_of(0);
+  r.options = options_of(0, 20);
+  int asked = 0;
+  r.cancelled = [&] { return ++asked == 3; };
+  const SeqResult got = Engine(forward, *t, *m.tokenizer, {1, 1, 512}).generate(r);
+  EXPECT_EQ(got.finish, FinishReason::stop);
+  ASSERT_EQ(got.generated.size(), 3u);
+  const std::vector<std::int32_t> full = plain_decode(r.prompt, r.options);
+  EXPECT_EQ(got.generated, std::vector<std::int32_t>(full.begin(), full.begin() + 3));
+}
+
 TEST(Engine, RefusedRequestThrowsSluiceException) {
   const SynthModel& m = synth();
   InRamForward forward(*m.model);
