@@ -26,6 +26,8 @@ void add_eval_command(CLI::App& app);
 // `sluice bench -m MODEL`: pp/tg tokens per second table (llama-bench style).
 void add_bench_command(CLI::App& app);
 void add_batch_command(CLI::App& app);
+// `sluice chat`: a conversation in the terminal (tools/cmd_chat.cpp).
+void add_chat_command(CLI::App& app);
 
 // `sluice perplexity -m MODEL -f TEXT -c CTX`: perplexity as llama.cpp's perplexity tool computes it.
 void add_perplexity_command(CLI::App& app);
