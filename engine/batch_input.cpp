@@ -109,6 +109,22 @@ std::string read_body(const json& body, JobRequest& r) {
 
 }  // namespace
 
+std::variant<JobRequest, std::string> parse_request_body(std::string_view text, bool chat, bool* stream) {
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return std::string("the body is not valid JSON");
+  if (!body.is_object()) return std::string("the body is not a JSON object");
+  *stream = false;
+  if (body.contains("stream")) {
+    if (!body["stream"].is_boolean() && !body["stream"].is_null()) return std::string("\"stream\" must be a boolean");
+    *stream = body["stream"].is_boolean() && body["stream"].get<bool>();
+    body.erase("stream");
+  }
+  JobRequest r;
+  r.chat = chat;
+  if (std::string error = read_body(body, r); !error.empty()) return error;
+  return r;
+}
+
 const char* to_string(InputFormat format) {
   switch (format) {
     case InputFormat::openai: return "openai";

@@ -67,6 +67,11 @@ struct LineError {
 
 using ParsedLine = std::variant<JobRequest, LineError>;
 
+// The body of a /v1/chat/completions (chat) or /v1/completions request (an OpenAI API call, as
+// `sluice serve` receives it), as a JobRequest, or the error message (invalid JSON, missing or
+// mistyped fields). "stream" is the caller's: it is read into *stream and not refused.
+std::variant<JobRequest, std::string> parse_request_body(std::string_view text, bool chat, bool* stream);
+
 // Parses one line (without its newline). An empty (or all-blank) line yields nullopt: skipped.
 std::optional<ParsedLine> parse_input_line(std::string_view text, std::int64_t line, InputFormat format);
 

@@ -48,8 +48,8 @@ std::string error_line(const std::string& id, const std::string& custom_id, cons
   return dump(j);
 }
 
-std::string response_line(const std::string& id, const std::string& custom_id, bool chat, const SeqResult& r, const std::string& model,
-                          std::int64_t created) {
+namespace {
+json completion_body(const std::string& id, bool chat, const SeqResult& r, const std::string& model, std::int64_t created) {
   const char* finish = r.finish == FinishReason::stop ? "stop" : "length";
   const auto completion = static_cast<std::int64_t>(r.generated.size());
   json usage = {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", completion}, {"total_tokens", r.prompt_tokens + completion}};
@@ -72,6 +72,18 @@ std::string response_line(const std::string& id, const std::string& custom_id, b
             {"choices", json::array({{{"text", r.text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})},
             {"usage", usage}};
   }
+  return body;
+}
+}  // namespace
+
+std::string completion_body_json(const std::string& id, bool chat, const SeqResult& result, const std::string& model,
+                                 std::int64_t created) {
+  return dump(completion_body(id, chat, result, model, created));
+}
+
+std::string response_line(const std::string& id, const std::string& custom_id, bool chat, const SeqResult& r, const std::string& model,
+                          std::int64_t created) {
+  const json body = completion_body(id, chat, r, model, created);
   json j = {{"id", std::string(kIdPrefix) + id},
             {"custom_id", custom_id_json(custom_id)},
             {"response", {{"status_code", 200}, {"request_id", "req_" + id}, {"body", body}}},

@@ -37,6 +37,10 @@ std::string error_line(const std::string& id, const std::string& custom_id, cons
 std::string response_line(const std::string& id, const std::string& custom_id, bool chat, const SeqResult& result,
                           const std::string& model, std::int64_t created);
 
+// The body alone (what the HTTP API answers): {"id": "chatcmpl-<ID>" | "cmpl-<ID>", "object", "created",
+// "model", "choices", "usage"}.
+std::string completion_body_json(const std::string& id, bool chat, const SeqResult& result, const std::string& model,
+                                 std::int64_t created);
 // What a result line says about itself.
 struct ResultLine {
   std::string id;         // the 24 hex digits after "batch_req_"

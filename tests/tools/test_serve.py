@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""`sluice serve` on a synthetic model (no ../shared needed), over HTTP on localhost.
+
+- /health, /v1/models, /v1/completions and /v1/chat/completions (plain and stream: true as
+  server-sent events whose pieces add up to the plain answer, greedy);
+- 16 concurrent clients x 2 requests: every greedy answer equals the same request run alone, and
+  the engine ran them in shared passes (fewer passes than the requests' tokens);
+- bad requests (malformed JSON, wrong types, unknown route, a huge body, no API key) get a JSON 4xx
+  and the server goes on serving;
+- /metrics in Prometheus text;
+- the official `openai` client (when this Python has it): a chat completion and a streamed one.
+Usage: test_serve.py SLUICE
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sluice = sys.argv[1]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(path, body=None, headers=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+work = tempfile.mkdtemp()
+model = os.path.join(work, "m.gguf")
+subprocess.run([sluice, "synth", "--shape", "tiny", "--layers", "2", "--vocab-size", "1000", model], check=True,
+               capture_output=True)
+port = free_port()
+base = f"http://127.0.0.1:{port}"
+key = "sk-test-123"
+log = open(os.path.join(work, "serve.log"), "w")
+server = subprocess.Popen([sluice, "serve", "-m", model, "--chat-template", "chatml", "--port", str(port), "--parallel", "8",
+                           "--api-key", key, "--max-body", "64KiB", "-c", "512"], stdout=log, stderr=log)
+auth = {"Authorization": f"Bearer {key}"}
+try:
+    for _ in range(300):
+        try:
+            if call("/health")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise SystemExit("FAIL: the server did not come up:\n" + open(os.path.join(work, "serve.log")).read())
+
+    status, body = call("/v1/models", headers=auth)
+    check(status == 200 and json.loads(body)["data"][0]["object"] == "model", f"/v1/models: {status} {body}")
+    status, body = call("/v1/models")
+    check(status == 401 and "error" in json.loads(body), f"no API key should be 401 JSON: {status} {body}")
+
+    def complete(i, stream=False, chat=False):
+        body = {"max_tokens": 12, "temperature": 0, "stream": stream}
+        if chat:
+            body["messages"] = [{"role": "user", "content": f"question {i}"}]
+        else:
+            body["prompt"] = f"prompt number {i} says"
+        return call("/v1/chat/completions" if chat else "/v1/completions", body, auth)
+
+    status, body = complete(0)
+    check(status == 200, f"completion: {status} {body}")
+    alone = json.loads(body)["choices"][0]["text"]
+    check(json.loads(body)["usage"]["completion_tokens"] == 12, f"usage: {body}")
+    status, body = complete(0, chat=True)
+    check(status == 200 and json.loads(body)["choices"][0]["message"]["role"] == "assistant", f"chat: {status} {body}")
+    chat_alone = json.loads(body)["choices"][0]["message"]["content"]
+
+    # Streaming: the pieces add up to the plain answer.
+    status, body = complete(0, stream=True, chat=True)
+    events = [l[len("data: "):] for l in body.splitlines() if l.startswith("data: ")]
+    check(status == 200 and events and events[-1] == "[DONE]", f"stream: {status} {body[:300]}")
+    pieces = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+    check(pieces == chat_alone, f"streamed pieces {pieces!r} != the answer {chat_alone!r}")
+    check(json.loads(events[-2])["choices"][0]["finish_reason"] == "length", "the last chunk carries the finish reason")
+
+    # Alone, one by one, then all at once: the same greedy answers.
+    n = 16
+    expected = {}
+    for i in range(n):
+        expected[i] = json.loads(complete(i)[1])["choices"][0]["text"]
+    metrics_before = call("/metrics", headers=auth)[1]
+    passes_before = float([l for l in metrics_before.splitlines() if l.startswith("sluice_passes_total")][0].split()[1])
+    got, errors = {}, []
+
+    def client(i):
+        for _ in range(2):
+            s, b = complete(i)
+            if s != 200:
+                errors.append((s, b))
+            else:
+                got.setdefault(i, []).append(json.loads(b)["choices"][0]["text"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, f"concurrent clients got errors: {errors[:3]}")
+    check(all(got.get(i) == [expected[i]] * 2 for i in range(n)), "concurrent answers differ from the same requests alone")
+    metrics = call("/metrics", headers=auth)[1]
+    passes = float([l for l in metrics.splitlines() if l.startswith("sluice_passes_total")][0].split()[1]) - passes_before
+    # 32 requests x (prompt + 12 tokens) one at a time would take >= 32 x 12 passes; shared passes take far fewer.
+    check(passes < 32 * 12 / 2, f"{passes} passes for 32 concurrent requests: not batched together")
+    for name in ("sluice_requests_total", "sluice_generated_tokens_total", "sluice_queue_depth", "sluice_bytes_read_total"):
+        check(f"# TYPE {name}" in metrics, f"/metrics lacks {name}")
+
+    # Bad requests: a JSON 4xx each, and the server still answers.
+    for what, (s, b) in {
+        "malformed JSON": call("/v1/completions", headers=auth, raw=b"{not json"),
+        "wrong type": call("/v1/completions", {"prompt": 42}, auth),
+        "bad max_tokens": call("/v1/completions", {"prompt": "x", "max_tokens": "many"}, auth),
+        "messages not a list": call("/v1/chat/completions", {"messages": "hi"}, auth),
+        "unknown route": call("/v1/nothing", {"prompt": "x"}, auth),
+        "huge body": call("/v1/completions", {"prompt": "x" * 200000}, auth),
+        "past the context": call("/v1/completions", {"prompt": "word " * 400, "max_tokens": 400}, auth),
+    }.items():
+        ok = 400 <= s < 500
+        try:
+            ok = ok and "message" in json.loads(b)["error"]
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        check(ok, f"{what}: expected a JSON 4xx, got {s} {b[:200]}")
+    check(complete(1)[0] == 200, "the server stopped answering after bad requests")
+
+    # The official client, where this Python has it.
+    try:
+        import openai
+    except ImportError:
+        print("openai package not installed: its part is skipped")
+    else:
+        client_ = openai.OpenAI(base_url=base + "/v1", api_key=key)
+        r = client_.chat.completions.create(model="m", messages=[{"role": "user", "content": "question 0"}], max_tokens=12,
+                                            temperature=0)
+        check(r.choices[0].message.content == chat_alone, f"openai client: {r.choices[0].message.content!r}")
+        text = "".join(c.choices[0].delta.content or "" for c in client_.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "question 0"}], max_tokens=12, temperature=0, stream=True))
+        check(text == chat_alone, f"openai client, streamed: {text!r}")
+        r = client_.completions.create(model="m", prompt="prompt number 0 says", max_tokens=12, temperature=0)
+        check(r.choices[0].text == alone, "openai client completion")
+finally:
+    server.terminate()
+    try:
+        rc = server.wait(timeout=30)
+        check(rc == 0, f"SIGTERM: the server exited {rc}")
+    except subprocess.TimeoutExpired:
+        server.kill()
+        check(False, "SIGTERM did not stop the server")
+    log.close()
+
+if failures:
+    print(open(os.path.join(work, "serve.log")).read()[-3000:])
+    print(f"{len(failures)} failures")
+    sys.exit(1)
+subprocess.run(["rm", "-rf", work])
+print("serve: OK")
