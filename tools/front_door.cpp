@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <set>
 #include <string_view>
 
@@ -48,8 +49,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 // What sluice does about a llama.cpp flag.
 enum class Habit { gpu_layers, flash_attn, mlock, no_mmap, chat, color, log_disable, cache_type };
 
-// How a flag takes its value: none, always one (consumed even when it is absent only as "--f=v"),
-// or llama.cpp's optional on/off/auto (taken only when the next argument is one of those).
+// How a flag takes its value: none, always one (the next argument, or "--flag=value"), or
+// llama.cpp's optional on/off/auto (taken only when the next argument is one of those).
 enum class Arity { none, one, switch_value };
 
 struct LlamaFlag {
@@ -205,6 +206,12 @@ FrontDoor translate_llama_flags(const std::vector<std::string>& args, const CLI:
         }
         break;
     }
+  }
+  const bool kv_type_given = std::any_of(out.args.begin(), out.args.end(), [](const std::string& a) {
+    return a == "--kv-type" || a.rfind("--kv-type=", 0) == 0;
+  });
+  if (out.error.empty() && !kv_type.empty() && kv_type_given) {
+    out.error = fmt::format("sluice: {} {} is llama.cpp's spelling of --kv-type, which is given too: give one of them", kv_flag, kv_type);
   }
   if (out.error.empty() && !kv_type.empty()) {
     const std::array<std::string, 2> mapped = {"--kv-type", kv_type};
