@@ -14,7 +14,9 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <random>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -112,8 +114,9 @@ inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
       ->check(CLI::Range(0, max_threads()).description(fmt::format("INT in [0 - {}] (the cores here)", max_threads())));
 }
 
-// The sampling flags of `run` (llama.cpp's names), each range-checked.
-inline void add_sampling_options(CLI::App* cmd, SamplingParams& s) {
+// The sampling flags of `run` (llama.cpp's names), each range-checked. -s/--seed goes to `seed`:
+// -1 (the default, as in llama.cpp) asks for a random seed, which resolve_seed picks and prints.
+inline void add_sampling_options(CLI::App* cmd, SamplingParams& s, std::int64_t& seed) {
   cmd->add_option("--temp", s.temperature, "Temperature (0: greedy)")->capture_default_str()->check(finite_in(0, 100));
   cmd->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--top-p", s.top_p, "Top-p (1: off)")->capture_default_str()->check(finite_in(0, 1));
@@ -124,7 +127,21 @@ inline void add_sampling_options(CLI::App* cmd, SamplingParams& s) {
   cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalty looks back over (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("-s,--seed", s.seed, "RNG seed (each prompt uses it)")->capture_default_str();
+  cmd->add_option("-s,--seed", seed, "RNG seed (each prompt uses it); -1: a random one, printed so the run can be repeated")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t(-1), std::numeric_limits<std::int64_t>::max()));
+}
+
+// The seed a run samples with: `seed` when given (>= 0), else a random one (32 bits, as
+// llama.cpp's). Where the run samples (temperature > 0) one line on `log` says which, so that a
+// random run can be repeated with -s; greedy runs use no seed and print nothing.
+inline std::uint64_t resolve_seed(std::int64_t seed, float temperature, std::ostream& log) {
+  const bool random = seed < 0;
+  const std::uint64_t used = random ? std::uint64_t(std::random_device{}()) : std::uint64_t(seed);
+  if (temperature > 0) {
+    log << (random ? fmt::format("seed: {} (random; -s {} repeats this run)\n", used, used) : fmt::format("seed: {}\n", used));
+  }
+  return used;
 }
 
 // The line a front-end prints for an operating error: the message (which names the file and

@@ -29,6 +29,7 @@ namespace {
 struct ChatCliOptions {
   SessionFlags flags;
   SamplingParams sampling;
+  std::int64_t seed = -1;  // -s; -1: random (printed)
   std::int32_t n_predict = -1;
   std::string chat_template, system;
   bool stats = false;
@@ -80,6 +81,7 @@ void chat(ChatCliOptions o) {
   chat_options.system = o.system;
   chat_options.generate.n_predict = o.n_predict;
   chat_options.generate.sampling = o.sampling;
+  chat_options.generate.sampling.seed = resolve_seed(o.seed, o.sampling.temperature, std::cerr);
   BatchOptions bo;
   bo.n_parallel = 1;
   bo.max_pass_tokens = session_opts.pass_tokens;
@@ -151,7 +153,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("-n,--n-predict", o->n_predict, "Most tokens per answer (-1: until the model ends it or the context is full)")
       ->capture_default_str()
       ->check(CLI::Range(-1, 1 << 20));
-  add_sampling_options(cmd, o->sampling);
+  add_sampling_options(cmd, o->sampling, o->seed);
   cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma | gpt-oss (default: the model's)");
   cmd->add_option("--system-prompt", o->system, "A system message first (also -sys)");
   cmd->add_flag("--stats", o->stats, "After each answer: prompt tokens (reused from the cache / new) and speeds");

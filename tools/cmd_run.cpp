@@ -32,6 +32,7 @@ struct RunOptions {
   std::int32_t n_parallel = 0;  // 0: one per prompt, at most 16
   std::int32_t batch = 0;       // sequences per pass (0: n_parallel)
   SamplingParams sampling;
+  std::int64_t seed = -1;  // -s; -1: random
   std::vector<std::string> stop;  // generation ends before the first of these in the text
   bool no_special = false;
   std::string trace;
@@ -87,6 +88,7 @@ void run(RunOptions o) {
   GenerateOptions options;
   options.n_predict = o.n_predict;
   options.sampling = o.sampling;
+  options.sampling.seed = resolve_seed(o.seed, o.sampling.temperature, std::cerr);
   std::int64_t prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
   // Prompts whose pass failed (a read error): the rest still run; the command then exits 1.
@@ -225,7 +227,7 @@ void add_run_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
   cmd->add_option("--batch", o->batch, "Sequences per pass (0: all in flight)")->capture_default_str()->check(CLI::Range(0, 4096));
-  add_sampling_options(cmd, o->sampling);
+  add_sampling_options(cmd, o->sampling, o->seed);
   cmd->add_option("--stop", o->stop, "Stop generating when the text contains STR (repeatable); the text is cut before it")
       ->allow_extra_args(false)
       ->check([](const std::string& s) { return s.empty() ? std::string("--stop needs a non-empty string") : std::string(); });
