@@ -70,23 +70,14 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
 template <Epilogue kEpilogue>
 void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da,
           KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
-  switch (n_acts) {
-    case 1: k_tile<kEpilogue, 1>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 2: k_tile<kEpilogue, 2>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 3: k_tile<kEpilogue, 3>(row, nb, y, da, state, first, last, out, out_stride); break;
-    default: k_tile<kEpilogue, 4>(row, nb, y, da, state, first, last, out, out_stride); break;
-  }
+  with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
+    k_tile<kEpilogue, NA>(row, nb, y, da, state, first, last, out, out_stride);
+  });
 }
-static_assert(kTileActs == 4, "tile() instantiates 1..4 activation rows");
 
-template <GgmlType kType, PackKFn kPack, Epilogue kEpilogue, std::size_t kBlockBytes>
-void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
-                 std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
-                 std::size_t y_stride) {
-  const VecDotFn vec_dot = kernels_for(CpuIsa::avx2)->vec_dot[type_slot(kType)];
-  matmul_rows_k<kTileActs>(kPack, tile<kEpilogue>, kBlockBytes, vec_dot, cols, weights, weight_row_bytes, r0, r1,
-                           acts, act_row_bytes, batch, y, y_stride);
-}
+template <GgmlType kType, PackFn<KQuantGemm> kPack, Epilogue kEpilogue, typename Block>
+constexpr MatmulRowsFn kGemm =
+    matmul_rows_entry<CpuIsa::avx2, kType, KQuantGemm, kTileActs, kPack, tile<kEpilogue>, Block>;
 
 }  // namespace
 
@@ -95,17 +86,22 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 // batch 16 slower (Q4_K 8960 x 1536 4.8-4.9 against 4.3 ms), batch 128 level to 1.03x (Q4_K 32.9
 // against 32.9 ms, Q6_K 1536 x 8960 31.1-31.7 against 32.2-32.6 ms). Unmeasured on AVX2-only CPUs.
 constexpr std::int64_t kMinBatch = 128;
+constexpr std::int64_t kMinBatchQ4_1 = 2;
+constexpr std::int64_t kMinBatchQ5_1 = 2;
+constexpr std::int64_t kMinBatchQ5_0 = 2;
 
 void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
+      kGemm<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, BlockQ4_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatch;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
+      kGemm<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, BlockQ5_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatch;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
-      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
+      kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatch;
+  register_q4_1_q5_1_gemms<CpuIsa::avx2, kTileActs, dot_u8_i8>(t, kMinBatchQ4_1, kMinBatchQ5_1);
+  register_q5_0_gemm<CpuIsa::avx2, kTileActs, dot_i8_i8>(t, kMinBatchQ5_0);
 }
 
 }  // namespace sluice::cpu

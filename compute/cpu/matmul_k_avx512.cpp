@@ -22,6 +22,14 @@ namespace {
 // the quants and scales of two chunks fit the 32 zmm registers.
 constexpr int kTileActs = 8;
 
+// The integer dots of this level's Q4_1/Q5_1 and Q5_0 vec_dots (quants_legacy_avx512.cpp), for
+// the 32-element types' tiles (matmul_k_common.hpp): unsigned x signed, and signed x signed with
+// x's sign moved onto y.
+inline __m256i dot_u8_i8_vnni(__m256i x, __m256i y) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y); }
+inline __m256i dot_i8_i8_vnni(__m256i x, __m256i y) {
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
 // The high int16 half of every int32 lane.
@@ -112,27 +120,14 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
 template <Epilogue kEpilogue>
 void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da,
           KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
-  switch (n_acts) {
-    case 1: k_tile<kEpilogue, 1>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 2: k_tile<kEpilogue, 2>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 3: k_tile<kEpilogue, 3>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 4: k_tile<kEpilogue, 4>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 5: k_tile<kEpilogue, 5>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 6: k_tile<kEpilogue, 6>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 7: k_tile<kEpilogue, 7>(row, nb, y, da, state, first, last, out, out_stride); break;
-    default: k_tile<kEpilogue, 8>(row, nb, y, da, state, first, last, out, out_stride); break;
-  }
+  with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
+    k_tile<kEpilogue, NA>(row, nb, y, da, state, first, last, out, out_stride);
+  });
 }
-static_assert(kTileActs == 8, "tile() instantiates 1..8 activation rows");
 
-template <GgmlType kType, PackKFn kPack, Epilogue kEpilogue, std::size_t kBlockBytes>
-void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
-                 std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
-                 std::size_t y_stride) {
-  const VecDotFn vec_dot = kernels_for(CpuIsa::avx512)->vec_dot[type_slot(kType)];
-  matmul_rows_k<kTileActs>(kPack, tile<kEpilogue>, kBlockBytes, vec_dot, cols, weights, weight_row_bytes, r0, r1,
-                           acts, act_row_bytes, batch, y, y_stride);
-}
+template <GgmlType kType, PackFn<KQuantGemm> kPack, Epilogue kEpilogue, typename Block>
+constexpr MatmulRowsFn kGemm =
+    matmul_rows_entry<CpuIsa::avx512, kType, KQuantGemm, kTileActs, kPack, tile<kEpilogue>, Block>;
 
 }  // namespace
 
@@ -145,17 +140,22 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 // keeps the vec_dot path until batches where the two are level.
 constexpr std::int64_t kMinBatchK4 = 9;
 constexpr std::int64_t kMinBatchQ6_K = 256;
+constexpr std::int64_t kMinBatchQ4_1 = 2;
+constexpr std::int64_t kMinBatchQ5_1 = 2;
+constexpr std::int64_t kMinBatchQ5_0 = 2;
 
 void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
+      kGemm<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, BlockQ4_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchK4;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
+      kGemm<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, BlockQ5_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatchK4;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
-      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
+      kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;
+  register_q4_1_q5_1_gemms<CpuIsa::avx512, kTileActs, dot_u8_i8_vnni>(t, kMinBatchQ4_1, kMinBatchQ5_1);
+  register_q5_0_gemm<CpuIsa::avx512, kTileActs, dot_i8_i8_vnni>(t, kMinBatchQ5_0);
 }
 
 }  // namespace sluice::cpu
