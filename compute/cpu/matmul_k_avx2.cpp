@@ -16,8 +16,6 @@ namespace {
 // leave room in the 16 ymm registers for the loads and products.
 constexpr int kTileActs = 4;
 
-enum class Epilogue { mins, offset32 };
-
 // int16 lane k of a chunk's scales multiplies the maddubs pair sum of the chunk's elements 2k,
 // 2k+1: over the super-block, lane k holds the scale of group k / 8 (the vec_dot's SubBlockScales).
 void store_scales(__m256i group_scales, std::int16_t* lanes) {
@@ -53,7 +51,7 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
         acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(p.d * da_a), _mm256_cvtepi32_ps(sumi[a]), acc[a]);
         acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(p.dmin * da_a)), _mm256_cvtepi32_ps(bsums), acc[a]);
       } else {
-        const __m256i total = _mm256_sub_epi32(sumi[a], _mm256_slli_epi32(bsums, 5));
+        const __m256i total = _mm256_sub_epi32(sumi[a], _mm256_slli_epi32(bsums, kOffsetShift<kEpilogue>));
         acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(p.d * da_a), _mm256_cvtepi32_ps(total), acc[a]);
       }
     }
@@ -86,9 +84,15 @@ constexpr MatmulRowsFn kGemm =
 // batch 16 slower (Q4_K 8960 x 1536 4.8-4.9 against 4.3 ms), batch 128 level to 1.03x (Q4_K 32.9
 // against 32.9 ms, Q6_K 1536 x 8960 31.1-31.7 against 32.2-32.6 ms). Unmeasured on AVX2-only CPUs.
 constexpr std::int64_t kMinBatch = 128;
-constexpr std::int64_t kMinBatchQ4_1 = 2;
-constexpr std::int64_t kMinBatchQ5_1 = 2;
-constexpr std::int64_t kMinBatchQ5_0 = 2;
+// The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
+// of 3-7, against the row-by-row vec_dot_multi path; bench command in the commit message): the
+// GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
+// 1.3-1.6x at batch 64-512, on both levels.
+constexpr std::int64_t kMinBatchQ2_K = 2;
+constexpr std::int64_t kMinBatchQ3_K = 2;
+constexpr std::int64_t kMinBatchQ4_1 = 6;
+constexpr std::int64_t kMinBatchQ5_1 = 6;
+constexpr std::int64_t kMinBatchQ5_0 = 6;
 
 void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
@@ -100,6 +104,10 @@ void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
       kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatch;
+  t.matmul_rows[type_slot(GgmlType::Q2_K)] = kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q2_K)] = kMinBatchQ2_K;
+  t.matmul_rows[type_slot(GgmlType::Q3_K)] = kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
   register_q4_1_q5_1_gemms<CpuIsa::avx2, kTileActs, dot_u8_i8>(t, kMinBatchQ4_1, kMinBatchQ5_1);
   register_q5_0_gemm<CpuIsa::avx2, kTileActs, dot_i8_i8>(t, kMinBatchQ5_0);
 }

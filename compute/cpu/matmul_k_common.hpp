@@ -24,16 +24,17 @@ namespace {  // NOLINT(google-build-namespaces): internal linkage per SIMD file,
 // One super-block of one weight row, decoded. The layout is the same for both levels: the
 // AVX2 tiles read it 32 quants (and 16 scale lanes) at a time, the AVX-512 tiles 64 (32 lanes).
 struct alignas(64) PackedKBlock {
-  // Unsigned quants in element order: Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 (value + 32).
+  // Unsigned quants in element order: Q2_K 0..3, Q3_K 0..7 (value + 4), Q4_K 0..15, Q5_K 0..31,
+  // Q6_K 0..63 (value + 32).
   std::uint8_t q[kQK_K];
   // The group scales as int16 lanes in the order the level's tile multiplies them (the level's
   // StoreScalesFn writes them; AVX-512 uses the first 64).
   std::int16_t scale[kQK_K / 2];
-  // Per 16-element group, the coefficient of Q8_K's bsums: Q4_K/Q5_K the sub-block mins, Q6_K the
-  // group scales (for the +32 offset).
+  // Per 16-element group, the coefficient of Q8_K's bsums: Q2_K/Q4_K/Q5_K the sub-block mins,
+  // Q3_K/Q6_K the group scales (for the +4/+32 offset).
   std::int16_t coeff[kQK_K / 16];
   float d;     // fp16 d, as fp32
-  float dmin;  // fp16 dmin, as fp32 (0 for Q6_K)
+  float dmin;  // fp16 dmin, as fp32 (0 for Q3_K, Q6_K)
 };
 static_assert(sizeof(PackedKBlock) == 576, "256 quants + 128 scale lanes + 16 coefficients + d, dmin");
 
@@ -107,6 +108,55 @@ void pack_q6_k(const void* vx, PackedKBlock& p) {
   p.d = h2f(x.d);
   p.dmin = 0.0f;
 }
+
+// Q2_K: elements 128h + 32k + l are bits 2k, 2k+1 of qs[32h + l]; 4-bit scales and mins per
+// 16-element group in scales[] (low and high nibble).
+template <StoreScalesFn kStoreScales>
+void pack_q2_k(const void* vx, PackedKBlock& p) {
+  const BlockQ2_K& x = *static_cast<const BlockQ2_K*>(vx);
+  const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+  kStoreScales(_mm256_and_si256(sc16, _mm256_set1_epi16(0x0f)), p.scale);
+  store256(p.coeff, _mm256_srli_epi16(sc16, 4));
+  const __m256i m2 = _mm256_set1_epi8(3);
+  for (int half = 0; half < 2; ++half) {
+    const __m256i bits = loadu256(x.qs + 32 * half);
+    for (int k = 0; k < 4; ++k) {
+      store256(p.q + 128 * half + 32 * k, _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m2));
+    }
+  }
+  p.d = h2f(x.d);
+  p.dmin = h2f(x.dmin);
+}
+
+// Q3_K, as value + 4 (0..7): the Q2_K layout of the low bits, plus 4 where bit c of hmask[l] is
+// set for element 32c + l; 6-bit signed scales per group (the +4 offset's coefficients too).
+template <StoreScalesFn kStoreScales>
+void pack_q3_k(const void* vx, PackedKBlock& p) {
+  const BlockQ3_K& x = *static_cast<const BlockQ3_K*>(vx);
+  const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales(x.scales));
+  kStoreScales(scales16, p.scale);
+  store256(p.coeff, scales16);
+  const __m256i m2 = _mm256_set1_epi8(3);
+  const __m256i one = _mm256_set1_epi8(1);
+  const __m256i hmask = loadu256(x.hmask);
+  for (int half = 0; half < 2; ++half) {
+    const __m256i bits = loadu256(x.qs + 32 * half);
+    for (int k = 0; k < 4; ++k) {
+      const int chunk = 4 * half + k;
+      const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hmask, chunk), one), 2);
+      store256(p.q + 32 * chunk, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m2), high));
+    }
+  }
+  p.d = h2f(x.d);
+  p.dmin = 0.0f;
+}
+
+// How a K-quant tile finishes a super-block: Q2_K/Q4_K/Q5_K subtract dmin * (mins . bsums) in
+// float lanes of their own; Q6_K (+32) and Q3_K (+4) subtract offset * (scales . bsums) from the
+// integer lanes first.
+enum class Epilogue { mins, offset32, offset4 };
+template <Epilogue kEpilogue>
+inline constexpr int kOffsetShift = kEpilogue == Epilogue::offset32 ? 5 : 2;
 
 // Float accumulators of one (weight row, activation row) between chunks of super-blocks: the
 // vec_dot's lanes, stored and reloaded exactly. AVX-512 uses all 24 floats, AVX2 the first 8.
