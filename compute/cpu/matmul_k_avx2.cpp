@@ -1,12 +1,14 @@
-// AVX2 (+FMA, F16C) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_K, Q5_K and Q6_K
+// AVX2 (+FMA, F16C) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K..Q6_K
 // weights x Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled
 // with -mavx2 -mfma -mf16c; only reached after the CPU check.
 //
 // Each output repeats the float steps of this level's vec_dot (quants_k_avx2.cpp) exactly: per
 // super-block the 8 int32 lanes of sum over 32-element chunks c of madd(maddubs(q, a), scales)
 // (exact integers: any decode gives the same lanes), then in block order
-// acc = fma(d * da, float(lanes), acc) and, for Q4_K/Q5_K, acc = fma(-dmin * da, float(mins), acc)
-// into the same 8 lanes, or for Q6_K the +32 offset subtracted first; then the same hsum_ps.
+// acc = fma(d * da, float(lanes), acc) and, for Q2_K/Q4_K/Q5_K, acc = fma(-dmin * da, float(mins),
+// acc) into the same 8 lanes, or for Q6_K (+32) and Q3_K (+4) the offset subtracted first; then
+// the same hsum_ps. The Q4_1/Q5_1/Q5_0 GEMMs are the shared tile of matmul_k_common.hpp with this
+// level's maddubs integer dots.
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
@@ -88,8 +90,13 @@ constexpr std::int64_t kMinBatch = 128;
 // of 3-7, against the row-by-row vec_dot_multi path; bench command in the commit message): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
 // 1.3-1.6x at batch 64-512, on both levels.
-constexpr std::int64_t kMinBatchQ2_K = 2;
-constexpr std::int64_t kMinBatchQ3_K = 2;
+// Q2_K and Q3_K, same bench (2048 x 4096 rows x columns, 1 and 2 threads, best of 3-7, noisy
+// past batch 16 on the shared 2-core machine): Q2_K decodes cheaply in its vec_dot and the packed
+// rows are 3x its bytes, so the GEMM is slower up to batch 128 (0.5-0.9x) and level at 256-512
+// (0.96-1.23x): it keeps the vec_dot path until then, like Q6_K. Q3_K: AVX-512 slower below batch
+// 12 (0.66-0.95x), 1.05-1.10x at 12-16, 1.1-1.4x at 64-512; AVX2 level (0.86-1.17x) from 16 on.
+constexpr std::int64_t kMinBatchQ2_K = 256;
+constexpr std::int64_t kMinBatchQ3_K = 128;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 constexpr std::int64_t kMinBatchQ5_0 = 6;
@@ -104,9 +111,11 @@ void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
       kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatch;
-  t.matmul_rows[type_slot(GgmlType::Q2_K)] = kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
+  t.matmul_rows[type_slot(GgmlType::Q2_K)] =
+      kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q2_K)] = kMinBatchQ2_K;
-  t.matmul_rows[type_slot(GgmlType::Q3_K)] = kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
+  t.matmul_rows[type_slot(GgmlType::Q3_K)] =
+      kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
   register_q4_1_q5_1_gemms<CpuIsa::avx2, kTileActs, dot_u8_i8>(t, kMinBatchQ4_1, kMinBatchQ5_1);
   register_q5_0_gemm<CpuIsa::avx2, kTileActs, dot_i8_i8>(t, kMinBatchQ5_0);

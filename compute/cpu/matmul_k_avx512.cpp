@@ -1,12 +1,15 @@
-// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_K, Q5_K and Q6_K weights x
+// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K..Q6_K weights x
 // Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
 // AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check.
 //
 // Each output repeats the float steps of this level's vec_dot (quants_k_avx512.cpp) exactly: per
 // super-block the 16 int32 lanes of sum over 64-element chunks j of scale(j, l) * P(j, l), where
 // P(j, l) is the sum of the four products of elements 64j + 4l..4l+3 (one group, one scale), then
-// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q4_K/Q5_K) in 8 lanes of their
-// own or the +32 offset (Q6_K) subtracted from the low 8 lanes, and the same horizontal sums.
+// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K/Q4_K/Q5_K) in 8 lanes of
+// their own or the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same
+// horizontal sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
+// The Q4_1/Q5_1/Q5_0 GEMMs are the shared 8-lane tile of matmul_k_common.hpp with this level's
+// vpdpbusd integer dots.
 //
 // The vec_dot gets the lanes from vpmaddubsw + vpdpwssd per chunk: two multiplies per 64 products.
 // Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it fits int16), the P
@@ -98,7 +101,8 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
         acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
         acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(neg_dmin_da[a]), _mm256_cvtepi32_ps(bsums), acc_min[a]);
       } else {
-        const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(_mm256_slli_epi32(bsums, kOffsetShift<kEpilogue>)));
+        const __m256i offset = _mm256_slli_epi32(bsums, kOffsetShift<kEpilogue>);
+        const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(offset));
         acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(total), acc[a]);
       }
     }
@@ -142,8 +146,13 @@ constexpr std::int64_t kMinBatchQ6_K = 256;
 // of 3-7, against the row-by-row vec_dot_multi path; bench command in the commit message): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
 // 1.3-1.6x at batch 64-512, on both levels.
-constexpr std::int64_t kMinBatchQ2_K = 2;
-constexpr std::int64_t kMinBatchQ3_K = 2;
+// Q2_K and Q3_K, same bench (2048 x 4096 rows x columns, 1 and 2 threads, best of 3-7, noisy
+// past batch 16 on the shared 2-core machine): Q2_K decodes cheaply in its vec_dot and the packed
+// rows are 3x its bytes, so the GEMM is slower up to batch 128 (0.5-0.9x) and level at 256-512
+// (0.96-1.23x): it keeps the vec_dot path until then, like Q6_K. Q3_K: AVX-512 slower below batch
+// 12 (0.66-0.95x), 1.05-1.10x at 12-16, 1.1-1.4x at 64-512; AVX2 level (0.86-1.17x) from 16 on.
+constexpr std::int64_t kMinBatchQ2_K = 256;
+constexpr std::int64_t kMinBatchQ3_K = 16;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 constexpr std::int64_t kMinBatchQ5_0 = 6;
@@ -158,9 +167,11 @@ void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
       kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;
-  t.matmul_rows[type_slot(GgmlType::Q2_K)] = kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
+  t.matmul_rows[type_slot(GgmlType::Q2_K)] =
+      kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q2_K)] = kMinBatchQ2_K;
-  t.matmul_rows[type_slot(GgmlType::Q3_K)] = kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
+  t.matmul_rows[type_slot(GgmlType::Q3_K)] =
+      kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
   register_q4_1_q5_1_gemms<CpuIsa::avx512, kTileActs, dot_u8_i8_vnni>(t, kMinBatchQ4_1, kMinBatchQ5_1);
   register_q5_0_gemm<CpuIsa::avx512, kTileActs, dot_i8_i8_vnni>(t, kMinBatchQ5_0);

@@ -1,6 +1,8 @@
-// GEMM driver shared by the K-quant micro-kernels (MatmulRowsFn, kernels.hpp) of
-// matmul_k_avx2.cpp and matmul_k_avx512.cpp. Include only from files compiled with at least
-// -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has internal linkage per SIMD file.
+// GEMM driver shared by the packed-row micro-kernels (MatmulRowsFn, kernels.hpp) of
+// matmul_k_avx2.cpp and matmul_k_avx512.cpp: the K-quants (Q2_K..Q6_K) and the 32-element types
+// Q4_1, Q5_1, Q5_0 (their tile is here too, one template for both levels). Include only from
+// files compiled with at least -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has
+// internal linkage per SIMD file.
 //
 // The K-quant vec_dots (quants_k_avx2.cpp, quants_k_avx512.cpp) decode each 256-element
 // super-block (nibbles, high bits, 6-bit scales) for every activation row they meet: with
@@ -12,7 +14,6 @@
 #pragma once
 
 #include <algorithm>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -179,6 +180,7 @@ static_assert(sizeof(PackedLegacyBlock) == 40, "32 quants + d + m");
 struct KQuantGemm {
   using Packed = PackedKBlock;
   using Act = BlockQ8_K;
+  static constexpr std::int64_t kBlockElems = kQK_K;
   // Super-blocks per chunk: the chunk of a tile of 8 activation rows (8 x 8 x 292 bytes) stays in
   // L1 while the pass's rows run over it, and a decoded row's chunk is 4.6 KB.
   static constexpr std::int64_t kChunkBlocks = 8;
@@ -188,6 +190,7 @@ template <typename ActBlock>
 struct LegacyGemm {
   using Packed = PackedLegacyBlock;
   using Act = ActBlock;  // BlockQ8_1 (Q4_1, Q5_1) or BlockQ8_0 (Q5_0)
+  static constexpr std::int64_t kBlockElems = 32;
   // The same 2048 elements per chunk as KQuantGemm: 8 x 64 x 36 bytes of activations, 2.5 KB of
   // a decoded row.
   static constexpr std::int64_t kChunkBlocks = 64;
@@ -218,8 +221,8 @@ inline void with_tile_width(int n_acts, F&& f) {
 // per tile of activation rows, per chunk of blocks, every row of the pass runs over the chunk.
 // Batch 1 has nothing to reuse a decoded block for: it calls the level's vec_dot.
 template <typename G, int kTileActs>
-void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes, std::int64_t block_elems,
-                        VecDotFn vec_dot, std::int64_t cols, const void* weights, std::size_t weight_row_bytes,
+void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes, VecDotFn vec_dot,
+                        std::int64_t cols, const void* weights, std::size_t weight_row_bytes,
                         std::int64_t r0, std::int64_t r1, const void* acts, std::size_t act_row_bytes,
                         std::int64_t batch, float* y, std::size_t y_stride) {
   using Packed = typename G::Packed;
@@ -231,7 +234,7 @@ void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes,
     for (std::int64_t r = r0; r < r1; ++r) y[r] = vec_dot(cols, w + static_cast<std::size_t>(r) * weight_row_bytes, acts);
     return;
   }
-  const std::int64_t nb = cols / block_elems;
+  const std::int64_t nb = cols / G::kBlockElems;
   // One tile of activation rows reads each decoded row once: decode and use one row at a time,
   // while it is in L1.
   const std::int64_t pass_rows =
@@ -295,9 +298,8 @@ void matmul_rows_entry(std::int64_t cols, const void* weights, std::size_t weigh
                        std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
                        std::size_t y_stride) {
   const VecDotFn vec_dot = kernels_for(kIsa)->vec_dot[type_slot(kType)];
-  constexpr std::int64_t kBlockElems = std::is_same_v<G, KQuantGemm> ? kQK_K : 32;
-  matmul_rows_packed<G, kTileActs>(kPack, kTile, sizeof(Block), kBlockElems, vec_dot, cols, weights,
-                                   weight_row_bytes, r0, r1, acts, act_row_bytes, batch, y, y_stride);
+  matmul_rows_packed<G, kTileActs>(kPack, kTile, sizeof(Block), vec_dot, cols, weights, weight_row_bytes, r0, r1,
+                                   acts, act_row_bytes, batch, y, y_stride);
 }
 
 // ---- the 32-element types ------------------------------------------------------------------------
@@ -321,7 +323,8 @@ inline void pack_q4_1(const void* vx, PackedLegacyBlock& p) {
 }
 inline void pack_q5_1(const void* vx, PackedLegacyBlock& p) {
   const BlockQ5_1& b = *static_cast<const BlockQ5_1*>(vx);
-  pack_unsigned_with_min(b, _mm256_or_si256(nibbles_32(b.qs), _mm256_and_si256(bits_32(b.qh), _mm256_set1_epi8(0x10))), p);
+  const __m256i fifth_bit = _mm256_and_si256(bits_32(b.qh), _mm256_set1_epi8(0x10));
+  pack_unsigned_with_min(b, _mm256_or_si256(nibbles_32(b.qs), fifth_bit), p);
 }
 inline void pack_q5_0(const void* vx, PackedLegacyBlock& p) {
   const BlockQ5_0& b = *static_cast<const BlockQ5_0*>(vx);
