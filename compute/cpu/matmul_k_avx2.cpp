@@ -87,7 +87,7 @@ constexpr MatmulRowsFn kGemm =
 // against 32.9 ms, Q6_K 1536 x 8960 31.1-31.7 against 32.2-32.6 ms). Unmeasured on AVX2-only CPUs.
 constexpr std::int64_t kMinBatch = 128;
 // The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
-// of 3-7, against the row-by-row vec_dot_multi path; bench command in the commit message): the
+// of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
 // 1.3-1.6x at batch 64-512, on both levels.
 // Q2_K and Q3_K, same bench (2048 x 4096 rows x columns, 1 and 2 threads, best of 3-7, noisy
