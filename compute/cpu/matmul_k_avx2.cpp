@@ -1,12 +1,14 @@
-// AVX2 (+FMA, F16C) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_K, Q5_K and Q6_K
+// AVX2 (+FMA, F16C) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K..Q6_K
 // weights x Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled
 // with -mavx2 -mfma -mf16c; only reached after the CPU check.
 //
 // Each output repeats the float steps of this level's vec_dot (quants_k_avx2.cpp) exactly: per
 // super-block the 8 int32 lanes of sum over 32-element chunks c of madd(maddubs(q, a), scales)
 // (exact integers: any decode gives the same lanes), then in block order
-// acc = fma(d * da, float(lanes), acc) and, for Q4_K/Q5_K, acc = fma(-dmin * da, float(mins), acc)
-// into the same 8 lanes, or for Q6_K the +32 offset subtracted first; then the same hsum_ps.
+// acc = fma(d * da, float(lanes), acc) and, for Q2_K/Q4_K/Q5_K, acc = fma(-dmin * da, float(mins),
+// acc) into the same 8 lanes, or for Q6_K (+32) and Q3_K (+4) the offset subtracted first; then
+// the same hsum_ps. The Q4_1/Q5_1/Q5_0 GEMMs are the shared tile of matmul_k_common.hpp with this
+// level's maddubs integer dots.
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
@@ -15,8 +17,6 @@ namespace {
 // Activation rows per register tile: 4 x (acc + block sum) plus one chunk's quants and scales
 // leave room in the 16 ymm registers for the loads and products.
 constexpr int kTileActs = 4;
-
-enum class Epilogue { mins, offset32 };
 
 // int16 lane k of a chunk's scales multiplies the maddubs pair sum of the chunk's elements 2k,
 // 2k+1: over the super-block, lane k holds the scale of group k / 8 (the vec_dot's SubBlockScales).
@@ -53,7 +53,7 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
         acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(p.d * da_a), _mm256_cvtepi32_ps(sumi[a]), acc[a]);
         acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(p.dmin * da_a)), _mm256_cvtepi32_ps(bsums), acc[a]);
       } else {
-        const __m256i total = _mm256_sub_epi32(sumi[a], _mm256_slli_epi32(bsums, 5));
+        const __m256i total = _mm256_sub_epi32(sumi[a], _mm256_slli_epi32(bsums, kOffsetShift<kEpilogue>));
         acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(p.d * da_a), _mm256_cvtepi32_ps(total), acc[a]);
       }
     }
@@ -70,23 +70,14 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
 template <Epilogue kEpilogue>
 void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da,
           KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
-  switch (n_acts) {
-    case 1: k_tile<kEpilogue, 1>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 2: k_tile<kEpilogue, 2>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 3: k_tile<kEpilogue, 3>(row, nb, y, da, state, first, last, out, out_stride); break;
-    default: k_tile<kEpilogue, 4>(row, nb, y, da, state, first, last, out, out_stride); break;
-  }
+  with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
+    k_tile<kEpilogue, NA>(row, nb, y, da, state, first, last, out, out_stride);
+  });
 }
-static_assert(kTileActs == 4, "tile() instantiates 1..4 activation rows");
 
-template <GgmlType kType, PackKFn kPack, Epilogue kEpilogue, std::size_t kBlockBytes>
-void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
-                 std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
-                 std::size_t y_stride) {
-  const VecDotFn vec_dot = kernels_for(CpuIsa::avx2)->vec_dot[type_slot(kType)];
-  matmul_rows_k<kTileActs>(kPack, tile<kEpilogue>, kBlockBytes, vec_dot, cols, weights, weight_row_bytes, r0, r1,
-                           acts, act_row_bytes, batch, y, y_stride);
-}
+template <GgmlType kType, PackFn<KQuantGemm> kPack, Epilogue kEpilogue, typename Block>
+constexpr MatmulRowsFn kGemm =
+    matmul_rows_entry<CpuIsa::avx2, kType, KQuantGemm, kTileActs, kPack, tile<kEpilogue>, Block>;
 
 }  // namespace
 
@@ -95,17 +86,39 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 // batch 16 slower (Q4_K 8960 x 1536 4.8-4.9 against 4.3 ms), batch 128 level to 1.03x (Q4_K 32.9
 // against 32.9 ms, Q6_K 1536 x 8960 31.1-31.7 against 32.2-32.6 ms). Unmeasured on AVX2-only CPUs.
 constexpr std::int64_t kMinBatch = 128;
+// The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
+// of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
+// GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
+// 1.3-1.6x at batch 64-512, on both levels.
+// Q2_K and Q3_K, same bench (2048 x 4096 rows x columns, 1 and 2 threads, best of 3-7, noisy
+// past batch 16 on the shared 2-core machine): Q2_K decodes cheaply in its vec_dot and the packed
+// rows are 3x its bytes, so the GEMM is slower up to batch 128 (0.5-0.9x) and level at 256-512
+// (0.96-1.23x): it keeps the vec_dot path until then, like Q6_K. Q3_K: AVX-512 slower below batch
+// 12 (0.66-0.95x), 1.05-1.10x at 12-16, 1.1-1.4x at 64-512; AVX2 level (0.86-1.17x) from 16 on.
+constexpr std::int64_t kMinBatchQ2_K = 256;
+constexpr std::int64_t kMinBatchQ3_K = 128;
+constexpr std::int64_t kMinBatchQ4_1 = 6;
+constexpr std::int64_t kMinBatchQ5_1 = 6;
+constexpr std::int64_t kMinBatchQ5_0 = 6;
 
 void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
+      kGemm<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, BlockQ4_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatch;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
+      kGemm<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, BlockQ5_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatch;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
-      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
+      kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatch;
+  t.matmul_rows[type_slot(GgmlType::Q2_K)] =
+      kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q2_K)] = kMinBatchQ2_K;
+  t.matmul_rows[type_slot(GgmlType::Q3_K)] =
+      kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
+  register_q4_1_q5_1_gemms<CpuIsa::avx2, kTileActs, dot_u8_i8>(t, kMinBatchQ4_1, kMinBatchQ5_1);
+  register_q5_0_gemm<CpuIsa::avx2, kTileActs, dot_i8_i8>(t, kMinBatchQ5_0);
 }
 
 }  // namespace sluice::cpu

@@ -1,12 +1,15 @@
-// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_K, Q5_K and Q6_K weights x
+// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K..Q6_K weights x
 // Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
 // AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check.
 //
 // Each output repeats the float steps of this level's vec_dot (quants_k_avx512.cpp) exactly: per
 // super-block the 16 int32 lanes of sum over 64-element chunks j of scale(j, l) * P(j, l), where
 // P(j, l) is the sum of the four products of elements 64j + 4l..4l+3 (one group, one scale), then
-// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q4_K/Q5_K) in 8 lanes of their
-// own or the +32 offset (Q6_K) subtracted from the low 8 lanes, and the same horizontal sums.
+// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K/Q4_K/Q5_K) in 8 lanes of
+// their own or the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same
+// horizontal sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
+// The Q4_1/Q5_1/Q5_0 GEMMs are the shared 8-lane tile of matmul_k_common.hpp with this level's
+// vpdpbusd integer dots.
 //
 // The vec_dot gets the lanes from vpmaddubsw + vpdpwssd per chunk: two multiplies per 64 products.
 // Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it fits int16), the P
@@ -22,12 +25,18 @@ namespace {
 // the quants and scales of two chunks fit the 32 zmm registers.
 constexpr int kTileActs = 8;
 
+// The integer dots of this level's Q4_1/Q5_1 and Q5_0 vec_dots (quants_legacy_avx512.cpp), for
+// the 32-element types' tiles (matmul_k_common.hpp): unsigned x signed, and signed x signed with
+// x's sign moved onto y.
+inline __m256i dot_u8_i8_vnni(__m256i x, __m256i y) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y); }
+inline __m256i dot_i8_i8_vnni(__m256i x, __m256i y) {
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
 // The high int16 half of every int32 lane.
 constexpr __mmask32 kOddHalves = 0xaaaaaaaau;
-
-enum class Epilogue { mins, offset32 };
 
 // Scale pairs for vpdpwssd over interleaved P: for m = 0, 1, int16 lanes 32m + 2l and 32m + 2l + 1
 // hold the scales of lane l in chunks 2m and 2m + 1: groups 8m + l / 4 and 8m + 4 + l / 4.
@@ -92,7 +101,8 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
         acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
         acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(neg_dmin_da[a]), _mm256_cvtepi32_ps(bsums), acc_min[a]);
       } else {
-        const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(_mm256_slli_epi32(bsums, 5)));
+        const __m256i offset = _mm256_slli_epi32(bsums, kOffsetShift<kEpilogue>);
+        const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(offset));
         acc[a] = _mm512_fmadd_ps(_mm512_set1_ps(d_da[a]), _mm512_cvtepi32_ps(total), acc[a]);
       }
     }
@@ -112,27 +122,14 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
 template <Epilogue kEpilogue>
 void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y, const float* da,
           KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
-  switch (n_acts) {
-    case 1: k_tile<kEpilogue, 1>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 2: k_tile<kEpilogue, 2>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 3: k_tile<kEpilogue, 3>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 4: k_tile<kEpilogue, 4>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 5: k_tile<kEpilogue, 5>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 6: k_tile<kEpilogue, 6>(row, nb, y, da, state, first, last, out, out_stride); break;
-    case 7: k_tile<kEpilogue, 7>(row, nb, y, da, state, first, last, out, out_stride); break;
-    default: k_tile<kEpilogue, 8>(row, nb, y, da, state, first, last, out, out_stride); break;
-  }
+  with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
+    k_tile<kEpilogue, NA>(row, nb, y, da, state, first, last, out, out_stride);
+  });
 }
-static_assert(kTileActs == 8, "tile() instantiates 1..8 activation rows");
 
-template <GgmlType kType, PackKFn kPack, Epilogue kEpilogue, std::size_t kBlockBytes>
-void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
-                 std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
-                 std::size_t y_stride) {
-  const VecDotFn vec_dot = kernels_for(CpuIsa::avx512)->vec_dot[type_slot(kType)];
-  matmul_rows_k<kTileActs>(kPack, tile<kEpilogue>, kBlockBytes, vec_dot, cols, weights, weight_row_bytes, r0, r1,
-                           acts, act_row_bytes, batch, y, y_stride);
-}
+template <GgmlType kType, PackFn<KQuantGemm> kPack, Epilogue kEpilogue, typename Block>
+constexpr MatmulRowsFn kGemm =
+    matmul_rows_entry<CpuIsa::avx512, kType, KQuantGemm, kTileActs, kPack, tile<kEpilogue>, Block>;
 
 }  // namespace
 
@@ -145,17 +142,39 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 // keeps the vec_dot path until batches where the two are level.
 constexpr std::int64_t kMinBatchK4 = 9;
 constexpr std::int64_t kMinBatchQ6_K = 256;
+// The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
+// of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
+// GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
+// 1.3-1.6x at batch 64-512, on both levels.
+// Q2_K and Q3_K, same bench (2048 x 4096 rows x columns, 1 and 2 threads, best of 3-7, noisy
+// past batch 16 on the shared 2-core machine): Q2_K decodes cheaply in its vec_dot and the packed
+// rows are 3x its bytes, so the GEMM is slower up to batch 128 (0.5-0.9x) and level at 256-512
+// (0.96-1.23x): it keeps the vec_dot path until then, like Q6_K. Q3_K: AVX-512 slower below batch
+// 12 (0.66-0.95x), 1.05-1.10x at 12-16, 1.1-1.4x at 64-512; AVX2 level (0.86-1.17x) from 16 on.
+constexpr std::int64_t kMinBatchQ2_K = 256;
+constexpr std::int64_t kMinBatchQ3_K = 16;
+constexpr std::int64_t kMinBatchQ4_1 = 6;
+constexpr std::int64_t kMinBatchQ5_1 = 6;
+constexpr std::int64_t kMinBatchQ5_0 = 6;
 
 void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      matmul_rows<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, sizeof(BlockQ4_K)>;
+      kGemm<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, BlockQ4_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchK4;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      matmul_rows<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, sizeof(BlockQ5_K)>;
+      kGemm<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, BlockQ5_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatchK4;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
-      matmul_rows<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, sizeof(BlockQ6_K)>;
+      kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;
+  t.matmul_rows[type_slot(GgmlType::Q2_K)] =
+      kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q2_K)] = kMinBatchQ2_K;
+  t.matmul_rows[type_slot(GgmlType::Q3_K)] =
+      kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
+  register_q4_1_q5_1_gemms<CpuIsa::avx512, kTileActs, dot_u8_i8_vnni>(t, kMinBatchQ4_1, kMinBatchQ5_1);
+  register_q5_0_gemm<CpuIsa::avx512, kTileActs, dot_i8_i8_vnni>(t, kMinBatchQ5_0);
 }
 
 }  // namespace sluice::cpu

@@ -1,6 +1,8 @@
-// GEMM driver shared by the K-quant micro-kernels (MatmulRowsFn, kernels.hpp) of
-// matmul_k_avx2.cpp and matmul_k_avx512.cpp. Include only from files compiled with at least
-// -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has internal linkage per SIMD file.
+// GEMM driver shared by the packed-row micro-kernels (MatmulRowsFn, kernels.hpp) of
+// matmul_k_avx2.cpp and matmul_k_avx512.cpp: the K-quants (Q2_K..Q6_K) and the 32-element types
+// Q4_1, Q5_1, Q5_0 (their tile is here too, one template for both levels). Include only from
+// files compiled with at least -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has
+// internal linkage per SIMD file.
 //
 // The K-quant vec_dots (quants_k_avx2.cpp, quants_k_avx512.cpp) decode each 256-element
 // super-block (nibbles, high bits, 6-bit scales) for every activation row they meet: with
@@ -12,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "compute/cpu/simd_x86.hpp"
@@ -22,16 +25,17 @@ namespace {  // NOLINT(google-build-namespaces): internal linkage per SIMD file,
 // One super-block of one weight row, decoded. The layout is the same for both levels: the
 // AVX2 tiles read it 32 quants (and 16 scale lanes) at a time, the AVX-512 tiles 64 (32 lanes).
 struct alignas(64) PackedKBlock {
-  // Unsigned quants in element order: Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 (value + 32).
+  // Unsigned quants in element order: Q2_K 0..3, Q3_K 0..7 (value + 4), Q4_K 0..15, Q5_K 0..31,
+  // Q6_K 0..63 (value + 32).
   std::uint8_t q[kQK_K];
   // The group scales as int16 lanes in the order the level's tile multiplies them (the level's
   // StoreScalesFn writes them; AVX-512 uses the first 64).
   std::int16_t scale[kQK_K / 2];
-  // Per 16-element group, the coefficient of Q8_K's bsums: Q4_K/Q5_K the sub-block mins, Q6_K the
-  // group scales (for the +32 offset).
+  // Per 16-element group, the coefficient of Q8_K's bsums: Q2_K/Q4_K/Q5_K the sub-block mins,
+  // Q3_K/Q6_K the group scales (for the +4/+32 offset).
   std::int16_t coeff[kQK_K / 16];
   float d;     // fp16 d, as fp32
-  float dmin;  // fp16 dmin, as fp32 (0 for Q6_K)
+  float dmin;  // fp16 dmin, as fp32 (0 for Q3_K, Q6_K)
 };
 static_assert(sizeof(PackedKBlock) == 576, "256 quants + 128 scale lanes + 16 coefficients + d, dmin");
 
@@ -106,6 +110,55 @@ void pack_q6_k(const void* vx, PackedKBlock& p) {
   p.dmin = 0.0f;
 }
 
+// Q2_K: elements 128h + 32k + l are bits 2k, 2k+1 of qs[32h + l]; 4-bit scales and mins per
+// 16-element group in scales[] (low and high nibble).
+template <StoreScalesFn kStoreScales>
+void pack_q2_k(const void* vx, PackedKBlock& p) {
+  const BlockQ2_K& x = *static_cast<const BlockQ2_K*>(vx);
+  const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+  kStoreScales(_mm256_and_si256(sc16, _mm256_set1_epi16(0x0f)), p.scale);
+  store256(p.coeff, _mm256_srli_epi16(sc16, 4));
+  const __m256i m2 = _mm256_set1_epi8(3);
+  for (int half = 0; half < 2; ++half) {
+    const __m256i bits = loadu256(x.qs + 32 * half);
+    for (int k = 0; k < 4; ++k) {
+      store256(p.q + 128 * half + 32 * k, _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m2));
+    }
+  }
+  p.d = h2f(x.d);
+  p.dmin = h2f(x.dmin);
+}
+
+// Q3_K, as value + 4 (0..7): the Q2_K layout of the low bits, plus 4 where bit c of hmask[l] is
+// set for element 32c + l; 6-bit signed scales per group (the +4 offset's coefficients too).
+template <StoreScalesFn kStoreScales>
+void pack_q3_k(const void* vx, PackedKBlock& p) {
+  const BlockQ3_K& x = *static_cast<const BlockQ3_K*>(vx);
+  const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales(x.scales));
+  kStoreScales(scales16, p.scale);
+  store256(p.coeff, scales16);
+  const __m256i m2 = _mm256_set1_epi8(3);
+  const __m256i one = _mm256_set1_epi8(1);
+  const __m256i hmask = loadu256(x.hmask);
+  for (int half = 0; half < 2; ++half) {
+    const __m256i bits = loadu256(x.qs + 32 * half);
+    for (int k = 0; k < 4; ++k) {
+      const int chunk = 4 * half + k;
+      const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hmask, chunk), one), 2);
+      store256(p.q + 32 * chunk, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m2), high));
+    }
+  }
+  p.d = h2f(x.d);
+  p.dmin = 0.0f;
+}
+
+// How a K-quant tile finishes a super-block: Q2_K/Q4_K/Q5_K subtract dmin * (mins . bsums) in
+// float lanes of their own; Q6_K (+32) and Q3_K (+4) subtract offset * (scales . bsums) from the
+// integer lanes first.
+enum class Epilogue { mins, offset32, offset4 };
+template <Epilogue kEpilogue>
+inline constexpr int kOffsetShift = kEpilogue == Epilogue::offset32 ? 5 : 2;
+
 // Float accumulators of one (weight row, activation row) between chunks of super-blocks: the
 // vec_dot's lanes, stored and reloaded exactly. AVX-512 uses all 24 floats, AVX2 the first 8.
 struct alignas(64) KAccState {
@@ -113,45 +166,88 @@ struct alignas(64) KAccState {
   float acc_min[8];
 };
 
-// Super-blocks per chunk: the chunk of a tile of 8 activation rows (8 x 8 x 292 bytes) stays in
-// L1 while the pass's rows run over it, and a decoded row's chunk is 4.6 KB.
-constexpr std::int64_t kChunkBlocks = 8;
+// One block of one weight row of a 32-element type (Q4_1, Q5_1: unsigned 0..31; Q5_0: signed
+// -16..15), decoded: the quants the vec_dot forms in a register, and the fp16 scales as fp32.
+struct PackedLegacyBlock {
+  std::uint8_t q[32];
+  float d;
+  float m;  // Q4_1/Q5_1's min (0 for Q5_0)
+};
+static_assert(sizeof(PackedLegacyBlock) == 40, "32 quants + d + m");
 
-using PackKFn = void (*)(const void* block, PackedKBlock& out);
-// One packed weight row's super-blocks [0, nblk) of a chunk against a tile of n_acts (<= the
-// level's tile width, kTileActs) activation rows, acts[a] pointing at the chunk's first block and
-// da[ib * kTileActs + a] holding acts[a][ib].d. Starts from zero when first, else from state[a];
-// when last writes out[a * out_stride], else state[a].
-using KTileFn = void (*)(int n_acts, const PackedKBlock* row, std::int64_t nblk, const BlockQ8_K* const* acts,
-                         const float* da, KAccState* state, bool first, bool last, float* out, std::size_t out_stride);
+// Describes one family of packed GEMMs for the driver below: the decoded block, the activation
+// block, and the scale the driver gathers per activation block (da).
+struct KQuantGemm {
+  using Packed = PackedKBlock;
+  using Act = BlockQ8_K;
+  static constexpr std::int64_t kBlockElems = kQK_K;
+  // Super-blocks per chunk: the chunk of a tile of 8 activation rows (8 x 8 x 292 bytes) stays in
+  // L1 while the pass's rows run over it, and a decoded row's chunk is 4.6 KB.
+  static constexpr std::int64_t kChunkBlocks = 8;
+  static float act_scale(const BlockQ8_K& b) { return b.d; }
+};
+template <typename ActBlock>
+struct LegacyGemm {
+  using Packed = PackedLegacyBlock;
+  using Act = ActBlock;  // BlockQ8_1 (Q4_1, Q5_1) or BlockQ8_0 (Q5_0)
+  static constexpr std::int64_t kBlockElems = 32;
+  // The same 2048 elements per chunk as KQuantGemm: 8 x 64 x 36 bytes of activations, 2.5 KB of
+  // a decoded row.
+  static constexpr std::int64_t kChunkBlocks = 64;
+  static float act_scale(const ActBlock& b) { return h2f(b.d); }
+};
+
+template <typename G>
+using PackFn = void (*)(const void* block, typename G::Packed& out);
+// One packed weight row's blocks [0, nblk) of a chunk against a tile of n_acts (<= the level's
+// tile width, kTileActs) activation rows, acts[a] pointing at the chunk's first block and
+// da[ib * kTileActs + a] holding G::act_scale(acts[a][ib]). Starts from zero when first, else from
+// state[a]; when last writes out[a * out_stride], else state[a].
+template <typename G>
+using TileFn = void (*)(int n_acts, const typename G::Packed* row, std::int64_t nblk,
+                        const typename G::Act* const* acts, const float* da, KAccState* state, bool first, bool last,
+                        float* out, std::size_t out_stride);
+
+// Calls f.template operator()<NA>() with NA = n_acts in [1, kMax] (kMax for anything larger): the
+// one switch from a run-time tile width to the tile kernels' template argument.
+template <int kMax, typename F>
+inline void with_tile_width(int n_acts, F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    (void)(((I + 1 == kMax ? n_acts >= kMax : n_acts == I + 1) && (f.template operator()<I + 1>(), true)) || ...);
+  }(std::make_integer_sequence<int, kMax>{});
+}
 
 // The MatmulRowsFn body (kernels.hpp contract). A pass of rows is decoded (up to kPackBytes), then
-// per tile of activation rows, per chunk of super-blocks, every row of the pass runs over the
-// chunk. Batch 1 has nothing to reuse a decoded block for: it calls the level's vec_dot.
-template <int kTileActs>
-void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn vec_dot, std::int64_t cols,
-                   const void* weights, std::size_t weight_row_bytes, std::int64_t r0, std::int64_t r1,
-                   const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y, std::size_t y_stride) {
+// per tile of activation rows, per chunk of blocks, every row of the pass runs over the chunk.
+// Batch 1 has nothing to reuse a decoded block for: it calls the level's vec_dot.
+template <typename G, int kTileActs>
+void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes, VecDotFn vec_dot,
+                        std::int64_t cols, const void* weights, std::size_t weight_row_bytes,
+                        std::int64_t r0, std::int64_t r1, const void* acts, std::size_t act_row_bytes,
+                        std::int64_t batch, float* y, std::size_t y_stride) {
+  using Packed = typename G::Packed;
+  using Act = typename G::Act;
+  constexpr std::int64_t kChunkBlocks = G::kChunkBlocks;
   if (r1 <= r0 || batch <= 0) return;
   const std::byte* w = static_cast<const std::byte*>(weights);
   if (batch == 1) {
     for (std::int64_t r = r0; r < r1; ++r) y[r] = vec_dot(cols, w + static_cast<std::size_t>(r) * weight_row_bytes, acts);
     return;
   }
-  const std::int64_t nb = cols / kQK_K;
+  const std::int64_t nb = cols / G::kBlockElems;
   // One tile of activation rows reads each decoded row once: decode and use one row at a time,
   // while it is in L1.
   const std::int64_t pass_rows =
       batch <= kTileActs
           ? 1
           : std::clamp<std::int64_t>(
-                static_cast<std::int64_t>(kPackBytes / (static_cast<std::size_t>(nb) * sizeof(PackedKBlock))), 1,
+                static_cast<std::int64_t>(kPackBytes / (static_cast<std::size_t>(nb) * sizeof(Packed))), 1,
                 kMatmulRowsStrip);
   // Rows ahead to prefetch: the next pass, and at least kPrefetchMinRows (a pass of one row
   // computes for too short a time to hide a row's misses).
   constexpr std::int64_t kPrefetchMinRows = 4;
   const std::int64_t prefetch_rows = std::max(pass_rows, kPrefetchMinRows);
-  thread_local std::vector<PackedKBlock> packed;
+  thread_local std::vector<Packed> packed;
   thread_local std::vector<KAccState> state;
   // da_all[(tile * nb + ib) * kTileActs + a]: the scale of activation row tile * kTileActs + a's
   // block ib, laid out as the tiles read it (0 past the batch).
@@ -159,9 +255,9 @@ void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn
   const std::int64_t n_tiles = (batch + kTileActs - 1) / kTileActs;
   da_all.assign(static_cast<std::size_t>(n_tiles * nb * kTileActs), 0.0f);
   for (std::int64_t b = 0; b < batch; ++b) {
-    const BlockQ8_K* row = act_row<BlockQ8_K>(acts, act_row_bytes, static_cast<int>(b));
+    const Act* row = act_row<Act>(acts, act_row_bytes, static_cast<int>(b));
     float* out = da_all.data() + (b / kTileActs) * nb * kTileActs + b % kTileActs;
-    for (std::int64_t ib = 0; ib < nb; ++ib) out[ib * kTileActs] = row[ib].d;
+    for (std::int64_t ib = 0; ib < nb; ++ib) out[ib * kTileActs] = G::act_scale(row[ib]);
   }
   if (packed.size() < static_cast<std::size_t>(pass_rows * nb)) packed.resize(static_cast<std::size_t>(pass_rows * nb));
   if (state.size() < static_cast<std::size_t>(pass_rows * kTileActs)) state.resize(static_cast<std::size_t>(pass_rows * kTileActs));
@@ -184,8 +280,8 @@ void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
       for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
         const std::int64_t nblk = std::min(kChunkBlocks, nb - c0);
-        const BlockQ8_K* act[kTileActs];
-        for (int a = 0; a < n_acts; ++a) act[a] = act_row<BlockQ8_K>(acts, act_row_bytes, static_cast<int>(b + a)) + c0;
+        const Act* act[kTileActs];
+        for (int a = 0; a < n_acts; ++a) act[a] = act_row<Act>(acts, act_row_bytes, static_cast<int>(b + a)) + c0;
         const float* da = da_all.data() + ((b / kTileActs) * nb + c0) * kTileActs;
         for (std::int64_t r = 0; r < n_rows; ++r) {
           tile(n_acts, packed.data() + r * nb + c0, nblk, act, da, state.data() + r * kTileActs, c0 == 0,
@@ -194,6 +290,114 @@ void matmul_rows_k(PackKFn pack, KTileFn tile, std::size_t block_bytes, VecDotFn
       }
     }
   }
+}
+
+// A level's MatmulRowsFn for one weight type: the driver with that level's vec_dot for batch 1.
+template <CpuIsa kIsa, GgmlType kType, typename G, int kTileActs, PackFn<G> kPack, TileFn<G> kTile, typename Block>
+void matmul_rows_entry(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
+                       std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch, float* y,
+                       std::size_t y_stride) {
+  const VecDotFn vec_dot = kernels_for(kIsa)->vec_dot[type_slot(kType)];
+  matmul_rows_packed<G, kTileActs>(kPack, kTile, sizeof(Block), vec_dot, cols, weights, weight_row_bytes, r0, r1,
+                                   acts, act_row_bytes, batch, y, y_stride);
+}
+
+// ---- the 32-element types ------------------------------------------------------------------------
+//
+// Their vec_dots (quants_legacy_avx2.cpp, quants_legacy_avx512.cpp) keep per output 8 fp32 lanes,
+// acc = fma(dx * dy, float(block lanes), acc) in block order, the block lanes an exact integer dot
+// product (four consecutive products per lane); Q4_1/Q5_1 add the min terms in a scalar chain,
+// min += mx * sy, and return hsum_ps(acc) + min; Q5_0 returns hsum_ps(acc). The tile below takes
+// the same steps with the level's integer dot (kDot), so every output equals the vec_dot bit for
+// bit; what it saves is decoding each weight block once per matmul instead of once per 4 rows.
+
+template <typename Block>
+void pack_unsigned_with_min(const Block& b, __m256i q, PackedLegacyBlock& p) {
+  store256(p.q, q);
+  p.d = h2f(b.d);
+  p.m = h2f(b.m);
+}
+inline void pack_q4_1(const void* vx, PackedLegacyBlock& p) {
+  const BlockQ4_1& b = *static_cast<const BlockQ4_1*>(vx);
+  pack_unsigned_with_min(b, nibbles_32(b.qs), p);
+}
+inline void pack_q5_1(const void* vx, PackedLegacyBlock& p) {
+  const BlockQ5_1& b = *static_cast<const BlockQ5_1*>(vx);
+  const __m256i fifth_bit = _mm256_and_si256(bits_32(b.qh), _mm256_set1_epi8(0x10));
+  pack_unsigned_with_min(b, _mm256_or_si256(nibbles_32(b.qs), fifth_bit), p);
+}
+inline void pack_q5_0(const void* vx, PackedLegacyBlock& p) {
+  const BlockQ5_0& b = *static_cast<const BlockQ5_0*>(vx);
+  // (nibble | 0xf0) read as int8 is nibble - 16: the value when the fifth bit is clear.
+  const __m256i high_clear = _mm256_andnot_si256(bits_32(b.qh), _mm256_set1_epi8(static_cast<char>(0xf0)));
+  store256(p.q, _mm256_or_si256(nibbles_32(b.qs), high_clear));
+  p.d = h2f(b.d);
+  p.m = 0.0f;
+}
+
+using IntDotFn = __m256i (*)(__m256i weights, __m256i acts);
+
+template <typename Act, IntDotFn kDot, bool kHasMin, int kTileActs, int NA>
+void legacy_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* const* y, const float* da,
+                 KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
+  __m256 acc[NA];
+  float min_terms[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc[a] = first ? _mm256_setzero_ps() : _mm256_load_ps(state[a].acc);
+    min_terms[a] = first ? 0.0f : state[a].acc_min[0];
+  }
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const PackedLegacyBlock& p = row[i];
+    const __m256i qx = loadu256(p.q);
+    for (int a = 0; a < NA; ++a) {
+      const __m256i qy = loadu256(y[a][i].qs);
+      const __m256 d = _mm256_set1_ps(p.d * da[i * kTileActs + a]);
+      acc[a] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(kDot(qx, qy)), acc[a]);
+      if constexpr (kHasMin) min_terms[a] += p.m * h2f(y[a][i].s);
+    }
+  }
+  for (int a = 0; a < NA; ++a) {
+    if (!last) {
+      _mm256_store_ps(state[a].acc, acc[a]);
+      state[a].acc_min[0] = min_terms[a];
+    } else if constexpr (kHasMin) {
+      out[a * out_stride] = hsum_ps(acc[a]) + min_terms[a];
+    } else {
+      out[a * out_stride] = hsum_ps(acc[a]);
+    }
+  }
+}
+
+template <typename Act, IntDotFn kDot, bool kHasMin, int kTileActs>
+void legacy_tile_n(int n_acts, const PackedLegacyBlock* row, std::int64_t nb, const Act* const* y, const float* da,
+                   KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
+  with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
+    legacy_tile<Act, kDot, kHasMin, kTileActs, NA>(row, nb, y, da, state, first, last, out, out_stride);
+  });
+}
+
+// Registers the GEMMs of Q4_1 and Q5_1 (unsigned quants x Q8_1, kDot) at one level, each used
+// from its min_batch up.
+template <CpuIsa kIsa, int kTileActs, IntDotFn kDot>
+void register_q4_1_q5_1_gemms(KernelTable& t, std::int64_t min_batch_q4_1, std::int64_t min_batch_q5_1) {
+  using G = LegacyGemm<BlockQ8_1>;
+  constexpr TileFn<G> kTile = legacy_tile_n<BlockQ8_1, kDot, true, kTileActs>;
+  t.matmul_rows[type_slot(GgmlType::Q4_1)] =
+      matmul_rows_entry<kIsa, GgmlType::Q4_1, G, kTileActs, pack_q4_1, kTile, BlockQ4_1>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_1)] = min_batch_q4_1;
+  t.matmul_rows[type_slot(GgmlType::Q5_1)] =
+      matmul_rows_entry<kIsa, GgmlType::Q5_1, G, kTileActs, pack_q5_1, kTile, BlockQ5_1>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_1)] = min_batch_q5_1;
+}
+
+// Registers the GEMM of Q5_0 (signed quants x Q8_0, kDot: the level's vec_dot's signed dot).
+template <CpuIsa kIsa, int kTileActs, IntDotFn kDot>
+void register_q5_0_gemm(KernelTable& t, std::int64_t min_batch) {
+  using G = LegacyGemm<BlockQ8_0>;
+  constexpr TileFn<G> kTile = legacy_tile_n<BlockQ8_0, kDot, false, kTileActs>;
+  t.matmul_rows[type_slot(GgmlType::Q5_0)] =
+      matmul_rows_entry<kIsa, GgmlType::Q5_0, G, kTileActs, pack_q5_0, kTile, BlockQ5_0>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = min_batch;
 }
 
 }  // namespace

@@ -130,6 +130,8 @@ TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
     const GgmlType act_type = vec_dot_type(t);
     std::vector<std::int64_t> lengths = {test::test_lengths(t)[2]};
     if (block_elements(t) == 256) lengths.push_back(10240);
+    // 32-element types: 101 blocks, chunks of 64 blocks with a remainder.
+    if (block_elements(t) == 32) lengths.push_back(3232);
     for (std::int64_t cols : lengths) {
       std::mt19937_64 rng(kSeed + static_cast<std::uint64_t>(cols));
       const Matrix w = make_weights(t, kRows, cols, rng);
@@ -186,9 +188,9 @@ TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
 }
 
 // Q4_K_M models (Q4_K + Q6_K, some Q5_K; Gemma's Q8_0) have GEMM kernels: the K-quants on both
-// SIMD levels, Q4_0 and Q8_0 with VNNI (AVX-512). Q5_0 has none: its AVX-512 vec_dot keeps its
-// two-lane accumulation, because the one-chain order a GEMM needs moved Gemma 3 270M's greedy
-// text off llama.cpp's at token 15 (a 0.31 logit gap, parity_greedy_gemma3_270m_2).
+// SIMD levels, Q4_0 and Q8_0 with VNNI (AVX-512). Q5_0's AVX-512 vec_dot keeps its 8-lane
+// accumulation (the one-chain order of the Q4_0/Q8_0 GEMM moved Gemma 3 270M's greedy text off
+// llama.cpp's at token 15, parity_greedy_gemma3_270m_2): its GEMM takes that 8-lane order.
 TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
   const CpuIsa isa = GetParam();
   const KernelTable* k = kernels_for(isa);
@@ -201,6 +203,11 @@ TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
     for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
       EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
     }
+  }
+  // Q2_K, Q3_K and the 32-element types with a min (and Q5_0, in its vec_dot's own 8-lane order)
+  // on both levels: GemmKernelsMatchVecDotAtTileEdges checks them only where they are registered.
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q5_0}) {
+    EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
   }
 }
 
