@@ -24,7 +24,8 @@ if [[ ! -s "$pack" ]] || ! build/tools/sluice inspect "$pack" 2>/dev/null | grep
   build/tools/sluice convert --compress auto "$model" "$pack.tmp" >&2
   mv "$pack.tmp" "$pack"
 fi
-# 160 MiB is about two thirds of the pack (231 MiB): the planner streams the 170 MiB output head
+# 160 MiB is about two thirds of the pack (241 MiB, stored raw: zstd does not pay for its types): the
+# planner streams the 170 MiB output head
 # (Gemma's 262k-token vocabulary, tied to the embedding) and the blocks it cannot keep, with a
 # few ring slots to keep reads in flight.
 prompt_args=("$@")
