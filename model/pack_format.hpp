@@ -23,7 +23,9 @@
 //                      "frames": [{"offset", "disk_bytes", "raw_bytes", "codec": "raw"|"zstd",
 //                                  "checksum"}]}],
 //         "tensors": [{"name", "type", "shape": [..], "extent", "offset", "bytes",
-//                      ["expert_stride"]}]}
+//                      ["expert_stride"]}],
+//         ["compression_policy": {...}]}           // optional, informational: what convert
+//                                                  // --compress auto decided (convert_policy.hpp)
 //      Tensor offsets are into the extent's raw bytes and 64-byte aligned, so kernels read ggml
 //      block formats in place.
 //   5. Expert extents (version 2; `sluice convert` of a mixture-of-experts model): block N's

@@ -22,6 +22,32 @@ std::string shape_text(const std::vector<std::uint64_t>& shape) {
   return text + "]";
 }
 
+// The decision table `convert --compress auto` recorded; a field of the wrong kind prints as "?"
+// (the record is informational and not checked when the pack opens).
+void print_compression_policy(const nlohmann::json& policy, std::ostream& out) {
+  if (!policy.is_object()) return;
+  auto number = [](const nlohmann::json& o, const char* key, double scale) -> std::string {
+    const auto it = o.find(key);
+    return it != o.end() && it->is_number() ? fmt::format("{:.2f}", it->get<double>() * scale) : "?";
+  };
+  auto text = [](const nlohmann::json& o, const char* key) -> std::string {
+    const auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : "?";
+  };
+  fmt::print(out, "compression policy (convert --compress auto): disk {} GB/s, {} decode cores\n",
+             number(policy, "disk_bytes_per_s", 1e-9), number(policy, "decode_cores", 1));
+  fmt::print(out, "  {:<6} {:>9} {:>6} {:>12} {:>9} {:>9}  {}\n", "type", "raw MiB", "ratio", "decode GB/s", "saved ms",
+             "decode ms", "choice");
+  const auto types = policy.find("types");
+  if (types == policy.end() || !types->is_array()) return;
+  for (const nlohmann::json& row : *types) {
+    if (!row.is_object()) continue;
+    fmt::print(out, "  {:<6} {:>9} {:>6} {:>12} {:>9} {:>9}  {}\n", text(row, "type"), number(row, "raw_bytes", 1.0 / double(MiB)),
+               number(row, "zstd_ratio", 1), number(row, "decode_bytes_per_s_per_core", 1e-9), number(row, "saved_s", 1e3),
+               number(row, "decode_s", 1e3), text(row, "choice"));
+  }
+}
+
 void print_summary(const Pack& pack, std::ostream& out) {
   fmt::print(out, "pack {}\n", pack.path());
   fmt::print(out, "  version      {}\n", pack.version());
@@ -64,6 +90,7 @@ void print_summary(const Pack& pack, std::ostream& out) {
     keys += fmt::format("{}{}", keys.empty() ? "" : ", ", it.key());
   }
   fmt::print(out, "metadata keys: {}\n", keys.empty() ? "(none)" : keys);
+  print_compression_policy(pack.compression_policy(), out);
 }
 
 }  // namespace

@@ -214,6 +214,7 @@ Pack& Pack::operator=(Pack&& other) noexcept {
     manifest_bytes_ = other.manifest_bytes_;
     manifest_checksum_ = other.manifest_checksum_;
     metadata_ = std::move(other.metadata_);
+    compression_policy_ = std::move(other.compression_policy_);
     extents_ = std::move(other.extents_);
     tensors_ = std::move(other.tensors_);
     tensor_index_ = std::move(other.tensor_index_);
@@ -344,6 +345,7 @@ void Pack::parse_manifest(const std::vector<std::byte>& manifest) {
   if (frame_bytes_ == 0) p.fail("frame_bytes", "must be > 0");
   metadata_ = p.member(root, "metadata", "");
   if (!metadata_.is_object()) p.fail("metadata", "not a JSON object");
+  if (const auto it = root.find("compression_policy"); it != root.end() && it->is_object()) compression_policy_ = *it;
 
   const json& extents = p.array(root, "extents", "");
   extents_.reserve(extents.size());

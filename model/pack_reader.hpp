@@ -74,6 +74,9 @@ class Pack {
   const nlohmann::json& metadata() const { return metadata_; }
   // Frees one metadata key (e.g. the vocabulary arrays once a tokenizer holds them).
   void erase_metadata_key(const std::string& key) { metadata_.erase(key); }
+  // What `convert --compress auto` decided and why (convert_policy.cpp writes it); null if absent.
+  // Informational: nothing reading the pack depends on it, so its contents are not checked.
+  const nlohmann::json& compression_policy() const { return compression_policy_; }
   const std::vector<ExtentInfo>& extents() const { return extents_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   std::uint64_t manifest_offset() const { return manifest_offset_; }
@@ -113,6 +116,7 @@ class Pack {
   std::uint64_t manifest_bytes_ = 0;
   std::uint64_t manifest_checksum_ = 0;
   nlohmann::json metadata_;
+  nlohmann::json compression_policy_;
   std::vector<ExtentInfo> extents_;
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, std::size_t> tensor_index_;

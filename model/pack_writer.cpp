@@ -91,6 +91,7 @@ void PackWriter::begin_extent(std::string name) {
   extent_.offset = next_offset_;
   extent_raw_bytes_ = 0;
   raw_.clear();
+  raw_zones_.clear();
 }
 
 void PackWriter::add_tensor(std::string name, std::uint32_t ggml_type, std::vector<std::uint64_t> shape,
@@ -117,6 +118,7 @@ void PackWriter::begin_tensor(std::string name, std::uint32_t ggml_type, std::ve
   tensor.offset = offset;
   tensor.bytes = bytes;
   tensors_.push_back(std::move(tensor));
+  raw_zones_.emplace_back(offset, options_.raw_types.contains(ggml_type));
   tensor_bytes_left_ = bytes;
   ++stats_.tensors;
 }
@@ -221,9 +223,20 @@ void PackWriter::encode_frames(std::span<FrameInfo> frames) {
   // Each frame compresses into its own slot of `encoded_`, then the slots are compacted in order.
   encoded_.resize(frame_count * bound);
   std::vector<FrameResult> results(frame_count);
+  // Frames whose first byte lies in a tensor of a raw type skip zstd altogether.
+  const std::uint64_t batch_start = extent_raw_bytes_ - raw_.size();
+  std::vector<char> forced_raw(frame_count, 0);
+  for (std::size_t i = 0; i < frame_count && !raw_zones_.empty(); ++i) {
+    const std::uint64_t at = batch_start + i * options_.frame_bytes;
+    auto it = std::upper_bound(raw_zones_.begin(), raw_zones_.end(), at,
+                               [](std::uint64_t x, const std::pair<std::uint64_t, bool>& z) { return x < z.first; });
+    if (it != raw_zones_.begin()) forced_raw[i] = std::prev(it)->second ? 1 : 0;
+  }
+  const bool weigh_cost = options_.cost.disk_bytes_per_s > 0;
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, frame_count), [&](const tbb::blocked_range<std::size_t>& r) {
     for (std::size_t i = r.begin(); i != r.end(); ++i) {
       FrameResult& result = results[i];
+      if (options_.compress == WriterOptions::Compress::auto_ && forced_raw[i]) continue;
       try {
         ZSTD_CCtx* cctx = thread_cctx();
         if (cctx == nullptr) {
@@ -242,6 +255,10 @@ void PackWriter::encode_frames(std::span<FrameInfo> frames) {
         const double saving = static_cast<double>(raw_bytes) - static_cast<double>(got);
         if (options_.compress == WriterOptions::Compress::zstd) {
           result.use_zstd = got < raw_bytes;
+        } else if (weigh_cost) {
+          CompressionCost cost = options_.cost;
+          cost.min_saving = options_.min_saving;
+          result.use_zstd = decide_compression(raw_bytes, got, cost).zstd;
         } else {
           result.use_zstd = got < raw_bytes && saving >= options_.min_saving * static_cast<double>(raw_bytes);
         }
@@ -350,6 +367,7 @@ void PackWriter::finish() {
   const std::uint32_t version = any_expert_extent_ ? kExpertsVersion : kMinVersion;
   nlohmann::json manifest = {{"format", "sluice-pack"}, {"version", version}, {"frame_bytes", options_.frame_bytes}};
   manifest["metadata"] = std::move(metadata_);
+  if (!options_.policy_record.is_null()) manifest["compression_policy"] = options_.policy_record;
   nlohmann::json extents = nlohmann::json::array();
   for (const ExtentInfo& extent : extents_) {
     nlohmann::json frames = nlohmann::json::array();

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/compress_policy.hpp"
 #include "model/output_file.hpp"
 #include "model/pack_format.hpp"
 
@@ -22,8 +23,9 @@ struct WriterOptions {
   // Raw bytes per frame: 1 MiB keeps per-frame decode latency well under a millisecond while
   // leaving enough frames per extent to decompress in parallel.
   std::uint32_t frame_bytes = 1u << 20;
-  // auto_: try zstd per frame and keep it only if it saves at least min_saving of the frame;
-  // none: store raw always; zstd: keep zstd whenever its output is smaller than the frame.
+  // auto_: try zstd per frame and keep it only if it saves at least min_saving of the frame and,
+  // when `cost` is set, only if decide_compression(frame, cost) says the read time saved exceeds
+  // the decode time; none: store raw always; zstd: keep zstd whenever its output is smaller.
   enum class Compress { auto_, none, zstd } compress = Compress::auto_;
   int zstd_level = 3;  // zstd's default: ~300 MB/s per core, most of the ratio of higher levels
   // Below a 5% saving the decode cost outweighs the I/O saved at NVMe speeds.
@@ -32,6 +34,13 @@ struct WriterOptions {
   // expert extent "blk.N.exps" of their own (format v2), so each expert reads alone; false: they
   // stay in the block's extent (v1; the pack then streams every expert with its block).
   bool expert_extents = true;
+  // auto_ only: the measured (or given) cost model; unset (disk_bytes_per_s == 0): min_saving alone.
+  CompressionCost cost{};
+  // auto_ only: tensors of these GGML types are stored raw without trying zstd (the policy found
+  // that zstd does not pay for the type). A frame follows the tensor its first byte belongs to.
+  std::unordered_set<std::uint32_t> raw_types;
+  // Written to the manifest as "compression_policy" when not null (what was decided and why).
+  nlohmann::json policy_record;
 };
 
 struct WriterStats {
@@ -137,6 +146,8 @@ class PackWriter {
   std::vector<ExtentInfo> extents_;
   std::vector<TensorInfo> tensors_;
   std::unordered_set<std::string> tensor_names_;
+  // The current extent's tensors as (raw offset, stored raw by raw_types), in offset order.
+  std::vector<std::pair<std::uint64_t, bool>> raw_zones_;
   // The current extent: its raw bytes so far (written and staged), and the open tensor's bytes
   // still to come.
   ExtentInfo extent_;

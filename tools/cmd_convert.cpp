@@ -7,6 +7,8 @@
 
 #include "common/units.hpp"
 #include "model/convert.hpp"
+#include "model/convert_policy.hpp"
+#include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
 
 namespace sluice {
@@ -17,6 +19,9 @@ struct ConvertOptions {
   std::string frame = "1MiB";
   double min_saving = 0.05;
   std::string experts = "apart";
+  // auto's cost model; 0: measured at convert time.
+  double disk_gbps = 0, decode_gbps = 0;
+  unsigned decode_cores = 0;
 };
 
 pack::WriterOptions writer_options(const ConvertOptions& o) {
@@ -51,7 +56,12 @@ pack::WriterOptions writer_options(const ConvertOptions& o) {
 
 void convert(const ConvertOptions& o) {
   auto started = std::chrono::steady_clock::now();
-  ConvertStats s = convert_gguf_to_pack(o.input, o.output, writer_options(o), [](std::size_t done, std::size_t total) {
+  pack::WriterOptions w = writer_options(o);
+  if (w.compress == pack::WriterOptions::Compress::auto_) {
+    const CompressionPlan plan = plan_compression(o.input, w, {o.disk_gbps * 1e9, o.decode_gbps * 1e9, o.decode_cores});
+    std::cout << format_compression_plan(plan) << std::flush;
+  }
+  ConvertStats s = convert_gguf_to_pack(o.input, o.output, w, [](std::size_t done, std::size_t total) {
     std::cerr << fmt::format("\rconvert: extent {}/{}", done, total) << std::flush;
   });
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -69,11 +79,21 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("input", o->input, "Input GGUF file")->required()->check(CLI::ExistingFile);
   cmd->add_option("output", o->output, "Output pack (.sluice)")->required();
   cmd->add_option("--compress", o->compress,
-                  "Frame compression: auto (zstd where it saves >= --min-saving), none, zstd or zstd:LEVEL")
+                  "Frame compression: auto (zstd per tensor type and frame only where the read time saved exceeds the decode "
+                  "time, and it saves >= --min-saving), none, zstd or zstd:LEVEL")
       ->capture_default_str();
   cmd->add_option("--min-saving", o->min_saving, "auto: least fraction a frame must shrink to stay compressed")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--disk-gbps", o->disk_gbps, "auto: disk read bandwidth in GB/s the pack will stream from (0: measure on the input)")
+      ->capture_default_str()
+      ->check(finite_number(0.0, 1e6, false, "a bandwidth in GB/s"));
+  cmd->add_option("--decode-gbps", o->decode_gbps, "auto: zstd decode GB/s per core (0: measure on samples of each tensor type)")
+      ->capture_default_str()
+      ->check(finite_number(0.0, 1e6, false, "a throughput in GB/s"));
+  cmd->add_option("--decode-cores", o->decode_cores, "auto: cores free to decode at run time (0: half of this machine's)")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 4096u));
   cmd->add_option("--experts", o->experts,
                   "Mixture-of-experts layout: apart (each expert one aligned read, pack v2) or whole (with its block, v1)")
       ->capture_default_str();
