@@ -263,8 +263,12 @@ def mode_perplexity(a):
                 a.sluice, pack, pack_args + ["--mem-budget", str(budget), "--pass-tokens", str(a.pass_tokens)])
             streamed = re.search(r"streamed per pass\s+(\S+ \S+)", out.stderr)
             same = nll_pack == nll_gguf
-            # The budget must hold: the streaming table's last column is the run's peak RSS.
-            peak = re.search(r"(\d+(?:\.\d+)?) (B|KiB|MiB|GiB)\s*$", out.stderr.strip().splitlines()[-1])
+            # The budget must hold: the streaming table's last column is the run's peak RSS (its row
+            # is two lines under the header, whatever lines follow the table).
+            lines = out.stderr.strip().splitlines()
+            header = max((i for i, line in enumerate(lines) if "peak RSS" in line), default=None)
+            row = lines[header + 2] if header is not None and header + 2 < len(lines) else ""
+            peak = re.search(r"(\d+(?:\.\d+)?) (B|KiB|MiB|GiB)\s*$", row)
             units = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
             peak_bytes = float(peak.group(1)) * units[peak.group(2)] if peak else None
             within = peak_bytes is not None and peak_bytes <= budget

@@ -16,6 +16,9 @@
 set -uo pipefail
 sluice="$1"; models="$2"; part="$3"; memcap="${4:-}"
 model="$models/stories260K.gguf"
+# Both converts decide compression from the same given speeds (a measured policy would differ
+# between two runs, and with it the packs).
+policy="--disk-gbps 0.01 --decode-gbps 1 --decode-cores 1"
 skip() { echo "SKIPPED: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 [[ -f "$model" ]] || skip "$model not found (../shared/models)"
@@ -65,8 +68,8 @@ basic)
   [[ "$(cd "$work/again" && sha256sum st-*.gguf)" == "$sums" ]] || fail "re-split shards differ"
 
   # convert of the shards: the pack of the unsplit file, byte for byte; the same greedy text.
-  "$sluice" convert "$work/st-00001-of-00005.gguf" "$work/shards.sluice" > /dev/null 2>&1 || fail "convert shards"
-  "$sluice" convert "$model" "$work/whole.sluice" > /dev/null 2>&1 || fail "convert whole"
+  "$sluice" convert $policy "$work/st-00001-of-00005.gguf" "$work/shards.sluice" > /dev/null 2>&1 || fail "convert shards"
+  "$sluice" convert $policy "$model" "$work/whole.sluice" > /dev/null 2>&1 || fail "convert whole"
   cmp "$work/shards.sluice" "$work/whole.sluice" || fail "the shards' pack differs from the unsplit file's"
   a=$("$sluice" run -m "$model" -p "Once upon a time" -n 48 --temp 0 2>/dev/null) || fail "run on the GGUF"
   b=$("$sluice" run -m "$work/shards.sluice" -p "Once upon a time" -n 48 --temp 0 2>/dev/null) || fail "run on the pack"
@@ -97,8 +100,8 @@ kill)
   [[ -n "$(find "$work" -name '*.tmp')" ]] || fail "the killed split left no temp file: did it write at all?"
   "$sluice" split --max-size 300K "$model" "$work/st" > /dev/null 2>&1 || fail "split after the kill"
   [[ -z "$(find "$work" -name '*.tmp')" ]] || fail "temp files left after a complete split: $(ls "$work")"
-  "$sluice" convert "$work/st-00001-of-00005.gguf" "$work/shards.sluice" > /dev/null 2>&1 || fail "convert shards"
-  "$sluice" convert "$model" "$work/whole.sluice" > /dev/null 2>&1 || fail "convert whole"
+  "$sluice" convert $policy "$work/st-00001-of-00005.gguf" "$work/shards.sluice" > /dev/null 2>&1 || fail "convert shards"
+  "$sluice" convert $policy "$model" "$work/whole.sluice" > /dev/null 2>&1 || fail "convert whole"
   cmp -s "$work/shards.sluice" "$work/whole.sluice" || fail "shards written after a kill differ"
   # SIGXFSZ ignored: the write fails with EFBIG, an error naming the shard; nothing is left.
   mkdir "$work/efbig"
