@@ -297,7 +297,7 @@ class Parser {
     while (true) {
       const Token& t = peek();
       if (t.type == Tok::eof) {
-        if (ends.size() != 0) error(std::string("missing {% ") + *ends.begin() + " %}");
+        if (ends.size() != 0) error(std::string("missing {% ") + *(ends.end() - 1) + " %}");
         return out;
       }
       if (t.type == Tok::text) {
