@@ -63,7 +63,11 @@ std::uint64_t settings_hash(const JobOptions& o, InputFormat format) {
 PromptText prompt_text(const JobRequest& r, ChatTemplateKind chat_template, const ModelChatTemplate* model) {
   if (!r.chat) return {r.prompt, {}};
   if (model) {
-    if (std::optional<RenderedChat> own = render_model_template(model->jinja, r.messages, true, model->bos_token, model->eos_token)) {
+    std::string why;
+    std::optional<RenderedChat> own = render_model_template(model->jinja, r.messages, true, model->bos_token, model->eos_token, &why);
+    if (!own && !model->builtin_fallback)
+      throw std::invalid_argument("the model's chat template cannot be rendered (" + why + "); pass --chat-template");
+    if (own) {
       PromptText text{std::move(own->text), std::move(own->markup)};
       const std::size_t bos = model->bos_token.size();
       if (model->strip_bos && bos > 0 && text.text.starts_with(model->bos_token)) {
@@ -254,7 +258,8 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
       const jinja::Template parsed(*model_template);  // only to know it parses
       const tok::Tokenizer& tk = session.tokenizer();
       own_template = ModelChatTemplate{*model_template, tk.bos() >= 0 ? tk.token_text(tk.bos()) : std::string(),
-                                       tk.eos() >= 0 ? tk.token_text(tk.eos()) : std::string(), tk.adds_bos()};
+                                       tk.eos() >= 0 ? tk.token_text(tk.eos()) : std::string(), tk.adds_bos(),
+                                       chat_template.has_value()};
     } catch (const jinja::JinjaError& ex) {
       log << fmt::format("sluice batch: the model's chat template is outside the Jinja subset sluice renders ({}); {}\n", ex.what(),
                          chat_template ? fmt::format("using the built-in {} template", to_string(*chat_template)) : "no chat template");

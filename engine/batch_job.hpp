@@ -86,6 +86,7 @@ struct ModelChatTemplate {
   std::string jinja;
   std::string bos_token, eos_token;
   bool strip_bos = false;
+  bool builtin_fallback = true;  // false: no built-in kind fits, a template the subset cannot render fails the request
 };
 // Throws std::invalid_argument when the messages do not fit the template (model/chat_template.hpp),
 // or when the model's own template refuses them (its raise_exception). With `model`, a chat is
