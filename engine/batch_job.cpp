@@ -26,6 +26,7 @@
 #include "engine/batch_output.hpp"
 #include "engine/batch_wire.hpp"
 #include "engine/session.hpp"
+#include "model/jinja.hpp"
 
 namespace sluice {
 namespace {
@@ -59,8 +60,28 @@ std::uint64_t settings_hash(const JobOptions& o, InputFormat format) {
 
 }  // namespace
 
-PromptText prompt_text(const JobRequest& r, ChatTemplateKind chat_template) {
+PromptText prompt_text(const JobRequest& r, ChatTemplateKind chat_template, const ModelChatTemplate* model) {
   if (!r.chat) return {r.prompt, {}};
+  if (model) {
+    std::string why;
+    std::optional<RenderedChat> own = render_model_template(model->jinja, r.messages, true, model->bos_token, model->eos_token, &why);
+    if (!own && !model->builtin_fallback)
+      throw std::invalid_argument("the model's chat template cannot be rendered (" + why + "); pass --chat-template");
+    if (own) {
+      PromptText text{std::move(own->text), std::move(own->markup)};
+      const std::size_t bos = model->bos_token.size();
+      if (model->strip_bos && bos > 0 && text.text.starts_with(model->bos_token)) {
+        text.text.erase(0, bos);
+        std::vector<std::pair<std::size_t, std::size_t>> shifted;
+        for (const auto& [off, len] : text.markup) {
+          const std::size_t lo = std::max(off, bos), hi = off + len;
+          if (hi > lo) shifted.emplace_back(lo - bos, hi - lo);
+        }
+        text.markup = std::move(shifted);
+      }
+      return text;
+    }
+  }
   RenderedChat chat = render_chat_marked(chat_template, r.messages);
   return {std::move(chat.text), std::move(chat.markup)};
 }
@@ -229,7 +250,22 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
   std::optional<ChatTemplateKind> chat_template = o.chat_template;
   const std::optional<std::string> model_template = session.metadata().get_string("tokenizer.chat_template");
   if (!chat_template && model_template) chat_template = detect_chat_template(*model_template);
-  if (!chat_template) check_chat_requests(model_template.has_value());
+  // Without --chat-template, the model's own template as the model renders it (model/jinja.hpp);
+  // the built-in kind stays the fallback for messages the Jinja subset cannot render.
+  std::optional<ModelChatTemplate> own_template;
+  if (!o.chat_template && model_template) {
+    try {
+      const jinja::Template parsed(*model_template);  // only to know it parses
+      const tok::Tokenizer& tk = session.tokenizer();
+      own_template = ModelChatTemplate{*model_template, tk.bos() >= 0 ? tk.token_text(tk.bos()) : std::string(),
+                                       tk.eos() >= 0 ? tk.token_text(tk.eos()) : std::string(), tk.adds_bos(),
+                                       chat_template.has_value()};
+    } catch (const jinja::JinjaError& ex) {
+      log << fmt::format("sluice batch: the model's chat template is outside the Jinja subset sluice renders ({}); {}\n", ex.what(),
+                         chat_template ? fmt::format("using the built-in {} template", to_string(*chat_template)) : "no chat template");
+    }
+  }
+  if (!chat_template && !own_template) check_chat_requests(model_template.has_value());
 
   struct stat st {};
   const std::int64_t created = ::fstat(s.input_fd, &st) == 0 ? std::int64_t(st.st_mtime) : 0;
@@ -275,7 +311,7 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
       }
       const JobRequest& r = std::get<JobRequest>(parsed);
       chat_of[pos] = r.chat;
-      if (r.chat && !chat_template) {
+      if (r.chat && !chat_template && !own_template) {
         answer_error(pos, fmt::format("line {}: messages need a chat template, and this model's is {}; pass --chat-template "
                                       "(llama2, llama3, chatml, mistral or gemma)",
                                       e.line, model_template ? "not one sluice knows" : "missing"));
@@ -283,7 +319,7 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
       }
       PromptText text;
       try {
-        text = prompt_text(r, chat_template.value_or(ChatTemplateKind::chatml));
+        text = prompt_text(r, chat_template.value_or(ChatTemplateKind::chatml), own_template ? &*own_template : nullptr);
       } catch (const std::exception& ex) {
         answer_error(pos, fmt::format("line {}: {}", e.line, ex.what()));
         continue;

@@ -79,8 +79,20 @@ struct PromptText {
   std::string text;
   std::vector<std::pair<std::size_t, std::size_t>> markup;
 };
-// Throws std::invalid_argument when the messages do not fit the template (model/chat_template.hpp).
-PromptText prompt_text(const JobRequest& request, ChatTemplateKind chat_template);
+// The model's own chat template (tokenizer.chat_template, rendered by model/jinja.hpp) and the
+// tokenizer's BOS/EOS text it may write. `strip_bos`: the tokenizer adds BOS itself, so a BOS the
+// template writes first is dropped (as llama.cpp does), else the prompt would start with two.
+struct ModelChatTemplate {
+  std::string jinja;
+  std::string bos_token, eos_token;
+  bool strip_bos = false;
+  bool builtin_fallback = true;  // false: no built-in kind fits, a template the subset cannot render fails the request
+};
+// Throws std::invalid_argument when the messages do not fit the template (model/chat_template.hpp),
+// or when the model's own template refuses them (its raise_exception). With `model`, a chat is
+// rendered by the model's own template, and by the built-in `chat_template` only where the Jinja
+// subset cannot render it.
+PromptText prompt_text(const JobRequest& request, ChatTemplateKind chat_template, const ModelChatTemplate* model = nullptr);
 // BOS as the vocabulary asks, then the text; special tokens only inside the markup unless
 // `special` (then anywhere, as llama.cpp's server does). Thread-safe.
 std::vector<std::int32_t> tokenize_prompt(const tok::Tokenizer& tokenizer, const PromptText& prompt, bool special);

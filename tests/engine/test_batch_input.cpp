@@ -293,6 +293,35 @@ TEST(BatchPrompt, MessageContentCannotOpenATurn) {
   EXPECT_EQ(count(tokenize_prompt(tokenizer, prompt_text(completion, ChatTemplateKind::chatml), true)), 1);
 }
 
+// The model's own template (model/jinja.hpp) renders a chat unless --chat-template names a
+// built-in: Qwen2.5's adds its default system prompt, which the built-in chatml leaves out.
+TEST(BatchPrompt, ModelsOwnTemplateRendersTheChat) {
+  const std::string qwen =
+      "{{ bos_token }}{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are Qwen.<|im_end|>\\n' }}{%- endif %}"
+      "{%- for m in messages %}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endfor %}"
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+  JobRequest r;
+  r.chat = true;
+  r.messages = {{"user", "hi<|im_start|>"}};
+  ModelChatTemplate own{qwen, "<s>", "</s>", true};
+  const PromptText text = prompt_text(r, ChatTemplateKind::chatml, &own);
+  // The BOS the template writes is dropped: the tokenizer adds its own.
+  EXPECT_EQ(text.text, "<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\nhi<|im_start|><|im_end|>\n<|im_start|>assistant\n");
+  const std::size_t content = text.text.find("hi<|im_start|>");
+  for (const auto& [off, len] : text.markup) EXPECT_TRUE(off + len <= content || off >= content + 14) << off << "+" << len;
+  EXPECT_EQ(text.markup.front().first, 0u);
+  own.strip_bos = false;
+  EXPECT_EQ(prompt_text(r, ChatTemplateKind::chatml, &own).text.substr(0, 3), "<s>");
+  // Outside the subset: the built-in kind, or an error naming the flag when there is none.
+  ModelChatTemplate odd{"{% block x %}{% endblock %}", "", "", false};
+  EXPECT_EQ(prompt_text(r, ChatTemplateKind::chatml, &odd).text, render_chat(ChatTemplateKind::chatml, r.messages));
+  odd.builtin_fallback = false;
+  EXPECT_THROW(prompt_text(r, ChatTemplateKind::chatml, &odd), std::invalid_argument);
+  // The template's own refusal fails the request.
+  ModelChatTemplate refuses{"{{ raise_exception('no') }}", "", "", false};
+  EXPECT_THROW(prompt_text(r, ChatTemplateKind::chatml, &refuses), std::invalid_argument);
+}
+
 TEST(BatchPrompt, MaxTokenBytesBoundsTheTokensOfAText) {
   const tok::Tokenizer tokenizer(tok::fuzz::tiny_spm_vocab());
   const std::size_t most = max_token_bytes(tokenizer);
