@@ -34,6 +34,9 @@ namespace {
 using json = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
 
+// Bytes a model's own chat template may add beyond the widest built-in one (context_needed).
+constexpr std::size_t kModelTemplateAllowance = 256;
+
 // The most bytes any UTF-8 character has: <unk> may stand for one.
 constexpr std::size_t kMaxUtf8Bytes = 4;
 
@@ -200,6 +203,9 @@ std::int64_t BatchJob::context_needed() const {
       if (!r->chat) break;  // a completion's prompt is its text, whatever the template
     }
     if (!fits_a_template) continue;
+    // The model's own template (rendered when no --chat-template is given) may write more than
+    // the built-in ones: a default system prompt (Qwen2.5: 70 bytes), a date line (Llama 3.1).
+    if (r->chat && !s.o.chat_template) bytes += kModelTemplateAllowance;
     most = std::max(most, std::int64_t(bytes) + 2 + r->max_tokens.value_or(s.o.default_max_tokens));
   }
   return most;

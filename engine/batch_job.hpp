@@ -145,7 +145,8 @@ class BatchJob {
   BatchJob& operator=(const BatchJob&) = delete;
   // The context (tokens per sequence) the requests still to answer need: for each, an upper
   // bound on its prompt's tokens (its bytes, as rendered by the widest chat template that could
-  // apply, + 2 for BOS and a leading space) + its max_tokens; the most of these, at least 1.
+  // apply, + 256 for what a model's own template may add without --chat-template, + 2 for BOS
+  // and a leading space) + its max_tokens; the most of these, at least 1.
   // Reads every pending line once more (~1 ms per thousand). A line that will be refused
   // (unparsable, messages that fit no template) adds nothing.
   std::int64_t context_needed() const;

@@ -69,7 +69,7 @@ TEST(BatchContext, ChatMessagesCountTheWidestTemplateUnlessOneIsGiven) {
     }
   }
   ASSERT_GT(widest, 17u);  // the template's markup is counted, not only the contents
-  EXPECT_EQ(BatchJob(f.job(), log).context_needed(), std::int64_t(widest) + 2 + 6);
+  EXPECT_EQ(BatchJob(f.job(), log).context_needed(), std::int64_t(widest) + 256 + 2 + 6);  // + the model template's allowance
   JobOptions given = f.job();
   given.chat_template = ChatTemplateKind::chatml;
   EXPECT_EQ(BatchJob(given, log).context_needed(), std::int64_t(prompt_text(r, ChatTemplateKind::chatml).text.size()) + 2 + 6);
