@@ -122,6 +122,8 @@ nlohmann::ordered_json row_json(const BenchReport& r, const BenchRow& row) {
   for (double ts : row.samples_ts) samples_ns.push_back(ts > 0 ? row.tokens_per_sample / ts * 1e9 : 0.0);
   auto or_null = [](double v) { return v < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(v); };
   nlohmann::ordered_json j;
+  j["build_commit"] = r.build_commit;
+  j["sluice_version"] = r.version;
   j["model_filename"] = r.model.filename;
   j["model_type"] = r.model.type;
   j["model_size"] = r.model.size;

@@ -45,6 +45,7 @@ struct BenchReport {
   std::vector<BenchRow> rows;
   bool speculative = false;
   std::string test_time;  // ISO 8601, UTC
+  std::string build_commit, version;  // sluice's (llama-bench reports its own build_commit)
 };
 
 // Mean and sample standard deviation (0 with one sample).

@@ -24,6 +24,7 @@
 #include "model/ggml_types.hpp"
 #include "model/model_source.hpp"
 #include "tools/bench_report.hpp"
+#include "tools/build_info.hpp"
 #include "io/sequential.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/session_flags.hpp"
@@ -236,6 +237,8 @@ void bench(BenchOptions o) {
   out.model = model_info(session_opts.model);
   out.speculative = o.speculative.any();
   out.test_time = utc_now_iso();
+  out.build_commit = build_info::kGitCommit;
+  out.version = build_info::kVersion;
   for (std::int32_t b : batches) {
     SessionOptions so = options_for(b);
     std::unique_ptr<Speculation> speculation = Speculation::prepare(o.speculative, so);

@@ -57,7 +57,7 @@ with tempfile.TemporaryDirectory() as work:
     got = json.loads(bench(*small, "-o", "json"))
     check(isinstance(got, list) and len(got) == 2, f"json: {got}")
     for row, (test, n_prompt, n_gen) in zip(got, [("pp8", 8, 0), ("tg4", 0, 4)]):
-        for key in ("model_type", "model_size", "model_n_params", "n_threads", "n_prompt", "n_gen", "avg_ts", "stddev_ts",
+        for key in ("build_commit", "model_type", "model_size", "model_n_params", "n_threads", "n_prompt", "n_gen", "avg_ts", "stddev_ts",
                     "avg_ns", "samples_ts", "test_time", "backends"):
             check(key in row, f"json: no {key} in {row}")
         check(row["test"] == test and row["n_prompt"] == n_prompt and row["n_gen"] == n_gen, f"json test: {row}")
@@ -83,9 +83,9 @@ with tempfile.TemporaryDirectory() as work:
           and {"read GB/s", "overlap", "io busy", "s/pass"} <= set(header), f"streamed md header: {header}")
     check([t["test"] for t in json.load(open(report))["tests"]] == ["pp", "tg"], "--json FILE report")
 
-    # The defaults are llama-bench's: pp512 and tg128 (planned only: the test names are in the plan).
-    got = subprocess.run([sluice, "bench", "--help"], capture_output=True, text=True).stdout
-    check("512" in got and "128" in got, f"defaults not pp512/tg128 in --help: {got}")
+    # The defaults are llama-bench's pp512 and tg128: the plan's context is 512 + 128 + 1.
+    got = subprocess.run([sluice, "bench", "-m", model, "--plan-only"], capture_output=True, text=True).stdout
+    check("1 sequences x 641 context" in got, f"defaults not pp512/tg128: {got}")
 
     # An unknown format is refused naming the flag.
     r = subprocess.run([sluice, "bench", "-m", model, "-o", "xml"], capture_output=True, text=True)
