@@ -50,7 +50,7 @@ extern "C" void on_chat_interrupt(int sig) {
 
 // The template chosen as batch, serve and run choose it (engine/chat_choice.hpp): --chat-template,
 // else the model's own, with the built-in kind recognised in it as the fallback.
-ChatRenderer renderer_for(const ChatCliOptions& o, Session& session) {
+ChatRenderer renderer_for(const ChatCliOptions& o, Session& session, std::string& described) {
   ChatTemplateChoice choice = choose_chat_template(parse_chat_template_flag(o.chat_template),
                                                    session.metadata().get_string("tokenizer.chat_template"), session.tokenizer());
   if (!choice.usable()) {
@@ -58,7 +58,7 @@ ChatRenderer renderer_for(const ChatCliOptions& o, Session& session) {
         "{}: the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, gemma, gpt-oss)",
         o.flags.session.model, choice.model_has_template ? "not one sluice renders" : "missing"));
   }
-  std::cerr << fmt::format("sluice chat: rendering with {}\n", choice.describe());
+  described = choice.describe();
   return [choice = std::move(choice)](std::span<const ChatMessage> messages) {
     PromptText text = render_chat_prompt(messages, choice);
     return RenderedChat{std::move(text.text), std::move(text.markup)};
@@ -75,7 +75,8 @@ void chat(ChatCliOptions o) {
   }
   Session session(session_opts);
   ChatOptions chat_options;
-  chat_options.render = renderer_for(o, session);
+  std::string template_used;
+  chat_options.render = renderer_for(o, session, template_used);
   chat_options.system = o.system;
   chat_options.generate.n_predict = o.n_predict;
   chat_options.generate.sampling = o.sampling;
@@ -93,9 +94,9 @@ void chat(ChatCliOptions o) {
   ::sigaction(SIGINT, &sa, nullptr);
 
   const bool terminal = ::isatty(STDIN_FILENO);
-  std::cerr << fmt::format("sluice chat: {} ({}, context {}). Ctrl-C stops an answer; Ctrl-D, Ctrl-C at the prompt or /exit "
+  std::cerr << fmt::format("sluice chat: {} ({}, context {}, {}). Ctrl-C stops an answer; Ctrl-D, Ctrl-C at the prompt or /exit "
                            "leaves; /reset starts over.\n",
-                           o.flags.session.model, session.describe(), session.n_ctx());
+                           o.flags.session.model, session.describe(), session.n_ctx(), template_used);
   std::string line;
   for (;;) {
     if (terminal) std::cout << "\n> " << std::flush;
