@@ -65,28 +65,7 @@ std::uint64_t settings_hash(const JobOptions& o, InputFormat format) {
 
 PromptText prompt_text(const JobRequest& r, ChatTemplateKind chat_template, const ModelChatTemplate* model) {
   if (!r.chat) return {r.prompt, {}};
-  if (model) {
-    std::string why;
-    std::optional<RenderedChat> own = render_model_template(model->jinja, r.messages, true, model->bos_token, model->eos_token, &why);
-    if (!own && !model->builtin_fallback)
-      throw std::invalid_argument("the model's chat template cannot be rendered (" + why + "); pass --chat-template");
-    if (own) {
-      PromptText text{std::move(own->text), std::move(own->markup)};
-      const std::size_t bos = model->bos_token.size();
-      if (model->strip_bos && bos > 0 && text.text.starts_with(model->bos_token)) {
-        text.text.erase(0, bos);
-        std::vector<std::pair<std::size_t, std::size_t>> shifted;
-        for (const auto& [off, len] : text.markup) {
-          const std::size_t lo = std::max(off, bos), hi = off + len;
-          if (hi > lo) shifted.emplace_back(lo - bos, hi - lo);
-        }
-        text.markup = std::move(shifted);
-      }
-      return text;
-    }
-  }
-  RenderedChat chat = render_chat_marked(chat_template, r.messages);
-  return {std::move(chat.text), std::move(chat.markup)};
+  return render_chat_prompt(r.messages, chat_template, model);
 }
 
 std::vector<std::int32_t> tokenize_prompt(const tok::Tokenizer& tokenizer, const PromptText& prompt, bool special) {
@@ -252,25 +231,16 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
                      o.shard_count > 1 ? fmt::format(", shard {}/{}", o.shard_index, o.shard_count) : "",
                      summary.resumed ? fmt::format("; resuming: {} already answered", summary.resumed) : "");
 
-  // The chat template: the override, else recognised from the model's own.
-  std::optional<ChatTemplateKind> chat_template = o.chat_template;
+  // The chat template: the override, else the model's own (engine/chat_choice.hpp), with the
+  // built-in kind recognised in it as the fallback for messages the Jinja subset cannot render.
   const std::optional<std::string> model_template = session.metadata().get_string("tokenizer.chat_template");
-  if (!chat_template && model_template) chat_template = detect_chat_template(*model_template);
-  // Without --chat-template, the model's own template as the model renders it (model/jinja.hpp);
-  // the built-in kind stays the fallback for messages the Jinja subset cannot render.
-  std::optional<ModelChatTemplate> own_template;
-  if (!o.chat_template && model_template) {
-    try {
-      const jinja::Template parsed(*model_template);  // only to know it parses
-      const tok::Tokenizer& tk = session.tokenizer();
-      own_template = ModelChatTemplate{*model_template, tk.bos() >= 0 ? tk.token_text(tk.bos()) : std::string(),
-                                       tk.eos() >= 0 ? tk.token_text(tk.eos()) : std::string(), tk.adds_bos(),
-                                       chat_template.has_value()};
-    } catch (const jinja::JinjaError& ex) {
-      log << fmt::format("sluice batch: the model's chat template is outside the Jinja subset sluice renders ({}); {}\n", ex.what(),
-                         chat_template ? fmt::format("using the built-in {} template", to_string(*chat_template)) : "no chat template");
-    }
+  ChatTemplateChoice choice = choose_chat_template(o.chat_template, model_template, session.tokenizer());
+  if (!choice.unparsed.empty()) {
+    log << fmt::format("sluice batch: the model's chat template is outside the Jinja subset sluice renders ({}); {}\n", choice.unparsed,
+                       choice.builtin ? fmt::format("using the built-in {} template", to_string(*choice.builtin)) : "no chat template");
   }
+  const std::optional<ChatTemplateKind> chat_template = choice.builtin;
+  const std::optional<ModelChatTemplate>& own_template = choice.own;
   if (!chat_template && !own_template) check_chat_requests(model_template.has_value());
 
   struct stat st {};

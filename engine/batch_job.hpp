@@ -37,6 +37,7 @@
 
 #include "engine/engine.hpp"
 #include "engine/batch_input.hpp"
+#include "engine/chat_choice.hpp"
 #include "model/chat_template.hpp"
 
 namespace sluice {
@@ -73,21 +74,6 @@ namespace tok {
 class Tokenizer;
 }
 
-// A request's prompt as text, with the byte ranges (offset, length) that a chat template wrote
-// itself; a completion's prompt has none.
-struct PromptText {
-  std::string text;
-  std::vector<std::pair<std::size_t, std::size_t>> markup;
-};
-// The model's own chat template (tokenizer.chat_template, rendered by model/jinja.hpp) and the
-// tokenizer's BOS/EOS text it may write. `strip_bos`: the tokenizer adds BOS itself, so a BOS the
-// template writes first is dropped (as llama.cpp does), else the prompt would start with two.
-struct ModelChatTemplate {
-  std::string jinja;
-  std::string bos_token, eos_token;
-  bool strip_bos = false;
-  bool builtin_fallback = true;  // false: no built-in kind fits, a template the subset cannot render fails the request
-};
 // Throws std::invalid_argument when the messages do not fit the template (model/chat_template.hpp),
 // or when the model's own template refuses them (its raise_exception). With `model`, a chat is
 // rendered by the model's own template, and by the built-in `chat_template` only where the Jinja

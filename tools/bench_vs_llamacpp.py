@@ -6,6 +6,7 @@ Both engines use the same thread count; each test is repeated R times and the me
 Usage: bench_vs_llamacpp.py MODEL.gguf [--sluice build/tools/sluice] [-p 64] [-n 32] [-r 3] [-t 2]
 """
 import argparse
+import json
 import re
 import statistics
 import subprocess
@@ -33,11 +34,10 @@ def llama_cpp_bench(model, p, n, r, t):
 
 
 def sluice_bench(binary, model, p, n, r, t):
-    out = subprocess.run([binary, "bench", "-m", model, "-p", str(p), "-n", str(n), "-r", str(r), "-t", str(t)],
+    out = subprocess.run([binary, "bench", "-m", model, "-p", str(p), "-n", str(n), "-r", str(r), "-t", str(t), "-o", "json"],
                          check=True, capture_output=True, text=True).stdout
-    pp = float(re.search(rf"pp{p}\s+([0-9.]+)", out).group(1))
-    tg = float(re.search(rf"tg{n}\s+([0-9.]+)", out).group(1))
-    return pp, tg
+    rows = {row["test"]: row["avg_ts"] for row in json.loads(out)}
+    return rows[f"pp{p}"], rows[f"tg{n}"]
 
 
 def main():

@@ -3,21 +3,28 @@
 //   pp<P>  prompt processing: B prompts of P tokens, one pass per --pass-tokens chunk;
 //   tg<N>  generation: B sequences each take N tokens, one token per sequence per pass;
 // each repeated -r times; t/s is tokens (summed over the batch) per second, mean ± stdev. The
-// streaming columns give seconds per pass, the read rate over the run and the overlap.
+// streaming columns give seconds per pass, the read rate over the run, the overlap and the share
+// of the passes' time the disk was busy. Printed as llama-bench prints (-o md|csv|json|jsonl,
+// tools/bench_report.hpp); --json FILE also writes sluice's own detailed report.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
 #include <fmt/format.h>
 #include <array>
+#include <ctime>
+#include <map>
 #include <iostream>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/error.hpp"
-#include "common/table.hpp"
 #include "common/units.hpp"
 #include "engine/session.hpp"
+#include "model/ggml_types.hpp"
+#include "model/model_source.hpp"
+#include "tools/bench_report.hpp"
+#include "tools/build_info.hpp"
 #include "io/sequential.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/session_flags.hpp"
@@ -29,9 +36,12 @@ namespace sluice {
 namespace {
 
 struct BenchOptions {
-  int n_prompt = 64, n_gen = 32, repetitions = 3;
+  // llama-bench's pp512 / tg128; fewer repetitions than its 5, as a streamed model reads the
+  // whole file each pass.
+  int n_prompt = 512, n_gen = 128, repetitions = 3;
   bool raw_read = false;
-  std::string batches = "1", json_out;
+  bool warmup = true;
+  std::string batches = "1", json_out, output_format = "md";
   SessionFlags flags;
   SpeculativeFlags speculative;
   // With --draft / --lookup: the text every sequence continues in the gen / spec tests.
@@ -136,13 +146,57 @@ struct PassCounters {
   }
   // Everything read from the disk: blocks streamed and experts read one by one.
   std::uint64_t bytes_read() const { return bytes + expert_bytes; }
-  // s/pass, read GB/s (bytes / forward wall), overlap.
-  std::array<std::string, 3> columns(Session& s) const {
-    if (!s.streamed()) return {"-", "-", "-"};
-    return {passes ? fmt::format("{:.3f}", wall / double(passes)) : "-", wall > 0 ? fmt::format("{:.2f}", double(bytes_read()) / wall / 1e9) : "-",
-            std::max(io, compute) > 0 ? fmt::format("{:.3f}", wall / std::max(io, compute)) : "-"};
+  // The row's streaming columns: s/pass, read GB/s (bytes / forward wall), overlap, io busy
+  // (-1: not measured).
+  void fill(Session& s, BenchRow& row) const {
+    row.streamed = s.streamed() != nullptr;
+    if (!row.streamed) return;
+    if (passes) row.s_per_pass = wall / double(passes);
+    if (wall > 0) {
+      row.read_gbps = double(bytes_read()) / wall / 1e9;
+      row.io_busy = io / wall;
+    }
+    if (std::max(io, compute) > 0) row.overlap = wall / std::max(io, compute);
   }
 };
+
+// What the table's model columns say, from the model's tensor table (no weight read): llama-bench's
+// model_type is "arch size type"; here the type is the one most weight bytes have.
+BenchModelInfo model_info(const std::string& path) {
+  BenchModelInfo info;
+  info.filename = path;
+  const std::unique_ptr<ModelSource> source = open_model_source(path);
+  std::map<std::uint32_t, std::uint64_t> bytes_by_type;
+  for (const SourceTensor& t : source->tensors()) {
+    std::uint64_t n = 1;
+    for (std::uint64_t d : t.shape) n *= d;
+    info.n_params += n;
+    info.size += t.bytes;
+    bytes_by_type[t.type] += t.bytes;
+  }
+  std::string type = "?";
+  std::uint64_t most = 0;
+  for (const auto& [id, b] : bytes_by_type) {
+    if (b <= most) continue;
+    most = b;
+    const auto traits = ggml_type_traits(id);
+    type = traits ? std::string(traits->name) : fmt::format("type {}", id);
+  }
+  const ModelConfig c = source->checked_config();
+  const std::string params = info.n_params >= 1'000'000'000 ? fmt::format("{:.1f}B", double(info.n_params) / 1e9)
+                                                             : fmt::format("{:.0f}M", double(info.n_params) / 1e6);
+  info.type = fmt::format("{} {} {}", to_string(c.arch), params, type);
+  return info;
+}
+
+std::string utc_now_iso() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 void bench(BenchOptions o) {
   double raw_gbps = 0;
@@ -179,16 +233,12 @@ void bench(BenchOptions o) {
   }
   nlohmann::json report = {{"model", session_opts.model}, {"raw_gbps_before", raw_gbps}, {"tests", nlohmann::json::array()}};
   std::uint64_t first_bytes_per_pass = 0;
-  const bool spec = o.speculative.any();
-  Table table = spec ? Table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap", "tok/step", "accept"})
-                     : Table({"model", "size", "mode", "batch", "test", "t/s", "s/pass", "read GB/s", "overlap"});
-  auto add_row = [&](std::vector<std::string> row, const std::string& per_step = "-", const std::string& accept = "-") {
-    if (spec) {
-      row.push_back(per_step);
-      row.push_back(accept);
-    }
-    table.add_row(row);
-  };
+  BenchReport out;
+  out.model = model_info(session_opts.model);
+  out.speculative = o.speculative.any();
+  out.test_time = utc_now_iso();
+  out.build_commit = build_info::kGitCommit;
+  out.version = build_info::kVersion;
   for (std::int32_t b : batches) {
     SessionOptions so = options_for(b);
     std::unique_ptr<Speculation> speculation = Speculation::prepare(o.speculative, so);
@@ -196,6 +246,9 @@ void bench(BenchOptions o) {
     Session session(so);
     const double open_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - opening).count();
     const ModelConfig& c = session.config();
+    out.model.size = session.weight_bytes();
+    out.model.n_threads = session.executor().concurrency();
+    out.model.backend = session.backend().name() == "cpu" ? "CPU" : std::string(session.backend().name());
     const std::uint64_t bytes_per_pass = session.streamed() ? session.streamed()->streamed_bytes_per_pass() : 0;
     if (b == batches.front()) first_bytes_per_pass = bytes_per_pass;
     if (raw_gbps > 0 && session.streamed() && b == batches.front()) {
@@ -211,10 +264,14 @@ void bench(BenchOptions o) {
     PassCounters pp_counters, tg_counters;
     std::vector<float> logits;
     double first_prompt_seconds = 0;
-    for (int r = 0; r < o.repetitions; ++r) {
+    // r = -1: llama-bench's warmup (the prompt and one generated token), not counted, so the first
+    // repetition is not the one that finds caches and pages cold; its prompt is the cold start's.
+    const int first = o.warmup ? -1 : 0;
+    for (int r = first; r < o.repetitions; ++r) {
+      const bool warmup = r < 0;
       for (std::int32_t s = 0; s < b; ++s) session.transformer().kv_cache().clear(s);
       // pp: every sequence's prompt, chunked to --pass-tokens per pass.
-      pp_counters.start(session);
+      if (!warmup) pp_counters.start(session);
       auto started = std::chrono::steady_clock::now();
       std::vector<std::int64_t> done(std::size_t(b), 0);
       for (std::int32_t s = 0; s < b;) {
@@ -231,14 +288,14 @@ void bench(BenchOptions o) {
         }
         session.forward().forward(session.transformer(), batch, logits);
       }
-      pp_counters.stop(session);
+      if (!warmup) pp_counters.stop(session);
       const double prompt_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (r == 0) first_prompt_seconds = prompt_seconds;
-      pp.push_back(double(o.n_prompt) * b / prompt_seconds);
+      if (r == first) first_prompt_seconds = prompt_seconds;
+      if (!warmup) pp.push_back(double(o.n_prompt) * b / prompt_seconds);
       // tg: one token per sequence per pass.
-      tg_counters.start(session);
+      if (!warmup) tg_counters.start(session);
       started = std::chrono::steady_clock::now();
-      for (int i = 0; i < o.n_gen; ++i) {
+      for (int i = 0; i < (warmup ? 1 : o.n_gen); ++i) {
         Batch batch;
         for (std::int32_t s = 0; s < b; ++s) {
           const std::int32_t next = token(o.n_prompt + i + s);
@@ -246,20 +303,28 @@ void bench(BenchOptions o) {
         }
         session.forward().forward(session.transformer(), batch, logits);
       }
+      if (warmup) continue;
       tg_counters.stop(session);
       tg.push_back(double(o.n_gen) * b / std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     }
-    const std::string name = fmt::format("{} {}L {}d", to_string(c.arch), c.n_layer, c.n_embd);
-    const std::string size = format_bytes(session.weight_bytes());
     const std::string mode = session.streamed() ? fmt::format("stream {}/{} res", session.streamed()->resident_block_count(), c.n_layer)
                                                 : "in RAM";
+    auto add_row = [&](std::string test, int n_prompt, int n_gen, const std::vector<double>& samples, const PassCounters& k) -> BenchRow& {
+      BenchRow row;
+      row.test = std::move(test);
+      row.n_prompt = n_prompt;
+      row.n_gen = n_gen;
+      row.n_seq = b;
+      row.samples_ts = samples;
+      row.tokens_per_sample = double(n_prompt + n_gen) * b;
+      row.mode = mode;
+      k.fill(session, row);
+      out.rows.push_back(std::move(row));
+      return out.rows.back();
+    };
     Sample p = summarize(pp), g = summarize(tg);
-    auto pc = pp_counters.columns(session);
-    add_row({name, size, mode, std::to_string(b), fmt::format("pp{}", o.n_prompt), fmt::format("{:.2f} ± {:.2f}", p.mean, p.stdev),
-             pc[0], pc[1], pc[2]});
-    auto tc = tg_counters.columns(session);
-    add_row({name, size, mode, std::to_string(b), fmt::format("tg{}", o.n_gen), fmt::format("{:.2f} ± {:.2f}", g.mean, g.stdev),
-             tc[0], tc[1], tc[2]});
+    add_row(fmt::format("pp{}", o.n_prompt), o.n_prompt, 0, pp, pp_counters);
+    add_row(fmt::format("tg{}", o.n_gen), 0, o.n_gen, tg, tg_counters);
     // The first token of a cold start: opening the model (plan, resident blocks, head) and the
     // first repetition's prompt, whose last pass gives the first token's logits.
     if (session.streamed()) {
@@ -323,10 +388,9 @@ void bench(BenchOptions o) {
         counters.stop(session);
         const Sample rate = summarize(rates);
         const char* test = with_drafts ? "spec" : "gen";
-        auto cols = counters.columns(session);
-        add_row({name, size, mode, std::to_string(b), fmt::format("{}{}", test, o.n_gen), fmt::format("{:.2f} ± {:.2f}", rate.mean, rate.stdev),
-                 cols[0], cols[1], cols[2]},
-                fmt::format("{:.2f}", last.tokens_per_step()), with_drafts ? fmt::format("{:.1f}%", 100.0 * last.acceptance()) : "-");
+        BenchRow& row = add_row(fmt::format("{}{}", test, o.n_gen), 0, o.n_gen, rates, counters);
+        row.tokens_per_step = last.tokens_per_step();
+        if (with_drafts) row.acceptance = last.acceptance();
         nlohmann::json j = test_json(test, rate, counters);
         j["tokens_per_step"] = last.tokens_per_step();
         j["drafted"] = last.drafted_tokens;
@@ -337,7 +401,7 @@ void bench(BenchOptions o) {
       if (b == batches.front()) std::cerr << "speculative: " << speculation->describe() << ", draft length now " << speculation->length().next() << "\n";
     }
   }
-  table.print(std::cout);
+  print_bench_report(out, *parse_bench_format(o.output_format), std::cout);
   if (o.raw_read) {
     const double after = raw_read("after the tests");
     report["raw_gbps_after"] = after;
@@ -381,9 +445,18 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens per sequence (tg test)")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("-b,--batch", o->batches, "Batch sizes, comma-separated (sequences per pass)")->capture_default_str();
   cmd->add_option("-r,--repetitions", o->repetitions, "Repetitions")->capture_default_str()->check(CLI::Range(1, 100));
+  cmd->add_flag("!--no-warmup", o->warmup,
+                "No warmup run (by default the prompt and one token run once, uncounted, before the repetitions, as in "
+                "llama-bench; the time to first token is that cold run's)");
   cmd->add_flag("--raw-read", o->raw_read,
                 "Read the whole file with O_DIRECT before and after the tests (the disk's speed in this run) and print the "
                 "disk-bound s/pass");
+  cmd->add_option("-o,--output,--output-format", o->output_format,
+                  "Results on stdout as llama-bench prints them: md (a markdown table), csv, json (an array of objects with "
+                  "llama-bench's fields model_type, model_size, model_n_params, n_threads, n_prompt, n_gen, avg_ts, stddev_ts, "
+                  "... and sluice's), jsonl")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"md", "csv", "json", "jsonl"}));
   cmd->add_option("--json", o->json_out, "Also write the results (per test: tokens/s, passes, bytes read, io and compute busy, expert uses/hits/reads/bytes, "
                                          "time to first token; the raw read speeds) to this JSON file");
   add_speculative_flags(cmd, o->speculative);

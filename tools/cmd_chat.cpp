@@ -18,6 +18,7 @@
 #include "engine/engine.hpp"
 #include "engine/generate.hpp"
 #include "engine/session.hpp"
+#include "engine/chat_choice.hpp"
 #include "model/chat_template.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
@@ -47,24 +48,21 @@ extern "C" void on_chat_interrupt(int sig) {
   std::raise(sig);
 }
 
-ChatRenderer renderer_for(const ChatCliOptions& o, Session& session) {
-  std::optional<ChatTemplateKind> kind;
-  if (!o.chat_template.empty()) {
-    kind = chat_template_from_name(o.chat_template);
-    if (!kind) {
-      throw std::invalid_argument(
-          fmt::format("--chat-template {}: unknown (llama2, llama3, chatml, mistral, gemma, gpt-oss)", o.chat_template));
-    }
-  } else {
-    const std::optional<std::string> model_template = session.metadata().get_string("tokenizer.chat_template");
-    if (model_template) kind = detect_chat_template(*model_template);
-    if (!kind) {
-      throw std::invalid_argument(fmt::format(
-          "{}: the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, gemma, gpt-oss)",
-          o.flags.session.model, model_template ? "not one sluice knows" : "missing"));
-    }
+// The template chosen as batch, serve and run choose it (engine/chat_choice.hpp): --chat-template,
+// else the model's own, with the built-in kind recognised in it as the fallback.
+ChatRenderer renderer_for(const ChatCliOptions& o, Session& session, std::string& described) {
+  ChatTemplateChoice choice = choose_chat_template(parse_chat_template_flag(o.chat_template),
+                                                   session.metadata().get_string("tokenizer.chat_template"), session.tokenizer());
+  if (!choice.usable()) {
+    throw std::invalid_argument(fmt::format(
+        "{}: the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, gemma, gpt-oss)",
+        o.flags.session.model, choice.model_has_template ? "not one sluice renders" : "missing"));
   }
-  return [kind = *kind](std::span<const ChatMessage> messages) { return render_chat_marked(kind, messages); };
+  described = choice.describe();
+  return [choice = std::move(choice)](std::span<const ChatMessage> messages) {
+    PromptText text = render_chat_prompt(messages, choice);
+    return RenderedChat{std::move(text.text), std::move(text.markup)};
+  };
 }
 
 void chat(ChatCliOptions o) {
@@ -77,7 +75,8 @@ void chat(ChatCliOptions o) {
   }
   Session session(session_opts);
   ChatOptions chat_options;
-  chat_options.render = renderer_for(o, session);
+  std::string template_used;
+  chat_options.render = renderer_for(o, session, template_used);
   chat_options.system = o.system;
   chat_options.generate.n_predict = o.n_predict;
   chat_options.generate.sampling = o.sampling;
@@ -95,9 +94,9 @@ void chat(ChatCliOptions o) {
   ::sigaction(SIGINT, &sa, nullptr);
 
   const bool terminal = ::isatty(STDIN_FILENO);
-  std::cerr << fmt::format("sluice chat: {} ({}, context {}). Ctrl-C stops an answer; Ctrl-D, Ctrl-C at the prompt or /exit "
+  std::cerr << fmt::format("sluice chat: {} ({}, context {}, {}). Ctrl-C stops an answer; Ctrl-D, Ctrl-C at the prompt or /exit "
                            "leaves; /reset starts over.\n",
-                           o.flags.session.model, session.describe(), session.n_ctx());
+                           o.flags.session.model, session.describe(), session.n_ctx(), template_used);
   std::string line;
   for (;;) {
     if (terminal) std::cout << "\n> " << std::flush;
@@ -154,7 +153,7 @@ void add_chat_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(-1, 1 << 20));
   add_sampling_options(cmd, o->sampling, o->seed);
-  cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma | gpt-oss (default: the model's)");
+  cmd->add_option("--chat-template", o->chat_template, "llama2 | llama3 | chatml | mistral | gemma | gpt-oss, or model (the default: the model's own Jinja template, with the built-in kind it resembles as the fallback)");
   cmd->add_option("--system-prompt", o->system, "A system message first (also -sys)");
   cmd->add_flag("--stats", o->stats, "After each answer: prompt tokens (reused from the cache / new) and speeds");
   cmd->callback([o] { chat(*o); });

@@ -2,17 +2,23 @@
 // tokens to stdout; several (--prompts FILE, one per line) run together layer-major, -np at a
 // time, and print in input order. A pack runs under --mem-budget: the planner's table is printed
 // first, and a streaming table (passes, bytes read, overlap, tokens/s) at the end.
+// The prompt is fed raw (llama-cli's -no-cnv) unless --chat-template or --system-prompt (-sys) is
+// given: then it is the user's message, rendered by the template chosen as chat, serve and batch
+// choose it (engine/chat_choice.hpp), with the assistant's turn opened.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include "common/error.hpp"
 #include "common/trace.hpp"
 #include "common/units.hpp"
+#include "engine/batch_job.hpp"
+#include "engine/chat_choice.hpp"
 #include "engine/engine.hpp"
 #include "engine/generate.hpp"
 #include "engine/session.hpp"
@@ -35,6 +41,9 @@ struct RunOptions {
   std::int64_t seed = -1;  // -s; -1: random
   std::vector<std::string> stop;  // generation ends before the first of these in the text
   bool no_special = false;
+  std::string chat_template;  // "" : the prompt goes raw unless `system` is given
+  std::string system;
+  bool verbose_prompt = false;
   std::string trace;
   SessionFlags flags;
   SpeculativeFlags speculative;
@@ -63,6 +72,8 @@ void run(RunOptions o) {
     prompts.push_back(o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file));
   }
   SessionOptions session_opts = session_options(o.flags);
+  const bool templated = !o.chat_template.empty() || !o.system.empty();
+  const std::optional<ChatTemplateKind> template_flag = parse_chat_template_flag(o.chat_template);  // refuses a bad name before loading
   const std::int32_t n_parallel = o.n_parallel > 0 ? o.n_parallel : std::min<std::int32_t>(std::int32_t(prompts.size()), 16);
   session_opts.n_seq = n_parallel;
   if (session_opts.n_ctx == 0) {
@@ -71,6 +82,9 @@ void run(RunOptions o) {
     std::size_t longest = 0;
     for (const std::string& p : prompts) longest = std::max(longest, p.size());
     session_opts.ctx_needed = std::int64_t(longest) + 2 + o.n_predict + (o.speculative.any() ? o.speculative.draft_max : 0);
+    // A chat template's markers and the system message; 256 bytes for what a model's own template
+    // adds (Qwen2.5's default system prompt), as batch allows.
+    if (templated) session_opts.ctx_needed += std::int64_t(o.system.size()) + 256;
   }
   TraceRecorder trace(!o.trace.empty());
   session_opts.trace = o.trace.empty() ? nullptr : &trace;
@@ -85,6 +99,37 @@ void run(RunOptions o) {
   if (!o.trace.empty() && !session.streamed())
     throw std::invalid_argument("--trace records the streaming lanes: use it with a pack");
 
+  // Each prompt's tokens: raw, or as the user's message in the chat template (-sys: after a system
+  // message), the assistant's turn opened.
+  std::optional<ChatTemplateChoice> chat;
+  if (templated) {
+    chat = choose_chat_template(template_flag, session.metadata().get_string("tokenizer.chat_template"), session.tokenizer());
+    if (!chat->usable()) {
+      throw std::invalid_argument(fmt::format("{}: the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, "
+                                              "gemma, gpt-oss)",
+                                              session_opts.model, chat->model_has_template ? "not one sluice renders" : "missing"));
+    }
+    std::cerr << fmt::format("sluice run: the prompt as a user message, rendered with {}\n", chat->describe());
+  }
+  auto encode = [&](const std::string& prompt) {
+    if (!chat) return session.tokenizer().encode(prompt, true, !o.no_special);
+    std::vector<ChatMessage> messages;
+    if (!o.system.empty()) messages.push_back({"system", o.system});
+    messages.push_back({"user", prompt});
+    // The template's markers are special tokens; the prompt's own text too unless --no-special,
+    // as for a raw prompt.
+    return tokenize_prompt(session.tokenizer(), render_chat_prompt(messages, *chat), !o.no_special);
+  };
+  // llama.cpp's --verbose-prompt: the prompt's tokens, one a line, before generating.
+  auto print_prompt = [&](const std::vector<std::int32_t>& ids) {
+    if (!o.verbose_prompt) return;
+    std::string text;
+    for (std::int32_t id : ids) text += session.tokenizer().token_to_piece(id, true);
+    std::cerr << fmt::format("sluice run: prompt: '{}'\nsluice run: number of tokens in prompt = {}\n", text, ids.size());
+    for (std::int32_t id : ids) std::cerr << fmt::format("{:>6} -> '{}'\n", id, session.tokenizer().token_to_piece(id, true));
+    std::cerr << '\n';
+  };
+
   GenerateOptions options;
   options.n_predict = o.n_predict;
   options.sampling = o.sampling;
@@ -96,7 +141,8 @@ void run(RunOptions o) {
   std::exception_ptr first_failure;
   BatchRunStats spec_stats;  // for the speculative summary
   if (prompts.size() == 1 && n_parallel == 1) {
-    std::vector<std::int32_t> ids = session.tokenizer().encode(prompts[0], true, !o.no_special);
+    std::vector<std::int32_t> ids = encode(prompts[0]);
+    print_prompt(ids);
     // Checked before the prompt is echoed, so a refused prompt is not printed in full first.
     if (ids.empty()) throw std::invalid_argument("the prompt is empty (no tokens)");
     if (std::int64_t(ids.size()) + options.n_predict > session.n_ctx()) {
@@ -138,7 +184,8 @@ void run(RunOptions o) {
     auto source = [&]() -> std::optional<SeqRequest> {
       if (next == prompts.size()) return std::nullopt;
       SeqRequest r;
-      r.prompt = session.tokenizer().encode(prompts[next++], true, !o.no_special);
+      r.prompt = encode(prompts[next++]);
+      print_prompt(r.prompt);
       r.options = options;
       r.stop = o.stop;
       return r;
@@ -213,7 +260,9 @@ void add_run_command(CLI::App& app) {
       "within --mem-budget: the planner keeps what fits in RAM (KV cache, ring, a fixed set of blocks) and\n"
       "streams the rest from disk every pass; its plan is printed first and a streaming table at the end. Without -c the\n"
       "context is what the prompts and -n need (rounded up to 256, at most the model's or 4096). Several prompts\n"
-      "(--prompts) share every pass: one read of each block serves the whole batch.");
+      "(--prompts) share every pass: one read of each block serves the whole batch. The prompt is fed as given\n"
+      "(llama-cli's -no-cnv); with --chat-template or -sys it is a user message in the chat template, the\n"
+      "assistant's turn opened (a conversation of several turns is `sluice chat`).");
   add_session_flags(cmd, o->flags);
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
   auto* f = cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);
@@ -232,6 +281,14 @@ void add_run_command(CLI::App& app) {
       ->allow_extra_args(false)
       ->check([](const std::string& s) { return s.empty() ? std::string("--stop needs a non-empty string") : std::string(); });
   cmd->add_flag("--no-special", o->no_special, "Treat special-token text in the prompt as plain text");
+  cmd->add_option("--chat-template", o->chat_template,
+                  "Send the prompt as a user message in this chat template, the assistant's turn opened: llama2 | llama3 | "
+                  "chatml | mistral | gemma | gpt-oss, or model (the model's own Jinja template). Without it (and -sys) the "
+                  "prompt goes raw");
+  cmd->add_option("--system-prompt", o->system,
+                  "A system message before the prompt (also -sys); the prompt becomes a user message in the chat template "
+                  "(--chat-template, default the model's own)");
+  cmd->add_flag("--verbose-prompt", o->verbose_prompt, "Print the prompt's tokens (id -> text) to stderr before generating");
   add_speculative_flags(cmd, o->speculative);
   cmd->add_option("--trace", o->trace, "Write a Chrome/Perfetto trace (lanes io, decompress, compute) to this file");
   cmd->callback([o] { run(*o); });

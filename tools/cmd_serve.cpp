@@ -79,12 +79,10 @@ class Server {
  public:
   Server(const ServeOptions& o, Session& session, RequestService& service, std::string model_name)
       : o_(o), session_(session), service_(service), model_(std::move(model_name)) {
-    if (!o.chat_template.empty()) {
-      chat_template_ = chat_template_from_name(o.chat_template);
-      if (!chat_template_) throw std::invalid_argument(fmt::format("--chat-template {}: unknown", o.chat_template));
-    } else if (auto t = session.metadata().get_string("tokenizer.chat_template")) {
-      chat_template_ = detect_chat_template(*t);
-    }
+    // Chosen as batch, chat and run choose it (engine/chat_choice.hpp): --chat-template, else the
+    // model's own, with the built-in kind recognised in it as the fallback.
+    chat_template_ = choose_chat_template(parse_chat_template_flag(o.chat_template),
+                                          session.metadata().get_string("tokenizer.chat_template"), session.tokenizer());
   }
 
   void install(httplib::Server& svr) {
@@ -126,12 +124,12 @@ class Server {
     auto parsed = parse_request_body(req.body, chat, &stream);
     if (auto* error = std::get_if<std::string>(&parsed)) return send_error(res, 400, *error);
     const JobRequest& r = std::get<JobRequest>(parsed);
-    if (chat && !chat_template_) {
+    if (chat && !chat_template_.usable()) {
       return send_error(res, 400, "this model has no chat template sluice knows; start the server with --chat-template");
     }
     PromptText text;
     try {
-      text = prompt_text(r, chat_template_.value_or(ChatTemplateKind::chatml));
+      text = chat ? render_chat_prompt(r.messages, chat_template_) : prompt_text(r, ChatTemplateKind::chatml);
     } catch (const std::exception& e) {
       return send_error(res, 400, e.what());
     }
@@ -246,7 +244,7 @@ class Server {
   Session& session_;
   RequestService& service_;
   std::string model_;
-  std::optional<ChatTemplateKind> chat_template_;
+  ChatTemplateChoice chat_template_;
   std::int64_t started_ = std::int64_t(std::time(nullptr));
   std::mutex stats_mutex_;
   StreamStats stream_stats_;

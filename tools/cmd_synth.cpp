@@ -23,6 +23,7 @@ struct SynthCli {
   std::int64_t embd = 0, layers = 0, heads = 0, kv_heads = 0, ff = 0;
   std::int64_t experts = 0, experts_used = 0, expert_ff = 0;
   float router_skew = 0.0f;
+  std::string chat_template_file;
   std::uint64_t seed = 1;
   bool tied = false;
   bool llama3_rope = false;
@@ -101,6 +102,8 @@ void add_synth_command(CLI::App& app) {
   CLI::Option* experts_used = cmd->add_option("--experts-used", o->experts_used, "Mixture of experts: experts each token uses");
   CLI::Option* expert_ff =
       cmd->add_option("--expert-ff", o->expert_ff, "qwen3moe, gpt-oss: one expert's feed-forward length (default: --ff)");
+  cmd->add_option("--chat-template-file", o->chat_template_file, "Write this Jinja text as tokenizer.chat_template (the model's own chat template)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--router-skew", o->router_skew,
                   "Mixture of experts: expert popularity follows a power law with this exponent, in a different order "
                   "per layer (0: no preference)")
@@ -135,6 +138,7 @@ void add_synth_command(CLI::App& app) {
     if (experts_used->count() > 0) s.shape.n_expert_used = o->experts_used;
     if (expert_ff->count() > 0) s.shape.n_ff_exp = o->expert_ff;
     s.router_skew = o->router_skew;
+    if (!o->chat_template_file.empty()) s.chat_template = read_text_file(o->chat_template_file);
     if (embd->count() > 0) s.shape.n_embd = o->embd;
     if (layers->count() > 0) s.shape.n_layer = o->layers;
     if (heads->count() > 0) s.shape.n_head = o->heads;

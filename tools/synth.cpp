@@ -290,6 +290,10 @@ SynthModel build_model(const SynthOptions& o) {
       if (key.rfind("tokenizer.", 0) == 0) vocab_keys.emplace_back(key, value);
     }
   }
+  if (!o.chat_template.empty()) {
+    std::erase_if(vocab_keys, [](const auto& kv) { return kv.first == "tokenizer.chat_template"; });
+    vocab_keys.emplace_back("tokenizer.chat_template", gguf::Value::string(o.chat_template));
+  }
   std::int64_t n_vocab = 0;
   for (const auto& [key, value] : vocab_keys) {
     if (key == "tokenizer.ggml.tokens") n_vocab = std::int64_t(value.array_size());

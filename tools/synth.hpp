@@ -67,6 +67,9 @@ struct SynthOptions {
   // expert of rank r, in a permutation of its own per layer, gets a router bias of -S ln(r + 1)
   // over a direction every token's residual stream carries, so P(chosen) ~ (r + 1)^-S).
   float router_skew = 0.0f;
+  // Written as tokenizer.chat_template (Jinja text; "": the vocabulary source's, if any), so tests
+  // can give a synthetic model a template of its own.
+  std::string chat_template;
 };
 
 // Limits on a synthetic shape: beyond the largest real models (Llama 3.1 405B: embd 16384, 126

@@ -93,13 +93,17 @@ _, want, _ = run(["run", "-m", stories, "--plan-only", "-c", "4096", "--kv-type"
 rc, got, err = run(["run", "-m", stories, "--plan-only", "-c", "4096", "-ctk", "q8_0"])
 check(rc == 0 and "KV cache (q8_0)" in got and got == want, f"-ctk q8_0 did not plan a q8_0 KV cache: {got}")
 refused = {
-    ("-cnv",): "sluice chat -m MODEL", ("--conversation",): "sluice chat -m MODEL", ("-sys", "hi"): "sluice chat -m MODEL -sys",
-    ("--system-prompt", "you are"): "sluice chat -m MODEL -sys", ("-ctk", "q4_0"): "f16 or q8_0", ("-ctv", "bf16"): "f16 or q8_0",
+    ("-cnv",): "sluice chat -m MODEL", ("--conversation",): "sluice chat -m MODEL", ("-ctk", "q4_0"): "f16 or q8_0", ("-ctv", "bf16"): "f16 or q8_0",
     ("-ctk", "f16", "-ctv", "q8_0"): "one type", ("-ctk", "q8_0", "--kv-type", "f16"): "give one of them", ("-ngl",): "needs a number", ("--mlock=1",): "takes no value",
 }
 for flag, words in refused.items():
     rc, out, err = run(["run", *flag, *base])
     check(rc == 2 and words in err and not MISPARSE.search(err) and out == "", f"{' '.join(flag)}: exit {rc}, {err!r}")
+# -sys is `run`'s --system-prompt (the prompt then goes through a chat template: test_chat_templates.py);
+# a command with no system prompt says where one belongs.
+for flag in (("-sys", "hi"), ("--system-prompt", "you are")):
+    rc, out, err = run(["bench", *flag, "-m", stories, "-p", "4", "-n", "2"])
+    check(rc == 2 and "sluice chat -m MODEL -sys" in err and out == "", f"bench {' '.join(flag)}: exit {rc}, {err!r}")
 # In `sluice chat`, -sys is its --system-prompt and -cnv says the chat is a conversation already.
 rc, out, err = run(["chat", "-m", stories, "--chat-template", "chatml", "-sys", "Be brief.", "-cnv", "-n", "4", "--temp", "0",
                     "-c", "128", "--stats"], stdin="hello\n")
