@@ -336,7 +336,7 @@ BatchApi::json BatchApi::register_output(const std::string& batch_id, const std:
   return file;
 }
 
-// The batch's requests through the server's engine: at most --parallel in flight, results given
+// The batch's requests through the server's engine: at most --parallel - 1 in flight, results given
 // to `sink` on this thread with their order from `source` as SeqResult::index.
 BatchRunStats BatchApi::run_on_service(const std::function<std::optional<SeqRequest>()>& source,
                                        const std::function<void(SeqResult&&)>& sink,
@@ -368,7 +368,9 @@ BatchRunStats BatchApi::run_on_service(const std::function<std::optional<SeqRequ
     on_pass(info);
   };
   while (more || !flight.empty()) {
-    while (more && flight.size() < std::size_t(o_.parallel)) {
+    // One KV slot stays free for interactive requests (with 2 or more): on a streamed model a
+    // batch request can hold its slot for minutes, and a chat should not wait for it.
+    while (more && flight.size() < std::size_t(std::max(1, o_.parallel - 1))) {
       std::optional<SeqRequest> request = source();
       if (!request) {
         more = false;

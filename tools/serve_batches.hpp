@@ -8,8 +8,8 @@
 //   batches/batch_ID.output.jsonl (+ .journal, .lock while it runs)  the `sluice batch` output
 // Batches run one at a time, oldest first, on a thread of their own, as engine/batch_job.hpp
 // jobs whose requests go through the server's RequestService (the one engine, shared with
-// interactive requests; at most --parallel of a batch's requests in flight, so interactive ones
-// still find slots). Same defaults as `sluice batch` (seed 0, --max-tokens, --chat-template), so
+// interactive requests; at most --parallel - 1 of a batch's requests in flight, so an
+// interactive one finds a free slot at once). Same defaults as `sluice batch` (seed 0, --max-tokens, --chat-template), so
 // the output is byte-identical to `sluice batch -i INPUT -o OUT` with the same model, settings
 // and input mtime (an answer's "created" is the input's mtime: the upload's created_at).
 // Error lines stay in the output, as `sluice batch` writes them (status_code 400/500;
@@ -47,7 +47,7 @@ struct BatchApiOptions {
   std::string model_path, model_name;
   std::optional<ChatTemplateKind> chat_template;
   std::int32_t default_max_tokens = 256;
-  std::int32_t parallel = 8;         // a batch's requests in flight at most
+  std::int32_t parallel = 8;          // KV slots: a batch keeps one free (with 2 or more)
   std::uint64_t test_stop_after = 0;  // crash tests: JobOptions::test_stop_after
 };
 

@@ -6,6 +6,7 @@
   mtime -- an answer's "created" is its input's mtime, the upload's created_at); with the official
   `openai` client when this Python has it, else with plain HTTP;
 - an interactive request is answered while a batch runs;
+- a server stopped by SIGTERM mid-batch exits 0 and resumes the batch at its next start;
 - a server SIGKILLed mid-batch (stopped at a known answer by SLUICE_TEST_BATCH_STOP_AFTER) and
   started again on the same --state-dir finishes the batch with the same output;
 - cancel: a running batch becomes cancelled, with an output of what was finished;
@@ -265,6 +266,36 @@ try:
     check(got == reference(input_path, f["created_at"], "ref-b.jsonl"), "the resumed batch's output differs from `sluice batch`'s")
     check("resuming: 9 already answered" in open(b2.log_path).read(), "the restarted server did not resume from the journal")
     b2.stop()
+
+    # SIGTERM mid-batch: the server exits 0, the batch stays in_progress, the next start finishes it.
+    long_path = os.path.join(work, "long.jsonl")
+    open(long_path, "wb").write(big[:big.index(b"c60")].rsplit(b"\n", 1)[0] + b"\n")  # c0..c59
+    term_state = os.path.join(work, "term")
+    d1 = Server("d1", term_state)
+    servers.append(d1)
+    status, f = d1.upload(open(long_path, "rb").read())
+    status, b = d1.json("/v1/batches", {"input_file_id": f["id"], "endpoint": "/v1/completions", "completion_window": "24h"})
+    for _ in range(600):
+        if d1.json(f"/v1/batches/{b['id']}")[1]["request_counts"]["completed"] >= 4:
+            break
+        time.sleep(0.02)
+    # Interactive traffic shares the engine with the running batch (one slot kept free for it).
+    started = time.time()
+    status, r = d1.json("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    check(status == 200 and r["usage"]["completion_tokens"] == 4, f"a chat while a batch runs: {status} {r}")
+    check(d1.json(f"/v1/batches/{b['id']}")[1]["status"] == "in_progress", "the batch ended before the chat was answered")
+    print(f"a chat beside a running batch: {time.time() - started:.2f} s")
+    d1.stop()
+    meta = json.load(open(os.path.join(term_state, "batches", b["id"] + ".json")))
+    check(meta["status"] == "in_progress", f"stopped by SIGTERM mid-batch, its status is {meta['status']}")
+    d2 = Server("d2", term_state)
+    servers.append(d2)
+    resumed = d2.wait_batch(b["id"])
+    got = d2.call(f"/v1/files/{resumed['output_file_id']}/content")[1]
+    check(resumed["status"] == "completed" and got == reference(long_path, f["created_at"], "ref-d.jsonl"),
+          f"the batch resumed after SIGTERM: {resumed['status']}, its output differs from `sluice batch`'s")
+    check("resuming:" in open(d2.log_path).read(), "the batch did not resume after SIGTERM")
+    d2.stop()
 
     # Without --state-dir: 501 naming it.
     c = Server("c")
