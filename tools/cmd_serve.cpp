@@ -57,7 +57,7 @@ struct ServeOptions {
   std::int32_t parallel = 8;
   std::size_t max_queue = 64, max_connections = 64;
   std::string max_body = "8MiB";
-  std::string state_dir, max_file_size = "512MiB";
+  std::string state_dir, max_file_size = "200MiB";
   std::int32_t default_max_tokens = 256;
 };
 
@@ -370,7 +370,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-body", o->max_body, "Largest request body (larger: 413)")->capture_default_str();
   cmd->add_option("--state-dir", o->state_dir,
                   "Folder for the Batch API's files and batches (default: none, and /v1/files, /v1/batches answer 501)");
-  cmd->add_option("--max-file-size", o->max_file_size, "Largest upload to /v1/files (larger: 413)")->capture_default_str();
+  cmd->add_option("--max-file-size", o->max_file_size, "Largest upload to /v1/files (larger: 413; held in memory while it is received)")->capture_default_str();
   cmd->add_option("--max-tokens", o->default_max_tokens, "max_tokens for requests that give none")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   cmd->callback([o] { serve(*o); });
 }

@@ -3,6 +3,7 @@
 #include "tools/serve_batches.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,6 +149,16 @@ BatchApi::BatchApi(BatchApiOptions options, Session& session, RequestService& se
   fs::create_directories(files_dir_, ec);
   if (!ec) fs::create_directories(batches_dir_, ec);
   if (ec) throw std::runtime_error(fmt::format("--state-dir {}: cannot create its folders: {}", o_.state_dir, ec.message()));
+  // Two servers on one directory would run the same batches into the same outputs.
+  const std::string lock_path = (fs::path(o_.state_dir) / "serve.lock").string();
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) fail_io("--state-dir: cannot open", lock_path);
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(lock_fd_);
+    throw std::runtime_error(fmt::format("--state-dir {}: {}", o_.state_dir,
+                                         err == EWOULDBLOCK ? "another sluice serve uses it" : std::strerror(err)));
+  }
   load();
   thread_ = std::thread([this] { worker(); });
 }
@@ -162,6 +173,8 @@ void BatchApi::stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  lock_fd_ = -1;
 }
 
 void BatchApi::load() {

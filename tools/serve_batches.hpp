@@ -6,12 +6,13 @@
 //                          path, relative to the state directory)
 //   batches/batch_ID.json  OpenAI's batch object + "sluice_order" (creation order)
 //   batches/batch_ID.output.jsonl (+ .journal, .lock while it runs)  the `sluice batch` output
+//   serve.lock             flocked by the server using the directory: a second one is refused
 // Batches run one at a time, oldest first, on a thread of their own, as engine/batch_job.hpp
 // jobs whose requests go through the server's RequestService (the one engine, shared with
 // interactive requests; at most --parallel - 1 of a batch's requests in flight, so an
 // interactive one finds a free slot at once). Same defaults as `sluice batch` (seed 0, --max-tokens, --chat-template), so
 // the output is byte-identical to `sluice batch -i INPUT -o OUT` with the same model, settings
-// and input mtime (an answer's "created" is the input's mtime: the upload's created_at).
+// (-c included: a request past the context is a 400 line naming it) and input mtime (an answer's "created" is the input's mtime: the upload's created_at).
 // Error lines stay in the output, as `sluice batch` writes them (status_code 400/500;
 // error_file_id is always null); request_counts.failed counts them.
 // Restart: batches left validating/in_progress/finalizing resume (BatchJob's journal: the same
@@ -94,6 +95,7 @@ class BatchApi {
   bool cancel_running_ = false;
   bool stopping_ = false;
   std::atomic<int> stop_signal_{0};  // JobOptions::stop_signal of the running batch
+  int lock_fd_ = -1;  // DIR/serve.lock, flocked: one server per state directory
   std::thread thread_;
 };
 

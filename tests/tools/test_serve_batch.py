@@ -12,7 +12,7 @@
 - cancel: a running batch becomes cancelled, with an output of what was finished;
 - bad requests (unknown ids, wrong purpose/endpoint/window, malformed or missing multipart, too
   large an upload) get a JSON 4xx and the server goes on serving; without --state-dir the routes
-  answer 501 naming it.
+  answer 501 naming it; a second server on the same --state-dir is refused.
 Usage: test_serve_batch.py SLUICE
 """
 import json
@@ -239,6 +239,10 @@ try:
     ]:
         check(status == code and is_json_error(status, body, code, code + 1), f"{what}: expected a JSON {code}, got {status} {body}")
     check(a.json("/v1/models")[0] == 200, "the server stopped answering after bad requests")
+    # A second server on the same --state-dir would run the same batches: refused.
+    second = subprocess.run([sluice, "serve", "-m", model, "--port", str(free_port()), "--state-dir", state], capture_output=True,
+                            text=True, timeout=60)
+    check(second.returncode != 0 and "another sluice serve uses it" in second.stderr, f"a second server: {second.stderr[-300:]}")
     a.stop()
 
     # SIGKILL mid-batch, then the same --state-dir again: the batch finishes with the same output.
