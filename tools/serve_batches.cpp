@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <random>
 #include <set>
@@ -108,18 +109,28 @@ bool unfinished(const json& batch) {
 
 namespace {
 
-// Answers that succeeded and failed in a `sluice batch` output (status_code 200 or not).
-std::pair<std::int64_t, std::int64_t> count_output(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::int64_t ok = 0, failed = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const json j = json::parse(line, nullptr, false);
-    const bool good = !j.is_discarded() && j.contains("response") && j["response"].is_object() &&
-                      j["response"].value("status_code", 0) == 200;
-    ++(good ? ok : failed);
+// Each answer of a `sluice batch` output so far, read as a stream: OUT's lines (input order),
+// then those only in its journal (finishing order; its header and answers already in OUT left out).
+void each_answer(const std::string& output, const std::function<void(const std::string& line, const json& answer)>& f) {
+  std::set<std::string> ids;
+  for (const std::string& path : {output, output + ".journal"}) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const json j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("id") || !j.contains("custom_id") || !ids.insert(j["id"].dump()).second) continue;
+      f(line, j);
+    }
   }
+}
+
+// Answers that succeeded and failed (status_code 200 or not).
+std::pair<std::int64_t, std::int64_t> count_answers(const std::string& output) {
+  std::int64_t ok = 0, failed = 0;
+  each_answer(output, [&](const std::string&, const json& j) {
+    const bool good = j.contains("response") && j["response"].is_object() && j["response"].value("status_code", 0) == 200;
+    ++(good ? ok : failed);
+  });
   return {ok, failed};
 }
 
@@ -287,7 +298,11 @@ void BatchApi::run_batch(const std::string& id) {
   } catch (const std::exception& e) {
     return fail("invalid_input_file", e.what());
   }
+  // A resumed batch counts what its earlier runs answered (runner: what this one does).
+  const auto [done_ok, done_failed] = count_answers(jo.output);
   set_batch(id, [&](json& b) {
+    b["request_counts"]["completed"] = done_ok;
+    b["request_counts"]["failed"] = done_failed;
     if (b["in_progress_at"].is_null()) b["in_progress_at"] = now_seconds();
     if (b["status"] == "validating") b["status"] = "in_progress";
   });
@@ -305,23 +320,17 @@ void BatchApi::run_batch(const std::string& id) {
     std::lock_guard lock(mutex_);
     cancelled = cancel_running_ && summary.stopped_by_signal != 0;  // else it finished first: completed
   }
-  if (summary.stopped_by_signal != 0 && !cancelled) return;  // the server stops: resumed at the next start
+  if (summary.stopped_by_signal != 0 && !cancelled) {  // the server stops: resumed at the next start
+    set_batch(id, [](json&) {});                          // with the request_counts so far
+    return;
+  }
   const std::int64_t now = now_seconds();
   std::string content_rel = output_rel;
   if (summary.stopped_by_signal != 0) {
     // Cancelled: the answers in input order, then those only journaled so far.
     content_rel = (fs::path("batches") / (id + ".cancelled.jsonl")).string();
     std::string text;
-    std::set<std::string> ids;
-    for (const std::string& path : {jo.output, jo.output + ".journal"}) {
-      std::ifstream in(path);
-      std::string line;
-      while (std::getline(in, line)) {
-        const json j = json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.contains("id") || !j.contains("custom_id") || !ids.insert(j["id"].dump()).second) continue;
-        text += line + "\n";
-      }
-    }
+    each_answer(jo.output, [&](const std::string& line, const json&) { text += line + "\n"; });
     write_atomic((fs::path(o_.state_dir) / content_rel).string(), text);
   } else {
     set_batch(id, [&](json& b) {
@@ -330,7 +339,7 @@ void BatchApi::run_batch(const std::string& id) {
     });
   }
   const json file = register_output(id, content_rel, now);
-  const auto [ok, failed] = count_output((fs::path(o_.state_dir) / content_rel).string());
+  const auto [ok, failed] = count_answers((fs::path(o_.state_dir) / content_rel).string());
   set_batch(id, [&](json& b) {
     b["status"] = cancelled ? "cancelled" : "completed";
     b[cancelled ? "cancelled_at" : "completed_at"] = now;

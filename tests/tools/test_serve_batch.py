@@ -294,6 +294,8 @@ try:
     check(meta["status"] == "in_progress", f"stopped by SIGTERM mid-batch, its status is {meta['status']}")
     d2 = Server("d2", term_state)
     servers.append(d2)
+    counts = d2.json(f"/v1/batches/{b['id']}")[1]["request_counts"]
+    check(counts["completed"] >= 4 and counts["total"] == 60, f"request_counts after the restart: {counts}")
     resumed = d2.wait_batch(b["id"])
     got = d2.call(f"/v1/files/{resumed['output_file_id']}/content")[1]
     check(resumed["status"] == "completed" and got == reference(long_path, f["created_at"], "ref-d.jsonl"),
