@@ -195,7 +195,7 @@ void BatchApi::load() {
       if (!name.ends_with(".json") || name.ends_with(".tmp")) continue;
       std::ifstream in(e.path());
       const json j = json::parse(in, nullptr, false);
-      if (j.is_discarded() || !j.contains("id")) {
+      if (j.is_discarded() || !j.is_object() || !j.contains("id") || !j["id"].is_string()) {
         log_ << fmt::format("sluice serve: {}: not a JSON object with an id; ignored\n", e.path().string());
         continue;
       }
