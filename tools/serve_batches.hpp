@@ -15,6 +15,8 @@
 // (-c included: a request past the context is a 400 line naming it) and input mtime (an answer's "created" is the input's mtime: the upload's created_at).
 // Error lines stay in the output, as `sluice batch` writes them (status_code 400/500;
 // error_file_id is always null); request_counts.failed counts them.
+// Uploads (multipart, field "file", purpose "batch") are held in memory while received, up to
+// --max-file-size; other bodies stay under --max-body (cmd_serve.cpp checks Content-Length).
 // Restart: batches left validating/in_progress/finalizing resume (BatchJob's journal: the same
 // output as an uninterrupted run); one left cancelling becomes cancelled (no output file).
 // Cancel: the job stops after the requests in flight are dropped; the cancelled batch's output
