@@ -216,6 +216,23 @@ void BatchJob::check_chat_requests(bool model_has_template) const {
 JobSummary BatchJob::run(Session& session) { return run(session, session.forward()); }
 
 JobSummary BatchJob::run(Session& session, Forward& forward) {
+  const JobOptions& o = state_->o;
+  JobSummary summary = run(session, [&](const auto& source, const auto& sink, const auto& on_pass) {
+    BatchOptions batch_options = o.batch;
+    if (o.prepare_engine) o.prepare_engine(session, batch_options);
+    return Engine(forward, session.transformer(), session.tokenizer(), batch_options).run(source, sink, on_pass);
+  });
+  // Read here, not in the Runner overload: with a runner on another thread's engine (a server),
+  // the streaming counters belong to that thread.
+  if (StreamedModel* sm = session.streamed()) {
+    const StreamStats ss = sm->stats();
+    summary.bytes_read = ss.bytes_streamed + ss.embedding_bytes;
+    summary.overlap = ss.overlap();
+  }
+  return summary;
+}
+
+JobSummary BatchJob::run(Session& session, const Runner& runner) {
   State& s = *state_;
   const JobOptions& o = s.o;
   std::ostream& log = s.log;
@@ -375,9 +392,7 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
     check_stop();
     // The engine asks `source` until it says no more, so every line (error lines after the last
     // request included) is answered when run() returns.
-    BatchOptions batch_options = o.batch;
-    if (o.prepare_engine) o.prepare_engine(session, batch_options);
-    stats = Engine(forward, session.transformer(), session.tokenizer(), batch_options).run(source, sink, on_pass);
+    stats = runner(source, sink, on_pass);
     out.finish();
   } catch (const Stopped& stop) {
     summary.stopped_by_signal = stop.signal;
@@ -405,11 +420,6 @@ JobSummary BatchJob::run(Session& session, Forward& forward) {
   summary.accepted_tokens = stats.accepted_tokens;
   summary.engine = stats;
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  if (StreamedModel* sm = session.streamed()) {
-    const StreamStats ss = sm->stats();
-    summary.bytes_read = ss.bytes_streamed + ss.embedding_bytes;
-    summary.overlap = ss.overlap();
-  }
   return summary;
 }
 

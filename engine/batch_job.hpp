@@ -140,6 +140,16 @@ class BatchJob {
   // The same with every pass run by `forward` over the session's transformer (tests: a Forward
   // that fails a chosen pass).
   JobSummary run(Session& session, Forward& forward);
+  // What answers the job's requests: pulls them from `source` until it returns nullopt, hands
+  // each result to `sink` with SeqResult::index = the request's order from `source`, and calls
+  // `on_pass` now and then (the stop signal is seen there and in `source`, by an exception that
+  // must pass through). All three on the caller's thread. The default is an Engine over the
+  // session; a server passes one that submits to its shared engine (tools/serve_batches.hpp).
+  using Runner = std::function<BatchRunStats(const std::function<std::optional<SeqRequest>()>& source,
+                                             const std::function<void(SeqResult&&)>& sink,
+                                             const std::function<void(const PassInfo&)>& on_pass)>;
+  // The session gives the tokenizer, the chat template and the context; `runner` runs requests.
+  JobSummary run(Session& session, const Runner& runner);
 
  private:
   void check_chat_requests(bool model_has_template) const;

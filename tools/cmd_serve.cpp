@@ -1,12 +1,15 @@
 // `sluice serve`: an OpenAI-compatible HTTP server (cpp-httplib) over one model.
 //   POST /v1/chat/completions, /v1/completions  (stream: true as server-sent events)
 //   GET  /v1/models, /health, /metrics (Prometheus text)
+//   The Batch API with --state-dir (tools/serve_batches.hpp): /v1/files (upload, list, get,
+//   content, delete) and /v1/batches (create, get, list, cancel), run through the same engine and
+//   resumed after a restart; output byte-identical to `sluice batch` on the same file.
 // Every request goes through one engine (engine/request_service.hpp): concurrent requests join
 // the same layer-major passes, so a streamed block read once serves every client in flight.
 // Bound to 127.0.0.1 unless --host says otherwise; --api-key requires "Authorization: Bearer KEY"
 // (not on /health). Limits: body size (413), waiting requests (503), worker threads (one per
-// connection); a bad request gets a JSON 4xx naming what is wrong, never a crash.
-// Not built yet: the Batch API (/v1/files, /v1/batches).
+// connection; uploads to /v1/files up to --max-file-size); a bad request gets a JSON 4xx naming
+// what is wrong, never a crash.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <httplib.h>
@@ -14,9 +17,11 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
@@ -33,6 +38,7 @@
 #include "engine/session.hpp"
 #include "tools/cli_util.hpp"
 #include "tools/commands.hpp"
+#include "tools/serve_batches.hpp"
 #include "tools/session_flags.hpp"
 
 namespace sluice {
@@ -51,6 +57,7 @@ struct ServeOptions {
   std::int32_t parallel = 8;
   std::size_t max_queue = 64, max_connections = 64;
   std::string max_body = "8MiB";
+  std::string state_dir, max_file_size = "200MiB";
   std::int32_t default_max_tokens = 256;
 };
 
@@ -86,7 +93,22 @@ class Server {
   }
 
   void install(httplib::Server& svr) {
-    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // The server's own limit is the larger of --max-body and --max-file-size: bodies but an
+    // upload's are held to --max-body here, by their Content-Length, before they are read.
+    const std::uint64_t max_body = parse_size_option("--max-body", o_.max_body);
+    svr.set_pre_routing_handler([this, max_body](const httplib::Request& req, httplib::Response& res) {
+      if (req.path != "/v1/files" && req.has_header("Content-Length")) {
+        std::uint64_t length = 0;
+        try {
+          length = std::stoull(req.get_header_value("Content-Length"));
+        } catch (const std::exception&) {
+          length = max_body + 1;
+        }
+        if (length > max_body) {
+          send_error(res, 413, fmt::format("the request body is too large (over --max-body, {} bytes)", max_body));
+          return httplib::Server::HandlerResponse::Handled;
+        }
+      }
       if (o_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
       if (req.get_header_value("Authorization") == "Bearer " + o_.api_key) return httplib::Server::HandlerResponse::Unhandled;
       send_error(res, 401, "a valid API key is needed: Authorization: Bearer KEY", "authentication_error");
@@ -259,6 +281,7 @@ void serve(const ServeOptions& o) {
     return;
   }
   const std::uint64_t max_body = parse_size_option("--max-body", o.max_body);
+  const std::uint64_t max_file_size = parse_size_option("--max-file-size", o.max_file_size);
   // SIGINT/SIGTERM stop the server from a thread of its own (no work in a signal handler); the
   // mask is set before any thread starts, so every thread inherits it.
   sigset_t stop_signals;
@@ -282,13 +305,25 @@ void serve(const ServeOptions& o) {
   });
   Server server(o, session, service, model_name);
   server_ptr = &server;
+  BatchApiOptions batch_options;
+  batch_options.state_dir = o.state_dir;
+  batch_options.max_file_size = max_file_size;
+  batch_options.model_path = o.flags.session.model;
+  batch_options.model_name = model_name;
+  batch_options.chat_template = parse_chat_template_flag(o.chat_template);
+  batch_options.default_max_tokens = o.default_max_tokens;
+  batch_options.parallel = o.parallel;
+  // Crash tests only: the batch thread SIGSTOPs the server after this many answers (JobOptions::test_stop_after).
+  if (const char* n = std::getenv("SLUICE_TEST_BATCH_STOP_AFTER")) batch_options.test_stop_after = std::stoull(n);
+  BatchApi batches(batch_options, session, service, std::cerr);
 
   httplib::Server svr;
   svr.new_task_queue = [n = o.max_connections] { return new httplib::ThreadPool(n); };
-  svr.set_payload_max_length(max_body);
+  svr.set_payload_max_length(std::max(max_body, max_file_size + (1u << 20)));  // + multipart's headers
   svr.set_read_timeout(30, 0);  // a client that stops sending mid-request is dropped
   svr.set_write_timeout(30, 0);
   server.install(svr);
+  batches.install(svr);
   if (!svr.bind_to_port(o.host, o.port)) {
     throw std::runtime_error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", o.host, o.port));
   }
@@ -303,6 +338,7 @@ void serve(const ServeOptions& o) {
   svr.listen_after_bind();
   pthread_kill(stopper.native_handle(), SIGTERM);  // stopped some other way: release the waiting thread
   stopper.join();
+  batches.stop();  // before the engine's service: a running batch keeps its status, resumed at the next start
   std::cerr << "sluice serve: stopped\n";
 }
 
@@ -315,7 +351,11 @@ void add_serve_command(CLI::App& app) {
       "An OpenAI-compatible HTTP server: POST /v1/chat/completions and /v1/completions (\"stream\": true as server-sent\n"
       "events), GET /v1/models, /health and /metrics (Prometheus). Concurrent requests share every pass (continuous\n"
       "batching over --parallel KV slots), so each read of a streamed block serves all clients in flight. Listens on\n"
-      "127.0.0.1 unless --host says otherwise. Not built yet: the Batch API (/v1/files, /v1/batches).");
+      "127.0.0.1 unless --host says otherwise.\n"
+      "With --state-dir DIR, the OpenAI Batch API: /v1/files (upload purpose=batch, list, get, content, delete) and\n"
+      "/v1/batches (create, get, list, cancel). Batches run one at a time through the same engine, beside interactive\n"
+      "requests; their output is what `sluice batch` writes for the same file (error lines included; error_file_id is\n"
+      "null), and a batch left unfinished by a crash or a stop resumes when the server starts again.");
   add_session_flags(cmd, o->flags);
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port")->capture_default_str()->check(CLI::Range(1, 65535));
@@ -326,6 +366,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-queue", o->max_queue, "Requests waiting for a slot before new ones get 503")->capture_default_str();
   cmd->add_option("--max-connections", o->max_connections, "Connections served at once (worker threads)")->capture_default_str();
   cmd->add_option("--max-body", o->max_body, "Largest request body (larger: 413)")->capture_default_str();
+  cmd->add_option("--state-dir", o->state_dir,
+                  "Folder for the Batch API's files and batches (default: none, and /v1/files, /v1/batches answer 501)");
+  cmd->add_option("--max-file-size", o->max_file_size, "Largest upload to /v1/files (larger: 413; held in memory while it is received)")->capture_default_str();
   cmd->add_option("--max-tokens", o->default_max_tokens, "max_tokens for requests that give none")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   cmd->callback([o] { serve(*o); });
 }

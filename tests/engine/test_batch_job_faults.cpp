@@ -2,16 +2,20 @@
 // that pass get status_code 500 lines naming the input line and the error, every other line is
 // byte-identical to a fault-free job's, and the job goes on to the end. A rerun resumes as it does
 // after refused (400) lines: every line is an answer, nothing is run again or written twice.
+// A job run by another engine (BatchJob::run with a runner, as `sluice serve` does) writes the same.
 // Synthetic model with the built-in vocabulary: no ../shared needed.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
 #include <fstream>
+#include <future>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "engine/batch_job.hpp"
+#include "engine/request_service.hpp"
 #include "engine/session.hpp"
 #include "tests/support/failing_forward.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -107,6 +111,43 @@ TEST(BatchJobFaults, AFailedPassFailsItsRequestsOnlyAndResumeKeepsThem) {
   EXPECT_EQ(s.ok + s.failed, 0u);
   EXPECT_EQ(forward.passes, 0u);
   EXPECT_EQ(read_all(faulty), before);
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// BatchJob::run(session, runner) as `sluice serve` uses it: the requests answered by another
+// engine (a RequestService's, on its own thread), results handed back in reverse order with
+// their source order as index. The output is byte-identical to the job's own engine's.
+TEST(BatchJobRunner, AnotherEnginesResultsInAnyOrderGiveTheSameOutput) {
+  Fixture f;
+  std::ostringstream log;
+  Session session(f.session());
+  const std::string own = f.dir.file("own.jsonl"), served = f.dir.file("served.jsonl");
+  ASSERT_EQ(BatchJob(f.job(own), log).run(session).ok, 6u);
+
+  BatchOptions bo;
+  bo.n_parallel = 2;
+  bo.source_may_resume = true;
+  Engine engine(session, bo);
+  RequestService service(engine, 64);
+  std::size_t passes = 0;
+  const JobSummary s = BatchJob(f.job(served), log).run(session, [&](const auto& source, const auto& sink, const auto& on_pass) {
+    std::vector<std::future<SeqResult>> futures;
+    while (std::optional<SeqRequest> r = source()) futures.push_back(*service.submit(std::move(*r)));
+    for (std::size_t i = futures.size(); i-- > 0;) {
+      SeqResult r = futures[i].get();
+      r.index = i;
+      sink(std::move(r));
+      on_pass(PassInfo{++passes, 1, 1});
+    }
+    return BatchRunStats{};
+  });
+  EXPECT_EQ(s.ok, 6u);
+  EXPECT_EQ(read_all(served), read_all(own));
 }
 
 }  // namespace
