@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <httplib.h>
+#include <sys/socket.h>
 #include <nlohmann/json.hpp>
 #include <pthread.h>
 #include <signal.h>
@@ -20,8 +21,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
@@ -324,8 +327,23 @@ void serve(const ServeOptions& o) {
   svr.set_write_timeout(30, 0);
   server.install(svr);
   batches.install(svr);
+  // cpp-httplib listens with a backlog of 5 (compiled into Debian's libcpp-httplib): a burst of
+  // clients connecting while the machine is busy overflowed it and some got "connection reset"
+  // (seen at 32 clients under load). listen() again on the bound socket raises it (the kernel
+  // caps it at net.core.somaxconn). Its default options also set SO_REUSEPORT, which let a second
+  // server bind the same port and take half the connections: SO_REUSEADDR only (a restart still
+  // binds past TIME_WAIT), so a second server is told the port is in use.
+  int listen_fd = -1;
+  svr.set_socket_options([&listen_fd](auto sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd = sock;
+  });
   if (!svr.bind_to_port(o.host, o.port)) {
     throw std::runtime_error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", o.host, o.port));
+  }
+  if (listen_fd >= 0 && ::listen(listen_fd, 4096) != 0) {
+    std::cerr << fmt::format("sluice serve: warning: could not raise the listen backlog: {}\n", std::strerror(errno));
   }
   std::thread stopper([&] {
     int sig = 0;

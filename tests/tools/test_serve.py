@@ -8,6 +8,7 @@
 - bad requests (malformed JSON, wrong types, unknown route, a huge body, no API key) get a JSON 4xx
   and the server goes on serving;
 - /metrics in Prometheus text;
+- a second server on the same port is refused; the listen backlog holds a burst of clients;
 - the official `openai` client (when this Python has it): a chat completion and a streamed one.
 Usage: test_serve.py SLUICE
 """
@@ -147,6 +148,22 @@ try:
             ok = False
         check(ok, f"{what}: expected a JSON 4xx, got {s} {b[:200]}")
     check(complete(1)[0] == 200, "the server stopped answering after bad requests")
+
+    # A second server on the same port is refused (cpp-httplib's SO_REUSEPORT would have let it
+    # share the port and take half the connections), and the first one goes on serving.
+    second = subprocess.run([sluice, "serve", "-m", model, "--chat-template", "chatml", "--port", str(port), "-c", "64"],
+                            capture_output=True, text=True, timeout=120)
+    check(second.returncode != 0 and "in use" in second.stderr,
+          f"a second server on the same port: exit {second.returncode}, {second.stderr[-300:]!r}")
+    check(call("/health")[0] == 200, "the first server stops answering after a second one tried its port")
+    # The listen backlog is not cpp-httplib's 5: bursts of clients got "connection reset" under load.
+    try:
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
+    except FileNotFoundError:
+        print("ss (iproute2) not installed: the listen backlog check is skipped")
+    else:
+        backlog = int(listening[2]) if len(listening) > 2 else 0
+        check(backlog >= 128, f"listen backlog {backlog} (ss: {listening}); bursts of clients overflow it")
 
     # The official client, where this Python has it.
     try:
