@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: install dependencies, build, and run the whole test suite twice:
-# the Release build, then an AddressSanitizer + UndefinedBehaviorSanitizer build (tests only).
+# the Release build, then an AddressSanitizer + UndefinedBehaviorSanitizer build (tests only, all
+# but the longest generations against llama.cpp and the load test).
 # Exits non-zero on any failure. SLUICE_SKIP_ASAN=1 skips the sanitizer pass (local iteration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +36,11 @@ if [[ "${SLUICE_SKIP_ASAN:-0}" != "1" ]]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCH=OFF -DSLUICE_CUDA=OFF >/dev/null
   cmake --build build-asan -j"$jobs"
   took "the sanitizer build"
+  # Every test but the long generations against llama.cpp (parity_greedy_*, parity_perplexity_*:
+  # two thirds of the Release pass's test time, and 2-3x that under the sanitizers) and the load
+  # test: they run the same code as the parity_logits_* tests on the same models, which stay.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j"$jobs"
+    ctest --test-dir build-asan --output-on-failure -j"$jobs" -E '^parity_(greedy|perplexity)_' -LE load
   took "the sanitizer tests"
 fi
 echo "== all tests passed in $SECONDS s" >&2
