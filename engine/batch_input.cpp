@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <unordered_map>
 #include <xxhash.h>
 #include "common/error.hpp"
@@ -23,9 +24,50 @@ constexpr std::size_t kMaxStops = 4;  // the OpenAI API's limit
 
 bool blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
 
+// A field sluice does not act on is refused, never ignored: a request that asked for something
+// (a penalty, logprobs, tools) would otherwise get an answer without it and not know. OpenAI's
+// fields that change nothing at their neutral value are accepted at that value; metadata fields
+// (user, metadata, store, ...) change no answer and are accepted as they are.
+std::string check_fields(const json& body, bool top_level_id) {
+  static const std::set<std::string, std::less<>> kRead = {"messages", "prompt",      "max_tokens", "max_completion_tokens",
+                                                         "temperature", "top_p",    "seed",       "stop",
+                                                         "n",        "stream",      "model"};
+  static const std::set<std::string, std::less<>> kMetadata = {"user", "metadata", "store", "service_tier", "stream_options",
+                                                             "parallel_tool_calls"};
+  auto neutral = [](const std::string& key, const json& v) {
+    if (v.is_null()) return true;
+    if (key == "logprobs" || key == "echo") return v.is_boolean() ? !v.get<bool>() : v.is_number_integer() && v.get<std::int64_t>() == 0;
+    if (key == "top_logprobs" || key == "frequency_penalty" || key == "presence_penalty") return v.is_number() && v.get<double>() == 0.0;
+    if (key == "best_of") return v.is_number_integer() && v.get<std::int64_t>() == 1;
+    if (key == "logit_bias") return v.is_object() && v.empty();
+    if (key == "suffix") return v.is_string() && v.get<std::string>().empty();
+    if (key == "response_format") return v.is_object() && v.value("type", "") == "text";
+    if (key == "tools" || key == "functions") return v.is_array() && v.empty();
+    if (key == "tool_choice" || key == "function_call") return v.is_string() && v.get<std::string>() == "none";
+    return false;
+  };
+  static const std::set<std::string, std::less<>> kNeutral = {"logprobs",   "echo",     "top_logprobs", "frequency_penalty",
+                                                            "presence_penalty", "best_of", "logit_bias", "suffix",
+                                                            "response_format", "tools", "functions", "tool_choice",
+                                                            "function_call"};
+  for (const auto& [key, value] : body.items()) {
+    if (kRead.count(key) || kMetadata.count(key) || (top_level_id && key == "id")) continue;
+    if (kNeutral.count(key)) {
+      if (neutral(key, value)) continue;
+      return fmt::format("\"{}\": {} is not supported (sluice samples with temperature, top_p, seed, stop and max_tokens)", key,
+                         value.dump());
+    }
+    return fmt::format("unknown field \"{}\" (sluice reads messages or prompt, max_tokens, temperature, top_p, seed, stop, n, "
+                       "stream)",
+                       key);
+  }
+  return "";
+}
+
 // Reads the body fields shared by both JSON formats into `r`; returns an error message or "".
-std::string read_body(const json& body, JobRequest& r) {
+std::string read_body(const json& body, JobRequest& r, bool top_level_id = false) {
   if (!body.is_object()) return "the body is not a JSON object";
+  if (std::string e = check_fields(body, top_level_id); !e.empty()) return e;
   const bool has_messages = body.contains("messages"), has_prompt = body.contains("prompt");
   if (r.chat && !has_messages) return "a chat completion needs \"messages\"";
   if (!r.chat && !has_prompt) return "a completion needs \"prompt\"";
@@ -223,7 +265,7 @@ std::optional<ParsedLine> parse_input_line(std::string_view text, std::int64_t l
   r.chat = j.contains("messages");
   if (r.chat && j.contains("prompt")) return fail("give \"prompt\" or \"messages\", not both");
   if (!r.chat && !j.contains("prompt")) return fail("missing \"prompt\" or \"messages\"");
-  if (auto e = read_body(j, r); !e.empty()) return fail(e);
+  if (auto e = read_body(j, r, /*top_level_id=*/true); !e.empty()) return fail(e);
   return r;
 }
 

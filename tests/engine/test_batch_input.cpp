@@ -137,6 +137,39 @@ TEST(BatchInput, EveryBadLineIsAnErrorNamingItsLine) {
   EXPECT_EQ(std::get<LineError>(*parsed).custom_id, "keep");
 }
 
+// A field sluice would not act on is refused by name, never ignored; OpenAI's optional fields at
+// their neutral values, and metadata fields, are accepted.
+TEST(BatchInput, UnknownAndUnsupportedFieldsAreRefusedNeutralOnesAccepted) {
+  const std::pair<const char*, const char*> refused[] = {
+      {R"({"prompt": "x", "frobnicate": 1})", "unknown field \"frobnicate\""},
+      {R"({"prompt": "x", "top_k": 40})", "unknown field \"top_k\""},
+      {R"({"prompt": "x", "frequency_penalty": 0.5})", "\"frequency_penalty\": 0.5 is not supported"},
+      {R"({"prompt": "x", "logprobs": true})", "\"logprobs\": true is not supported"},
+      {R"({"prompt": "x", "response_format": {"type": "json_object"}})", "response_format"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "tools"},
+  };
+  for (const auto& [text, says] : refused) {
+    const std::string msg = error(text, InputFormat::jsonl, 5);
+    EXPECT_EQ(msg.rfind("line 5: ", 0), 0u) << msg;
+    EXPECT_NE(msg.find(says), std::string::npos) << text << " -> " << msg;
+  }
+  EXPECT_NE(error(R"({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "id": "b"}})",
+                  InputFormat::openai)
+                .find("unknown field \"id\""),
+            std::string::npos);
+  const JobRequest r = ok(R"({"id": 7, "prompt": "x", "model": "m", "user": "u", "metadata": {"k": "v"}, "logprobs": null,
+                            "echo": false, "frequency_penalty": 0, "presence_penalty": 0.0, "best_of": 1, "logit_bias": {},
+                            "response_format": {"type": "text"}, "stream_options": {"include_usage": true}})",
+                          InputFormat::jsonl);
+  EXPECT_EQ(r.prompt, "x");
+  bool stream = false;
+  EXPECT_TRUE(std::holds_alternative<JobRequest>(parse_request_body(R"({"prompt": "x", "user": "u", "stream": true})", false, &stream)));
+  EXPECT_TRUE(stream);
+  const auto bad = parse_request_body(R"({"prompt": "x", "frobnicate": 1})", false, &stream);
+  ASSERT_TRUE(std::holds_alternative<std::string>(bad));
+  EXPECT_NE(std::get<std::string>(bad).find("frobnicate"), std::string::npos);
+}
+
 TEST(BatchInput, MaxTokensIsAtLeastOne) {
   const std::string msg =
       error(R"({"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "x", "max_tokens": 0}})",

@@ -5,7 +5,8 @@
   server-sent events whose pieces add up to the plain answer, greedy);
 - 16 concurrent clients x 2 requests: every greedy answer equals the same request run alone, and
   the engine ran them in shared passes (fewer passes than the requests' tokens);
-- bad requests (malformed JSON, wrong types, unknown route, a huge body, no API key) get a JSON 4xx
+- bad requests (malformed JSON, wrong types, unknown fields, unsupported values, unknown route, a huge body, no
+  API key) get a JSON 4xx
   and the server goes on serving;
 - /metrics in Prometheus text;
 - a second server on the same port is refused; the listen backlog holds a burst of clients;
@@ -140,6 +141,9 @@ try:
         "unknown route": call("/v1/nothing", {"prompt": "x"}, auth),
         "huge body": call("/v1/completions", {"prompt": "x" * 200000}, auth),
         "past the context": call("/v1/completions", {"prompt": "word " * 400, "max_tokens": 400}, auth),
+        "unknown field": call("/v1/completions", {"prompt": "x", "frobnicate": 1}, auth),
+        "unsupported value": call("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
+                                                           "frequency_penalty": 0.5}, auth),
     }.items():
         ok = 400 <= s < 500
         try:
@@ -148,6 +152,10 @@ try:
             ok = False
         check(ok, f"{what}: expected a JSON 4xx, got {s} {b[:200]}")
     check(complete(1)[0] == 200, "the server stopped answering after bad requests")
+    # OpenAI's optional fields at their neutral values, and metadata, are accepted.
+    s, b = call("/v1/completions", {"prompt": "x", "max_tokens": 2, "user": "u", "logprobs": None, "frequency_penalty": 0,
+                                    "metadata": {"k": "v"}}, auth)
+    check(s == 200, f"neutral optional fields: {s} {b[:200]}")
 
     # A second server on the same port is refused (cpp-httplib's SO_REUSEPORT would have let it
     # share the port and take half the connections), and the first one goes on serving.
