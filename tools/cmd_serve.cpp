@@ -61,6 +61,7 @@ struct ServeOptions {
   std::size_t max_queue = 64, max_connections = 64;
   std::string max_body = "8MiB";
   std::string state_dir, max_file_size = "200MiB";
+  int timeout_s = 30;
   std::int32_t default_max_tokens = 256;
 };
 
@@ -323,8 +324,8 @@ void serve(const ServeOptions& o) {
   httplib::Server svr;
   svr.new_task_queue = [n = o.max_connections] { return new httplib::ThreadPool(n); };
   svr.set_payload_max_length(std::max(max_body, max_file_size + (1u << 20)));  // + multipart's headers
-  svr.set_read_timeout(30, 0);  // a client that stops sending mid-request is dropped
-  svr.set_write_timeout(30, 0);
+  svr.set_read_timeout(o.timeout_s, 0);  // a client that stops sending mid-request is dropped
+  svr.set_write_timeout(o.timeout_s, 0);  // and one that stops reading its answer
   server.install(svr);
   batches.install(svr);
   // cpp-httplib listens with a backlog of 5 (compiled into Debian's libcpp-httplib): a burst of
@@ -387,6 +388,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--state-dir", o->state_dir,
                   "Folder for the Batch API's files and batches (default: none, and /v1/files, /v1/batches answer 501)");
   cmd->add_option("--max-file-size", o->max_file_size, "Largest upload to /v1/files (larger: 413; held in memory while it is received)")->capture_default_str();
+  cmd->add_option("--timeout", o->timeout_s, "Seconds a client may stall sending its request or reading its answer before it is dropped")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   cmd->add_option("--max-tokens", o->default_max_tokens, "max_tokens for requests that give none")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   cmd->callback([o] { serve(*o); });
 }

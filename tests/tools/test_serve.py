@@ -6,7 +6,7 @@
 - 16 concurrent clients x 2 requests: every greedy answer equals the same request run alone, and
   the engine ran them in shared passes (fewer passes than the requests' tokens);
 - bad requests (malformed JSON, wrong types, unknown fields, unsupported values, unknown route, a huge body, no
-  API key) get a JSON 4xx
+  API key) get a JSON 4xx; a client stalled mid-request is dropped after --timeout and holds up no one
   and the server goes on serving;
 - /metrics in Prometheus text;
 - a second server on the same port is refused; the listen backlog holds a burst of clients;
@@ -59,7 +59,7 @@ base = f"http://127.0.0.1:{port}"
 key = "sk-test-123"
 log = open(os.path.join(work, "serve.log"), "w")
 server = subprocess.Popen([sluice, "serve", "-m", model, "--chat-template", "chatml", "--port", str(port), "--parallel", "8",
-                           "--api-key", key, "--max-body", "64KiB", "-c", "512"], stdout=log, stderr=log)
+                           "--api-key", key, "--max-body", "64KiB", "-c", "512", "--timeout", "3"], stdout=log, stderr=log)
 auth = {"Authorization": f"Bearer {key}"}
 try:
     for _ in range(300):
@@ -152,6 +152,19 @@ try:
             ok = False
         check(ok, f"{what}: expected a JSON 4xx, got {s} {b[:200]}")
     check(complete(1)[0] == 200, "the server stopped answering after bad requests")
+    # A client that stalls mid-request holds up no one, and is dropped after --timeout (3 s).
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\":")
+    stalled_at = time.time()
+    check(complete(2)[0] == 200, "a stalled client held up another request")
+    slow.settimeout(20)
+    try:
+        slow.recv(4096)  # the server's answer to it, or b"" when it closes the connection
+        dropped_after = time.time() - stalled_at
+    except socket.timeout:
+        dropped_after = None
+    slow.close()
+    check(dropped_after is not None and dropped_after < 15, f"a stalled client was not dropped after --timeout 3 ({dropped_after})")
     # OpenAI's optional fields at their neutral values, and metadata, are accepted.
     s, b = call("/v1/completions", {"prompt": "x", "max_tokens": 2, "user": "u", "logprobs": None, "frequency_penalty": 0,
                                     "metadata": {"k": "v"}}, auth)
