@@ -14,21 +14,16 @@ import glob
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, free_port  # noqa: E402
+
 sluice = sys.argv[1]
-failures = []
-
-
-def check(ok, what):
-    if not ok:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
 
 
 def run(args, stdin=None):
@@ -96,9 +91,7 @@ with tempfile.TemporaryDirectory() as work:
     turns = re.findall(r"\[(\d+) prompt tokens", err)
     check(rc == 0 and turns == [str(chatml_n)], f"chat --chat-template chatml: {turns} want {chatml_n}")
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(os.path.join(work, "serve.log"), "w")
     server = subprocess.Popen([sluice, "serve", "-m", owned, "--port", str(port), "-c", "256"], stdout=log, stderr=log)
     try:

@@ -18,7 +18,6 @@ Usage: test_serve_batch.py SLUICE
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,23 +26,13 @@ import urllib.error
 import urllib.request
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, failures, free_port  # noqa: E402
+
 sluice = sys.argv[1]
-failures = []
 work = tempfile.mkdtemp()
 key = "sk-batch"
 auth = {"Authorization": f"Bearer {key}"}
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
