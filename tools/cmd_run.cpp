@@ -4,7 +4,8 @@
 // first, and a streaming table (passes, bytes read, overlap, tokens/s) at the end.
 // The prompt is fed raw (llama-cli's -no-cnv) unless --chat-template or --system-prompt (-sys) is
 // given: then it is the user's message, rendered by the template chosen as chat, serve and batch
-// choose it (engine/chat_choice.hpp), with the assistant's turn opened.
+// choose it (engine/chat_choice.hpp), with the assistant's turn opened. `run -cnv`, or `run` with
+// no prompt on a terminal, never gets here: the front door makes it `chat` (tools/front_door.hpp).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fstream>
@@ -262,7 +263,8 @@ void add_run_command(CLI::App& app) {
       "context is what the prompts and -n need (rounded up to 256, at most the model's or 4096). Several prompts\n"
       "(--prompts) share every pass: one read of each block serves the whole batch. The prompt is fed as given\n"
       "(llama-cli's -no-cnv); with --chat-template or -sys it is a user message in the chat template, the\n"
-      "assistant's turn opened (a conversation of several turns is `sluice chat`).");
+      "assistant's turn opened. -cnv, or no prompt at all while stdin is a terminal, is a conversation of\n"
+      "several turns: `sluice chat` with the same flags, -p its system prompt (as llama-cli does).");
   add_session_flags(cmd, o->flags);
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
   auto* f = cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file")->check(CLI::ExistingFile);

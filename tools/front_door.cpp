@@ -98,6 +98,47 @@ std::string closest_name(const std::string& word, const std::vector<std::string>
   return best;
 }
 
+std::string run_as_conversation(std::vector<std::string>& args, bool stdin_is_terminal) {
+  if (args.empty() || args[0] != "run") return "";
+  bool conversation = false, prompt = false, help = false;
+  for (std::size_t i = 1; i < args.size() && args[i] != "--"; ++i) {
+    const std::string& a = args[i];
+    if (a == "-cnv" || a == "--conversation") conversation = true;
+    if (a == "-p" || a == "--prompt" || a == "-f" || a == "--file" || a == "--prompts" || a.rfind("--prompt=", 0) == 0 ||
+        a.rfind("--file=", 0) == 0 || a.rfind("--prompts=", 0) == 0)
+      prompt = true;
+    if (a == "-h" || a == "--help") help = true;
+    if (takes_free_text(a)) ++i;  // a prompt that reads "-cnv" is text, not the flag
+  }
+  if (help || (!conversation && (prompt || !stdin_is_terminal))) return "";
+  std::vector<std::string> chat = {"chat"};
+  bool system_given = false;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      chat.insert(chat.end(), args.begin() + std::ptrdiff_t(i), args.end());
+      break;
+    }
+    if (a == "-cnv" || a == "--conversation") continue;
+    if ((a == "-p" || a == "--prompt") && i + 1 < args.size()) {
+      chat.push_back("--system-prompt");  // llama-cli -cnv: -p is the system prompt
+      chat.push_back(args[++i]);
+      system_given = true;
+      continue;
+    }
+    if (a.rfind("--prompt=", 0) == 0) {
+      chat.push_back("--system-prompt=" + a.substr(9));
+      system_given = true;
+      continue;
+    }
+    chat.push_back(a);
+  }
+  args = std::move(chat);
+  return conversation ? fmt::format("sluice: note: run -cnv is a conversation: running `sluice chat`{}",
+                                    system_given ? " with -p as its system prompt (as llama-cli does)" : "")
+                      : "sluice: note: no prompt given (-p, -f): starting a conversation (`sluice chat`; Ctrl-D leaves)";
+}
+
 FrontDoor translate_llama_flags(const std::vector<std::string>& args, const CLI::App& command, const std::string& name) {
   FrontDoor out;
   std::set<std::string> said;

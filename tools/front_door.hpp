@@ -35,4 +35,11 @@ struct FrontDoor {
 // subcommand they are for (its options decide whether -ctk maps to --kv-type); `name` its name.
 FrontDoor translate_llama_flags(const std::vector<std::string>& args, const CLI::App& command, const std::string& name);
 
+// llama-cli's conversation mode reached through `run`: `run -cnv` / `--conversation`, or `run`
+// with no prompt (-p, -f, --prompts) while stdin is a terminal (llama-cli starts a chat then too).
+// `args` (the command first) becomes `chat` with the same flags, -p/--prompt becoming the system
+// prompt as in llama-cli's -cnv, and the note to print is returned; otherwise args stay as they
+// are and "" is returned.
+std::string run_as_conversation(std::vector<std::string>& args, bool stdin_is_terminal);
+
 }  // namespace sluice

@@ -4,6 +4,7 @@
 // (bad arguments) one "sluice: ..." line. Before CLI11 parses, the front door (front_door.hpp)
 // answers --version, an unknown command and llama.cpp's flags; its usage errors exit 2.
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 #include <algorithm>
 #include <exception>
 #include <iostream>
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
     std::cerr << "sluice: a command comes first, e.g. `sluice run -m MODEL.gguf -p PROMPT`; commands: " << joined(commands)
               << " (`sluice COMMAND --help` for its flags)\n";
     return sluice::kUsageExit;
+  }
+  if (const std::string note = sluice::run_as_conversation(args, ::isatty(STDIN_FILENO) == 1); !note.empty()) {
+    std::cerr << note << "\n";
   }
   if (args[0][0] != '-') {
     if (std::find(commands.begin(), commands.end(), args[0]) == commands.end()) {

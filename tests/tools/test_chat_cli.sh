@@ -2,7 +2,8 @@
 # `sluice chat` driven through a terminal (tmux send-keys), on a synthetic model (no ../shared):
 #  - two turns; the second runs on top of the first's tokens in the KV cache (--stats: reused > 0);
 #  - Ctrl-C stops an answer without ending the chat, and the next message is answered;
-#  - Ctrl-D at the prompt ends it with status 0.
+#  - Ctrl-D at the prompt ends it with status 0;
+#  - `sluice run -m MODEL` without a prompt, in a terminal, starts the same conversation.
 # Skips (77) without tmux.
 set -u
 sluice=$1
@@ -55,5 +56,16 @@ wait_for "$work/err" "generated at" 4
 send C-d
 for _ in $(seq 100); do [ -e "$work/exit" ] && break; sleep 0.1; done
 [ "$(cat "$work/exit" 2>/dev/null)" = "0" ] || fail "Ctrl-D: exit status $(cat "$work/exit" 2>/dev/null)"
+
+# `sluice run -m MODEL` with no prompt, in a terminal, is a conversation too (llama-cli's default).
+tmux -L "$sock" new-session -d -s run -x 200 -y 50 \
+  "'$sluice' run -m '$work/m.gguf' --chat-template chatml -n 8 --temp 0 --stats 2>'$work/run_err'; echo \$? > '$work/run_exit'; sleep 30"
+wait_for "$work/run_err" "starting a conversation" 1
+tmux -L "$sock" send-keys -t run "Hello there" Enter
+wait_for "$work/run_err" "generated at" 1
+tmux -L "$sock" send-keys -t run C-d
+for _ in $(seq 100); do [ -e "$work/run_exit" ] && break; sleep 0.1; done
+[ "$(cat "$work/run_exit" 2>/dev/null)" = "0" ] || fail "run without a prompt in a terminal: exit $(cat "$work/run_exit" 2>/dev/null); $(cat "$work/run_err")"
+
 cat "$work/err" >&2
 echo "chat: two turns (second reused $reused tokens), Ctrl-C stopped an answer at $third tokens, Ctrl-D left: OK"

@@ -67,8 +67,8 @@ with tempfile.TemporaryDirectory() as work:
     check(rc != 0 and "--chat-template" in err, f"-sys on a model without a template: exit {rc}, {err[-800:]}")
     rc, _, err = run(["run", "-m", plain, "--chat-template", "vicuna", "-p", "hi", *gen])
     check(rc != 0 and "--chat-template vicuna" in err, f"--chat-template vicuna: exit {rc}, {err[-800:]}")
-    rc, _, err = run(["run", "-m", plain, "-cnv", "-p", "hi", *gen])
-    check(rc == 2 and "sluice chat" in err, f"run -cnv should point to sluice chat: exit {rc}, {err[-800:]}")
+    rc, _, err = run(["run", "-m", plain, "--chat-template", "chatml", "-cnv", "-p", "hi", *gen], stdin="hello\n")
+    check(rc == 0 and "run -cnv is a conversation" in err, f"run -cnv should be sluice chat: exit {rc}, {err[-800:]}")
     print("ok: run --chat-template / -sys", flush=True)
 
     # --- C: the model's own template in run, chat and serve.

@@ -89,16 +89,34 @@ for flag, words in ignored.items():
 rc, out, err = run(["run", "-fa", "-fa", "-ngl", "99", "-ngl", "99", *base])
 check(rc == 0 and err.count("sluice: note: -fa") == 1 and err.count("sluice: note: -ngl 99") == 1, f"notes not said once: {err}")
 # -ctk maps to --kv-type: the plan says so.
-_, want, _ = run(["run", "-m", stories, "--plan-only", "-c", "4096", "--kv-type", "q8_0"])
-rc, got, err = run(["run", "-m", stories, "--plan-only", "-c", "4096", "-ctk", "q8_0"])
+_, want, _ = run(["run", "-m", stories, "--plan-only", "-c", "4096", "--mem-budget", "1GiB", "--kv-type", "q8_0"])  # a fixed budget: the default follows free memory
+rc, got, err = run(["run", "-m", stories, "--plan-only", "-c", "4096", "--mem-budget", "1GiB", "-ctk", "q8_0"])
 check(rc == 0 and "KV cache (q8_0)" in got and got == want, f"-ctk q8_0 did not plan a q8_0 KV cache: {got}")
 refused = {
-    ("-cnv",): "sluice chat -m MODEL", ("--conversation",): "sluice chat -m MODEL", ("-ctk", "q4_0"): "f16 or q8_0", ("-ctv", "bf16"): "f16 or q8_0",
+    ("-ctk", "q4_0"): "f16 or q8_0", ("-ctv", "bf16"): "f16 or q8_0",
     ("-ctk", "f16", "-ctv", "q8_0"): "one type", ("-ctk", "q8_0", "--kv-type", "f16"): "give one of them", ("-ngl",): "needs a number", ("--mlock=1",): "takes no value",
 }
 for flag, words in refused.items():
     rc, out, err = run(["run", *flag, *base])
     check(rc == 2 and words in err and not MISPARSE.search(err) and out == "", f"{' '.join(flag)}: exit {rc}, {err!r}")
+# `run -cnv` is llama-cli's conversation mode: `sluice chat`, -p its system prompt; elsewhere -cnv points to chat.
+for flag in ("-cnv", "--conversation"):
+    rc, out, err = run(["bench", flag, "-m", stories, "-p", "4", "-n", "2"])
+    check(rc == 2 and "sluice chat -m MODEL" in err and not MISPARSE.search(err) and out == "", f"bench {flag}: exit {rc}, {err!r}")
+    rc, out, err = run(["run", flag, "-m", stories, "--chat-template", "chatml", "-p", "Be brief.", "-n", "4", "--temp", "0",
+                        "--stats"], stdin="hello\n")
+    check(rc == 0 and "run -cnv is a conversation" in err and "system prompt" in err and "prompt tokens" in err
+          and not MISPARSE.search(err), f"run {flag}: exit {rc}, {err!r}")
+_, _, err_sys = run(["chat", "-m", stories, "--chat-template", "chatml", "-sys", "Be brief.", "-n", "4", "--temp", "0", "--stats"],
+                    stdin="hello\n")
+_, _, err_cnv = run(["run", "-cnv", "-m", stories, "--chat-template", "chatml", "-p", "Be brief.", "-n", "4", "--temp", "0",
+                     "--stats"], stdin="hello\n")
+turn = re.compile(r"\[(\d+) prompt tokens")
+check(turn.findall(err_cnv) and turn.findall(err_cnv) == turn.findall(err_sys),
+      f"run -cnv -p should be chat -sys: {turn.findall(err_cnv)} vs {turn.findall(err_sys)}")
+# Without a prompt and with stdin not a terminal, `run` generates from BOS as before (no chat).
+rc, out, err = run(["run", "-m", stories, "-n", "4", "--temp", "0"])
+check(rc == 0 and "conversation" not in err, f"run without -p from a pipe: exit {rc}, {err[-500:]!r}")
 # -sys is `run`'s --system-prompt (the prompt then goes through a chat template: test_chat_templates.py);
 # a command with no system prompt says where one belongs.
 for flag in (("-sys", "hi"), ("--system-prompt", "you are")):
