@@ -32,6 +32,7 @@ struct DemoOptions {
   unsigned queue_depth = 32;
   std::string io = "auto";
   std::string compress = "none";
+  bool keep = false;
 };
 
 std::string default_demo_dir() {
@@ -79,6 +80,22 @@ void run_demo(const DemoOptions& o) {
   auto extent = parse_size_option("--extent", o.extent);
   io::BackendOptions io{parse_backend(o.io), true, o.queue_depth};
   std::string path = prepare_pack(o, size, extent);
+  // The pack is gigabytes of a user's cache: gone at the end, whatever the end, unless --keep.
+  struct RemoveAtEnd {
+    const std::string& path;
+    bool keep;
+    ~RemoveAtEnd() {
+      std::error_code ec;
+      const auto bytes = std::filesystem::file_size(path, ec);
+      if (keep) {
+        std::cerr << fmt::format("the demo pack stays at {} ({}) for the next run; delete it when done\n", path,
+                                 format_bytes(ec ? 0 : bytes));
+      } else if (std::filesystem::remove(path, ec)) {
+        std::cerr << fmt::format("removed the demo pack {} ({}); --keep keeps it for the next run\n", path,
+                                 format_bytes(bytes));
+      }
+    }
+  } remove_at_end{path, o.keep};
   pack::Pack pack = pack::Pack::open(path);
 
   if (!io::drop_file_cache(path)) std::cerr << "warning: could not drop the pack from the page cache\n";
@@ -137,7 +154,8 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--size", options->size, "Size of the demo pack (e.g. 4GiB, 512MiB)")->capture_default_str();
   cmd->add_option("--extent", options->extent, "Extent size: the unit streamed (like one transformer block)")
       ->capture_default_str();
-  cmd->add_option("--dir", options->dir, "Where the demo pack is written (reused between runs)")->capture_default_str();
+  cmd->add_option("--dir", options->dir, "Where the demo pack is written")->capture_default_str();
+  cmd->add_flag("--keep", options->keep, "Keep the demo pack for the next run (by default it is removed at the end)");
   cmd->add_option("--compute", options->compute_ratio, "Synthetic compute cost per extent, as a multiple of its I/O time")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 100.0));
