@@ -71,26 +71,34 @@ void write_atomic(const std::string& path, std::string_view data, std::int64_t m
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail_io("cannot create", tmp);
+  // A failed write (a full disk) leaves nothing behind: the temporary file would hold the space.
+  auto fail = [&](const char* what) {
+    const int error = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    errno = error;
+    fail_io(what, tmp);
+  };
   std::size_t done = 0;
   while (done < data.size()) {
     const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      fail_io("cannot write", tmp);
-    }
+    if (n == 0) errno = ENOSPC;
+    if (n <= 0) fail("cannot write");
     done += std::size_t(n);
   }
   if (mtime >= 0) {
     const struct timespec times[2] = {{mtime, 0}, {mtime, 0}};
     ::futimens(fd, times);
   }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    fail_io("cannot fsync", tmp);
-  }
+  if (::fsync(fd) != 0) fail("cannot fsync");
   ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail_io("cannot rename onto", path);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(tmp.c_str());
+    errno = error;
+    fail_io("cannot rename onto", path);
+  }
   fsync_dir(fs::path(path).parent_path().string());
 }
 

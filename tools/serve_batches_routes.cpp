@@ -1,5 +1,7 @@
 // tools/serve_batches.hpp: the HTTP routes of the Batch API (/v1/files, /v1/batches).
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
@@ -38,9 +40,17 @@ void BatchApi::upload(const httplib::Request& req, httplib::Response& res) {
                {"sluice_content", (fs::path("files") / id).string()}};
   try {
     write_atomic((fs::path(files_dir_) / id).string(), part.content, now);
-    write_atomic((fs::path(files_dir_) / (id + ".json")).string(), pretty(file));
+    try {
+      write_atomic((fs::path(files_dir_) / (id + ".json")).string(), pretty(file));
+    } catch (...) {
+      std::error_code ec;
+      fs::remove(fs::path(files_dir_) / id, ec);  // content without metadata would be space no one can reach
+      throw;
+    }
   } catch (const std::exception& e) {
-    return send_error(res, 500, e.what(), "server_error");
+    // 507 (Insufficient Storage) for a full disk: a client may retry once space is freed.
+    const bool full = std::string_view(e.what()).find(std::strerror(ENOSPC)) != std::string_view::npos;
+    return send_error(res, full ? 507 : 500, fmt::format("the upload could not be stored: {}", e.what()), "server_error");
   }
   {
     std::lock_guard lock(mutex_);

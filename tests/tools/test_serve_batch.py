@@ -292,6 +292,30 @@ try:
     check("resuming:" in open(d2.log_path).read(), "the batch did not resume after SIGTERM")
     d2.stop()
 
+    # A full disk under the state directory: the upload gets a JSON 507 naming it, leaves no
+    # partial or temporary file behind, and the server goes on (a smaller upload then fits).
+    tiny = os.path.join(work, "tiny")
+    os.makedirs(tiny)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", tiny], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        print(f"full disk: SKIPPED (cannot mount a tmpfs: {mounted.stderr.strip()})")
+    else:
+        try:
+            e = Server("e", tiny)
+            servers.append(e)
+            line = json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/completions",
+                               "body": {"prompt": "p" * 900, "max_tokens": 2}}) + "\n"
+            status, body = e.upload((line * 400).encode())  # ~370 KB into 256 KiB
+            check(is_json_error(status, body, 507, 508) and "No space" in body["error"]["message"],
+                  f"an upload onto a full disk: {status} {body}")
+            left = sorted(os.listdir(os.path.join(tiny, "files")))
+            check(left == [], f"a failed upload left files behind: {left}")
+            status, body = e.upload(line.encode())
+            check(status == 200 and body.get("object") == "file", f"a small upload after a full disk: {status} {body}")
+            e.stop()
+        finally:
+            subprocess.run(["umount", tiny], capture_output=True)
+
     # Without --state-dir: 501 naming it.
     c = Server("c")
     servers.append(c)
