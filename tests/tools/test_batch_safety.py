@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import small_tmpfs  # noqa: E402
+
 sluice, models, memcap = sys.argv[1], sys.argv[2], sys.argv[3]
 # Sanitizer builds: ASan's shadow memory and quarantine put any run past a 200 MiB cap, so the
 # poison line runs uncapped there (still one 400 line, no crash); Release builds cap it.
@@ -310,12 +313,8 @@ except subprocess.TimeoutExpired:
 r = batch("-i", inp, "-o", "/dev/full", timeout=60)
 check(r.returncode == 1 and "No space left" in r.stderr, f"-o /dev/full: rc {r.returncode}, {r.stderr[-300:]}")
 tiny = path("tiny")
-os.makedirs(tiny)
-mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", tiny], capture_output=True, text=True)
-if mounted.returncode != 0:
-    print(f"full tmpfs: SKIPPED (cannot mount a tmpfs: {mounted.stderr.strip()})")
-else:
-    try:
+with small_tmpfs(tiny, "64k", "full tmpfs") as mounted:
+    if mounted:
         full_out = os.path.join(tiny, "out.jsonl")
         big = [request(f"f{i}", "once upon a time", 40) for i in range(150)]
         big_in = path("big.jsonl")
@@ -332,8 +331,6 @@ else:
         shutil.copy(full_out + ".journal", moved + ".journal")
         r = batch("-i", big_in, "-o", moved, "--batch", "4")
         check(r.returncode == 0 and read(moved) == read(big_ref), "full tmpfs: resumed elsewhere differs from the uninterrupted run")
-    finally:
-        subprocess.run(["umount", tiny])
 print("devices ok")
 
 if failures:

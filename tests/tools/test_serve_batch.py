@@ -27,7 +27,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, failures, free_port  # noqa: E402
+from checks import check, failures, free_port, small_tmpfs  # noqa: E402
 
 sluice = sys.argv[1]
 work = tempfile.mkdtemp()
@@ -295,12 +295,8 @@ try:
     # A full disk under the state directory: the upload gets a JSON 507 naming it, leaves no
     # partial or temporary file behind, and the server goes on (a smaller upload then fits).
     tiny = os.path.join(work, "tiny")
-    os.makedirs(tiny)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", tiny], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        print(f"full disk: SKIPPED (cannot mount a tmpfs: {mounted.stderr.strip()})")
-    else:
-        try:
+    with small_tmpfs(tiny, "256k", "full disk") as mounted:
+        if mounted:
             e = Server("e", tiny)
             servers.append(e)
             line = json.dumps({"custom_id": "x", "method": "POST", "url": "/v1/completions",
@@ -313,8 +309,6 @@ try:
             status, body = e.upload(line.encode())
             check(status == 200 and body.get("object") == "file", f"a small upload after a full disk: {status} {body}")
             e.stop()
-        finally:
-            subprocess.run(["umount", tiny], capture_output=True)
 
     # Without --state-dir: 501 naming it.
     c = Server("c")
