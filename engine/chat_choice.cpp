@@ -19,6 +19,12 @@ std::string ChatTemplateChoice::describe() const {
   return "no chat template";
 }
 
+void ChatTemplateChoice::require_usable(const std::string& model) const {
+  if (usable()) return;
+  throw std::invalid_argument(fmt::format("{}the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, gemma, gpt-oss)",
+                                          model.empty() ? "" : model + ": ", model_has_template ? "not one sluice renders" : "missing"));
+}
+
 ChatTemplateChoice choose_chat_template(const std::optional<ChatTemplateKind>& flag, const std::optional<std::string>& model_template,
                                         const std::string& bos_token, const std::string& eos_token, bool adds_bos) {
   ChatTemplateChoice choice;
@@ -74,10 +80,7 @@ PromptText render_chat_prompt(std::span<const ChatMessage> messages, ChatTemplat
 }
 
 PromptText render_chat_prompt(std::span<const ChatMessage> messages, const ChatTemplateChoice& choice) {
-  if (!choice.usable()) {
-    throw std::invalid_argument(fmt::format("the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, gemma, gpt-oss)",
-                                            choice.model_has_template ? "not one sluice renders" : "missing"));
-  }
+  choice.require_usable();
   return render_chat_prompt(messages, choice.builtin.value_or(ChatTemplateKind::chatml), choice.own ? &*choice.own : nullptr);
 }
 

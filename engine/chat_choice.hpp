@@ -45,6 +45,9 @@ struct ChatTemplateChoice {
   bool model_has_template = false;          // tokenizer.chat_template is present
   std::string unparsed;                     // why the model's template is not used although present ("" otherwise)
   bool usable() const { return builtin.has_value() || own.has_value(); }
+  // Throws std::invalid_argument unless usable(), naming `model` (a path; "" names none) and why:
+  // "MODEL: the model's chat template is missing; pass --chat-template (...)".
+  void require_usable(const std::string& model = "") const;
   // "the model's own template", "the built-in chatml template", "no chat template": for logs.
   std::string describe() const;
 };

@@ -53,11 +53,7 @@ extern "C" void on_chat_interrupt(int sig) {
 ChatRenderer renderer_for(const ChatCliOptions& o, Session& session, std::string& described) {
   ChatTemplateChoice choice = choose_chat_template(parse_chat_template_flag(o.chat_template),
                                                    session.metadata().get_string("tokenizer.chat_template"), session.tokenizer());
-  if (!choice.usable()) {
-    throw std::invalid_argument(fmt::format(
-        "{}: the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, gemma, gpt-oss)",
-        o.flags.session.model, choice.model_has_template ? "not one sluice renders" : "missing"));
-  }
+  choice.require_usable(o.flags.session.model);
   described = choice.describe();
   return [choice = std::move(choice)](std::span<const ChatMessage> messages) {
     PromptText text = render_chat_prompt(messages, choice);

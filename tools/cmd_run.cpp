@@ -105,11 +105,7 @@ void run(RunOptions o) {
   std::optional<ChatTemplateChoice> chat;
   if (templated) {
     chat = choose_chat_template(template_flag, session.metadata().get_string("tokenizer.chat_template"), session.tokenizer());
-    if (!chat->usable()) {
-      throw std::invalid_argument(fmt::format("{}: the model's chat template is {}; pass --chat-template (llama2, llama3, chatml, mistral, "
-                                              "gemma, gpt-oss)",
-                                              session_opts.model, chat->model_has_template ? "not one sluice renders" : "missing"));
-    }
+    chat->require_usable(session_opts.model);
     std::cerr << fmt::format("sluice run: the prompt as a user message, rendered with {}\n", chat->describe());
   }
   auto encode = [&](const std::string& prompt) {
