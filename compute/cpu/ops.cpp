@@ -15,6 +15,7 @@
 
 #include "compute/cpu/blocks.hpp"
 #include "compute/cpu/check.hpp"
+#include "compute/cpu/kernels.hpp"
 #include "compute/cpu/quants.hpp"
 #include "compute/executor.hpp"  // note_task
 
@@ -196,17 +197,6 @@ void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, 
 }
 
 namespace {
-// fp16 -> fp32 for every half: the cache is read once per key per head per token, so a 256 KiB
-// table beats the branchy exact conversion (the same values: built from fp16_to_fp32).
-const float* half_table() {
-  static const std::vector<float> table = [] {
-    std::vector<float> t(65536);
-    for (std::uint32_t h = 0; h < 65536; ++h) t[h] = fp16_to_fp32(static_cast<std::uint16_t>(h));
-    return t;
-  }();
-  return table.data();
-}
-
 // Keys x head_dim multiply-adds below which one thread does all heads (TBB task overhead).
 constexpr std::int64_t kParallelAttentionWork = 1 << 15;
 
@@ -231,40 +221,33 @@ inline void normalize_scores(float* scores, std::int64_t n, const AttentionShape
 
 void attend_head_f16(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,
                      float* out, std::vector<float>& scratch) {
-  const float* half = half_table();
+  const KernelTable& kernels = active_kernels();
   const std::int32_t group = s.n_head / s.n_head_kv;
   const std::int64_t kv_row = std::int64_t(s.n_head_kv) * s.head_dim;
   const std::int64_t first = s.window > 0 ? std::max<std::int64_t>(0, pos - s.window + 1) : 0;
   const std::int64_t kv_head = h / group;
-  const auto* keys = reinterpret_cast<const std::uint16_t*>(kv.k);
-  const auto* values = reinterpret_cast<const std::uint16_t*>(kv.v);
+  const auto* keys = reinterpret_cast<const std::uint16_t*>(kv.k) + kv_head * s.head_dim;
+  const auto* values = reinterpret_cast<const std::uint16_t*>(kv.v) + kv_head * s.head_dim;
   scratch.resize(std::size_t(pos + 1));
   // llama.cpp's default (non flash) attention multiplies the fp16 cache with q and with the
   // softmax weights converted to fp16 (ggml's vec_dot_type for f16): round them the same way so
   // the two engines' logits differ only by summation order.
   float qh[512];
   SLUICE_CPU_CHECK(s.head_dim <= 512);
-  for (std::int32_t d = 0; d < s.head_dim; ++d) qh[d] = half[fp32_to_fp16(q[std::int64_t(h) * s.head_dim + d])];
-  for (std::int64_t j = 0; j <= pos; ++j) {
-    if (j < first) {
-      scratch[std::size_t(j)] = -std::numeric_limits<float>::infinity();
-      continue;
-    }
-    const std::uint16_t* kj = keys + j * kv_row + kv_head * s.head_dim;
-    float dot = 0.0f;
-    for (std::int32_t d = 0; d < s.head_dim; ++d) dot += qh[d] * half[kj[d]];
-    float logit = dot * s.scale;
+  for (std::int32_t d = 0; d < s.head_dim; ++d) qh[d] = fp16_to_fp32(fp32_to_fp16(q[std::int64_t(h) * s.head_dim + d]));
+  std::fill(scratch.begin(), scratch.begin() + first, -std::numeric_limits<float>::infinity());
+  float* scores = scratch.data() + first;
+  const std::int64_t n = pos + 1 - first;
+  kernels.attention_scores_f16(qh, keys + first * kv_row, kv_row, n, s.head_dim, scores);
+  for (std::int64_t j = 0; j < n; ++j) {
+    float logit = scores[j] * s.scale;
     if (s.softcap > 0.0f) logit = s.softcap * std::tanh(logit / s.softcap);
-    scratch[std::size_t(j)] = logit;
+    scores[j] = logit;
   }
   normalize_scores(scratch.data(), pos + 1, s, h);
   float* oh = out + std::int64_t(h) * s.head_dim;
   std::fill(oh, oh + s.head_dim, 0.0f);
-  for (std::int64_t j = first; j <= pos; ++j) {
-    const std::uint16_t* vj = values + j * kv_row + kv_head * s.head_dim;
-    const float w = half[fp32_to_fp16(scratch[std::size_t(j)])];
-    for (std::int32_t d = 0; d < s.head_dim; ++d) oh[d] += w * half[vj[d]];
-  }
+  kernels.attention_values_f16(scores, values + first * kv_row, kv_row, n, s.head_dim, oh);
 }
 
 void attend_head_q8_0(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,

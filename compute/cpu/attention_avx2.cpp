@@ -1,0 +1,48 @@
+// AVX2 (+FMA, F16C) attention kernels (attention_simd.hpp): 8 floats per vector; tails go
+// through a zeroed stack buffer (AVX2 has no masked 16-bit loads).
+#include <algorithm>
+#include <cstring>
+
+#include "compute/cpu/attention_simd.hpp"
+
+namespace sluice::cpu {
+namespace {
+
+struct Avx2 {
+  using F = __m256;
+  static constexpr int kWidth = 8;
+  static F zero() { return _mm256_setzero_ps(); }
+  static F set1_rounded_to_half(float x) {
+    const __m128i h = _mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT);
+    return _mm256_broadcastss_ps(_mm_cvtph_ps(h));
+  }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F load_tail(const float* p, int n) {
+    alignas(32) float buf[kWidth] = {};
+    std::memcpy(buf, p, sizeof(float) * std::size_t(n));
+    return _mm256_load_ps(buf);
+  }
+  static F load_half(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static F load_half_tail(const std::uint16_t* p, int n) {
+    alignas(16) std::uint16_t buf[kWidth] = {};
+    std::memcpy(buf, p, sizeof(std::uint16_t) * std::size_t(n));
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(buf)));
+  }
+  static void store(float* p, F x) { _mm256_storeu_ps(p, x); }
+  static void store_tail(float* p, F x, int n) {
+    alignas(32) float buf[kWidth];
+    _mm256_store_ps(buf, x);
+    std::memcpy(p, buf, sizeof(float) * std::size_t(n));
+  }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static float reduce(F x) { return hsum_ps(x); }
+};
+
+}  // namespace
+
+void register_avx2_attention(KernelTable& t) {
+  t.attention_scores_f16 = attention_scores_f16<Avx2>;
+  t.attention_values_f16 = attention_values_f16<Avx2>;
+}
+
+}  // namespace sluice::cpu
