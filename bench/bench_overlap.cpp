@@ -3,9 +3,11 @@
 // device) through StreamedModel on every decode pass, over a grid of
 //   batch  B in {1, 4, 16}   sequences decoded together (one token each per pass): the same
 //                            bytes serve B tokens, so compute per pass grows with B, I/O does not
-//   zstd   0 | 1             raw frames, or zstd frames (less to read, decompression to do).
-//                            Random synthetic weights barely compress, so the label counts the
-//                            block frames actually stored zstd (0 means zstd runs repeat raw)
+//   zstd   0 | 1 | 2         raw frames; zstd frames (less to read, decompression to do); or what
+//                            `convert --compress auto`'s policy picks for this disk and CPU (its
+//                            per-type table is printed). Random synthetic weights barely
+//                            compress, so the label counts the block frames actually stored zstd
+//                            (0 means zstd runs repeat raw)
 //   slots  2 | 4             ring depth: extents read ahead of the block being computed
 // Each run prefills B sequences with an 8-token prompt and decodes one warm-up pass, untimed,
 // then times decode passes (one Batch holding one token of every sequence). The ring is let fill
@@ -22,13 +24,16 @@
 //
 // Environment: SLUICE_BENCH_DIR (default /var/tmp/sluice-bench), SLUICE_OVERLAP_SHAPE (a
 // synth_shape name, default "1b": 16 blocks of ~34 MiB, a ~0.55 GB pack; larger shapes make
-// files of their full size). The GGUF and both packs are made once and reused. The vocabulary
-// comes from stories260K.gguf; without it the benchmark prints SKIPPED and exits 0.
+// files of their full size), SLUICE_OVERLAP_MODEL (a real GGUF instead of the synthetic one:
+// real weights, whose K-quant and Q8_0 bytes compress differently from random ones). The GGUF
+// and the packs are made once and reused. The synthetic model's vocabulary comes from
+// stories260K.gguf; without it (and without SLUICE_OVERLAP_MODEL) the benchmark prints SKIPPED.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <fmt/format.h>
 #include <iostream>
 #include <memory>
@@ -43,6 +48,7 @@
 #include "engine/transformer.hpp"
 #include "io/sequential.hpp"
 #include "model/convert.hpp"
+#include "model/convert_policy.hpp"
 #include "tools/synth.hpp"
 
 namespace {
@@ -65,40 +71,61 @@ constexpr int kIterations = 5;
 struct Config {
   std::string dir = "/var/tmp/sluice-bench";
   std::string shape = "1b";
+  std::string model;  // a real GGUF, or empty for the synthetic `shape`
+  // What names the packs and labels: the model's file stem, or the shape.
+  std::string tag() const { return model.empty() ? shape + "-q4_0" : std::filesystem::path(model).stem().string(); }
 };
+
+enum class Frames { raw = 0, zstd = 1, policy = 2 };
+const char* frames_name(Frames f) { return f == Frames::raw ? "raw" : f == Frames::zstd ? "zstd" : "auto"; }
 
 Config& config() {
   static Config c = [] {
     Config c;
     if (const char* d = std::getenv("SLUICE_BENCH_DIR"); d && *d) c.dir = d;
     if (const char* s = std::getenv("SLUICE_OVERLAP_SHAPE"); s && *s) c.shape = s;
+    if (const char* m = std::getenv("SLUICE_OVERLAP_MODEL"); m && *m) c.model = m;
     return c;
   }();
   return c;
 }
 
-// Writes (once) the synthetic GGUF and its pack; files appear under their final name only when
-// complete (written to a .tmp name, then renamed), so an interrupted run is not reused.
-std::string test_pack(bool zstd) {
+// Writes (once) the synthetic GGUF and its packs; files appear under their final name only when
+// complete (written to a .tmp name, then renamed), so an interrupted run is not reused. The
+// policy pack keeps its decision table beside it (.policy.txt), printed on every run.
+std::string test_pack(Frames frames) {
   const Config& c = config();
   std::filesystem::create_directories(c.dir);
-  const std::string gguf = fmt::format("{}/overlap-{}-q4_0.gguf", c.dir, c.shape);
-  if (!std::filesystem::exists(gguf)) {
-    std::cerr << "bench_overlap: writing " << gguf << " (once)\n";
-    SynthOptions synth;
-    synth.shape = synth_shape(c.shape);
-    synth.type = GgmlType::Q4_0;
-    synth.vocab_from = kVocab;
-    write_synthetic_gguf(gguf + ".tmp", synth);
-    std::filesystem::rename(gguf + ".tmp", gguf);
+  std::string gguf = c.model;
+  if (gguf.empty()) {
+    gguf = fmt::format("{}/overlap-{}-q4_0.gguf", c.dir, c.shape);
+    if (!std::filesystem::exists(gguf)) {
+      std::cerr << "bench_overlap: writing " << gguf << " (once)\n";
+      SynthOptions synth;
+      synth.shape = synth_shape(c.shape);
+      synth.type = GgmlType::Q4_0;
+      synth.vocab_from = kVocab;
+      write_synthetic_gguf(gguf + ".tmp", synth);
+      std::filesystem::rename(gguf + ".tmp", gguf);
+    }
   }
-  const std::string path = fmt::format("{}/overlap-{}-q4_0-{}.sluice", c.dir, c.shape, zstd ? "zstd" : "raw");
+  const std::string path = fmt::format("{}/overlap-{}-{}.sluice", c.dir, c.tag(), frames_name(frames));
+  const std::string table = path + ".policy.txt";
   if (!std::filesystem::exists(path)) {
     std::cerr << "bench_overlap: writing " << path << " (once)\n";
     pack::WriterOptions options;
-    options.compress = zstd ? pack::WriterOptions::Compress::zstd : pack::WriterOptions::Compress::none;
+    if (frames == Frames::policy) {
+      const CompressionPlan plan = plan_compression(gguf, options, PolicyInputs{});
+      std::ofstream(table) << format_compression_plan(plan);
+    } else {
+      options.compress = frames == Frames::zstd ? pack::WriterOptions::Compress::zstd : pack::WriterOptions::Compress::none;
+    }
     convert_gguf_to_pack(gguf, path + ".tmp", options);
     std::filesystem::rename(path + ".tmp", path);
+  }
+  if (frames == Frames::policy) {
+    std::ifstream in(table);
+    std::cerr << "bench_overlap: the policy's choice for " << path << ":\n" << in.rdbuf();
   }
   return path;
 }
@@ -132,15 +159,15 @@ std::chrono::nanoseconds settle(const StreamedModel& model) {
   return last_change - called;
 }
 
-// Args: batch (sequences), compression (0 none, 1 zstd), ring slots.
+// Args: batch (sequences), frames (0 raw, 1 zstd, 2 the policy's choice), ring slots.
 void BM_StreamDecode(benchmark::State& state) {
   const auto n_seq = static_cast<std::int32_t>(state.range(0));
-  const bool zstd = state.range(1) != 0;
+  const auto frames = static_cast<Frames>(state.range(1));
   std::unique_ptr<StreamedModel> model;
   std::unique_ptr<Transformer> transformer;
   std::int64_t n_vocab = 0;
   try {
-    const std::string path = test_pack(zstd);
+    const std::string path = test_pack(frames);
     StreamOptions options;
     options.prefetch.slots = static_cast<unsigned>(state.range(2));
     model = std::make_unique<StreamedModel>(path, options);
@@ -237,13 +264,13 @@ void BM_StreamDecode(benchmark::State& state) {
   state.counters["tokens_per_second"] = double(n_seq) / pass_s;
   state.counters["read_GBps"] = bytes_per_pass / pass_s / 1e9;
   state.counters["bytes_per_token"] = bytes_per_pass / double(n_seq);
-  std::size_t frames = 0, frames_zstd = 0;
+  std::size_t n_frames = 0, n_zstd = 0;
   for (const auto& extent : model->source().units()) {
     if (!names::is_block_name(extent.name)) continue;
-    frames += extent.frames.size();
-    for (const auto& f : extent.frames) frames_zstd += f.codec != pack::Codec::raw;
+    n_frames += extent.frames.size();
+    for (const auto& f : extent.frames) n_zstd += f.codec != pack::Codec::raw;
   }
-  state.SetLabel(fmt::format("{} {}: {}/{} block frames zstd", config().shape, zstd ? "zstd" : "raw", frames_zstd, frames));
+  state.SetLabel(fmt::format("{} {}: {}/{} block frames zstd", config().tag(), frames_name(frames), n_zstd, n_frames));
 }
 
 }  // namespace
@@ -251,7 +278,7 @@ void BM_StreamDecode(benchmark::State& state) {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  if (!std::filesystem::exists(kVocab)) {
+  if (config().model.empty() && !std::filesystem::exists(kVocab)) {
     std::cerr << "bench_overlap: SKIPPED: " << kVocab << " (vocabulary source) not found\n";
     return 0;
   }
@@ -262,8 +289,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   benchmark::RegisterBenchmark("BM_StreamDecode", BM_StreamDecode)
-      ->ArgNames({"batch", "zstd", "slots"})
-      ->ArgsProduct({{1, 4, 16}, {0, 1}, {2, 4}})
+      ->ArgNames({"batch", "frames", "slots"})
+      ->ArgsProduct({{1, 4, 16}, {0, 1, 2}, {2, 4}})
       ->Iterations(kIterations)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond);
