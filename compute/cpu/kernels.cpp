@@ -59,6 +59,7 @@ void fill_scalar(KernelTable& t) {
   t.quantize_activation[type_slot(GgmlType::Q8_K)] = scalar::quantize_q8_k;
   t.attention_scores_f16 = scalar::attention_scores_f16;
   t.attention_values_f16 = scalar::attention_values_f16;
+  t.geglu = scalar::geglu;
 }
 
 // Entries a level did not provide take the scalar kernel.
@@ -69,6 +70,7 @@ void fill_missing(KernelTable& t, const KernelTable& scalar_table) {
   }
   if (t.attention_scores_f16 == nullptr) t.attention_scores_f16 = scalar_table.attention_scores_f16;
   if (t.attention_values_f16 == nullptr) t.attention_values_f16 = scalar_table.attention_values_f16;
+  if (t.geglu == nullptr) t.geglu = scalar_table.geglu;
 }
 
 struct Tables {
@@ -91,14 +93,14 @@ const Tables& tables() {
     if (r.have_avx2) {
       r.avx2.isa = CpuIsa::avx2;
       register_avx2_kernels(r.avx2);
-      register_avx2_attention(r.avx2);
+      register_avx2_row_kernels(r.avx2);
       r.avx2_native = r.avx2;
       fill_missing(r.avx2, r.scalar);
     }
     if (r.have_avx512) {
       r.avx512.isa = CpuIsa::avx512;
       register_avx512_kernels(r.avx512);
-      register_avx512_attention(r.avx512);
+      register_avx512_row_kernels(r.avx512);
       r.avx512_native = r.avx512;
       fill_missing(r.avx512, r.scalar);
     }

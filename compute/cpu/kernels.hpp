@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "compute/cpu/attention_kernels.hpp"
+#include "compute/cpu/row_kernels.hpp"
 #include "compute/cpu/blocks.hpp"
 
 namespace sluice::cpu {
@@ -62,9 +62,10 @@ struct KernelTable {
   // faster kernel (Q4_K, Q5_K on AVX2); nullptr elsewhere (quantize_row_weights then uses the
   // reference). Not filled in from the scalar level.
   QuantizeFn quantize_weights[kTypeSlots] = {};
-  // Attention over an fp16 KV cache (attention_kernels.hpp); every level has them.
+  // Row kernels (row_kernels.hpp); every level has them.
   AttentionScoresF16Fn attention_scores_f16 = nullptr;
   AttentionValuesF16Fn attention_values_f16 = nullptr;
+  GegluFn geglu = nullptr;
 };
 
 // Best level this CPU (and OS) supports, ignoring SLUICE_CPU_ISA.

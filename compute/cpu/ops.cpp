@@ -149,10 +149,11 @@ float gelu_tanh(float x) {
 }
 
 namespace {
-// gelu_tanh of every fp16 value, rounded to fp16 (ggml_table_gelu_f16), built once.
+// gelu_tanh of every fp16 value, rounded to fp16 (ggml_table_gelu_f16), built once; one entry
+// more than the halves, for the SIMD levels' 4-byte gathers (row_kernels.hpp).
 const std::uint16_t* gelu_fp16_table() {
   static const std::vector<std::uint16_t> table = [] {
-    std::vector<std::uint16_t> t(65536);
+    std::vector<std::uint16_t> t(65536 + 1);
     for (std::uint32_t h = 0; h < 65536; ++h) t[h] = fp32_to_fp16(gelu_tanh(fp16_to_fp32(static_cast<std::uint16_t>(h))));
     return t;
   }();
@@ -160,20 +161,9 @@ const std::uint16_t* gelu_fp16_table() {
 }
 }  // namespace
 
+// ggml's bounds: outside (-10, 10) GELU is 0 or the identity to fp16 precision anyway.
 void geglu(const float* gate, const float* up, float* out, std::int64_t n) {
-  // ggml's bounds: outside (-10, 10) GELU is 0 or the identity to fp16 precision anyway.
-  constexpr float kGeluTableLimit = 10.0f;
-  const std::uint16_t* table = gelu_fp16_table();
-  for (std::int64_t i = 0; i < n; ++i) {
-    const float x = gate[i];
-    if (x <= -kGeluTableLimit) {
-      out[i] = 0.0f;
-    } else if (x >= kGeluTableLimit) {
-      out[i] = x * up[i];
-    } else {
-      out[i] = fp16_to_fp32(table[fp32_to_fp16(x)]) * up[i];
-    }
-  }
+  active_kernels().geglu(gate, up, out, n, gelu_fp16_table());
 }
 
 // compute/views.hpp sizes q8_0 KV rows without seeing this struct.
@@ -188,12 +178,10 @@ void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, 
     scalar::quantize_q8_0_act(v, vd, row_floats);
     return;
   }
-  auto* kh = reinterpret_cast<std::uint16_t*>(kd);
-  auto* vh = reinterpret_cast<std::uint16_t*>(vd);
-  for (std::int64_t i = 0; i < row_floats; ++i) {
-    kh[i] = fp32_to_fp16(k[i]);
-    vh[i] = fp32_to_fp16(v[i]);
-  }
+  // The level's fp32 -> fp16 row conversion: the same bytes as fp32_to_fp16 (kernels.hpp).
+  const QuantizeFn to_half = active_kernels().quantize_activation[type_slot(GgmlType::F16)];
+  to_half(k, kd, row_floats);
+  to_half(v, vd, row_floats);
 }
 
 namespace {
@@ -230,15 +218,13 @@ void attend_head_f16(const float* q, const KvLayerView& kv, std::int64_t pos, co
   const auto* values = reinterpret_cast<const std::uint16_t*>(kv.v) + kv_head * s.head_dim;
   scratch.resize(std::size_t(pos + 1));
   // llama.cpp's default (non flash) attention multiplies the fp16 cache with q and with the
-  // softmax weights converted to fp16 (ggml's vec_dot_type for f16): round them the same way so
+  // softmax weights converted to fp16 (ggml's vec_dot_type for f16): the kernels round them so
   // the two engines' logits differ only by summation order.
-  float qh[512];
-  SLUICE_CPU_CHECK(s.head_dim <= 512);
-  for (std::int32_t d = 0; d < s.head_dim; ++d) qh[d] = fp16_to_fp32(fp32_to_fp16(q[std::int64_t(h) * s.head_dim + d]));
+  SLUICE_CPU_CHECK(s.head_dim <= kMaxAttentionHeadDim);
   std::fill(scratch.begin(), scratch.begin() + first, -std::numeric_limits<float>::infinity());
   float* scores = scratch.data() + first;
   const std::int64_t n = pos + 1 - first;
-  kernels.attention_scores_f16(qh, keys + first * kv_row, kv_row, n, s.head_dim, scores);
+  kernels.attention_scores_f16(q + std::int64_t(h) * s.head_dim, keys + first * kv_row, kv_row, n, s.head_dim, scores);
   for (std::int64_t j = 0; j < n; ++j) {
     float logit = scores[j] * s.scale;
     if (s.softcap > 0.0f) logit = s.softcap * std::tanh(logit / s.softcap);

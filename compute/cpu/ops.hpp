@@ -3,7 +3,7 @@
 // are O(n) or O(n * ctx) next to the O(n^2) matrix products, which live in matmul.hpp. The
 // exception is attention's two inner loops over the cache (q . k_j, and sum_j w_j v_j): over a
 // 512-token prefill they were half of Gemma 3 270M's time when scalar, so they are per-level
-// kernels (attention_kernels.hpp) and attend() keeps the softmax and the bookkeeping.
+// kernels (row_kernels.hpp) and attend() keeps the softmax and the bookkeeping.
 // Shapes follow llama.cpp: a row is one token's vector; heads are contiguous slices of a row.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The attention kernels (attention_kernels.hpp) of each SIMD level against the scalar reference,
+// The row kernels (row_kernels.hpp) of each SIMD level against the scalar reference,
 // at head sizes that are and are not multiples of the vector width and key counts around the
 // four-key step; and the properties attend() relies on for batch == sequential: a key's score
 // does not depend on how many keys share the call, a value sum split across calls is the same
@@ -43,9 +43,9 @@ Cache make_cache(std::int32_t head_dim, std::int64_t n, std::uint64_t seed) {
 // |a . b| can be far below sum |a_i b_i|; a float sum's error is bounded by the latter.
 double rounding_bound(std::int32_t terms, double magnitude) { return 2.0 * terms * FLT_EPSILON * magnitude + 1e-30; }
 
-class AttentionKernels : public ::testing::TestWithParam<CpuIsa> {};
+class RowKernels : public ::testing::TestWithParam<CpuIsa> {};
 
-TEST_P(AttentionKernels, MatchTheScalarReference) {
+TEST_P(RowKernels, MatchTheScalarReference) {
   const KernelTable* k = kernels_for(GetParam());
   if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
   for (std::int32_t hd : kHeadDims) {
@@ -73,7 +73,7 @@ TEST_P(AttentionKernels, MatchTheScalarReference) {
   }
 }
 
-TEST_P(AttentionKernels, BitsDoNotDependOnHowKeysAreGrouped) {
+TEST_P(RowKernels, BitsDoNotDependOnHowKeysAreGrouped) {
   const KernelTable* k = kernels_for(GetParam());
   if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
   for (std::int32_t hd : kHeadDims) {
@@ -93,7 +93,7 @@ TEST_P(AttentionKernels, BitsDoNotDependOnHowKeysAreGrouped) {
   }
 }
 
-TEST_P(AttentionKernels, RoundTheWeightsToHalf) {
+TEST_P(RowKernels, RoundTheWeightsToHalf) {
   const KernelTable* k = kernels_for(GetParam());
   if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
   constexpr std::int32_t hd = 64;
@@ -112,7 +112,55 @@ TEST_P(AttentionKernels, RoundTheWeightsToHalf) {
   for (std::int32_t d = 0; d < hd; ++d) ASSERT_EQ(float_bits(a[d]), float_bits(b[d])) << "dim " << d;
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, AttentionKernels, ::testing::Values(CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512),
+TEST_P(RowKernels, RoundTheQueryToHalf) {
+  const KernelTable* k = kernels_for(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
+  for (std::int32_t hd : kHeadDims) {
+    constexpr std::int64_t n = 5;
+    const Cache c = make_cache(hd, n, 11);
+    std::vector<float> raw, rounded;  // q with bits below fp16's precision, and q rounded
+    bool any_changed = false;
+    for (float x : c.q) {
+      raw.push_back(x + x * 1e-4f);
+      rounded.push_back(fp16_to_fp32(fp32_to_fp16(raw.back())));
+      any_changed = any_changed || rounded.back() != raw.back();
+    }
+    ASSERT_TRUE(any_changed);
+    std::vector<float> from_raw(n), from_rounded(n);
+    k->attention_scores_f16(raw.data(), c.rows.data(), c.stride, n, hd, from_raw.data());
+    k->attention_scores_f16(rounded.data(), c.rows.data(), c.stride, n, hd, from_rounded.data());
+    for (std::int64_t j = 0; j < n; ++j) {
+      ASSERT_EQ(float_bits(from_raw[j]), float_bits(from_rounded[j])) << "head_dim " << hd << " key " << j;
+    }
+  }
+}
+
+// GeGLU: every level equal to the scalar kernel bit for bit (one fp16 rounding, one table read,
+// one multiply), at the +-10 bounds, through the table's whole range and at odd lengths.
+TEST_P(RowKernels, GegluEqualsScalarExactly) {
+  const KernelTable* k = kernels_for(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
+  std::vector<std::uint16_t> table(65537);
+  for (std::uint32_t h = 0; h < 65536; ++h) table[h] = fp32_to_fp16(float(h % 2000) / 100.0f - 10.0f);  // any finite halves
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> wide(-12.0f, 12.0f);
+  std::vector<float> gate, up;
+  for (float edge : {-10.0f, 10.0f, std::nextafter(-10.0f, 0.0f), std::nextafter(10.0f, 0.0f), -0.0f, 0.0f, 65504.0f, -70000.0f}) {
+    gate.push_back(edge);
+  }
+  while (gate.size() < 1003) gate.push_back(wide(rng));
+  for (std::size_t i = 0; i < gate.size(); ++i) up.push_back(wide(rng));
+  for (std::int64_t n : {std::int64_t(1), std::int64_t(7), std::int64_t(16), std::int64_t(1003)}) {
+    std::vector<float> want(std::size_t(n), 0.0f), got(std::size_t(n), 0.0f);
+    scalar::geglu(gate.data(), up.data(), want.data(), n, table.data());
+    k->geglu(gate.data(), up.data(), got.data(), n, table.data());
+    for (std::int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(float_bits(got[i]), float_bits(want[i])) << "n " << n << " gate " << gate[i] << " up " << up[i];
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, RowKernels, ::testing::Values(CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
 }  // namespace

@@ -1,7 +1,7 @@
-// AVX-512 attention kernels (attention_simd.hpp): 16 floats per vector, tails by mask.
+// AVX-512 row kernels (row_kernels_simd.hpp): 16 floats per vector, tails by mask.
 #include <algorithm>
 
-#include "compute/cpu/attention_simd.hpp"
+#include "compute/cpu/row_kernels_simd.hpp"
 
 namespace sluice::cpu {
 namespace {
@@ -22,14 +22,24 @@ struct Avx512 {
   static void store(float* p, F x) { _mm512_storeu_ps(p, x); }
   static void store_tail(float* p, F x, int n) { _mm512_mask_storeu_ps(p, mask(n), x); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F round_to_half(F x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
+  static F geglu(F x, F up, const std::uint16_t* table) {
+    const __m512i index = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    const __m512i entries = _mm512_i32gather_epi32(index, table, 2);  // the half in each low 16 bits
+    const __m512 gelu = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(entries));
+    __m512 r = _mm512_mul_ps(gelu, up);
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, _mm512_set1_ps(kGeluTableLimit), _CMP_GE_OQ), _mm512_mul_ps(x, up));
+    return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, _mm512_set1_ps(-kGeluTableLimit), _CMP_LE_OQ), _mm512_setzero_ps());
+  }
   static float reduce(F x) { return _mm512_reduce_add_ps(x); }
 };
 
 }  // namespace
 
-void register_avx512_attention(KernelTable& t) {
+void register_avx512_row_kernels(KernelTable& t) {
   t.attention_scores_f16 = attention_scores_f16<Avx512>;
   t.attention_values_f16 = attention_values_f16<Avx512>;
+  t.geglu = geglu<Avx512>;
 }
 
 }  // namespace sluice::cpu

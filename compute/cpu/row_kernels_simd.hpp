@@ -1,14 +1,19 @@
-// The SIMD attention kernels (attention_kernels.hpp), written once over a vector-traits class `V`
-// and instantiated by attention_avx2.cpp and attention_avx512.cpp, each compiled for its level.
+// The SIMD row kernels (row_kernels.hpp), written once over a vector-traits class `V` and
+// instantiated by row_kernels_avx2.cpp and row_kernels_avx512.cpp, each compiled for its level.
 // Include only from those files (anonymous namespace: each gets its own copy, see simd_x86.hpp).
 //
 // A key's score is one vector accumulator of fused multiply-adds over head_dim, reduced at the
 // end; four keys run side by side for the multiply-add latency, but each key's operations are the
 // same in the four-key loop and the one-key tail. A value dimension accumulates w_j * v_j[d] into
-// out[d] in key order, up to eight vectors of dimensions kept in registers across all keys.
+// out[d] in key order, up to eight vectors of dimensions kept in registers across all keys. The
+// fp16 roundings (q, the weights, GeGLU's table index) use the F16C conversion, which rounds to
+// nearest even exactly as fp32_to_fp16 does.
 #pragma once
 
-#include "compute/cpu/attention_kernels.hpp"
+#include <algorithm>
+#include <cstdlib>
+
+#include "compute/cpu/row_kernels.hpp"
 #include "compute/cpu/simd_x86.hpp"
 
 namespace sluice::cpu {
@@ -38,6 +43,13 @@ inline void score_keys(const float* q, const std::uint16_t* keys, std::int64_t k
 template <class V>
 void attention_scores_f16(const float* q, const std::uint16_t* keys, std::int64_t key_stride, std::int64_t n,
                           std::int32_t head_dim, float* scores) {
+  constexpr int W = V::kWidth;
+  alignas(64) float qh[kMaxAttentionHeadDim];
+  if (head_dim > kMaxAttentionHeadDim) std::abort();  // the caller checks; never reached
+  int d = 0;
+  for (; d + W <= head_dim; d += W) V::store(qh + d, V::round_to_half(V::load(q + d)));
+  if (d < head_dim) V::store_tail(qh + d, V::round_to_half(V::load_tail(q + d, head_dim - d)), head_dim - d);
+  q = qh;
   std::int64_t j = 0;
   for (; j + kKeysTogether <= n; j += kKeysTogether) {
     score_keys<V, kKeysTogether>(q, keys + j * key_stride, key_stride, head_dim, scores + j);
@@ -86,6 +98,17 @@ void attention_values_f16(const float* weights, const std::uint16_t* values, std
       case 7: accumulate_values<V, 7>(weights, v, value_stride, n, width, out + d0); break;
       default: accumulate_values<V, 8>(weights, v, value_stride, n, width, out + d0); break;
     }
+  }
+}
+
+template <class V>
+void geglu(const float* gate, const float* up, float* out, std::int64_t n, const std::uint16_t* table) {
+  constexpr int W = V::kWidth;
+  std::int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(out + i, V::geglu(V::load(gate + i), V::load(up + i), table));
+  if (i < n) {
+    const int rest = static_cast<int>(n - i);
+    V::store_tail(out + i, V::geglu(V::load_tail(gate + i, rest), V::load_tail(up + i, rest), table), rest);
   }
 }
 

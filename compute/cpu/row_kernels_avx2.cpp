@@ -1,9 +1,9 @@
-// AVX2 (+FMA, F16C) attention kernels (attention_simd.hpp): 8 floats per vector; tails go
+// AVX2 (+FMA, F16C) row kernels (row_kernels_simd.hpp): 8 floats per vector; tails go
 // through a zeroed stack buffer (AVX2 has no masked 16-bit loads).
 #include <algorithm>
 #include <cstring>
 
-#include "compute/cpu/attention_simd.hpp"
+#include "compute/cpu/row_kernels_simd.hpp"
 
 namespace sluice::cpu {
 namespace {
@@ -35,14 +35,25 @@ struct Avx2 {
     std::memcpy(p, buf, sizeof(float) * std::size_t(n));
   }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F round_to_half(F x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
+  static F geglu(F x, F up, const std::uint16_t* table) {
+    const __m256i index = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+    const __m256i entries = _mm256_i32gather_epi32(reinterpret_cast<const int*>(table), index, 2);
+    const __m256i halves = _mm256_and_si256(entries, _mm256_set1_epi32(0xffff));
+    const __m256 gelu = _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1)));
+    __m256 r = _mm256_mul_ps(gelu, up);
+    r = _mm256_blendv_ps(r, _mm256_mul_ps(x, up), _mm256_cmp_ps(x, _mm256_set1_ps(kGeluTableLimit), _CMP_GE_OQ));
+    return _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(-kGeluTableLimit), _CMP_LE_OQ));
+  }
   static float reduce(F x) { return hsum_ps(x); }
 };
 
 }  // namespace
 
-void register_avx2_attention(KernelTable& t) {
+void register_avx2_row_kernels(KernelTable& t) {
   t.attention_scores_f16 = attention_scores_f16<Avx2>;
   t.attention_values_f16 = attention_values_f16<Avx2>;
+  t.geglu = geglu<Avx2>;
 }
 
 }  // namespace sluice::cpu

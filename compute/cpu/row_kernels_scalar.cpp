@@ -1,9 +1,10 @@
-// The scalar attention kernels (attention_kernels.hpp): the reference the SIMD levels are tested
-// against, and what a CPU without AVX2 runs.
+// The scalar row kernels (row_kernels.hpp): the reference the SIMD levels are tested against, and
+// what a CPU without AVX2 runs.
 #include <vector>
 
-#include "compute/cpu/attention_kernels.hpp"
 #include "compute/cpu/blocks.hpp"
+#include "compute/cpu/check.hpp"
+#include "compute/cpu/row_kernels.hpp"
 
 namespace sluice::cpu::scalar {
 namespace {
@@ -22,10 +23,13 @@ const float* half_table() {
 void attention_scores_f16(const float* q, const std::uint16_t* keys, std::int64_t key_stride, std::int64_t n,
                           std::int32_t head_dim, float* scores) {
   const float* half = half_table();
+  SLUICE_CPU_CHECK(head_dim <= kMaxAttentionHeadDim);
+  float qh[kMaxAttentionHeadDim];
+  for (std::int32_t d = 0; d < head_dim; ++d) qh[d] = half[fp32_to_fp16(q[d])];
   for (std::int64_t j = 0; j < n; ++j) {
     const std::uint16_t* k = keys + j * key_stride;
     float dot = 0.0f;
-    for (std::int32_t d = 0; d < head_dim; ++d) dot += q[d] * half[k[d]];
+    for (std::int32_t d = 0; d < head_dim; ++d) dot += qh[d] * half[k[d]];
     scores[j] = dot;
   }
 }
@@ -35,8 +39,21 @@ void attention_values_f16(const float* weights, const std::uint16_t* values, std
   const float* half = half_table();
   for (std::int64_t j = 0; j < n; ++j) {
     const std::uint16_t* v = values + j * value_stride;
-    const float w = fp16_to_fp32(fp32_to_fp16(weights[j]));
+    const float w = half[fp32_to_fp16(weights[j])];
     for (std::int32_t d = 0; d < head_dim; ++d) out[d] += w * half[v[d]];
+  }
+}
+
+void geglu(const float* gate, const float* up, float* out, std::int64_t n, const std::uint16_t* table) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    if (x <= -kGeluTableLimit) {
+      out[i] = 0.0f;
+    } else if (x >= kGeluTableLimit) {
+      out[i] = x * up[i];
+    } else {
+      out[i] = fp16_to_fp32(table[fp32_to_fp16(x)]) * up[i];
+    }
   }
 }
 
