@@ -11,11 +11,13 @@
 // The Q4_1/Q5_1/Q5_0 GEMMs are the shared 8-lane tile of matmul_k_common.hpp with this level's
 // vpdpbusd integer dots.
 //
-// The vec_dot gets the lanes from vpmaddubsw + vpdpwssd per chunk: two multiplies per 64 products.
-// Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it fits int16), the P
-// of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (a shift and a blend, off
-// the multiply ports), and one vpdpwssd with the interleaved scales adds both chunks' scaled sums:
-// three multiplies per 128 products. The integer lanes are the same, so the floats are too.
+// The vec_dot gets the lanes of Q2_K/Q3_K from vpmaddubsw + vpdpwssd per chunk: two multiplies
+// per 64 products. Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it
+// fits int16), the P of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (a
+// shift and a blend, off the multiply ports), and one vpdpwssd with the interleaved scales adds
+// both chunks' scaled sums: three multiplies per 128 products (the Q4_K..Q6_K vec_dots do the
+// same, with the scales and quants decoded per call). The integer lanes are the same, so the
+// floats are too.
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
