@@ -119,6 +119,7 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
   const __m256i mins_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(kK4MinsIndex.index));
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const __m512i scales_mins = _mm512_broadcast_i32x4(k4_scales_mins(x[i].scales));
     // Per 16-element group g (= bsums group g): the min of sub-block g / 2.
     const __m256i mins16 = _mm256_shuffle_epi8(_mm512_castsi512_si256(scales_mins), mins_index);
@@ -200,6 +201,7 @@ void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
                                   _mm512_load_si512(kQ6ScalePairIndex.index[1])};
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const std::int8_t* sc = x[i].scales;
     const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     __m512i sumi[NA];

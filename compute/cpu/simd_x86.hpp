@@ -128,6 +128,22 @@ inline __m256i mxfp4_values_32(const std::uint8_t* qs) {
   return _mm256_shuffle_epi8(table, nibbles_32(qs));
 }
 
+// Software prefetch of a weight stream, kPrefetchAhead bytes past the block being decoded (for
+// the next blocks of the row, and across the row's end into the next row: a matrix's rows are
+// contiguous). At batch 1 (decode) every weight byte is read once, from DRAM, and the hardware
+// prefetcher alone keeps too few lines in flight: on the 2-core Xeon (AVX-512) VM, one thread
+// over 1.5 GB of 1536-column Q4_K rows ran at 6.8 GB/s without, 12 GB/s with 1.5-3 KB ahead
+// (plain 64-byte loads: 15 GB/s). Prefetches never fault; the address is formed as an integer
+// since it may lie past the end of the tensor.
+inline constexpr std::uintptr_t kPrefetchAhead = 2048;
+template <typename Block>
+inline void prefetch_ahead(const Block* block) {
+  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(block) + kPrefetchAhead;
+  for (std::size_t offset = 0; offset < sizeof(Block); offset += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(at + offset), _MM_HINT_T0);
+  }
+}
+
 // Activation row c of a tile.
 template <typename Block>
 inline const Block* act_row(const void* acts, std::size_t act_row_bytes, int c) {
