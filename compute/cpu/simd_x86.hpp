@@ -136,12 +136,18 @@ inline __m256i mxfp4_values_32(const std::uint8_t* qs) {
 // (plain 64-byte loads: 15 GB/s). Prefetches never fault; the address is formed as an integer
 // since it may lie past the end of the tensor.
 inline constexpr std::uintptr_t kPrefetchAhead = 2048;
-template <typename Block>
-inline void prefetch_ahead(const Block* block) {
-  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(block) + kPrefetchAhead;
-  for (std::size_t offset = 0; offset < sizeof(Block); offset += 64) {
+// The lines kPrefetchAhead past [p, p + bytes): one prefetch per 64 bytes (a block smaller than a
+// line gets one, which still reaches every line of a run of blocks).
+template <std::size_t kBytes>
+inline void prefetch_ahead(const void* p) {
+  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(p) + kPrefetchAhead;
+  for (std::size_t offset = 0; offset < kBytes; offset += 64) {
     _mm_prefetch(reinterpret_cast<const char*>(at + offset), _MM_HINT_T0);
   }
+}
+template <typename Block>
+inline void prefetch_ahead(const Block* block) {
+  prefetch_ahead<sizeof(Block)>(static_cast<const void*>(block));
 }
 
 // Activation row c of a tile.
