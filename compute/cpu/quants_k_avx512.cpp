@@ -250,6 +250,7 @@ void q2_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   const __m512i m2 = _mm512_set1_epi8(3);
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const std::uint8_t* sc = x[i].scales;
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     const __m256i scales16 = _mm256_and_si256(sc16, _mm256_set1_epi16(0x0f));
@@ -288,6 +289,7 @@ void q3_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   const __m512i one = _mm512_set1_epi8(1);
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales(x[i].scales));
     const __m512i hmask = _mm512_broadcast_i64x4(load256(x[i].hmask));
     __m512i sumi[NA];
