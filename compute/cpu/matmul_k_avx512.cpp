@@ -147,8 +147,8 @@ constexpr MatmulRowsFn kGemm =
 // 2048 x 4096) row by row was 1.16-1.85x faster than the GEMM at batch 2-16, 1.06-1.1x at 24-32,
 // level at 64, the GEMM 1.03-1.10x faster from 128 (1 and 2 threads); Qwen2.5-Coder-1.5B Q4_K_M
 // pp16/pp32/pp48 on 2 threads went from 64.6/67.1/69.3 to 67.8/71.7/72.1 t/s with 64 instead of 9.
-// (Zen 4 not re-measured.) Q6_K there:
-// the GEMM was 0.83x at batch 8-16, level at 32, 1.06-1.13x from 64 (one noisy run; not changed).
+// (Zen 4 not re-measured.) Q6_K there: the GEMM ran at 0.83x the row-by-row speed at batch 8-16,
+// level at 32, 1.06-1.13x from 64 (one noisy run on the shared VM; the threshold is unchanged).
 constexpr std::int64_t kMinBatchK4 = 64;
 constexpr std::int64_t kMinBatchQ6_K = 256;
 // The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
