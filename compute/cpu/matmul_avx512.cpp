@@ -186,7 +186,17 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
       _mm512_mask_storeu_ps(y + s, mask, acc);
       continue;
     }
+    // As Q4_0 above: the next strip into L2, spread over this strip's blocks (Gemma 3 270M's
+    // 171 MB Q8_0 output matrix: its decode went from 26.9 to 40.0 t/s with this and the vec_dot
+    // prefetches, 2 threads on the 2-core Xeon VM).
+    const char* next = reinterpret_cast<const char*>(strip + kStrip * weight_row_bytes);
+    const bool has_next = s + kStrip < r1;
+    const std::size_t pf_step = (kStrip * weight_row_bytes + static_cast<std::size_t>(nb) - 1) / static_cast<std::size_t>(nb);
     for (std::int64_t ib = 0; ib < nb; ++ib) {
+      if (has_next) {
+        const char* pf = next + static_cast<std::size_t>(ib) * pf_step;
+        for (std::size_t l = 0; l <= pf_step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T1);
+      }
       PackedBlock p;
       P::pack(strip, row_offsets, rows, ib, p);
       const std::int8_t* qs = act[ib].qs;

@@ -11,11 +11,13 @@
 // The Q4_1/Q5_1/Q5_0 GEMMs are the shared 8-lane tile of matmul_k_common.hpp with this level's
 // vpdpbusd integer dots.
 //
-// The vec_dot gets the lanes from vpmaddubsw + vpdpwssd per chunk: two multiplies per 64 products.
-// Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it fits int16), the P
-// of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (a shift and a blend, off
-// the multiply ports), and one vpdpwssd with the interleaved scales adds both chunks' scaled sums:
-// three multiplies per 128 products. The integer lanes are the same, so the floats are too.
+// The vec_dot gets the lanes of Q2_K/Q3_K from vpmaddubsw + vpdpwssd per chunk: two multiplies
+// per 64 products. Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it
+// fits int16), the P of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (a
+// shift and a blend, off the multiply ports), and one vpdpwssd with the interleaved scales adds
+// both chunks' scaled sums: three multiplies per 128 products (the Q4_K..Q6_K vec_dots do the
+// same, with the scales and quants decoded per call). The integer lanes are the same, so the
+// floats are too.
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
@@ -140,7 +142,14 @@ constexpr MatmulRowsFn kGemm =
 // batch 128 25.8 against 30.7 ms. Q6_K decodes cheaply in the vec_dot: 1536 x 8960 at batch 16
 // 4.3 against 3.9 ms, batch 128 25.6-26.1 against 25.4 ms (8960 x 1536: 24 against 27 ms), so it
 // keeps the vec_dot path until batches where the two are level.
-constexpr std::int64_t kMinBatchK4 = 9;
+// Since the Q4_K/Q5_K vec_dots moved to vpdpbusd + interleaved pairs (1.5x faster per row), the
+// row-by-row path wins further up: on the 2-core Xeon (AVX-512) VM, bench_gemm_min_batch 5 (Q4_K
+// 2048 x 4096) row by row was 1.16-1.85x faster than the GEMM at batch 2-16, 1.06-1.1x at 24-32,
+// level at 64, the GEMM 1.03-1.10x faster from 128 (1 and 2 threads); Qwen2.5-Coder-1.5B Q4_K_M
+// pp16/pp32/pp48 on 2 threads went from 64.6/67.1/69.3 to 67.8/71.7/72.1 t/s with 64 instead of 9.
+// (Zen 4 not re-measured.) Q6_K there: the GEMM ran at 0.83x the row-by-row speed at batch 8-16,
+// level at 32, 1.06-1.13x from 64 (one noisy run on the shared VM; the threshold is unchanged).
+constexpr std::int64_t kMinBatchK4 = 64;
 constexpr std::int64_t kMinBatchQ6_K = 256;
 // The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the

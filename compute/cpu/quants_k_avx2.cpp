@@ -67,6 +67,7 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
   const __m256i bit4 = _mm256_set1_epi8(0x10);
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const __m128i scales_mins = k4_scales_mins(x[i].scales);
     // Per 16-element group g (= bsums group g): the scale and min of sub-block g / 2.
     const SubBlockScales chunk_scales(per_group_of_pairs(scales_mins));
@@ -125,6 +126,7 @@ void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const std::int8_t* sc = x[i].scales;  // 16 signed 8-bit sub-block scales
     const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     const SubBlockScales chunk_scales(scales16);
@@ -170,6 +172,7 @@ void q2_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   for (int a = 0; a < NA; ++a) acc[a] = _mm256_setzero_ps();
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const std::uint8_t* sc = x[i].scales;
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     const __m256i mins16 = _mm256_srli_epi16(sc16, 4);
@@ -209,6 +212,7 @@ void q3_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   const __m256i one = _mm256_set1_epi8(1);
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales(x[i].scales));
     const SubBlockScales chunk_scales(scales16);
     const __m256i hmask = load256(x[i].hmask);

@@ -2,9 +2,10 @@
 // AVX-512 flag set; only reached after the CPU check.
 //
 // Same arithmetic as the AVX2 file, two 32-element chunks (64 quants) per 512-bit register:
-// unsigned quants x int8 activations with vpmaddubsw (pairs into int16; no saturation for
-// quants <= 63), then VNNI vpdpwssd multiplies the int16 pair sums by the sub-block scales and
-// accumulates into int32 in one instruction. Offsets and mins come from Q8_K's bsums.
+// Q2_K/Q3_K multiply unsigned quants x int8 activations with vpmaddubsw (pairs into int16; no
+// saturation for quants <= 63), then VNNI vpdpwssd multiplies the int16 pair sums by the group
+// scales and accumulates into int32 in one instruction; Q4_K..Q6_K use vpdpbusd (see below).
+// Offsets and mins come from Q8_K's bsums.
 #include "compute/cpu/simd_x86.hpp"
 
 namespace sluice::cpu {
@@ -46,11 +47,62 @@ inline __m512 add_block(__m512 acc, float d, __m512i sumi) {
   return _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
 }
 
+// The int32 lanes of a super-block are the sum over 64-element chunks j of scale(j, l) * P(j, l),
+// P(j, l) the sum of the four products of elements 64j + 4l..4l+3 (the GEMM of
+// matmul_k_avx512.cpp repeats exactly these lanes). Q4_K, Q5_K and Q6_K get them with one vpdpbusd
+// per chunk (P exactly: |P| <= 4 * 63 * 127 < 2^15), the P of chunks 2m and 2m+1 interleaved as
+// the int16 halves of each lane, and one vpdpwssd with the interleaved scales per chunk pair:
+// fewer multiplies and no per-chunk scale permute (the decode is port-bound, not memory-bound).
+
+// The high int16 half of every int32 lane.
+constexpr __mmask32 kOddHalves = 0xaaaaaaaau;
+
+// Lane l of P(2m, l) and P(2m + 1, l) as the low and high int16 of lane l.
+inline __m512i interleave_pair(__m512i p_even, __m512i p_odd) {
+  return _mm512_mask_blend_epi16(kOddHalves, p_even, _mm512_slli_epi32(p_odd, 16));
+}
+
+// vpshufb indices into k4_scales_mins (broadcast to every 128-bit lane): for chunk pair m, int16
+// lanes 2l, 2l + 1 get the scales of lane l in chunks 2m and 2m + 1, i.e. of 16-element groups
+// 8m + l / 4 and 8m + 4 + l / 4, whose sub-blocks are 4m + k / 2 and 4m + 2 + k / 2 in 128-bit lane
+// k = l / 4; the high bytes are zeroed (index 0x80).
+struct K4ScalePairIndex {
+  alignas(64) std::int8_t index[2][64];
+  constexpr K4ScalePairIndex() : index{} {
+    for (int m = 0; m < 2; ++m) {
+      for (int b = 0; b < 64; ++b) {
+        const int k = b / 16;
+        const int word = (b % 16) / 2;
+        const int sub_block = word % 2 == 0 ? 4 * m + k / 2 : 4 * m + 2 + k / 2;
+        index[m][b] = b % 2 == 1 ? static_cast<std::int8_t>(0x80) : static_cast<std::int8_t>(sub_block);
+      }
+    }
+  }
+};
+constexpr K4ScalePairIndex kK4ScalePairIndex;
+
+// vpshufb indices into k4_scales_mins (in both 128-bit lanes): int16 lane g = min of sub-block g / 2.
+struct K4MinsIndex {
+  alignas(32) std::int8_t index[32];
+  constexpr K4MinsIndex() : index{} {
+    for (int b = 0; b < 32; ++b) index[b] = b % 2 == 1 ? static_cast<std::int8_t>(0x80) : static_cast<std::int8_t>(8 + b / 4);
+  }
+};
+constexpr K4MinsIndex kK4MinsIndex;
+
+// The two fp16 at `d` (d, dmin) as fp32, times da: the same IEEE products as h2f(d) * da.
+inline __m128 d_dmin_times(const Half* d, float da) {
+  std::uint32_t both;
+  std::memcpy(&both, d, sizeof both);
+  return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(both))), _mm_set1_ps(da));
+}
+
 // ---- Q4_K / Q5_K --------------------------------------------------------------------------------
 
 template <bool kHasHighBit, typename Block, int NA>
 void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
              std::size_t out_stride) {
+  static_assert(offsetof(Block, dmin) == offsetof(Block, d) + sizeof(Half), "d_dmin_times reads d, dmin");
   const Block* x = static_cast<const Block*>(w);
   const BlockQ8_K* y[NA];
   for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
@@ -60,35 +112,47 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
     acc[a] = _mm512_setzero_ps();
     acc_min[a] = _mm256_setzero_ps();
   }
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
   const __m512i bit4 = _mm512_set1_epi8(0x10);
+  const __m512i scale_index[2] = {_mm512_load_si512(kK4ScalePairIndex.index[0]),
+                                  _mm512_load_si512(kK4ScalePairIndex.index[1])};
+  const __m256i mins_index = _mm256_load_si256(reinterpret_cast<const __m256i*>(kK4MinsIndex.index));
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
-    const __m128i scales_mins = k4_scales_mins(x[i].scales);
-    // Per 16-element group g (= bsums group g): the scale and min of sub-block g / 2.
-    const __m256i scales16 = per_group_of_pairs(scales_mins);
-    const __m256i mins16 = per_group_of_pairs(_mm_unpackhi_epi64(scales_mins, scales_mins));
+    prefetch_ahead(x + i);
+    const __m512i scales_mins = _mm512_broadcast_i32x4(k4_scales_mins(x[i].scales));
+    // Per 16-element group g (= bsums group g): the min of sub-block g / 2.
+    const __m256i mins16 = _mm256_shuffle_epi8(_mm512_castsi512_si256(scales_mins), mins_index);
     __m512i hbits = _mm512_setzero_si512();
     if constexpr (kHasHighBit) hbits = _mm512_broadcast_i64x4(load256(x[i].qh));
     __m512i sumi[NA];
     for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
-    for (int j = 0; j < kQK_K / 64; ++j) {
-      // Low nibbles: sub-block 2j (elements 64j..+31); high nibbles: 2j+1 (64j+32..+63).
-      const __m256i q4bits = load256(x[i].qs + 32 * j);
-      __m512i q = concat256(_mm256_and_si256(q4bits, m4), _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4));
-      if constexpr (kHasHighBit) {
-        const __m512i high = _mm512_slli_epi16(_mm512_srlv_epi16(hbits, shift_pair(2 * j, 2 * j + 1)), 4);
-        q = _mm512_or_si512(q, _mm512_and_si512(high, bit4));
+    for (int m = 0; m < kQK_K / 128; ++m) {
+      const __m512i scale = _mm512_shuffle_epi8(scales_mins, scale_index[m]);
+      __m512i q[2];
+      for (int c = 0; c < 2; ++c) {
+        // Chunk j: low nibbles of qs[32j..32j+31] are elements 64j..+31 (sub-block 2j), the high
+        // nibbles 64j+32..+63 (2j+1): shift only the upper copy of the broadcast bytes.
+        const int j = 2 * m + c;
+        const __m512i q4bits = _mm512_broadcast_i64x4(load256(x[i].qs + 32 * j));
+        q[c] = _mm512_and_si512(_mm512_mask_srli_epi16(q4bits, 0xffff0000u, q4bits, 4), m4);
+        if constexpr (kHasHighBit) {
+          const __m512i high = _mm512_slli_epi16(_mm512_srlv_epi16(hbits, shift_pair(2 * j, 2 * j + 1)), 4);
+          q[c] = _mm512_ternarylogic_epi32(q[c], high, bit4, 0xf8);  // q | (high & bit4)
+        }
       }
-      const __m512i scale = scales_x4(scales16, 4 * j);  // groups 4j..4j+3: sub-blocks 2j, 2j+1
-      for (int a = 0; a < NA; ++a) sumi[a] = chunk_dot(sumi[a], q, load512(y[a][i].qs + 64 * j), scale);
+      for (int a = 0; a < NA; ++a) {
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], load512(y[a][i].qs + 128 * m));
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[1], load512(y[a][i].qs + 128 * m + 64));
+        sumi[a] = _mm512_dpwssd_epi32(sumi[a], interleave_pair(p0, p1), scale);
+      }
     }
-    const float dx = h2f(x[i].d);
-    const float dminx = h2f(x[i].dmin);
     for (int a = 0; a < NA; ++a) {
-      acc[a] = add_block(acc[a], dx * y[a][i].d, sumi[a]);
+      const __m128 d_da = d_dmin_times(&x[i].d, y[a][i].d);  // d * da, dmin * da
+      acc[a] = _mm512_fmadd_ps(_mm512_broadcastss_ps(d_da), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
       const __m256 mins_f = _mm256_cvtepi32_ps(bsums_dot(y[a][i], mins16));
-      acc_min[a] = _mm256_fmadd_ps(_mm256_set1_ps(-(dminx * y[a][i].d)), mins_f, acc_min[a]);
+      // fnmadd(p, m, acc) rounds -(p * m) + acc: the same float as fmadd(-p, m, acc).
+      acc_min[a] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d_da)), mins_f, acc_min[a]);
     }
   }
   for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]) + hsum_ps(acc_min[a]);
@@ -105,6 +169,21 @@ void q5_k_tile(std::int64_t n, const void* w, const void* a, std::size_t s, floa
 
 // ---- Q6_K ---------------------------------------------------------------------------------------
 
+// vpermw indices into the 16 sign-extended group scales: for chunk pair (half) h, int16 lanes 2l,
+// 2l + 1 get groups 8h + l / 4 and 8h + 4 + l / 4 (as matmul_k_avx512.cpp's ScalePairIndex).
+struct Q6ScalePairIndex {
+  alignas(64) std::int16_t index[2][32];
+  constexpr Q6ScalePairIndex() : index{} {
+    for (int h = 0; h < 2; ++h) {
+      for (int l = 0; l < 16; ++l) {
+        index[h][2 * l] = static_cast<std::int16_t>(8 * h + l / 4);
+        index[h][2 * l + 1] = static_cast<std::int16_t>(8 * h + 4 + l / 4);
+      }
+    }
+  }
+};
+constexpr Q6ScalePairIndex kQ6ScalePairIndex;
+
 template <int NA>
 void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
                std::size_t out_stride) {
@@ -114,29 +193,33 @@ void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   __m512 acc[NA];
   for (int a = 0; a < NA; ++a) acc[a] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0f);
-  const __m512i m2 = _mm512_set1_epi8(3);
-  const __m512i shifts_01 = shift_pair(0, 2);
-  const __m512i shifts_23 = shift_pair(4, 6);
+  const __m512i bits45 = _mm512_set1_epi8(0x30);
+  // qh bits 2k, 2k+1 of element piece k -> bits 4, 5: left by 4, 2 (pieces 0, 1), right by 0, 2 (2, 3).
+  const __m512i shl_01 = shift_pair(4, 2);
+  const __m512i shr_23 = shift_pair(0, 2);
+  const __m512i scale_index[2] = {_mm512_load_si512(kQ6ScalePairIndex.index[0]),
+                                  _mm512_load_si512(kQ6ScalePairIndex.index[1])};
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const std::int8_t* sc = x[i].scales;
     const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     __m512i sumi[NA];
     for (int a = 0; a < NA; ++a) sumi[a] = _mm512_setzero_si512();
     for (int half = 0; half < 2; ++half) {
-      // ql[64h..64h+63]: low nibbles are chunks 0 and 1 of the half, high nibbles chunks 2 and 3.
+      // ql[64h..64h+63]: low nibbles are chunk 2h (elements 128h..+63), high nibbles chunk 2h+1.
       const __m512i bits = load512(x[i].ql + 64 * half);
       const __m512i hb = _mm512_broadcast_i64x4(load256(x[i].qh + 32 * half));
-      const __m512i high01 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, shifts_01), m2), 4);
-      const __m512i high23 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hb, shifts_23), m2), 4);
-      const __m512i q01 = _mm512_or_si512(_mm512_and_si512(bits, m4), high01);
-      const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bits, 4), m4), high23);
-      const int s = 8 * half;
-      const __m512i scale01 = scales_x4(scales16, s);
-      const __m512i scale23 = scales_x4(scales16, s + 4);
+      // 16-bit shifts carry bits across bytes; the 0x30 mask keeps each byte's own two.
+      const __m512i high01 = _mm512_and_si512(_mm512_sllv_epi16(hb, shl_01), bits45);
+      const __m512i high23 = _mm512_and_si512(_mm512_srlv_epi16(hb, shr_23), bits45);
+      const __m512i q01 = _mm512_ternarylogic_epi32(bits, m4, high01, 0xea);  // (bits & m4) | high
+      const __m512i q23 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(bits, 4), m4, high23, 0xea);
+      const __m512i scale = _mm512_permutexvar_epi16(scale_index[half], _mm512_zextsi256_si512(scales16));
       for (int a = 0; a < NA; ++a) {
-        sumi[a] = chunk_dot(sumi[a], q01, load512(y[a][i].qs + 128 * half), scale01);
-        sumi[a] = chunk_dot(sumi[a], q23, load512(y[a][i].qs + 128 * half + 64), scale23);
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, load512(y[a][i].qs + 128 * half));
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, load512(y[a][i].qs + 128 * half + 64));
+        sumi[a] = _mm512_dpwssd_epi32(sumi[a], interleave_pair(p0, p1), scale);
       }
     }
     const float dx = h2f(x[i].d);
@@ -167,6 +250,7 @@ void q2_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   const __m512i m2 = _mm512_set1_epi8(3);
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const std::uint8_t* sc = x[i].scales;
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     const __m256i scales16 = _mm256_and_si256(sc16, _mm256_set1_epi16(0x0f));
@@ -205,6 +289,7 @@ void q3_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   const __m512i one = _mm512_set1_epi8(1);
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
+    prefetch_ahead(x + i);
     const __m256i scales16 = _mm256_cvtepi8_epi16(q3_k_scales(x[i].scales));
     const __m512i hmask = _mm512_broadcast_i64x4(load256(x[i].hmask));
     __m512i sumi[NA];

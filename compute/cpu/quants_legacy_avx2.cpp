@@ -42,6 +42,7 @@ void float_tile(std::int64_t n, const void* w, const void* acts, std::size_t act
   }
   std::int64_t i = 0;
   for (; i + kFloatStep <= n; i += kFloatStep) {
+    prefetch_ahead<kFloatStep * sizeof(T)>(x + i);
     for (int u = 0; u < kFloatUnroll; ++u) {
       const __m256 wx = Load8(x + i + 8 * u);
       for (int a = 0; a < NA; ++a) acc[a][u] = _mm256_fmadd_ps(wx, Load8(y[a] + i + 8 * u), acc[a][u]);
@@ -92,6 +93,7 @@ void signed_x_q8_0_tile(std::int64_t n, const void* w, const void* acts, std::si
   for (int a = 0; a < NA; ++a) acc[a] = _mm256_setzero_ps();
   const std::int64_t nb = n / kQK8_0;
   for (std::int64_t ib = 0; ib < nb; ++ib) {
+    prefetch_ahead(x + ib);
     const __m256i qx = Quants(x[ib]);
     const float dx = block_scale(x[ib]);
     for (int a = 0; a < NA; ++a) {
@@ -142,6 +144,7 @@ void unsigned_x_q8_1_tile(std::int64_t n, const void* w, const void* acts, std::
   }
   const std::int64_t nb = n / kQK8_1;
   for (std::int64_t ib = 0; ib < nb; ++ib) {
+    prefetch_ahead(x + ib);
     const __m256i qx = Quants(x[ib]);
     const float dx = h2f(x[ib].d);
     const float mx = h2f(x[ib].m);

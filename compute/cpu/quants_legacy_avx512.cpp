@@ -52,6 +52,7 @@ void float_tile(std::int64_t n, const void* w, const void* acts, std::size_t act
   }
   std::int64_t i = 0;
   for (; i + kFloatStep <= n; i += kFloatStep) {
+    prefetch_ahead<kFloatStep * sizeof(T)>(x + i);
     for (int u = 0; u < kFloatUnroll; ++u) {
       const __m512 wx = Load16(x + i + 16 * u);
       for (int a = 0; a < NA; ++a) acc[a][u] = _mm512_fmadd_ps(wx, Load16(y[a] + i + 16 * u), acc[a][u]);
@@ -128,6 +129,7 @@ void signed_x_q8_0_tile(std::int64_t n, const void* w, const void* acts, std::si
   for (int a = 0; a < NA; ++a) acc[a] = _mm256_setzero_ps();
   const std::int64_t nb = n / kQK8_0;
   for (std::int64_t ib = 0; ib < nb; ++ib) {
+    prefetch_ahead(x + ib);
     const __m256i qx = Q::one(x[ib]);
     const float dx = block_scale(x[ib]);
     for (int a = 0; a < NA; ++a) {
@@ -154,6 +156,7 @@ void signed_x_q8_0_chain_tile(std::int64_t n, const void* w, const void* acts, s
   for (int a = 0; a < NA; ++a) acc[a] = _mm_setzero_ps();
   const std::int64_t nb = n / kQK8_0;
   for (std::int64_t ib = 0; ib < nb; ++ib) {
+    prefetch_ahead(x + ib);
     const __m256i qx = Q::one(x[ib]);
     const float dx = h2f(x[ib].d);
     for (int a = 0; a < NA; ++a) {
@@ -200,6 +203,7 @@ void unsigned_x_q8_1_tile(std::int64_t n, const void* w, const void* acts, std::
   }
   const std::int64_t nb = n / kQK8_1;
   for (std::int64_t ib = 0; ib < nb; ++ib) {
+    prefetch_ahead(x + ib);
     const __m256i qx = Q::one(x[ib]);
     const float dx = h2f(x[ib].d);
     const float mx = h2f(x[ib].m);
