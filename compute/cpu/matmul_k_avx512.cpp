@@ -8,8 +8,8 @@
 // acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K/Q4_K/Q5_K) in 8 lanes of
 // their own or the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same
 // horizontal sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
-// The Q4_1/Q5_1/Q5_0 GEMMs are the shared 8-lane tile of matmul_k_common.hpp with this level's
-// vpdpbusd integer dots.
+// The Q4_1/Q5_1/Q5_0 GEMMs take the shared 8-lane tile's steps two activation rows per register
+// (legacy_pair_tile below).
 //
 // The vec_dot gets the lanes of Q2_K/Q3_K from vpmaddubsw + vpdpwssd per chunk: two multiplies
 // per 64 products. Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it
@@ -27,13 +27,6 @@ namespace {
 // the quants and scales of two chunks fit the 32 zmm registers.
 constexpr int kTileActs = 8;
 
-// The integer dots of this level's Q4_1/Q5_1 and Q5_0 vec_dots (quants_legacy_avx512.cpp), for
-// the 32-element types' tiles (matmul_k_common.hpp): unsigned x signed, and signed x signed with
-// x's sign moved onto y.
-inline __m256i dot_u8_i8_vnni(__m256i x, __m256i y) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y); }
-inline __m256i dot_i8_i8_vnni(__m256i x, __m256i y) {
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-}
 
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
@@ -129,6 +122,92 @@ void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K*
   });
 }
 
+// ---- the 32-element types (Q4_1, Q5_1, Q5_0), two activation rows per register ------------------
+//
+// matmul_k_common.hpp's legacy_tile keeps one 8-lane fp32 accumulator per activation row, as the
+// vec_dots do: per block, lanes = the exact integer dot (four products per lane), then
+// acc = fma(d * da, float(lanes), acc), with d * da one IEEE product. Here rows a and a + 1 share
+// a 512-bit register (lanes 0-7 and 8-15) and every lane takes those same steps, so each output
+// still equals its vec_dot bit for bit, in half the instructions. The signed Q5_0 dot moves x's
+// sign onto y as the vec_dot's vpsignb does (AVX-512 has no vpsignb): where x < 0, y is negated;
+// where x = 0 the product is 0 either way. Q4_1/Q5_1's min terms stay a scalar chain per row.
+struct PairLaneIndex {
+  alignas(64) std::int32_t index[kTileActs / 2][16];
+  constexpr PairLaneIndex() : index{} {
+    for (int p = 0; p < kTileActs / 2; ++p) {
+      for (int l = 0; l < 16; ++l) index[p][l] = 2 * p + l / 8;
+    }
+  }
+};
+constexpr PairLaneIndex kPairLaneIndex;
+
+template <bool kSigned, bool kHasMin, typename Act, int NA>
+void legacy_pair_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* const* y, const float* da,
+                      KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
+  constexpr int NP = (NA + 1) / 2;
+  // An odd tile's last register carries its last row twice; the copy in lanes 8-15 is dropped.
+  auto second = [](int p) { return 2 * p + 1 < NA ? 2 * p + 1 : 2 * p; };
+  __m512 acc[NP];
+  float min_terms[NA];
+  for (int p = 0; p < NP; ++p) {
+    acc[p] = first ? _mm512_setzero_ps()
+                   : _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_load_ps(state[2 * p].acc)),
+                                        _mm256_load_ps(state[second(p)].acc), 1);
+  }
+  for (int a = 0; a < NA; ++a) min_terms[a] = first ? 0.0f : state[a].acc_min[0];
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const PackedLegacyBlock& pk = row[i];
+    __m512i ux = _mm512_broadcast_i64x4(loadu256(pk.q));
+    __mmask64 negative = 0;
+    if constexpr (kSigned) {
+      negative = _mm512_movepi8_mask(ux);
+      ux = _mm512_abs_epi8(ux);
+    }
+    const __m512 da8 = _mm512_castps256_ps512(_mm256_loadu_ps(da + i * kTileActs));
+    const __m512 d = _mm512_set1_ps(pk.d);
+    for (int p = 0; p < NP; ++p) {
+      __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(y[2 * p][i].qs)), loadu256(y[second(p)][i].qs), 1);
+      if constexpr (kSigned) qy = _mm512_mask_sub_epi8(qy, negative, _mm512_setzero_si512(), qy);
+      const __m512i lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
+      const __m512 d_da = _mm512_mul_ps(d, _mm512_permutexvar_ps(_mm512_load_si512(kPairLaneIndex.index[p]), da8));
+      acc[p] = _mm512_fmadd_ps(d_da, _mm512_cvtepi32_ps(lanes), acc[p]);
+    }
+    if constexpr (kHasMin) {
+      for (int a = 0; a < NA; ++a) min_terms[a] += pk.m * h2f(y[a][i].s);
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    const __m256 halves[2] = {_mm512_castps512_ps256(acc[p]), _mm512_extractf32x8_ps(acc[p], 1)};
+    for (int h = 0; h < 2 && 2 * p + h < NA; ++h) {
+      const int a = 2 * p + h;
+      if (!last) {
+        _mm256_store_ps(state[a].acc, halves[h]);
+        state[a].acc_min[0] = min_terms[a];
+      } else if constexpr (kHasMin) {
+        out[a * out_stride] = hsum_ps(halves[h]) + min_terms[a];
+      } else {
+        out[a * out_stride] = hsum_ps(halves[h]);
+      }
+    }
+  }
+}
+
+template <bool kSigned, bool kHasMin, typename Act>
+void legacy_pair_tile_n(int n_acts, const PackedLegacyBlock* row, std::int64_t nb, const Act* const* y,
+                        const float* da, KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
+  with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
+    legacy_pair_tile<kSigned, kHasMin, Act, NA>(row, nb, y, da, state, first, last, out, out_stride);
+  });
+}
+
+template <GgmlType kType, PackFn<LegacyGemm<BlockQ8_1>> kPack, typename Block>
+constexpr MatmulRowsFn kUnsignedLegacyGemm =
+    matmul_rows_entry<CpuIsa::avx512, kType, LegacyGemm<BlockQ8_1>, kTileActs, kPack,
+                      legacy_pair_tile_n<false, true, BlockQ8_1>, Block>;
+constexpr MatmulRowsFn kQ5_0Gemm =
+    matmul_rows_entry<CpuIsa::avx512, GgmlType::Q5_0, LegacyGemm<BlockQ8_0>, kTileActs, pack_q5_0,
+                      legacy_pair_tile_n<true, false, BlockQ8_0>, BlockQ5_0>;
+
 template <GgmlType kType, PackFn<KQuantGemm> kPack, Epilogue kEpilogue, typename Block>
 constexpr MatmulRowsFn kGemm =
     matmul_rows_entry<CpuIsa::avx512, kType, KQuantGemm, kTileActs, kPack, tile<kEpilogue>, Block>;
@@ -182,8 +261,12 @@ void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q3_K)] =
       kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
-  register_q4_1_q5_1_gemms<CpuIsa::avx512, kTileActs, dot_u8_i8_vnni>(t, kMinBatchQ4_1, kMinBatchQ5_1);
-  register_q5_0_gemm<CpuIsa::avx512, kTileActs, dot_i8_i8_vnni>(t, kMinBatchQ5_0);
+  t.matmul_rows[type_slot(GgmlType::Q4_1)] = kUnsignedLegacyGemm<GgmlType::Q4_1, pack_q4_1, BlockQ4_1>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_1)] = kMinBatchQ4_1;
+  t.matmul_rows[type_slot(GgmlType::Q5_1)] = kUnsignedLegacyGemm<GgmlType::Q5_1, pack_q5_1, BlockQ5_1>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_1)] = kMinBatchQ5_1;
+  t.matmul_rows[type_slot(GgmlType::Q5_0)] = kQ5_0Gemm;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = kMinBatchQ5_0;
 }
 
 }  // namespace sluice::cpu
