@@ -13,11 +13,12 @@
 //
 // The vec_dot gets the lanes of Q2_K/Q3_K from vpmaddubsw + vpdpwssd per chunk: two multiplies
 // per 64 products. Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it
-// fits int16), the P of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (a
-// shift and a blend, off the multiply ports), and one vpdpwssd with the interleaved scales adds
+// fits int16), the P of chunks 2m and 2m+1 are interleaved as the int16 halves of each lane (one
+// shuffle, interleave_avx512.hpp), and one vpdpwssd with the interleaved scales adds
 // both chunks' scaled sums: three multiplies per 128 products (the Q4_K..Q6_K vec_dots do the
 // same, with the scales and quants decoded per call). The integer lanes are the same, so the
 // floats are too.
+#include "compute/cpu/interleave_avx512.hpp"
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
@@ -27,11 +28,9 @@ namespace {
 // the quants and scales of two chunks fit the 32 zmm registers.
 constexpr int kTileActs = 8;
 
-
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
-// The high int16 half of every int32 lane.
-constexpr __mmask32 kOddHalves = 0xaaaaaaaau;
+
 
 // Scale pairs for vpdpwssd over interleaved P: for m = 0, 1, int16 lanes 32m + 2l and 32m + 2l + 1
 // hold the scales of lane l in chunks 2m and 2m + 1: groups 8m + l / 4 and 8m + 4 + l / 4.
@@ -75,7 +74,7 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
       for (int a = 0; a < NA; ++a) {
         const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, load512(y[a][i].qs + 128 * m));
         const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, load512(y[a][i].qs + 128 * m + 64));
-        const __m512i both = _mm512_mask_blend_epi16(kOddHalves, p0, _mm512_slli_epi32(p1, 16));
+        const __m512i both = interleave_pair(p0, p1);
         sumi[a] = _mm512_dpwssd_epi32(sumi[a], both, scale);
       }
     }

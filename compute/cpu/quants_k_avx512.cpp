@@ -6,6 +6,7 @@
 // saturation for quants <= 63), then VNNI vpdpwssd multiplies the int16 pair sums by the group
 // scales and accumulates into int32 in one instruction; Q4_K..Q6_K use vpdpbusd (see below).
 // Offsets and mins come from Q8_K's bsums.
+#include "compute/cpu/interleave_avx512.hpp"
 #include "compute/cpu/simd_x86.hpp"
 
 namespace sluice::cpu {
@@ -54,13 +55,6 @@ inline __m512 add_block(__m512 acc, float d, __m512i sumi) {
 // the int16 halves of each lane, and one vpdpwssd with the interleaved scales per chunk pair:
 // fewer multiplies and no per-chunk scale permute (the decode is port-bound, not memory-bound).
 
-// The high int16 half of every int32 lane.
-constexpr __mmask32 kOddHalves = 0xaaaaaaaau;
-
-// Lane l of P(2m, l) and P(2m + 1, l) as the low and high int16 of lane l.
-inline __m512i interleave_pair(__m512i p_even, __m512i p_odd) {
-  return _mm512_mask_blend_epi16(kOddHalves, p_even, _mm512_slli_epi32(p_odd, 16));
-}
 
 // vpshufb indices into k4_scales_mins (broadcast to every 128-bit lane): for chunk pair m, int16
 // lanes 2l, 2l + 1 get the scales of lane l in chunks 2m and 2m + 1, i.e. of 16-element groups
