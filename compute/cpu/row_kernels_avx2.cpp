@@ -51,9 +51,7 @@ struct Avx2 {
 }  // namespace
 
 void register_avx2_row_kernels(KernelTable& t) {
-  t.attention_scores_f16 = attention_scores_f16<Avx2>;
-  t.attention_values_f16 = attention_values_f16<Avx2>;
-  t.geglu = geglu<Avx2>;
+  fill_row_kernels<Avx2>(t);
 }
 
 }  // namespace sluice::cpu

@@ -37,9 +37,7 @@ struct Avx512 {
 }  // namespace
 
 void register_avx512_row_kernels(KernelTable& t) {
-  t.attention_scores_f16 = attention_scores_f16<Avx512>;
-  t.attention_values_f16 = attention_values_f16<Avx512>;
-  t.geglu = geglu<Avx512>;
+  fill_row_kernels<Avx512>(t);
 }
 
 }  // namespace sluice::cpu

@@ -112,5 +112,13 @@ void geglu(const float* gate, const float* up, float* out, std::int64_t n, const
   }
 }
 
+// A level's table entries, from its vector traits.
+template <class V>
+void fill_row_kernels(KernelTable& t) {
+  t.attention_scores_f16 = attention_scores_f16<V>;
+  t.attention_values_f16 = attention_values_f16<V>;
+  t.geglu = geglu<V>;
+}
+
 }  // namespace
 }  // namespace sluice::cpu
