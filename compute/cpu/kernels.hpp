@@ -10,8 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "compute/cpu/row_kernels.hpp"
 #include "compute/cpu/blocks.hpp"
+#include "compute/cpu/row_kernels.hpp"
 
 namespace sluice::cpu {
 

@@ -30,23 +30,7 @@ constexpr int kTileActs = 8;
 
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
-
-
-// Scale pairs for vpdpwssd over interleaved P: for m = 0, 1, int16 lanes 32m + 2l and 32m + 2l + 1
-// hold the scales of lane l in chunks 2m and 2m + 1: groups 8m + l / 4 and 8m + 4 + l / 4.
-struct ScalePairIndex {
-  alignas(64) std::int16_t index[2][32];
-  constexpr ScalePairIndex() : index{} {
-    for (int m = 0; m < 2; ++m) {
-      for (int l = 0; l < 16; ++l) {
-        index[m][2 * l] = static_cast<std::int16_t>(8 * m + l / 4);
-        index[m][2 * l + 1] = static_cast<std::int16_t>(8 * m + 4 + l / 4);
-      }
-    }
-  }
-};
-constexpr ScalePairIndex kScalePairIndex;
-
+// PackedKBlock::scale as the tile reads it: both chunk pairs' scale lanes (kScalePairIndex).
 void store_scales(__m256i group_scales, std::int16_t* lanes) {
   const __m512i group = _mm512_zextsi256_si512(group_scales);
   for (int m = 0; m < 2; ++m) {
@@ -179,14 +163,7 @@ void legacy_pair_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* 
     const __m256 halves[2] = {_mm512_castps512_ps256(acc[p]), _mm512_extractf32x8_ps(acc[p], 1)};
     for (int h = 0; h < 2 && 2 * p + h < NA; ++h) {
       const int a = 2 * p + h;
-      if (!last) {
-        _mm256_store_ps(state[a].acc, halves[h]);
-        state[a].acc_min[0] = min_terms[a];
-      } else if constexpr (kHasMin) {
-        out[a * out_stride] = hsum_ps(halves[h]) + min_terms[a];
-      } else {
-        out[a * out_stride] = hsum_ps(halves[h]);
-      }
+      finish_legacy_row<kHasMin>(halves[h], min_terms[a], last, state[a], out + a * out_stride);
     }
   }
 }

@@ -337,6 +337,21 @@ inline void pack_q5_0(const void* vx, PackedLegacyBlock& p) {
 
 using IntDotFn = __m256i (*)(__m256i weights, __m256i acts);
 
+// The end of a legacy tile's chunk for one activation row: the 8-lane accumulator and the min
+// terms kept in `state` for the next chunk, or, after the last, the output (the vec_dot's
+// horizontal sum, plus the min terms for Q4_1/Q5_1).
+template <bool kHasMin>
+inline void finish_legacy_row(__m256 acc, float min_terms, bool last, KAccState& state, float* out) {
+  if (!last) {
+    _mm256_store_ps(state.acc, acc);
+    state.acc_min[0] = min_terms;
+  } else if constexpr (kHasMin) {
+    *out = hsum_ps(acc) + min_terms;
+  } else {
+    *out = hsum_ps(acc);
+  }
+}
+
 template <typename Act, IntDotFn kDot, bool kHasMin, int kTileActs, int NA>
 void legacy_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* const* y, const float* da,
                  KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
@@ -356,16 +371,7 @@ void legacy_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* const
       if constexpr (kHasMin) min_terms[a] += p.m * h2f(y[a][i].s);
     }
   }
-  for (int a = 0; a < NA; ++a) {
-    if (!last) {
-      _mm256_store_ps(state[a].acc, acc[a]);
-      state[a].acc_min[0] = min_terms[a];
-    } else if constexpr (kHasMin) {
-      out[a * out_stride] = hsum_ps(acc[a]) + min_terms[a];
-    } else {
-      out[a * out_stride] = hsum_ps(acc[a]);
-    }
-  }
+  for (int a = 0; a < NA; ++a) finish_legacy_row<kHasMin>(acc[a], min_terms[a], last, state[a], out + a * out_stride);
 }
 
 template <typename Act, IntDotFn kDot, bool kHasMin, int kTileActs>

@@ -161,7 +161,6 @@ const std::uint16_t* gelu_fp16_table() {
 }
 }  // namespace
 
-// ggml's bounds: outside (-10, 10) GELU is 0 or the identity to fp16 precision anyway.
 void geglu(const float* gate, const float* up, float* out, std::int64_t n) {
   active_kernels().geglu(gate, up, out, n, gelu_fp16_table());
 }

@@ -163,21 +163,6 @@ void q5_k_tile(std::int64_t n, const void* w, const void* a, std::size_t s, floa
 
 // ---- Q6_K ---------------------------------------------------------------------------------------
 
-// vpermw indices into the 16 sign-extended group scales: for chunk pair (half) h, int16 lanes 2l,
-// 2l + 1 get groups 8h + l / 4 and 8h + 4 + l / 4 (as matmul_k_avx512.cpp's ScalePairIndex).
-struct Q6ScalePairIndex {
-  alignas(64) std::int16_t index[2][32];
-  constexpr Q6ScalePairIndex() : index{} {
-    for (int h = 0; h < 2; ++h) {
-      for (int l = 0; l < 16; ++l) {
-        index[h][2 * l] = static_cast<std::int16_t>(8 * h + l / 4);
-        index[h][2 * l + 1] = static_cast<std::int16_t>(8 * h + 4 + l / 4);
-      }
-    }
-  }
-};
-constexpr Q6ScalePairIndex kQ6ScalePairIndex;
-
 template <int NA>
 void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
                std::size_t out_stride) {
@@ -191,8 +176,8 @@ void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
   // qh bits 2k, 2k+1 of element piece k -> bits 4, 5: left by 4, 2 (pieces 0, 1), right by 0, 2 (2, 3).
   const __m512i shl_01 = shift_pair(4, 2);
   const __m512i shr_23 = shift_pair(0, 2);
-  const __m512i scale_index[2] = {_mm512_load_si512(kQ6ScalePairIndex.index[0]),
-                                  _mm512_load_si512(kQ6ScalePairIndex.index[1])};
+  const __m512i scale_index[2] = {_mm512_load_si512(kScalePairIndex.index[0]),
+                                  _mm512_load_si512(kScalePairIndex.index[1])};
   const std::int64_t nb = n / kQK_K;
   for (std::int64_t i = 0; i < nb; ++i) {
     prefetch_ahead(x + i);

@@ -28,6 +28,7 @@ inline constexpr std::int32_t kMaxAttentionHeadDim = 512;
 // itself for gate >= 10, else fp16_to_fp32(table[fp32_to_fp16(gate[i])]). `table` holds 65536
 // halves and one more (SIMD levels read 4 bytes at each entry). out may alias gate.
 using GegluFn = void (*)(const float* gate, const float* up, float* out, std::int64_t n, const std::uint16_t* table);
+// ggml's bounds: outside (-10, 10) GELU is 0 or the identity to fp16 precision anyway.
 inline constexpr float kGeluTableLimit = 10.0f;
 
 namespace scalar {

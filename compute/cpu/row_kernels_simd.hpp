@@ -11,8 +11,8 @@
 #pragma once
 
 #include <algorithm>
-#include <cstdlib>
 
+#include "compute/cpu/check.hpp"
 #include "compute/cpu/row_kernels.hpp"
 #include "compute/cpu/simd_x86.hpp"
 
@@ -45,7 +45,7 @@ void attention_scores_f16(const float* q, const std::uint16_t* keys, std::int64_
                           std::int32_t head_dim, float* scores) {
   constexpr int W = V::kWidth;
   alignas(64) float qh[kMaxAttentionHeadDim];
-  if (head_dim > kMaxAttentionHeadDim) std::abort();  // the caller checks; never reached
+  SLUICE_CPU_CHECK(head_dim <= kMaxAttentionHeadDim);
   int d = 0;
   for (; d + W <= head_dim; d += W) V::store(qh + d, V::round_to_half(V::load(q + d)));
   if (d < head_dim) V::store_tail(qh + d, V::round_to_half(V::load_tail(q + d, head_dim - d)), head_dim - d);
