@@ -27,25 +27,35 @@
 namespace sluice::cache {
 namespace {
 
+// Each layer's offset in a layout of `layers` layers of `layer_bytes(il)` bytes, and the end.
+template <typename LayerBytes>
+std::vector<std::uint64_t> layer_offsets(std::int64_t layers, LayerBytes layer_bytes) {
+  std::vector<std::uint64_t> at(std::size_t(layers) + 1, 0);
+  for (std::int64_t il = 0; il < layers; ++il) at[std::size_t(il) + 1] = at[std::size_t(il)] + layer_bytes(il);
+  return at;
+}
+
 class ResidentKvCache final : public KvCache {
  public:
-  explicit ResidentKvCache(const KvShape& shape) : KvCache(shape) {
+  explicit ResidentKvCache(const KvShape& shape)
+      : KvCache(shape), layer_at_(layer_offsets(shape.n_layer, [&](std::int64_t il) { return shape.layer_bytes(il); })) {
     (void)shape.row_bytes();  // throws for a q8_0 row that is not whole blocks
-    storage_.assign(shape.total_bytes(), std::byte{0});
+    storage_.assign(layer_at_.back(), std::byte{0});
   }
   void begin_layer(std::int64_t) override {}
   compute::KvLayerView view(std::int64_t il, std::int32_t seq) override {
-    const std::uint64_t plane = std::uint64_t(shape_.n_ctx) * std::uint64_t(shape_.row_bytes());
-    std::byte* base = storage_.data() + std::uint64_t(il) * shape_.layer_bytes() + std::uint64_t(seq) * 2 * plane;
-    return {base, base + plane, shape_.n_ctx, shape_.type, shape_.row_bytes()};
+    const std::uint64_t plane = shape_.plane_bytes(il);
+    std::byte* base = storage_.data() + layer_at_[std::size_t(il)] + std::uint64_t(seq) * 2 * plane;
+    return {base, base + plane, shape_.rows(il), shape_.type, shape_.row_bytes(), shape_.ring(il)};
   }
-  void end_layer(std::int64_t, std::span<const KvWrite>) override {}
-  void clear(std::int32_t) override {}  // positions are always written before they are read
-  void truncate(std::int32_t, std::int64_t) override {}
+  void end_layer(std::int64_t, std::span<const KvWrite> writes) override { note_writes(writes); }
+  // Positions are always written before they are read: only the ring's window needs a check.
+  std::int64_t truncate(std::int32_t seq, std::int64_t length) override { return keep(seq, length); }
   std::uint64_t memory_bytes() const override { return storage_.size(); }
   bool spilled() const override { return false; }
 
  private:
+  std::vector<std::uint64_t> layer_at_;
   std::vector<std::byte> storage_;
 };
 
@@ -69,9 +79,33 @@ struct Mapping {
   Mapping& operator=(const Mapping&) = delete;
 };
 
-// Scratch-file layout: layer-major, then sequence, then K and V, each plane n_ctx rows padded
-// to 4096 bytes so every read and write-back can go through O_DIRECT (no page cache to count
-// against a memory cap). A layer's planes are contiguous in the file and in the buffer.
+// A ring layer's rows [pos0, pos0 + n) mod rows as at most two row ranges [first, last).
+struct RowRange {
+  std::int64_t first = 0, last = 0;
+};
+int ring_ranges(std::int64_t pos0, std::int64_t n, std::int64_t rows, bool ring, RowRange out[2]) {
+  if (!ring) {
+    out[0] = {pos0, pos0 + n};
+    return 1;
+  }
+  if (n >= rows) {
+    out[0] = {0, rows};
+    return 1;
+  }
+  const std::int64_t first = pos0 % rows, last = first + n;
+  if (last <= rows) {
+    out[0] = {first, last};
+    return 1;
+  }
+  out[0] = {first, rows};
+  out[1] = {0, last - rows};
+  return 2;
+}
+
+// Scratch-file layout: layer-major, then sequence, then K and V, each plane the layer's rows
+// (n_ctx, or a ring layer's ring) padded to 4096 bytes so every read and write-back can go
+// through O_DIRECT (no page cache to count against a memory cap). A layer's planes are
+// contiguous in the file and in the buffer; the two buffers hold the largest layer.
 //
 // Threads: the forward pass's thread calls every method; one reader thread, started with the
 // cache, reads the next layer while the current one computes. They share written_ (the reader
@@ -82,8 +116,7 @@ class SpilledKvCache final : public KvCache {
  public:
   SpilledKvCache(const KvShape& shape, const std::string& dir, const KvSpillOptions& options)
       : KvCache(shape),
-        plane_bytes_(align_up(std::uint64_t(shape.n_ctx) * std::uint64_t(shape.row_bytes()), kDirectAlign)),
-        layer_span_(plane_bytes_ * 2 * std::uint64_t(shape.n_seq)),
+        layer_at_(layer_offsets(shape.n_layer, [&](std::int64_t il) { return layer_span(il); })),
         written_(std::size_t(shape.n_layer) * std::size_t(shape.n_seq), 0) {
     std::string path = dir + "/sluice-kv-XXXXXX";
     std::vector<char> name(path.begin(), path.end());
@@ -99,7 +132,7 @@ class SpilledKvCache final : public KvCache {
     // Sparse: blocks are taken as positions are written back (the plan warns when the directory
     // cannot hold the whole file).
     const std::uint64_t file_bytes = spilled_kv_file_bytes(shape);
-    SLUICE_ASSERT(file_bytes == layer_span_ * std::uint64_t(shape.n_layer));
+    SLUICE_ASSERT(file_bytes == layer_at_.back());
     if (ftruncate(fd, off_t(file_bytes)) != 0) {
       const int err = errno;
       close(fd);
@@ -112,7 +145,9 @@ class SpilledKvCache final : public KvCache {
     file_options.direct = flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
     file_options.fault = options.fault;
     file_ = io::File::adopt(fd, path + " (KV spill file, unlinked)", file_options);
-    for (auto& b : buffers_) b = std::make_unique<Mapping>(layer_span_);
+    std::uint64_t largest = 0;
+    for (std::int64_t il = 0; il < shape.n_layer; ++il) largest = std::max(largest, layer_span(il));
+    for (auto& b : buffers_) b = std::make_unique<Mapping>(largest);
     reader_ = std::thread([this] { reader_loop(); });
   }
 
@@ -150,8 +185,9 @@ class SpilledKvCache final : public KvCache {
 
   compute::KvLayerView view(std::int64_t il, std::int32_t seq) override {
     SLUICE_ASSERT(active_ >= 0 && holds_[active_] == il);
-    std::byte* base = buffers_[active_]->data + std::uint64_t(seq) * 2 * plane_bytes_;
-    return {base, base + plane_bytes_, shape_.n_ctx, shape_.type, shape_.row_bytes()};
+    const std::uint64_t plane = plane_bytes(il);
+    std::byte* base = buffers_[active_]->data + std::uint64_t(seq) * 2 * plane;
+    return {base, base + plane, shape_.rows(il), shape_.type, shape_.row_bytes(), shape_.ring(il)};
   }
 
   void end_layer(std::int64_t il, std::span<const KvWrite> writes) override {
@@ -159,31 +195,37 @@ class SpilledKvCache final : public KvCache {
     const std::uint64_t rb = std::uint64_t(shape_.row_bytes());
     last_ = active_;
     active_ = -1;
+    const std::uint64_t plane_bytes = this->plane_bytes(il);
     for (const KvWrite& w : writes) {
       if (w.n <= 0) continue;
-      // The 4096-aligned window around the new rows: bytes before them are valid (earlier
-      // positions), bytes after are beyond what any pass reads.
-      const std::uint64_t from = std::uint64_t(w.pos0) * rb / kDirectAlign * kDirectAlign;
-      const std::uint64_t to = std::min(plane_bytes_, align_up(std::uint64_t(w.pos0 + w.n) * rb, kDirectAlign));
-      for (int plane = 0; plane < 2; ++plane) {
-        const std::uint64_t at = (std::uint64_t(w.seq) * 2 + std::uint64_t(plane)) * plane_bytes_;
-        Status st = file_->write_at({buffers_[last_]->data + at + from, to - from}, file_offset(il) + at + from);
-        if (!st) {
-          // The file now lacks these positions: forget this layer's copy in RAM too, so nothing
-          // reads a half-persisted layer as if it were whole; the caller abandons the pass.
-          holds_[last_] = -1;
-          throw Exception(st.error(), file_->path());
+      RowRange ranges[2];
+      const int n_ranges = ring_ranges(w.pos0, w.n, shape_.rows(il), shape_.ring(il), ranges);
+      for (int r = 0; r < n_ranges; ++r) {
+        // The 4096-aligned window around the new rows: bytes before and after them are earlier
+        // positions (the buffer holds what the file holds) or beyond what any pass reads.
+        const std::uint64_t from = std::uint64_t(ranges[r].first) * rb / kDirectAlign * kDirectAlign;
+        const std::uint64_t to = std::min(plane_bytes, align_up(std::uint64_t(ranges[r].last) * rb, kDirectAlign));
+        for (int plane = 0; plane < 2; ++plane) {
+          const std::uint64_t at = (std::uint64_t(w.seq) * 2 + std::uint64_t(plane)) * plane_bytes;
+          Status st = file_->write_at({buffers_[last_]->data + at + from, to - from}, file_offset(il) + at + from);
+          if (!st) {
+            // The file now lacks these positions: forget this layer's copy in RAM too, so nothing
+            // reads a half-persisted layer as if it were whole; the caller abandons the pass.
+            holds_[last_] = -1;
+            throw Exception(st.error(), file_->path());
+          }
+          bytes_written_ += to - from;
         }
-        bytes_written_ += to - from;
       }
       std::int64_t& filled = written_[std::size_t(il) * std::size_t(shape_.n_seq) + std::size_t(w.seq)];
       filled = std::max(filled, w.pos0 + w.n);
     }
+    note_writes(writes);
   }
 
-  void clear(std::int32_t seq) override { truncate(seq, 0); }
-  void truncate(std::int32_t seq, std::int64_t length) override {
+  std::int64_t truncate(std::int32_t seq, std::int64_t length) override {
     SLUICE_ASSERT(seq >= 0 && seq < shape_.n_seq && length >= 0);
+    length = keep(seq, length);
     if (read_started_) {
       // The background read uses written_. Its outcome is kept for the next begin_layer().
       std::unique_lock lock(mutex_);
@@ -196,8 +238,9 @@ class SpilledKvCache final : public KvCache {
     }
     // A layer read before the clear may hold the forgotten positions; harmless (they are
     // rewritten before they are read), as in the resident cache.
+    return length;
   }
-  std::uint64_t memory_bytes() const override { return 2 * layer_span_; }
+  std::uint64_t memory_bytes() const override { return 2 * buffers_[0]->bytes; }
   bool spilled() const override { return true; }
   KvStats stats() const override {
     KvStats s;
@@ -213,17 +256,21 @@ class SpilledKvCache final : public KvCache {
     int buffer = -1;
   };
 
-  std::uint64_t file_offset(std::int64_t il) const { return std::uint64_t(il) * layer_span_; }
+  std::uint64_t plane_bytes(std::int64_t il) const { return align_up(shape_.plane_bytes(il), kDirectAlign); }
+  std::uint64_t layer_span(std::int64_t il) const { return plane_bytes(il) * 2 * std::uint64_t(shape_.n_seq); }
+  std::uint64_t file_offset(std::int64_t il) const { return layer_at_[std::size_t(il)]; }
 
-  // Reads the written prefix of every sequence's K and V planes of layer il into buffer b.
+  // Reads the written prefix of every sequence's K and V planes of layer il into buffer b (a
+  // ring layer: its rows written so far, all of them once the ring has wrapped).
   Status read_layer(std::int64_t il, int b) {
     const std::uint64_t rb = std::uint64_t(shape_.row_bytes());
+    const std::uint64_t plane_bytes = this->plane_bytes(il);
     for (std::int32_t s = 0; s < shape_.n_seq; ++s) {
-      const std::int64_t filled = written_[std::size_t(il) * std::size_t(shape_.n_seq) + std::size_t(s)];
+      const std::int64_t filled = std::min(written_[std::size_t(il) * std::size_t(shape_.n_seq) + std::size_t(s)], shape_.rows(il));
       if (filled == 0) continue;
-      const std::uint64_t len = std::min(plane_bytes_, align_up(std::uint64_t(filled) * rb, kDirectAlign));
+      const std::uint64_t len = std::min(plane_bytes, align_up(std::uint64_t(filled) * rb, kDirectAlign));
       for (int plane = 0; plane < 2; ++plane) {
-        const std::uint64_t at = (std::uint64_t(s) * 2 + std::uint64_t(plane)) * plane_bytes_;
+        const std::uint64_t at = (std::uint64_t(s) * 2 + std::uint64_t(plane)) * plane_bytes;
         if (Status st = file_->read_at({buffers_[b]->data + at, len}, file_offset(il) + at); !st) return st;
         bytes_read_ += len;
       }
@@ -274,7 +321,7 @@ class SpilledKvCache final : public KvCache {
     }
   }
 
-  std::uint64_t plane_bytes_, layer_span_;
+  std::vector<std::uint64_t> layer_at_;  // each layer's offset in the file
   std::vector<std::int64_t> written_;  // [layer][seq]: positions persisted
   std::unique_ptr<io::File> file_;
   std::unique_ptr<Mapping> buffers_[2];
@@ -305,13 +352,59 @@ std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::
 }
 
 std::uint64_t spilled_kv_memory_bytes(const KvShape& shape) {
-  return 2 * align_up(std::uint64_t(shape.n_ctx) * std::uint64_t(shape.row_bytes()), kDirectAlign) * 2 * std::uint64_t(shape.n_seq);
+  std::uint64_t largest = 0;
+  for (std::int64_t il = 0; il < shape.n_layer; ++il) {
+    largest = std::max(largest, align_up(shape.plane_bytes(il), kDirectAlign) * 2 * std::uint64_t(shape.n_seq));
+  }
+  return 2 * largest;
 }
 
 std::uint64_t spilled_kv_file_bytes(const KvShape& shape) {
-  // SpilledKvCache's layout: plane_bytes_ x 2 x n_seq per layer (layer_span_), n_layer layers.
-  return align_up(std::uint64_t(shape.n_ctx) * std::uint64_t(shape.row_bytes()), kDirectAlign) * 2 * std::uint64_t(shape.n_seq) *
-         std::uint64_t(shape.n_layer);
+  // SpilledKvCache's layout: each layer's planes padded to 4 KiB, x 2 x n_seq, layer after layer.
+  std::uint64_t bytes = 0;
+  for (std::int64_t il = 0; il < shape.n_layer; ++il) bytes += align_up(shape.plane_bytes(il), kDirectAlign) * 2 * std::uint64_t(shape.n_seq);
+  return bytes;
+}
+
+// ---- KvShape and KvCache ------------------------------------------------------------------------
+
+bool KvShape::any_ring() const {
+  for (std::int64_t il = 0; il < n_layer; ++il) {
+    if (ring(il)) return true;
+  }
+  return false;
+}
+
+std::uint64_t KvShape::total_bytes() const {
+  std::uint64_t bytes = 0;
+  for (std::int64_t il = 0; il < n_layer; ++il) bytes += layer_bytes(il);
+  return bytes;
+}
+
+std::uint64_t KvShape::largest_layer_bytes() const {
+  std::uint64_t bytes = 0;
+  for (std::int64_t il = 0; il < n_layer; ++il) bytes = std::max(bytes, layer_bytes(il));
+  return bytes;
+}
+
+void KvCache::note_writes(std::span<const KvWrite> writes) {
+  for (const KvWrite& w : writes) {
+    if (w.n <= 0) continue;
+    SLUICE_ASSERT(w.seq >= 0 && w.seq < shape_.n_seq);
+    std::int64_t& end = written_end_[std::size_t(w.seq)];
+    end = std::max(end, w.pos0 + w.n);
+  }
+}
+
+std::int64_t KvCache::keep(std::int32_t seq, std::int64_t length) {
+  SLUICE_ASSERT(seq >= 0 && seq < shape_.n_seq && length >= 0);
+  std::int64_t& end = written_end_[std::size_t(seq)];
+  const std::int64_t rows = shape_.any_ring() ? shape_.ring_rows() : 0;
+  // A ring holds positions [end - rows, end); position `length` attends to
+  // [length - window + 1, length).
+  if (length < end && rows > 0 && end > rows && length - shape_.window + 1 < end - rows) length = 0;
+  end = std::min(end, length);
+  return length;
 }
 
 }  // namespace sluice::cache

@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "compute/views.hpp"
 
@@ -27,16 +28,38 @@ struct FaultPlan;
 
 namespace sluice::cache {
 
+// Sliding-window layers (gemma3's local layers, gpt-oss's even layers) attend to the last
+// `window` positions only, so a layer marked in ring_layers keeps a ring of ring_rows() rows per
+// sequence, position p in row p % ring_rows(), instead of n_ctx rows: the window plus
+// `ring_slack` rows, so that a pass can store up to ring_slack + 1 positions before it attends
+// (store_chunk()) and a truncation of up to ring_slack positions keeps the window whole. With
+// n_ctx <= window + ring_slack every layer keeps n_ctx rows.
 struct KvShape {
   std::int64_t n_layer = 0;
   std::int64_t row_floats = 0;  // n_head_kv * head_dim
   std::int64_t n_ctx = 0;       // positions per sequence
   std::int32_t n_seq = 1;
   compute::KvType type = compute::KvType::f16;
+  std::int64_t window = 0;                    // sliding window of the ring layers (0: none)
+  std::vector<bool> ring_layers;              // n_layer entries, or empty: no ring layer
+  std::int64_t ring_slack = kKvRingSlack;
+
+  static constexpr std::int64_t kKvRingSlack = 256;
 
   std::int64_t row_bytes() const { return compute::kv_row_bytes(type, row_floats); }
-  std::uint64_t layer_bytes() const { return 2 * std::uint64_t(n_seq) * std::uint64_t(n_ctx) * std::uint64_t(row_bytes()); }
-  std::uint64_t total_bytes() const { return std::uint64_t(n_layer) * layer_bytes(); }
+  std::int64_t ring_rows() const { return window > 0 && window + ring_slack < n_ctx ? window + ring_slack : 0; }
+  bool ring(std::int64_t il) const {
+    return ring_rows() > 0 && il >= 0 && il < std::int64_t(ring_layers.size()) && ring_layers[std::size_t(il)];
+  }
+  bool any_ring() const;
+  std::int64_t rows(std::int64_t il) const { return ring(il) ? ring_rows() : n_ctx; }
+  // The most positions of one sequence a pass may store in a ring layer before attending (the
+  // forward pass stores and attends in pieces of this size); n_ctx without ring layers.
+  std::int64_t store_chunk() const { return any_ring() ? ring_slack + 1 : n_ctx; }
+  std::uint64_t plane_bytes(std::int64_t il) const { return std::uint64_t(rows(il)) * std::uint64_t(row_bytes()); }
+  std::uint64_t layer_bytes(std::int64_t il) const { return 2 * std::uint64_t(n_seq) * plane_bytes(il); }
+  std::uint64_t total_bytes() const;
+  std::uint64_t largest_layer_bytes() const;
 };
 
 // Positions [pos0, pos0 + n) of sequence `seq` were written in the current layer.
@@ -72,16 +95,26 @@ class KvCache {
   virtual void begin_layer(std::int64_t il) = 0;
   virtual compute::KvLayerView view(std::int64_t il, std::int32_t seq) = 0;
   virtual void end_layer(std::int64_t il, std::span<const KvWrite> writes) = 0;
-  virtual void clear(std::int32_t seq) = 0;
+  void clear(std::int32_t seq) { (void)truncate(seq, 0); }
   // Forgets positions >= `length` of sequence `seq` (they are written again before any pass reads
-  // them); positions below stay. clear(seq) is truncate(seq, 0).
-  virtual void truncate(std::int32_t seq, std::int64_t length) = 0;
+  // them) and returns how many positions stay: `length`, or 0 where a ring layer no longer holds
+  // the window that position `length` attends to (the positions were overwritten by later ones:
+  // the caller then evaluates the sequence again from position 0). clear(seq) is truncate(seq, 0).
+  [[nodiscard]] virtual std::int64_t truncate(std::int32_t seq, std::int64_t length) = 0;
   virtual std::uint64_t memory_bytes() const = 0;  // RAM this cache holds
   virtual bool spilled() const = 0;
   virtual KvStats stats() const { return {}; }
 
  protected:
+  // end_layer(): the positions written so far (per sequence, the end of the highest write).
+  void note_writes(std::span<const KvWrite> writes);
+  // truncate(): the positions that stay (above), and the new high-water mark.
+  std::int64_t keep(std::int32_t seq, std::int64_t length);
+
   KvShape shape_;
+
+ private:
+  std::vector<std::int64_t> written_end_ = std::vector<std::int64_t>(std::size_t(shape_.n_seq), 0);
 };
 
 // Throws std::invalid_argument for an impossible shape (q8_0 with a row not a multiple of 32).
@@ -90,10 +123,10 @@ std::unique_ptr<KvCache> make_resident_kv_cache(const KvShape& shape);
 // crash). Throws sluice::Exception naming the directory when it cannot be created.
 std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::string& dir,
                                                const KvSpillOptions& options = {});
-// RAM a spilled cache of this shape holds: two layers.
+// RAM a spilled cache of this shape holds: two of its largest layers.
 std::uint64_t spilled_kv_memory_bytes(const KvShape& shape);
-// Size of a spilled cache's scratch file: every layer of every sequence, each plane padded to
-// 4 KiB. The file is sized sparse (ftruncate) and its blocks are taken as positions are written
+// Size of a spilled cache's scratch file: every layer of every sequence (ring layers their ring),
+// each plane padded to 4 KiB. The file is sized sparse (ftruncate) and its blocks are taken as positions are written
 // back, so a run takes this much of the directory's disk only when every sequence fills its
 // context; until then it holds what was written (4 KiB-rounded per layer, sequence and plane).
 std::uint64_t spilled_kv_file_bytes(const KvShape& shape);

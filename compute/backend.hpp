@@ -103,7 +103,8 @@ class ComputeBackend {
                                 const float* src) = 0;
 
   // ---- attention ----
-  // Writes `rows` consecutive K and V rows (row_floats floats each) at positions pos0.. of kv.
+  // Writes `rows` consecutive K and V rows (row_floats floats each) at positions pos0.. of kv
+  // (a ring: rows (pos0 + r) % kv.ctx, rows <= kv.ctx).
   virtual void kv_store(const KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats,
                         const float* k, const float* v) = 0;
   // Causal attention of `rows` consecutive query rows (n_head * head_dim floats each) of one

@@ -49,13 +49,18 @@ std::int64_t kv_row_bytes(KvType type, std::int64_t row_floats);
 
 // One layer's KV cache of one sequence: [ctx][row_bytes] for K and for V, in the memory of the
 // backend that reads it (host memory for compute/cpu).
+// A ring (a sliding-window layer's cache, cache/kv_cache.hpp) keeps position p in row p % ctx.
 struct KvLayerView {
   std::byte* k = nullptr;
   std::byte* v = nullptr;
-  std::int64_t ctx = 0;
+  std::int64_t ctx = 0;  // rows
   KvType type = KvType::f16;
   std::int64_t row_bytes = 0;  // kv_row_bytes(type, n_head_kv * head_dim)
+  bool ring = false;
 };
+
+// The row that holds position `pos`.
+inline std::int64_t kv_row(const KvLayerView& kv, std::int64_t pos) { return kv.ring ? pos % kv.ctx : pos; }
 
 }  // namespace sluice::compute
 

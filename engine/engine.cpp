@@ -256,12 +256,14 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
         seq.tokens = std::move(request->prompt);
         // Positions from `cached` on are this request's; those below are the caller's earlier
         // tokens, already in this slot's cache.
-        const std::int64_t cached = std::clamp<std::int64_t>(request->cached, 0, std::int64_t(seq.tokens.size()) - 1);
+        // A sliding-window layer's ring may no longer hold what the kept positions attend to:
+        // then the cache keeps none and the whole prompt is evaluated again.
+        const std::int64_t cached = transformer_.kv_cache().truncate(
+            std::int32_t(s), std::clamp<std::int64_t>(request->cached, 0, std::int64_t(seq.tokens.size()) - 1));
         seq.evaluated = cached;
         seq.draft.clear();
         seq.sampler = std::make_unique<Sampler>(seq.options.sampling);
         seq.detok = std::make_unique<tok::Detokenizer>(tokenizer_);
-        transformer_.kv_cache().truncate(std::int32_t(s), cached);
         stats.prompt_tokens += std::int64_t(seq.tokens.size()) - cached;
       }
     }
@@ -391,7 +393,8 @@ BatchRunStats Engine::run(const std::function<std::optional<SeqRequest>()>& sour
         continue;
       }
       // The rejected drafts' positions: forgotten, so the next pass writes them afresh.
-      if (drafted > 0) transformer_.kv_cache().truncate(std::int32_t(s), seq.evaluated);
+      // (A ring keeps every position a rejection forgets: drafts are shorter than its slack.)
+      if (drafted > 0) seq.evaluated = transformer_.kv_cache().truncate(std::int32_t(s), seq.evaluated);
       seq.stream(false);
     }
     if (pass_drafted > 0) ++stats.draft_passes;

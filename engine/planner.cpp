@@ -98,8 +98,10 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   p.head_bytes = extents[head_extent].raw_bytes;
   p.embedding_bytes = p.tied ? 0 : extents[embd_extent].raw_bytes;
 
-  cache::KvShape kv{config.n_layer, config.n_head_kv * config.head_dim, request.n_ctx, request.n_seq, request.kv_type};
+  const cache::KvShape kv = kv_shape(config, request.n_ctx, request.n_seq, request.kv_type);
   p.kv_full_bytes = kv.total_bytes();  // throws std::invalid_argument for q8_0 on a row that is not whole blocks
+  for (std::int64_t il = 0; il < kv.n_layer; ++il) p.kv_ring_layers += kv.ring(il) ? 1 : 0;
+  p.kv_ring_rows = kv.ring_rows();
   const std::uint64_t kv_spilled = cache::spilled_kv_memory_bytes(kv);
   p.overhead_bytes = kOverheadBytes + std::uint64_t(config.n_vocab) * kOverheadPerVocabToken;
 
@@ -336,7 +338,10 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   }
   table.add_row({fmt::format("KV cache ({})", compute::to_string(p.request.kv_type)), format_bytes(p.kv_bytes),
                  p.kv_spilled ? fmt::format("spilled: {} on disk, 2 layers in RAM", format_bytes(p.kv_full_bytes))
-                              : fmt::format("{} seq x {} ctx", p.request.n_seq, p.request.n_ctx)});
+                              : fmt::format("{} seq x {} ctx{}", p.request.n_seq, p.request.n_ctx,
+                                            p.kv_ring_layers == 0 ? std::string()
+                                                                  : fmt::format("; {} sliding-window layers keep {} rows",
+                                                                                p.kv_ring_layers, p.kv_ring_rows))});
   if (p.kv_spilled) {
     const std::string dir = p.request.kv_spill_dir.empty() ? std::string("the spill directory") : p.request.kv_spill_dir;
     const std::string free = p.request.kv_spill_free_bytes ? format_bytes(*p.request.kv_spill_free_bytes) : std::string("unknown");

@@ -92,6 +92,8 @@ struct MemoryPlan {
   std::uint64_t ring_bytes = 0;
   std::uint64_t kv_bytes = 0;           // RAM the KV cache holds
   std::uint64_t kv_full_bytes = 0;      // the whole cache (what spilling keeps on disk)
+  std::int64_t kv_ring_layers = 0;      // sliding-window layers whose cache is a ring of...
+  std::int64_t kv_ring_rows = 0;        // ... this many rows per sequence
   bool kv_spilled = false;
   // Spilled: the scratch file's size (cache::spilled_kv_file_bytes). It is sparse and takes disk
   // as positions are written back, so it is not refused up front when the directory has less

@@ -16,6 +16,7 @@
 #include "model/pack_source.hpp"
 #include "model/vocab_metadata.hpp"
 #include "cache/kv_cache.hpp"
+#include "engine/transformer.hpp"
 #include "common/disk_space.hpp"
 #include "common/error.hpp"
 
@@ -297,12 +298,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     forward_ = streamed_.get();
   }
   const ModelConfig& c = forward_->config();
-  cache::KvShape shape;
-  shape.n_layer = c.n_layer;
-  shape.row_floats = c.n_head_kv * c.head_dim;
-  shape.n_ctx = n_ctx_;
-  shape.n_seq = options_.n_seq;
-  shape.type = options_.kv_type;
+  const cache::KvShape shape = kv_shape(c, n_ctx_, options_.n_seq, options_.kv_type);
   // In RAM (a GGUF that fits) the plan was dropped: the KV cache follows --kv-spill alone.
   const bool spill = plan_ ? plan_->kv_spilled : options_.kv_spill == SpillMode::always;
   if (!plan_) {

@@ -153,7 +153,7 @@ void DraftModel::draft(std::span<DraftRequest> requests) {
     std::size_t common = 0;
     while (common < cached.size() && common < r.tokens.size() && cached[common] == r.tokens[common]) ++common;
     common = std::min(common, r.tokens.size() - 1);
-    t.kv_cache().truncate(r.slot, std::int64_t(common));
+    common = std::size_t(t.kv_cache().truncate(r.slot, std::int64_t(common)));
     cached.assign(r.tokens.begin(), r.tokens.end());
     const auto fed = r.tokens.subspan(common);
     const std::int64_t row = batch.add(r.slot, std::int64_t(common), fed, true);

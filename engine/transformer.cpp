@@ -14,17 +14,25 @@ namespace {
 // The width of the FFN activations (gate, up): a dense FFN's n_ff, or one expert's.
 std::int64_t ffn_width(const ModelConfig& c) { return c.is_moe() ? c.n_ff_exp : c.n_ff; }
 
-cache::KvShape single_sequence(const ModelConfig& c, std::int64_t n_ctx) {
+}  // namespace
+
+cache::KvShape kv_shape(const ModelConfig& c, std::int64_t n_ctx, std::int32_t n_seq, compute::KvType type, bool rings) {
   cache::KvShape shape;
   shape.n_layer = c.n_layer;
   shape.row_floats = c.n_head_kv * c.head_dim;
   shape.n_ctx = n_ctx;
+  shape.n_seq = n_seq;
+  shape.type = type;
+  if (rings && c.sliding_window > 0) {
+    shape.window = c.sliding_window;
+    shape.ring_layers.resize(std::size_t(c.n_layer));
+    for (std::int64_t il = 0; il < c.n_layer; ++il) shape.ring_layers[std::size_t(il)] = c.is_local_layer(il);
+  }
   return shape;
 }
-}  // namespace
 
 Transformer::Transformer(ModelConfig config, std::int64_t n_ctx, compute::Threading threading)
-    : Transformer(config, cache::make_resident_kv_cache(single_sequence(config, n_ctx)), threading) {}
+    : Transformer(config, cache::make_resident_kv_cache(kv_shape(config, n_ctx)), threading) {}
 
 Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv, compute::Threading threading)
     : Transformer(std::move(config), std::move(kv), compute::make_cpu_backend(threading), nullptr) {}
@@ -41,6 +49,10 @@ Transformer::Transformer(ModelConfig config, std::unique_ptr<cache::KvCache> kv,
   const compute::ComputeBackend& backend = *backend_;
   SLUICE_ASSERT(n_ctx_ > 0);
   SLUICE_ASSERT(kv_->shape().n_layer == config_.n_layer && kv_->shape().row_floats == kv_dim_);
+  for (std::int64_t il = 0; il < config_.n_layer; ++il) {
+    // A ring must hold the window this layer attends to.
+    SLUICE_ASSERT(!kv_->shape().ring(il) || (config_.is_local_layer(il) && kv_->shape().window >= config_.sliding_window));
+  }
   const compute::BackendCapabilities& caps = backend.capabilities();
   if (caps.memory != compute::MemorySpace::host) {
     throw std::invalid_argument(fmt::format("compute backend '{}' keeps its data in {} memory; the forward pass holds its "
@@ -186,8 +198,14 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
     backend_->rope(qs, s.n, n_head, static_cast<std::int32_t>(hd), s.pos0, rope);
     if (prescale_q) backend_->scale(qs, s.n * q_dim, c.attention_scale);
     backend_->rope(ks, s.n, n_head_kv, static_cast<std::int32_t>(hd), s.pos0, rope);
-    backend_->kv_store(kv, s.pos0, s.n, kv_dim_, ks, v_.data() + row * kv_dim_);
-    backend_->attend(qs, s.n, kv, s.pos0, shape, att_.data() + row * q_dim);
+    // A ring layer's rows are stored and attended in pieces, so no row is overwritten before
+    // every query that reads it has run (KvShape::store_chunk).
+    const std::int64_t piece = kv.ring ? kv_->shape().store_chunk() : s.n;
+    for (std::int64_t done = 0; done < s.n; done += piece) {
+      const std::int64_t m = std::min(piece, s.n - done);
+      backend_->kv_store(kv, s.pos0 + done, m, kv_dim_, ks + done * kv_dim_, v_.data() + (row + done) * kv_dim_);
+      backend_->attend(qs + done * q_dim, m, kv, s.pos0 + done, shape, att_.data() + (row + done) * q_dim);
+    }
     writes_.push_back({s.seq, s.pos0, s.n});
     row += s.n;
   }

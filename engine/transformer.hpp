@@ -56,6 +56,12 @@ struct SeqSpan {
   std::int64_t n = 0;
 };
 
+// The KV cache shape of `config` for n_seq sequences of n_ctx positions: its sliding-window
+// layers keep rings of the window plus KvShape::ring_slack rows (cache/kv_cache.hpp) unless
+// `rings` is false.
+cache::KvShape kv_shape(const ModelConfig& config, std::int64_t n_ctx, std::int32_t n_seq = 1,
+                        compute::KvType type = compute::KvType::f16, bool rings = true);
+
 class Transformer {
  public:
   // One sequence with a resident fp16 KV cache of `n_ctx` positions, on its own CPU backend

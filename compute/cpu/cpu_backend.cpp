@@ -160,7 +160,8 @@ void CpuBackend::scatter_add_rows(float* y, std::int64_t n, std::span<const std:
 
 void CpuBackend::kv_store(const compute::KvLayerView& kv, std::int64_t pos0, std::int64_t rows, std::int64_t row_floats,
                           const float* k, const float* v) {
-  SLUICE_CPU_CHECK(pos0 >= 0 && pos0 + rows <= kv.ctx);
+  // A ring keeps the last kv.ctx positions: a store of more would overwrite its own rows.
+  SLUICE_CPU_CHECK(pos0 >= 0 && (kv.ring ? rows <= kv.ctx : pos0 + rows <= kv.ctx));
   for (std::int64_t r = 0; r < rows; ++r) cpu::kv_store(kv, pos0 + r, row_floats, k + r * row_floats, v + r * row_floats);
 }
 

@@ -170,8 +170,9 @@ static_assert(kQK8_0 == compute::kKvQ8BlockFloats && std::int64_t(sizeof(BlockQ8
               "q8_0 KV row geometry");
 
 void kv_store(const KvLayerView& kv, std::int64_t pos, std::int64_t row_floats, const float* k, const float* v) {
-  std::byte* kd = kv.k + pos * kv.row_bytes;
-  std::byte* vd = kv.v + pos * kv.row_bytes;
+  const std::int64_t row = compute::kv_row(kv, pos);
+  std::byte* kd = kv.k + row * kv.row_bytes;
+  std::byte* vd = kv.v + row * kv.row_bytes;
   if (kv.type == KvType::q8_0) {
     scalar::quantize_q8_0_act(k, kd, row_floats);  // as llama.cpp's f32 -> q8_0 cache copy
     scalar::quantize_q8_0_act(v, vd, row_floats);
@@ -223,7 +224,13 @@ void attend_head_f16(const float* q, const KvLayerView& kv, std::int64_t pos, co
   std::fill(scratch.begin(), scratch.begin() + first, -std::numeric_limits<float>::infinity());
   float* scores = scratch.data() + first;
   const std::int64_t n = pos + 1 - first;
-  kernels.attention_scores_f16(q + std::int64_t(h) * s.head_dim, keys + first * kv_row, kv_row, n, s.head_dim, scores);
+  // Keys first..pos in at most two runs of rows (a ring wraps once); the kernels give the same
+  // bits whichever way the keys are split between calls.
+  const std::int64_t row0 = compute::kv_row(kv, first);
+  const std::int64_t run0 = std::min(n, kv.ctx - row0);
+  const float* qh = q + std::int64_t(h) * s.head_dim;
+  kernels.attention_scores_f16(qh, keys + row0 * kv_row, kv_row, run0, s.head_dim, scores);
+  if (run0 < n) kernels.attention_scores_f16(qh, keys, kv_row, n - run0, s.head_dim, scores + run0);
   for (std::int64_t j = 0; j < n; ++j) {
     float logit = scores[j] * s.scale;
     if (s.softcap > 0.0f) logit = s.softcap * std::tanh(logit / s.softcap);
@@ -232,7 +239,8 @@ void attend_head_f16(const float* q, const KvLayerView& kv, std::int64_t pos, co
   normalize_scores(scratch.data(), pos + 1, s, h);
   float* oh = out + std::int64_t(h) * s.head_dim;
   std::fill(oh, oh + s.head_dim, 0.0f);
-  kernels.attention_values_f16(scores, values + first * kv_row, kv_row, n, s.head_dim, oh);
+  kernels.attention_values_f16(scores, values + row0 * kv_row, kv_row, run0, s.head_dim, oh);
+  if (run0 < n) kernels.attention_values_f16(scores + run0, values, kv_row, n - run0, s.head_dim, oh);
 }
 
 void attend_head_q8_0(const float* q, const KvLayerView& kv, std::int64_t pos, const AttentionShape& s, std::int32_t h,
@@ -249,7 +257,7 @@ void attend_head_q8_0(const float* q, const KvLayerView& kv, std::int64_t pos, c
       scratch[std::size_t(j)] = -std::numeric_limits<float>::infinity();
       continue;
     }
-    load_q8_0(kv.k + j * kv.row_bytes, at, s.head_dim, row);
+    load_q8_0(kv.k + compute::kv_row(kv, j) * kv.row_bytes, at, s.head_dim, row);
     float dot = 0.0f;
     for (std::int32_t d = 0; d < s.head_dim; ++d) dot += qh[d] * row[d];
     float logit = dot * s.scale;
@@ -260,7 +268,7 @@ void attend_head_q8_0(const float* q, const KvLayerView& kv, std::int64_t pos, c
   float* oh = out + std::int64_t(h) * s.head_dim;
   std::fill(oh, oh + s.head_dim, 0.0f);
   for (std::int64_t j = first; j <= pos; ++j) {
-    load_q8_0(kv.v + j * kv.row_bytes, at, s.head_dim, row);
+    load_q8_0(kv.v + compute::kv_row(kv, j) * kv.row_bytes, at, s.head_dim, row);
     const float w = scratch[std::size_t(j)];
     for (std::int32_t d = 0; d < s.head_dim; ++d) oh[d] += w * row[d];
   }
