@@ -8,10 +8,13 @@
 
 #include <cstring>
 
+#include "engine/engine.hpp"
 #include "engine/forward.hpp"
 #include "engine/generate.hpp"
 #include "engine/model.hpp"
 #include "engine/transformer.hpp"
+#include "model/tokenizer.hpp"
+#include "model/vocab_metadata.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -178,6 +181,44 @@ TEST_P(KvRing, TruncateKeepsWhatTheRingHolds) {
   EXPECT_EQ(b.kv_cache().truncate(0, 21), 21);
   // More than is written: nothing to forget.
   EXPECT_EQ(b.kv_cache().truncate(0, 50), 50);
+}
+
+// The engine: a chat's next turn reuses a prefix the ring no longer holds the window of (the
+// first turn ran far past it), so the cache keeps nothing and the whole conversation runs again:
+// the answer is a fresh run's. A prefix the ring still holds is reused.
+TEST_P(KvRing, EngineRunsAgainWhatTheRingLost) {
+  const tok::Tokenizer tokenizer(vocab_from_metadata(model_->metadata()));
+  InRamForward forward(*model_);
+  GenerateOptions options;
+  options.n_predict = 6;
+  options.stop_at_eog = false;
+  options.sampling.temperature = 0.0f;
+  auto fresh = [&](const std::vector<std::int32_t>& prompt) {
+    Transformer t = full();
+    return Engine(forward, t, tokenizer, {1, 1, 512}).generate(SeqRequest{prompt, options}).generated;
+  };
+  Transformer t = ring();
+  Engine engine(forward, t, tokenizer, {1, 1, 512});
+  const auto first = prompt_of(50, 6);
+  const SeqResult answer = engine.generate(SeqRequest{first, options});
+  EXPECT_EQ(answer.generated, fresh(first));
+  // Keep 20 positions: position 20's window (13..19) was overwritten long ago.
+  std::vector<std::int32_t> next(first.begin(), first.begin() + 20);
+  for (std::int32_t token : {55, 66, 77}) next.push_back(token);
+  SeqRequest lost{next, options};
+  lost.cached = 20;
+  EXPECT_EQ(engine.generate(std::move(lost)).generated, fresh(next));
+  EXPECT_EQ(engine.last_run().prompt_tokens, std::int64_t(next.size()));  // all of it again
+  // The conversation so far, continued: every position but the last sampled token is in the cache.
+  std::vector<std::int32_t> more = next;
+  const std::vector<std::int32_t> said = fresh(next);
+  more.insert(more.end(), said.begin(), said.end());
+  const std::int64_t in_cache = std::int64_t(more.size()) - 1;
+  for (std::int32_t token : {88, 99}) more.push_back(token);
+  SeqRequest kept{more, options};
+  kept.cached = in_cache;
+  EXPECT_EQ(engine.generate(std::move(kept)).generated, fresh(more));
+  EXPECT_EQ(engine.last_run().prompt_tokens, std::int64_t(more.size()) - in_cache);
 }
 
 INSTANTIATE_TEST_SUITE_P(KvTypes, KvRing, ::testing::Values(compute::KvType::f16, compute::KvType::q8_0),
