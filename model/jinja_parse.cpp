@@ -217,7 +217,7 @@ class Parser {
 
   ExprP binary(ExprP left, const char* op, ExprP right, Pos p) {
     auto e = make(Expr::Kind::binary, p);
-    e->name = op;
+    e->name = std::string(op);  // not operator=(const char*): GCC 12 -Wrestrict false positive (PR105329)
     e->kids.push_back(std::move(left));
     e->kids.push_back(std::move(right));
     return e;

@@ -292,8 +292,14 @@ std::string json_string(const std::string& s) {
 
 std::string to_json(const Value& v, int indent, int depth) {
   if (depth > 100) throw JinjaError("tojson: nested more than 100 deep");
-  const std::string nl = indent >= 0 ? "\n" + std::string(std::size_t(indent) * std::size_t(depth + 1), ' ') : "";
-  const std::string close = indent >= 0 ? "\n" + std::string(std::size_t(indent) * std::size_t(depth), ' ') : "";
+  // A newline then the indent, built in place ("\n" + std::string&& trips GCC 12's -Wrestrict, PR105329).
+  auto newline_indent = [&](int levels) {
+    std::string s(1 + std::size_t(indent) * std::size_t(levels), ' ');
+    s[0] = '\n';
+    return s;
+  };
+  const std::string nl = indent >= 0 ? newline_indent(depth + 1) : "";
+  const std::string close = indent >= 0 ? newline_indent(depth) : "";
   const std::string sep = indent >= 0 ? "," : ", ";
   switch (v.type) {
     case Value::Type::none:

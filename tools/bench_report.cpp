@@ -106,8 +106,13 @@ void print_md(const BenchReport& r, std::ostream& out) {
   };
   std::string header = "|", rule = "|";
   for (std::size_t i = 0; i < cols.size(); ++i) {
-    header += " " + pad(cols[i].header, i) + " |";
-    rule += " " + (cols[i].left ? std::string(width[i], '-') : std::string(width[i] - 1, '-') + ":") + " |";
+    // Appended piece by piece: `"lit" + std::string&&` trips GCC 12's -Wrestrict (PR105329).
+    header += ' ';
+    header += pad(cols[i].header, i);
+    header += " |";
+    rule += ' ';
+    rule += cols[i].left ? std::string(width[i], '-') : std::string(width[i] - 1, '-') + ":";
+    rule += " |";
   }
   out << header << '\n' << rule << '\n';
   for (const auto& line : cells) {
@@ -170,7 +175,10 @@ void print_csv(const BenchReport& r, std::ostream& out) {
     if (v.is_null()) return "";
     if (v.is_array()) {
       std::string s;
-      for (const auto& x : v) s += (s.empty() ? "" : " ") + x.dump();
+      for (const auto& x : v) {
+        if (!s.empty()) s += ' ';
+        s += x.dump();
+      }
       return s;
     }
     return v.dump();
