@@ -204,9 +204,11 @@ TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
       EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
     }
   }
-  // Q2_K, Q3_K and the 32-element types with a min (and Q5_0, in its vec_dot's own 8-lane order)
-  // on both levels: GemmKernelsMatchVecDotAtTileEdges checks them only where they are registered.
-  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q5_0}) {
+  // Q2_K, Q3_K and the 32-element types with a min (and Q5_0 and gpt-oss's MXFP4, in their
+  // vec_dots' own 8-lane order) on both levels: GemmKernelsMatchVecDotAtTileEdges checks them
+  // only where they are registered.
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q5_0,
+                     GgmlType::MXFP4}) {
     EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
   }
 }
