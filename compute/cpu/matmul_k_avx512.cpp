@@ -223,8 +223,10 @@ constexpr std::int64_t kMinBatchQ3_K = 16;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 constexpr std::int64_t kMinBatchQ5_0 = 6;
-// MXFP4 (gpt-oss experts): to be measured (bench_gemm_min_batch 7).
-constexpr std::int64_t kMinBatchMXFP4 = 6;
+// MXFP4 (gpt-oss experts), on the 2-core Xeon (AVX-512) VM, bench_gemm_min_batch 7 (2048 x 4096,
+// 1 and 2 threads, 3 runs, GEMM against row by row): 0.59-0.78x at batch 2-4, level at 6-12
+// (0.99-1.09x, one 0.82), 1.13-1.26x at 16, 1.34-1.50x from 64.
+constexpr std::int64_t kMinBatchMXFP4 = 8;
 
 void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
