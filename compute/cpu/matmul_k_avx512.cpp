@@ -8,8 +8,8 @@
 // acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K/Q4_K/Q5_K) in 8 lanes of
 // their own or the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same
 // horizontal sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
-// The Q4_1/Q5_1/Q5_0/MXFP4 GEMMs take the shared 8-lane tile's steps two activation rows per
-// register (legacy_pair_tile below).
+// The Q4_1/Q5_1/Q5_0 GEMMs take the shared 8-lane tile's steps two activation rows per register
+// (legacy_pair_tile below).
 //
 // The vec_dot gets the lanes of Q2_K/Q3_K from vpmaddubsw + vpdpwssd per chunk: two multiplies
 // per 64 products. Here one vpdpbusd per chunk gives P exactly (|P| <= 4 * 63 * 127 < 2^15: it
@@ -105,15 +105,15 @@ void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K*
   });
 }
 
-// ---- the 32-element types (Q4_1, Q5_1, Q5_0, MXFP4), two activation rows per register -----------
+// ---- the 32-element types (Q4_1, Q5_1, Q5_0), two activation rows per register ------------------
 //
 // matmul_k_common.hpp's legacy_tile keeps one 8-lane fp32 accumulator per activation row, as the
 // vec_dots do: per block, lanes = the exact integer dot (four products per lane), then
 // acc = fma(d * da, float(lanes), acc), with d * da one IEEE product. Here rows a and a + 1 share
 // a 512-bit register (lanes 0-7 and 8-15) and every lane takes those same steps, so each output
-// still equals its vec_dot bit for bit, in half the instructions. The signed Q5_0/MXFP4 dot moves
-// x's sign onto y as the vec_dot's vpsignb does (AVX-512 has no vpsignb): where x < 0, y is
-// negated; where x = 0 the product is 0 either way. Q4_1/Q5_1's min terms stay a scalar chain per row.
+// still equals its vec_dot bit for bit, in half the instructions. The signed Q5_0 dot moves x's
+// sign onto y as the vec_dot's vpsignb does (AVX-512 has no vpsignb): where x < 0, y is negated;
+// where x = 0 the product is 0 either way. Q4_1/Q5_1's min terms stay a scalar chain per row.
 struct PairLaneIndex {
   alignas(64) std::int32_t index[kTileActs / 2][16];
   constexpr PairLaneIndex() : index{} {
@@ -180,12 +180,9 @@ template <GgmlType kType, PackFn<LegacyGemm<BlockQ8_1>> kPack, typename Block>
 constexpr MatmulRowsFn kUnsignedLegacyGemm =
     matmul_rows_entry<CpuIsa::avx512, kType, LegacyGemm<BlockQ8_1>, kTileActs, kPack,
                       legacy_pair_tile_n<false, true, BlockQ8_1>, Block>;
-// Signed quants x Q8_0: Q5_0, and MXFP4 (the vec_dots of both are quants_legacy_avx512.cpp's
-// signed_x_q8_0_tile, dx = block_scale).
-template <GgmlType kType, PackFn<LegacyGemm<BlockQ8_0>> kPack, typename Block>
-constexpr MatmulRowsFn kSignedLegacyGemm =
-    matmul_rows_entry<CpuIsa::avx512, kType, LegacyGemm<BlockQ8_0>, kTileActs, kPack,
-                      legacy_pair_tile_n<true, false, BlockQ8_0>, Block>;
+constexpr MatmulRowsFn kQ5_0Gemm =
+    matmul_rows_entry<CpuIsa::avx512, GgmlType::Q5_0, LegacyGemm<BlockQ8_0>, kTileActs, pack_q5_0,
+                      legacy_pair_tile_n<true, false, BlockQ8_0>, BlockQ5_0>;
 
 template <GgmlType kType, PackFn<KQuantGemm> kPack, Epilogue kEpilogue, typename Block>
 constexpr MatmulRowsFn kGemm =
@@ -223,10 +220,6 @@ constexpr std::int64_t kMinBatchQ3_K = 16;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 constexpr std::int64_t kMinBatchQ5_0 = 6;
-// MXFP4 (gpt-oss experts), on the 2-core Xeon (AVX-512) VM, bench_gemm_min_batch 7 (2048 x 4096,
-// 1 and 2 threads, 3 runs, GEMM against row by row): 0.59-0.78x at batch 2-4, level at 6-12
-// (0.99-1.09x, one 0.82), 1.13-1.26x at 16, 1.34-1.50x from 64.
-constexpr std::int64_t kMinBatchMXFP4 = 8;
 
 void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
@@ -248,10 +241,8 @@ void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows_min_batch[type_slot(GgmlType::Q4_1)] = kMinBatchQ4_1;
   t.matmul_rows[type_slot(GgmlType::Q5_1)] = kUnsignedLegacyGemm<GgmlType::Q5_1, pack_q5_1, BlockQ5_1>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_1)] = kMinBatchQ5_1;
-  t.matmul_rows[type_slot(GgmlType::Q5_0)] = kSignedLegacyGemm<GgmlType::Q5_0, pack_q5_0, BlockQ5_0>;
+  t.matmul_rows[type_slot(GgmlType::Q5_0)] = kQ5_0Gemm;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = kMinBatchQ5_0;
-  t.matmul_rows[type_slot(GgmlType::MXFP4)] = kSignedLegacyGemm<GgmlType::MXFP4, pack_mxfp4, BlockMXFP4>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = kMinBatchMXFP4;
 }
 
 }  // namespace sluice::cpu

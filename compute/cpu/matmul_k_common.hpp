@@ -1,6 +1,7 @@
 // GEMM driver shared by the packed-row micro-kernels (MatmulRowsFn, kernels.hpp) of
 // matmul_k_avx2.cpp and matmul_k_avx512.cpp: the K-quants (Q2_K..Q6_K) and the 32-element types
-// Q4_1, Q5_1, Q5_0, MXFP4 (their tile is here too, one template for both levels). Include only
+// Q4_1, Q5_1, Q5_0, and MXFP4 on AVX2 (their tile is here too, one template for both levels;
+// AVX-512's MXFP4 GEMM is matmul_signed_avx512.cpp, which reuses the pieces here). Include only
 // from files compiled with at least -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has
 // internal linkage per SIMD file.
 //
@@ -337,7 +338,7 @@ inline void pack_q5_0(const void* vx, PackedLegacyBlock& p) {
   p.m = 0.0f;
 }
 // MXFP4 (gpt-oss experts): the doubled E2M1 values, int8 in [-12, 12], and the halved E8M0
-// scale (block_scale): the same quants and dx its vec_dots form, so the Q5_0 tiles serve it.
+// scale (block_scale): the same quants and dx its vec_dots form, so the Q5_0 tile serves it (AVX2).
 inline void pack_mxfp4(const void* vx, PackedLegacyBlock& p) {
   const BlockMXFP4& b = *static_cast<const BlockMXFP4*>(vx);
   store256(p.q, mxfp4_values_32(b.qs));
