@@ -7,8 +7,8 @@
 // (exact integers: any decode gives the same lanes), then in block order
 // acc = fma(d * da, float(lanes), acc) and, for Q2_K/Q4_K/Q5_K, acc = fma(-dmin * da, float(mins),
 // acc) into the same 8 lanes, or for Q6_K (+32) and Q3_K (+4) the offset subtracted first; then
-// the same hsum_ps. The Q4_1/Q5_1/Q5_0/MXFP4 GEMMs are the shared tile of matmul_k_common.hpp
-// with this level's maddubs integer dots.
+// the same hsum_ps. The Q4_1/Q5_1/Q5_0 GEMMs are the shared tile of matmul_k_common.hpp with this
+// level's maddubs integer dots.
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
@@ -100,10 +100,6 @@ constexpr std::int64_t kMinBatchQ3_K = 128;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 constexpr std::int64_t kMinBatchQ5_0 = 6;
-// MXFP4 (gpt-oss experts), on the 2-core Xeon VM with the AVX2 level, bench_gemm_min_batch 7
-// (2048 x 4096, 1 and 2 threads, 3 runs, GEMM against row by row): 0.64-0.93x at batch 2-8,
-// level at 12 (0.98-1.03x), 1.04-1.12x at 16-32, 1.13-1.26x from 64.
-constexpr std::int64_t kMinBatchMXFP4 = 12;
 
 void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
@@ -122,7 +118,7 @@ void register_avx2_matmul_k_kernels(KernelTable& t) {
       kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
   register_q4_1_q5_1_gemms<CpuIsa::avx2, kTileActs, dot_u8_i8>(t, kMinBatchQ4_1, kMinBatchQ5_1);
-  register_q5_0_mxfp4_gemms<CpuIsa::avx2, kTileActs, dot_i8_i8>(t, kMinBatchQ5_0, kMinBatchMXFP4);
+  register_q5_0_gemm<CpuIsa::avx2, kTileActs, dot_i8_i8>(t, kMinBatchQ5_0);
 }
 
 }  // namespace sluice::cpu

@@ -130,7 +130,7 @@ TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
     const GgmlType act_type = vec_dot_type(t);
     std::vector<std::int64_t> lengths = {test::test_lengths(t)[2]};
     if (block_elements(t) == 256) lengths.push_back(10240);
-    // 32-element types: 101 blocks, chunks of 64 blocks with a remainder.
+    // 32-element types: 101 blocks, chunks of 64 (MXFP4 on AVX-512: 32) blocks with a remainder.
     if (block_elements(t) == 32) lengths.push_back(3232);
     for (std::int64_t cols : lengths) {
       std::mt19937_64 rng(kSeed + static_cast<std::uint64_t>(cols));
