@@ -59,9 +59,9 @@ void signed_row_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t nb
 }  // namespace
 
 // Smallest batch that takes the GEMM (KernelTable::matmul_rows_min_batch), on the 2-core Xeon VM
-// with the AVX2 level, bench_gemm_min_batch 7 (2048 x 4096, 1 and 2 threads, 2 runs under heavy
-// load from other builds, GEMM against row by row): 0.96-0.98x at batch 2, 1.06-1.23x at 4,
-// 1.02-1.09x at 6, 1.15-1.22x at 8, 1.21-1.36x at 12-16, 1.2-1.6x from 64. (The first version,
+// with the AVX2 level, bench_gemm_min_batch 7 (2048 x 4096, 1 and 2 threads, 4 runs, most under
+// load from other builds, GEMM against row by row): 0.85-0.98x at batch 2, 0.98-1.23x at 4,
+// 1.02-1.09x at 6, 1.08-1.22x at 8, 1.15-1.38x at 12-16, 1.2-1.6x from 64. (The first version,
 // matmul_k_common.hpp's Q5_0 tile over packed MXFP4 blocks, measured in a quieter hour: 0.73-0.93x
 // at batch 4-8, level at 12, 1.04-1.12x at 16-32, 1.13-1.26x from 64.)
 constexpr std::int64_t kMinBatchMXFP4 = 4;

@@ -63,11 +63,12 @@ void signed_pair_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t n
 }  // namespace
 
 // Smallest batch that takes the GEMM (KernelTable::matmul_rows_min_batch), on the 2-core Xeon
-// (AVX-512) VM, bench_gemm_min_batch 7 (2048 x 4096, 1 and 2 threads, 2 runs under load from
-// other builds, GEMM against row by row): 0.79-0.82x at batch 2, 0.96-1.07x at 4, 1.18-1.33x at
-// 6, 1.30-1.40x at 8, 1.64-1.73x at 16, 1.8-2.2x at 32-128, 1.4-1.8x at 256-512. (The first
-// version, matmul_k_avx512.cpp's legacy_pair_tile over packed MXFP4 blocks, was level at 6-12
-// and 1.13-1.26x at 16, 1.34-1.50x from 64.)
+// (AVX-512) VM, bench_gemm_min_batch 7 (2048 x 4096, 1 and 2 threads, 4 runs, most under load
+// from other builds, GEMM against row by row): 0.73-0.82x at batch 2, 0.88-1.07x at 4,
+// 1.13-1.33x at 6, 1.27-1.43x at 8, 1.62-1.8x at 16, 1.7-2.1x at 32-512 (the last run: 8.75
+// against 17.5 ms at batch 64, 42.3 against 73.9 ms at 256, one thread). (The first version,
+// matmul_k_avx512.cpp's legacy_pair_tile over packed MXFP4 blocks, was level at 6-12 and
+// 1.13-1.26x at 16, 1.34-1.50x from 64.)
 constexpr std::int64_t kMinBatchMXFP4 = 6;
 
 void register_avx512_matmul_signed_kernels(KernelTable& t) {
