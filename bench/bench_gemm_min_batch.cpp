@@ -2,7 +2,7 @@
 // (matmul_rows) against row by row (vec_dot / vec_dot_multi) through cpu::matmul, per type,
 // level, thread count and batch. Row by row is forced by raising the table's
 // matmul_rows_min_batch (bench only: the table is const to the engine). Usage:
-// bench_gemm_min_batch [type index 0..6: Q4_1 Q5_1 Q5_0 Q2_K Q3_K Q4_K Q6_K]; prints ms and GFLOP/s per
+// bench_gemm_min_batch [type index 0..7: Q4_1 Q5_1 Q5_0 Q2_K Q3_K Q4_K Q6_K MXFP4]; prints ms and GFLOP/s per
 // level, thread count (1, 2) and batch (1..512) for 2048 x 4096 weights.
 #include <oneapi/tbb/task_arena.h>
 #include <algorithm>
@@ -18,9 +18,9 @@
 using namespace sluice;
 int main(int argc, char** argv) {
   const std::int64_t rows = 2048, cols = 4096;
-  const char* tn[] = {"Q4_1", "Q5_1", "Q5_0", "Q2_K", "Q3_K", "Q4_K", "Q6_K"};
+  const char* tn[] = {"Q4_1", "Q5_1", "Q5_0", "Q2_K", "Q3_K", "Q4_K", "Q6_K", "MXFP4"};
   const GgmlType ts[] = {GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q5_0, GgmlType::Q2_K,
-                         GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q6_K};
+                         GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::MXFP4};
   const std::int64_t batches[] = {1, 2, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256, 512};
   const int type_filter = argc > 1 ? std::atoi(argv[1]) : -1;
   std::mt19937_64 rng(42);
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   std::vector<float> x(512 * cols);
   for (float& v : x) v = normal(rng) * 50;
   std::vector<float> y(512 * rows);
-  for (int ti = 0; ti < 7; ++ti) {
+  for (int ti = 0; ti < 8; ++ti) {
     if (type_filter >= 0 && ti != type_filter) continue;
     const GgmlType t = ts[ti];
     const std::size_t rb = cpu::row_bytes(t, cols);

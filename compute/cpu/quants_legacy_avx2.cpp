@@ -262,6 +262,8 @@ void quantize_bf16(const float* x, void* vy, std::int64_t n) {
 void register_avx2_k_kernels(KernelTable& table);
 // Defined in matmul_k_avx2.cpp.
 void register_avx2_matmul_k_kernels(KernelTable& table);
+// Defined in matmul_signed_avx2.cpp: MXFP4's GEMM.
+void register_avx2_matmul_signed_kernels(KernelTable& table);
 
 void register_avx2_kernels(KernelTable& t) {
   t.vec_dot[type_slot(GgmlType::F32)] = f32_vec_dot;
@@ -288,6 +290,7 @@ void register_avx2_kernels(KernelTable& t) {
   t.quantize_activation[type_slot(GgmlType::Q8_1)] = quantize_q8_1;
   register_avx2_k_kernels(t);
   register_avx2_matmul_k_kernels(t);
+  register_avx2_matmul_signed_kernels(t);
   register_avx2_weight_quantizers(t);
 }
 

@@ -246,6 +246,8 @@ void register_avx512_matmul_kernels(KernelTable& table);
 // Defined in matmul_k_avx512.cpp: replaces the AVX2 level's K-quant GEMMs, which would not match
 // this level's vec_dots bit for bit.
 void register_avx512_matmul_k_kernels(KernelTable& table);
+// Defined in matmul_signed_avx512.cpp: MXFP4's GEMM.
+void register_avx512_matmul_signed_kernels(KernelTable& table);
 
 void register_avx512_kernels(KernelTable& t) {
   register_avx2_kernels(t);  // quantizers and anything not overridden below
@@ -270,6 +272,7 @@ void register_avx512_kernels(KernelTable& t) {
   register_avx512_k_kernels(t);
   register_avx512_matmul_kernels(t);
   register_avx512_matmul_k_kernels(t);
+  register_avx512_matmul_signed_kernels(t);
 }
 
 }  // namespace sluice::cpu

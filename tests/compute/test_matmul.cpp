@@ -130,7 +130,7 @@ TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
     const GgmlType act_type = vec_dot_type(t);
     std::vector<std::int64_t> lengths = {test::test_lengths(t)[2]};
     if (block_elements(t) == 256) lengths.push_back(10240);
-    // 32-element types: 101 blocks, chunks of 64 blocks with a remainder.
+    // 32-element types: 101 blocks, chunks of 64 (MXFP4 on AVX-512: 32) blocks with a remainder.
     if (block_elements(t) == 32) lengths.push_back(3232);
     for (std::int64_t cols : lengths) {
       std::mt19937_64 rng(kSeed + static_cast<std::uint64_t>(cols));
@@ -204,9 +204,11 @@ TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
       EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
     }
   }
-  // Q2_K, Q3_K and the 32-element types with a min (and Q5_0, in its vec_dot's own 8-lane order)
-  // on both levels: GemmKernelsMatchVecDotAtTileEdges checks them only where they are registered.
-  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q5_0}) {
+  // Q2_K, Q3_K and the 32-element types with a min (and Q5_0 and gpt-oss's MXFP4, in their
+  // vec_dots' own 8-lane order) on both levels: GemmKernelsMatchVecDotAtTileEdges checks them
+  // only where they are registered.
+  for (GgmlType t : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q5_0,
+                     GgmlType::MXFP4}) {
     EXPECT_NE(k->matmul_rows[type_slot(t)], nullptr) << type_name(t);
   }
 }
