@@ -64,13 +64,21 @@ void signed_row_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t nb
 // 1.02-1.09x at 6, 1.08-1.22x at 8, 1.15-1.38x at 12-16, 1.2-1.6x from 64. (The first version,
 // matmul_k_common.hpp's Q5_0 tile over packed MXFP4 blocks, measured in a quieter hour: 0.73-0.93x
 // at batch 4-8, level at 12, 1.04-1.12x at 16-32, 1.13-1.26x from 64.)
-constexpr std::int64_t kMinBatchMXFP4 = 4;
+// Q5_0 on the same bench (bench_gemm_min_batch 2), against matmul_k_common.hpp's legacy tile that
+// served it before: 0.94-1.14x (noise-level, one run each); GEMM against row by row 1.01 at 4.
+constexpr std::int64_t kMinBatchSigned = 4;
 
 void register_avx2_matmul_signed_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::MXFP4)] =
       signed_gemm<CpuIsa::avx2, GgmlType::MXFP4, BlockMXFP4, pack_signed<mxfp4_signed_quants, mxfp4_signed_scale>,
                   kTileActs, 1, kChunkBlocks, signed_row_tile_n>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = kMinBatchMXFP4;
+  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = kMinBatchSigned;
+  // Q5_0 takes the same float steps in its vec_dot (signed_x_q8_0_tile): this replaces the
+  // GEMM matmul_k_*.cpp registered for it.
+  t.matmul_rows[type_slot(GgmlType::Q5_0)] =
+      signed_gemm<CpuIsa::avx2, GgmlType::Q5_0, BlockQ5_0, pack_signed<q5_0_signed_quants, q5_0_signed_scale>,
+                  kTileActs, 1, kChunkBlocks, signed_row_tile_n>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = kMinBatchSigned;
 }
 
 }  // namespace sluice::cpu

@@ -69,13 +69,22 @@ void signed_pair_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t n
 // against 17.5 ms at batch 64, 42.3 against 73.9 ms at 256, one thread). (The first version,
 // matmul_k_avx512.cpp's legacy_pair_tile over packed MXFP4 blocks, was level at 6-12 and
 // 1.13-1.26x at 16, 1.34-1.50x from 64.)
-constexpr std::int64_t kMinBatchMXFP4 = 6;
+// Q5_0 on the same bench (bench_gemm_min_batch 2), against matmul_k_avx512.cpp's legacy_pair_tile
+// that served it before, one run each under a build's load: 1.15-1.29x (1 thread) and 1.16-1.50x
+// (2 threads) from batch 16, level to 1.2x at 6-12; GEMM against row by row 1.25x at batch 6.
+constexpr std::int64_t kMinBatchSigned = 6;
 
 void register_avx512_matmul_signed_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::MXFP4)] =
       signed_gemm<CpuIsa::avx512, GgmlType::MXFP4, BlockMXFP4, pack_signed<mxfp4_signed_quants, mxfp4_signed_scale>,
                   kTileActs, kPairRows, kChunkBlocks, signed_pair_tile_n>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = kMinBatchMXFP4;
+  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = kMinBatchSigned;
+  // Q5_0 takes the same float steps in its vec_dot (signed_x_q8_0_tile): this replaces the
+  // GEMM matmul_k_*.cpp registered for it.
+  t.matmul_rows[type_slot(GgmlType::Q5_0)] =
+      signed_gemm<CpuIsa::avx512, GgmlType::Q5_0, BlockQ5_0, pack_signed<q5_0_signed_quants, q5_0_signed_scale>,
+                  kTileActs, kPairRows, kChunkBlocks, signed_pair_tile_n>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = kMinBatchSigned;
 }
 
 }  // namespace sluice::cpu

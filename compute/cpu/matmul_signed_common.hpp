@@ -1,4 +1,4 @@
-// GEMM driver shared by the MXFP4 micro-kernels (MatmulRowsFn, kernels.hpp) of
+// GEMM driver shared by the MXFP4 and Q5_0 micro-kernels (MatmulRowsFn, kernels.hpp) of
 // matmul_signed_avx2.cpp and matmul_signed_avx512.cpp: signed weight quants x Q8_0 activations,
 // over weight rows decoded once per matmul and activations laid out once per matmul. Include only
 // from files compiled with at least -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has
@@ -54,6 +54,14 @@ void pack_signed(const void* block, PackedSignedBlock& p) {
 
 inline __m256i mxfp4_signed_quants(const void* b) { return mxfp4_values_32(static_cast<const BlockMXFP4*>(b)->qs); }
 inline float mxfp4_signed_scale(const void* b) { return block_scale(*static_cast<const BlockMXFP4*>(b)); }
+// Q5_0 (gemma3's FFN, Qwen 0.5B): (nibble | 0xf0) read as int8 is nibble - 16, the value when the
+// fifth bit is clear; |x| <= 16.
+inline __m256i q5_0_signed_quants(const void* vb) {
+  const BlockQ5_0& b = *static_cast<const BlockQ5_0*>(vb);
+  const __m256i high_clear = _mm256_andnot_si256(bits_32(b.qh), _mm256_set1_epi8(static_cast<char>(0xf0)));
+  return _mm256_or_si256(nibbles_32(b.qs), high_clear);
+}
+inline float q5_0_signed_scale(const void* b) { return block_scale(*static_cast<const BlockQ5_0*>(b)); }
 
 // The activations as the tiles read them: groups[(tile * nb + ib) * (kTileActs / kRows) + g] holds
 // rows kRows * g .. of the tile. A tile's last group, when the batch ends inside it, repeats the
