@@ -204,7 +204,7 @@ constexpr MatmulRowsFn kGemm =
 // pp16/pp32/pp48 on 2 threads went from 64.6/67.1/69.3 to 67.8/71.7/72.1 t/s with 64 instead of 9.
 // (Zen 4 not re-measured.) Q6_K there: the GEMM ran at 0.83x the row-by-row speed at batch 8-16,
 // level at 32, 1.06-1.13x from 64 (one noisy run on the shared VM; the threshold is unchanged).
-constexpr std::int64_t kMinBatchK4 = 64;
+constexpr std::int64_t kMinBatchK4 = 4;
 constexpr std::int64_t kMinBatchQ6_K = 256;
 // The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
@@ -221,13 +221,11 @@ constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 constexpr std::int64_t kMinBatchQ5_0 = 6;
 
+// Defined in matmul_k16_avx512.cpp: Q4_K and Q5_K, one lane per weight row.
+void register_avx512_k16_gemms(KernelTable& t, std::int64_t min_batch_q4_k, std::int64_t min_batch_q5_k);
+
 void register_avx512_matmul_k_kernels(KernelTable& t) {
-  t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      kGemm<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, BlockQ4_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchK4;
-  t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      kGemm<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, BlockQ5_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatchK4;
+  register_avx512_k16_gemms(t, kMinBatchK4, kMinBatchK4);
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
       kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;

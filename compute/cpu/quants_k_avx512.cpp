@@ -93,6 +93,24 @@ inline __m128 d_dmin_times(const Half* d, float da) {
 
 // ---- Q4_K / Q5_K --------------------------------------------------------------------------------
 
+// The per-super-block recipe shared with the GEMM of matmul_k16_avx512.cpp (each output equals
+// it bit for bit): isum = sum over sub-blocks s of scale_s * (q . y over s) and msum = sum over s
+// of min_s * (sum of y over s), both exact int32 whatever the order of their integer steps (for
+// Q5_K |isum| <= 8 * 63 * 32 * 31 * 128 < 2^26, |msum| <= 8 * 63 * 32 * 128 < 2^21); then, in
+// super-block order, one scalar chain
+//   acc = fma(d * da, float(isum), acc);  acc = fma(-(dmin * da), float(msum), acc)
+// with d * da and dmin * da single IEEE products (da: the Q8_K block's scale). The output is acc.
+// Here the lanes of isum are the vpdpbusd + interleaved-pair sums below, reduced to one int32
+// together with msum's 8 lanes (isum_msum).
+
+// Lane 0: the sum of isum's 16 int32 lanes; lane 1: the sum of msum's 8 (exact).
+inline __m128i isum_msum(__m512i isum, __m256i msum) {
+  const __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+  const __m256i t = _mm256_hadd_epi32(s, msum);  // per 128 bits: s01 s23 m01 m23
+  const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+  return _mm_hadd_epi32(u, u);
+}
+
 template <bool kHasHighBit, typename Block, int NA>
 void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
              std::size_t out_stride) {
@@ -100,12 +118,8 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
   const Block* x = static_cast<const Block*>(w);
   const BlockQ8_K* y[NA];
   for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
-  __m512 acc[NA];
-  __m256 acc_min[NA];
-  for (int a = 0; a < NA; ++a) {
-    acc[a] = _mm512_setzero_ps();
-    acc_min[a] = _mm256_setzero_ps();
-  }
+  __m128 acc[NA];  // lane 0
+  for (int a = 0; a < NA; ++a) acc[a] = _mm_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   const __m512i bit4 = _mm512_set1_epi8(0x10);
   const __m512i scale_index[2] = {_mm512_load_si512(kK4ScalePairIndex.index[0]),
@@ -143,13 +157,13 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
     }
     for (int a = 0; a < NA; ++a) {
       const __m128 d_da = d_dmin_times(&x[i].d, y[a][i].d);  // d * da, dmin * da
-      acc[a] = _mm512_fmadd_ps(_mm512_broadcastss_ps(d_da), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
-      const __m256 mins_f = _mm256_cvtepi32_ps(bsums_dot(y[a][i], mins16));
-      // fnmadd(p, m, acc) rounds -(p * m) + acc: the same float as fmadd(-p, m, acc).
-      acc_min[a] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d_da)), mins_f, acc_min[a]);
+      const __m128 sums = _mm_cvtepi32_ps(isum_msum(sumi[a], bsums_dot(y[a][i], mins16)));
+      acc[a] = _mm_fmadd_ss(d_da, sums, acc[a]);
+      // fnmadd(p, m, acc) rounds -(p * m) + acc: the same float as fma(-(dmin * da), m, acc).
+      acc[a] = _mm_fnmadd_ss(_mm_movehdup_ps(d_da), _mm_movehdup_ps(sums), acc[a]);
     }
   }
-  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]) + hsum_ps(acc_min[a]);
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = _mm_cvtss_f32(acc[a]);
 }
 
 template <int NA>
