@@ -5,10 +5,11 @@
 // Each output takes the steps of this level's Q4_K/Q5_K vec_dot (quants_k_avx512.cpp, k4_tile):
 // per super-block the exact int32 isum = sum_s scale_s * (q . y over sub-block s) and
 // msum = sum_s min_s * (sum of y over s), then in super-block order
-//   acc = fma(d * da, float(isum), acc);  acc = fma(-(dmin * da), float(msum), acc).
-// Here lane r of a register is weight row r of a group of 16, and the same IEEE ops run lane-wise
-// (d * da: the row's d times the broadcast da; -(dmin * da) as (-dmin) * da, the same float), so
-// every output equals the vec_dot bit for bit. No horizontal sums anywhere.
+//   acc = fma(d * da, float(isum), acc);  acc_min = fma(-(dmin * da), float(msum), acc_min)
+// and the output acc + acc_min. Here lane r of a register is weight row r of a group of 16, and
+// the same IEEE ops run lane-wise (d * da: the row's d times the broadcast da; -(dmin * da) as
+// (-dmin) * da, the same float), so every output equals the vec_dot bit for bit. No horizontal
+// sums anywhere.
 //
 // Packing (PackedK16Block, once per matmul per pass of rows): a 16 x 16 dword transpose of the
 // rows' qs puts, for every 4-element group g, the 16 rows' four quants in one 64-byte register;
@@ -174,16 +175,19 @@ inline __m512i broadcast4(const std::int8_t* p) {
 
 // Per activation row a and super-block ib of the chunk: da[ib * kTileActs + a] the Q8_K scale,
 // bsum_pairs[(ib * kTileActs + a) * 4 + t] the int16 pair (bsum of sub-block 2t, of 2t + 1).
-// state: kTileActs x 16 floats (the lanes between chunks); the last chunk stores the 16 outputs
-// of row a to out + a * out_stride, lanes below n_rows only.
+// state: kTileActs x 32 floats (acc, acc_min between chunks); the last chunk stores the 16
+// outputs of row a to out + a * out_stride, lanes below n_rows only.
 template <bool kHasHighBit, int NA>
 void k16_tile(const PackedK16Block* pb, std::int64_t nblk, const BlockQ8_K* const* y, const float* da,
               const std::int32_t* bsum_pairs, float* state, bool first, bool last, float* out,
               std::size_t out_stride, __mmask16 store_mask) {
   // Groups per segment whose sum stays below 2^15: halves (Q4_K) or quarters (Q5_K).
   constexpr int kSeg = kHasHighBit ? 2 : 4;
-  __m512 acc[NA];
-  for (int a = 0; a < NA; ++a) acc[a] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(state + 16 * a);
+  __m512 acc[NA], acc_min[NA];
+  for (int a = 0; a < NA; ++a) {
+    acc[a] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(state + 32 * a);
+    acc_min[a] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(state + 32 * a + 16);
+  }
   for (std::int64_t ib = 0; ib < nblk; ++ib) {
     const PackedK16Block& p = pb[ib];
     __m512i isum[NA];
@@ -214,14 +218,15 @@ void k16_tile(const PackedK16Block* pb, std::int64_t nblk, const BlockQ8_K* cons
       }
       const __m512 da_a = _mm512_set1_ps(da[ib * kTileActs + a]);
       acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(d, da_a), _mm512_cvtepi32_ps(isum[a]), acc[a]);
-      acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(neg_dmin, da_a), _mm512_cvtepi32_ps(msum), acc[a]);
+      acc_min[a] = _mm512_fmadd_ps(_mm512_mul_ps(neg_dmin, da_a), _mm512_cvtepi32_ps(msum), acc_min[a]);
     }
   }
   for (int a = 0; a < NA; ++a) {
     if (last) {
-      _mm512_mask_storeu_ps(out + a * out_stride, store_mask, acc[a]);
+      _mm512_mask_storeu_ps(out + a * out_stride, store_mask, _mm512_add_ps(acc[a], acc_min[a]));
     } else {
-      _mm512_storeu_ps(state + 16 * a, acc[a]);
+      _mm512_storeu_ps(state + 32 * a, acc[a]);
+      _mm512_storeu_ps(state + 32 * a + 16, acc_min[a]);
     }
   }
 }
@@ -249,7 +254,7 @@ void matmul_rows_k16(std::int64_t cols, const void* weights, std::size_t weight_
   const std::int64_t pass_groups = std::clamp<std::int64_t>(
       static_cast<std::int64_t>(kPackBytes / (static_cast<std::size_t>(nb) * sizeof(PackedK16Block))), 1, n_groups);
   thread_local std::vector<PackedK16Block> packed;
-  thread_local std::vector<float> state;  // per group of the pass: kTileActs x 16 lanes
+  thread_local std::vector<float> state;  // per group of the pass: kTileActs x 32 lanes
   thread_local std::vector<float> da_all;  // [(tile * nb + ib) * kTileActs + a], 0 past the batch
   thread_local std::vector<std::int32_t> bsum_all;  // [((tile * nb + ib) * kTileActs + a) * 4 + t]
   const std::int64_t n_tiles = (batch + kTileActs - 1) / kTileActs;
@@ -271,8 +276,8 @@ void matmul_rows_k16(std::int64_t cols, const void* weights, std::size_t weight_
     }
   }
   if (packed.size() < static_cast<std::size_t>(pass_groups * nb)) packed.resize(static_cast<std::size_t>(pass_groups * nb));
-  if (state.size() < static_cast<std::size_t>(pass_groups * kTileActs * 16)) {
-    state.resize(static_cast<std::size_t>(pass_groups * kTileActs * 16));
+  if (state.size() < static_cast<std::size_t>(pass_groups * kTileActs * 32)) {
+    state.resize(static_cast<std::size_t>(pass_groups * kTileActs * 32));
   }
   for (std::int64_t g0 = 0; g0 < n_groups; g0 += pass_groups) {
     const std::int64_t n_pass = std::min(pass_groups, n_groups - g0);
@@ -307,7 +312,7 @@ void matmul_rows_k16(std::int64_t cols, const void* weights, std::size_t weight_
           float* out = y + static_cast<std::size_t>(b) * y_stride + static_cast<std::size_t>(first_row);
           with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
             k16_tile<kHasHighBit, NA>(packed.data() + g * nb + c0, nblk, act, da_all.data() + at, bsum_all.data() + at * 4,
-                                      state.data() + g * kTileActs * 16, c0 == 0, c0 + nblk == nb, out, y_stride, mask);
+                                      state.data() + g * kTileActs * 32, c0 == 0, c0 + nblk == nb, out, y_stride, mask);
           });
         }
       }

@@ -97,13 +97,14 @@ inline __m128 d_dmin_times(const Half* d, float da) {
 // it bit for bit): isum = sum over sub-blocks s of scale_s * (q . y over s) and msum = sum over s
 // of min_s * (sum of y over s), both exact int32 whatever the order of their integer steps (for
 // Q5_K |isum| <= 8 * 63 * 32 * 31 * 128 < 2^26, |msum| <= 8 * 63 * 32 * 128 < 2^21); then, in
-// super-block order, one scalar chain
-//   acc = fma(d * da, float(isum), acc);  acc = fma(-(dmin * da), float(msum), acc)
-// with d * da and dmin * da single IEEE products (da: the Q8_K block's scale). The output is acc.
-// Here the lanes of isum are the vpdpbusd + interleaved-pair sums below, reduced to one int32
-// together with msum's 8 lanes (isum_msum).
+// super-block order, two scalar chains
+//   acc = fma(d * da, float(isum), acc);  acc_min = fma(-(dmin * da), float(msum), acc_min)
+// with d * da and dmin * da single IEEE products (da: the Q8_K block's scale), and the output
+// acc + acc_min. Here the lanes of isum are the vpdpbusd + interleaved-pair sums below, reduced to
+// one int32 together with msum's 8 lanes (isum_msum), and the two chains are lanes 0 and 1 of one
+// register: one fma per super-block.
 
-// Lane 0: the sum of isum's 16 int32 lanes; lane 1: the sum of msum's 8 (exact).
+// Lanes 0 and 2: the sum of isum's 16 int32 lanes; lanes 1 and 3: the sum of msum's 8 (exact).
 inline __m128i isum_msum(__m512i isum, __m256i msum) {
   const __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
   const __m256i t = _mm256_hadd_epi32(s, msum);  // per 128 bits: s01 s23 m01 m23
@@ -118,8 +119,9 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
   const Block* x = static_cast<const Block*>(w);
   const BlockQ8_K* y[NA];
   for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
-  __m128 acc[NA];  // lane 0
+  __m128 acc[NA];  // lane 0: acc, lane 1: acc_min
   for (int a = 0; a < NA; ++a) acc[a] = _mm_setzero_ps();
+  const __m128 negate_lane1 = _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f);
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   const __m512i bit4 = _mm512_set1_epi8(0x10);
   const __m512i scale_index[2] = {_mm512_load_si512(kK4ScalePairIndex.index[0]),
@@ -156,14 +158,12 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
       }
     }
     for (int a = 0; a < NA; ++a) {
-      const __m128 d_da = d_dmin_times(&x[i].d, y[a][i].d);  // d * da, dmin * da
-      const __m128 sums = _mm_cvtepi32_ps(isum_msum(sumi[a], bsums_dot(y[a][i], mins16)));
-      acc[a] = _mm_fmadd_ss(d_da, sums, acc[a]);
-      // fnmadd(p, m, acc) rounds -(p * m) + acc: the same float as fma(-(dmin * da), m, acc).
-      acc[a] = _mm_fnmadd_ss(_mm_movehdup_ps(d_da), _mm_movehdup_ps(sums), acc[a]);
+      // d * da, -(dmin * da) (the sign flip is exact), times float(isum), float(msum).
+      const __m128 coeff = _mm_xor_ps(d_dmin_times(&x[i].d, y[a][i].d), negate_lane1);
+      acc[a] = _mm_fmadd_ps(coeff, _mm_cvtepi32_ps(isum_msum(sumi[a], bsums_dot(y[a][i], mins16))), acc[a]);
     }
   }
-  for (int a = 0; a < NA; ++a) out[a * out_stride] = _mm_cvtss_f32(acc[a]);
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = _mm_cvtss_f32(_mm_add_ss(acc[a], _mm_movehdup_ps(acc[a])));
 }
 
 template <int NA>
