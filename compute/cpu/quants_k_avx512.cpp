@@ -49,8 +49,9 @@ inline __m512 add_block(__m512 acc, float d, __m512i sumi) {
 }
 
 // The int32 lanes of a super-block are the sum over 64-element chunks j of scale(j, l) * P(j, l),
-// P(j, l) the sum of the four products of elements 64j + 4l..4l+3 (the GEMM of
-// matmul_k_avx512.cpp repeats exactly these lanes). Q4_K, Q5_K and Q6_K get them with one vpdpbusd
+// P(j, l) the sum of the four products of elements 64j + 4l..4l+3 (the Q6_K GEMM of
+// matmul_k_avx512.cpp repeats exactly these lanes; Q4_K/Q5_K's only needs their exact total, see
+// the recipe above k4_tile). Q4_K, Q5_K and Q6_K get them with one vpdpbusd
 // per chunk (P exactly: |P| <= 4 * 63 * 127 < 2^15), the P of chunks 2m and 2m+1 interleaved as
 // the int16 halves of each lane, and one vpdpwssd with the interleaved scales per chunk pair:
 // fewer multiplies and no per-chunk scale permute (the decode is port-bound, not memory-bound).
