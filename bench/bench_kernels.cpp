@@ -4,6 +4,7 @@
 // per second), at every instruction-set level this CPU supports. Run from the build tree:
 //   ./bench/bench_kernels [--benchmark_filter=Q4_K] [--benchmark_format=json]
 // Threads: every core (an Executor of 0 threads); set SLUICE_BENCH_THREADS=1 for one core.
+// Batches: SLUICE_BENCH_BATCHES=1,4,8,64 for others than 1 and 64.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -84,13 +85,29 @@ void bm_matmul(benchmark::State& state, GgmlType type, cpu::CpuIsa isa, std::int
 
 }  // namespace
 
+// The batches to run: SLUICE_BENCH_BATCHES="1,8,64" (default: decode and prefill).
+std::vector<std::int64_t> bench_batches() {
+  const char* env = std::getenv("SLUICE_BENCH_BATCHES");
+  if (env == nullptr) return {kDecodeBatch, kPrefillBatch};
+  std::vector<std::int64_t> out;
+  for (const char* p = env; *p != 0;) {
+    char* end = nullptr;
+    const long v = std::strtol(p, &end, 10);
+    if (end == p) break;
+    if (v > 0) out.push_back(v);
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
+  const std::vector<std::int64_t> batches = bench_batches();
   for (const TypeName& t : kTypes) {
     for (cpu::CpuIsa isa : {cpu::CpuIsa::scalar, cpu::CpuIsa::avx2, cpu::CpuIsa::avx512}) {
       if (!cpu::isa_supported(isa)) continue;
       for (std::int64_t rows : {kRows, kFfnRows}) {
         if (rows == kFfnRows && t.type != GgmlType::Q4_0 && t.type != GgmlType::Q8_0) continue;
-        for (std::int64_t batch : {kDecodeBatch, kPrefillBatch}) {
+        for (std::int64_t batch : batches) {
           const std::string name = "matmul_" + std::to_string(rows) + "x" + std::to_string(kCols) + "/" + t.name +
                                    "/" + cpu::to_string(isa) + "/batch:" + std::to_string(batch);
           benchmark::RegisterBenchmark(name.c_str(), bm_matmul, t.type, isa, batch, rows)

@@ -1,13 +1,14 @@
-// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K..Q6_K weights x
-// Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
-// AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check.
+// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K, Q3_K and Q6_K weights
+// x Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
+// AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check. (Q4_K and Q5_K have a
+// GEMM of their own, one lane per weight row: matmul_k16_avx512.cpp, registered from here.)
 //
 // Each output repeats the float steps of this level's vec_dot (quants_k_avx512.cpp) exactly: per
 // super-block the 16 int32 lanes of sum over 64-element chunks j of scale(j, l) * P(j, l), where
 // P(j, l) is the sum of the four products of elements 64j + 4l..4l+3 (one group, one scale), then
-// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K/Q4_K/Q5_K) in 8 lanes of
-// their own or the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same
-// horizontal sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
+// acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K) in 8 lanes of their own or
+// the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same horizontal
+// sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
 // The Q4_1/Q5_1/Q5_0 GEMMs take the shared 8-lane tile's steps two activation rows per register
 // (legacy_pair_tile below).
 //
@@ -197,14 +198,17 @@ constexpr MatmulRowsFn kGemm =
 // batch 128 25.8 against 30.7 ms. Q6_K decodes cheaply in the vec_dot: 1536 x 8960 at batch 16
 // 4.3 against 3.9 ms, batch 128 25.6-26.1 against 25.4 ms (8960 x 1536: 24 against 27 ms), so it
 // keeps the vec_dot path until batches where the two are level.
-// Since the Q4_K/Q5_K vec_dots moved to vpdpbusd + interleaved pairs (1.5x faster per row), the
-// row-by-row path wins further up: on the 2-core Xeon (AVX-512) VM, bench_gemm_min_batch 5 (Q4_K
-// 2048 x 4096) row by row was 1.16-1.85x faster than the GEMM at batch 2-16, 1.06-1.1x at 24-32,
-// level at 64, the GEMM 1.03-1.10x faster from 128 (1 and 2 threads); Qwen2.5-Coder-1.5B Q4_K_M
-// pp16/pp32/pp48 on 2 threads went from 64.6/67.1/69.3 to 67.8/71.7/72.1 t/s with 64 instead of 9.
-// (Zen 4 not re-measured.) Q6_K there: the GEMM ran at 0.83x the row-by-row speed at batch 8-16,
-// level at 32, 1.06-1.13x from 64 (one noisy run on the shared VM; the threshold is unchanged).
-constexpr std::int64_t kMinBatchK4 = 64;
+// Q4_K/Q5_K now take the GEMM of matmul_k16_avx512.cpp (one lane per weight row), measured on the
+// 2-core Xeon (Sapphire Rapids, AVX-512) VM with bench_gemm_min_batch 5 and 7 (2048 x 4096, best
+// of 3-7, GEMM against the row-by-row vec_dot_multi path in the same run; 1 and 2 threads): Q4_K
+// 0.64-0.72x at batch 2, 1.03-1.12x at 4, 1.35-1.56x at 6, 2.4x at 16, 3.0-3.3x at 64; Q5_K
+// 0.63-0.69x at 2, 0.93-0.98x at 4, 1.40-1.44x at 6, 2.4x at 16, 2.6-3.0x at 64. (The old
+// per-output 16-lane tile was level with the vec_dots only at batch 64, which was then the
+// threshold.) Zen 4 not re-measured.
+constexpr std::int64_t kMinBatchQ4_K = 4;
+constexpr std::int64_t kMinBatchQ5_K = 6;
+// Q6_K on the Xeon: the GEMM ran at 0.83x the row-by-row speed at batch 8-16, level at 32,
+// 1.06-1.13x from 64 (one noisy run on the shared VM; the threshold is unchanged).
 constexpr std::int64_t kMinBatchQ6_K = 256;
 // The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
@@ -221,13 +225,11 @@ constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 constexpr std::int64_t kMinBatchQ5_0 = 6;
 
+// Defined in matmul_k16_avx512.cpp: Q4_K and Q5_K, one lane per weight row.
+void register_avx512_k16_gemms(KernelTable& t, std::int64_t min_batch_q4_k, std::int64_t min_batch_q5_k);
+
 void register_avx512_matmul_k_kernels(KernelTable& t) {
-  t.matmul_rows[type_slot(GgmlType::Q4_K)] =
-      kGemm<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, BlockQ4_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchK4;
-  t.matmul_rows[type_slot(GgmlType::Q5_K)] =
-      kGemm<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, BlockQ5_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatchK4;
+  register_avx512_k16_gemms(t, kMinBatchQ4_K, kMinBatchQ5_K);
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
       kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;

@@ -49,8 +49,9 @@ inline __m512 add_block(__m512 acc, float d, __m512i sumi) {
 }
 
 // The int32 lanes of a super-block are the sum over 64-element chunks j of scale(j, l) * P(j, l),
-// P(j, l) the sum of the four products of elements 64j + 4l..4l+3 (the GEMM of
-// matmul_k_avx512.cpp repeats exactly these lanes). Q4_K, Q5_K and Q6_K get them with one vpdpbusd
+// P(j, l) the sum of the four products of elements 64j + 4l..4l+3 (the Q6_K GEMM of
+// matmul_k_avx512.cpp repeats exactly these lanes; Q4_K/Q5_K's only needs their exact total, see
+// the recipe above k4_tile). Q4_K, Q5_K and Q6_K get them with one vpdpbusd
 // per chunk (P exactly: |P| <= 4 * 63 * 127 < 2^15), the P of chunks 2m and 2m+1 interleaved as
 // the int16 halves of each lane, and one vpdpwssd with the interleaved scales per chunk pair:
 // fewer multiplies and no per-chunk scale permute (the decode is port-bound, not memory-bound).
@@ -93,6 +94,25 @@ inline __m128 d_dmin_times(const Half* d, float da) {
 
 // ---- Q4_K / Q5_K --------------------------------------------------------------------------------
 
+// The per-super-block recipe shared with the GEMM of matmul_k16_avx512.cpp (each output equals
+// it bit for bit): isum = sum over sub-blocks s of scale_s * (q . y over s) and msum = sum over s
+// of min_s * (sum of y over s), both exact int32 whatever the order of their integer steps (for
+// Q5_K |isum| <= 8 * 63 * 32 * 31 * 128 < 2^26, |msum| <= 8 * 63 * 32 * 128 < 2^21); then, in
+// super-block order, two scalar chains
+//   acc = fma(d * da, float(isum), acc);  acc_min = fma(-(dmin * da), float(msum), acc_min)
+// with d * da and dmin * da single IEEE products (da: the Q8_K block's scale), and the output
+// acc + acc_min. Here the lanes of isum are the vpdpbusd + interleaved-pair sums below, reduced to
+// one int32 together with msum's 8 lanes (isum_msum), and the two chains are lanes 0 and 1 of one
+// register: one fma per super-block.
+
+// Lanes 0 and 2: the sum of isum's 16 int32 lanes; lanes 1 and 3: the sum of msum's 8 (exact).
+inline __m128i isum_msum(__m512i isum, __m256i msum) {
+  const __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+  const __m256i t = _mm256_hadd_epi32(s, msum);  // per 128 bits: s01 s23 m01 m23
+  const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+  return _mm_hadd_epi32(u, u);
+}
+
 template <bool kHasHighBit, typename Block, int NA>
 void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
              std::size_t out_stride) {
@@ -100,12 +120,9 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
   const Block* x = static_cast<const Block*>(w);
   const BlockQ8_K* y[NA];
   for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
-  __m512 acc[NA];
-  __m256 acc_min[NA];
-  for (int a = 0; a < NA; ++a) {
-    acc[a] = _mm512_setzero_ps();
-    acc_min[a] = _mm256_setzero_ps();
-  }
+  __m128 acc[NA];  // lane 0: acc, lane 1: acc_min
+  for (int a = 0; a < NA; ++a) acc[a] = _mm_setzero_ps();
+  const __m128 negate_lane1 = _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f);
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   const __m512i bit4 = _mm512_set1_epi8(0x10);
   const __m512i scale_index[2] = {_mm512_load_si512(kK4ScalePairIndex.index[0]),
@@ -142,14 +159,12 @@ void k4_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_ro
       }
     }
     for (int a = 0; a < NA; ++a) {
-      const __m128 d_da = d_dmin_times(&x[i].d, y[a][i].d);  // d * da, dmin * da
-      acc[a] = _mm512_fmadd_ps(_mm512_broadcastss_ps(d_da), _mm512_cvtepi32_ps(sumi[a]), acc[a]);
-      const __m256 mins_f = _mm256_cvtepi32_ps(bsums_dot(y[a][i], mins16));
-      // fnmadd(p, m, acc) rounds -(p * m) + acc: the same float as fmadd(-p, m, acc).
-      acc_min[a] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(d_da)), mins_f, acc_min[a]);
+      // d * da, -(dmin * da) (the sign flip is exact), times float(isum), float(msum).
+      const __m128 coeff = _mm_xor_ps(d_dmin_times(&x[i].d, y[a][i].d), negate_lane1);
+      acc[a] = _mm_fmadd_ps(coeff, _mm_cvtepi32_ps(isum_msum(sumi[a], bsums_dot(y[a][i], mins16))), acc[a]);
     }
   }
-  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]) + hsum_ps(acc_min[a]);
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = _mm_cvtss_f32(_mm_add_ss(acc[a], _mm_movehdup_ps(acc[a])));
 }
 
 template <int NA>

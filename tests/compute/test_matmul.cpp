@@ -113,16 +113,19 @@ TEST_P(Matmul, MatchesVecDotAndNaiveReference) {
 
 // The GEMM micro-kernels (matmul_rows), called directly (whatever batch the matmul would start
 // using them at), against the same level's vec_dot, exactly, at the shapes their tiling has edges
-// at: activation tiles of 4 (AVX2) and 8 (AVX-512) and their remainders, row ranges not starting
-// at 0 nor a multiple of a strip, and (10240 columns, 40 super-blocks) a pass of decoded rows
+// at: activation tiles of 4 (AVX2) and 8 (AVX-512) and every remainder, row ranges not starting
+// at 0 nor a multiple of a strip and row counts not multiples of 16 (the padded group of 16 rows
+// of the AVX-512 Q4_K/Q5_K GEMM), and (10240 columns, 40 super-blocks) a pass of decoded rows
 // shorter than a strip and chunks of super-blocks with a remainder. Then the matmul itself at the
 // smallest batch that takes the kernel.
 TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
   const CpuIsa isa = GetParam();
   const KernelTable* k = kernels_for(isa);
   if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(isa);
-  constexpr std::int64_t kGemmBatches[] = {2, 5, 8, 9, 13, 17};
-  constexpr std::int64_t kFirstRows[] = {0, 5};
+  // Every width of an 8-row activation tile, and more than one tile with remainders.
+  constexpr std::int64_t kGemmBatches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17};
+  // Row ranges [r0, 37): 37 rows (two groups of 16 and 5), 32, 14 (one padded group), 1.
+  constexpr std::int64_t kFirstRows[] = {0, 5, 23, 36};
   for (GgmlType t : kWeightTypes) {
     const MatmulRowsFn rows_fn = k->matmul_rows[type_slot(t)];
     if (rows_fn == nullptr) continue;
