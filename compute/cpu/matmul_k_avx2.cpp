@@ -7,8 +7,8 @@
 // (exact integers: any decode gives the same lanes), then in block order
 // acc = fma(d * da, float(lanes), acc) and, for Q2_K/Q4_K/Q5_K, acc = fma(-dmin * da, float(mins),
 // acc) into the same 8 lanes, or for Q6_K (+32) and Q3_K (+4) the offset subtracted first; then
-// the same hsum_ps. The Q4_1/Q5_1/Q5_0 GEMMs are the shared tile of matmul_k_common.hpp with this
-// level's maddubs integer dots.
+// the same hsum_ps. The Q4_1/Q5_1 GEMMs are the shared tile of matmul_k_common.hpp with this
+// level's maddubs integer dots (Q5_0 and MXFP4: matmul_signed_avx2.cpp).
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
@@ -86,7 +86,7 @@ constexpr MatmulRowsFn kGemm =
 // batch 16 slower (Q4_K 8960 x 1536 4.8-4.9 against 4.3 ms), batch 128 level to 1.03x (Q4_K 32.9
 // against 32.9 ms, Q6_K 1536 x 8960 31.1-31.7 against 32.2-32.6 ms). Unmeasured on AVX2-only CPUs.
 constexpr std::int64_t kMinBatch = 128;
-// The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
+// Q4_1 and Q5_1, measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
 // 1.3-1.6x at batch 64-512, on both levels.
@@ -99,7 +99,6 @@ constexpr std::int64_t kMinBatchQ2_K = 256;
 constexpr std::int64_t kMinBatchQ3_K = 128;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
-constexpr std::int64_t kMinBatchQ5_0 = 6;
 
 void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
@@ -118,7 +117,6 @@ void register_avx2_matmul_k_kernels(KernelTable& t) {
       kGemm<GgmlType::Q3_K, pack_q3_k<store_scales>, Epilogue::offset4, BlockQ3_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q3_K)] = kMinBatchQ3_K;
   register_q4_1_q5_1_gemms<CpuIsa::avx2, kTileActs, dot_u8_i8>(t, kMinBatchQ4_1, kMinBatchQ5_1);
-  register_q5_0_gemm<CpuIsa::avx2, kTileActs, dot_i8_i8>(t, kMinBatchQ5_0);
 }
 
 }  // namespace sluice::cpu

@@ -9,7 +9,7 @@
 // acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K) in 8 lanes of their own or
 // the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same horizontal
 // sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
-// The Q4_1/Q5_1/Q5_0 GEMMs take the shared 8-lane tile's steps two activation rows per register
+// The Q4_1/Q5_1 GEMMs take the shared 8-lane tile's steps two activation rows per register
 // (legacy_pair_tile below).
 //
 // The vec_dot gets the lanes of Q2_K/Q3_K from vpmaddubsw + vpdpwssd per chunk: two multiplies
@@ -106,15 +106,14 @@ void tile(int n_acts, const PackedKBlock* row, std::int64_t nb, const BlockQ8_K*
   });
 }
 
-// ---- the 32-element types (Q4_1, Q5_1, Q5_0), two activation rows per register ------------------
+// ---- Q4_1 and Q5_1, two activation rows per register ---------------------------------------------
 //
 // matmul_k_common.hpp's legacy_tile keeps one 8-lane fp32 accumulator per activation row, as the
 // vec_dots do: per block, lanes = the exact integer dot (four products per lane), then
 // acc = fma(d * da, float(lanes), acc), with d * da one IEEE product. Here rows a and a + 1 share
 // a 512-bit register (lanes 0-7 and 8-15) and every lane takes those same steps, so each output
-// still equals its vec_dot bit for bit, in half the instructions. The signed Q5_0 dot moves x's
-// sign onto y as the vec_dot's vpsignb does (AVX-512 has no vpsignb): where x < 0, y is negated;
-// where x = 0 the product is 0 either way. Q4_1/Q5_1's min terms stay a scalar chain per row.
+// still equals its vec_dot bit for bit, in half the instructions. The min terms stay a scalar
+// chain per row. (Q5_0 and MXFP4, the signed types, have a GEMM of their own: matmul_signed_*.)
 struct PairLaneIndex {
   alignas(64) std::int32_t index[kTileActs / 2][16];
   constexpr PairLaneIndex() : index{} {
@@ -125,7 +124,7 @@ struct PairLaneIndex {
 };
 constexpr PairLaneIndex kPairLaneIndex;
 
-template <bool kSigned, bool kHasMin, typename Act, int NA>
+template <bool kHasMin, typename Act, int NA>
 void legacy_pair_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* const* y, const float* da,
                       KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
   constexpr int NP = (NA + 1) / 2;
@@ -141,17 +140,12 @@ void legacy_pair_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* 
   for (int a = 0; a < NA; ++a) min_terms[a] = first ? 0.0f : state[a].acc_min[0];
   for (std::int64_t i = 0; i < nb; ++i) {
     const PackedLegacyBlock& pk = row[i];
-    __m512i ux = _mm512_broadcast_i64x4(loadu256(pk.q));
-    __mmask64 negative = 0;
-    if constexpr (kSigned) {
-      negative = _mm512_movepi8_mask(ux);
-      ux = _mm512_abs_epi8(ux);
-    }
+    const __m512i ux = _mm512_broadcast_i64x4(loadu256(pk.q));
     const __m512 da8 = _mm512_castps256_ps512(_mm256_loadu_ps(da + i * kTileActs));
     const __m512 d = _mm512_set1_ps(pk.d);
     for (int p = 0; p < NP; ++p) {
-      __m512i qy = _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(y[2 * p][i].qs)), loadu256(y[second(p)][i].qs), 1);
-      if constexpr (kSigned) qy = _mm512_mask_sub_epi8(qy, negative, _mm512_setzero_si512(), qy);
+      const __m512i qy =
+          _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(y[2 * p][i].qs)), loadu256(y[second(p)][i].qs), 1);
       const __m512i lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ux, qy);
       const __m512 d_da = _mm512_mul_ps(d, _mm512_permutexvar_ps(_mm512_load_si512(kPairLaneIndex.index[p]), da8));
       acc[p] = _mm512_fmadd_ps(d_da, _mm512_cvtepi32_ps(lanes), acc[p]);
@@ -169,21 +163,18 @@ void legacy_pair_tile(const PackedLegacyBlock* row, std::int64_t nb, const Act* 
   }
 }
 
-template <bool kSigned, bool kHasMin, typename Act>
+template <bool kHasMin, typename Act>
 void legacy_pair_tile_n(int n_acts, const PackedLegacyBlock* row, std::int64_t nb, const Act* const* y,
                         const float* da, KAccState* state, bool first, bool last, float* out, std::size_t out_stride) {
   with_tile_width<kTileActs>(n_acts, [&]<int NA>() {
-    legacy_pair_tile<kSigned, kHasMin, Act, NA>(row, nb, y, da, state, first, last, out, out_stride);
+    legacy_pair_tile<kHasMin, Act, NA>(row, nb, y, da, state, first, last, out, out_stride);
   });
 }
 
 template <GgmlType kType, PackFn<LegacyGemm<BlockQ8_1>> kPack, typename Block>
 constexpr MatmulRowsFn kUnsignedLegacyGemm =
     matmul_rows_entry<CpuIsa::avx512, kType, LegacyGemm<BlockQ8_1>, kTileActs, kPack,
-                      legacy_pair_tile_n<false, true, BlockQ8_1>, Block>;
-constexpr MatmulRowsFn kQ5_0Gemm =
-    matmul_rows_entry<CpuIsa::avx512, GgmlType::Q5_0, LegacyGemm<BlockQ8_0>, kTileActs, pack_q5_0,
-                      legacy_pair_tile_n<true, false, BlockQ8_0>, BlockQ5_0>;
+                      legacy_pair_tile_n<true, BlockQ8_1>, Block>;
 
 template <GgmlType kType, PackFn<KQuantGemm> kPack, Epilogue kEpilogue, typename Block>
 constexpr MatmulRowsFn kGemm =
@@ -210,7 +201,7 @@ constexpr std::int64_t kMinBatchQ5_K = 6;
 // Q6_K on the Xeon: the GEMM ran at 0.83x the row-by-row speed at batch 8-16, level at 32,
 // 1.06-1.13x from 64 (one noisy run on the shared VM; the threshold is unchanged).
 constexpr std::int64_t kMinBatchQ6_K = 256;
-// The 32-element types (Q4_1, Q5_1, Q5_0), measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
+// Q4_1 and Q5_1, measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
 // 1.3-1.6x at batch 64-512, on both levels.
@@ -223,7 +214,6 @@ constexpr std::int64_t kMinBatchQ2_K = 256;
 constexpr std::int64_t kMinBatchQ3_K = 16;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
-constexpr std::int64_t kMinBatchQ5_0 = 6;
 
 // Defined in matmul_k16_avx512.cpp: Q4_K and Q5_K, one lane per weight row.
 void register_avx512_k16_gemms(KernelTable& t, std::int64_t min_batch_q4_k, std::int64_t min_batch_q5_k);
@@ -243,8 +233,6 @@ void register_avx512_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows_min_batch[type_slot(GgmlType::Q4_1)] = kMinBatchQ4_1;
   t.matmul_rows[type_slot(GgmlType::Q5_1)] = kUnsignedLegacyGemm<GgmlType::Q5_1, pack_q5_1, BlockQ5_1>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_1)] = kMinBatchQ5_1;
-  t.matmul_rows[type_slot(GgmlType::Q5_0)] = kQ5_0Gemm;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = kMinBatchQ5_0;
 }
 
 }  // namespace sluice::cpu

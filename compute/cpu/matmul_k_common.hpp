@@ -1,6 +1,6 @@
 // GEMM driver shared by the packed-row micro-kernels (MatmulRowsFn, kernels.hpp) of
 // matmul_k_avx2.cpp and matmul_k_avx512.cpp: the K-quants (Q2_K..Q6_K) and the 32-element types
-// Q4_1, Q5_1, Q5_0 (their tile is here too, one template for both levels). Include only from
+// Q4_1 and Q5_1 (their tile is here too, one template for both levels). Include only from
 // files compiled with at least -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has
 // internal linkage per SIMD file.
 //
@@ -166,12 +166,12 @@ struct alignas(64) KAccState {
   float acc_min[8];
 };
 
-// One block of one weight row of a 32-element type (Q4_1, Q5_1: unsigned 0..31; Q5_0: signed
-// -16..15), decoded: the quants the vec_dot forms in a register, and the fp16 scales as fp32.
+// One block of one weight row of Q4_1 or Q5_1 (unsigned 0..31), decoded: the quants the vec_dot
+// forms in a register, and the fp16 scales as fp32.
 struct PackedLegacyBlock {
   std::uint8_t q[32];
   float d;
-  float m;  // Q4_1/Q5_1's min (0 for Q5_0)
+  float m;  // the block's min
 };
 static_assert(sizeof(PackedLegacyBlock) == 40, "32 quants + d + m");
 
@@ -189,7 +189,7 @@ struct KQuantGemm {
 template <typename ActBlock>
 struct LegacyGemm {
   using Packed = PackedLegacyBlock;
-  using Act = ActBlock;  // BlockQ8_1 (Q4_1, Q5_1) or BlockQ8_0 (Q5_0)
+  using Act = ActBlock;  // BlockQ8_1
   static constexpr std::int64_t kBlockElems = 32;
   // The same 2048 elements per chunk as KQuantGemm: 8 x 64 x 36 bytes of activations, 2.5 KB of
   // a decoded row.
@@ -307,7 +307,7 @@ void matmul_rows_entry(std::int64_t cols, const void* weights, std::size_t weigh
 // Their vec_dots (quants_legacy_avx2.cpp, quants_legacy_avx512.cpp) keep per output 8 fp32 lanes,
 // acc = fma(dx * dy, float(block lanes), acc) in block order, the block lanes an exact integer dot
 // product (four consecutive products per lane); Q4_1/Q5_1 add the min terms in a scalar chain,
-// min += mx * sy, and return hsum_ps(acc) + min; Q5_0 returns hsum_ps(acc). The tile below takes
+// min += mx * sy, and return hsum_ps(acc) + min. The tile below takes
 // the same steps with the level's integer dot (kDot), so every output equals the vec_dot bit for
 // bit; what it saves is decoding each weight block once per matmul instead of once per 4 rows.
 
@@ -325,14 +325,6 @@ inline void pack_q5_1(const void* vx, PackedLegacyBlock& p) {
   const BlockQ5_1& b = *static_cast<const BlockQ5_1*>(vx);
   const __m256i fifth_bit = _mm256_and_si256(bits_32(b.qh), _mm256_set1_epi8(0x10));
   pack_unsigned_with_min(b, _mm256_or_si256(nibbles_32(b.qs), fifth_bit), p);
-}
-inline void pack_q5_0(const void* vx, PackedLegacyBlock& p) {
-  const BlockQ5_0& b = *static_cast<const BlockQ5_0*>(vx);
-  // (nibble | 0xf0) read as int8 is nibble - 16: the value when the fifth bit is clear.
-  const __m256i high_clear = _mm256_andnot_si256(bits_32(b.qh), _mm256_set1_epi8(static_cast<char>(0xf0)));
-  store256(p.q, _mm256_or_si256(nibbles_32(b.qs), high_clear));
-  p.d = h2f(b.d);
-  p.m = 0.0f;
 }
 
 using IntDotFn = __m256i (*)(__m256i weights, __m256i acts);
@@ -396,15 +388,6 @@ void register_q4_1_q5_1_gemms(KernelTable& t, std::int64_t min_batch_q4_1, std::
   t.matmul_rows_min_batch[type_slot(GgmlType::Q5_1)] = min_batch_q5_1;
 }
 
-// Registers the GEMM of Q5_0 (signed quants x Q8_0, kDot: the level's vec_dot's signed dot).
-template <CpuIsa kIsa, int kTileActs, IntDotFn kDot>
-void register_q5_0_gemm(KernelTable& t, std::int64_t min_batch) {
-  using G = LegacyGemm<BlockQ8_0>;
-  constexpr TileFn<G> kTile = legacy_tile_n<BlockQ8_0, kDot, false, kTileActs>;
-  t.matmul_rows[type_slot(GgmlType::Q5_0)] =
-      matmul_rows_entry<kIsa, GgmlType::Q5_0, G, kTileActs, pack_q5_0, kTile, BlockQ5_0>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = min_batch;
-}
 
 }  // namespace
 }  // namespace sluice::cpu
