@@ -290,14 +290,8 @@ void matmul_rows_k16(std::int64_t cols, const void* weights, std::size_t weight_
       }
       for (std::int64_t ib = 0; ib < nb; ++ib) pack_group<kHasHighBit>(rows, n_rows, ib, packed[g * nb + ib]);
     }
-    // The next pass's rows into L2 while this one computes (a hint only).
-    const std::int64_t ahead = r0 + (g0 + n_pass) * kRowsPerGroup;
-    if (ahead < r1) {
-      const char* next = reinterpret_cast<const char*>(w + static_cast<std::size_t>(ahead) * weight_row_bytes);
-      const std::size_t next_bytes =
-          static_cast<std::size_t>(std::min(r1 - ahead, n_pass * kRowsPerGroup)) * weight_row_bytes;
-      for (std::size_t off = 0; off < next_bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
-    }
+    const std::int64_t ahead = r0 + (g0 + n_pass) * kRowsPerGroup;  // the next pass's rows
+    prefetch_rows_l2(w, weight_row_bytes, ahead, std::min(r1 - ahead, n_pass * kRowsPerGroup));
     for (std::int64_t b = 0; b < batch; b += kTileActs) {
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
       for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {

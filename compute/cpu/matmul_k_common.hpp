@@ -175,6 +175,15 @@ struct PackedLegacyBlock {
 };
 static_assert(sizeof(PackedLegacyBlock) == 40, "32 quants + d + m");
 
+// Weight rows [first, first + n) into L2 while the current pass computes (a hint only; n <= 0:
+// none): a later pass's pack reads them in a tight loop that would stall on every miss.
+inline void prefetch_rows_l2(const std::byte* w, std::size_t weight_row_bytes, std::int64_t first, std::int64_t n) {
+  if (n <= 0) return;
+  const char* rows = reinterpret_cast<const char*>(w + static_cast<std::size_t>(first) * weight_row_bytes);
+  const std::size_t bytes = static_cast<std::size_t>(n) * weight_row_bytes;
+  for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(rows + off, _MM_HINT_T1);
+}
+
 // Describes one family of packed GEMMs for the driver below: the decoded block, the activation
 // block, and the scale the driver gathers per activation block (da).
 struct KQuantGemm {
@@ -267,15 +276,7 @@ void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes,
       const std::byte* row = w + static_cast<std::size_t>(s + r) * weight_row_bytes;
       for (std::int64_t ib = 0; ib < nb; ++ib) pack(row + static_cast<std::size_t>(ib) * block_bytes, packed[r * nb + ib]);
     }
-    // Later passes' rows are read from memory by their pack, in a tight loop that stalls on every
-    // miss: fetch the rows prefetch_rows ahead into L2 while this pass computes. A hint only.
-    const std::int64_t ahead = s + prefetch_rows;
-    const std::int64_t ahead_rows = std::min(n_rows, r1 - ahead);
-    if (ahead_rows > 0) {
-      const char* next = reinterpret_cast<const char*>(w + static_cast<std::size_t>(ahead) * weight_row_bytes);
-      const std::size_t next_bytes = static_cast<std::size_t>(ahead_rows) * weight_row_bytes;
-      for (std::size_t off = 0; off < next_bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
-    }
+    prefetch_rows_l2(w, weight_row_bytes, s + prefetch_rows, std::min(n_rows, r1 - s - prefetch_rows));
     for (std::int64_t b = 0; b < batch; b += kTileActs) {
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
       for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {

@@ -142,14 +142,7 @@ void signed_gemm(std::int64_t cols, const void* weights, std::size_t weight_row_
       const std::byte* row = w + static_cast<std::size_t>(s + r) * weight_row_bytes;
       for (std::int64_t ib = 0; ib < nb; ++ib) kPack(row + static_cast<std::size_t>(ib) * sizeof(Block), packed[r * nb + ib]);
     }
-    // Later passes' rows into L2 while this pass computes (a hint only), as the K-quant driver.
-    const std::int64_t ahead = s + prefetch_rows;
-    const std::int64_t ahead_rows = std::min(n_rows, r1 - ahead);
-    if (ahead_rows > 0) {
-      const char* next = reinterpret_cast<const char*>(w + static_cast<std::size_t>(ahead) * weight_row_bytes);
-      const std::size_t next_bytes = static_cast<std::size_t>(ahead_rows) * weight_row_bytes;
-      for (std::size_t off = 0; off < next_bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
-    }
+    prefetch_rows_l2(w, weight_row_bytes, s + prefetch_rows, std::min(n_rows, r1 - s - prefetch_rows));
     for (std::int64_t b = 0; b < batch; b += kTileActs) {
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
       for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
