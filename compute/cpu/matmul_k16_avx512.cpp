@@ -103,7 +103,9 @@ void pack_group(const std::byte* const* rows, int n_rows, std::int64_t ib, Packe
       const int r = 4 * k + h;
       if (r >= n_rows) break;
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + at));
-      z[k] = _mm512_inserti32x4(z[k], v, h);
+      // A masked broadcast, not _mm512_inserti32x4: its lane must be an immediate, which h is
+      // only once the loop is unrolled (not at -O1, the sanitizer build).
+      z[k] = _mm512_mask_broadcast_i32x4(z[k], static_cast<__mmask16>(0xfu << (4 * h)), v);
     }
   }
   // z[k] lane block h = row 4k + h: the 16 x 4 transpose as two-register permutes and a blend.
