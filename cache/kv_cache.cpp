@@ -79,6 +79,12 @@ struct Mapping {
   Mapping& operator=(const Mapping&) = delete;
 };
 
+// Bytes of one layer in a spilled cache's file and buffers: every sequence's K and V planes, each
+// padded to 4 KiB (O_DIRECT).
+std::uint64_t spilled_layer_span(const KvShape& shape, std::int64_t il) {
+  return align_up(shape.plane_bytes(il), kDirectAlign) * 2 * std::uint64_t(shape.n_seq);
+}
+
 // A ring layer's rows [pos0, pos0 + n) mod rows as at most two row ranges [first, last).
 struct RowRange {
   std::int64_t first = 0, last = 0;
@@ -116,7 +122,7 @@ class SpilledKvCache final : public KvCache {
  public:
   SpilledKvCache(const KvShape& shape, const std::string& dir, const KvSpillOptions& options)
       : KvCache(shape),
-        layer_at_(layer_offsets(shape.n_layer, [&](std::int64_t il) { return layer_span(il); })),
+        layer_at_(layer_offsets(shape.n_layer, [&](std::int64_t il) { return spilled_layer_span(shape, il); })),
         written_(std::size_t(shape.n_layer) * std::size_t(shape.n_seq), 0) {
     std::string path = dir + "/sluice-kv-XXXXXX";
     std::vector<char> name(path.begin(), path.end());
@@ -145,9 +151,7 @@ class SpilledKvCache final : public KvCache {
     file_options.direct = flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0;
     file_options.fault = options.fault;
     file_ = io::File::adopt(fd, path + " (KV spill file, unlinked)", file_options);
-    std::uint64_t largest = 0;
-    for (std::int64_t il = 0; il < shape.n_layer; ++il) largest = std::max(largest, layer_span(il));
-    for (auto& b : buffers_) b = std::make_unique<Mapping>(largest);
+    for (auto& b : buffers_) b = std::make_unique<Mapping>(spilled_kv_memory_bytes(shape) / 2);
     reader_ = std::thread([this] { reader_loop(); });
   }
 
@@ -257,7 +261,6 @@ class SpilledKvCache final : public KvCache {
   };
 
   std::uint64_t plane_bytes(std::int64_t il) const { return align_up(shape_.plane_bytes(il), kDirectAlign); }
-  std::uint64_t layer_span(std::int64_t il) const { return plane_bytes(il) * 2 * std::uint64_t(shape_.n_seq); }
   std::uint64_t file_offset(std::int64_t il) const { return layer_at_[std::size_t(il)]; }
 
   // Reads the written prefix of every sequence's K and V planes of layer il into buffer b (a
@@ -353,16 +356,13 @@ std::unique_ptr<KvCache> make_spilled_kv_cache(const KvShape& shape, const std::
 
 std::uint64_t spilled_kv_memory_bytes(const KvShape& shape) {
   std::uint64_t largest = 0;
-  for (std::int64_t il = 0; il < shape.n_layer; ++il) {
-    largest = std::max(largest, align_up(shape.plane_bytes(il), kDirectAlign) * 2 * std::uint64_t(shape.n_seq));
-  }
+  for (std::int64_t il = 0; il < shape.n_layer; ++il) largest = std::max(largest, spilled_layer_span(shape, il));
   return 2 * largest;
 }
 
 std::uint64_t spilled_kv_file_bytes(const KvShape& shape) {
-  // SpilledKvCache's layout: each layer's planes padded to 4 KiB, x 2 x n_seq, layer after layer.
-  std::uint64_t bytes = 0;
-  for (std::int64_t il = 0; il < shape.n_layer; ++il) bytes += align_up(shape.plane_bytes(il), kDirectAlign) * 2 * std::uint64_t(shape.n_seq);
+  std::uint64_t bytes = 0;  // SpilledKvCache's layout: layer after layer
+  for (std::int64_t il = 0; il < shape.n_layer; ++il) bytes += spilled_layer_span(shape, il);
   return bytes;
 }
 

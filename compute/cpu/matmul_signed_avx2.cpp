@@ -69,16 +69,7 @@ void signed_row_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t nb
 constexpr std::int64_t kMinBatchSigned = 4;
 
 void register_avx2_matmul_signed_kernels(KernelTable& t) {
-  t.matmul_rows[type_slot(GgmlType::MXFP4)] =
-      signed_gemm<CpuIsa::avx2, GgmlType::MXFP4, BlockMXFP4, pack_signed<mxfp4_signed_quants, mxfp4_signed_scale>,
-                  kTileActs, 1, kChunkBlocks, signed_row_tile_n>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = kMinBatchSigned;
-  // Q5_0 takes the same float steps in its vec_dot (signed_x_q8_0_tile): this replaces the
-  // GEMM matmul_k_*.cpp registered for it.
-  t.matmul_rows[type_slot(GgmlType::Q5_0)] =
-      signed_gemm<CpuIsa::avx2, GgmlType::Q5_0, BlockQ5_0, pack_signed<q5_0_signed_quants, q5_0_signed_scale>,
-                  kTileActs, 1, kChunkBlocks, signed_row_tile_n>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = kMinBatchSigned;
+  register_signed_gemms<CpuIsa::avx2, kTileActs, 1, kChunkBlocks, signed_row_tile_n>(t, kMinBatchSigned);
 }
 
 }  // namespace sluice::cpu

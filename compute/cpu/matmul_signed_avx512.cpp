@@ -75,16 +75,7 @@ void signed_pair_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t n
 constexpr std::int64_t kMinBatchSigned = 6;
 
 void register_avx512_matmul_signed_kernels(KernelTable& t) {
-  t.matmul_rows[type_slot(GgmlType::MXFP4)] =
-      signed_gemm<CpuIsa::avx512, GgmlType::MXFP4, BlockMXFP4, pack_signed<mxfp4_signed_quants, mxfp4_signed_scale>,
-                  kTileActs, kPairRows, kChunkBlocks, signed_pair_tile_n>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = kMinBatchSigned;
-  // Q5_0 takes the same float steps in its vec_dot (signed_x_q8_0_tile): this replaces the
-  // GEMM matmul_k_*.cpp registered for it.
-  t.matmul_rows[type_slot(GgmlType::Q5_0)] =
-      signed_gemm<CpuIsa::avx512, GgmlType::Q5_0, BlockQ5_0, pack_signed<q5_0_signed_quants, q5_0_signed_scale>,
-                  kTileActs, kPairRows, kChunkBlocks, signed_pair_tile_n>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = kMinBatchSigned;
+  register_signed_gemms<CpuIsa::avx512, kTileActs, kPairRows, kChunkBlocks, signed_pair_tile_n>(t, kMinBatchSigned);
 }
 
 }  // namespace sluice::cpu

@@ -157,5 +157,19 @@ void signed_gemm(std::int64_t cols, const void* weights, std::size_t weight_row_
   }
 }
 
+// Registers the level's GEMM for both signed types (MXFP4, Q5_0): their vec_dots take the same
+// float steps (signed_x_q8_0_tile), so one tile serves both.
+template <CpuIsa kIsa, int kTileActs, int kRows, std::int64_t kChunkBlocks, SignedTileFn<kRows> kTile>
+void register_signed_gemms(KernelTable& t, std::int64_t min_batch) {
+  t.matmul_rows[type_slot(GgmlType::MXFP4)] =
+      signed_gemm<kIsa, GgmlType::MXFP4, BlockMXFP4, pack_signed<mxfp4_signed_quants, mxfp4_signed_scale>, kTileActs,
+                  kRows, kChunkBlocks, kTile>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = min_batch;
+  t.matmul_rows[type_slot(GgmlType::Q5_0)] =
+      signed_gemm<kIsa, GgmlType::Q5_0, BlockQ5_0, pack_signed<q5_0_signed_quants, q5_0_signed_scale>, kTileActs,
+                  kRows, kChunkBlocks, kTile>;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_0)] = min_batch;
+}
+
 }  // namespace
 }  // namespace sluice::cpu
