@@ -101,12 +101,13 @@ inline int load_i32(const std::int8_t* p) {
 // y (a previous chunk) unless first.
 template <int NA>
 void tile(const PackedBlock* pb, std::int64_t nblk, const BlockQ8_0* const* act, const float* const* da,
-          const int* const* corr, float* y, std::size_t y_stride, __mmask16 mask, bool first) {
+          const int* const* corr, float* y, std::size_t y_stride, __mmask16 mask, bool first, PrefetchStream& pf) {
   __m512 acc[NA];
   for (int a = 0; a < NA; ++a) {
     acc[a] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y + a * y_stride);
   }
   for (std::int64_t ib = 0; ib < nblk; ++ib) {
+    pf.advance();
     const PackedBlock& p = pb[ib];
     for (int a = 0; a < NA; ++a) {
       const std::int8_t* qs = act[a][ib].qs;
@@ -124,7 +125,7 @@ void tile(const PackedBlock* pb, std::int64_t nblk, const BlockQ8_0* const* act,
 }
 
 using TileFn = void (*)(const PackedBlock*, std::int64_t, const BlockQ8_0* const*, const float* const*,
-                        const int* const*, float*, std::size_t, __mmask16, bool);
+                        const int* const*, float*, std::size_t, __mmask16, bool, PrefetchStream&);
 constexpr TileFn kTiles[kMaxActs + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>,
                                          tile<5>, tile<6>, tile<7>, tile<8>};
 
@@ -144,6 +145,7 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
     const std::byte* strip = w + static_cast<std::size_t>(s) * weight_row_bytes;
     const std::byte* rows[kStrip];
     for (int r = 0; r < kStrip; ++r) rows[r] = strip + offsets[r];
+    const SpreadPrefetch prefetch(strip + kStrip * weight_row_bytes, s + kStrip < r1 ? kStrip * weight_row_bytes : 0, nb);
     __m512 acc = _mm512_setzero_ps();
     if constexpr (std::is_same_v<P, Q4_0Pack>) {
       // Q4_0 fast path: scales from 128-bit loads at the block start (3 unpacks, no gather), and
@@ -153,15 +155,9 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
       // The next strip is one contiguous run of kStrip rows: prefetch it into L2 as one sequential
       // stream, spread evenly over this strip's blocks (kStrip * 18 bytes per block when the rows
       // are unpadded). A hint only: it changes no result. (Into L1, _MM_HINT_T0, it was slower.)
-      const char* next = reinterpret_cast<const char*>(strip + kStrip * weight_row_bytes);
-      const bool has_next = s + kStrip < r1;
-      const std::size_t pf_step = (kStrip * weight_row_bytes + static_cast<std::size_t>(nb) - 1) / static_cast<std::size_t>(nb);
       for (std::int64_t ib = 0; ib < nb; ++ib) {
         const std::size_t at = static_cast<std::size_t>(ib) * sizeof(BlockQ4_0);
-        if (has_next) {
-          const char* pf = next + static_cast<std::size_t>(ib) * pf_step;
-          for (std::size_t l = 0; l <= pf_step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T1);
-        }
+        prefetch.block(ib);
         __m512i z[4];
         for (int k = 0; k < 4; ++k) {
           __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[k] + at)));
@@ -189,14 +185,8 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
     // As Q4_0 above: the next strip into L2, spread over this strip's blocks (Gemma 3 270M's
     // 171 MB Q8_0 output matrix: its decode went from 26.9 to 40.0 t/s with this and the vec_dot
     // prefetches, 2 threads on the 2-core Xeon VM).
-    const char* next = reinterpret_cast<const char*>(strip + kStrip * weight_row_bytes);
-    const bool has_next = s + kStrip < r1;
-    const std::size_t pf_step = (kStrip * weight_row_bytes + static_cast<std::size_t>(nb) - 1) / static_cast<std::size_t>(nb);
     for (std::int64_t ib = 0; ib < nb; ++ib) {
-      if (has_next) {
-        const char* pf = next + static_cast<std::size_t>(ib) * pf_step;
-        for (std::size_t l = 0; l <= pf_step; l += 64) _mm_prefetch(pf + l, _MM_HINT_T1);
-      }
+      prefetch.block(ib);
       PackedBlock p;
       P::pack(strip, row_offsets, rows, ib, p);
       const std::int8_t* qs = act[ib].qs;
@@ -262,6 +252,9 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
     const std::byte* strip = w + static_cast<std::size_t>(s) * weight_row_bytes;
     const std::byte* rows[kStrip];
     for (int r = 0; r < kStrip; ++r) rows[r] = strip + offsets[r];
+    // The next strip streams into L2 a few lines per block of this strip's tiles.
+    PrefetchStream prefetch = rows_ahead(w, weight_row_bytes, s + kStrip, std::min<std::int64_t>(kStrip, r1 - s - kStrip),
+                                         nb * ((batch + kMaxActs - 1) / kMaxActs));
     for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
       const std::int64_t nblk = std::min(kChunkBlocks, nb - c0);
       for (std::int64_t i = 0; i < nblk; ++i) P::pack(strip, row_offsets, rows, c0 + i, scratch.packed[i]);
@@ -275,7 +268,7 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
           da[a] = scratch.da.data() + (b + a) * nb + c0;
           corr[a] = scratch.corr.data() + (b + a) * nb + c0;
         }
-        kTiles[na](scratch.packed.data(), nblk, act, da, corr, y + b * y_stride + s, y_stride, mask, c0 == 0);
+        kTiles[na](scratch.packed.data(), nblk, act, da, corr, y + b * y_stride + s, y_stride, mask, c0 == 0, prefetch);
       }
     }
   }

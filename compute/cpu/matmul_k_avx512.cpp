@@ -1,13 +1,13 @@
-// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K, Q3_K and Q6_K weights
-// x Q8_K activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
-// AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check. (Q4_K and Q5_K have a
-// GEMM of their own, one lane per weight row: matmul_k16_avx512.cpp, registered from here.)
+// AVX-512 (VNNI) GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q2_K and Q3_K weights x Q8_K
+// activations, over rows decoded once per matmul (matmul_k_common.hpp). Compiled with the
+// AVX-512 flags of quants_k_avx512.cpp; only reached after the CPU check. (Q4_K, Q5_K and Q6_K
+// have a GEMM of their own, one lane per weight row: matmul_k16_avx512.cpp, registered from here.)
 //
 // Each output repeats the float steps of this level's vec_dot (quants_k_avx512.cpp) exactly: per
 // super-block the 16 int32 lanes of sum over 64-element chunks j of scale(j, l) * P(j, l), where
 // P(j, l) is the sum of the four products of elements 64j + 4l..4l+3 (one group, one scale), then
 // acc = fma(d * da, float(lanes), acc) in block order, the mins (Q2_K) in 8 lanes of their own or
-// the +32 (Q6_K) or +4 (Q3_K) offset subtracted from the low 8 lanes, and the same horizontal
+// the +4 (Q3_K) offset subtracted from the low 8 lanes, and the same horizontal
 // sums. (|P| <= 4 * 63 * 127 below holds for every type: Q2_K/Q3_K quants are <= 7.)
 // The Q4_1/Q5_1 GEMMs take the shared 8-lane tile's steps two activation rows per register
 // (legacy_pair_tile below).
@@ -198,9 +198,10 @@ constexpr MatmulRowsFn kGemm =
 // threshold.) Zen 4 not re-measured.
 constexpr std::int64_t kMinBatchQ4_K = 4;
 constexpr std::int64_t kMinBatchQ5_K = 6;
-// Q6_K on the Xeon: the GEMM ran at 0.83x the row-by-row speed at batch 8-16, level at 32,
-// 1.06-1.13x from 64 (one noisy run on the shared VM; the threshold is unchanged).
-constexpr std::int64_t kMinBatchQ6_K = 256;
+// Q6_K takes the one-lane-per-row GEMM too (matmul_k16_avx512.cpp), same bench on the Xeon (two
+// runs, 1 and 2 threads): 0.79-0.83x at batch 4, 1.12-1.16x at 6, 1.25-1.30x at 8, 1.9x at 16.
+// (This file's Q6_K GEMM ran at 0.83x the row-by-row speed at batch 8-16; it was used from 256.)
+constexpr std::int64_t kMinBatchQ6_K = 6;
 // Q4_1 and Q5_1, measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
@@ -215,14 +216,12 @@ constexpr std::int64_t kMinBatchQ3_K = 16;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 
-// Defined in matmul_k16_avx512.cpp: Q4_K and Q5_K, one lane per weight row.
-void register_avx512_k16_gemms(KernelTable& t, std::int64_t min_batch_q4_k, std::int64_t min_batch_q5_k);
+// Defined in matmul_k16_avx512.cpp: Q4_K, Q5_K and Q6_K, one lane per weight row.
+void register_avx512_k16_gemms(KernelTable& t, std::int64_t min_batch_q4_k, std::int64_t min_batch_q5_k,
+                               std::int64_t min_batch_q6_k);
 
 void register_avx512_matmul_k_kernels(KernelTable& t) {
-  register_avx512_k16_gemms(t, kMinBatchQ4_K, kMinBatchQ5_K);
-  t.matmul_rows[type_slot(GgmlType::Q6_K)] =
-      kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;
+  register_avx512_k16_gemms(t, kMinBatchQ4_K, kMinBatchQ5_K, kMinBatchQ6_K);
   t.matmul_rows[type_slot(GgmlType::Q2_K)] =
       kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q2_K)] = kMinBatchQ2_K;

@@ -175,15 +175,6 @@ struct PackedLegacyBlock {
 };
 static_assert(sizeof(PackedLegacyBlock) == 40, "32 quants + d + m");
 
-// Weight rows [first, first + n) into L2 while the current pass computes (a hint only; n <= 0:
-// none): a later pass's pack reads them in a tight loop that would stall on every miss.
-inline void prefetch_rows_l2(const std::byte* w, std::size_t weight_row_bytes, std::int64_t first, std::int64_t n) {
-  if (n <= 0) return;
-  const char* rows = reinterpret_cast<const char*>(w + static_cast<std::size_t>(first) * weight_row_bytes);
-  const std::size_t bytes = static_cast<std::size_t>(n) * weight_row_bytes;
-  for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(rows + off, _MM_HINT_T1);
-}
-
 // Describes one family of packed GEMMs for the driver below: the decoded block, the activation
 // block, and the scale the driver gathers per activation block (da).
 struct KQuantGemm {
@@ -276,7 +267,8 @@ void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes,
       const std::byte* row = w + static_cast<std::size_t>(s + r) * weight_row_bytes;
       for (std::int64_t ib = 0; ib < nb; ++ib) pack(row + static_cast<std::size_t>(ib) * block_bytes, packed[r * nb + ib]);
     }
-    prefetch_rows_l2(w, weight_row_bytes, s + prefetch_rows, std::min(n_rows, r1 - s - prefetch_rows));
+    PrefetchStream prefetch = rows_ahead(w, weight_row_bytes, s + prefetch_rows, std::min(n_rows, r1 - s - prefetch_rows),
+                                         n_tiles * ((nb + kChunkBlocks - 1) / kChunkBlocks) * n_rows);
     for (std::int64_t b = 0; b < batch; b += kTileActs) {
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
       for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
@@ -285,6 +277,7 @@ void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes,
         for (int a = 0; a < n_acts; ++a) act[a] = act_row<Act>(acts, act_row_bytes, static_cast<int>(b + a)) + c0;
         const float* da = da_all.data() + ((b / kTileActs) * nb + c0) * kTileActs;
         for (std::int64_t r = 0; r < n_rows; ++r) {
+          prefetch.advance();
           tile(n_acts, packed.data() + r * nb + c0, nblk, act, da, state.data() + r * kTileActs, c0 == 0,
                c0 + nblk == nb, y + static_cast<std::size_t>(b) * y_stride + s + r, y_stride);
         }

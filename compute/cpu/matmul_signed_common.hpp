@@ -142,13 +142,16 @@ void signed_gemm(std::int64_t cols, const void* weights, std::size_t weight_row_
       const std::byte* row = w + static_cast<std::size_t>(s + r) * weight_row_bytes;
       for (std::int64_t ib = 0; ib < nb; ++ib) kPack(row + static_cast<std::size_t>(ib) * sizeof(Block), packed[r * nb + ib]);
     }
-    prefetch_rows_l2(w, weight_row_bytes, s + prefetch_rows, std::min(n_rows, r1 - s - prefetch_rows));
+    PrefetchStream prefetch =
+        rows_ahead(w, weight_row_bytes, s + prefetch_rows, std::min(n_rows, r1 - s - prefetch_rows),
+                   ((batch + kTileActs - 1) / kTileActs) * ((nb + kChunkBlocks - 1) / kChunkBlocks) * n_rows);
     for (std::int64_t b = 0; b < batch; b += kTileActs) {
       const int n_acts = static_cast<int>(std::min<std::int64_t>(kTileActs, batch - b));
       for (std::int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
         const std::int64_t nblk = std::min(kChunkBlocks, nb - c0);
         const ActGroup<kRows>* act = groups.data() + ((b / kTileActs) * nb + c0) * kGroups;
         for (std::int64_t r = 0; r < n_rows; ++r) {
+          prefetch.advance();
           kTile(n_acts, packed.data() + r * nb + c0, nblk, act, state.data() + r * kTileActs * 8, c0 == 0,
                 c0 + nblk == nb, y + static_cast<std::size_t>(b) * y_stride + s + r, y_stride);
         }

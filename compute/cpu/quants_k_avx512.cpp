@@ -49,9 +49,9 @@ inline __m512 add_block(__m512 acc, float d, __m512i sumi) {
 }
 
 // The int32 lanes of a super-block are the sum over 64-element chunks j of scale(j, l) * P(j, l),
-// P(j, l) the sum of the four products of elements 64j + 4l..4l+3 (the Q6_K GEMM of
-// matmul_k_avx512.cpp repeats exactly these lanes; Q4_K/Q5_K's only needs their exact total, see
-// the recipe above k4_tile). Q4_K, Q5_K and Q6_K get them with one vpdpbusd
+// P(j, l) the sum of the four products of elements 64j + 4l..4l+3 (the GEMMs of
+// matmul_k16_avx512.cpp only need their exact total, see the recipes above k4_tile and
+// q6_k_tile). Q4_K, Q5_K and Q6_K get them with one vpdpbusd
 // per chunk (P exactly: |P| <= 4 * 63 * 127 < 2^15), the P of chunks 2m and 2m+1 interleaved as
 // the int16 halves of each lane, and one vpdpwssd with the interleaved scales per chunk pair:
 // fewer multiplies and no per-chunk scale permute (the decode is port-bound, not memory-bound).
@@ -178,14 +178,20 @@ void q5_k_tile(std::int64_t n, const void* w, const void* a, std::size_t s, floa
 
 // ---- Q6_K ---------------------------------------------------------------------------------------
 
+// The per-super-block recipe shared with the GEMM of matmul_k16_avx512.cpp (each output equals it
+// bit for bit): isum = sum over 16-element sub-blocks s of scale_s * (q . y over s), less
+// 32 * sum_s scale_s * bsum_s for the quants' +32, exact in int32 whatever the order of its
+// integer steps (|isum| <= 16 * 128 * 16 * 32 * 128 < 2^28); then, in super-block order, one
+// scalar chain acc = fma(d * da, float(isum), acc), d * da a single IEEE product.
+
 template <int NA>
 void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes, float* out,
                std::size_t out_stride) {
   const BlockQ6_K* x = static_cast<const BlockQ6_K*>(w);
   const BlockQ8_K* y[NA];
   for (int a = 0; a < NA; ++a) y[a] = act_row<BlockQ8_K>(acts, act_row_bytes, a);
-  __m512 acc[NA];
-  for (int a = 0; a < NA; ++a) acc[a] = _mm512_setzero_ps();
+  __m128 acc[NA];  // lane 0: the output's chain (the recipe above q6_k_tile)
+  for (int a = 0; a < NA; ++a) acc[a] = _mm_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   const __m512i bits45 = _mm512_set1_epi8(0x30);
   // qh bits 2k, 2k+1 of element piece k -> bits 4, 5: left by 4, 2 (pieces 0, 1), right by 0, 2 (2, 3).
@@ -220,11 +226,11 @@ void q6_k_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_
     for (int a = 0; a < NA; ++a) {
       // The quants carry +32: remove 32 * sum_j scale_j * bsum_j (into the low 8 int32 lanes).
       const __m256i offset = _mm256_slli_epi32(bsums_dot(y[a][i], scales16), 5);
-      const __m512i total = _mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(offset));
-      acc[a] = add_block(acc[a], dx * y[a][i].d, total);
+      const int isum = _mm512_reduce_add_epi32(_mm512_sub_epi32(sumi[a], _mm512_zextsi256_si512(offset)));
+      acc[a] = _mm_fmadd_ss(_mm_set_ss(dx * y[a][i].d), _mm_cvtsi32_ss(_mm_setzero_ps(), isum), acc[a]);
     }
   }
-  for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum512(acc[a]);
+  for (int a = 0; a < NA; ++a) out[a * out_stride] = _mm_cvtss_f32(acc[a]);
 }
 
 // ---- Q2_K / Q3_K ----------------------------------------------------------------------------------
