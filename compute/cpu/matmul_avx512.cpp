@@ -1,16 +1,18 @@
-// AVX-512 VNNI GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_0 and Q8_0 weights x Q8_0
-// activations. Compiled with the AVX-512 flags of quants_legacy_avx512.cpp; only reached after
+// AVX-512 VNNI GEMM micro-kernels (MatmulRowsFn, kernels.hpp) for Q4_0, Q5_0 and Q8_0 weights x
+// Q8_0 activations. Compiled with the AVX-512 flags of quants_legacy_avx512.cpp; only reached after
 // the CPU check.
 //
 // A strip of 16 weight rows is repacked, a chunk of blocks at a time, into a per-thread scratch:
 // per block, 8 registers whose int32 lane r holds four consecutive quants of row r (as unsigned
-// bytes w + offset: the Q4_0 nibble as stored, offset 8; the Q8_0 byte xor 0x80, offset 128),
+// bytes w + offset: the Q4_0 nibble as stored, offset 8; the Q5_0 nibble and fifth bit, offset
+// 16; the Q8_0 byte xor 0x80, offset 128),
 // and the 16 row scales as fp32. Every activation row then streams over the chunk: per block,
 // eight vpdpbusd with the activation's four bytes broadcast give the 16 rows' block sums at once,
 // minus offset * (sum of the activation block), exact in int32. The fp32 accumulation is one lane
 // per row, sum = fma(dw * da, float(block sum), sum) in block order: the order of the AVX-512
 // vec_dot of these types (quants_legacy_avx512.cpp), so the results equal it bit for bit.
 #include <algorithm>
+#include <cstddef>
 #include <type_traits>
 #include <vector>
 
@@ -87,6 +89,35 @@ struct Q8_0Pack {
     for (int h = 0; h < 2; ++h) {
       transpose_16x4(rows, at + 2 + 16 * h, t);
       for (int j = 0; j < 4; ++j) out.q[4 * h + j] = _mm512_xor_si512(t[j], flip);
+    }
+  }
+};
+
+// Q5_0: the nibble with the fifth bit above it, 0..31 as stored (offset 16). Bits first..first+3
+// of each lane's qh (the fifth bits of elements first..first+3) as 0x10 in bytes 0..3, added
+// to the nibbles: one byte broadcast per dword, a test against each byte's own bit, a masked add.
+inline __m512i with_fifth_bits(__m512i nibbles, __m512i qh, int first) {
+  const __m512i byte0 = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0x00000000);
+  const __m512i bits = _mm512_shuffle_epi8(_mm512_srlv_epi32(qh, _mm512_set1_epi32(first)), byte0);
+  const __mmask64 set = _mm512_test_epi8_mask(bits, _mm512_set1_epi32(0x08040201));
+  return _mm512_mask_add_epi8(nibbles, set, nibbles, _mm512_set1_epi8(0x10));
+}
+
+struct Q5_0Pack {
+  using Block = BlockQ5_0;
+  static constexpr int kOffset = 16;
+  static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
+                   PackedBlock& out) {
+    const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
+    const __m512i at_lanes = _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)));
+    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, at_lanes));
+    const __m512i qh = load_i32x16_at(strip, _mm512_add_epi32(at_lanes, _mm512_set1_epi32(offsetof(Block, qh))));
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    __m512i t[4];
+    transpose_16x4(rows, at + offsetof(Block, qs), t);
+    for (int j = 0; j < 4; ++j) {
+      out.q[j] = with_fifth_bits(_mm512_and_si512(t[j], low), qh, 4 * j);  // elements 4j..4j+3
+      out.q[j + 4] = with_fifth_bits(_mm512_and_si512(_mm512_srli_epi16(t[j], 4), low), qh, 16 + 4 * j);
     }
   }
 };
@@ -279,6 +310,7 @@ void matmul_rows(std::int64_t cols, const void* weights, std::size_t weight_row_
 void register_avx512_matmul_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_0)] = matmul_rows<Q4_0Pack>;
   t.matmul_rows[type_slot(GgmlType::Q8_0)] = matmul_rows<Q8_0Pack>;
+  t.matmul_rows[type_slot(GgmlType::Q5_0)] = matmul_rows<Q5_0Pack>;
 }
 
 }  // namespace sluice::cpu

@@ -69,7 +69,7 @@ void signed_row_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t nb
 constexpr std::int64_t kMinBatchSigned = 4;
 
 void register_avx2_matmul_signed_kernels(KernelTable& t) {
-  register_signed_gemms<CpuIsa::avx2, kTileActs, 1, kChunkBlocks, signed_row_tile_n>(t, kMinBatchSigned);
+  register_signed_gemms<CpuIsa::avx2, kTileActs, 1, kChunkBlocks, signed_row_tile_n>(t, kMinBatchSigned, true);
 }
 
 }  // namespace sluice::cpu

@@ -69,13 +69,13 @@ void signed_pair_tile_n(int n_acts, const PackedSignedBlock* row, std::int64_t n
 // against 17.5 ms at batch 64, 42.3 against 73.9 ms at 256, one thread). (The first version,
 // matmul_k_avx512.cpp's legacy_pair_tile over packed MXFP4 blocks, was level at 6-12 and
 // 1.13-1.26x at 16, 1.34-1.50x from 64.)
-// Q5_0 on the same bench (bench_gemm_min_batch 2), against matmul_k_avx512.cpp's legacy_pair_tile
-// that served it before, one run each under a build's load: 1.15-1.29x (1 thread) and 1.16-1.50x
-// (2 threads) from batch 16, level to 1.2x at 6-12; GEMM against row by row 1.25x at batch 6.
+// (Q5_0 ran here too until its AVX-512 vec_dot became one fp32 chain per output, block by block:
+// it now takes matmul_avx512.cpp's one-lane-per-row GEMM, 8.3x this level's vec_dot at batch 16
+// and 2.0-2.6x at batch 1 on bench_gemm_min_batch 2, where this GEMM was 1.6-1.8x at batch 16.)
 constexpr std::int64_t kMinBatchSigned = 6;
 
 void register_avx512_matmul_signed_kernels(KernelTable& t) {
-  register_signed_gemms<CpuIsa::avx512, kTileActs, kPairRows, kChunkBlocks, signed_pair_tile_n>(t, kMinBatchSigned);
+  register_signed_gemms<CpuIsa::avx512, kTileActs, kPairRows, kChunkBlocks, signed_pair_tile_n>(t, kMinBatchSigned, false);
 }
 
 }  // namespace sluice::cpu

@@ -1,5 +1,5 @@
-// GEMM driver shared by the MXFP4 and Q5_0 micro-kernels (MatmulRowsFn, kernels.hpp) of
-// matmul_signed_avx2.cpp and matmul_signed_avx512.cpp: signed weight quants x Q8_0 activations,
+// GEMM driver shared by the MXFP4 micro-kernels of matmul_signed_avx2.cpp and
+// matmul_signed_avx512.cpp and the AVX2 level's Q5_0 (MatmulRowsFn, kernels.hpp): signed weight quants x Q8_0 activations,
 // over weight rows decoded once per matmul and activations laid out once per matmul. Include only
 // from files compiled with at least -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has
 // internal linkage per SIMD file.
@@ -160,14 +160,16 @@ void signed_gemm(std::int64_t cols, const void* weights, std::size_t weight_row_
   }
 }
 
-// Registers the level's GEMM for both signed types (MXFP4, Q5_0): their vec_dots take the same
-// float steps (signed_x_q8_0_tile), so one tile serves both.
+// Registers the level's GEMM for MXFP4 and, when with_q5_0, Q5_0: their vec_dots at the AVX2
+// level take the same float steps (signed_x_q8_0_tile), so one tile serves both. (The AVX-512
+// level gives Q5_0 the one-lane-per-row GEMM of matmul_avx512.cpp instead.)
 template <CpuIsa kIsa, int kTileActs, int kRows, std::int64_t kChunkBlocks, SignedTileFn<kRows> kTile>
-void register_signed_gemms(KernelTable& t, std::int64_t min_batch) {
+void register_signed_gemms(KernelTable& t, std::int64_t min_batch, bool with_q5_0) {
   t.matmul_rows[type_slot(GgmlType::MXFP4)] =
       signed_gemm<kIsa, GgmlType::MXFP4, BlockMXFP4, pack_signed<mxfp4_signed_quants, mxfp4_signed_scale>, kTileActs,
                   kRows, kChunkBlocks, kTile>;
   t.matmul_rows_min_batch[type_slot(GgmlType::MXFP4)] = min_batch;
+  if (!with_q5_0) return;
   t.matmul_rows[type_slot(GgmlType::Q5_0)] =
       signed_gemm<kIsa, GgmlType::Q5_0, BlockQ5_0, pack_signed<q5_0_signed_quants, q5_0_signed_scale>, kTileActs,
                   kRows, kChunkBlocks, kTile>;

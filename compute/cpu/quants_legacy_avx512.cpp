@@ -141,10 +141,12 @@ void signed_x_q8_0_tile(std::int64_t n, const void* w, const void* acts, std::si
   for (int a = 0; a < NA; ++a) out[a * out_stride] = hsum_ps(acc[a]);
 }
 
-// Q4_0 and Q8_0 accumulate block by block in one fp32 chain per output, sum = fma(dx * dy,
+// Q4_0, Q5_0 and Q8_0 accumulate block by block in one fp32 chain per output, sum = fma(dx * dy,
 // float(block integer sum), sum) in block order (the scalar reference's order, fused): the order
 // the GEMM micro-kernel (matmul_avx512.cpp) keeps with one fp32 lane per weight row, so that the
-// matmul equals these dot products bit for bit.
+// matmul equals these dot products bit for bit. (The matmul takes that GEMM at every batch, batch
+// 1 included, so these serve as its reference. Q5_0 kept llama.cpp's 8-lane order before; Gemma
+// 3 270M's greedy and logit parity tests pass with either.)
 template <typename Q, int NA>
 void signed_x_q8_0_chain_tile(std::int64_t n, const void* w, const void* acts, std::size_t act_row_bytes,
                               float* out, std::size_t out_stride) {
@@ -175,7 +177,7 @@ void q4_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, floa
 }
 template <int NA>
 void q5_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
-  signed_x_q8_0_tile<Q5_0Quants, NA>(n, w, a, s, o, os);
+  signed_x_q8_0_chain_tile<Q5_0Quants, NA>(n, w, a, s, o, os);
 }
 template <int NA>
 void q8_0_tile(std::int64_t n, const void* w, const void* a, std::size_t s, float* o, std::size_t os) {
