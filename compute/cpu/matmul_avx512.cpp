@@ -176,7 +176,8 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
     const std::byte* strip = w + static_cast<std::size_t>(s) * weight_row_bytes;
     const std::byte* rows[kStrip];
     for (int r = 0; r < kStrip; ++r) rows[r] = strip + offsets[r];
-    const SpreadPrefetch prefetch(strip + kStrip * weight_row_bytes, s + kStrip < r1 ? kStrip * weight_row_bytes : 0, nb);
+    PrefetchStream prefetch =
+        rows_ahead(w, weight_row_bytes, s + kStrip, std::min<std::int64_t>(kStrip, r1 - s - kStrip), nb);
     __m512 acc = _mm512_setzero_ps();
     if constexpr (std::is_same_v<P, Q4_0Pack>) {
       // Q4_0 fast path: scales from 128-bit loads at the block start (3 unpacks, no gather), and
@@ -188,7 +189,7 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
       // are unpadded). A hint only: it changes no result. (Into L1, _MM_HINT_T0, it was slower.)
       for (std::int64_t ib = 0; ib < nb; ++ib) {
         const std::size_t at = static_cast<std::size_t>(ib) * sizeof(BlockQ4_0);
-        prefetch.block(ib);
+        prefetch.advance();
         __m512i z[4];
         for (int k = 0; k < 4; ++k) {
           __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[k] + at)));
@@ -217,7 +218,7 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
     // 171 MB Q8_0 output matrix: its decode went from 26.9 to 40.0 t/s with this and the vec_dot
     // prefetches, 2 threads on the 2-core Xeon VM).
     for (std::int64_t ib = 0; ib < nb; ++ib) {
-      prefetch.block(ib);
+      prefetch.advance();
       PackedBlock p;
       P::pack(strip, row_offsets, rows, ib, p);
       const std::int8_t* qs = act[ib].qs;

@@ -1,6 +1,6 @@
 // GEMM driver shared by the MXFP4 micro-kernels of matmul_signed_avx2.cpp and
-// matmul_signed_avx512.cpp and the AVX2 level's Q5_0 (MatmulRowsFn, kernels.hpp): signed weight quants x Q8_0 activations,
-// over weight rows decoded once per matmul and activations laid out once per matmul. Include only
+// matmul_signed_avx512.cpp and the AVX2 level's Q5_0 (MatmulRowsFn, kernels.hpp): signed weight
+// quants x Q8_0 activations, over weight rows decoded once per matmul and activations laid out once per matmul. Include only
 // from files compiled with at least -mavx2 -mfma -mf16c; like simd_x86.hpp everything here has
 // internal linkage per SIMD file.
 //
