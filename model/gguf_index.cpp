@@ -20,6 +20,7 @@
 #include "common/units.hpp"
 #include "io/file.hpp"
 #include "io/reader.hpp"
+#include "model/fast_hash.hpp"
 #include "model/output_file.hpp"
 
 namespace sluice::gguf {
@@ -297,7 +298,7 @@ IndexStats write_gguf_index(const ShardSet& set, const std::string& sidecar_path
     read_whole_file(shard.path, before.size, [&](std::uint64_t at, std::span<const std::byte> piece) {
       for (std::uint64_t c = 0; c < piece.size(); c += chunk_bytes) {
         const std::uint64_t n = std::min<std::uint64_t>(chunk_bytes, piece.size() - c);
-        out.chunk_hashes.push_back(XXH3_64bits_withSeed(piece.data() + c, n, at + c));
+        out.chunk_hashes.push_back(pack::xxh3_64_seeded(piece.data() + c, n, at + c));
       }
       if (at < out.header_bytes) {
         XXH3_64bits_update(header_state, piece.data(), std::min<std::uint64_t>(piece.size(), out.header_bytes - at));

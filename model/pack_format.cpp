@@ -10,6 +10,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "model/fast_hash.hpp"
+
 namespace sluice::pack {
 namespace {
 
@@ -55,7 +57,7 @@ std::uint64_t manifest_checksum(std::span<const std::byte> manifest) {
 }
 
 std::uint64_t frame_checksum(std::uint64_t offset, std::span<const std::byte> stored) {
-  return XXH3_64bits_withSeed(stored.data(), stored.size(), offset);
+  return xxh3_64_seeded(stored.data(), stored.size(), offset);
 }
 
 bool frame_checksum_ok(const FrameInfo& frame, std::span<const std::byte> stored) {

@@ -60,36 +60,28 @@ inline void transpose_16x4(const std::byte* const* rows, std::size_t at, __m512i
   out[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
+// The 16 rows' fp16 scales (at_lanes: each row's block start) and nibbles (16 bytes at qs_at:
+// element j in the low nibble of byte j, element j + 16 in the high one) as unsigned lanes.
+inline void pack_nibbles(const std::byte* strip, __m512i at_lanes, const std::byte* const* rows, std::size_t qs_at,
+                         PackedBlock& out) {
+  out.d = fp16_lanes_to_ps(load_i32x16_at(strip, at_lanes));
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  __m512i t[4];
+  transpose_16x4(rows, qs_at, t);
+  for (int j = 0; j < 4; ++j) {
+    out.q[j] = _mm512_and_si512(t[j], low);                            // elements 4j..4j+3
+    out.q[j + 4] = _mm512_and_si512(_mm512_srli_epi16(t[j], 4), low);  // elements 16+4j..
+  }
+}
+
 struct Q4_0Pack {
   using Block = BlockQ4_0;
   static constexpr int kOffset = 8;
   static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
                    PackedBlock& out) {
     const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
-    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)))));
-    const __m512i low = _mm512_set1_epi8(0x0f);
-    __m512i t[4];
-    transpose_16x4(rows, at + 2, t);
-    for (int j = 0; j < 4; ++j) {
-      out.q[j] = _mm512_and_si512(t[j], low);                            // elements 4j..4j+3
-      out.q[j + 4] = _mm512_and_si512(_mm512_srli_epi16(t[j], 4), low);  // elements 16+4j..
-    }
-  }
-};
-
-struct Q8_0Pack {
-  using Block = BlockQ8_0;
-  static constexpr int kOffset = 128;
-  static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
-                   PackedBlock& out) {
-    const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
-    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)))));
-    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-    __m512i t[4];
-    for (int h = 0; h < 2; ++h) {
-      transpose_16x4(rows, at + 2 + 16 * h, t);
-      for (int j = 0; j < 4; ++j) out.q[4 * h + j] = _mm512_xor_si512(t[j], flip);
-    }
+    pack_nibbles(strip, _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at))), rows,
+                 at + offsetof(Block, qs), out);
   }
 };
 
@@ -110,14 +102,27 @@ struct Q5_0Pack {
                    PackedBlock& out) {
     const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
     const __m512i at_lanes = _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)));
-    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, at_lanes));
+    pack_nibbles(strip, at_lanes, rows, at + offsetof(Block, qs), out);
     const __m512i qh = load_i32x16_at(strip, _mm512_add_epi32(at_lanes, _mm512_set1_epi32(offsetof(Block, qh))));
-    const __m512i low = _mm512_set1_epi8(0x0f);
-    __m512i t[4];
-    transpose_16x4(rows, at + offsetof(Block, qs), t);
     for (int j = 0; j < 4; ++j) {
-      out.q[j] = with_fifth_bits(_mm512_and_si512(t[j], low), qh, 4 * j);  // elements 4j..4j+3
-      out.q[j + 4] = with_fifth_bits(_mm512_and_si512(_mm512_srli_epi16(t[j], 4), low), qh, 16 + 4 * j);
+      out.q[j] = with_fifth_bits(out.q[j], qh, 4 * j);
+      out.q[j + 4] = with_fifth_bits(out.q[j + 4], qh, 16 + 4 * j);
+    }
+  }
+};
+
+struct Q8_0Pack {
+  using Block = BlockQ8_0;
+  static constexpr int kOffset = 128;
+  static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
+                   PackedBlock& out) {
+    const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
+    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)))));
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i t[4];
+    for (int h = 0; h < 2; ++h) {
+      transpose_16x4(rows, at + 2 + 16 * h, t);
+      for (int j = 0; j < 4; ++j) out.q[4 * h + j] = _mm512_xor_si512(t[j], flip);
     }
   }
 };

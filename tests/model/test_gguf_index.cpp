@@ -11,8 +11,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <vector>
 
 #include "common/units.hpp"
+#include "model/fast_hash.hpp"
 #include "model/gguf_index.hpp"
 #include "tests/support/rot_byte.hpp"
 #include "tests/support/error_of.hpp"
@@ -303,3 +305,27 @@ TEST(GgufIndexFuzz, MutatedSidecarsAreRefusedOrIdentical) {
 
 }  // namespace
 }  // namespace sluice::gguf
+
+// The run-time-dispatched XXH3 (AVX2 where the CPU has it) gives libxxhash's value for every
+// length class of XXH3 (0, 1-3, 4-8, 9-16, 17-128, 129-240, and the long loop with its stripes,
+// blocks and tail), any alignment and any seed, so sidecars and packs stay readable everywhere.
+TEST(FastHash, EqualsLibxxhashAtEveryLengthAlignmentAndSeed) {
+  std::mt19937_64 rng(7);
+  std::vector<unsigned char> buf((1u << 20) + 4096 + 64);
+  for (auto& b : buf) b = static_cast<unsigned char>(rng());
+  std::vector<std::size_t> lengths;
+  for (std::size_t n = 0; n <= 300; ++n) lengths.push_back(n);
+  for (std::size_t n : {511u, 512u, 1023u, 1024u, 1025u, 4095u, 4096u, 65536u, 65537u, 1048576u, 1048576u + 4096u + 3u}) {
+    lengths.push_back(n);
+  }
+  for (std::size_t n : lengths) {
+    for (std::size_t align : {0u, 1u, 7u, 32u, 61u}) {
+      if (align + n > buf.size()) continue;
+      const std::uint64_t seed = rng();
+      for (std::uint64_t s : {std::uint64_t{0}, seed}) {
+        ASSERT_EQ(sluice::pack::xxh3_64_seeded(buf.data() + align, n, s), XXH3_64bits_withSeed(buf.data() + align, n, s))
+            << "length " << n << " alignment " << align << " seed " << s;
+      }
+    }
+  }
+}
