@@ -63,7 +63,7 @@ void CpuBackend::softmax(float* x, std::int64_t rows, std::int64_t n) {
 }
 
 void CpuBackend::swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+  cpu::swiglu(gate, up, out, n);
 }
 
 void CpuBackend::geglu(const float* gate, const float* up, float* out, std::int64_t n) { cpu::geglu(gate, up, out, n); }

@@ -60,6 +60,7 @@ void fill_scalar(KernelTable& t) {
   t.attention_scores_f16 = scalar::attention_scores_f16;
   t.attention_values_f16 = scalar::attention_values_f16;
   t.geglu = scalar::geglu;
+  t.swiglu = scalar::swiglu;
 }
 
 // Entries a level did not provide take the scalar kernel.
@@ -71,6 +72,7 @@ void fill_missing(KernelTable& t, const KernelTable& scalar_table) {
   if (t.attention_scores_f16 == nullptr) t.attention_scores_f16 = scalar_table.attention_scores_f16;
   if (t.attention_values_f16 == nullptr) t.attention_values_f16 = scalar_table.attention_values_f16;
   if (t.geglu == nullptr) t.geglu = scalar_table.geglu;
+  if (t.swiglu == nullptr) t.swiglu = scalar_table.swiglu;
 }
 
 struct Tables {

@@ -66,6 +66,7 @@ struct KernelTable {
   AttentionScoresF16Fn attention_scores_f16 = nullptr;
   AttentionValuesF16Fn attention_values_f16 = nullptr;
   GegluFn geglu = nullptr;
+  SwigluFn swiglu = nullptr;
 };
 
 // Best level this CPU (and OS) supports, ignoring SLUICE_CPU_ISA.

@@ -161,6 +161,8 @@ const std::uint16_t* gelu_fp16_table() {
 }
 }  // namespace
 
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n) { active_kernels().swiglu(gate, up, out, n); }
+
 void geglu(const float* gate, const float* up, float* out, std::int64_t n) {
   active_kernels().geglu(gate, up, out, n, gelu_fp16_table());
 }

@@ -31,7 +31,10 @@ void softmax(float* x, std::int64_t n);
 void softmax_with_sink(float* x, std::int64_t n, float sink);
 // SwiGLU-OAI (compute/op_params.hpp) as ggml_compute_forward_swiglu_oai_f32; out may alias gate.
 void swiglu_oai(const float* gate, const float* up, float* out, std::int64_t n, const compute::SwigluOaiParams& p);
-float silu(float x);
+float silu(float x);  // x / (1 + std::exp(-x)): the scalar level's SiLU
+// out[i] = silu(gate[i]) * up[i] with the active level's kernel (row_kernels.hpp: ggml's
+// vectorised expf on AVX2 and AVX-512, as llama.cpp on the same CPU). out may alias gate.
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n);
 float gelu_tanh(float x);  // GELU, tanh approximation (Gemma's GeGLU)
 // out[i] = gelu_tanh(gate[i]) * up[i] the way ggml's CPU backend computes it (GGML_GELU_FP16):
 // for |gate| < 10 the GELU is read from a table over fp16 inputs (gate rounded to fp16, result

@@ -1,6 +1,6 @@
 // Kernels over float rows that are not matrix products, per instruction-set level (kernels.hpp's
 // KernelTable holds the active level's): attention's two inner loops over an fp16 KV cache, and
-// GeGLU. ops.cpp keeps the softmax, the masking and the head bookkeeping. Each level computes a
+// GeGLU and SwiGLU. ops.cpp keeps the softmax, the masking and the head bookkeeping. Each level computes a
 // key's score, and a value's contribution, with the same operations whatever the number of keys
 // in the call, so a row attended in a prefill pass gets the same bits as the same row decoded
 // alone.
@@ -31,6 +31,14 @@ using GegluFn = void (*)(const float* gate, const float* up, float* out, std::in
 // ggml's bounds: outside (-10, 10) GELU is 0 or the identity to fp16 precision anyway.
 inline constexpr float kGeluTableLimit = 10.0f;
 
+// out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i], as ggml's
+// ggml_vec_swiglu_f32 on a CPU of the same level: the scalar level calls std::exp (ggml_silu_f32);
+// the SIMD levels use ggml's ggml_v_expf of their width (Arm optimized-routines expf, <= 1.45 +
+// 0.5 ulp; exp flushes to 0 below about -103.97 and to infinity above 88.38) and one division.
+// Tails take the vector path too (ggml's take the scalar one), so an element's bits do not depend
+// on where it falls in the call: a batch of rows gets the bits of each row alone. out may alias gate.
+using SwigluFn = void (*)(const float* gate, const float* up, float* out, std::int64_t n);
+
 namespace scalar {
 // The references: one float sum per key in d order; per value dimension, a multiply then an add
 // per key (no fused multiply-add), as the scalar attention always did.
@@ -39,6 +47,7 @@ void attention_scores_f16(const float* q, const std::uint16_t* keys, std::int64_
 void attention_values_f16(const float* weights, const std::uint16_t* values, std::int64_t value_stride,
                           std::int64_t n, std::int32_t head_dim, float* out);
 void geglu(const float* gate, const float* up, float* out, std::int64_t n, const std::uint16_t* table);
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n);
 }  // namespace scalar
 
 // Registration hooks of row_kernels_avx2.cpp / row_kernels_avx512.cpp (after the CPU check only).

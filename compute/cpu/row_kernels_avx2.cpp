@@ -45,6 +45,38 @@ struct Avx2 {
     r = _mm256_blendv_ps(r, _mm256_mul_ps(x, up), _mm256_cmp_ps(x, _mm256_set1_ps(kGeluTableLimit), _CMP_GE_OQ));
     return _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(-kGeluTableLimit), _CMP_LE_OQ));
   }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  // ggml_v_expf (ggml-cpu/vec.h, AVX2): exp(x) = k (1 + p(b)) with k = 2^n built in the exponent
+  // bits; |n| > 126 splits the scale in two (s1 s2) so 2^n under- or overflows only in the last
+  // product, and |n| > 192 gives 0 or infinity.
+  static F exp(F x) {
+    const F r = _mm256_set1_ps(0x1.8p23f);
+    const F z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const F n = _mm256_sub_ps(z, r);
+    const F b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const F k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+    const F abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const F large = _mm256_cmp_ps(abs_n, _mm256_set1_ps(126), _CMP_GT_OQ);
+    const F u = _mm256_mul_ps(b, b);
+    const F j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (_mm256_movemask_ps(large) == 0) return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32(int(0x82000000u)));
+    const F s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const F s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const F huge = _mm256_cmp_ps(abs_n, _mm256_set1_ps(192), _CMP_GT_OQ);
+    const F split = _mm256_blendv_ps(_mm256_fmadd_ps(k, j, k), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1), large);
+    return _mm256_blendv_ps(split, _mm256_mul_ps(s1, s1), huge);
+  }
+  // ggml_v_silu: x / (1 + exp(-x)).
+  static F silu(F x) {
+    const F e = exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+  }
   static float reduce(F x) { return hsum_ps(x); }
 };
 

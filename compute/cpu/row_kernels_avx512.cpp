@@ -1,5 +1,6 @@
 // AVX-512 row kernels (row_kernels_simd.hpp): 16 floats per vector, tails by mask.
 #include <algorithm>
+#include <cmath>
 
 #include "compute/cpu/row_kernels_simd.hpp"
 
@@ -30,6 +31,31 @@ struct Avx512 {
     __m512 r = _mm512_mul_ps(gelu, up);
     r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, _mm512_set1_ps(kGeluTableLimit), _CMP_GE_OQ), _mm512_mul_ps(x, up));
     return _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(x, _mm512_set1_ps(-kGeluTableLimit), _CMP_LE_OQ), _mm512_setzero_ps());
+  }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  // ggml_v_expf (ggml-cpu/vec.h, AVX-512): exp(x) = 2^n (1 + p(b)), n = round(x / ln 2),
+  // b = x - n ln 2 in two steps; |n| > 192 gives 0 or infinity.
+  static F exp(F x) {
+    const F r = _mm512_set1_ps(0x1.8p23f);
+    const F z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const F n = _mm512_sub_ps(z, r);
+    const F b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 out_of_range = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const F u = _mm512_mul_ps(b, b);
+    const F j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    const F res = _mm512_scalef_ps(j, n);
+    if (out_of_range == 0) return res;
+    const F zero = _mm512_setzero_ps();
+    const F limit = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, zero, _CMP_LE_OQ), _mm512_set1_ps(INFINITY), zero);
+    return _mm512_mask_blend_ps(out_of_range, res, limit);
+  }
+  // ggml_v_silu: x / (1 + exp(-x)).
+  static F silu(F x) {
+    const F e = exp(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
   }
   static float reduce(F x) { return _mm512_reduce_add_ps(x); }
 };

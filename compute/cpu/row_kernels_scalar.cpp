@@ -1,5 +1,6 @@
 // The scalar row kernels (row_kernels.hpp): the reference the SIMD levels are tested against, and
 // what a CPU without AVX2 runs.
+#include <cmath>
 #include <vector>
 
 #include "compute/cpu/blocks.hpp"
@@ -54,6 +55,13 @@ void geglu(const float* gate, const float* up, float* out, std::int64_t n, const
     } else {
       out[i] = fp16_to_fp32(table[fp32_to_fp16(x)]) * up[i];
     }
+  }
+}
+
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    out[i] = x / (1.0f + std::exp(-x)) * up[i];
   }
 }
 

@@ -112,12 +112,24 @@ void geglu(const float* gate, const float* up, float* out, std::int64_t n, const
   }
 }
 
+template <class V>
+void swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
+  constexpr int W = V::kWidth;
+  std::int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(out + i, V::mul(V::silu(V::load(gate + i)), V::load(up + i)));
+  if (i < n) {
+    const int rest = static_cast<int>(n - i);
+    V::store_tail(out + i, V::mul(V::silu(V::load_tail(gate + i, rest)), V::load_tail(up + i, rest)), rest);
+  }
+}
+
 // A level's table entries, from its vector traits.
 template <class V>
 void fill_row_kernels(KernelTable& t) {
   t.attention_scores_f16 = attention_scores_f16<V>;
   t.attention_values_f16 = attention_values_f16<V>;
   t.geglu = geglu<V>;
+  t.swiglu = swiglu<V>;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // bits, and the weights are rounded to fp16 inside the kernel.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -157,6 +158,100 @@ TEST_P(RowKernels, GegluEqualsScalarExactly) {
     for (std::int64_t i = 0; i < n; ++i) {
       ASSERT_EQ(float_bits(got[i]), float_bits(want[i])) << "n " << n << " gate " << gate[i] << " up " << up[i];
     }
+  }
+}
+
+// ggml's expf of each level (ggml-cpu/vec.h ggml_v_expf) transcribed one lane at a time, fmaf for
+// each fused multiply-add: the SIMD kernels must give exactly these bits.
+std::uint32_t bits_of(float x) { return std::bit_cast<std::uint32_t>(x); }
+float from_bits(std::uint32_t b) { return std::bit_cast<float>(b); }
+constexpr float kExpC[5] = {0x1.ffffecp-1f, 0x1.fffdb6p-2f, 0x1.555e66p-3f, 0x1.573e2ep-5f, 0x1.0e4020p-7f};
+
+float expf_avx512_lane(float x) {
+  const float r = 0x1.8p23f;
+  const float n = std::fmaf(x, 0x1.715476p+0f, r) - r;
+  const float b = std::fmaf(-n, 0x1.7f7d1cp-20f, std::fmaf(-n, 0x1.62e4p-1f, x));
+  const float u = b * b;
+  const float j = std::fmaf(std::fmaf(std::fmaf(kExpC[4], b, kExpC[3]), u, std::fmaf(kExpC[2], b, kExpC[1])), u,
+                            std::fmaf(kExpC[0], b, 1.0f));
+  if (std::fabs(n) > 192) return n <= 0 ? 0.0f : INFINITY;
+  return std::ldexp(j, int(n));  // vscalefps: j * 2^n, rounded once
+}
+
+float expf_avx2_lane(float x) {
+  const float r = 0x1.8p23f;
+  const float z = std::fmaf(x, 0x1.715476p+0f, r);
+  const float n = z - r;
+  const float b = std::fmaf(-n, 0x1.7f7d1cp-20f, std::fmaf(-n, 0x1.62e4p-1f, x));
+  const std::uint32_t e = bits_of(z) << 23;
+  const float k = from_bits(e + bits_of(1.0f));
+  const float u = b * b;
+  const float j = std::fmaf(std::fmaf(std::fmaf(kExpC[4], b, kExpC[3]), u, std::fmaf(kExpC[2], b, kExpC[1])), u, kExpC[0] * b);
+  if (std::fabs(n) <= 126) return std::fmaf(j, k, k);
+  const std::uint32_t g = n <= 0 ? 0x82000000u : 0u;
+  const float s1 = from_bits(g + 0x7f000000u);
+  const float s2 = from_bits(e - g);
+  if (std::fabs(n) > 192) return s1 * s1;
+  return std::fmaf(s2, j, s2) * s1;
+}
+
+float swiglu_lane(CpuIsa isa, float x, float up) {
+  const float e = isa == CpuIsa::avx512 ? expf_avx512_lane(-x) : isa == CpuIsa::avx2 ? expf_avx2_lane(-x) : std::exp(-x);
+  return x / (1.0f + e) * up;
+}
+
+std::vector<float> swiglu_gates() {
+  std::vector<float> gate = {0.0f, -0.0f, 1e-30f, -1e-30f, 1.0f, -1.0f, 20.0f, -20.0f, 87.0f, -87.0f, 88.5f, -88.5f,
+                             88.8f, -88.8f, 103.5f, -103.5f, 104.5f, -104.5f, 126.0f * 0.6931472f, -126.0f * 0.6931472f,
+                             127.5f * 0.6931472f, -127.5f * 0.6931472f, 150.0f, -150.0f, 1e4f, -1e4f, 3e38f, -3e38f};
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> wide(-140.0f, 140.0f);
+  std::normal_distribution<float> typical(0.0f, 3.0f);
+  while (gate.size() < 2000) gate.push_back(gate.size() % 2 ? wide(rng) : typical(rng));
+  return gate;
+}
+
+// SwiGLU: every level gives its ggml expf's bits (the scalar level std::exp's), element by element
+// whatever the call's length (tails included), through the ranges where exp flushes to 0 or
+// overflows and where the AVX2 expf splits its scale.
+TEST_P(RowKernels, SwigluEqualsTheLevelsExpfExactly) {
+  const KernelTable* k = kernels_for(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
+  const std::vector<float> gate = swiglu_gates();
+  std::mt19937_64 rng(12);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> up;
+  for (std::size_t i = 0; i < gate.size(); ++i) up.push_back(dist(rng));
+  for (std::int64_t n : {std::int64_t(1), std::int64_t(7), std::int64_t(16), std::int64_t(37), std::int64_t(2000)}) {
+    for (std::int64_t offset : {std::int64_t(0), std::int64_t(2000) - n}) {
+      std::vector<float> got(std::size_t(n), 0.0f);
+      k->swiglu(gate.data() + offset, up.data() + offset, got.data(), n);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const float g = gate[std::size_t(offset + i)], u = up[std::size_t(offset + i)];
+        ASSERT_EQ(float_bits(got[std::size_t(i)]), float_bits(swiglu_lane(GetParam(), g, u)))
+            << "n " << n << " gate " << g << " up " << u << " got " << got[std::size_t(i)];
+      }
+    }
+  }
+  std::vector<float> in_place(gate.begin(), gate.end()), apart(gate.size());
+  k->swiglu(gate.data(), up.data(), apart.data(), std::int64_t(gate.size()));
+  k->swiglu(in_place.data(), up.data(), in_place.data(), std::int64_t(in_place.size()));
+  for (std::size_t i = 0; i < gate.size(); ++i) ASSERT_EQ(float_bits(in_place[i]), float_bits(apart[i])) << i;
+}
+
+// And the transcriptions are SiLU: within 4 ulps of the double-precision value (expf's 1.95 ulps,
+// then the sum, the division and the product) wherever exp(-x) is finite in float.
+TEST_P(RowKernels, SwigluIsWithinFourUlpsOfExactSilu) {
+  const KernelTable* k = kernels_for(GetParam());
+  if (k == nullptr) GTEST_SKIP() << "CPU lacks " << to_string(GetParam());
+  std::vector<float> gate;
+  for (float x = -88.0f; x <= 88.0f; x += 0.01953125f) gate.push_back(x);
+  const std::vector<float> up(gate.size(), 1.0f);
+  std::vector<float> got(gate.size());
+  k->swiglu(gate.data(), up.data(), got.data(), std::int64_t(gate.size()));
+  for (std::size_t i = 0; i < gate.size(); ++i) {
+    const double x = gate[i], want = x / (1.0 + std::exp(-x));
+    ASSERT_LE(std::fabs(got[i] - want), 4.0 * FLT_EPSILON * std::fabs(want) + 1e-44) << "gate " << gate[i];
   }
 }
 
