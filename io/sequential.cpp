@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <deque>
 #include <vector>
 
 #include "common/units.hpp"
@@ -13,10 +14,11 @@
 namespace sluice::io {
 
 Result<SequentialRead> read_file_sequential(const std::string& path, const BackendOptions& options,
-                                            std::uint32_t request_bytes, std::uint64_t limit) {
+                                            std::uint32_t request_bytes, std::uint64_t limit, std::uint64_t pool_bytes) {
   auto reader = Reader::open(path, ReaderOptions{options, {}});
-  unsigned depth = reader->queue_depth();
-  std::size_t buffer_bytes = std::size_t(depth) * request_bytes;
+  const unsigned depth = reader->queue_depth();
+  const std::size_t n_buffers = std::max<std::size_t>(depth, pool_bytes / request_bytes);
+  const std::size_t buffer_bytes = n_buffers * request_bytes;
   // Huge-page-backed buffers, like the prefetcher's ring (numa::PinnedBuffer): on virtio disks
   // 4 KiB-page destinations cost up to half the bandwidth, and this is the yardstick.
   constexpr std::size_t kHugePage = std::size_t{2} << 20;
@@ -39,18 +41,20 @@ Result<SequentialRead> read_file_sequential(const std::string& path, const Backe
   iovec region{buffers, buffer_bytes};
   (void)reader->register_buffers(std::span(&region, 1));  // unregistered reads work too
 
-  std::vector<unsigned> free_buffers;
-  for (unsigned i = 0; i < depth; ++i) free_buffers.push_back(i);
+  // First in, first out: with more buffers than reads in flight, each is reused only after all
+  // the others, as the ring's slots are.
+  std::deque<std::size_t> free_buffers;
+  for (std::size_t i = 0; i < n_buffers; ++i) free_buffers.push_back(i);
   std::vector<ReadCompletion> done(depth);
   std::uint64_t size = reader->file_size(), next = 0;
   if (limit > 0) size = std::min(size, limit);
   SequentialRead result;
   auto started = std::chrono::steady_clock::now();
   while (next < size || reader->in_flight() > 0) {
-    while (next < size && !free_buffers.empty()) {
-      unsigned b = free_buffers.back();
-      free_buffers.pop_back();
-      reader->submit(ReadRequest{buffers + std::size_t(b) * request_bytes, next, request_bytes, 0, b});
+    while (next < size && reader->can_submit() && !free_buffers.empty()) {
+      const std::size_t b = free_buffers.front();
+      free_buffers.pop_front();
+      reader->submit(ReadRequest{buffers + b * request_bytes, next, request_bytes, 0, b});
       next += request_bytes;
     }
     auto got = reader->wait(done, 1);
@@ -58,7 +62,7 @@ Result<SequentialRead> read_file_sequential(const std::string& path, const Backe
     for (std::size_t i = 0; i < got.value(); ++i) {
       if (!done[i].status) return done[i].status.error();
       result.bytes += done[i].bytes;
-      free_buffers.push_back(static_cast<unsigned>(done[i].user_data));
+      free_buffers.push_back(static_cast<std::size_t>(done[i].user_data));
     }
   }
   result.wall = std::chrono::steady_clock::now() - started;

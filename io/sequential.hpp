@@ -17,9 +17,14 @@ struct SequentialRead {
 
 // Reads `path` (its first `limit` bytes when limit > 0) in `request_bytes` requests with
 // queue_depth of them in flight, into a private set of aligned buffers (data discarded). Fails
-// with the first read error.
+// with the first read error. The buffers are queue_depth requests' worth, reused as reads
+// finish, or `pool_bytes` (rounded down to whole requests) cycled in order the way the
+// prefetcher's ring is: on a virtual disk the host's copy into guest memory can be faster into
+// a few MiB that stay in its caches than into hundreds of MiB (`sluice bench --raw-read` reads
+// both ways).
 Result<SequentialRead> read_file_sequential(const std::string& path, const BackendOptions& options,
-                                            std::uint32_t request_bytes, std::uint64_t limit = 0);
+                                            std::uint32_t request_bytes, std::uint64_t limit = 0,
+                                            std::uint64_t pool_bytes = 0);
 
 // Evicts the file's clean pages from the page cache (posix_fadvise DONTNEED), so the next read
 // comes from the device. Returns false when the kernel refused.

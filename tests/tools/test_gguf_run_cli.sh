@@ -38,13 +38,14 @@ grep -qF "gguf (1 file), reads verified by $m.sluice-index" "$work/v.err" || fai
 # token, and per test the passes and bytes that the report's ratios are made of.
 "$sluice" bench -m "$m" -p 4 -n 2 -r 1 -t 1 --mem-budget 90MiB --raw-read --json "$work/b.json" > "$work/b.txt" 2> "$work/b.err" ||
   fail "bench: $(cat "$work/b.err")"
-for word in "before the tests" "after the tests" "time to first token" "disk bound of batch 1"; do
+for word in "before the tests" "after the tests" "time to first token" "disk bound of batch 1" \
+  "of buffers reused in order, as the ring" "disk bound of batch 1 at that speed"; do
   grep -qF "$word" "$work/b.err" || fail "'$word' not in: $(cat "$work/b.err")"
 done
 python3 - "$work/b.json" <<'PY' || fail "bench --json: $(cat "$work/b.json")"
 import json, sys
 r = json.load(open(sys.argv[1]))
-assert r["raw_gbps_before"] > 0 and r["raw_gbps_after"] > 0, r
+assert r["raw_gbps_before"] > 0 and r["raw_gbps_after"] > 0 and r["raw_gbps_ring_pool"] > 0, r
 assert [t["test"] for t in r["tests"]] == ["pp", "tg"], r
 for t in r["tests"]:
     assert t["passes"] > 0 and t["bytes_read"] > 0 and t["streamed_bytes_per_pass"] > 0 and t["wall_s"] > 0, t
