@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "compute/cpu/kernels.hpp"
+#include "compute/cpu/matmul_amx.hpp"
 #include "tools/build_info.hpp"
 
 namespace sluice {
@@ -24,6 +25,8 @@ std::string version_text() {
   const cpu::CpuIsa active = cpu::active_isa(), detected = cpu::detected_isa();
   text += fmt::format("cpu kernels: {}", cpu::to_string(active));
   if (active != detected) text += fmt::format(" (SLUICE_CPU_ISA; this CPU has {})", cpu::to_string(detected));
+  // AMX tiles serve the AVX-512 level's large Q4_K batches where this process may use them.
+  if (active == cpu::CpuIsa::avx512 && cpu::amx_int8_usable()) text += " + amx-int8";
   text += "\n";
   text += fmt::format("cuda backend: {}\n", build_info::kCuda ? "built" : "not in this build");
   return text;

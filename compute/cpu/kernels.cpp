@@ -2,11 +2,18 @@
 // nothing here may execute an AVX instruction before the CPU check has passed.
 #include "compute/cpu/kernels.hpp"
 
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 #include "compute/cpu/check.hpp"
+#include "compute/cpu/matmul_amx.hpp"
 #include "compute/cpu/quants.hpp"
 
 namespace sluice::cpu {
@@ -34,6 +41,22 @@ bool cpu_has_avx512() {
   return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx512vnni");
+}
+
+// CPUID's AMX-TILE, AMX-INT8 and AVX512-VBMI bits, the OS saving the tile state (XCR0 bits 17
+// and 18, after OSXSAVE) and its permission for this process (Linux 5.16+).
+bool os_grants_amx() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & (1u << 27)) == 0) return false;  // OSXSAVE
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool amx_tile = (edx & (1u << 24)) != 0, amx_int8 = (edx & (1u << 25)) != 0, vbmi = (ecx & (1u << 1)) != 0;
+  if (!amx_tile || !amx_int8 || !vbmi) return false;
+  std::uint32_t xcr0_low = 0, xcr0_high = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  constexpr std::uint32_t kTileState = (1u << 17) | (1u << 18);  // XTILECFG, XTILEDATA
+  if ((xcr0_low & kTileState) != kTileState) return false;
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtileData = 18;
+  return ::syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtileData) == 0;
 }
 
 void fill_scalar(KernelTable& t) {
@@ -103,6 +126,7 @@ const Tables& tables() {
       r.avx512.isa = CpuIsa::avx512;
       register_avx512_kernels(r.avx512);
       register_avx512_row_kernels(r.avx512);
+      if (amx_int8_usable()) register_amx_gemms(r.avx512);
       r.avx512_native = r.avx512;
       fill_missing(r.avx512, r.scalar);
     }
@@ -154,6 +178,29 @@ CpuIsa detected_isa() {
 }
 
 bool isa_supported(CpuIsa isa) { return kernels_for(isa) != nullptr; }
+
+bool succeeds_in_child_process(bool (*probe)()) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid == 0) ::_exit(probe() ? 0 : 1);  // the child only computes and exits
+  int status = 0;
+  pid_t waited;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  return waited == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+bool amx_int8_usable() {
+  static const bool usable = [] {
+    const char* env = std::getenv("SLUICE_AMX");
+    if (env != nullptr && (std::strcmp(env, "off") == 0 || std::strcmp(env, "0") == 0)) return false;
+    // A guest can be granted all of this and still fault on the first tile instruction: that
+    // costs the child, not this process.
+    return cpu_has_avx512() && os_grants_amx() && succeeds_in_child_process(amx_probe_in_this_thread);
+  }();
+  return usable;
+}
 
 CpuIsa active_isa() {
   static const CpuIsa isa = choose_active();

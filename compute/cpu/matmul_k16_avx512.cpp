@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "compute/cpu/interleave_avx512.hpp"
+#include "compute/cpu/k4_heads_avx512.hpp"
 #include "compute/cpu/matmul_k_common.hpp"
 
 namespace sluice::cpu {
@@ -85,64 +86,17 @@ inline void transpose_16x16(__m512i m[16]) {
   }
 }
 
-// vpshufb control: in every dword, bytes (b0, 0, b1, 0) of that dword as two int16.
-inline __m512i byte_pair_index(int b0, int b1) {
-  auto word = [&](int j) { return static_cast<int>((4 * j + b0) | 0x8000 | ((4 * j + b1) << 16) | 0x80000000u); };
-  return _mm512_set4_epi32(word(3), word(2), word(1), word(0));
-}
-
-// Q4_K (kHasHighBit false) / Q5_K block layouts: d, dmin, 12 scale bytes, [qh 32,] qs 128.
-template <bool kHasHighBit>
-struct K16Layout {
-  static constexpr std::size_t kBlockBytes = kHasHighBit ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-  static constexpr std::size_t kQhAt = 16;
-  static constexpr std::size_t kQsAt = kHasHighBit ? 48 : 16;
-};
-
-// The 16 bytes at rows[r] + at, r < n_rows, as dword lanes: head[q] lane r = dword q of row r
-// (zero past n_rows). Four 128-bit loads per register, then a 16 x 4 transpose as two-register
-// permutes and a blend.
-inline void transpose_heads(const std::byte* const* rows, int n_rows, std::size_t at, __m512i head[4]) {
-  __m512i z[4];  // z[k] lane block h = row 4k + h
-  for (int k = 0; k < 4; ++k) {
-    z[k] = _mm512_setzero_si512();
-    for (int h = 0; h < 4; ++h) {
-      const int r = 4 * k + h;
-      if (r >= n_rows) break;
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + at));
-      // A masked broadcast, not _mm512_inserti32x4: its lane must be an immediate, which h is
-      // only once the loop is unrolled (not at -O1, the sanitizer build).
-      z[k] = _mm512_mask_broadcast_i32x4(z[k], static_cast<__mmask16>(0xfu << (4 * h)), v);
-    }
-  }
-  for (int q = 0; q < 4; ++q) {
-    alignas(64) std::int32_t index[16];
-    for (int r = 0; r < 16; ++r) index[r] = 4 * (r % 4) + q + 16 * ((r / 4) % 2);
-    const __m512i idx = _mm512_load_si512(index);
-    head[q] = _mm512_mask_blend_epi32(0xff00, _mm512_permutex2var_epi32(z[0], idx, z[1]),
-                                      _mm512_permutex2var_epi32(z[2], idx, z[3]));
-  }
-}
-
 // Packs super-block ib of rows[0..n_rows) (the rest: zero rows, computed but never stored).
 template <bool kHasHighBit>
 void pack_group(const std::byte* const* rows, int n_rows, std::int64_t ib, PackedK16Block& p) {
   using L = K16Layout<kHasHighBit>;
   const std::size_t at = static_cast<std::size_t>(ib) * L::kBlockBytes;
-  // Head dwords: (d, dmin), u0, u1, u2 (the 12 scale bytes) as lanes of head[0..3].
-  __m512i head[4];
-  transpose_heads(rows, n_rows, at, head);
-  _mm512_store_ps(p.d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0])));
-  const __m512 dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(head[0], 16)));
-  _mm512_store_ps(p.neg_dmin, _mm512_xor_ps(dmin, _mm512_set1_ps(-0.0f)));
-  // k4_scales_mins lane-wise: scales 0..3, 4..7, mins 0..3, 4..7 as the bytes of four dwords.
-  const __m512i u0 = head[1], u1 = head[2], u2 = head[3];
-  const __m512i six = _mm512_set1_epi8(0x3f), four = _mm512_set1_epi8(0x0f), top = _mm512_set1_epi8(0x30);
-  const __m512i sc[2] = {_mm512_and_si512(u0, six),
-                         _mm512_ternarylogic_epi32(_mm512_and_si512(u2, four), _mm512_srli_epi32(u0, 2), top, 0xf8)};
-  const __m512i mn[2] = {_mm512_and_si512(u1, six),
-                         _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, 4), four),
-                                                   _mm512_srli_epi32(u1, 2), top, 0xf8)};
+  const K4Heads h = decode_k4_heads(rows, n_rows, at);
+  _mm512_store_ps(p.d, h.d);
+  _mm512_store_ps(p.neg_dmin, h.neg_dmin);
+  const __m512i* sc = h.scales;
+  const __m512i* mn = h.mins;
+  const __m512i four = _mm512_set1_epi8(0x0f);
   for (int s = 0; s < kSubBlocks; ++s) {
     _mm512_store_si512(p.scale[s], _mm512_shuffle_epi8(sc[s / 4], byte_pair_index(s % 4, s % 4)));
   }

@@ -5,11 +5,13 @@
 // (4) the GEMM micro-kernels against vec_dot at their tile edges.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "compute/cpu/matmul.hpp"
+#include "compute/cpu/matmul_amx.hpp"
 #include "compute/executor.hpp"
 #include "tests/compute/kernel_test_util.hpp"
 
@@ -218,6 +220,93 @@ TEST_P(Matmul, RealModelTypesHaveGemmKernels) {
 
 INSTANTIATE_TEST_SUITE_P(Isa, Matmul, ::testing::Values(CpuIsa::scalar, CpuIsa::avx2, CpuIsa::avx512),
                          [](const auto& info) { return std::string(to_string(info.param)); });
+
+// The AMX Q4_K GEMM (matmul_amx.cpp), where this process may use AMX (else it is not registered
+// and this skips): against the AVX-512 vec_dot, exactly, at batches that fill one to seven
+// activation tiles of 16 with and without a remainder (single tiles, pairs sharing their weight
+// tiles, a chunk of four and the chunk after it, which reads the packed weights back), row
+// ranges with a padded group of 16, and 1 and 40 super-blocks; then through matmul() at the
+// batch it starts at.
+TEST(MatmulAmx, Q4KGemmMatchesVecDotAcrossTilesAndChunks) {
+  if (!amx_int8_usable()) GTEST_SKIP() << "AMX not usable in this process (CPUID, OS permission, the probe, or SLUICE_AMX=off)";
+  const KernelTable* k = kernels_for(CpuIsa::avx512);
+  ASSERT_NE(k, nullptr);
+  const MatmulRowsFn rows_fn = k->matmul_rows[type_slot(GgmlType::Q4_K)];
+  const VecDotFn vec_dot = k->vec_dot[type_slot(GgmlType::Q4_K)];
+  ASSERT_NE(rows_fn, nullptr);
+  for (std::int64_t cols : {std::int64_t(256), std::int64_t(10240)}) {
+    std::mt19937_64 rng(kSeed + 7 + static_cast<std::uint64_t>(cols));
+    const Matrix w = make_weights(GgmlType::Q4_K, kRows, cols, rng);
+    const std::size_t w_row_bytes = row_bytes(GgmlType::Q4_K, cols);
+    const std::size_t act_row_bytes = row_bytes(GgmlType::Q8_K, cols);
+    for (std::int64_t batch : {2, 16, 17, 33, 64, 65, 80, 97, 112}) {
+      if (cols > 256 && batch % 16 != 1 && batch != 64) continue;  // the long rows at a few batches
+      std::vector<std::uint8_t> acts;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const auto q = test::quantize_act(GgmlType::Q8_K, test::random_row(rng, cols, 1.5f));
+        acts.insert(acts.end(), q.begin(), q.end());
+      }
+      for (std::int64_t r0 : {std::int64_t(0), std::int64_t(5)}) {
+        SCOPED_TRACE("cols=" + std::to_string(cols) + " batch=" + std::to_string(batch) + " r0=" + std::to_string(r0));
+        std::vector<float> y(static_cast<std::size_t>(batch * kRows), -1.0f);
+        rows_fn(cols, w.bytes.data(), w_row_bytes, r0, kRows, acts.data(), act_row_bytes, batch, y.data(),
+                static_cast<std::size_t>(kRows));
+        for (std::int64_t b = 0; b < batch; ++b) {
+          const std::uint8_t* act = acts.data() + static_cast<std::size_t>(b) * act_row_bytes;
+          for (std::int64_t r = 0; r < kRows; ++r) {
+            const float got = y[static_cast<std::size_t>(b * kRows + r)];
+            if (r < r0) {
+              ASSERT_EQ(got, -1.0f) << "row " << r << " outside the range was written";
+              continue;
+            }
+            ASSERT_EQ(got, vec_dot(cols, w.bytes.data() + r * w_row_bytes, act)) << "batch row " << b << " weight row " << r;
+          }
+        }
+      }
+    }
+  }
+  // Through matmul(), at the smallest batch that takes the kernel.
+  const std::int64_t batch = k->matmul_rows_min_batch[type_slot(GgmlType::Q4_K)];
+  ASSERT_GE(batch, 2);
+  std::mt19937_64 rng(kSeed + 11);
+  const std::int64_t cols = 512;
+  const Matrix w = make_weights(GgmlType::Q4_K, kRows, cols, rng);
+  std::vector<float> x;
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const auto row = test::random_row(rng, cols, 1.5f);
+    x.insert(x.end(), row.begin(), row.end());
+  }
+  std::vector<float> y(static_cast<std::size_t>(batch * kRows));
+  matmul(GgmlType::Q4_K, w.bytes.data(), kRows, cols, x.data(), batch, y.data(), CpuIsa::avx512);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const auto act = test::quantize_act(GgmlType::Q8_K, std::vector<float>(x.begin() + b * cols, x.begin() + (b + 1) * cols));
+    for (std::int64_t r = 0; r < kRows; ++r) {
+      ASSERT_EQ(y[static_cast<std::size_t>(b * kRows + r)], vec_dot(cols, w.bytes.data() + r * row_bytes(GgmlType::Q4_K, cols), act.data()))
+          << "matmul batch row " << b << " weight row " << r;
+    }
+  }
+}
+
+// The AMX check's probe runs in a child: its result, or false when the child dies of a fault.
+TEST(MatmulAmx, ProbeInAChildSurvivesAFault) {
+  EXPECT_TRUE(succeeds_in_child_process([] { return true; }));
+  EXPECT_FALSE(succeeds_in_child_process([] { return false; }));
+  EXPECT_FALSE(succeeds_in_child_process([] {
+    std::raise(SIGILL);  // what a refused tile instruction raises
+    return true;
+  }));
+  EXPECT_FALSE(succeeds_in_child_process([] {
+    std::raise(SIGSEGV);
+    return true;
+  }));
+}
+
+// SLUICE_AMX=off (the test_kernels_without_amx run) keeps a CPU with AMX on the AVX-512 GEMMs.
+TEST(MatmulAmx, OffByTheEnvironment) {
+  const char* env = std::getenv("SLUICE_AMX");
+  if (env == nullptr || std::string(env) != "off") GTEST_SKIP() << "runs under SLUICE_AMX=off (ctest test_kernels_without_amx)";
+  EXPECT_FALSE(amx_int8_usable());
+}
 
 TEST(MatmulThreads, ResultIndependentOfThreadCount) {
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16}) {

@@ -48,7 +48,7 @@ lines = out.splitlines()
 check(bool(lines) and re.fullmatch(r"sluice \d+\.\d+\.\d+ \((commit [0-9a-f]{7,40}|commit unknown: .*)\)", lines[0]),
       f"--version's first line: {out!r}")
 check(any(re.fullmatch(r"built with \S+ \S+ \(.*\)", l) for l in lines), f"--version names no compiler: {out!r}")
-check(any(re.fullmatch(r"cpu kernels: (scalar|avx2|avx512)( \(.*\))?", l) for l in lines), f"--version names no kernel level: {out!r}")
+check(any(re.fullmatch(r"cpu kernels: (scalar|avx2|avx512)( \(.*\))?( \+ amx-int8)?", l) for l in lines), f"--version names no kernel level: {out!r}")
 rc2, out2, _ = run(["version"])
 check(rc2 == 0 and out2 == out, f"`sluice version` ({rc2}) differs from --version: {out2!r}")
 rc, out, _ = run(["run", "--help"])
