@@ -113,6 +113,27 @@ TEST_P(Matmul, MatchesVecDotAndNaiveReference) {
   }
 }
 
+// rows_fn over rows [r0, kRows) of w against `batch` activation rows: every output equal to the
+// vec_dot's, and the outputs of rows before r0 left alone.
+void expect_rows_fn_matches_vec_dot(MatmulRowsFn rows_fn, VecDotFn vec_dot, const Matrix& w, std::size_t w_row_bytes,
+                                    std::int64_t cols, const std::vector<std::uint8_t>& acts, std::size_t act_row_bytes,
+                                    std::int64_t batch, std::int64_t r0) {
+  std::vector<float> y(static_cast<std::size_t>(batch * kRows), -1.0f);
+  rows_fn(cols, w.bytes.data(), w_row_bytes, r0, kRows, acts.data(), act_row_bytes, batch, y.data(),
+          static_cast<std::size_t>(kRows));
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::uint8_t* act = acts.data() + static_cast<std::size_t>(b) * act_row_bytes;
+    for (std::int64_t r = 0; r < kRows; ++r) {
+      const float got = y[static_cast<std::size_t>(b * kRows + r)];
+      if (r < r0) {
+        ASSERT_EQ(got, -1.0f) << "row " << r << " outside the range was written";
+        continue;
+      }
+      ASSERT_EQ(got, vec_dot(cols, w.bytes.data() + r * w_row_bytes, act)) << "batch row " << b << " weight row " << r;
+    }
+  }
+}
+
 // The GEMM micro-kernels (matmul_rows), called directly (whatever batch the matmul would start
 // using them at), against the same level's vec_dot, exactly, at the shapes their tiling has edges
 // at: activation tiles of 4 (AVX2) and 8 (AVX-512) and every remainder, row ranges not starting
@@ -152,21 +173,8 @@ TEST_P(Matmul, GemmKernelsMatchVecDotAtTileEdges) {
           SCOPED_TRACE(std::string(type_name(t)) + " rows=[" + std::to_string(r0) + "," + std::to_string(kRows) +
                        ") cols=" + std::to_string(cols) + " batch=" + std::to_string(batch) +
                        " seed=" + std::to_string(kSeed) + " isa=" + to_string(isa));
-          std::vector<float> y(static_cast<std::size_t>(batch * kRows), -1.0f);
-          rows_fn(cols, w.bytes.data(), w_row_bytes, r0, kRows, acts.data(), act_row_bytes, batch, y.data(),
-                  static_cast<std::size_t>(kRows));
-          for (std::int64_t b = 0; b < batch; ++b) {
-            const std::uint8_t* act = acts.data() + static_cast<std::size_t>(b) * act_row_bytes;
-            for (std::int64_t r = 0; r < kRows; ++r) {
-              const float got = y[static_cast<std::size_t>(b * kRows + r)];
-              if (r < r0) {
-                ASSERT_EQ(got, -1.0f) << "row " << r << " outside the range was written";
-                continue;
-              }
-              ASSERT_EQ(got, vec_dot(cols, w.bytes.data() + r * w_row_bytes, act))
-                  << "batch row " << b << " weight row " << r;
-            }
-          }
+          ASSERT_NO_FATAL_FAILURE(
+              expect_rows_fn_matches_vec_dot(rows_fn, vec_dot, w, w_row_bytes, cols, acts, act_row_bytes, batch, r0));
         }
       }
       // Through matmul(): the smallest batch at which it calls the kernel.
@@ -248,20 +256,8 @@ TEST(MatmulAmx, Q4KGemmMatchesVecDotAcrossTilesAndChunks) {
       }
       for (std::int64_t r0 : {std::int64_t(0), std::int64_t(5)}) {
         SCOPED_TRACE("cols=" + std::to_string(cols) + " batch=" + std::to_string(batch) + " r0=" + std::to_string(r0));
-        std::vector<float> y(static_cast<std::size_t>(batch * kRows), -1.0f);
-        rows_fn(cols, w.bytes.data(), w_row_bytes, r0, kRows, acts.data(), act_row_bytes, batch, y.data(),
-                static_cast<std::size_t>(kRows));
-        for (std::int64_t b = 0; b < batch; ++b) {
-          const std::uint8_t* act = acts.data() + static_cast<std::size_t>(b) * act_row_bytes;
-          for (std::int64_t r = 0; r < kRows; ++r) {
-            const float got = y[static_cast<std::size_t>(b * kRows + r)];
-            if (r < r0) {
-              ASSERT_EQ(got, -1.0f) << "row " << r << " outside the range was written";
-              continue;
-            }
-            ASSERT_EQ(got, vec_dot(cols, w.bytes.data() + r * w_row_bytes, act)) << "batch row " << b << " weight row " << r;
-          }
-        }
+        ASSERT_NO_FATAL_FAILURE(
+            expect_rows_fn_matches_vec_dot(rows_fn, vec_dot, w, w_row_bytes, cols, acts, act_row_bytes, batch, r0));
       }
     }
   }
