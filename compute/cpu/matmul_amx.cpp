@@ -50,7 +50,8 @@ constexpr int kAmxRows = 16;             // weight rows per group: a C tile's ro
 constexpr int kAmxActs = 16;             // activation rows per tile: a C tile's columns
 constexpr int kSteps = kQK_K / 64;       // tile products (64 columns each) per super-block
 constexpr int kPairs = kQK_K / 64;       // (min_2t, min_2t+1) pairs per super-block
-// Smallest batch that takes the AMX GEMM (the figures above).
+// Smallest batch that takes the AMX GEMM (the figures above); smaller batches keep the AVX-512
+// GEMM the table held before (register_amx_gemms).
 constexpr std::int64_t kMinBatchAmxQ4_K = 64;
 // Activation tiles whose C tiles are held at once (4 x nb x 2 KiB).
 constexpr std::int64_t kTileChunk = 4;
@@ -336,9 +337,24 @@ bool amx_probe_in_this_thread() {
   return true;
 }
 
+MatmulRowsFn amx_q4_k_gemm() { return matmul_rows_q4_k_amx; }
+
+namespace {
+// The Q4_K GEMM the AVX-512 level registered before AMX (set once, before the table is shared).
+MatmulRowsFn g_q4_k_below_amx = nullptr;
+
+void matmul_rows_q4_k_amx_from_64(std::int64_t cols, const void* weights, std::size_t weight_row_bytes, std::int64_t r0,
+                                  std::int64_t r1, const void* acts, std::size_t act_row_bytes, std::int64_t batch,
+                                  float* y, std::size_t y_stride) {
+  const MatmulRowsFn fn = batch >= kMinBatchAmxQ4_K ? matmul_rows_q4_k_amx : g_q4_k_below_amx;
+  fn(cols, weights, weight_row_bytes, r0, r1, acts, act_row_bytes, batch, y, y_stride);
+}
+}  // namespace
+
 void register_amx_gemms(KernelTable& t) {
-  t.matmul_rows[type_slot(GgmlType::Q4_K)] = matmul_rows_q4_k_amx;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchAmxQ4_K;
+  MatmulRowsFn& slot = t.matmul_rows[type_slot(GgmlType::Q4_K)];
+  g_q4_k_below_amx = slot != nullptr ? slot : matmul_rows_q4_k_amx;
+  slot = matmul_rows_q4_k_amx_from_64;  // matmul_rows_min_batch stays the AVX-512 GEMM's
 }
 
 }  // namespace sluice::cpu

@@ -6,9 +6,9 @@
 
 #include <cstdint>
 
-namespace sluice::cpu {
+#include "compute/cpu/kernels.hpp"
 
-struct KernelTable;
+namespace sluice::cpu {
 
 // True when the CPU has AMX-TILE, AMX-INT8 and AVX-512 VBMI on top of the AVX-512 level, the OS
 // grants the tile state, and one checked tile product ran in a child process. SLUICE_AMX=off
@@ -23,7 +23,11 @@ bool succeeds_in_child_process(bool (*probe)());
 // not usable: call only in the probe's child, after the CPUID, XCR0 and permission checks.
 bool amx_probe_in_this_thread();
 
-// The AVX-512 level's Q4_K GEMM becomes the AMX one (from the measured smallest batch).
+// The AVX-512 level's Q4_K GEMM takes AMX tiles from batch 64 (matmul_amx.cpp has the figures)
+// and stays the AVX-512 one below it.
 void register_amx_gemms(KernelTable& table);
+
+// The AMX Q4_K GEMM itself, at any batch (tests): only once amx_int8_usable().
+MatmulRowsFn amx_q4_k_gemm();
 
 }  // namespace sluice::cpu

@@ -230,18 +230,19 @@ INSTANTIATE_TEST_SUITE_P(Isa, Matmul, ::testing::Values(CpuIsa::scalar, CpuIsa::
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
 // The AMX Q4_K GEMM (matmul_amx.cpp), where this process may use AMX (else it is not registered
-// and this skips): against the AVX-512 vec_dot, exactly, at batches that fill one to seven
-// activation tiles of 16 with and without a remainder (single tiles, pairs sharing their weight
-// tiles, a chunk of four and the chunk after it, which reads the packed weights back), row
-// ranges with a padded group of 16, and 1 and 40 super-blocks; then through matmul() at the
-// batch it starts at.
+// and this skips): called directly, against the AVX-512 vec_dot, exactly, at batches that fill
+// one to seven activation tiles of 16 with and without a remainder (single tiles, pairs sharing
+// their weight tiles, a chunk of four and the chunk after it, which reads the packed weights
+// back), row ranges with a padded group of 16, and 1 and 40 super-blocks; then the registered
+// Q4_K GEMM through matmul() on both sides of batch 64, where it switches from the AVX-512 GEMM
+// to the tiles.
 TEST(MatmulAmx, Q4KGemmMatchesVecDotAcrossTilesAndChunks) {
   if (!amx_int8_usable()) GTEST_SKIP() << "AMX not usable in this process (CPUID, OS permission, the probe, or SLUICE_AMX=off)";
   const KernelTable* k = kernels_for(CpuIsa::avx512);
   ASSERT_NE(k, nullptr);
-  const MatmulRowsFn rows_fn = k->matmul_rows[type_slot(GgmlType::Q4_K)];
+  const MatmulRowsFn rows_fn = amx_q4_k_gemm();
   const VecDotFn vec_dot = k->vec_dot[type_slot(GgmlType::Q4_K)];
-  ASSERT_NE(rows_fn, nullptr);
+  ASSERT_NE(k->matmul_rows[type_slot(GgmlType::Q4_K)], rows_fn) << "small batches must keep the AVX-512 GEMM";
   for (std::int64_t cols : {std::int64_t(256), std::int64_t(10240)}) {
     std::mt19937_64 rng(kSeed + 7 + static_cast<std::uint64_t>(cols));
     const Matrix w = make_weights(GgmlType::Q4_K, kRows, cols, rng);
@@ -261,24 +262,25 @@ TEST(MatmulAmx, Q4KGemmMatchesVecDotAcrossTilesAndChunks) {
       }
     }
   }
-  // Through matmul(), at the smallest batch that takes the kernel.
-  const std::int64_t batch = k->matmul_rows_min_batch[type_slot(GgmlType::Q4_K)];
-  ASSERT_GE(batch, 2);
-  std::mt19937_64 rng(kSeed + 11);
-  const std::int64_t cols = 512;
-  const Matrix w = make_weights(GgmlType::Q4_K, kRows, cols, rng);
-  std::vector<float> x;
-  for (std::int64_t b = 0; b < batch; ++b) {
-    const auto row = test::random_row(rng, cols, 1.5f);
-    x.insert(x.end(), row.begin(), row.end());
-  }
-  std::vector<float> y(static_cast<std::size_t>(batch * kRows));
-  matmul(GgmlType::Q4_K, w.bytes.data(), kRows, cols, x.data(), batch, y.data(), CpuIsa::avx512);
-  for (std::int64_t b = 0; b < batch; ++b) {
-    const auto act = test::quantize_act(GgmlType::Q8_K, std::vector<float>(x.begin() + b * cols, x.begin() + (b + 1) * cols));
-    for (std::int64_t r = 0; r < kRows; ++r) {
-      ASSERT_EQ(y[static_cast<std::size_t>(b * kRows + r)], vec_dot(cols, w.bytes.data() + r * row_bytes(GgmlType::Q4_K, cols), act.data()))
-          << "matmul batch row " << b << " weight row " << r;
+  // Through matmul(), below and at the batch where the tiles take over.
+  for (std::int64_t batch : {std::int64_t(16), std::int64_t(63), std::int64_t(64), std::int64_t(70)}) {
+    SCOPED_TRACE("matmul batch=" + std::to_string(batch));
+    std::mt19937_64 rng(kSeed + 11 + static_cast<std::uint64_t>(batch));
+    const std::int64_t cols = 512;
+    const Matrix w = make_weights(GgmlType::Q4_K, kRows, cols, rng);
+    std::vector<float> x;
+    for (std::int64_t b = 0; b < batch; ++b) {
+      const auto row = test::random_row(rng, cols, 1.5f);
+      x.insert(x.end(), row.begin(), row.end());
+    }
+    std::vector<float> y(static_cast<std::size_t>(batch * kRows));
+    matmul(GgmlType::Q4_K, w.bytes.data(), kRows, cols, x.data(), batch, y.data(), CpuIsa::avx512);
+    for (std::int64_t b = 0; b < batch; ++b) {
+      const auto act = test::quantize_act(GgmlType::Q8_K, std::vector<float>(x.begin() + b * cols, x.begin() + (b + 1) * cols));
+      for (std::int64_t r = 0; r < kRows; ++r) {
+        ASSERT_EQ(y[static_cast<std::size_t>(b * kRows + r)], vec_dot(cols, w.bytes.data() + r * row_bytes(GgmlType::Q4_K, cols), act.data()))
+            << "matmul batch row " << b << " weight row " << r;
+      }
     }
   }
 }
