@@ -60,6 +60,12 @@ inline void transpose_16x4(const std::byte* const* rows, std::size_t at, __m512i
   out[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
+// Each of the 16 rows' offset (row_offsets, from the strip) plus `at`: lane r = where row r's
+// block at byte `at` of its row starts.
+inline __m512i block_lanes(__m512i row_offsets, std::size_t at) {
+  return _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)));
+}
+
 // The 16 rows' fp16 scales (at_lanes: each row's block start) and nibbles (16 bytes at qs_at:
 // element j in the low nibble of byte j, element j + 16 in the high one) as unsigned lanes.
 inline void pack_nibbles(const std::byte* strip, __m512i at_lanes, const std::byte* const* rows, std::size_t qs_at,
@@ -80,8 +86,7 @@ struct Q4_0Pack {
   static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
                    PackedBlock& out) {
     const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
-    pack_nibbles(strip, _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at))), rows,
-                 at + offsetof(Block, qs), out);
+    pack_nibbles(strip, block_lanes(row_offsets, at), rows, at + offsetof(Block, qs), out);
   }
 };
 
@@ -101,7 +106,7 @@ struct Q5_0Pack {
   static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
                    PackedBlock& out) {
     const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
-    const __m512i at_lanes = _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)));
+    const __m512i at_lanes = block_lanes(row_offsets, at);
     pack_nibbles(strip, at_lanes, rows, at + offsetof(Block, qs), out);
     const __m512i qh = load_i32x16_at(strip, _mm512_add_epi32(at_lanes, _mm512_set1_epi32(offsetof(Block, qh))));
     for (int j = 0; j < 4; ++j) {
@@ -117,11 +122,11 @@ struct Q8_0Pack {
   static void pack(const std::byte* strip, __m512i row_offsets, const std::byte* const* rows, std::int64_t ib,
                    PackedBlock& out) {
     const std::size_t at = static_cast<std::size_t>(ib) * sizeof(Block);
-    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, _mm512_add_epi32(row_offsets, _mm512_set1_epi32(static_cast<int>(at)))));
+    out.d = fp16_lanes_to_ps(load_i32x16_at(strip, block_lanes(row_offsets, at)));
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     __m512i t[4];
     for (int h = 0; h < 2; ++h) {
-      transpose_16x4(rows, at + 2 + 16 * h, t);
+      transpose_16x4(rows, at + offsetof(Block, qs) + 16 * h, t);
       for (int j = 0; j < 4; ++j) out.q[4 * h + j] = _mm512_xor_si512(t[j], flip);
     }
   }
