@@ -9,6 +9,9 @@
 //   PrefetchZstd    the prefetcher on a zstd-compressed pack of the same raw size
 //   PrefetchCompute the prefetcher plus a synthetic compute stage costing `ratio` x the raw I/O
 //                   time per extent
+// The Prefetch* rows run twice: on whole 64 MiB extents in a 4-slot ring, and on the extents in
+// pieces of 4 MiB in an 8-slot ring (32 MiB), as the engine streams blocks larger than that
+// (engine/block_pieces.hpp): the `piece` argument, in MiB (0: whole extents).
 // Counters: bytes_per_second, vs_raw (bandwidth / RawDirect's in this run), vs_raw_ring (/
 // RawDirectRing's), io_busy,
 // decompress_busy, compute_busy (seconds), overlap = wall / max(io_busy, compute_busy),
@@ -117,11 +120,22 @@ void BM_RawDirectRing(benchmark::State& state) { sequential_read(state, true, st
 void BM_Buffered(benchmark::State& state) { sequential_read(state, false); }
 
 // Streams a pack through the prefetcher; compute_ratio x raw I/O time of synthetic compute.
-void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio) {
+void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio, std::uint64_t piece_bytes) {
   std::string path = test_pack(zstd);
   pack::Pack pack = pack::Pack::open(path);
-  std::vector<std::uint32_t> plan(pack.extents().size());
-  for (std::uint32_t i = 0; i < plan.size(); ++i) plan[i] = i;
+  std::vector<pack::ExtentInfo> table = pack.extents();
+  std::vector<std::uint32_t> plan;
+  for (std::uint32_t i = 0; i < pack.extents().size(); ++i) {
+    if (piece_bytes == 0) {
+      plan.push_back(i);
+      continue;
+    }
+    // As the engine cuts a block: whole frames within a slot of the piece plus a block's slack.
+    for (pack::ExtentInfo& piece : prefetch::extent_pieces(pack.extents()[i], piece_bytes + kDirectAlign)) {
+      plan.push_back(std::uint32_t(table.size()));
+      table.push_back(std::move(piece));
+    }
+  }
   if (compute_ratio > 0 && raw_gbps() <= 0) {
     state.SkipWithError("run BM_RawDirect first (it measures the I/O time the compute stage mirrors)");
     return;
@@ -137,7 +151,7 @@ void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio) {
     reset_peak_rss();
     std::uint64_t rss_before = current_rss_bytes();
     state.ResumeTiming();
-    prefetch::Prefetcher prefetcher(path, pack.extents(), plan, options);
+    prefetch::Prefetcher prefetcher(path, table, plan, options);
     prefetch::SyntheticCompute compute(seconds_per_byte);
     auto pass = prefetch::stream_pass(prefetcher, compute_ratio > 0 ? prefetch::ComputeStage(std::ref(compute))
                                                                     : prefetch::ComputeStage());
@@ -169,9 +183,12 @@ void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio) {
   if (raw_ring_gbps() > 0) state.counters["vs_raw_ring"] = total.read_gbps() / raw_ring_gbps();
 }
 
-void BM_PrefetchRaw(benchmark::State& state) { prefetch_pass(state, false, 0); }
-void BM_PrefetchZstd(benchmark::State& state) { prefetch_pass(state, true, 0); }
-void BM_PrefetchCompute(benchmark::State& state) { prefetch_pass(state, false, double(state.range(1)) / 100.0); }
+// Args: ring slots, piece MiB (0: whole extents); PrefetchCompute: slots, compute %, piece MiB.
+void BM_PrefetchRaw(benchmark::State& state) { prefetch_pass(state, false, 0, std::uint64_t(state.range(1)) * MiB); }
+void BM_PrefetchZstd(benchmark::State& state) { prefetch_pass(state, true, 0, std::uint64_t(state.range(1)) * MiB); }
+void BM_PrefetchCompute(benchmark::State& state) {
+  prefetch_pass(state, false, double(state.range(1)) / 100.0, std::uint64_t(state.range(2)) * MiB);
+}
 
 // One pass per iteration: each pass reads the whole file (GiBs), so a few iterations suffice.
 constexpr int kIterations = 2;
@@ -179,10 +196,10 @@ BENCHMARK(BM_RawDirect)->Arg(1 << 20)->Iterations(kIterations)->UseManualTime()-
 // Args: request bytes, ring slots (as the prefetch benchmarks' rings).
 BENCHMARK(BM_RawDirectRing)->Args({1 << 20, 4})->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Buffered)->Arg(1 << 20)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_PrefetchRaw)->Arg(4)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_PrefetchZstd)->Arg(4)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
-// Args: ring slots, compute cost in percent of the raw I/O time per extent.
-BENCHMARK(BM_PrefetchCompute)->Args({4, 100})->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PrefetchRaw)->Args({4, 0})->Args({8, 4})->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PrefetchZstd)->Args({4, 0})->Args({8, 4})->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+// Args: ring slots, compute cost in percent of the raw I/O time per extent, piece MiB.
+BENCHMARK(BM_PrefetchCompute)->Args({4, 100, 0})->Args({8, 100, 4})->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
