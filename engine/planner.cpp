@@ -12,6 +12,7 @@
 #include "compute/cpu/quants.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
+#include "engine/block_pieces.hpp"
 #include "engine/transformer.hpp"
 #include "engine/expert_store.hpp"
 #include "cache/expert_cache.hpp"
@@ -54,7 +55,8 @@ std::int64_t attention_threads(const PlanRequest& request) {
 }
 }  // namespace
 
-MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, const PlanRequest& request) {
+namespace {
+MemoryPlan plan_once(const ModelSource& source, const ModelConfig& config, const PlanRequest& request) {
   if (request.n_ctx <= 0) throw std::invalid_argument(fmt::format("the context must be positive (got {})", request.n_ctx));
   if (request.n_seq <= 0) throw std::invalid_argument(fmt::format("the sequences must be positive (got {})", request.n_seq));
   MemoryPlan p;
@@ -71,10 +73,12 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   const pack::TensorInfo& head = p.tied ? *embd : *output;
 
   std::vector<std::uint64_t> block_raw(std::size_t(config.n_layer), 0), block_disk(std::size_t(config.n_layer), 0);
+  std::vector<std::uint32_t> block_unit(std::size_t(config.n_layer), 0);
   std::uint64_t block_slot = 0;
   for (std::uint32_t i = 0; i < extents.size(); ++i) {
     const auto& e = extents[i];
     if (const auto il = names::block_extent_index(e.name, config.n_layer)) {
+      block_unit[std::size_t(*il)] = i;
       block_raw[std::size_t(*il)] = e.raw_bytes;
       block_disk[std::size_t(*il)] = e.disk_bytes;
       block_slot = std::max(block_slot, slot_bytes_of(e));
@@ -105,13 +109,33 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   const std::uint64_t kv_spilled = cache::spilled_kv_memory_bytes(kv);
   p.overhead_bytes = kOverheadBytes + std::uint64_t(config.n_vocab) * kOverheadPerVocabToken;
 
+  // Blocks larger than the piece size stream in pieces (engine/block_pieces.hpp): the slot is a
+  // piece's, the bytes per pass the pieces' (a frame two runs share counts twice), and the
+  // blocks' norms and biases are held in RAM.
+  std::int64_t piece_rows = 0;  // the most matrix rows one piece holds: project()'s output per token
+  // Only where a ring of whole blocks would hold more than a full queue of reads, and the blocks'
+  // frames are raw: zstd frames in 4 MiB pieces kept fewer reads in flight (bench_io PrefetchZstd:
+  // 1.32 GB/s against 1.65 whole, the disk at 1.86).
+  bool blocks_raw = true;
+  for (const std::uint32_t u : block_unit) blocks_raw = blocks_raw && extents[u].all_raw();
+  if (request.block_piece_bytes > 0 && blocks_stream_in_pieces(config) && !p.experts_apart && blocks_raw &&
+      block_slot > request.block_piece_bytes && std::uint64_t(std::max(request.wanted_slots, kMinSlots)) * block_slot > kPiecedRingBytes) {
+    p.block_piece_slot_bytes = request.block_piece_bytes + kDirectAlign;  // whole frames, from a block boundary
+    block_slot = 0;
+    for (std::int64_t il = 0; il < config.n_layer; ++il) {
+      const UnitPieces cut = cut_block_pieces(source, block_unit[std::size_t(il)], il, p.block_piece_slot_bytes);
+      block_disk[std::size_t(il)] = cut.disk_bytes;
+      block_slot = std::max(block_slot, cut.slot_bytes);
+      piece_rows = std::max(piece_rows, cut.max_piece_rows);
+      for (const SourceTensor* t : cut.small) p.small_bytes += t->bytes;
+    }
+  }
   // A streamed head goes through the ring in pieces no larger than a block's slot (a whole
   // frame at least), so a big vocabulary does not make every slot as large as the head.
-  std::uint64_t head_piece_slot = 0, head_piece_raw = 0;
-  for (const auto& piece : prefetch::extent_pieces(extents[head_extent], block_slot)) {
-    head_piece_slot = std::max(head_piece_slot, slot_bytes_of(piece));
-    head_piece_raw = std::max(head_piece_raw, piece.raw_bytes);
-  }
+  const UnitPieces head_cut = cut_tensor_pieces(source, head, block_slot);
+  std::uint64_t head_piece_raw = 0;
+  for (const auto& piece : head_cut.pieces) head_piece_raw = std::max(head_piece_raw, piece.info.raw_bytes);
+  const std::uint64_t head_piece_slot = head_cut.slot_bytes;
 
   // Per-pass memory. The widest matmul input is the one whose conversion to the dot type costs
   // the most (matmul() holds it for the call); the head's runs over the logit rows only.
@@ -135,6 +159,9 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
                   embd_row_bytes + 3 * sizeof(std::int32_t) +
                   (p.experts_apart ? Transformer::expert_provider_scratch_bytes(config, 1) : 0);
     m.token_bytes = std::uint64_t(m.tokens) * m.per_token;
+    if (p.block_piece_slot_bytes > 0) {  // a run of rows' products before they join the output (Transformer::project)
+      m.piece_out_bytes = std::min(std::uint64_t(m.tokens) * std::uint64_t(piece_rows) * sizeof(float), Transformer::piece_out_bytes(m.tokens));
+    }
     m.attention_threads = attention_threads(request);
     m.attention_bytes = std::uint64_t(m.attention_threads) * cpu::attention_scratch_bytes(request.n_ctx);
     m.logit_rows = logit_rows;
@@ -233,7 +260,10 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   std::uint64_t left = request.budget - used;
 
   // Ring slots first (up to what was asked), then resident blocks, then the embedding.
-  p.slots = static_cast<unsigned>(std::min<std::uint64_t>(std::max(request.wanted_slots, kMinSlots), left / p.slot_bytes));
+  // Blocks in pieces: enough slots to keep the disk's queue full.
+  const unsigned wanted = p.block_piece_slot_bytes > 0 ? std::max<unsigned>(request.wanted_slots, unsigned((kPiecedRingBytes + p.slot_bytes - 1) / p.slot_bytes))
+                                                       : request.wanted_slots;
+  p.slots = static_cast<unsigned>(std::min<std::uint64_t>(std::max(wanted, kMinSlots), left / p.slot_bytes));
   std::uint64_t ring = std::uint64_t(p.slots) * p.slot_bytes;
   if (request.allow_resident_blocks) {
     // Blocks that become resident free ring room only if every block does (then no ring at all).
@@ -262,7 +292,7 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
   for (std::int64_t il = 0; il < config.n_layer; ++il) {
     if (!std::binary_search(p.resident_blocks.begin(), p.resident_blocks.end(), il)) p.streamed_per_pass += block_disk[std::size_t(il)];
   }
-  if (!p.head_resident) p.streamed_per_pass += extents[head_extent].disk_bytes;
+  if (!p.head_resident) p.streamed_per_pass += head_cut.disk_bytes;
   if (p.experts_apart) {
     // Whole slots out of what is left, as many as fit (a layer never needs more than n_expert), as
     // evenly as whole slots allow: the same count per layer would leave up to n_layer - 1 slots
@@ -283,6 +313,21 @@ MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, con
                                              double(p.expert_slot_bytes));
   }
   p.total = request.budget - left;
+  return p;
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const ModelSource& source, const ModelConfig& config, const PlanRequest& request) {
+  MemoryPlan p = plan_once(source, config, request);
+  if (p.block_piece_slot_bytes > 0 && p.streams()) {
+    // Pieces hold a little per pass (their products' buffer); where that is what keeps a model
+    // that whole blocks would hold entirely in RAM from fitting, whole blocks it is.
+    PlanRequest whole = request;
+    whole.block_piece_bytes = 0;
+    MemoryPlan q = plan_once(source, config, whole);
+    if (!q.streams()) return q;
+  }
   return p;
 }
 
@@ -327,7 +372,10 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   }
   table.add_row({"resident blocks", format_bytes(p.resident_block_bytes),
                  fmt::format("{} of {} blocks{}", p.resident_blocks.size(), p.blocks, which.empty() ? "" : " (" + which + ")")});
-  table.add_row({"ring", format_bytes(p.ring_bytes), p.slots ? fmt::format("{} slots x {}", p.slots, format_bytes(p.slot_bytes)) : "none: nothing streams"});
+  table.add_row({"ring", format_bytes(p.ring_bytes),
+                 p.slots ? fmt::format("{} slots x {}{}", p.slots, format_bytes(p.slot_bytes),
+                                       p.block_piece_slot_bytes > 0 && p.resident_blocks.size() < std::size_t(p.blocks) ? " (blocks stream in pieces)" : "")
+                         : "none: nothing streams"});
   if (p.experts_apart) {
     const std::int32_t most = p.expert_layer_slots.empty() ? p.expert_slots_per_layer
                                                            : *std::max_element(p.expert_layer_slots.begin(), p.expert_layer_slots.end());
@@ -358,6 +406,7 @@ void print_plan(const MemoryPlan& p, std::ostream& out) {
   table.add_row({"logits + sampling", format_bytes(m.logits_bytes + m.sampling_bytes), fmt::format("{} rows x {} vocab", m.logit_rows, m.n_vocab)});
   table.add_row({"prompt + tokenizer", format_bytes(m.prompt_bytes), fmt::format("a prompt of {} tokens", p.request.n_ctx)});
   if (m.embedding_frames_bytes > 0) table.add_row({"embedding frames", format_bytes(m.embedding_frames_bytes), "rows gathered on demand"});
+  if (m.piece_out_bytes > 0) table.add_row({"piece products", format_bytes(m.piece_out_bytes), "blocks in pieces: a run of rows' outputs"});
   table.add_row({"overhead allowance", format_bytes(p.overhead_bytes), ""});
   table.add_row({"total", format_bytes(p.total), fmt::format("budget {}, minimum {}", format_bytes(p.request.budget), format_bytes(p.minimum))});
   table.add_row({"streamed per pass", format_bytes(p.streamed_per_pass),

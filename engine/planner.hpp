@@ -43,6 +43,11 @@ struct PlanRequest {
   compute::KvType kv_type = compute::KvType::f16;
   SpillMode kv_spill = SpillMode::automatic;
   unsigned wanted_slots = 4;
+  // > 0: dense blocks whose ring slot would be larger (and whose ring of wanted_slots would hold
+  // more than kPiecedRingBytes, and whose frames are raw) stream in pieces of about this many bytes
+  // (engine/block_pieces.hpp), the ring then sized to keep the disk's queue full (kPiecedRingBytes)
+  // rather than to hold whole blocks. 0: blocks stream whole.
+  std::uint64_t block_piece_bytes = 0;
   bool allow_resident_blocks = true;   // false: every block streams (measuring the disk path)
   double disk_gbps = 0;                // measured or given; 0 when unknown
   int compute_threads = 0;             // the session's compute::Executor::concurrency(); 0: one per core
@@ -69,8 +74,9 @@ struct PassMemory {
   std::uint64_t sampling_bytes = 0;    // a candidate list per sequence, one draw's working arrays
   std::uint64_t prompt_bytes = 0;      // tokenizing a prompt that fills the context; token ids of every sequence
   std::uint64_t embedding_frames_bytes = 0;  // embedding rows on demand: the frames held while gathering them
+  std::uint64_t piece_out_bytes = 0;   // blocks in pieces: a run of rows' products (Transformer::piece_out_bytes)
   std::uint64_t total() const {
-    return token_bytes + attention_bytes + logits_bytes + sampling_bytes + prompt_bytes + embedding_frames_bytes;
+    return token_bytes + attention_bytes + logits_bytes + sampling_bytes + prompt_bytes + embedding_frames_bytes + piece_out_bytes;
   }
 };
 
@@ -88,6 +94,7 @@ struct MemoryPlan {
   std::uint64_t embedding_bytes = 0;
   bool embedding_resident = false;      // else its rows are read on demand per batch
   std::uint64_t slot_bytes = 0;         // one ring slot
+  std::uint64_t block_piece_slot_bytes = 0;  // > 0: streamed blocks go through the ring in pieces within this slot
   unsigned slots = 0;
   std::uint64_t ring_bytes = 0;
   std::uint64_t kv_bytes = 0;           // RAM the KV cache holds
@@ -132,6 +139,11 @@ struct MemoryPlan {
 // n_layer x n_expert): each layer gets total / n_layer, and the remainder one more each, spread
 // evenly along the layers (layer l gets one more when floor((l + 1) r / n) > floor(l r / n)).
 std::vector<std::int32_t> expert_slots_by_layer(std::int64_t total, std::int64_t n_layer, std::int64_t n_expert);
+
+// The reads one io_uring queue keeps in flight (32 x 1 MiB, io::BackendOptions): a ring of blocks in
+// pieces holds this much, so the disk always has its queue full, and no more: on a virtual disk
+// memory past ~40 MiB fills 11-19% slower (DESIGN.md §7).
+inline constexpr std::uint64_t kPiecedRingBytes = 32ull << 20;
 
 // Throws std::runtime_error saying the minimum (at 1 token per pass) when the budget cannot hold
 // even that, and std::invalid_argument for a KV type the model cannot use.

@@ -124,6 +124,7 @@ PlanRequest plan_request(const SessionOptions& o, const ModelConfig& config, int
   request.kv_type = o.kv_type;
   request.kv_spill = o.kv_spill;
   request.wanted_slots = o.slots;
+  request.block_piece_bytes = o.block_piece_bytes;
   request.allow_resident_blocks = o.stream != StreamMode::always;
   request.disk_gbps = o.disk_gbps;
   request.compute_threads = compute_threads;
@@ -290,6 +291,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     so.resident_blocks = plan_->resident_blocks;
     so.stream_head = !plan_->head_resident;
     so.head_piece_slot_bytes = plan_->head_piece_slot_bytes;
+    so.block_piece_slot_bytes = plan_->block_piece_slot_bytes;
     so.embed_on_demand = !plan_->embedding_resident;
     so.expert_slots_per_layer = plan_->experts_apart ? plan_->expert_slots_per_layer : -1;
     if (plan_->experts_apart) so.expert_layer_slots = plan_->expert_layer_slots;

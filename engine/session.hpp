@@ -52,6 +52,9 @@ struct SessionOptions {
   // disk they were right 95% of the time but did not pay (README, mixtures of experts).
   bool expert_guesses = false;
   unsigned slots = 4;
+  // Dense blocks larger than this stream in pieces of about this size (PlanRequest::block_piece_bytes);
+  // 0: whole blocks.
+  std::uint64_t block_piece_bytes = 4ull << 20;
   int threads = 0;
   double disk_gbps = 0;               // 0: measured on the pack at start (a short O_DIRECT read)
   TraceRecorder* trace = nullptr;

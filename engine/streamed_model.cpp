@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <optional>
 #include <fmt/format.h>
 #include <stdexcept>
 
@@ -90,22 +91,44 @@ StreamedModel::StreamedModel(std::unique_ptr<ModelSource> source, StreamOptions 
   head_tensor_ = source_->find_tensor(tied ? names::kTokenEmbd : names::kOutput);
   (void)unit_of(*source_, names::kOutputNorm);  // present, resident or with the head
 
-  // What a pass may stream: the streamed blocks, then the head's pieces.
-  for (std::int64_t il = 0; il < config_.n_layer; ++il) {
-    if (!block_resident_[std::size_t(il)]) streamed_blocks_.push_back(block_unit_[std::size_t(il)]);
-  }
+  // What a pass may stream: the streamed blocks (whole, or in pieces), then the head's pieces.
+  const bool pieced = options_.block_piece_slot_bytes > 0 && blocks_stream_in_pieces(config_);
   std::vector<ReadUnit> ring_table = units;
+  block_pieces_.resize(std::size_t(config_.n_layer));
+  block_piece_units_.resize(std::size_t(config_.n_layer));
+  block_small_.resize(std::size_t(config_.n_layer));
+  for (std::int64_t il = 0; il < config_.n_layer; ++il) {
+    if (block_resident_[std::size_t(il)]) continue;
+    const std::uint32_t unit = block_unit_[std::size_t(il)];
+    streamed_blocks_.push_back(unit);
+    if (!pieced) {
+      block_reads_.push_back(unit);
+      continue;
+    }
+    UnitPieces& cut = block_pieces_[std::size_t(il)];
+    cut = cut_block_pieces(*source_, unit, il, options_.block_piece_slot_bytes);
+    for (const prefetch::ExtentPiece& piece : cut.pieces) {
+      block_piece_units_[std::size_t(il)].push_back(std::uint32_t(ring_table.size()));
+      block_reads_.push_back(std::uint32_t(ring_table.size()));
+      ring_table.push_back(piece.info);
+    }
+    FrameCache frames;  // the block's norms and biases share frames
+    for (const SourceTensor* t : cut.small) {
+      std::vector<std::byte> bytes(t->bytes);
+      read_unit_range(*source_, unit, t->offset, bytes, &frames);
+      block_small_[std::size_t(il)].emplace_back(t, std::move(bytes));
+    }
+    source_->release_page_cache(unit);  // the frames came through the page cache; the ring reads O_DIRECT
+  }
   if (options_.stream_head) {
     const std::uint64_t max_slot = options_.head_piece_slot_bytes > 0 ? options_.head_piece_slot_bytes : UINT64_MAX;
-    std::uint64_t raw = 0;
-    for (ReadUnit& piece : prefetch::extent_pieces(units[head_unit_], max_slot)) {
-      head_piece_raw_begin_.push_back(raw);
-      raw += piece.raw_bytes;
+    head_cut_ = cut_tensor_pieces(*source_, *head_tensor_, max_slot);
+    for (const prefetch::ExtentPiece& piece : head_cut_.pieces) {
       head_pieces_.push_back(std::uint32_t(ring_table.size()));
-      ring_table.push_back(std::move(piece));
+      ring_table.push_back(piece.info);
     }
   }
-  std::vector<std::uint32_t> ring_for = streamed_blocks_;
+  std::vector<std::uint32_t> ring_for = block_reads_;
   ring_for.insert(ring_for.end(), head_pieces_.begin(), head_pieces_.end());
   for (std::uint32_t u : ring_for) streamed_bytes_per_pass_ += ring_table[u].disk_bytes;
 
@@ -202,6 +225,25 @@ prefetch::ExtentHandle StreamedModel::take(std::uint32_t unit) {
   }
 }
 
+BlockWeights StreamedModel::bind_pieced_block(std::int64_t il, PiecedRows& rows) const {
+  const UnitPieces& cut = block_pieces_[std::size_t(il)];
+  TensorLookup lookup = [&](std::string_view name) -> TensorView {
+    for (std::size_t s = 0; s < cut.segments.size(); ++s) {
+      if (cut.segments[s].tensor->name == name) return rows.view(s);
+    }
+    for (const auto& [t, bytes] : block_small_[std::size_t(il)]) {
+      if (t->name != name) continue;
+      TensorView v = view_of(*t, nullptr);
+      v.data = bytes.data();
+      return v;
+    }
+    return {};
+  };
+  BlockWeights w = bind_block(lookup, config_, il, path_, false);
+  w.rows = &rows;
+  return w;
+}
+
 BlockWeights StreamedModel::bind_block_at(std::int64_t il, std::span<const std::byte> unit_bytes) const {
   const std::uint32_t unit = block_unit_[std::size_t(il)];
   TensorLookup lookup = [&](std::string_view name) -> TensorView {
@@ -281,14 +323,14 @@ void StreamedModel::embed(Transformer& transformer, std::span<const std::int32_t
 void StreamedModel::schedule_pass(bool wants_head) {
   if (!schedule_) return;
   if (!next_blocks_scheduled_) {
-    for (std::uint32_t u : streamed_blocks_) schedule_->append(u);
+    for (std::uint32_t u : block_reads_) schedule_->append(u);
   }
   if (wants_head) {
     for (std::uint32_t u : head_pieces_) schedule_->append(u);
   }
   next_blocks_scheduled_ = options_.read_ahead && !streamed_blocks_.empty();
   if (next_blocks_scheduled_) {
-    for (std::uint32_t u : streamed_blocks_) schedule_->append(u);
+    for (std::uint32_t u : block_reads_) schedule_->append(u);
   }
 }
 
@@ -316,13 +358,20 @@ void StreamedModel::run_pass(Transformer& transformer, const Batch& batch, float
   std::vector<float> x(std::size_t(n * config_.n_embd));  // (n, d): the residual stream
   embed(transformer, batch.tokens, x.data());
   TraceRecorder* trace = options_.prefetch.trace;
+  auto take_piece = [this](std::uint32_t unit) { return take(unit); };
   for (std::int64_t il = 0; il < config_.n_layer; ++il) {
     prefetch::ExtentHandle handle;
+    std::optional<PiecedRows> rows;  // a block in pieces: taken as its matmuls reach them
     BlockWeights streamed;
     const BlockWeights* w = &resident_blocks_[std::size_t(il)];
     if (!block_resident_[std::size_t(il)]) {
-      handle = take(block_unit_[std::size_t(il)]);
-      streamed = bind_block_at(il, handle.bytes());
+      if (!block_piece_units_[std::size_t(il)].empty()) {
+        rows.emplace(block_pieces_[std::size_t(il)], block_piece_units_[std::size_t(il)], take_piece);
+        streamed = bind_pieced_block(il, *rows);
+      } else {
+        handle = take(block_unit_[std::size_t(il)]);
+        streamed = bind_block_at(il, handle.bytes());
+      }
       w = &streamed;
     }
     // Experts guessed for the next layer need its router in RAM: a resident block's. (A streamed
@@ -335,10 +384,13 @@ void StreamedModel::run_pass(Transformer& transformer, const Batch& batch, float
       streamed.next = &resident_blocks_[std::size_t(il + 1)];
     }
     const auto started = Clock::now();
+    const auto waited = schedule_ ? schedule_->wait() : std::chrono::nanoseconds{0};
     TraceScope compute(trace, "compute", names::block_name(il),
                        {{"tokens", n}, {"sequences", std::int64_t(batch.spans.size())}, {"resident", std::int64_t(block_resident_[std::size_t(il)])}});
     transformer.block(il, *w, globals_, x.data(), batch.spans);
-    stats_.compute_busy += Clock::now() - started;
+    if (rows) rows->finish();
+    // A block in pieces waits for them inside block(): that time is the schedule's, not compute.
+    stats_.compute_busy += Clock::now() - started - (schedule_ ? schedule_->wait() - waited : std::chrono::nanoseconds{0});
   }
   if (options_.stream_head) {
     if (wants_head) stream_head(transformer, batch, x.data(), logits);
@@ -349,62 +401,26 @@ void StreamedModel::run_pass(Transformer& transformer, const Batch& batch, float
     stats_.compute_busy += Clock::now() - started;
   }
   // Only the read-ahead of the next pass's blocks is left scheduled.
-  SLUICE_ASSERT(!schedule_ || schedule_->queued() == (next_blocks_scheduled_ ? streamed_blocks_.size() : 0));
+  SLUICE_ASSERT(!schedule_ || schedule_->queued() == (next_blocks_scheduled_ ? block_reads_.size() : 0));
   ++stats_.passes;
   stats_.wall += Clock::now() - pass_started;
 }
 
-// The head streams in pieces of whole frames; a piece's bytes hold whole rows of the output
-// matrix plus, at either end, part of a row that continues in the next piece: those parts are
-// joined in head_carry_ and that row is computed on its own.
+// The head streams in pieces of whole frames, its vocabulary rows multiplied as each lands
+// (PiecedRows joins a row split between two pieces).
 void StreamedModel::stream_head(Transformer& transformer, const Batch& batch, const float* x, float* logits) {
-  const SourceTensor& t = *head_tensor_;
-  const TensorView whole = view_of(t, nullptr);
-  const std::uint64_t row_bytes = ggml_row_bytes(*ggml_type_traits(t.type), std::uint64_t(whole.cols()));
-  auto rows_view = [&](const std::byte* data, std::int64_t n_rows) {
-    TensorView v = whole;
-    v.dims[1] = n_rows;
-    v.data = data;
-    v.bytes = row_bytes * std::uint64_t(n_rows);
-    return v;
-  };
   TraceRecorder* trace = options_.prefetch.trace;
   const std::int64_t n_vocab = config_.n_vocab;
   auto started = Clock::now();
   transformer.head_norm(globals_, x, batch.logit_rows);
   stats_.compute_busy += Clock::now() - started;
-  head_carry_.resize(row_bytes);
-  std::uint64_t carried = 0;
-  for (std::size_t p = 0; p < head_pieces_.size(); ++p) {
-    prefetch::ExtentHandle piece = take(head_pieces_[p]);
-    started = Clock::now();
-    TraceScope compute(trace, "compute", fmt::format("head piece {}", p), {{"rows", std::int64_t(batch.logit_rows.size())}});
-    const std::uint64_t begin = head_piece_raw_begin_[p], end = begin + piece.bytes().size();
-    const std::uint64_t lo = std::max(begin, t.offset), hi = std::min(end, t.offset + t.bytes);
-    std::uint64_t at = lo;  // raw offset in the unit
-    auto piece_bytes = [&](std::uint64_t offset) { return piece.bytes().data() + (offset - begin); };
-    if (carried > 0 && at < hi) {
-      const std::uint64_t take = std::min(row_bytes - carried, hi - at);
-      std::copy_n(piece_bytes(at), take, head_carry_.data() + carried);
-      carried += take;
-      at += take;
-      if (carried == row_bytes) {
-        transformer.head_part(rows_view(head_carry_.data(), 1), std::int64_t((at - t.offset) / row_bytes) - 1, logits, n_vocab);
-        carried = 0;
-      }
-    }
-    if (at < hi && carried == 0) {
-      const auto whole_rows = std::int64_t((hi - at) / row_bytes);
-      if (whole_rows > 0) {
-        transformer.head_part(rows_view(piece_bytes(at), whole_rows), std::int64_t((at - t.offset) / row_bytes), logits, n_vocab);
-        at += std::uint64_t(whole_rows) * row_bytes;
-      }
-      carried = hi - at;
-      std::copy_n(piece_bytes(at), carried, head_carry_.data());
-    }
-    stats_.compute_busy += Clock::now() - started;
-  }
-  SLUICE_ASSERT(carried == 0);
+  started = Clock::now();
+  const auto waited = schedule_->wait();
+  TraceScope compute(trace, "compute", "head", {{"rows", std::int64_t(batch.logit_rows.size())}});
+  PiecedRows rows(head_cut_, head_pieces_, [this](std::uint32_t unit) { return take(unit); });
+  rows.for_each_rows(rows.view(0), [&](std::int64_t first, const TensorView& part) { transformer.head_part(part, first, logits, n_vocab); });
+  rows.finish();
+  stats_.compute_busy += Clock::now() - started - (schedule_->wait() - waited);
   transformer.head_finish(logits, std::int64_t(batch.logit_rows.size()), n_vocab);
 }
 

@@ -10,7 +10,10 @@
 //    ring slot of head_piece_slot_bytes (prefetch::extent_pieces), so a large vocabulary needs
 //    no large slot;
 //  - embed_on_demand: the embedding rows a batch needs are read (and verified) from the source
-//    per batch instead of holding the embedding matrix.
+//    per batch instead of holding the embedding matrix;
+//  - block_piece_slot_bytes: dense blocks stream in pieces of whole frames within slots of this
+//    size, each matrix's rows multiplied as its pieces land (engine/block_pieces.hpp), so the
+//    ring holds a few MiB instead of a few whole blocks. The blocks' norms and biases stay in RAM.
 // Norms and other small tensors are always resident.
 //
 // One PassSchedule (engine/pass_schedule.hpp), and with it one ring, lives as long as the model.
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "common/aligned_buffer.hpp"
+#include "engine/block_pieces.hpp"
 #include "engine/forward.hpp"
 #include "engine/transformer.hpp"
 #include "engine/weights.hpp"
@@ -50,6 +54,7 @@ struct StreamOptions {
   std::vector<std::int64_t> resident_blocks;  // blocks held in RAM (the planner's set)
   bool stream_head = false;
   std::uint64_t head_piece_slot_bytes = 0;  // 0: the head streams as one piece
+  std::uint64_t block_piece_slot_bytes = 0;  // 0: streamed blocks go through the ring whole
   bool embed_on_demand = false;
   // Mixture of experts (engine/expert_store.hpp): >= 0 reads experts one by one, the ones the
   // router picks, into an expert cache of this many slots per layer; the source must hold the
@@ -140,6 +145,8 @@ class StreamedModel final : public Forward {
   // schedule_->take(unit); a checksum error also names the tensors in the bad chunk.
   prefetch::ExtentHandle take(std::uint32_t unit);
   BlockWeights bind_block_at(std::int64_t il, std::span<const std::byte> unit_bytes) const;
+  // A block streamed in pieces: its matrices from `rows`, its other tensors from block_small_.
+  BlockWeights bind_pieced_block(std::int64_t il, PiecedRows& rows) const;
   void embed(Transformer& transformer, std::span<const std::int32_t> tokens, float* x);
   void stream_head(Transformer& transformer, const Batch& batch, const float* x, float* logits);
 
@@ -156,10 +163,16 @@ class StreamedModel final : public Forward {
   std::uint32_t embd_unit_ = 0;
   const SourceTensor* head_tensor_ = nullptr;     // output.weight, or token_embd.weight when tied
   std::vector<std::uint32_t> streamed_blocks_;    // the units of the streamed blocks, in layer order
-  std::vector<std::uint32_t> head_pieces_;        // the head's pieces (stream_head), in order
-  std::vector<std::uint64_t> head_piece_raw_begin_;  // each piece's first raw byte in the head unit
+  // What a pass reads for its streamed blocks, in order: their units, or their pieces.
+  std::vector<std::uint32_t> block_reads_;
+  // Blocks streamed in pieces (by layer; no segments for the others): the cut, each piece's
+  // ring-table index, and the block's other tensors (norms, biases) held in RAM.
+  std::vector<UnitPieces> block_pieces_;
+  std::vector<std::vector<std::uint32_t>> block_piece_units_;
+  std::vector<std::vector<std::pair<const SourceTensor*, std::vector<std::byte>>>> block_small_;
+  UnitPieces head_cut_;                           // the streamed head's pieces (stream_head)
+  std::vector<std::uint32_t> head_pieces_;        // their ring-table indices, in order
   std::vector<std::vector<std::byte>> small_streamed_;  // small globals copied out of streamed units
-  std::vector<std::byte> head_carry_;             // a head row split between two pieces
   GlobalWeights globals_;                         // output / tok_embd data null when not resident
   std::uint64_t resident_bytes_ = 0;
   std::uint64_t streamed_bytes_per_pass_ = 0;

@@ -126,6 +126,39 @@ const float* Transformer::f32(const TensorView& t, std::vector<float>& tmp) cons
 
 void Transformer::linear(const TensorView& w, const float* x, std::int64_t n, float* y) const { backend_->matmul(w, x, n, y); }
 
+std::uint64_t Transformer::piece_out_bytes(std::int64_t n_tokens) {
+  // 1 MiB, or 16 rows of a longer pass: a GEMM call of 16 rows still fills its tiles.
+  return std::max<std::uint64_t>(1ull << 20, std::uint64_t(n_tokens) * 16 * sizeof(float));
+}
+
+void Transformer::project(const BlockWeights& w, const TensorView& t, const float* x, std::int64_t n, float* y) {
+  if (!w.rows || !w.rows->holds(t)) {
+    linear(t, x, n, y);
+    return;
+  }
+  // The matrix arrives in pieces: each run of rows gives those columns of y, through a buffer of
+  // at most piece_out_bytes(n) (a long prompt's rows in slices of the run).
+  const std::int64_t out = t.rows();
+  const std::int64_t slice = std::int64_t(piece_out_bytes(n) / (std::uint64_t(n) * sizeof(float)));
+  w.rows->for_each_rows(t, [&](std::int64_t first, const TensorView& rows) {
+    if (n == 1) {
+      linear(rows, x, 1, y + first);
+      return;
+    }
+    const std::uint64_t row_bytes = rows.bytes / std::uint64_t(rows.rows());
+    for (std::int64_t r0 = 0; r0 < rows.rows(); r0 += slice) {
+      const std::int64_t m = std::min(slice, rows.rows() - r0);
+      TensorView part = rows;
+      part.dims[1] = m;
+      part.data = rows.data + std::uint64_t(r0) * row_bytes;
+      part.bytes = std::uint64_t(m) * row_bytes;
+      piece_out_.resize(std::size_t(n * m));
+      linear(part, x, n, piece_out_.data());
+      for (std::int64_t i = 0; i < n; ++i) std::copy_n(piece_out_.data() + i * m, m, y + i * out + first + r0);
+    }
+  });
+}
+
 void Transformer::embed(const TensorView& tok_embd, std::span<const std::int32_t> tokens, float* x) const {
   SLUICE_ASSERT(tok_embd.cols() == config_.n_embd);
   for (const std::int32_t id : tokens) {
@@ -165,9 +198,9 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
   // Attention: x += [post_norm] Wo * attn(rope([qk_norm] Wq xn), rope([qk_norm] Wk xn), Wv xn),
   // xn = rmsnorm(x)
   norm_rows(x, w.attn_norm, xn_.data(), n, d, tmp_a_);
-  linear(w.wq, xn_.data(), n, q_.data());
-  linear(w.wk, xn_.data(), n, k_.data());
-  linear(w.wv, xn_.data(), n, v_.data());
+  project(w, w.wq, xn_.data(), n, q_.data());
+  project(w, w.wk, xn_.data(), n, k_.data());
+  project(w, w.wv, xn_.data(), n, v_.data());
   auto add_bias = [&](const TensorView& bias, float* rows, std::int64_t width) {
     if (bias) backend_->add_rows(rows, f32(bias, tmp_b_), n, width);
   };
@@ -210,7 +243,7 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
     row += s.n;
   }
   kv_->end_layer(il, writes_);
-  linear(w.wo, att_.data(), n, proj_.data());
+  project(w, w.wo, att_.data(), n, proj_.data());
   add_bias(w.bo, proj_.data(), d);
   add_branch(proj_.data(), w.post_attn_norm);
 
@@ -222,14 +255,14 @@ void Transformer::block(std::int64_t il, const BlockWeights& w, const GlobalWeig
     add_branch(proj_.data(), w.post_ffn_norm);
     return;
   }
-  linear(w.w_gate, xn_.data(), n, gate_.data());
-  linear(w.w_up, xn_.data(), n, up_.data());
+  project(w, w.w_gate, xn_.data(), n, gate_.data());
+  project(w, w.w_up, xn_.data(), n, up_.data());
   if (c.ffn_gelu) {
     backend_->geglu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
   } else {
     backend_->swiglu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
   }
-  linear(w.w_down, gate_.data(), n, proj_.data());
+  project(w, w.w_down, gate_.data(), n, proj_.data());
   add_branch(proj_.data(), w.post_ffn_norm);
 }
 

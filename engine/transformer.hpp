@@ -85,6 +85,9 @@ class Transformer {
   // Bytes of the buffers block() keeps for a pass of n_tokens rows (xn, q, k, v, att, proj,
   // gate, up: what it allocates and holds until the Transformer dies).
   static std::uint64_t scratch_bytes(const ModelConfig& config, std::int64_t n_tokens);
+  // What block() holds besides scratch_bytes when a block's matrices arrive in pieces (WeightRows):
+  // each run of rows' products for n_tokens rows before they join the output.
+  static std::uint64_t piece_out_bytes(std::int64_t n_tokens);
   // What block() holds besides scratch_bytes when its experts come from an ExpertProvider: each
   // route's expert output (n_tokens x n_expert_used rows of n_embd) and the chosen ids.
   static std::uint64_t expert_provider_scratch_bytes(const ModelConfig& config, std::int64_t n_tokens);
@@ -120,6 +123,8 @@ class Transformer {
   void ensure_scratch(std::int64_t n);
   const float* f32(const TensorView& t, std::vector<float>& tmp) const;
   void linear(const TensorView& w, const float* x, std::int64_t n, float* y) const;
+  // y = t x for a matrix of block `w`: linear(), or piece by piece when w.rows holds it.
+  void project(const BlockWeights& w, const TensorView& t, const float* x, std::int64_t n, float* y);
   // proj_ (n, d) <- the mixture-of-experts FFN of layer il over xn_'s n rows (see block()); the
   // experts come from w.experts when it is set (engine/expert_provider.hpp).
   // x: the residual stream the FFN reads (the next layer's guess starts from it).
@@ -168,6 +173,7 @@ class Transformer {
   std::vector<std::uint8_t> guess_chosen_;
   std::vector<float> guess_bias_tmp_;  // the next layer's router bias as floats (gpt-oss)
   std::vector<float> head_tmp_;    // head_part: (head_rows_, slice) before it joins the logits
+  std::vector<float> piece_out_;   // project(): (n, rows of one piece) before they join y
   std::int64_t head_rows_ = 0;     // rows normalised by the last head_norm()
   std::int64_t scratch_tokens_ = 0;
   std::int64_t max_pass_tokens_ = 0;

@@ -25,6 +25,18 @@ using TensorView = compute::WeightView;
 // Looks a tensor up by name; returns an empty view when absent.
 using TensorLookup = std::function<TensorView(std::string_view name)>;
 
+// Matrices whose rows arrive in pieces (engine/block_pieces.hpp: a streamed block in small ring
+// slots): their views carry a tag as data, never bytes; the forward pass multiplies by each one
+// piece of rows at a time, in the order the pieces are read.
+class WeightRows {
+ public:
+  using RowsFn = std::function<void(std::int64_t first_row, const TensorView& rows)>;
+  virtual ~WeightRows() = default;
+  virtual bool holds(const TensorView& tensor) const = 0;
+  // Calls fn for runs of whole rows covering `tensor`, in order.
+  virtual void for_each_rows(const TensorView& tensor, const RowsFn& fn) = 0;
+};
+
 // One transformer block's tensors (absent optional ones are empty views).
 struct BlockWeights {
   TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv;
@@ -44,6 +56,8 @@ struct BlockWeights {
   // early on this block's FFN input to guess the experts the next layer will want (the guesses'
   // reads overlap this layer's compute). Null: no guesses. Not owned.
   const BlockWeights* next = nullptr;
+  // When set, the views it holds() arrive in pieces (their matmuls go row run by row run). Not owned.
+  WeightRows* rows = nullptr;
 };
 
 // Expert e's matrix of a stacked expert tensor [cols, rows, n_expert]: a 2-D view of its rows

@@ -64,26 +64,44 @@ std::uint64_t Prefetcher::frame_slot_offset(const pack::ExtentInfo& e, std::size
   return at + (frame.offset - e.ranges[frame.range].offset);
 }
 
-std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& e, std::uint64_t max_slot_bytes) {
-  std::vector<pack::ExtentInfo> pieces;
-  for (std::size_t f = 0; f < e.frames.size();) {
-    pack::ExtentInfo piece;
-    piece.name = fmt::format("{}[frames {}..", e.name, f);
-    piece.offset = align_down(e.frames[f].offset, kDirectAlign);
+std::vector<ExtentPiece> extent_range_pieces(const pack::ExtentInfo& e, std::uint64_t raw_begin, std::uint64_t raw_end,
+                                             std::uint64_t max_slot_bytes) {
+  std::vector<ExtentPiece> pieces;
+  std::size_t f = 0;
+  std::uint64_t raw = 0;  // first raw byte of frame f
+  for (; f < e.frames.size() && raw + e.frames[f].raw_bytes <= raw_begin; ++f) raw += e.frames[f].raw_bytes;
+  while (f < e.frames.size() && raw < raw_end) {
+    ExtentPiece piece;
+    piece.raw_begin = raw;
+    pack::ExtentInfo& info = piece.info;
+    info.name = fmt::format("{}[frames {}..", e.name, f);
+    info.offset = align_down(e.frames[f].offset, kDirectAlign);
     const std::uint32_t range = e.frames[f].range;
-    for (; f < e.frames.size() && e.frames[f].range == range; ++f) {
-      pack::ExtentInfo grown = piece;
-      grown.frames.push_back(e.frames[f]);
-      grown.frames.back().range = 0;
-      grown.disk_bytes = e.frames[f].offset + e.frames[f].disk_bytes - piece.offset;
-      grown.raw_bytes += e.frames[f].raw_bytes;
-      if (!piece.frames.empty() && extent_slot_bytes(grown) > max_slot_bytes) break;
-      piece = std::move(grown);
+    for (; f < e.frames.size() && raw < raw_end && e.frames[f].range == range; ++f) {
+      // Grown by frame f, in place; taken back when that overflows the slot.
+      const std::uint64_t disk_before = info.disk_bytes;
+      info.frames.push_back(e.frames[f]);
+      info.frames.back().range = 0;
+      info.disk_bytes = e.frames[f].offset + e.frames[f].disk_bytes - info.offset;
+      info.raw_bytes += e.frames[f].raw_bytes;
+      if (info.frames.size() > 1 && extent_slot_bytes(info) > max_slot_bytes) {
+        info.frames.pop_back();
+        info.disk_bytes = disk_before;
+        info.raw_bytes -= e.frames[f].raw_bytes;
+        break;
+      }
+      raw += e.frames[f].raw_bytes;
     }
-    piece.name += fmt::format("{}]", f - 1);
-    if (!e.ranges.empty()) piece.ranges = {pack::ExtentRange{e.ranges[range].file, piece.offset, piece.disk_bytes}};
+    info.name += fmt::format("{}]", f - 1);
+    if (!e.ranges.empty()) info.ranges = {pack::ExtentRange{e.ranges[range].file, info.offset, info.disk_bytes}};
     pieces.push_back(std::move(piece));
   }
+  return pieces;
+}
+
+std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& e, std::uint64_t max_slot_bytes) {
+  std::vector<pack::ExtentInfo> pieces;
+  for (ExtentPiece& piece : extent_range_pieces(e, 0, e.raw_bytes, max_slot_bytes)) pieces.push_back(std::move(piece.info));
   return pieces;
 }
 

@@ -100,6 +100,17 @@ std::uint64_t extent_slot_bytes(const pack::ExtentInfo& extent);
 // of an extent with ranges lies in one of them (its single range names the file).
 std::vector<pack::ExtentInfo> extent_pieces(const pack::ExtentInfo& extent, std::uint64_t max_slot_bytes);
 
+// A piece of an extent (below) and where its raw bytes start in the extent's.
+struct ExtentPiece {
+  pack::ExtentInfo info;
+  std::uint64_t raw_begin = 0;
+};
+// The pieces (as extent_pieces cuts them) of only the frames that hold raw bytes [raw_begin,
+// raw_end) of `extent`: a streamed block's tensors in the order the forward pass uses them. The
+// first and last piece may hold bytes outside the range (whole frames).
+std::vector<ExtentPiece> extent_range_pieces(const pack::ExtentInfo& extent, std::uint64_t raw_begin, std::uint64_t raw_end,
+                                             std::uint64_t max_slot_bytes);
+
 // A delivered extent: its decoded bytes stay valid until the handle dies. Move-only.
 class ExtentHandle {
  public:

@@ -19,7 +19,7 @@ namespace sluice {
 
 struct SessionFlags {
   SessionOptions session;
-  std::string mem_budget, kv_type = "f16", kv_spill = "auto", stream = "auto", experts = "auto", expert_guess = "off";
+  std::string mem_budget, ring_piece = "4MiB", kv_type = "f16", kv_spill = "auto", stream = "auto", experts = "auto", expert_guess = "off";
   bool plan_only = false;  // --plan-only: print the plan and exit (print_plan_only)
 };
 
@@ -65,6 +65,11 @@ inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kO
   cmd->add_option("--slots", s.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
       ->capture_default_str()
       ->check(CLI::Range(2, 64));
+  cmd->add_option("--ring-piece", f.ring_piece,
+                  "Dense blocks larger than this stream through the ring in pieces of about this size, each matrix "
+                  "multiplied as its pieces land: the ring then holds ~32 MiB (a full queue of reads) instead of whole "
+                  "blocks, leaving the budget to resident blocks; 0: whole blocks")
+      ->capture_default_str();
   if (!(omit & kOmitKv)) {
     cmd->add_option("--kv-type", f.kv_type, "KV cache storage: f16 or q8_0 (half the bytes)")
         ->capture_default_str()
@@ -112,6 +117,7 @@ inline void print_plan_only(const SessionOptions& options, std::ostream& out) {
 inline SessionOptions session_options(const SessionFlags& f) {
   SessionOptions s = f.session;
   if (!f.mem_budget.empty()) s.budget = parse_size_option("--mem-budget", f.mem_budget);
+  s.block_piece_bytes = f.ring_piece == "0" ? 0 : parse_size_option("--ring-piece", f.ring_piece);
   s.kv_type = f.kv_type == "q8_0" ? cpu::KvType::q8_0 : cpu::KvType::f16;
   s.kv_spill = f.kv_spill == "on" ? SpillMode::always : f.kv_spill == "off" ? SpillMode::never : SpillMode::automatic;
   s.stream = f.stream == "on" ? StreamMode::always : f.stream == "off" ? StreamMode::never : StreamMode::automatic;

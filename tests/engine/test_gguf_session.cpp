@@ -228,6 +228,7 @@ TEST(GgufSession, LoadingResidentBlocksLeavesNoStreamedBlockInThePageCache) {
   {
     auto probe = GgufSource::open(gguf);
     PlanRequest r = plan_request(1ull << 30);
+    r.block_piece_bytes = SessionOptions{}.block_piece_bytes;  // as the session plans
     const std::uint64_t minimum = plan_memory(*probe, probe->checked_config(), r).minimum;
     for (std::uint64_t extra = 512 * KiB; extra <= 32 * MiB && budget == 0; extra += 512 * KiB) {
       r.budget = minimum + extra;

@@ -70,10 +70,10 @@ for name in qwen mixtral; do
   experts_apart "$name-small"
   # Below what whole blocks need (two ring slots of a block with all its experts): refused whole,
   # run with experts apart, whose ring slots hold the dense tensors only.
-  rc=0; "$sluice" eval -m "$m" "${common[@]}" --stream on --mem-budget 75MiB --experts whole > /dev/null 2> "$work/$name-tight-whole.err" || rc=$?
-  [[ $rc != 0 ]] || fail "$name: --experts whole ran under 75MiB (the test's budget no longer separates the modes)"
+  rc=0; "$sluice" eval -m "$m" "${common[@]}" --stream on --mem-budget 72MiB --experts whole > /dev/null 2> "$work/$name-tight-whole.err" || rc=$?
+  [[ $rc != 0 ]] || fail "$name: --experts whole ran under 72MiB (the test's budget no longer separates the modes)"
   grep -qF "too small" "$work/$name-tight-whole.err" || fail "$name: whole refusal: $(cat "$work/$name-tight-whole.err")"
-  eval_to "$m" "$name-tight" --stream on --mem-budget 75MiB
+  eval_to "$m" "$name-tight" --stream on --mem-budget 72MiB
   same_as_ram "$name" tight
   experts_apart "$name-tight"
   eval_to "$m" "$name-apart" --experts apart
