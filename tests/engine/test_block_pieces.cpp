@@ -23,6 +23,7 @@
 #include "model/gguf_index.hpp"
 #include "model/gguf_source.hpp"
 #include "tests/support/small_llama.hpp"
+#include "tests/support/streamed_parity.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -33,19 +34,8 @@ namespace {
 // (1 row: straight into place), against the model in RAM.
 void expect_bit_identical(const std::string& gguf, StreamedModel& streamed) {
   auto in_ram = Model::open(gguf);
-  Transformer a(in_ram->config(), 32, cpu::Threading{}), b(streamed.config(), 32, cpu::Threading{});
-  std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378};
-  std::vector<float> la, lb;
-  evaluate(a, *in_ram, prompt, 0, true, la);
-  streamed.evaluate(b, prompt, 0, true, lb);
-  ASSERT_EQ(la.size(), lb.size());
-  ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "prefill logits differ";
-  for (std::int32_t step = 0; step < 3; ++step) {
-    std::int32_t token = argmax(std::span(la).last(std::size_t(in_ram->config().n_vocab)));
-    evaluate(a, *in_ram, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, la);
-    streamed.evaluate(b, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, lb);
-    ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "decode step " << step;
-  }
+  const std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378};
+  sluice::testing::expect_streamed_matches_in_ram(*in_ram, streamed, prompt);
 }
 
 class PiecedTypes : public ::testing::TestWithParam<const char*> {};
@@ -116,12 +106,18 @@ std::string write_name_sorted_gguf(const std::string& from, const std::string& t
   return to;
 }
 
-TEST(PiecedOrder, ABlockInAnotherOrderReadsSeveralRunsAndStaysBitIdentical) {
-  sluice::testing::TempDir dir;
+// A Q8_0 model in name order, indexed in 8 KiB chunks.
+std::string write_sorted_indexed(const sluice::testing::TempDir& dir) {
   const std::string synth_path = dir.file("synth.gguf");
   write_synthetic_gguf(synth_path, sluice::testing::tiny_typed_options("Q8_0"));
   const std::string gguf = write_name_sorted_gguf(synth_path, dir.file("sorted.gguf"));
   (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf), {}, 8 * 1024);
+  return gguf;
+}
+
+TEST(PiecedOrder, ABlockInAnotherOrderReadsSeveralRunsAndStaysBitIdentical) {
+  sluice::testing::TempDir dir;
+  const std::string gguf = write_sorted_indexed(dir);
   auto source = GgufSource::open(gguf);
   const SourceTensor& q = *source->find_tensor("blk.1.attn_q.weight");
   const SourceTensor& k = *source->find_tensor("blk.1.attn_k.weight");
@@ -147,10 +143,7 @@ TEST(PiecedOrder, ABlockInAnotherOrderReadsSeveralRunsAndStaysBitIdentical) {
 
 TEST(PiecedOrder, ACorruptByteIsNamedWithItsTensor) {
   sluice::testing::TempDir dir;
-  const std::string synth_path = dir.file("synth.gguf");
-  write_synthetic_gguf(synth_path, sluice::testing::tiny_typed_options("Q8_0"));
-  const std::string gguf = write_name_sorted_gguf(synth_path, dir.file("sorted.gguf"));
-  (void)gguf::write_gguf_index(gguf::ShardSet::open(gguf), gguf::sidecar_path_for(gguf), {}, 8 * 1024);
+  const std::string gguf = write_sorted_indexed(dir);
   std::uint64_t at = 0;
   {
     auto probe = GgufSource::open(gguf);

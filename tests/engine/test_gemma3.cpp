@@ -15,6 +15,7 @@
 #include "engine/streamed_model.hpp"
 #include "model/convert.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/streamed_parity.hpp"
 #include "tools/synth.hpp"
 
 namespace sluice {
@@ -155,19 +156,8 @@ TEST(Gemma3Streamed, HeadInPiecesBitIdenticalToInRam) {
   const std::size_t head_frames = streamed.source().units()[streamed.source().find_tensor("token_embd.weight")->extent].frames.size();
   ASSERT_GE(head_frames, 2u) << "the head must span several pieces";
 
-  Transformer a(in_ram->config(), 64, cpu::Threading{}), b(streamed.config(), 64, cpu::Threading{});
   const auto prompt = prompt_of(3 * kWindow, 3);
-  std::vector<float> la, lb;
-  evaluate(a, *in_ram, prompt, 0, true, la);
-  streamed.evaluate(b, prompt, 0, true, lb);
-  ASSERT_EQ(la.size(), lb.size());
-  ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "prefill logits differ";
-  for (std::int32_t step = 0; step < 3; ++step) {
-    std::int32_t token = argmax(std::span(la).last(std::size_t(in_ram->config().n_vocab)));
-    evaluate(a, *in_ram, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, la);
-    streamed.evaluate(b, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, lb);
-    ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "decode step " << step;
-  }
+  sluice::testing::expect_streamed_matches_in_ram(*in_ram, streamed, prompt, 64);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "model/gguf_source.hpp"
 #include "tests/engine/moe_models.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/streamed_parity.hpp"
 #include "tools/synth.hpp"
 
 namespace sluice {
@@ -82,19 +83,8 @@ TEST_P(MoeStreamParity, StreamedGgufLogitsBitIdenticalToInRam) {
   // Every block streams whole, experts and all.
   ASSERT_GT(streamed.streamed_bytes_per_pass(), 0u);
 
-  Transformer a(in_ram->config(), 32, cpu::Threading{}), b(streamed.config(), 32, cpu::Threading{});
   const std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378, 300, 301, 302};
-  std::vector<float> la, lb;
-  evaluate(a, *in_ram, prompt, 0, true, la);
-  streamed.evaluate(b, prompt, 0, true, lb);
-  ASSERT_EQ(la.size(), lb.size());
-  ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "prefill logits differ";
-  for (std::int32_t step = 0; step < 3; ++step) {
-    std::int32_t token = argmax(std::span(la).last(std::size_t(in_ram->config().n_vocab)));
-    evaluate(a, *in_ram, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, la);
-    streamed.evaluate(b, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, lb);
-    ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "decode step " << step;
-  }
+  sluice::testing::expect_streamed_matches_in_ram(*in_ram, streamed, prompt);
 }
 
 // The same sequence alone, and beside another whose rows route to other experts: its logits

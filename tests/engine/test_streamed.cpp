@@ -16,6 +16,7 @@
 #include "model/convert.hpp"
 #include "common/trace.hpp"
 #include "tests/support/small_llama.hpp"
+#include "tests/support/streamed_parity.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tools/synth.hpp"
 
@@ -40,19 +41,8 @@ TEST_P(StreamedParity, LogitsBitIdenticalToInRam) {
   StreamedModel streamed(pack_path, options);
   ASSERT_GT(streamed.streamed_bytes_per_pass(), 0u);
 
-  Transformer a(in_ram->config(), 32, cpu::Threading{}), b(streamed.config(), 32, cpu::Threading{});
-  std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378};
-  std::vector<float> la, lb;
-  evaluate(a, *in_ram, prompt, 0, true, la);
-  streamed.evaluate(b, prompt, 0, true, lb);
-  ASSERT_EQ(la.size(), lb.size());
-  ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "prefill logits differ";
-  for (std::int32_t step = 0; step < 3; ++step) {
-    std::int32_t token = argmax(std::span(la).last(std::size_t(in_ram->config().n_vocab)));
-    evaluate(a, *in_ram, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, la);
-    streamed.evaluate(b, std::span(&token, 1), std::int64_t(prompt.size()) + step, false, lb);
-    ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "decode step " << step;
-  }
+  const std::vector<std::int32_t> prompt = {1, 403, 407, 261, 378};
+  sluice::testing::expect_streamed_matches_in_ram(*in_ram, streamed, prompt);
   EXPECT_EQ(streamed.stats().passes, 4u);
 }
 
