@@ -7,10 +7,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-
-#include <fcntl.h>
-#include <sys/stat.h>
 
 #include "common/error.hpp"
 #include "common/units.hpp"
@@ -22,6 +18,7 @@
 #include "model/gguf.hpp"
 #include "model/gguf_index.hpp"
 #include "model/gguf_source.hpp"
+#include "tests/support/rot_byte.hpp"
 #include "tests/support/small_llama.hpp"
 #include "tests/support/streamed_parity.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -152,21 +149,7 @@ TEST(PiecedOrder, ACorruptByteIsNamedWithItsTensor) {
     ASSERT_TRUE(unit.ranges.size() == 1);
     at = unit.ranges[0].offset + up.offset + up.bytes / 2;
   }
-  {  // flip one byte in the middle of blk.2.ffn_up, keeping the modification time the index recorded
-    struct stat before {};
-    ASSERT_EQ(::stat(gguf.c_str(), &before), 0);
-    {
-      std::fstream f(gguf, std::ios::in | std::ios::out | std::ios::binary);
-      f.seekg(std::streamoff(at));
-      char c = 0;
-      f.read(&c, 1);
-      c = char(c ^ 0x5a);
-      f.seekp(std::streamoff(at));
-      f.write(&c, 1);
-    }
-    const struct timespec times[2] = {before.st_atim, before.st_mtim};
-    ASSERT_EQ(::utimensat(AT_FDCWD, gguf.c_str(), times, 0), 0);
-  }
+  sluice::testing::rot_byte(gguf, at);  // in the middle of blk.2.ffn_up, the index still stamping the file
   StreamOptions options;
   options.prefetch.slots = 2;
   options.block_piece_slot_bytes = 24 * 1024;
