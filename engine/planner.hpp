@@ -44,7 +44,7 @@ struct PlanRequest {
   SpillMode kv_spill = SpillMode::automatic;
   unsigned wanted_slots = 4;
   // > 0: dense blocks whose ring slot would be larger (and whose ring of wanted_slots would hold
-  // more than kPiecedRingBytes, and whose frames are raw) stream in pieces of about this many bytes
+  // more than kPiecedRingBytes) stream in pieces of about this many bytes
   // (engine/block_pieces.hpp), the ring then sized to keep the disk's queue full (kPiecedRingBytes)
   // rather than to hold whole blocks. 0: blocks stream whole.
   std::uint64_t block_piece_bytes = 0;
