@@ -7,7 +7,7 @@
 //  - resident_blocks: a fixed set of blocks read once (cache/resident_set.hpp); the rest stream;
 //  - stream_head: the output head (the embedding matrix when tied) streams at the end of every
 //    pass that wants logits instead of staying resident, in pieces of whole frames that fit a
-//    ring slot of head_piece_slot_bytes (prefetch::extent_pieces), so a large vocabulary needs
+//    ring slot of head_piece_slot_bytes (cut_tensor_pieces, engine/block_pieces.hpp), so a large vocabulary needs
 //    no large slot;
 //  - embed_on_demand: the embedding rows a batch needs are read (and verified) from the source
 //    per batch instead of holding the embedding matrix;

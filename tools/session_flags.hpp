@@ -62,7 +62,9 @@ inline void add_session_flags(CLI::App* cmd, SessionFlags& f, unsigned omit = kO
                   "a disk that is already busy, see the README)")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
-  cmd->add_option("--slots", s.slots, "Ring slots when streaming (the planner may lower it to fit the budget)")
+  cmd->add_option("--slots", s.slots,
+                  "Ring slots when streaming (the planner may lower it to fit the budget; blocks in pieces get at least "
+                  "32 MiB of them)")
       ->capture_default_str()
       ->check(CLI::Range(2, 64));
   cmd->add_option("--ring-piece", f.ring_piece,
