@@ -140,8 +140,7 @@ def mode_greedy(a):
 
 def greedy_tie(llama_cpp, a, prefix, ref_token, our_token):
     """Is llama.cpp's choice at the first divergence a tie it does not decide itself? Its logits
-    for the two tokens after `prefix`, evaluated with and without flash attention: the gap must
-    be within the spread of those two evaluations on that row (the rule of the logits mode)."""
+    row after `prefix`, evaluated with and without flash attention, judged by tie_verdict."""
     import numpy as np
     rows = []
     for fa in (False, True):
@@ -154,14 +153,30 @@ def greedy_tie(llama_cpp, a, prefix, ref_token, our_token):
     if not np.any(ref_row) or not np.any(fa_row):
         print("  llama.cpp returned no logits for the divergence row")
         return False
-    gap = float(ref_row[ref_token] - ref_row[our_token])
-    spread = float(np.max(np.abs(fa_row - ref_row)))
-    bound = min(spread, a.tie_max)
-    ok = gap <= bound
-    print(f"  at the divergence llama.cpp's logits: token {ref_token} {ref_row[ref_token]:.4f}, token {our_token} "
-          f"{ref_row[our_token]:.4f}: gap {gap:.4f} {'<=' if ok else '>'} min(its flash-attn spread {spread:.4f} on "
-          f"that row, {a.tie_max}){': a tie llama.cpp does not decide' if ok else ''}")
+    ok, message = tie_verdict(ref_row, fa_row, ref_token, our_token, a.tie_max)
+    print(message)
     return ok
+
+
+def tie_verdict(ref_row, fa_row, ref_token, our_token, tie_max):
+    """(ok, message) for a greedy divergence, from llama.cpp's logits row without (ref_row) and
+    with (fa_row) flash attention: a tie llama.cpp does not decide when its top-2 gap is within
+    min(its flash-attn spread on the row, tie_max), or when with flash attention it picks our
+    token itself (a mixture-of-experts router near a tie moves whole rows). Plain sequences or
+    numpy arrays."""
+    gap = float(ref_row[ref_token] - ref_row[our_token])
+    spread = float(max(abs(float(x) - float(y)) for x, y in zip(fa_row, ref_row)))
+    bound = min(spread, tie_max)
+    ok = gap <= bound
+    message = (f"  at the divergence llama.cpp's logits: token {ref_token} {ref_row[ref_token]:.4f}, token "
+               f"{our_token} {ref_row[our_token]:.4f}: gap {gap:.4f} {'<=' if ok else '>'} min(its flash-attn spread "
+               f"{spread:.4f} on that row, {tie_max}){': a tie llama.cpp does not decide' if ok else ''}")
+    fa_top = max(range(len(fa_row)), key=lambda i: float(fa_row[i]))
+    if not ok and fa_top == our_token:
+        message += (f"\n  llama.cpp with flash attention picks token {our_token} there itself: a choice llama.cpp "
+                    f"does not decide")
+        ok = True
+    return ok, message
 
 
 def mode_tokenize(a):

@@ -2,7 +2,8 @@
 """The parity harness tells a crashed reference from a sluice mismatch: parity.run_isolated runs
 the comparison in a child, and a child killed by a signal (llama.cpp faulting, as its AMX path did
 on CPUs that advertise AMX to a guest that may not use it) is reported as "llama.cpp crashed:
-signal N on MODEL" and fails; ordinary exit codes pass through unchanged."""
+signal N on MODEL" and fails; ordinary exit codes pass through unchanged. And the greedy tie rule
+(parity.tie_verdict) on made-up logits rows."""
 import io
 import os
 import signal
@@ -36,6 +37,17 @@ for name, body, want_rc, want_text in cases:
         failures.append(f"{name}: message {text!r} lacks {want_text!r}")
     if not want_text and "crashed" in text:
         failures.append(f"{name}: reported a crash: {text!r}")
+# The greedy tie rule (parity.tie_verdict): rows of 4 logits, llama.cpp's token 0, ours 1.
+ties = [("gap within spread and cap", [10.0, 9.9, 0, 0], [9.8, 9.95, 0, 0], True),
+        ("gap past the cap, same top with flash attention", [10.7, 10.1, 0, 0], [10.9, 10.0, 4, 0], False),
+        ("gap past the cap, flash attention picks ours", [10.7, 10.1, 0, 0], [8.0, 12.0, 0, 0], True),
+        ("flash attention picks a third token", [10.7, 10.1, 0, 0], [8.0, 9.0, 12.0, 0], False),
+        ("gap inside the spread but past the cap", [10.0, 9.5, 0, 0], [9.0, 8.9, 0, 3], False)]
+for name, ref_row, fa_row, want in ties:
+    ok, message = parity.tie_verdict(ref_row, fa_row, 0, 1, 0.25)
+    if ok != want:
+        failures.append(f"tie rule, {name}: {ok}, expected {want}: {message}")
+cases += ties
 for f in failures:
     print("FAIL:", f)
 print(f"{len(cases) - len(failures)} passed, {len(failures)} failed")
