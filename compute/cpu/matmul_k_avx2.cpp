@@ -37,6 +37,9 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
     const PackedKBlock& p = row[i];
     __m256i sumi[NA];
     for (int a = 0; a < NA; ++a) sumi[a] = _mm256_setzero_si256();
+    // Not unrolled: GCC otherwise hoists the 8 chunks' products and spills them to the stack
+    // (Qwen2.5-1.5B pp512 on Zen 3: 56 -> 66-69 tok/s).
+#pragma GCC unroll 1
     for (int c = 0; c < kQK_K / 32; ++c) {
       const __m256i q = loadu256(p.q + 32 * c);
       const __m256i scale = loadu256(p.scale + 16 * c);
@@ -81,35 +84,39 @@ constexpr MatmulRowsFn kGemm =
 
 }  // namespace
 
-// Smallest batch that takes these kernels (KernelTable::matmul_rows_min_batch). Measured on Zen 4
-// with SLUICE_CPU_ISA=avx2 (one thread, Qwen2.5-1.5B shapes, against the AVX2 vec_dot_multi):
-// batch 16 slower (Q4_K 8960 x 1536 4.8-4.9 against 4.3 ms), batch 128 level to 1.03x (Q4_K 32.9
-// against 32.9 ms, Q6_K 1536 x 8960 31.1-31.7 against 32.2-32.6 ms). Unmeasured on AVX2-only CPUs.
-constexpr std::int64_t kMinBatch = 128;
+// Smallest batch that takes these kernels (KernelTable::matmul_rows_min_batch), measured on an
+// AVX2-only CPU (AMD EPYC Zen 3, 2 cores of a VM) with bench_gemm_min_batch (2048 x 4096, 2
+// threads, best of 3 runs, GEMM against the AVX2 vec_dot_multi row by row), after the chunk loop
+// above stopped spilling:
+//   Q4_K 0.93x at batch 8, 1.01x at 12, 1.05-1.09x at 16, 1.14-1.18x at 32, 1.2-1.26x from 64;
+//   Q5_K 0.98x at 8, 1.06x at 12, 1.12x at 16, 1.3x from 128;
+//   Q6_K 0.89x at 8, 0.98x at 12, 1.04x at 16, 1.11x at 24-32, 1.2x from 128;
+//   Q3_K 0.93x at 8, 1.01x at 12, 1.09x at 16;
+//   Q2_K (cheap to decode in its vec_dot; packed rows are 3x its bytes) 0.90x at 16, 0.96x at 24,
+//   1.02x at 32, 1.04-1.10x from 64.
+// (Before, with the spills, Zen 4 under SLUICE_CPU_ISA=avx2 only broke even at batch 128.)
+constexpr std::int64_t kMinBatchQ4_K = 16;
+constexpr std::int64_t kMinBatchQ5_K = 12;
+constexpr std::int64_t kMinBatchQ6_K = 16;
+constexpr std::int64_t kMinBatchQ2_K = 32;
+constexpr std::int64_t kMinBatchQ3_K = 16;
 // Q4_1 and Q5_1, measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
 // 1.3-1.6x at batch 64-512, on both levels.
-// Q2_K and Q3_K, same bench (2048 x 4096 rows x columns, 1 and 2 threads, best of 3-7, noisy
-// past batch 16 on the shared 2-core machine): Q2_K decodes cheaply in its vec_dot and the packed
-// rows are 3x its bytes, so the GEMM is slower up to batch 128 (0.5-0.9x) and level at 256-512
-// (0.96-1.23x): it keeps the vec_dot path until then, like Q6_K. Q3_K: AVX-512 slower below batch
-// 12 (0.66-0.95x), 1.05-1.10x at 12-16, 1.1-1.4x at 64-512; AVX2 level (0.86-1.17x) from 16 on.
-constexpr std::int64_t kMinBatchQ2_K = 256;
-constexpr std::int64_t kMinBatchQ3_K = 128;
 constexpr std::int64_t kMinBatchQ4_1 = 6;
 constexpr std::int64_t kMinBatchQ5_1 = 6;
 
 void register_avx2_matmul_k_kernels(KernelTable& t) {
   t.matmul_rows[type_slot(GgmlType::Q4_K)] =
       kGemm<GgmlType::Q4_K, pack_q4_k<store_scales>, Epilogue::mins, BlockQ4_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatch;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q4_K)] = kMinBatchQ4_K;
   t.matmul_rows[type_slot(GgmlType::Q5_K)] =
       kGemm<GgmlType::Q5_K, pack_q5_k<store_scales>, Epilogue::mins, BlockQ5_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatch;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q5_K)] = kMinBatchQ5_K;
   t.matmul_rows[type_slot(GgmlType::Q6_K)] =
       kGemm<GgmlType::Q6_K, pack_q6_k<store_scales>, Epilogue::offset32, BlockQ6_K>;
-  t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatch;
+  t.matmul_rows_min_batch[type_slot(GgmlType::Q6_K)] = kMinBatchQ6_K;
   t.matmul_rows[type_slot(GgmlType::Q2_K)] =
       kGemm<GgmlType::Q2_K, pack_q2_k<store_scales>, Epilogue::mins, BlockQ2_K>;
   t.matmul_rows_min_batch[type_slot(GgmlType::Q2_K)] = kMinBatchQ2_K;
