@@ -9,11 +9,15 @@
 //   PrefetchZstd    the prefetcher on a zstd-compressed pack of the same raw size
 //   PrefetchCompute the prefetcher plus a synthetic compute stage costing `ratio` x the raw I/O
 //                   time per extent
+//   PrefetchRawPaired the prefetcher on raw frames with a RawDirect read just before and just
+//                   after every pass, so its ratio compares reads seconds apart: this VM's disk
+//                   drifts by 1.5x within a run, which skews vs_raw from one RawDirect row
 // The Prefetch* rows run twice: on whole 64 MiB extents in a 4-slot ring, and on the extents in
 // pieces of 4 MiB in an 8-slot ring (32 MiB), as the engine streams blocks larger than that
 // (engine/block_pieces.hpp): the `piece` argument, in MiB (0: whole extents).
 // Counters: bytes_per_second, vs_raw (bandwidth / RawDirect's in this run), vs_raw_ring (/
-// RawDirectRing's), io_busy,
+// RawDirectRing's), vs_raw_before / vs_raw_after and raw_before_gbps / raw_after_gbps
+// (PrefetchRawPaired: each pass against its neighbouring raw reads, averaged), io_busy,
 // decompress_busy, compute_busy (seconds), overlap = wall / max(io_busy, compute_busy),
 // ring_bytes and peak_rss_delta (bytes above the pre-pass RSS).
 //
@@ -86,16 +90,20 @@ void cold(const std::string& path) {
 // One whole-file sequential read per iteration, cold cache; `direct` = io_uring O_DIRECT at queue
 // depth 32 (the limit), otherwise pread through the page cache. ring_slots > 0: into that many
 // extents' worth of buffers (the prefetcher's ring), not the 32 in flight.
-void sequential_read(benchmark::State& state, bool direct, unsigned ring_slots = 0) {
-  std::string path = test_pack(false);
+Result<io::SequentialRead> cold_read(const std::string& path, bool direct, std::uint32_t request_bytes,
+                                     unsigned ring_slots) {
   io::BackendOptions options = direct ? io::BackendOptions{io::BackendKind::uring, true, 32}
                                       : io::BackendOptions{io::BackendKind::pread, false, 1};
+  cold(path);
+  return io::read_file_sequential(path, options, request_bytes, 0, std::uint64_t{ring_slots} * config().extent);
+}
+
+void sequential_read(benchmark::State& state, bool direct, unsigned ring_slots = 0) {
+  std::string path = test_pack(false);
   for (auto _ : state) {
     state.PauseTiming();
-    cold(path);
+    auto r = cold_read(path, direct, static_cast<std::uint32_t>(state.range(0)), ring_slots);
     state.ResumeTiming();
-    auto r = io::read_file_sequential(path, options, static_cast<std::uint32_t>(state.range(0)), 0,
-                                      std::uint64_t{ring_slots} * config().extent);
     if (!r) {
       state.SkipWithError(r.error().message.c_str());
       return;
@@ -119,57 +127,59 @@ void BM_RawDirect(benchmark::State& state) { sequential_read(state, true); }
 void BM_RawDirectRing(benchmark::State& state) { sequential_read(state, true, static_cast<unsigned>(state.range(1))); }
 void BM_Buffered(benchmark::State& state) { sequential_read(state, false); }
 
-// Streams a pack through the prefetcher; compute_ratio x raw I/O time of synthetic compute.
-void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio, std::uint64_t piece_bytes) {
-  std::string path = test_pack(zstd);
-  pack::Pack pack = pack::Pack::open(path);
-  std::vector<pack::ExtentInfo> table = pack.extents();
-  std::vector<std::uint32_t> plan;
+// A pack's extents as the prefetcher is given them: whole, or in pieces of `piece_bytes`.
+struct StreamPlan {
+  std::string path;
+  std::vector<pack::ExtentInfo> table;
+  std::vector<std::uint32_t> order;
+};
+
+StreamPlan stream_plan(bool zstd, std::uint64_t piece_bytes) {
+  StreamPlan plan{test_pack(zstd), {}, {}};
+  pack::Pack pack = pack::Pack::open(plan.path);
+  plan.table = pack.extents();
   for (std::uint32_t i = 0; i < pack.extents().size(); ++i) {
     if (piece_bytes == 0) {
-      plan.push_back(i);
+      plan.order.push_back(i);
       continue;
     }
     // As the engine cuts a block: whole frames within a slot of the piece plus a block's slack.
     for (pack::ExtentInfo& piece : prefetch::extent_pieces(pack.extents()[i], piece_bytes + kDirectAlign)) {
-      plan.push_back(std::uint32_t(table.size()));
-      table.push_back(std::move(piece));
+      plan.order.push_back(std::uint32_t(plan.table.size()));
+      plan.table.push_back(std::move(piece));
     }
   }
-  if (compute_ratio > 0 && raw_gbps() <= 0) {
-    state.SkipWithError("run BM_RawDirect first (it measures the I/O time the compute stage mirrors)");
-    return;
-  }
+  return plan;
+}
+
+// One pass from a cold cache; `peak_delta` grows to the pass's peak RSS above the RSS before it.
+Result<prefetch::PassStats, prefetch::PrefetchError> cold_pass(const StreamPlan& plan, unsigned slots,
+                                                               double seconds_per_byte, std::uint64_t& ring,
+                                                               std::uint64_t& peak_delta) {
+  cold(plan.path);
+  reset_peak_rss();
+  std::uint64_t rss_before = current_rss_bytes();
   prefetch::PrefetchOptions options;
-  options.slots = static_cast<unsigned>(state.range(0));
-  double seconds_per_byte = compute_ratio > 0 ? compute_ratio / (raw_gbps() * 1e9) : 0;
-  prefetch::PassStats total;
-  std::uint64_t ring = 0, peak_delta = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    cold(path);
-    reset_peak_rss();
-    std::uint64_t rss_before = current_rss_bytes();
-    state.ResumeTiming();
-    prefetch::Prefetcher prefetcher(path, table, plan, options);
-    prefetch::SyntheticCompute compute(seconds_per_byte);
-    auto pass = prefetch::stream_pass(prefetcher, compute_ratio > 0 ? prefetch::ComputeStage(std::ref(compute))
-                                                                    : prefetch::ComputeStage());
-    if (!pass) {
-      state.SkipWithError(pass.error().message.c_str());
-      return;
-    }
-    const prefetch::PassStats& p = pass.value();
-    state.SetIterationTime(p.seconds());
-    state.SetBytesProcessed(state.bytes_processed() + static_cast<std::int64_t>(p.bytes_read));
-    total.wall += p.wall;
-    total.io_busy += p.io_busy;
-    total.decode_busy += p.decode_busy;
-    total.compute_busy += p.compute_busy;
-    total.bytes_read += p.bytes_read;
-    ring = prefetcher.ring_bytes();
-    peak_delta = std::max(peak_delta, peak_rss_bytes() > rss_before ? peak_rss_bytes() - rss_before : 0);
-  }
+  options.slots = slots;
+  prefetch::Prefetcher prefetcher(plan.path, plan.table, plan.order, options);
+  prefetch::SyntheticCompute compute(seconds_per_byte);
+  auto pass = prefetch::stream_pass(prefetcher, seconds_per_byte > 0 ? prefetch::ComputeStage(std::ref(compute))
+                                                                     : prefetch::ComputeStage());
+  ring = prefetcher.ring_bytes();
+  peak_delta = std::max(peak_delta, peak_rss_bytes() > rss_before ? peak_rss_bytes() - rss_before : 0);
+  return pass;
+}
+
+void add(prefetch::PassStats& total, const prefetch::PassStats& p) {
+  total.wall += p.wall;
+  total.io_busy += p.io_busy;
+  total.decode_busy += p.decode_busy;
+  total.compute_busy += p.compute_busy;
+  total.bytes_read += p.bytes_read;
+}
+
+void pass_counters(benchmark::State& state, const prefetch::PassStats& total, std::uint64_t ring,
+                   std::uint64_t peak_delta) {
   auto seconds = [&](std::chrono::nanoseconds ns) {
     return std::chrono::duration<double>(ns).count() / double(state.iterations());
   };
@@ -179,8 +189,71 @@ void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio, std
   state.counters["overlap"] = total.overlap();
   state.counters["ring_bytes"] = double(ring);
   state.counters["peak_rss_delta"] = double(peak_delta);
+}
+
+// Streams a pack through the prefetcher; compute_ratio x raw I/O time of synthetic compute.
+void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio, std::uint64_t piece_bytes) {
+  StreamPlan plan = stream_plan(zstd, piece_bytes);
+  if (compute_ratio > 0 && raw_gbps() <= 0) {
+    state.SkipWithError("run BM_RawDirect first (it measures the I/O time the compute stage mirrors)");
+    return;
+  }
+  double seconds_per_byte = compute_ratio > 0 ? compute_ratio / (raw_gbps() * 1e9) : 0;
+  prefetch::PassStats total;
+  std::uint64_t ring = 0, peak_delta = 0;
+  for (auto _ : state) {
+    auto pass = cold_pass(plan, static_cast<unsigned>(state.range(0)), seconds_per_byte, ring, peak_delta);
+    if (!pass) {
+      state.SkipWithError(pass.error().message.c_str());
+      return;
+    }
+    state.SetIterationTime(pass.value().seconds());
+    state.SetBytesProcessed(state.bytes_processed() + static_cast<std::int64_t>(pass.value().bytes_read));
+    add(total, pass.value());
+  }
+  pass_counters(state, total, ring, peak_delta);
   if (raw_gbps() > 0) state.counters["vs_raw"] = total.read_gbps() / raw_gbps();
   if (raw_ring_gbps() > 0) state.counters["vs_raw_ring"] = total.read_gbps() / raw_ring_gbps();
+}
+
+// Raw frames, each pass between two RawDirect reads of the same file (the one after a pass is
+// the one before the next): vs_raw_before / vs_raw_after average each pass's ratio to them.
+void BM_PrefetchRawPaired(benchmark::State& state) {
+  StreamPlan plan = stream_plan(false, std::uint64_t(state.range(1)) * MiB);
+  auto raw = [&]() -> double {
+    auto r = cold_read(plan.path, true, 1 << 20, 0);
+    if (!r) state.SkipWithError(r.error().message.c_str());
+    return r ? r.value().gbps() : 0.0;
+  };
+  double before = raw(), sum_before = 0, sum_after = 0, ratio_before = 0, ratio_after = 0;
+  if (before <= 0) return;
+  prefetch::PassStats total;
+  std::uint64_t ring = 0, peak_delta = 0;
+  for (auto _ : state) {
+    auto pass = cold_pass(plan, static_cast<unsigned>(state.range(0)), 0, ring, peak_delta);
+    if (!pass) {
+      state.SkipWithError(pass.error().message.c_str());
+      return;
+    }
+    state.SetIterationTime(pass.value().seconds());
+    state.SetBytesProcessed(state.bytes_processed() + static_cast<std::int64_t>(pass.value().bytes_read));
+    add(total, pass.value());
+    state.PauseTiming();
+    double after = raw();
+    state.ResumeTiming();
+    if (after <= 0) return;
+    sum_before += before;
+    sum_after += after;
+    ratio_before += pass.value().read_gbps() / before;
+    ratio_after += pass.value().read_gbps() / after;
+    before = after;
+  }
+  pass_counters(state, total, ring, peak_delta);
+  double n = double(state.iterations());
+  state.counters["raw_before_gbps"] = sum_before / n;
+  state.counters["raw_after_gbps"] = sum_after / n;
+  state.counters["vs_raw_before"] = ratio_before / n;
+  state.counters["vs_raw_after"] = ratio_after / n;
 }
 
 // Args: ring slots, piece MiB (0: whole extents); PrefetchCompute: slots, compute %, piece MiB.
@@ -200,6 +273,8 @@ BENCHMARK(BM_PrefetchRaw)->Args({4, 0})->Args({8, 4})->Iterations(kIterations)->
 BENCHMARK(BM_PrefetchZstd)->Args({4, 0})->Args({8, 4})->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 // Args: ring slots, compute cost in percent of the raw I/O time per extent, piece MiB.
 BENCHMARK(BM_PrefetchCompute)->Args({4, 100, 0})->Args({8, 100, 4})->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+// Args: ring slots, piece MiB; three passes, four raw reads.
+BENCHMARK(BM_PrefetchRawPaired)->Args({8, 4})->Args({4, 0})->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
