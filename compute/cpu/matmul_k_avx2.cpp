@@ -85,21 +85,25 @@ constexpr MatmulRowsFn kGemm =
 }  // namespace
 
 // Smallest batch that takes these kernels (KernelTable::matmul_rows_min_batch), measured on an
-// AVX2-only CPU (AMD EPYC Zen 3, 2 cores of a VM) with bench_gemm_min_batch (2048 x 4096, 2
-// threads, best of 3 runs, GEMM against the AVX2 vec_dot_multi row by row), after the chunk loop
-// above stopped spilling:
+// AVX2-only CPU (AMD EPYC Zen 3, 2 cores of a VM) after the chunk loop above stopped spilling.
+// bench_gemm_min_batch (2048 x 4096, 2 threads, best of 3 runs, GEMM against the AVX2
+// vec_dot_multi row by row):
 //   Q4_K 0.93x at batch 8, 1.01x at 12, 1.05-1.09x at 16, 1.14-1.18x at 32, 1.2-1.26x from 64;
 //   Q5_K 0.98x at 8, 1.06x at 12, 1.12x at 16, 1.3x from 128;
 //   Q6_K 0.89x at 8, 0.98x at 12, 1.04x at 16, 1.11x at 24-32, 1.2x from 128;
-//   Q3_K 0.93x at 8, 1.01x at 12, 1.09x at 16;
+//   Q3_K 0.93x at 8, 1.01x at 12, 1.09x at 16, 1.14x at 24;
 //   Q2_K (cheap to decode in its vec_dot; packed rows are 3x its bytes) 0.90x at 16, 0.96x at 24,
-//   1.02x at 32, 1.04-1.10x from 64.
-// (Before, with the spills, Zen 4 under SLUICE_CPU_ISA=avx2 only broke even at batch 128.)
-constexpr std::int64_t kMinBatchQ4_K = 16;
-constexpr std::int64_t kMinBatchQ5_K = 12;
-constexpr std::int64_t kMinBatchQ6_K = 16;
-constexpr std::int64_t kMinBatchQ2_K = 32;
-constexpr std::int64_t kMinBatchQ3_K = 16;
+//   1.02x at 32, 1.04-1.07x at 64-128, 1.09x at 256.
+// On a real model the GEMM gains ~0.1 less: Qwen2.5-1.5B Q4_K_M decoding (`sluice bench -b`,
+// alternating, two runs each) with these GEMMs from batch 16 against from 128: batch 16 50.6 /
+// 51.9 against 53.1 / 54.0 tok/s (0.96x), batch 32 54.9 / 59.5 against 52.3 / 54.8 (1.05-1.09x).
+// So Q4_K and Q6_K (that model's types) start at 32, and the others where the bench's ratio is
+// ~1.1 or more. (Before, with the spills, Zen 4 under SLUICE_CPU_ISA=avx2 broke even at 128.)
+constexpr std::int64_t kMinBatchQ4_K = 32;
+constexpr std::int64_t kMinBatchQ5_K = 16;
+constexpr std::int64_t kMinBatchQ6_K = 32;
+constexpr std::int64_t kMinBatchQ2_K = 256;
+constexpr std::int64_t kMinBatchQ3_K = 24;
 // Q4_1 and Q5_1, measured on Zen 4 (2048 x 4096, 1 and 2 threads, best
 // of 3-7, against the row-by-row vec_dot_multi path; bench/bench_gemm_min_batch.cpp): the
 // GEMM is slower at batch 2 (0.69-0.95x) and 4 (0.89-1.00x), faster from batch 6 (1.07-1.21x) to
