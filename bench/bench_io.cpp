@@ -178,6 +178,20 @@ void add(prefetch::PassStats& total, const prefetch::PassStats& p) {
   total.bytes_read += p.bytes_read;
 }
 
+// One pass's iteration time and bytes, added to `total`; false (the benchmark skipped with the
+// prefetcher's error) when the pass failed.
+bool record_pass(benchmark::State& state, Result<prefetch::PassStats, prefetch::PrefetchError>& pass,
+                 prefetch::PassStats& total) {
+  if (!pass) {
+    state.SkipWithError(pass.error().message.c_str());
+    return false;
+  }
+  state.SetIterationTime(pass.value().seconds());
+  state.SetBytesProcessed(state.bytes_processed() + static_cast<std::int64_t>(pass.value().bytes_read));
+  add(total, pass.value());
+  return true;
+}
+
 void pass_counters(benchmark::State& state, const prefetch::PassStats& total, std::uint64_t ring,
                    std::uint64_t peak_delta) {
   auto seconds = [&](std::chrono::nanoseconds ns) {
@@ -203,13 +217,7 @@ void prefetch_pass(benchmark::State& state, bool zstd, double compute_ratio, std
   std::uint64_t ring = 0, peak_delta = 0;
   for (auto _ : state) {
     auto pass = cold_pass(plan, static_cast<unsigned>(state.range(0)), seconds_per_byte, ring, peak_delta);
-    if (!pass) {
-      state.SkipWithError(pass.error().message.c_str());
-      return;
-    }
-    state.SetIterationTime(pass.value().seconds());
-    state.SetBytesProcessed(state.bytes_processed() + static_cast<std::int64_t>(pass.value().bytes_read));
-    add(total, pass.value());
+    if (!record_pass(state, pass, total)) return;
   }
   pass_counters(state, total, ring, peak_delta);
   if (raw_gbps() > 0) state.counters["vs_raw"] = total.read_gbps() / raw_gbps();
@@ -231,13 +239,7 @@ void BM_PrefetchRawPaired(benchmark::State& state) {
   std::uint64_t ring = 0, peak_delta = 0;
   for (auto _ : state) {
     auto pass = cold_pass(plan, static_cast<unsigned>(state.range(0)), 0, ring, peak_delta);
-    if (!pass) {
-      state.SkipWithError(pass.error().message.c_str());
-      return;
-    }
-    state.SetIterationTime(pass.value().seconds());
-    state.SetBytesProcessed(state.bytes_processed() + static_cast<std::int64_t>(pass.value().bytes_read));
-    add(total, pass.value());
+    if (!record_pass(state, pass, total)) return;
     state.PauseTiming();
     double after = raw();
     state.ResumeTiming();
