@@ -255,7 +255,7 @@ void matmul_rows_q4_k_amx(std::int64_t cols, const void* weights, std::size_t we
   const std::int64_t n_tiles = (batch + kAmxActs - 1) / kAmxActs;
   thread_local std::vector<AmxQ4KBlock> packed;
   thread_local std::vector<AmxActBlock> packed_acts;
-  thread_local std::vector<std::int32_t> c_tiles;  // per activation tile and super-block: C_lo, C_hi
+  thread_local ScratchBuffer<std::int32_t> c_tiles;  // per activation tile and super-block: C_lo, C_hi
   const auto c_ints = static_cast<std::size_t>(std::min(n_tiles, kTileChunk) * nb * 2 * kAmxRows * kAmxActs);
   if (c_tiles.size() < c_ints) c_tiles.resize(c_ints);
   if (packed.size() < static_cast<std::size_t>(nb)) packed.resize(static_cast<std::size_t>(nb));

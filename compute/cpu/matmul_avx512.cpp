@@ -247,8 +247,8 @@ void decode_rows(std::int64_t nb, const std::byte* w, std::size_t weight_row_byt
 
 struct Scratch {
   std::vector<PackedBlock> packed;
-  std::vector<float> da;
-  std::vector<int> corr;
+  ScratchBuffer<float> da;
+  ScratchBuffer<int> corr;
 };
 
 template <typename P>

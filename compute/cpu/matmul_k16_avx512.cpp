@@ -376,9 +376,9 @@ void matmul_rows_k16(std::int64_t cols, const void* weights, std::size_t weight_
   const std::int64_t pass_groups = std::clamp<std::int64_t>(
       static_cast<std::int64_t>(kPackBytes / (static_cast<std::size_t>(nb) * sizeof(Packed))), 1, n_groups);
   thread_local std::vector<Packed> packed;
-  thread_local std::vector<float> state;  // per group of the pass: kTileActs x 32 lanes
-  thread_local std::vector<float> da_all;  // [(tile * nb + ib) * kTileActs + a], 0 past the batch
-  thread_local std::vector<std::int32_t> bsum_all;  // [((tile * nb + ib) * kTileActs + a) * kBsumPairs + t]
+  thread_local ScratchBuffer<float> state;  // per group of the pass: kTileActs x 32 lanes
+  thread_local ScratchBuffer<float> da_all;  // [(tile * nb + ib) * kTileActs + a], 0 past the batch
+  thread_local ScratchBuffer<std::int32_t> bsum_all;  // [((tile * nb + ib) * kTileActs + a) * kBsumPairs + t]
   const std::int64_t n_tiles = (batch + kTileActs - 1) / kTileActs;
   da_all.assign(static_cast<std::size_t>(n_tiles * nb * kTileActs), 0.0f);
   bsum_all.assign(static_cast<std::size_t>(n_tiles * nb * kTileActs * K::kBsumPairs), 0);

@@ -251,7 +251,7 @@ void matmul_rows_packed(PackFn<G> pack, TileFn<G> tile, std::size_t block_bytes,
   thread_local std::vector<KAccState> state;
   // da_all[(tile * nb + ib) * kTileActs + a]: the scale of activation row tile * kTileActs + a's
   // block ib, laid out as the tiles read it (0 past the batch).
-  thread_local std::vector<float> da_all;
+  thread_local ScratchBuffer<float> da_all;
   const std::int64_t n_tiles = (batch + kTileActs - 1) / kTileActs;
   da_all.assign(static_cast<std::size_t>(n_tiles * nb * kTileActs), 0.0f);
   for (std::int64_t b = 0; b < batch; ++b) {

@@ -132,7 +132,7 @@ void signed_gemm(std::int64_t cols, const void* weights, std::size_t weight_row_
   const std::int64_t prefetch_rows = std::max(pass_rows, kPrefetchMinRows);
   thread_local std::vector<ActGroup<kRows>> groups;
   thread_local std::vector<PackedSignedBlock> packed;
-  thread_local std::vector<float> state;  // kTileActs * 8 floats per row of the pass
+  thread_local ScratchBuffer<float> state;  // kTileActs * 8 floats per row of the pass
   lay_out_groups<kTileActs, kRows>(acts, act_row_bytes, batch, nb, groups);
   if (packed.size() < static_cast<std::size_t>(pass_rows * nb)) packed.resize(static_cast<std::size_t>(pass_rows * nb));
   state.resize(static_cast<std::size_t>(pass_rows * kTileActs * 8));

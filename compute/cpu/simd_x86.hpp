@@ -209,5 +209,41 @@ inline PrefetchStream rows_ahead(const std::byte* w, std::size_t weight_row_byte
   return {w + static_cast<std::size_t>(first) * weight_row_bytes, static_cast<std::size_t>(n) * weight_row_bytes, steps};
 }
 
+// A growable scratch buffer for the SIMD files, in place of std::vector<float> (or of any other
+// type with external linkage): std::vector's out-of-line members instantiated here would be built
+// with this file's flags, and the linker keeps one copy for the whole program, so an AVX-512 copy
+// of std::vector<float>::resize ran in the AVX2 GEMM on an AVX2-only CPU (SIGILL in the ASan
+// build on a Zen 3). This template has internal linkage: each file keeps its own code. Growing
+// keeps none of the old elements (callers write what they read); new memory is zeroed.
+template <typename T>
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer() { delete[] data_; }
+  std::size_t size() const { return size_; }
+  T* data() { return data_; }
+  T& operator[](std::size_t i) { return data_[i]; }
+  void resize(std::size_t n) {
+    if (n > capacity_) {
+      T* fresh = new T[n]();
+      delete[] data_;
+      data_ = fresh;
+      capacity_ = n;
+    }
+    size_ = n;
+  }
+  void assign(std::size_t n, T value) {
+    resize(n);
+    for (std::size_t i = 0; i < n; ++i) data_[i] = value;
+  }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
 }  // namespace
 }  // namespace sluice::cpu
