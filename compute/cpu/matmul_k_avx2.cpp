@@ -38,7 +38,7 @@ void k_tile(const PackedKBlock* row, std::int64_t nb, const BlockQ8_K* const* y,
     __m256i sumi[NA];
     for (int a = 0; a < NA; ++a) sumi[a] = _mm256_setzero_si256();
     // Not unrolled: GCC otherwise hoists the 8 chunks' products and spills them to the stack
-    // (Qwen2.5-1.5B pp512 on Zen 3: 56 -> 66-69 tok/s).
+    // (Qwen2.5-1.5B pp512 on Zen 3: 55.8 -> 64.8-68.9 tok/s).
 #pragma GCC unroll 1
     for (int c = 0; c < kQK_K / 32; ++c) {
       const __m256i q = loadu256(p.q + 32 * c);
