@@ -17,7 +17,9 @@ Result<SequentialRead> read_file_sequential(const std::string& path, const Backe
                                             std::uint32_t request_bytes, std::uint64_t limit, std::uint64_t pool_bytes) {
   auto reader = Reader::open(path, ReaderOptions{options, {}});
   const unsigned depth = reader->queue_depth();
-  const std::size_t n_buffers = std::max<std::size_t>(depth, pool_bytes / request_bytes);
+  // A pool is the destination, whatever its size: more buffers than it holds would read into
+  // memory the ring does not have (and let more bytes be in flight than the ring can).
+  const std::size_t n_buffers = pool_bytes > 0 ? std::max<std::size_t>(1, pool_bytes / request_bytes) : depth;
   const std::size_t buffer_bytes = n_buffers * request_bytes;
   // Huge-page-backed buffers, like the prefetcher's ring (numa::PinnedBuffer): on virtio disks
   // 4 KiB-page destinations cost up to half the bandwidth, and this is the yardstick.
@@ -49,6 +51,7 @@ Result<SequentialRead> read_file_sequential(const std::string& path, const Backe
   std::uint64_t size = reader->file_size(), next = 0;
   if (limit > 0) size = std::min(size, limit);
   SequentialRead result;
+  result.buffer_bytes = buffer_bytes;
   auto started = std::chrono::steady_clock::now();
   while (next < size || reader->in_flight() > 0) {
     while (next < size && reader->can_submit() && !free_buffers.empty()) {

@@ -208,7 +208,8 @@ void bench(BenchOptions o) {
     io::BackendOptions io;
     auto read = io::read_file_sequential(session_opts.model, io, 1u << 20, 0, pool_bytes);
     if (!read) throw Exception(read.error(), session_opts.model);
-    const std::string into = pool_bytes > 0 ? fmt::format(" into {} of buffers reused in order, as the ring", format_bytes(pool_bytes)) : "";
+    const std::string into =
+        pool_bytes > 0 ? fmt::format(" into {} of buffers reused in order, as the ring", format_bytes(read.value().buffer_bytes)) : "";
     std::cerr << fmt::format("raw O_DIRECT read of {} {}{}: {} at {:.2f} GB/s\n", session_opts.model, when, into,
                              format_bytes(read.value().bytes), read.value().gbps());
     return read.value().gbps();

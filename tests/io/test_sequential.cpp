@@ -33,6 +33,23 @@ TEST_P(SequentialReadSuite, CountsEveryByteWithTheDefaultBuffersAndWithAPool) {
   }
 }
 
+// The pool is the destination even below queue_depth requests (a small ring's few MiB): before,
+// a 2 MiB pool read into queue_depth buffers and `bench --raw-read` quoted it as 2 MiB.
+TEST_P(SequentialReadSuite, ReadsIntoThePoolItIsGivenEvenBelowTheQueueDepth) {
+  const std::string path = dir.file("seq.bin");
+  const std::uint64_t size = 6 * MiB + 4096;
+  write_pattern_file(path, size, 5);
+  const BackendOptions options{GetParam().kind, GetParam().direct, 8};
+  const std::pair<std::uint64_t, std::uint64_t> cases[] = {
+      {0, 8 * MiB}, {2 * MiB, 2 * MiB}, {3 * MiB + 5, 3 * MiB}, {100, 1 * MiB}, {16 * MiB, 16 * MiB}};
+  for (const auto& [pool, expected] : cases) {
+    auto read = read_file_sequential(path, options, 1u << 20, 0, pool);
+    ASSERT_TRUE(read) << read.error().message;
+    EXPECT_EQ(read.value().bytes, size) << "pool " << pool;
+    EXPECT_EQ(read.value().buffer_bytes, expected) << "pool " << pool;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, SequentialReadSuite, ::testing::ValuesIn(kAllBackends), param_name);
 
 }  // namespace
