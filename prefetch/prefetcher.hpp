@@ -194,6 +194,8 @@ class Prefetcher {
   const std::vector<pack::ExtentInfo>& extents() const { return extents_; }
   const std::string& path() const { return path_; }
   std::uint64_t ring_bytes() const { return ring_bytes_; }
+  // The ring's memory: every slot, one after the other (tests check its page backing).
+  std::span<const std::byte> ring_memory() const { return {ring_memory_.data(), ring_memory_.size()}; }
   const char* backend_name() const;
   const std::string& io_note() const;
 
@@ -208,8 +210,7 @@ class Prefetcher {
     std::uint64_t needed = 0;
   };
   struct Slot {
-    numa::PinnedBuffer memory;
-    std::byte* disk = nullptr;     // stored bytes land here (4096-aligned)
+    std::byte* disk = nullptr;     // in ring_memory_: stored bytes land here (4096-aligned)
     std::byte* staging = nullptr;  // decoded bytes for extents that are not all raw
     SlotState state = SlotState::free;
     std::size_t plan_position = 0;
@@ -247,6 +248,7 @@ class Prefetcher {
   PrefetchOptions options_;
   io::BackendWrapper wrap_;
   std::vector<std::unique_ptr<io::Reader>> readers_;  // by file
+  numa::PinnedBuffer ring_memory_;  // every slot's memory, one after the other
   std::vector<Slot> slots_;
   std::vector<iovec> regions_;  // the slots' read buffers, registered with the reader
   std::uint64_t ring_bytes_ = 0;
