@@ -57,6 +57,10 @@ class CpuBackend final : public compute::ComputeBackend {
               const compute::AttentionShape& shape, float* out) override;
 
  private:
+  // op(at, count) over [0, n) in chunks on the executor, or at once when n is small.
+  template <typename Op>
+  void elementwise(std::int64_t n, Op&& op);
+
   std::unique_ptr<compute::Executor> own_executor_;  // null when borrowed
   compute::Executor* executor_;
   compute::BackendCapabilities capabilities_;

@@ -90,18 +90,26 @@ void rope(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t po
   }
   const std::int32_t half = p.n_rot / 2;
   const float theta_scale = std::pow(p.freq_base, -2.0f / float(p.n_rot));
+  // Every head turns pair i by the same angle: its cos and sin once per row, not once per head
+  // (the same float steps as before, so the same values).
+  float cos_sin[2 * 512];
+  SLUICE_CPU_CHECK(half <= 512);
+  float theta = float(pos) * p.freq_scale;
+  for (std::int32_t i = 0; i < half; ++i) {
+    const float t = p.freq_factors ? theta / p.freq_factors[i] : theta;
+    cos_sin[2 * i] = std::cos(t);
+    cos_sin[2 * i + 1] = std::sin(t);
+    theta *= theta_scale;
+  }
   for (std::int32_t h = 0; h < n_heads; ++h) {
     float* head = x + std::int64_t(h) * head_dim;
-    float theta = float(pos) * p.freq_scale;
     for (std::int32_t i = 0; i < half; ++i) {
-      float t = p.freq_factors ? theta / p.freq_factors[i] : theta;
-      const float c = std::cos(t), s = std::sin(t);
+      const float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
       std::int32_t a = p.kind == RopeKind::adjacent ? 2 * i : i;
       std::int32_t b = p.kind == RopeKind::adjacent ? 2 * i + 1 : i + half;
       const float x0 = head[a], x1 = head[b];
       head[a] = x0 * c - x1 * s;
       head[b] = x0 * s + x1 * c;
-      theta *= theta_scale;
     }
   }
 }

@@ -126,10 +126,11 @@ TEST(CpuBackend, MatmulDequantizeAndGetRowsEqualTheKernels) {
   }
 }
 
-TEST(CpuBackend, RowOpsEqualTheKernels) {
+// Every row op of the backend against the kernel called row by row. Rows of n_heads x 32.
+void expect_row_ops_equal_the_kernels(std::int64_t rows, std::int32_t n_heads) {
   cpu::CpuBackend backend;
   std::mt19937_64 rng(kSeed);
-  const std::int64_t rows = 5, n = 96;
+  const std::int64_t n = std::int64_t(n_heads) * 32;
   const std::vector<float> x = seeded(rng, rows * n, 3.0f), y = seeded(rng, rows * n), weight = seeded(rng, n);
 
   for (const float* w : {weight.data(), static_cast<const float*>(nullptr)}) {
@@ -142,7 +143,7 @@ TEST(CpuBackend, RowOpsEqualTheKernels) {
     EXPECT_TRUE(same_bits(want, got)) << "rms_norm in place";
   }
 
-  const std::int32_t n_heads = 3, head_dim = 32;  // rows of n_heads * head_dim = 96
+  const std::int32_t head_dim = 32;
   const std::vector<float> factors = [&] {
     std::vector<float> f(head_dim / 2);
     for (std::size_t i = 0; i < f.size(); ++i) f[i] = 1.0f + float(i) * 0.25f;
@@ -211,6 +212,12 @@ TEST(CpuBackend, RowOpsEqualTheKernels) {
     EXPECT_TRUE(same_bits(want, got)) << "softcap";
   }
 }
+
+TEST(CpuBackend, RowOpsEqualTheKernels) { expect_row_ops_equal_the_kernels(5, 3); }
+
+// Big enough that the backend splits rows and elements over its threads (a batch of decode rows):
+// 37 rows of 288, 10656 floats, which is no multiple of the element chunk.
+TEST(CpuBackend, RowOpsSplitOverThreadsEqualTheKernels) { expect_row_ops_equal_the_kernels(37, 9); }
 
 TEST(CpuBackend, KvStoreAndAttentionEqualTheKernels) {
   cpu::CpuBackend backend;
