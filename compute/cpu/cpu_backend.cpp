@@ -59,9 +59,9 @@ constexpr std::int64_t kParallelFloats = 8192;
 constexpr std::int64_t kElementChunk = 4096;
 }  // namespace
 
-void CpuBackend::rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t n, float eps) {
-  auto row = [&](std::int64_t r) { cpu::rms_norm(x + r * n, weight, out + r * n, n, eps); };
-  if (rows < 2 || rows * n < kParallelFloats) {
+template <typename Row>
+void CpuBackend::by_rows(std::int64_t rows, std::int64_t row_floats, Row&& row) {
+  if (rows < 2 || rows * row_floats < kParallelFloats) {
     for (std::int64_t r = 0; r < rows; ++r) row(r);
     return;
   }
@@ -71,18 +71,14 @@ void CpuBackend::rms_norm(const float* x, const float* weight, float* out, std::
   });
 }
 
+void CpuBackend::rms_norm(const float* x, const float* weight, float* out, std::int64_t rows, std::int64_t n, float eps) {
+  by_rows(rows, n, [&](std::int64_t r) { cpu::rms_norm(x + r * n, weight, out + r * n, n, eps); });
+}
+
 void CpuBackend::rope(float* x, std::int64_t rows, std::int32_t n_heads, std::int32_t head_dim, std::int64_t pos0,
                       const compute::RopeParams& params) {
   const std::int64_t width = std::int64_t(n_heads) * head_dim;
-  auto row = [&](std::int64_t r) { cpu::rope(x + r * width, n_heads, head_dim, pos0 + r, params); };
-  if (rows < 2 || rows * width < kParallelFloats) {
-    for (std::int64_t r = 0; r < rows; ++r) row(r);
-    return;
-  }
-  executor_->parallel_for(0, rows, [&](std::int64_t r) {
-    compute::note_task();
-    row(r);
-  });
+  by_rows(rows, width, [&](std::int64_t r) { cpu::rope(x + r * width, n_heads, head_dim, pos0 + r, params); });
 }
 
 template <typename Op>

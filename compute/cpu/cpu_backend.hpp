@@ -57,6 +57,9 @@ class CpuBackend final : public compute::ComputeBackend {
               const compute::AttentionShape& shape, float* out) override;
 
  private:
+  // row(r) for r in [0, rows) on the executor, or in order on this thread when the rows are few.
+  template <typename Row>
+  void by_rows(std::int64_t rows, std::int64_t row_floats, Row&& row);
   // op(at, count) over [0, n) in chunks on the executor, or at once when n is small.
   template <typename Op>
   void elementwise(std::int64_t n, Op&& op);
