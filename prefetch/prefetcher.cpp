@@ -139,7 +139,6 @@ Prefetcher::Prefetcher(std::vector<std::string> paths, std::vector<pack::ExtentI
   // on a virtio disk (the quickstart's 4 slots streamed at 0.65 of the raw read, 32 slots of
   // 1 MiB at 0.5). In one mapping only the ring's last partial 2 MiB is in small pages.
   ring_memory_ = numa::PinnedBuffer::allocate(topology, options_.numa_node, slot_bytes * options_.slots);
-  ring_bytes_ = ring_memory_.size();
   slots_.resize(options_.slots);
   for (unsigned i = 0; i < options_.slots; ++i) {
     Slot& slot = slots_[i];

@@ -193,7 +193,7 @@ class Prefetcher {
   PrefetchStats stats() const;
   const std::vector<pack::ExtentInfo>& extents() const { return extents_; }
   const std::string& path() const { return path_; }
-  std::uint64_t ring_bytes() const { return ring_bytes_; }
+  std::uint64_t ring_bytes() const { return ring_memory_.size(); }
   // The ring's memory: every slot, one after the other (tests check its page backing).
   std::span<const std::byte> ring_memory() const { return {ring_memory_.data(), ring_memory_.size()}; }
   const char* backend_name() const;
@@ -251,7 +251,6 @@ class Prefetcher {
   numa::PinnedBuffer ring_memory_;  // every slot's memory, one after the other
   std::vector<Slot> slots_;
   std::vector<iovec> regions_;  // the slots' read buffers, registered with the reader
-  std::uint64_t ring_bytes_ = 0;
 
   mutable std::mutex mutex_;
   std::condition_variable io_cv_;        // wakes the I/O thread: slot freed, cancel

@@ -91,7 +91,7 @@ void rope(float* x, std::int32_t n_heads, std::int32_t head_dim, std::int64_t po
   const std::int32_t half = p.n_rot / 2;
   const float theta_scale = std::pow(p.freq_base, -2.0f / float(p.n_rot));
   // Every head turns pair i by the same angle: its cos and sin once per row, not once per head
-  // (the same float steps as before, so the same values).
+  // (theta takes the same float steps a per-head loop takes, so the values are equal).
   float cos_sin[2 * 512];
   SLUICE_CPU_CHECK(half <= 512);
   float theta = float(pos) * p.freq_scale;
